@@ -1,0 +1,139 @@
+"""Input validation shared by the public functions.
+
+Checks run only on concrete values: inside ``jax.jit`` or ``jax.vmap`` the
+arguments are tracers whose values are unknown, and the checks are skipped
+(documented in every public docstring that validates values).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__: list[str] = []
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """``x`` as a numpy array if its value is known now, else ``None``."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x)
+    except Exception:  # pragma: no cover - exotic array types
+        return None
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless every entry of ``value`` lies in [0, 1]."""
+    v = concrete(value)
+    if v is None:
+        return
+    if not np.issubdtype(v.dtype, np.number) and v.dtype != bool:
+        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+    if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 1):
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A static positive finite number; ``ValueError`` otherwise."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a static Python number (it fixes array shapes), got a traced value")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def check_radius(name: str, value: Any) -> float:
+    """A static non-negative finite number (a structuring-element radius)."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a static Python number, got a traced value")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a non-negative number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return v
+
+
+def check_ndim(ndim: Any) -> int:
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim (the number of spatial axes) must be 2 or 3, got {ndim!r}")
+    return int(ndim)
+
+
+def check_spatial(name: str, x: Any, ndim: int) -> None:
+    if np.ndim(x) < ndim:
+        raise ValueError(
+            f"{name} must have at least {ndim} spatial axes (shape (..., {'D, ' if ndim == 3 else ''}H, W)), "
+            f"got shape {np.shape(x)}"
+        )
+
+
+def check_binary(name: str, mask: Any, *, ignore: int | None = None) -> None:
+    """``ValueError`` unless ``mask`` holds only 0/1 (or ``ignore``)."""
+    m = concrete(mask)
+    if m is None or m.dtype == bool:
+        return
+    if not (np.issubdtype(m.dtype, np.integer) or np.issubdtype(m.dtype, np.floating)):
+        raise TypeError(f"{name} must be a bool or integer array, got dtype {m.dtype}")
+    ok = (m == 0) | (m == 1)
+    if ignore is not None:
+        ok |= m == ignore
+    if not np.all(ok):
+        bad = np.unique(m[~ok])[:5]
+        allowed = "0/1" + (f" or ignore={ignore}" if ignore is not None else "")
+        raise ValueError(f"{name} must be binary ({allowed}); found values {bad.tolist()}")
+
+
+def check_labels(name: str, labels: Any, num_classes: int, *, ignore: int | None) -> None:
+    """``ValueError`` unless labels are integers in [0, num_classes) or ``ignore``."""
+    lab = concrete(labels)
+    if lab is None:
+        return
+    if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
+        raise TypeError(f"{name} must be an integer class map, got dtype {lab.dtype}")
+    ok = (lab >= 0) & (lab < num_classes)
+    if ignore is not None:
+        ok |= lab == ignore
+    if not np.all(ok):
+        bad = np.unique(lab[~ok])[:5]
+        raise ValueError(
+            f"{name} must hold classes in [0, {num_classes})"
+            + (f" or ignore={ignore}" if ignore is not None else "")
+            + f"; found {bad.tolist()}"
+        )
+
+
+def check_transition(name: str, transition: Any, *, atol: float = 1e-5) -> None:
+    """``ValueError`` unless ``transition`` is a square row-stochastic matrix."""
+    t = concrete(transition)
+    if t is None:
+        return
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
+        raise ValueError(f"{name} must be a square M x M matrix with M >= 2, got shape {t.shape}")
+    if not np.all(np.isfinite(t)) or np.any(t < -atol):
+        raise ValueError(f"{name} must have finite non-negative entries, got {t.tolist()}")
+    rows = t.sum(axis=1)
+    if not np.allclose(rows, 1.0, atol=atol):
+        raise ValueError(f"rows of {name} must sum to 1, got row sums {rows.tolist()}")
+
+
+def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {np.shape(a)} and {np.shape(b)}")
+
+
+def check_finite(name: str, x: Any) -> None:
+    v = concrete(x)
+    if v is None:
+        return
+    if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or infinite values")

@@ -1,0 +1,440 @@
+r"""Label types: every way the paper corrupts a label map, binary and multi-class.
+
+Random functions take ``key`` first and are pure: same key, same output; they
+work under ``jax.jit`` and ``jax.vmap`` (over keys, or over rates). Images are the
+last ``ndim`` axes (2: (H, W); 3: (D, H, W)); leading axes are a batch, and
+"per image" counts are taken per leading index. Binary outputs keep the input's
+dtype (bool stays bool, 0/1 ints stay ints).
+
+Spatially uniform (RCL, the network still learns the clean meta-structure):
+
+* :func:`sample` keeps a fraction of the foreground (rest -> background);
+* :func:`flip` flips a fraction of each class, both directions at once;
+* :func:`corrupt` draws each pixel's class from a transition matrix (multi-class);
+* :func:`sample_classes` keeps a fraction of every class (rest -> ignore).
+
+Spatially structured (PCL, the boundary moves): :func:`dilate`, :func:`erode`,
+:func:`skeletonize`, :func:`shift`, :func:`boundary_noise`.
+Independent of the image (RL): :func:`random_labels`.
+
+Exact counts. ``exact=True`` draws, per image and uniformly without
+replacement, exactly ``ceil(ratio * N)`` pixels to keep (:func:`sample`) or
+``floor(rate * N)`` pixels to flip (:func:`flip`), N being the image's count of
+the class. The products are float32 with a relative tolerance of :math:`2^{-22}`
+so that, e.g., ``0.1 * 10`` counts as 1 (float32 0.1 is slightly above 0.1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+
+__all__ = [
+    "boundary_noise",
+    "corrupt",
+    "dilate",
+    "disk",
+    "erode",
+    "flip",
+    "random_labels",
+    "sample",
+    "sample_classes",
+    "shift",
+    "skeletonize",
+]
+
+_TOL = 2.0**-22
+
+
+# ------------------------------------------------------------------- helpers
+def _as_mask(name: str, mask: Any, ndim: int) -> jax.Array:
+    ndim = _checks.check_ndim(ndim)
+    _checks.check_spatial(name, mask, ndim)
+    _checks.check_binary(name, mask)
+    m = jnp.asarray(mask)
+    if not (m.dtype == jnp.bool_ or jnp.issubdtype(m.dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {m.dtype}")
+    return m
+
+
+def _count(sel: jax.Array, ndim: int) -> jax.Array:
+    return jnp.sum(sel, axis=tuple(range(-ndim, 0)), dtype=jnp.int32)
+
+
+def _ceil_count(rate: Any, n: jax.Array) -> jax.Array:
+    prod = jnp.asarray(rate, jnp.float32) * n
+    return jnp.ceil(prod * (1.0 - _TOL)).astype(jnp.int32)
+
+
+def _floor_count(rate: Any, n: jax.Array) -> jax.Array:
+    prod = jnp.asarray(rate, jnp.float32) * n
+    return jnp.minimum(jnp.floor(prod * (1.0 + _TOL)).astype(jnp.int32), n)
+
+
+def _choose(key: jax.Array, sel: jax.Array, k: jax.Array, ndim: int) -> jax.Array:
+    """Exactly k[b] pixels of ``sel`` per image b, uniformly without replacement.
+
+    Each selectable pixel gets an independent random 31-bit key; unselectable
+    pixels get keys above all of them. The k smallest keys win; a stable sort
+    breaks the (rare) ties, so the count is always exact.
+    """
+    batch = sel.shape[:-ndim]
+    flat = sel.reshape(batch + (-1,))
+    bits = jax.random.bits(key, flat.shape, dtype=jnp.uint32) >> 1
+    keys = jnp.where(flat, bits, bits | jnp.uint32(1 << 31))
+    order = jnp.argsort(keys, axis=-1, stable=True)
+    rank = jnp.argsort(order, axis=-1, stable=True)
+    keep = flat & (rank < k[..., None])
+    return keep.reshape(sel.shape)
+
+
+def _out(like: jax.Array, b: jax.Array) -> jax.Array:
+    return b.astype(like.dtype)
+
+
+# ------------------------------------------------------------------- RCL
+def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ndim: int = 2) -> jax.Array:
+    r"""Keep a fraction ``ratio`` of the foreground; every other pixel is background.
+
+    Transition matrix ``[[1, 0], [1-p, p]]`` (:func:`metastructure.ntm.sample_matrix`).
+
+    Args:
+        key: a ``jax.random`` key.
+        mask: binary mask (..., H, W) (bool or 0/1 integers).
+        ratio: p in [0, 1] (may be traced, e.g. under ``vmap``).
+        exact: exactly ``ceil(p * N_fg)`` pixels per image, uniformly without
+            replacement (the paper); else i.i.d. Bernoulli(p) per pixel.
+        ndim: spatial axes (2 or 3).
+
+    Returns:
+        The sampled mask, same shape and dtype; an empty mask stays empty.
+
+    >>> import jax, numpy as np
+    >>> m = np.zeros((8, 8), bool); m[2:6, 2:6] = True
+    >>> int(sample(jax.random.key(0), m, 0.25).sum())
+    4
+    """
+    _checks.check_unit_interval("ratio", ratio)
+    m = _as_mask("mask", mask, ndim)
+    fg = m.astype(bool)
+    if exact:
+        keep = _choose(key, fg, _ceil_count(ratio, _count(fg, ndim)), ndim)
+    else:
+        keep = fg & jax.random.bernoulli(key, jnp.asarray(ratio, jnp.float32), fg.shape)
+    return _out(m, keep)
+
+
+def flip(
+    key: jax.Array, mask: Any, fg_to_bg: Any, bg_to_fg: Any = 0.0, *, exact: bool = True, ndim: int = 2
+) -> jax.Array:
+    r"""Flip a fraction f of the foreground and b of the background, at the same time.
+
+    Transition matrix ``[[1-b, b], [f, 1-f]]``; with ``exact`` exactly
+    ``floor(f * N_fg)`` foreground and ``floor(b * N_bg)`` background pixels flip
+    per image (so ``flip(f, 0)`` keeps as many pixels as ``sample(1 - f)``), else
+    each pixel flips independently.
+
+    Args:
+        key: a ``jax.random`` key.
+        mask: binary mask (..., H, W).
+        fg_to_bg: f in [0, 1].
+        bg_to_fg: b in [0, 1].
+        exact: exact counts per image (the paper) or i.i.d. Bernoulli.
+        ndim: spatial axes (2 or 3).
+
+    >>> import jax, numpy as np
+    >>> m = np.zeros((10, 10), bool); m[:, :5] = True
+    >>> y = flip(jax.random.key(1), m, 0.4, 0.2)
+    >>> int((m & ~y).sum()), int((~m & y).sum())
+    (20, 10)
+    """
+    _checks.check_unit_interval("fg_to_bg", fg_to_bg)
+    _checks.check_unit_interval("bg_to_fg", bg_to_fg)
+    m = _as_mask("mask", mask, ndim)
+    fg = m.astype(bool)
+    kf, kb = jax.random.split(key)
+    if exact:
+        off = _choose(kf, fg, _floor_count(fg_to_bg, _count(fg, ndim)), ndim)
+        on = _choose(kb, ~fg, _floor_count(bg_to_fg, _count(~fg, ndim)), ndim)
+    else:
+        off = fg & jax.random.bernoulli(kf, jnp.asarray(fg_to_bg, jnp.float32), fg.shape)
+        on = ~fg & jax.random.bernoulli(kb, jnp.asarray(bg_to_fg, jnp.float32), fg.shape)
+    return _out(m, (fg & ~off) | on)
+
+
+def corrupt(key: jax.Array, labels: Any, transition: Any, *, ignore: int | None = -1) -> jax.Array:
+    r"""Each pixel of class j independently becomes class m with probability T[j, m].
+
+    Args:
+        key: a ``jax.random`` key.
+        labels: integer class map, classes in ``[0, M)`` or ``ignore``.
+        transition: M x M row-stochastic matrix (rows: true class).
+        ignore: label left untouched (None: none).
+
+    Returns:
+        int32 labels of the same shape.
+
+    >>> import jax, numpy as np
+    >>> corrupt(jax.random.key(0), np.array([0, 1, -1]), np.eye(2)).tolist()
+    [0, 1, -1]
+    """
+    _checks.check_transition("transition", transition)
+    t = jnp.asarray(transition, jnp.float32)
+    m = t.shape[0]
+    _checks.check_labels("labels", labels, m, ignore=ignore)
+    lab = jnp.asarray(labels).astype(jnp.int32)
+    cdf = jnp.cumsum(t, axis=1)[:, :-1]  # (M, M-1): the last edge is 1
+    valid = (lab >= 0) & (lab < m)
+    u = jax.random.uniform(key, lab.shape)
+    new = jnp.sum(u[..., None] >= cdf[jnp.where(valid, lab, 0)], axis=-1).astype(jnp.int32)
+    return jnp.where(valid, new, lab)
+
+
+def sample_classes(
+    key: jax.Array,
+    labels: Any,
+    ratio: Any,
+    *,
+    num_classes: int,
+    ignore: int = -1,
+    fill: int | None = None,
+    exact: bool = True,
+    ndim: int = 2,
+) -> jax.Array:
+    """Multi-class sampling: keep a fraction of each class; the rest become ``ignore``.
+
+    Args:
+        key: a ``jax.random`` key.
+        labels: integer class map (..., H, W) in ``[0, num_classes)`` or ``ignore``.
+        ratio: scalar, or one ratio per class (length ``num_classes``).
+        num_classes: M.
+        ignore: the value written where a label is dropped (and left alone).
+        fill: write this class instead of ``ignore`` (e.g. 0 for background).
+        exact: exactly ``ceil(ratio_c * N_c)`` pixels of class c per image, or
+            i.i.d. Bernoulli.
+        ndim: spatial axes (2 or 3).
+
+    Returns:
+        int32 labels.
+
+    >>> import jax, numpy as np
+    >>> lab = np.repeat(np.arange(4), 4).reshape(4, 4)
+    >>> y = sample_classes(jax.random.key(0), lab, 0.5, num_classes=4)
+    >>> [int((y == c).sum()) for c in range(-1, 4)]
+    [8, 2, 2, 2, 2]
+    """
+    _checks.check_unit_interval("ratio", ratio)
+    ndim = _checks.check_ndim(ndim)
+    _checks.check_spatial("labels", labels, ndim)
+    _checks.check_labels("labels", labels, num_classes, ignore=ignore)
+    lab = jnp.asarray(labels).astype(jnp.int32)
+    r = jnp.broadcast_to(jnp.asarray(ratio, jnp.float32), (num_classes,))
+    keys = jax.random.split(key, num_classes)
+    kept = jnp.zeros(lab.shape, bool)
+    for c in range(num_classes):
+        sel = lab == c
+        if exact:
+            kept |= _choose(keys[c], sel, _ceil_count(r[c], _count(sel, ndim)), ndim)
+        else:
+            kept |= sel & jax.random.bernoulli(keys[c], r[c], sel.shape)
+    drop = jnp.int32(ignore if fill is None else fill)
+    return jnp.where(kept | (lab == ignore), lab, drop)
+
+
+# ------------------------------------------------------------------- RL
+def random_labels(key: jax.Array, shape: tuple[int, ...], rate: Any, *, dtype: Any = bool) -> jax.Array:
+    """i.i.d. Bernoulli(``rate``) labels, independent of any image (rank-1 T).
+
+    >>> import jax
+    >>> random_labels(jax.random.key(0), (4, 4), 0.0).any().item()
+    False
+    """
+    _checks.check_unit_interval("rate", rate)
+    if not all(isinstance(s, (int, np.integer)) and s >= 0 for s in tuple(shape)):
+        raise ValueError(f"shape must be a tuple of non-negative ints, got {shape!r}")
+    return jax.random.bernoulli(key, jnp.asarray(rate, jnp.float32), tuple(shape)).astype(dtype)
+
+
+# ------------------------------------------------------------------- PCL
+def disk(radius: float, *, ndim: int = 2) -> np.ndarray:
+    """The structuring element {t : |t|^2 <= r^2} (a ball in 3-D), as bool numpy.
+
+    >>> disk(1).astype(int).tolist()
+    [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    """
+    r = _checks.check_radius("radius", radius)
+    ndim = _checks.check_ndim(ndim)
+    n = int(math.floor(r))
+    g = np.meshgrid(*([np.arange(-n, n + 1)] * ndim), indexing="ij")
+    return sum(x * x for x in g) <= r * r
+
+
+def _shift_zero(x: jax.Array, offset: int, axis: int) -> jax.Array:
+    """y[i] = x[i - offset] along ``axis``, zero where that falls outside."""
+    if offset == 0:
+        return x
+    n = x.shape[axis]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (max(offset, 0), max(-offset, 0))
+    xp = jnp.pad(x, pad)
+    return jax.lax.slice_in_dim(xp, max(-offset, 0), max(-offset, 0) + n, axis=axis)
+
+
+def _dilate(m: jax.Array, r: float, ndim: int) -> jax.Array:
+    """Binary dilation by a disk, as a union of shifted 1-D row dilations (exact)."""
+    n = int(math.floor(r))
+    x = m.astype(jnp.uint8)
+    out = jnp.zeros_like(x)
+    outer = [(0,)] if ndim == 2 else [(dz,) for dz in range(-n, n + 1)]
+    for (dz,) in outer:
+        for dy in range(-n, n + 1):
+            rest = r * r - dy * dy - (dz * dz if ndim == 3 else 0)
+            if rest < 0:
+                continue
+            w = math.isqrt(int(math.floor(rest)))  # largest w with w^2 <= rest
+            s = _shift_zero(x, dy, x.ndim - 2)
+            if ndim == 3:
+                s = _shift_zero(s, dz, x.ndim - 3)
+            if w > 0:
+                win = (1,) * (x.ndim - 1) + (2 * w + 1,)
+                pads = ((0, 0),) * (x.ndim - 1) + ((w, w),)
+                s = jax.lax.reduce_window(s, jnp.uint8(0), jax.lax.max, win, (1,) * x.ndim, pads)
+            out = jnp.maximum(out, s)
+    return out.astype(bool)
+
+
+def dilate(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
+    """Morphological dilation by the disk {x^2 + y^2 <= r^2} (outside = background).
+
+    Equals ``scipy.ndimage.binary_dilation(mask, disk(radius))``.
+
+    >>> import numpy as np
+    >>> m = np.zeros((5, 5), bool); m[2, 2] = True
+    >>> dilate(m, 1).astype(int).sum().item()
+    5
+    """
+    r = _checks.check_radius("radius", radius)
+    m = _as_mask("mask", mask, ndim)
+    return _out(m, _dilate(m.astype(bool), r, ndim))
+
+
+def erode(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
+    """Morphological erosion by a disk, the dual of :func:`dilate`.
+
+    Outside the image counts as foreground, so objects cut by the border are
+    not eroded from it (they continue outside). Equals
+    ``scipy.ndimage.binary_erosion(mask, disk(radius), border_value=1)``.
+    """
+    r = _checks.check_radius("radius", radius)
+    m = _as_mask("mask", mask, ndim)
+    return _out(m, ~_dilate(~m.astype(bool), r, ndim))
+
+
+def _skeleton_host(m: np.ndarray, ndim: int) -> np.ndarray:
+    from skimage.morphology import skeletonize as sk
+
+    m = np.asarray(m, bool)
+    flat = m.reshape((-1,) + m.shape[-ndim:])
+    out = np.stack([sk(x) if x.any() else np.zeros_like(x) for x in flat]) if flat.shape[0] else flat.copy()
+    return out.reshape(m.shape).astype(bool)
+
+
+def skeletonize(mask: Any, *, ndim: int = 2) -> jax.Array:
+    """One-pixel-wide medial axis that keeps each component's topology.
+
+    scikit-image's thinning (Zhang's method in 2-D, Lee's in 3-D), applied per
+    image. It runs on the host: under ``jit`` it becomes a callback.
+
+    Transition matrix ``[[1, 0], [1-s, s]]`` (:func:`metastructure.ntm.skeleton_matrix`).
+    """
+    m = _as_mask("mask", mask, ndim)
+    conc = _checks.concrete(mask)
+    if conc is not None:
+        return _out(m, jnp.asarray(_skeleton_host(conc, ndim)))
+    res = jax.ShapeDtypeStruct(m.shape, jnp.bool_)
+    out = jax.pure_callback(lambda x: _skeleton_host(x, ndim), res, m, vmap_method="expand_dims")
+    return _out(m, out)
+
+
+def shift(key: jax.Array, mask: Any, radius: int, *, ndim: int = 2) -> jax.Array:
+    r"""Move each foreground pixel by an independent uniform offset in {-r..r}^d.
+
+    Targets are clipped at the border; pixels landing on the same place merge
+    (so the count can only drop).
+
+    >>> import jax, numpy as np
+    >>> m = np.zeros((9, 9), bool); m[4, 4] = True
+    >>> y = shift(jax.random.key(0), m, 2)
+    >>> int(y.sum()), bool(y[2:7, 2:7].any())
+    (1, True)
+    """
+    r = _checks.check_radius("radius", radius)
+    if r != int(r):
+        raise ValueError(f"radius of shift must be an integer, got {radius!r}")
+    r = int(r)
+    m = _as_mask("mask", mask, ndim)
+    fg = m.astype(bool)
+    spatial = fg.shape[-ndim:]
+    batch = fg.shape[:-ndim]
+    nb = int(np.prod(batch)) if batch else 1
+    flat = fg.reshape((nb,) + spatial)
+    off = jax.random.randint(key, (ndim,) + flat.shape, -r, r + 1)
+    grids = jnp.meshgrid(*[jnp.arange(s) for s in spatial], indexing="ij")
+    idx = jnp.zeros(flat.shape, jnp.int32) + (jnp.arange(nb).reshape((nb,) + (1,) * ndim))
+    for a, (g, s) in enumerate(zip(grids, spatial)):
+        idx = idx * s + jnp.clip(g[None] + off[a], 0, s - 1)
+    out = jnp.zeros(flat.size, bool).at[idx.ravel()].max(flat.ravel())
+    return _out(m, out.reshape(fg.shape))
+
+
+def _neighbour_any(x: jax.Array, ndim: int) -> jax.Array:
+    """True where some face neighbour (4-connectivity in 2-D) is True; outside: False."""
+    out = jnp.zeros_like(x)
+    for a in range(x.ndim - ndim, x.ndim):
+        out = out | _shift_zero(x, 1, a) | _shift_zero(x, -1, a)
+    return out
+
+
+def boundary_noise(
+    key: jax.Array, mask: Any, *, steps: int, p_outer: Any, p_inner: Any = 0.0, ndim: int = 2
+) -> jax.Array:
+    r"""Markov boundary noise: the boundary moves by random local flips, ``steps`` times.
+
+    At each step, every *outer* boundary pixel (background with a foreground face
+    neighbour) becomes foreground with probability ``p_outer``, and every *inner*
+    boundary pixel (foreground with a background face neighbour) becomes
+    background with probability ``p_inner``, independently and at once. With
+    ``p_inner = 0`` the mask grows like a random dilation, with ``p_outer = 0`` it
+    shrinks like a random erosion; the expected displacement after n steps is
+    about ``n * (p_outer - p_inner)`` pixels. Outside the image is neither.
+
+    >>> import jax, numpy as np
+    >>> m = np.zeros((9, 9), bool); m[4, 4] = True
+    >>> int(boundary_noise(jax.random.key(0), m, steps=1, p_outer=1.0).sum())
+    5
+    """
+    _checks.check_unit_interval("p_outer", p_outer)
+    _checks.check_unit_interval("p_inner", p_inner)
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    m = _as_mask("mask", mask, ndim)
+    fg0 = m.astype(bool)
+    po = jnp.asarray(p_outer, jnp.float32)
+    pi = jnp.asarray(p_inner, jnp.float32)
+
+    def body(i, fg):
+        ko, ki = jax.random.split(jax.random.fold_in(key, i))
+        outer = ~fg & _neighbour_any(fg, ndim)
+        bg_inside = ~fg
+        inner = fg & _neighbour_any(bg_inside, ndim)
+        grow = outer & jax.random.bernoulli(ko, po, fg.shape)
+        shrink = inner & jax.random.bernoulli(ki, pi, fg.shape)
+        return (fg | grow) & ~shrink
+
+    return _out(m, jax.lax.fori_loop(0, int(steps), body, fg0))
