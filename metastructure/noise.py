@@ -22,6 +22,8 @@ replacement, exactly ``ceil(ratio * N)`` pixels to keep (:func:`sample`) or
 ``floor(rate * N)`` pixels to flip (:func:`flip`), N being the image's count of
 the class. The products are float32 with a relative tolerance of :math:`2^{-22}`
 so that, e.g., ``0.1 * 10`` counts as 1 (float32 0.1 is slightly above 0.1).
+Rates are float32: a positive ratio keeps at least one pixel, but values below
+float32's smallest normal number (about 1e-38) flush to zero.
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ def _count(sel: jax.Array, ndim: int) -> jax.Array:
 
 
 def _ceil_count(rate: Any, n: jax.Array) -> jax.Array:
-    prod = jnp.asarray(rate, jnp.float32) * n
-    return jnp.ceil(prod * (1.0 - _TOL)).astype(jnp.int32)
+    r = jnp.asarray(rate, jnp.float32)
+    k = jnp.ceil(r * n * (1.0 - _TOL)).astype(jnp.int32)
+    return jnp.where((r > 0) & (n > 0), jnp.maximum(k, 1), k)  # ceil(pN) >= 1 for p > 0
 
 
 def _floor_count(rate: Any, n: jax.Array) -> jax.Array:
@@ -339,7 +342,7 @@ def erode(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
 def _skeleton_host(m: np.ndarray, ndim: int) -> np.ndarray:
     from skimage.morphology import skeletonize as sk
 
-    m = np.asarray(m, bool)
+    m = np.array(m, dtype=bool)  # a writable copy: callback buffers are read-only
     flat = m.reshape((-1,) + m.shape[-ndim:])
     out = np.stack([sk(x) if x.any() else np.zeros_like(x) for x in flat]) if flat.shape[0] else flat.copy()
     return out.reshape(m.shape).astype(bool)

@@ -1,0 +1,311 @@
+"""Label types: exact counts, rates, oracles, purity, and bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from conftest import blobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metastructure import noise, ntm
+
+KEY = jax.random.key(0)
+
+
+def ceil_count(p, n):
+    return math.ceil(round(p * n, 9))
+
+
+# ----------------------------------------------------------------- sample
+@pytest.mark.parametrize("p", [0.0, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 1.0])
+def test_sample_exact_count_per_image(batch, p):
+    y = np.asarray(noise.sample(KEY, batch, p))
+    assert y.dtype == batch.dtype
+    assert not np.any(y & ~batch), "sampled pixels must be foreground"
+    for img, out in zip(batch, y):
+        assert out.sum() == ceil_count(p, img.sum())
+
+
+def test_sample_float_rounding_counts():
+    # float32(0.1) * 10 = 1.0000000149: ceil must still give 1, and 0.3 * 10 -> 3
+    m = np.zeros((1, 10), bool)
+    m[0, :] = True
+    assert int(noise.sample(KEY, m, 0.1).sum()) == 1
+    assert int(noise.sample(KEY, m, 0.3).sum()) == 3
+    assert int(noise.sample(KEY, m, 0.7).sum()) == 7
+
+
+def test_sample_empty_mask_stays_empty():
+    m = np.zeros((16, 16), bool)
+    assert not noise.sample(KEY, m, 0.5).any()
+    assert not noise.sample(KEY, m, 0.5, exact=False).any()
+
+
+def test_sample_int_mask_keeps_dtype(mask):
+    y = noise.sample(KEY, mask.astype(np.int32), 0.5)
+    assert y.dtype == jnp.int32 and set(np.unique(y)) <= {0, 1}
+
+
+def test_sample_exact_is_uniform_over_pixels():
+    # Each of N=40 foreground pixels is kept with probability k/N = 8/40 = 0.2.
+    # Over K=500 keys its count is Binomial(500, 0.2)-like: mean 100, sd 8.9;
+    # all 40 counts within 5 sd holds with probability > 0.9999.
+    m = np.zeros((8, 8), bool)
+    m.flat[:40] = True
+    keys = jax.random.split(jax.random.key(7), 500)
+    ys = np.asarray(jax.vmap(lambda k: noise.sample(k, m, 0.2))(keys))
+    counts = ys.sum(axis=0)[m]
+    assert np.all(ys.sum(axis=(1, 2)) == 8)
+    assert np.all(np.abs(counts - 100) < 5 * math.sqrt(500 * 0.2 * 0.8))
+
+
+def test_sample_bernoulli_rate():
+    # Count ~ Binomial(N, p); |count - Np| < 5 sd.
+    m = np.ones((256, 256), bool)
+    for p in (0.01, 0.1, 0.5):
+        c = int(noise.sample(KEY, m, p, exact=False).sum())
+        n = m.size
+        assert abs(c - n * p) < 5 * math.sqrt(n * p * (1 - p))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    p=st.floats(0, 1, width=32, allow_subnormal=False),
+    seed=st.integers(0, 2**16),
+)
+def test_sample_property(h, w, p, seed):
+    rng = np.random.default_rng(seed)
+    m = rng.random((h, w)) < rng.random()
+    y = np.asarray(noise.sample(jax.random.key(seed), m, p))
+    assert not np.any(y & ~m)
+    n = int(m.sum())
+    # float32 tolerance: the count is ceil(p N) up to the documented 2^-22 rule
+    assert y.sum() in {math.ceil(p * n * (1 - 2**-20)), math.ceil(p * n)}
+
+
+# ----------------------------------------------------------------- flip
+@pytest.mark.parametrize("f,b", [(0.0, 0.0), (0.45, 0.45), (0.3, 0.1), (0.9, 0.9), (1.0, 0.0), (0.2, 1.0)])
+def test_flip_exact_counts(batch, f, b):
+    y = np.asarray(noise.flip(KEY, batch, f, b))
+    for img, out in zip(batch, y):
+        nf, nb = img.sum(), (~img).sum()
+        assert (img & ~out).sum() == math.floor(round(f * nf, 9))
+        assert (~img & out).sum() == math.floor(round(b * nb, 9))
+
+
+def test_flip_matches_sample_count(batch):
+    for p in (0.1, 0.3, 0.75):
+        a = np.asarray(noise.flip(KEY, batch, 1 - p)).sum(axis=(1, 2))
+        b = np.asarray(noise.sample(KEY, batch, p)).sum(axis=(1, 2))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flip_bernoulli_rates():
+    m = np.zeros((256, 256), bool)
+    m[:, :128] = True
+    f, b = 0.3, 0.2
+    y = np.asarray(noise.flip(KEY, m, f, b, exact=False))
+    n = m.sum()
+    assert abs((m & ~y).sum() - f * n) < 5 * math.sqrt(n * f * (1 - f))
+    assert abs((~m & y).sum() - b * n) < 5 * math.sqrt(n * b * (1 - b))
+
+
+# ----------------------------------------------------------------- purity
+RANDOM_FUNCS = {
+    "sample": lambda k, m: noise.sample(k, m, 0.3),
+    "sample_bern": lambda k, m: noise.sample(k, m, 0.3, exact=False),
+    "flip": lambda k, m: noise.flip(k, m, 0.4, 0.2),
+    "flip_bern": lambda k, m: noise.flip(k, m, 0.4, 0.2, exact=False),
+    "shift": lambda k, m: noise.shift(k, m, 2),
+    "boundary": lambda k, m: noise.boundary_noise(k, m, steps=3, p_outer=0.5, p_inner=0.3),
+    "corrupt": lambda k, m: noise.corrupt(k, m.astype(np.int32), ntm.flip_matrix(0.3, 0.2)),
+    "classes": lambda k, m: noise.sample_classes(k, m.astype(np.int32), 0.4, num_classes=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM_FUNCS))
+def test_plain_jit_vmap_agree(mask, name):
+    fn = RANDOM_FUNCS[name]
+    keys = jax.random.split(jax.random.key(3), 4)
+    plain = np.stack([np.asarray(fn(k, mask)) for k in keys])
+    jitted = np.stack([np.asarray(jax.jit(fn)(k, mask)) for k in keys])
+    vmapped = np.asarray(jax.vmap(fn, in_axes=(0, None))(keys, mask))
+    np.testing.assert_array_equal(plain, jitted)
+    np.testing.assert_array_equal(plain, vmapped)
+    np.testing.assert_array_equal(plain[0], np.asarray(fn(keys[0], mask)))  # same key, same output
+    assert not np.array_equal(plain[0], plain[1])  # different keys, different draws
+
+
+def test_vmap_over_ratios(mask):
+    ps = jnp.array([0.1, 0.5, 1.0])
+    ys = jax.vmap(lambda p: noise.sample(KEY, mask, p))(ps)
+    assert [int(y.sum()) for y in ys] == [ceil_count(p, mask.sum()) for p in (0.1, 0.5, 1.0)]
+
+
+def test_random_labels_rate_and_independence():
+    y = np.asarray(noise.random_labels(KEY, (200, 200), 0.3))
+    n = y.size
+    assert abs(y.sum() - 0.3 * n) < 5 * math.sqrt(n * 0.21)
+    assert y.dtype == bool
+    est = ntm.estimate(blobs((200, 200)), y)
+    np.testing.assert_allclose(est[0], est[1], atol=0.03)  # rank 1: rows equal
+
+
+# ----------------------------------------------------------------- morphology
+@pytest.mark.parametrize("r", [0, 1, 1.5, 2, 3, 4])
+def test_dilate_erode_equal_scipy(mask, r):
+    fp = noise.disk(r)
+    np.testing.assert_array_equal(noise.dilate(mask, r), ndi.binary_dilation(mask, fp))
+    np.testing.assert_array_equal(noise.erode(mask, r), ndi.binary_erosion(mask, fp, border_value=1))
+
+
+def test_disk_is_the_disk():
+    for r in (1, 2, 2.5, 4):
+        n = int(r)
+        yy, xx = np.mgrid[-n : n + 1, -n : n + 1]
+        np.testing.assert_array_equal(noise.disk(r), yy**2 + xx**2 <= r * r)
+
+
+def test_dilate_erode_3d_and_batch():
+    vol = blobs((12, 14, 16), seed=4, sigma=2.0)
+    fp = noise.disk(2, ndim=3)
+    np.testing.assert_array_equal(noise.dilate(vol, 2, ndim=3), ndi.binary_dilation(vol, fp))
+    np.testing.assert_array_equal(noise.erode(vol, 2, ndim=3), ndi.binary_erosion(vol, fp, border_value=1))
+    b = np.stack([blobs((20, 20), seed=s) for s in range(3)])
+    np.testing.assert_array_equal(noise.dilate(b, 2), np.stack([ndi.binary_dilation(x, noise.disk(2)) for x in b]))
+
+
+def test_skeleton_properties():
+    eight = np.ones((3, 3), bool)
+    for seed in range(4):
+        m = blobs((64, 64), seed=seed, sigma=4.0, level=0.5)
+        s = np.asarray(noise.skeletonize(m))
+        assert not np.any(s & ~m), "skeleton inside the mask"
+        # one pixel wide: no 2 x 2 block fully on
+        blocks = s[:-1, :-1] & s[1:, :-1] & s[:-1, 1:] & s[1:, 1:]
+        assert not blocks.any()
+        assert ndi.label(s, eight)[1] == ndi.label(m, eight)[1], "components kept"
+        assert s.sum() < 0.3 * m.sum()
+
+
+def test_skeleton_of_a_bar_is_its_midline():
+    m = np.zeros((11, 40), bool)
+    m[3:8, 5:35] = True
+    s = np.asarray(noise.skeletonize(m))
+    assert s[5, 8:32].all(), "the midline, away from the ends, is the skeleton"
+    assert s[:, 8:32].sum() == 24, "and nothing else there"
+    t = ntm.skeleton_matrix(m, s)
+    assert t[1, 1] == pytest.approx(s.sum() / m.sum())
+
+
+def test_skeleton_under_jit(mask):
+    np.testing.assert_array_equal(jax.jit(noise.skeletonize)(mask), noise.skeletonize(mask))
+
+
+# ----------------------------------------------------------------- shift
+def test_shift_offsets_uniform_and_within_radius():
+    m = np.zeros((15, 15), bool)
+    m[7, 7] = True
+    r, n = 2, 2500
+    keys = jax.random.split(jax.random.key(11), n)
+    ys = np.asarray(jax.vmap(lambda k: noise.shift(k, m, r))(keys))
+    assert np.all(ys.sum(axis=(1, 2)) == 1)
+    hist = ys.sum(axis=0)
+    assert hist.sum() == n and hist[5:10, 5:10].sum() == n
+    expected = n / 25  # 100 per cell, sd sqrt(100 * 24/25) ~ 9.8
+    assert np.all(np.abs(hist[5:10, 5:10] - expected) < 5 * math.sqrt(expected * 24 / 25))
+
+
+def test_shift_clips_at_border_and_radius_zero_is_identity(mask):
+    m = np.zeros((6, 6), bool)
+    m[0, 0] = True
+    ys = jax.vmap(lambda k: noise.shift(k, m, 3))(jax.random.split(KEY, 200))
+    assert np.all(np.asarray(ys).sum(axis=(1, 2)) == 1)
+    np.testing.assert_array_equal(noise.shift(KEY, mask, 0), mask)
+
+
+# ----------------------------------------------------------------- multi-class
+def test_corrupt_empirical_transition():
+    t = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.25, 0.25, 0.5]])
+    lab = np.repeat(np.arange(3), 40000).reshape(120, 1000)
+    lab[0, :10] = -1
+    y = np.asarray(noise.corrupt(KEY, lab, t))
+    assert np.all(y[0, :10] == -1), "ignore untouched"
+    est = ntm.estimate(lab, y, num_classes=3)
+    # each entry is a proportion over ~40000 pixels: sd <= 0.0025, bound 5 sd
+    np.testing.assert_allclose(est, t, atol=0.0125)
+
+
+def test_corrupt_symmetric_keeps_argmax_of_counts():
+    lab = np.repeat(np.arange(4), 10000).reshape(40, 1000)
+    y = np.asarray(noise.corrupt(KEY, lab, ntm.symmetric_matrix(0.7, 4)))
+    est = ntm.estimate(lab, y, num_classes=4)
+    assert np.all(np.argmax(est, axis=1) == np.arange(4))  # 0.3 > 0.7/3 on the diagonal
+
+
+def test_sample_classes_exact_and_fill():
+    rng = np.random.default_rng(0)
+    lab = rng.integers(0, 4, size=(2, 30, 30))
+    lab[0, 0, :5] = -1
+    y = np.asarray(noise.sample_classes(KEY, lab, [0.1, 0.5, 1.0, 0.0], num_classes=4))
+    for i in range(2):
+        for c, p in enumerate([0.1, 0.5, 1.0, 0.0]):
+            assert (y[i] == c).sum() == ceil_count(p, (lab[i] == c).sum())
+    assert np.all(y[0, 0, :5] == -1)
+    z = np.asarray(noise.sample_classes(KEY, lab, 0.5, num_classes=4, fill=0))
+    assert not np.any(z[lab != -1] == -1)
+
+
+# ----------------------------------------------------------------- boundary noise
+def test_boundary_noise_extremes_are_cross_morphology(mask):
+    cross = ndi.generate_binary_structure(2, 1)
+    grow = noise.boundary_noise(KEY, mask, steps=3, p_outer=1.0)
+    np.testing.assert_array_equal(grow, ndi.binary_dilation(mask, cross, iterations=3))
+    shrink = noise.boundary_noise(KEY, mask, steps=2, p_outer=0.0, p_inner=1.0)
+    np.testing.assert_array_equal(shrink, ndi.binary_erosion(mask, cross, iterations=2, border_value=1))
+    np.testing.assert_array_equal(noise.boundary_noise(KEY, mask, steps=0, p_outer=1.0), mask)
+
+
+def test_boundary_noise_changes_only_near_boundary(mask):
+    y = np.asarray(noise.boundary_noise(KEY, mask, steps=4, p_outer=0.3, p_inner=0.3))
+    cross = ndi.generate_binary_structure(2, 1)
+    band = ndi.binary_dilation(mask, cross, iterations=4) & ~ndi.binary_erosion(
+        mask, cross, iterations=4, border_value=1
+    )
+    assert not np.any((y != mask) & ~band)
+    assert np.any(y != mask)
+
+
+# ----------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda m: noise.sample(KEY, m, 1.5), "ratio"),
+        (lambda m: noise.sample(KEY, m, -0.1), "ratio"),
+        (lambda m: noise.sample(KEY, m.astype(int) * 2, 0.5), "mask"),
+        (lambda m: noise.flip(KEY, m, 0.2, 2.0), "bg_to_fg"),
+        (lambda m: noise.random_labels(KEY, (4, 4), float("nan")), "rate"),
+        (lambda m: noise.dilate(m, -1), "radius"),
+        (lambda m: noise.shift(KEY, m, 1.5), "radius"),
+        (lambda m: noise.corrupt(KEY, m.astype(int), [[0.5, 0.4], [0, 1]]), "transition"),
+        (lambda m: noise.corrupt(KEY, m.astype(int), [[1.0, 0, 0], [0, 1, 0]]), "transition"),
+        (lambda m: noise.corrupt(KEY, m.astype(int) + 5, np.eye(2)), "labels"),
+        (lambda m: noise.sample_classes(KEY, m.astype(int), 0.5, num_classes=2, ndim=4), "ndim"),
+        (lambda m: noise.sample(KEY, m[0], 0.5), "mask"),
+        (lambda m: noise.boundary_noise(KEY, m, steps=-1, p_outer=0.1), "steps"),
+    ],
+)
+def test_bad_input_names_the_argument(mask, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(mask)
+
+
+def test_float_mask_rejected(mask):
+    with pytest.raises(TypeError, match="mask"):
+        noise.sample(KEY, mask.astype(np.float32), 0.5)
