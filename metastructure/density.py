@@ -466,7 +466,7 @@ def expected_fraction_field(clean_fields: Any, transition: Any, *, stacked: bool
 
     >>> import numpy as np
     >>> from metastructure import ntm
-    >>> float(expected_fraction_field(np.array(1.0), ntm.flip_matrix(0.3, 0.1)))
+    >>> round(float(expected_fraction_field(np.array(1.0), ntm.flip_matrix(0.3, 0.1))), 6)
     0.7
     """
     _checks.check_transition("transition", transition)

@@ -1,0 +1,44 @@
+"""Command line: ``python -m simulations list | run NAME [NAME...] | all [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import demo
+
+EXPERIMENTS = {"demo": demo}
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m simulations", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the experiments")
+    run = sub.add_parser("run", help="run the named experiments")
+    run.add_argument("names", nargs="+", metavar="NAME")
+    allp = sub.add_parser("all", help="run every experiment")
+    for p in (run, allp):
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    args = ap.parse_args(argv)
+
+    if args.command == "list":
+        for name, mod in EXPERIMENTS.items():
+            print(f"{name:16s} {mod.__doc__.strip().splitlines()[0]}")
+        return 0
+    names = list(EXPERIMENTS) if args.command == "all" else args.names
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        ap.error(f"unknown experiment(s) {unknown}; choose from {sorted(EXPERIMENTS)}")
+    for name in names:
+        t0 = time.perf_counter()
+        EXPERIMENTS[name].run(args.out)
+        print(f"{name}: wrote {args.out}/{'demo_density' if name == 'demo' else name}.png and .json "
+              f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
