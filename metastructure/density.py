@@ -75,7 +75,7 @@ __all__ = [
 
 KERNELS = ("gaussian", "box", "epanechnikov")
 #: Axes up to this length are filtered by a dense Toeplitz matmul, longer ones by FFT.
-DENSE_MAX = 1024
+DENSE_MAX = 320
 #: Largest absolute difference from a float64 scipy.ndimage oracle that the tests allow.
 ACCURACY = 2e-5
 _UNDEFINED = 1e-6

@@ -259,3 +259,11 @@ def test_kernel_weights_and_smooth():
     x[4, 4] = 1.0
     np.testing.assert_allclose(density.smooth(x, 2.0, kernel="epanechnikov")[2:7, 2:7], w, atol=1e-6)
     np.testing.assert_allclose(density.smooth(x, 1.0)[4, 3:6], density.kernel_weights("gaussian", 1.0)[4, 3:6])
+
+
+def test_uint8_and_int_masks_give_the_bool_field():
+    m = blobs((30, 30), seed=12)
+    want = np.asarray(density.fraction_field(m, 2.0))
+    for dt in (np.uint8, np.int32, np.int64):
+        # the integer path checks for ignore pixels: same field up to float32 rounding
+        np.testing.assert_allclose(np.asarray(density.fraction_field(m.astype(dt), 2.0)), want, atol=1e-6)
