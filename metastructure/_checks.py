@@ -37,30 +37,27 @@ def check_unit_interval(name: str, value: Any) -> None:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
 
-def check_positive(name: str, value: Any) -> float:
-    """A static positive finite number; ``ValueError`` otherwise."""
+def _static_number(name: str, value: Any, *, allow_zero: bool) -> float:
+    what = "a non-negative" if allow_zero else "a positive"
     if isinstance(value, jax.core.Tracer):
         raise TypeError(f"{name} must be a static Python number (it fixes array shapes), got a traced value")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise TypeError(f"{name} must be {what} number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {what} finite number, got {value!r}")
     return v
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A static positive finite number (a bandwidth); ``ValueError`` otherwise."""
+    return _static_number(name, value, allow_zero=False)
 
 
 def check_radius(name: str, value: Any) -> float:
     """A static non-negative finite number (a structuring-element radius)."""
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a static Python number, got a traced value")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return v
+    return _static_number(name, value, allow_zero=True)
 
 
 def check_ndim(ndim: Any) -> int:
