@@ -1,0 +1,274 @@
+r"""Closed-form predictions, as fast numpy functions vectorised over the swept parameter.
+
+These are the numeric forms of :mod:`theory.derivations` that the simulations
+draw beside measured points. The network is modelled as a kernel density
+estimator of bandwidth ``h`` (its effective receptive field, a parameter to fit,
+not a known constant) trained to its population optimum, so that its output is
+the expected noisy fraction field and it is thresholded at t*.
+
+Finite sampling enters through one formula (derivation 6, generalised to any
+binary T = [[1-b, b], [f, 1-f]]): at a pixel with clean fraction D and squared
+kernel sums S_fg = sum w^2 y, S_bg = sum w^2 (1-y), the noisy field has mean
+b + s D (s = 1 - f - b) and variance f(1-f) S_fg + b(1-b) S_bg, so in the normal
+approximation the pixel is called foreground (at t*, inverted when s < 0) with
+probability
+
+    P_fg = Phi(|s| (D - 1/2) / sqrt(f(1-f) S_fg + b(1-b) S_bg)).
+
+Expected Dice follows from the expected counts, 2 TP / (2 TP + FP + FN) (ratio
+of expectations: accurate when the structure holds many pixels). Bernoulli noise
+is assumed; exact-count draws have slightly smaller variance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = [
+    "boundary_error",
+    "critical_width",
+    "dice_from_probability",
+    "dice_skeleton_stripe",
+    "dice_stripe",
+    "disk_level_radius",
+    "disk_level_shift",
+    "fg_probability",
+    "grid_fields",
+    "miou_symmetric_flip",
+    "output_levels",
+    "overlap_pcl",
+    "predicted_dice",
+    "skeleton_half_width",
+    "stripe_fields",
+    "stripe_peak",
+]
+
+
+def _phi_cdf(x):
+    return special.ndtr(x)
+
+
+# ------------------------------------------------------------------ 2: levels
+def output_levels(fg_to_bg: Any, bg_to_fg: Any = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted network output deep inside objects and deep in the background.
+
+    The proper-scoring optimum is E[y*|x]: 1 - f inside, b outside. Sampling
+    with ratio p is f = 1 - p, b = 0: (p, 0).
+
+    >>> [float(v) for v in output_levels(0.9)]
+    [0.09999999999999998, 0.0]
+    """
+    f = np.asarray(fg_to_bg, float)
+    b = np.asarray(bg_to_fg, float)
+    return 1.0 - f + 0.0 * b, b + 0.0 * f
+
+
+# ------------------------------------------------------------------ 5: geometry
+def stripe_peak(width: Any, bandwidth: Any) -> np.ndarray:
+    """Peak of the gaussian fraction field of a stripe: erf(w / (2 sqrt(2) h))."""
+    return special.erf(np.asarray(width, float) / (2 * np.sqrt(2) * np.asarray(bandwidth, float)))
+
+
+def critical_width(bandwidth: Any) -> np.ndarray:
+    """Narrowest stripe whose field still reaches 1/2: 2 sqrt(2) erfinv(1/2) h ~= 1.349 h."""
+    return 2 * np.sqrt(2) * special.erfinv(0.5) * np.asarray(bandwidth, float)
+
+
+def disk_level_shift(radius: Any, bandwidth: Any) -> np.ndarray:
+    """Leading-order inward shift of the 1/2 level set of a disk: h^2 / (2R)."""
+    return np.asarray(bandwidth, float) ** 2 / (2 * np.asarray(radius, float))
+
+
+def disk_level_radius(radius: float, bandwidth: float) -> float:
+    """Exact radius of the 1/2 level set of a gaussian-blurred disk (continuous).
+
+    D(r) = P(|r e_1 + h Z| <= R) = ncx2.cdf(R^2/h^2, df=2, nc=r^2/h^2); solved by
+    bisection. The reference for :func:`disk_level_shift`.
+    """
+    from scipy.optimize import brentq
+
+    R, h = float(radius), float(bandwidth)
+
+    def field(r):
+        return stats.ncx2.cdf((R / h) ** 2, 2, (r / h) ** 2) - 0.5
+
+    if field(0.0) <= 0:
+        return 0.0
+    return float(brentq(field, 0.0, R + 10 * h, xtol=1e-12))
+
+
+# ------------------------------------------------------------------ 6: sampling
+def fg_probability(D: Any, S_fg: Any, S_bg: Any, fg_to_bg: Any, bg_to_fg: Any = 0.0) -> np.ndarray:
+    r"""P(pixel called foreground at t*) in the normal approximation (module docstring).
+
+    Where the variance is zero (no noise) the answer is the step 1{D > 1/2}; at
+    f + b = 1 (no information) it is 1/2.
+    """
+    f = np.asarray(fg_to_bg, float)
+    b = np.asarray(bg_to_fg, float)
+    D, S_fg, S_bg = (np.asarray(a, float) for a in (D, S_fg, S_bg))
+    s = 1.0 - f - b
+    var = f * (1 - f) * S_fg + b * (1 - b) * S_bg
+    margin = np.abs(s) * (D - 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.sign(margin) * np.inf)
+    p = _phi_cdf(z)
+    return np.where(np.abs(s) < 1e-12, 0.5, p)
+
+
+def dice_from_probability(prob: np.ndarray, mask: np.ndarray, axes: tuple[int, ...], weight: Any = 1.0):
+    """Expected-count Dice, 2 TP / (2 TP + FP + FN), summing ``prob`` over ``axes``."""
+    m = np.asarray(mask, bool)
+    tp = np.sum(prob * m * weight, axis=axes)
+    fp = np.sum(prob * ~m * weight, axis=axes)
+    fn = np.sum((1 - prob) * m * weight, axis=axes)
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300)
+
+
+def grid_fields(mask: Any, bandwidth: float, *, kernel: str = "gaussian") -> tuple[np.ndarray, ...]:
+    """D, S_fg, S_bg of a binary mask on its pixel grid (border-correct weights).
+
+    w(x, y) = K(x - y) / sum_y' K(x - y') over the image; S_fg = sum_y w^2 y and
+    S_bg = sum_y w^2 (1 - y). Computed with :mod:`metastructure.density` in float32.
+    """
+    from metastructure import density
+
+    m = np.asarray(mask).astype(bool)
+    k = density.kernel_weights(kernel, bandwidth)
+    ones = np.ones(m.shape, np.float32)
+    den = np.asarray(density.smooth(ones, bandwidth, kernel=kernel), float)
+    D = np.asarray(density.fraction_field(m, bandwidth, kernel=kernel), float)
+    # sum_y K(x-y)^2 y: convolution with the squared kernel, via scipy (exact, any size)
+    import scipy.ndimage as ndi
+
+    sq = k**2
+    s_fg = ndi.correlate(m.astype(float), sq, mode="constant") / den**2
+    s_all = ndi.correlate(ones.astype(float), sq, mode="constant") / den**2
+    return D, s_fg, s_all - s_fg
+
+
+def predicted_dice(
+    mask: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0.0, *, kernel: str = "gaussian"
+) -> np.ndarray:
+    """Predicted Dice against ``mask`` of a network trained on (f, b)-noisy labels.
+
+    Vectorised over the rates (any broadcastable shape); the mask's fields are
+    computed once. Sampling with ratio p is ``fg_to_bg = 1 - p``.
+    """
+    D, s_fg, s_bg = grid_fields(mask, bandwidth, kernel=kernel)
+    f = np.asarray(fg_to_bg, float)
+    b = np.asarray(bg_to_fg, float)
+    shape = np.broadcast(f, b).shape
+    ff = np.broadcast_to(f, shape).reshape(-1, 1, 1)
+    bb = np.broadcast_to(b, shape).reshape(-1, 1, 1)
+    prob = fg_probability(D[None], s_fg[None], s_bg[None], ff, bb)
+    return dice_from_probability(prob, np.asarray(mask, bool)[None], axes=(1, 2)).reshape(shape)
+
+
+def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:
+    """Continuous D, S_fg, S_bg across a stripe |x| < w/2 (2-D gaussian kernel)."""
+    x = np.asarray(x, float)
+    w, h = float(width), float(bandwidth)
+    D = _phi_cdf((w / 2 - x) / h) - _phi_cdf((-w / 2 - x) / h)
+    total = 1.0 / (4 * np.pi * h * h)
+    s_fg = total * (_phi_cdf(np.sqrt(2) * (w / 2 - x) / h) - _phi_cdf(np.sqrt(2) * (-w / 2 - x) / h))
+    return D, s_fg, total - s_fg
+
+
+def dice_stripe(width: float, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0.0, *, step: float = 0.02):
+    """Predicted Dice on an infinite stripe of width w (continuous, per unit length).
+
+    Includes both effects: the clean field's bias (thin stripes vanish when
+    w < 1.349 h) and the finite-sampling noise. Vectorised over the rates.
+
+    >>> round(float(dice_stripe(20.0, 2.0, 0.0)), 4)  # clean, wide: exact
+    1.0
+    """
+    w, h = float(width), float(bandwidth)
+    half = w / 2 + 8 * h
+    x = np.arange(-half, half + step / 2, step)
+    D, s_fg, s_bg = stripe_fields(x, w, h)
+    f = np.asarray(fg_to_bg, float)
+    b = np.asarray(bg_to_fg, float)
+    shape = np.broadcast(f, b).shape
+    ff = np.broadcast_to(f, shape).reshape(-1, 1)
+    bb = np.broadcast_to(b, shape).reshape(-1, 1)
+    prob = fg_probability(D[None], s_fg[None], s_bg[None], ff, bb)
+    inside = np.abs(x) < w / 2
+    return dice_from_probability(prob, inside[None], axes=(1,), weight=step).reshape(shape)
+
+
+def boundary_error(c: Any, *, step: float = 0.005, extent: float = 8.0) -> np.ndarray:
+    r"""Expected misclassified length per unit edge, in units of h, at a straight edge.
+
+    E(c) = \int P_err(u) du with c = p h^2 / (1 - p) (derivation 6): the boundary
+    error of p-sampled labels is h * E(p h^2 / (1 - p)) pixels per unit length.
+    """
+    c = np.asarray(c, float)
+    u = np.arange(-extent, extent + step / 2, step)
+    D = _phi_cdf(u)
+    S = _phi_cdf(np.sqrt(2) * u)
+    arg = np.abs(D - 0.5) * 2 * np.sqrt(np.pi) * np.sqrt(c[..., None] / S)
+    return np.sum(_phi_cdf(-arg), axis=-1) * step
+
+
+# ------------------------------------------------------------------ 7: PCL
+def overlap_pcl(shape: str, size: Any, radius: Any, op: str = "dilate") -> tuple[np.ndarray, np.ndarray]:
+    """(Dice, IoU) of a dilated or eroded stripe (size = width) or disk (size = R).
+
+    >>> [round(float(v), 4) for v in overlap_pcl("stripe", 6, 1)]
+    [0.8571, 0.75]
+    """
+    s = np.asarray(size, float)
+    r = np.asarray(radius, float)
+    if shape == "stripe":
+        a, bsz = s, (s + 2 * r if op == "dilate" else np.maximum(s - 2 * r, 0.0))
+    elif shape == "disk":
+        a, bsz = s**2, ((s + r) ** 2 if op == "dilate" else np.maximum(s - r, 0.0) ** 2)
+    else:
+        raise ValueError(f"shape must be 'stripe' or 'disk', got {shape!r}")
+    if op not in ("dilate", "erode"):
+        raise ValueError(f"op must be 'dilate' or 'erode', got {op!r}")
+    inter = np.minimum(a, bsz)
+    return 2 * inter / (a + bsz), inter / np.maximum(a + bsz - inter, 1e-300)
+
+
+def skeleton_half_width(width: Any, bandwidth: Any) -> np.ndarray:
+    """Half-width of the t* = 1/(2w) level set of a skeleton's field: h sqrt(2 log(2w/(sqrt(2 pi) h)))."""
+    w = np.asarray(width, float)
+    h = np.asarray(bandwidth, float)
+    arg = 2 * w / (np.sqrt(2 * np.pi) * h)
+    return np.where(arg > 1, h * np.sqrt(2 * np.log(np.maximum(arg, 1.0))), 0.0)
+
+
+def dice_skeleton_stripe(width: Any, bandwidth: Any) -> np.ndarray:
+    """Dice of the skeleton-trained network's t* band against the stripe."""
+    w = np.asarray(width, float)
+    band = 2 * skeleton_half_width(w, bandwidth)
+    return 2 * np.minimum(w, band) / (w + band)
+
+
+# ------------------------------------------------------------------ multi-class
+def miou_symmetric_flip(rate: Any, num_classes: int, *, n_eff: float) -> np.ndarray:
+    r"""Predicted mIoU under symmetric flipping (interior pixels, balanced classes).
+
+    Inside class j the noisy fractions have means T_jj = 1-e and T_jm = e/(M-1);
+    the margin is lambda = 1 - eM/(M-1) (the eigenvalue of derivation 3), and each
+    difference D*_j - D*_m has variance (T_jj + T_jm - lambda^2)/n_eff, n_eff = 1/sum w^2
+    (4 pi h^2 for a gaussian). The argmax is right with probability
+    a ~= Phi(lambda / sd)^(M-1) (*approximation*: the M-1 differences treated as
+    independent); with errors spread over the other classes, IoU = a / (2 - a).
+    Collapses to chance at e = (M-1)/M; beyond it the argmax picks a wrong class.
+    """
+    e = np.asarray(rate, float)
+    m = int(num_classes)
+    lam = 1 - e * m / (m - 1)
+    tjj, tjm = 1 - e, e / (m - 1)
+    var = np.maximum(tjj + tjm - lam**2, 0.0) / float(n_eff)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(var > 0, lam / np.sqrt(np.where(var > 0, var, 1.0)), np.sign(lam) * np.inf)
+    a = _phi_cdf(z) ** (m - 1)
+    return a / (2 - a)
