@@ -29,6 +29,7 @@ from scipy import special, stats
 
 __all__ = [
     "boundary_error",
+    "bulk_error",
     "critical_width",
     "dice_from_probability",
     "dice_skeleton_stripe",
@@ -201,18 +202,30 @@ def dice_stripe(width: float, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0
     return dice_from_probability(prob, inside[None], axes=(1,), weight=step).reshape(shape)
 
 
-def boundary_error(c: Any, *, step: float = 0.005, extent: float = 8.0) -> np.ndarray:
-    r"""Expected misclassified length per unit edge, in units of h, at a straight edge.
+def bulk_error(c: Any) -> np.ndarray:
+    r"""Misclassification probability deep inside an object: Phi(-sqrt(pi c)), c = p h^2/(1-p).
 
-    E(c) = \int P_err(u) du with c = p h^2 / (1 - p) (derivation 6): the boundary
-    error of p-sampled labels is h * E(p h^2 / (1 - p)) pixels per unit length.
+    Far inside, D = 1 and S = 1/(4 pi h^2), so the margin 1/2 is sqrt(pi c)
+    standard deviations away; far outside there is no label and no error. With
+    few labelled pixels per window (small c) errors are not confined to edges.
+    """
+    return _phi_cdf(-np.sqrt(np.pi * np.asarray(c, float)))
+
+
+def boundary_error(c: Any, *, step: float = 0.005, extent: float = 8.0) -> np.ndarray:
+    r"""Excess misclassified length per unit edge at a straight edge, in units of h.
+
+    E(c) = \int (P_err(u) - bulk(c) 1{u > 0}) du with c = p h^2/(1-p)
+    (derivation 6): a p-sampled label map costs h * E(c) pixels per unit edge
+    length on top of the bulk rate :func:`bulk_error` inside objects.
     """
     c = np.asarray(c, float)
     u = np.arange(-extent, extent + step / 2, step)
     D = _phi_cdf(u)
     S = _phi_cdf(np.sqrt(2) * u)
     arg = np.abs(D - 0.5) * 2 * np.sqrt(np.pi) * np.sqrt(c[..., None] / S)
-    return np.sum(_phi_cdf(-arg), axis=-1) * step
+    excess = _phi_cdf(-arg) - bulk_error(c)[..., None] * (u > 0)
+    return np.sum(excess, axis=-1) * step
 
 
 # ------------------------------------------------------------------ 7: PCL
@@ -252,23 +265,36 @@ def dice_skeleton_stripe(width: Any, bandwidth: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ multi-class
-def miou_symmetric_flip(rate: Any, num_classes: int, *, n_eff: float) -> np.ndarray:
+def miou_symmetric_flip(rate: Any, num_classes: int, *, n_eff: float, nodes: int = 64) -> np.ndarray:
     r"""Predicted mIoU under symmetric flipping (interior pixels, balanced classes).
 
-    Inside class j the noisy fractions have means T_jj = 1-e and T_jm = e/(M-1);
-    the margin is lambda = 1 - eM/(M-1) (the eigenvalue of derivation 3), and each
-    difference D*_j - D*_m has variance (T_jj + T_jm - lambda^2)/n_eff, n_eff = 1/sum w^2
-    (4 pi h^2 for a gaussian). The argmax is right with probability
-    a ~= Phi(lambda / sd)^(M-1) (*approximation*: the M-1 differences treated as
-    independent); with errors spread over the other classes, IoU = a / (2 - a).
-    Collapses to chance at e = (M-1)/M; beyond it the argmax picks a wrong class.
+    Inside class j the noisy fractions have means T_jj = 1-e and tau = e/(M-1);
+    the margins Delta_m = D*_j - D*_m (m != j) have mean lambda = 1 - eM/(M-1)
+    (the eigenvalue of derivation 3). With multinomial counts over a window of
+    n_eff = 1/sum w^2 pixels (4 pi h^2 for a gaussian) they are equicorrelated:
+    Var = (T_jj + tau - lambda^2)/n_eff and Cov = (T_jj - lambda^2)/n_eff. In the
+    normal approximation the argmax is right with probability
+
+        a = E_Z[ Phi((lambda + sqrt(rho) s Z) / (s sqrt(1 - rho)))^(M-1) ],
+
+    s^2 = Var, rho = Cov/Var (a one-dimensional Gauss-Hermite integral). With
+    errors spread evenly over the other classes, IoU = a / (2 - a). It collapses
+    to chance at e = (M-1)/M; beyond it the argmax picks a wrong class.
     """
     e = np.asarray(rate, float)
     m = int(num_classes)
     lam = 1 - e * m / (m - 1)
-    tjj, tjm = 1 - e, e / (m - 1)
-    var = np.maximum(tjj + tjm - lam**2, 0.0) / float(n_eff)
+    tjj, tau = 1 - e, e / (m - 1)
+    var = np.maximum(tjj + tau - lam**2, 0.0) / float(n_eff)
+    cov = np.maximum(tjj - lam**2, 0.0) / float(n_eff)
+    z, wts = np.polynomial.hermite_e.hermegauss(nodes)
+    wts = wts / wts.sum()
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(var > 0, lam / np.sqrt(np.where(var > 0, var, 1.0)), np.sign(lam) * np.inf)
-    a = _phi_cdf(z) ** (m - 1)
+        rho = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 0.0)
+        sd = np.sqrt(var)[..., None]
+        num = lam[..., None] + np.sqrt(rho)[..., None] * sd * z
+        den = sd * np.sqrt(np.maximum(1 - rho, 0.0))[..., None]
+        arg = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.sign(num) * np.inf)
+    a = np.sum(_phi_cdf(arg) ** (m - 1) * wts, axis=-1)
+    a = np.where(np.abs(lam) < 1e-12, 1.0 / m, a)
     return a / (2 - a)

@@ -376,6 +376,12 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
     (misclassified pixels per unit edge length) is h * E(c), and sparse labels
     are as good as dense ones once p h^2/(1-p) is large. The same two fields D, S
     on a pixel grid give the predicted Dice for any mask (:func:`theory.curves`).
+
+    Multi-class: for a pixel of class j whose noisy class is j, m, k with
+    probabilities (t_j, tau, tau), the margins I_j - I_m and I_j - I_k have
+    variance t_j + tau - (t_j - tau)^2 and covariance t_j - (t_j - tau)^2 (per
+    labelled pixel; divide by n_eff for a window): they are equicorrelated, which
+    :func:`theory.curves.miou_symmetric_flip` integrates.
     """
     p = sp.Symbol("p", positive=True)
     ws = sp.symbols(f"w0:{n_pixels}", positive=True)
@@ -395,6 +401,14 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
     arg = sp.Abs(D_half - sp.Rational(1, 2)) * sp.sqrt(p / ((1 - p) * S_half))
     arg_scaled = sp.Abs(_Phi(u) - sp.Rational(1, 2)) * 2 * sp.sqrt(sp.pi) * sp.sqrt(c / _Phi(sp.sqrt(2) * u))
     p_err, p_err_scaled = _Phi(-arg), _Phi(-arg_scaled)
+    # multi-class margins (used by theory.curves.miou_symmetric_flip): one pixel of
+    # true class j becomes j, m or k with probabilities (tj, tau, tau) (+ the rest);
+    # the margins I_j - I_m and I_j - I_k are equicorrelated
+    tj, tau = sp.symbols("t_j tau", positive=True)
+    pix = sps.FiniteRV("K", {0: tj, 1: tau, 2: tau, 3: 1 - tj - 2 * tau})
+    ind = [sp.Piecewise((1, sp.Eq(pix, i)), (0, True)) for i in range(3)]
+    dm, dk = ind[0] - ind[1], ind[0] - ind[2]
+    lam = tj - tau
     return Derivation(
         "finite_sampling",
         "Var D* = p(1-p) sum w^2 y; boundary error depends on p and h through p h^2/(1-p).",
@@ -403,6 +417,8 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
             "variance": Claim(var, p * (1 - p) * sum(w**2 * y**2 for w, y in zip(ws, ys))),
             "squared_kernel_line": Claim(sq_line, 1 / (2 * sp.sqrt(sp.pi) * h)),
             "squared_kernel_half_plane": Claim(S_half, _Phi(sp.sqrt(2) * d / h) / (4 * sp.pi * h**2)),
+            "margin_variance": Claim(sps.variance(dm), tj + tau - lam**2),
+            "margin_covariance": Claim(sps.covariance(dm, dk), tj - lam**2),
             # both Phi arguments are >= 0, so equal squares mean equal probabilities
             "scaling": Claim((arg**2).subs(d, h * u), (arg_scaled**2).subs(c, p * h**2 / (1 - p))),
         },

@@ -1,0 +1,153 @@
+"""Curves: vectorised, consistent with the derivations, and right against Monte Carlo."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.special import ndtr
+
+from metastructure import density, metrics, noise, ntm
+from theory import curves
+from theory import derivations as d
+
+
+def stripe_mask(w, shape=(64, 96)):
+    m = np.zeros(shape, bool)
+    top = shape[0] // 2 - w // 2
+    m[top : top + w, :] = True
+    return m
+
+
+def test_output_levels_match_the_affine_posterior():
+    mean = d.affine_posterior().parts["mean"]
+    P, f, b = sp.symbols("P f b", nonnegative=True)
+    fs = np.array([0.0, 0.3, 0.9])
+    inside, outside = curves.output_levels(fs, 0.2)
+    for i, fv in enumerate(fs):
+        assert inside[i] == pytest.approx(float(mean.subs({P: 1, f: fv, b: 0.2})))
+        assert outside[i] == pytest.approx(float(mean.subs({P: 0, f: fv, b: 0.2})))
+    assert curves.output_levels(1 - 0.1)[0] == pytest.approx(0.1)
+
+
+def test_pcl_curves_match_the_symbolic_formulas():
+    der = d.pcl_overlap()
+    w, r, R = sp.symbols("w r R", positive=True)
+    for name, shape, size, op in (("stripe_dilate", "stripe", 9.0, "dilate"), ("disk_erode", "disk", 12.0, "erode")):
+        for rv in (1.0, 2.5):
+            sub = {w: size, R: size, r: rv}
+            dice, iou = curves.overlap_pcl(shape, size, rv, op)
+            assert float(dice) == pytest.approx(float(der.claims[f"{name}_dice"].rhs.subs(sub)))
+            assert float(iou) == pytest.approx(float(der.claims[f"{name}_iou"].rhs.subs(sub)))
+    assert float(curves.overlap_pcl("stripe", 4, 2, "erode")[0]) == 0.0  # eroded away
+
+
+def test_vectorised_shapes():
+    ps = np.array([[1.0, 0.5], [0.1, 0.01]])
+    assert curves.dice_stripe(8, 2, 1 - ps).shape == (2, 2)
+    assert curves.predicted_dice(stripe_mask(8), 2.0, 1 - ps).shape == (2, 2)
+    assert curves.miou_symmetric_flip(np.linspace(0, 1, 5), 19, n_eff=100).shape == (5,)
+    assert curves.boundary_error(np.array([1.0, 10.0])).shape == (2,)
+
+
+def test_clean_limit_is_the_geometric_bias():
+    # p = 1: no noise; Dice is that of the clean field's 1/2 level set
+    h = 3.0
+    assert float(curves.dice_stripe(3, h, 0.0)) == 0.0  # w < 1.349 h: the stripe vanishes
+    assert float(curves.dice_stripe(40, h, 0.0)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_continuous_stripe_agrees_with_the_grid():
+    # the continuous cross-section vs the same stripe on pixels (midpoint error of sums)
+    # (not p = 1: without noise the grid's band is whole pixels, the continuum's is not)
+    ps = np.array([0.5, 0.3, 0.05])
+    for w, h in ((9, 2.0), (5, 3.0)):
+        grid = curves.predicted_dice(stripe_mask(w, (64, 64)), h, 1 - ps)
+        cont = curves.dice_stripe(w, h, 1 - ps)
+        np.testing.assert_allclose(grid, cont, atol=0.03)
+
+
+def test_flip_curve_is_symmetric_through_the_inversion():
+    m = stripe_mask(10)
+    fs = np.array([0.1, 0.3, 0.45])
+    np.testing.assert_allclose(curves.predicted_dice(m, 2.0, fs, fs), curves.predicted_dice(m, 2.0, 1 - fs, 1 - fs))
+    at_collapse = curves.fg_probability(0.8, 1e-3, 1e-3, 0.6, 0.4)
+    assert float(at_collapse) == 0.5
+
+
+@pytest.mark.parametrize(
+    "f,b",
+    [(0.9, 0.0), (0.95, 0.0), (0.3, 0.3), (0.7, 0.7)],
+    ids=["sample10", "sample5", "flip30", "flip70-inverted"],
+)
+def test_predicted_dice_matches_monte_carlo(f, b):
+    """Mean Dice of 300 noisy fields thresholded at t* vs the prediction.
+
+    The prediction is a ratio of expected counts and a normal approximation;
+    the MC mean's sd is < 0.005. Bound 0.03.
+    """
+    m = stripe_mask(7)
+    h = 3.0
+    t = density.matched_threshold(ntm.flip_matrix(f, b))
+    keys = jax.random.split(jax.random.key(17), 300)
+
+    def one(k):
+        y = noise.flip(k, m, f, b, exact=False)
+        return metrics.dice(t.apply(density.fraction_field(y, h)), m)
+
+    mc = float(np.mean(np.asarray(jax.vmap(one)(keys), np.float64)))
+    assert mc == pytest.approx(float(curves.predicted_dice(m, h, f, b)), abs=0.03)
+
+
+def test_boundary_error_scaling_against_the_grid():
+    # misclassified pixels per unit edge: h * E(p h^2/(1-p)), continuous vs a half-plane on pixels
+    n = 80
+    m = np.zeros((n, 40), bool)
+    m[: n // 2] = True
+    for p, h in ((0.1, 2.0), (0.3, 4.0)):
+        D, s_fg, s_bg = curves.grid_fields(m, h)
+        prob = curves.fg_probability(D, s_fg, s_bg, 1 - p)
+        c = p * h * h / (1 - p)
+        col = np.where(m, 1 - prob, prob)[10 : n - 10, 20]  # one column, away from the ends
+        inside = m[10 : n - 10, 20].sum()
+        assert col[:5].mean() == pytest.approx(float(curves.bulk_error(c)), abs=0.005)
+        # the continuous P_err at the pixel centres (d = 39.5 - row) sums like the grid ...
+        u = (39.5 - np.arange(10, n - 10)) / h
+        arg = np.abs(ndtr(u) - 0.5) * 2 * np.sqrt(np.pi) * np.sqrt(c / ndtr(np.sqrt(2) * u))
+        assert col.sum() == pytest.approx(ndtr(-arg).sum(), rel=0.02)
+        # ... and that midpoint sum approximates the integral; the integrand peaks at the
+        # edge within ~h/sqrt(c) px, which pixel centres at +-0.5 px sample coarsely
+        want = inside * float(curves.bulk_error(c)) + h * float(curves.boundary_error(c))
+        assert col.sum() == pytest.approx(want, rel=0.1)
+    e = curves.boundary_error(np.array([0.1, 1.0, 10.0, 100.0]))
+    assert np.all(np.diff(e) < 0) and np.all(np.diff(curves.bulk_error([0.1, 1.0, 10.0])) < 0)
+
+
+def test_miou_symmetric_flip_collapse_and_monte_carlo():
+    m_cls = 19
+    e = np.array([0.0, 0.9, (m_cls - 1) / m_cls])
+    v = curves.miou_symmetric_flip(e, m_cls, n_eff=1e9)
+    assert v[0] == 1.0 and v[1] == pytest.approx(1.0)
+    chance = 1 / m_cls
+    assert v[2] == pytest.approx(chance / (2 - chance))  # at e = (M-1)/M the argmax is a guess
+    # interior pixels of big blocks, 4 classes, gaussian h: n_eff = 1 / sum w^2
+    h, m4 = 2.0, 4
+    lab = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 40, 0), 40, 1)
+    n_eff = 1 / float((density.kernel_weights("gaussian", h) ** 2).sum())
+    interior = np.zeros(lab.shape, bool)
+    for i in (0, 40):
+        for j in (0, 40):
+            interior[i + 10 : i + 30, j + 10 : j + 30] = True
+    for rate in (0.6, 0.7):
+        t = ntm.symmetric_matrix(rate, m4)
+        keys = jax.random.split(jax.random.key(23), 40)
+        preds = jax.vmap(
+            lambda k: density.partition(density.fraction_field(noise.corrupt(k, lab, t), h, num_classes=m4),
+                                        multiclass=True)
+        )(keys)
+        acc = float(np.mean(np.asarray(preds)[:, interior] == lab[interior]))
+        iou_pred = float(curves.miou_symmetric_flip(rate, m4, n_eff=n_eff))
+        a_pred = 2 * iou_pred / (1 + iou_pred)  # invert IoU = a / (2 - a)
+        # MC sd of acc over 40 x 1600 correlated pixels ~0.01; normal approximation ~0.02
+        assert acc == pytest.approx(a_pred, abs=0.04), (rate, acc, a_pred)
