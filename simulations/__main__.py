@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import demo
+from . import demo, theory_curves
 
-EXPERIMENTS = {"demo": demo}
+EXPERIMENTS = {"demo": demo, "theory_curves": theory_curves}
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"
 
 
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         EXPERIMENTS[name].run(args.out)
-        print(f"{name}: wrote {args.out}/{'demo_density' if name == 'demo' else name}.png and .json "
-              f"in {time.perf_counter() - t0:.1f} s")
+        stem = "demo_density" if name == "demo" else name
+        print(f"{name}: wrote {args.out}/{stem}.png and .json in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0
 
 

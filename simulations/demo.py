@@ -142,26 +142,33 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def versions() -> dict[str, str]:
+    """Versions of the packages behind a result, for its JSON record."""
+    import matplotlib
+    import scipy
+    import sympy
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sympy": sympy.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+
+
 def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:
     """Compute, write the JSON and the PNG into ``out``; return the JSON record."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     res = compute(config)
-    import matplotlib
-    import scipy
-
     record = {
         "experiment": "demo_density",
         "config": config,
         "label_types": res["rows"],
         "lemma1_monte_carlo": res["lemma1"],
-        "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "matplotlib": matplotlib.__version__,
-        },
+        "versions": versions(),
     }
     _atomic_write(out / "demo_density.json", (json.dumps(record, indent=2) + "\n").encode())
     png = out / "demo_density.png"

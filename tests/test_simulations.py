@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from simulations import __main__ as cli
 from simulations import demo
 
@@ -42,3 +45,17 @@ def test_readme_test_command_is_what_ci_runs():
     ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
           if ln.strip() and not ln.startswith("#") and not ln.startswith(("set ", "cd "))]
     assert commands[1] in ci
+
+
+def test_theory_curves_end_to_end(tmp_path):
+    from simulations import theory_curves
+
+    cfg = dict(theory_curves.CONFIG, draws=4, widths=[6])
+    rec = theory_curves.run(tmp_path, cfg)
+    assert (tmp_path / "theory_curves.png").stat().st_size > 10_000
+    res = json.loads((tmp_path / "theory_curves.json").read_text())["results"]
+    assert res == json.loads(json.dumps(rec["results"]))
+    fl = res["flipping"]
+    # the collapse: the flip curve's minimum sits at f = b = 0.5
+    assert abs(fl["curve_rate"][int(np.argmin(fl["curve"]))] - 0.5) < 0.02
+    assert res["pcl"]["stripe_dilate_grid"] == pytest.approx(res["pcl"]["stripe_dilate_theory"])

@@ -1,0 +1,200 @@
+"""Theory curves beside Monte Carlo: the kernel model of a network, predicted and measured.
+
+Every curve of :mod:`theory.curves` is drawn with points measured by
+:mod:`metastructure` on pixel grids: a label map is corrupted (fixed keys), its
+gaussian fraction field (bandwidth h, the model of a network's receptive field)
+is thresholded at t*, and Dice / accuracy against the clean mask is averaged over
+draws (mean +- sd). Trained networks join these panels in the simulations issue.
+
+Panels: (a) Dice vs sampling ratio for stripes of width 3, 6, 12 px (h = 3);
+(b) Dice vs symmetric flip rate f = b, with the collapse at f + b = 1 and the
+inversion beyond; (c) Dice vs dilation / erosion radius for a stripe and a disk,
+and the skeleton; (d) mIoU vs symmetric multi-class flip rate (M = 4).
+Writes ``OUT/theory_curves.png`` and ``OUT/theory_curves.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from metastructure import density, metrics, noise, ntm
+from theory import curves
+
+from .demo import _atomic_write, versions
+
+CONFIG = {"bandwidth": 3.0, "draws": 40, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0}
+
+
+def stripe(w: int, shape=(48, 96)) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    top = shape[0] // 2 - w // 2
+    m[top : top + w] = True
+    return m
+
+
+def _mc_dice(key, mask, f, b, h, draws):
+    t = density.matched_threshold(ntm.flip_matrix(f, b))
+    keys = jax.random.split(key, draws)
+
+    def one(k):
+        return metrics.dice(t.apply(density.fraction_field(noise.flip(k, mask, f, b, exact=False), h)), mask)
+
+    v = np.asarray(jax.vmap(one)(keys), np.float64)
+    return float(v.mean()), float(v.std())
+
+
+def compute(config: dict = CONFIG) -> dict:
+    key = jax.random.key(config["seed"])
+    h, draws = config["bandwidth"], config["draws"]
+    out: dict = {}
+
+    ratios = np.array([1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01])
+    grid = np.geomspace(0.005, 1.0, 60)
+    sampling = {}
+    for i, w in enumerate(config["widths"]):
+        m = stripe(w)
+        pts = [_mc_dice(jax.random.fold_in(key, 100 * i + j), m, 1 - p, 0.0, h, draws) for j, p in enumerate(ratios)]
+        sampling[str(w)] = {
+            "ratio": ratios.tolist(),
+            "mc_mean": [p[0] for p in pts],
+            "mc_sd": [p[1] for p in pts],
+            "predicted_at_ratio": curves.predicted_dice(m, h, 1 - ratios).tolist(),
+            "curve_ratio": grid.tolist(),
+            "curve": curves.predicted_dice(m, h, 1 - grid).tolist(),
+        }
+    out["sampling"] = sampling
+
+    m = stripe(8)
+    rates = np.array([0.0, 0.2, 0.35, 0.45, 0.55, 0.65, 0.8, 0.95])
+    fgrid = np.linspace(0, 0.99, 100)
+    pts = []
+    for j, r in enumerate(rates):
+        if abs(2 * r - 1) < 1e-9:
+            pts.append((float("nan"), float("nan")))
+            continue
+        pts.append(_mc_dice(jax.random.fold_in(key, 1000 + j), m, r, r, h, draws))
+    out["flipping"] = {
+        "width": 8,
+        "rate": rates.tolist(),
+        "mc_mean": [p[0] for p in pts],
+        "mc_sd": [p[1] for p in pts],
+        "predicted_at_rate": curves.predicted_dice(m, h, rates, rates).tolist(),
+        "curve_rate": fgrid.tolist(),
+        "curve": curves.predicted_dice(m, h, fgrid, fgrid).tolist(),
+    }
+
+    radii = np.arange(1, 5)
+    pcl = {"radius": radii.tolist()}
+    w = 12
+    ms = stripe(w)
+    n, R = 80, 20
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    md = yy**2 + xx**2 <= R * R
+    for name, mask, shape, size in (("stripe", ms, "stripe", w), ("disk", md, "disk", R)):
+        for op, fn in (("dilate", noise.dilate), ("erode", noise.erode)):
+            pcl[f"{name}_{op}_grid"] = [float(metrics.dice(fn(mask, int(r)), mask)) for r in radii]
+            pcl[f"{name}_{op}_theory"] = curves.overlap_pcl(shape, size, radii, op)[0].tolist()
+    sk = np.asarray(noise.skeletonize(ms))
+    tsk = density.matched_threshold(ntm.skeleton_matrix(ms, sk))
+    pcl["skeleton_grid"] = float(metrics.dice(tsk.apply(density.fraction_field(sk, h)), ms))
+    pcl["skeleton_theory"] = float(curves.dice_skeleton_stripe(1 / float(ntm.skeleton_matrix(ms, sk)[1, 1]), h))
+    pcl["sampling_10pct_theory"] = float(curves.predicted_dice(ms, h, 0.9))
+    out["pcl"] = pcl
+
+    hm, mcls = config["multiclass_bandwidth"], 4
+    lab = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 40, 0), 40, 1)
+    n_eff = 1 / float((density.kernel_weights("gaussian", hm) ** 2).sum())
+    interior = np.zeros(lab.shape, bool)
+    for i in (0, 40):
+        for j in (0, 40):
+            interior[i + 10 : i + 30, j + 10 : j + 30] = True
+    erates = np.array([0.0, 0.3, 0.5, 0.6, 0.7, 0.74, 0.8])
+    mc = []
+    for j, e in enumerate(erates):
+        t = ntm.symmetric_matrix(e, mcls)
+        keys = jax.random.split(jax.random.fold_in(key, 2000 + j), draws)
+        preds = np.asarray(jax.vmap(lambda k: density.partition(
+            density.fraction_field(noise.corrupt(k, lab, t), hm, num_classes=mcls), multiclass=True))(keys))
+        vals = [float(metrics.miou(p_, np.where(interior, lab, -1), mcls)) for p_ in preds]
+        mc.append((float(np.mean(vals)), float(np.std(vals))))
+    egrid = np.linspace(0, 0.95, 96)
+    out["multiclass"] = {
+        "num_classes": mcls,
+        "n_eff": n_eff,
+        "rate": erates.tolist(),
+        "mc_mean": [v[0] for v in mc],
+        "mc_sd": [v[1] for v in mc],
+        "predicted_at_rate": curves.miou_symmetric_flip(erates, mcls, n_eff=n_eff).tolist(),
+        "curve_rate": egrid.tolist(),
+        "curve": curves.miou_symmetric_flip(egrid, mcls, n_eff=n_eff).tolist(),
+        "curve_19_classes": curves.miou_symmetric_flip(egrid, 19, n_eff=n_eff).tolist(),
+    }
+    return out
+
+
+def plot(res: dict, path: Path, config: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4.4), constrained_layout=True)
+    h = config["bandwidth"]
+    for (w, s), col in zip(res["sampling"].items(), ("C0", "C1", "C2")):
+        ax[0].plot(s["curve_ratio"], s["curve"], color=col, label=f"theory, stripe w = {w} px")
+        ax[0].errorbar(s["ratio"], s["mc_mean"], yerr=s["mc_sd"], fmt="o", color=col, ms=4, capsize=2)
+    ax[0].set_xscale("log")
+    ax[0].set(xlabel="sampling ratio p", ylabel="Dice at t* = p/2", title=f"(a) RCL sampling, h = {h:g} px")
+    ax[0].legend(fontsize=8)
+
+    fl = res["flipping"]
+    ax[1].plot(fl["curve_rate"], fl["curve"], color="C3", label="theory (inverted beyond 0.5)")
+    ax[1].errorbar(fl["rate"], fl["mc_mean"], yerr=fl["mc_sd"], fmt="o", color="C3", ms=4, capsize=2,
+                   label="Monte Carlo")
+    ax[1].axvline(0.5, color="gray", ls=":", lw=1)
+    ax[1].set(xlabel="symmetric flip rate f = b", ylabel="Dice at t*", title="(b) RCL flipping: collapse at f + b = 1")
+    ax[1].legend(fontsize=8)
+
+    p = res["pcl"]
+    r = p["radius"]
+    for name, col in (("stripe", "C0"), ("disk", "C1")):
+        for op, ls in (("dilate", "-"), ("erode", "--")):
+            ax[2].plot(r, p[f"{name}_{op}_theory"], ls, color=col, label=f"{name} {op}: theory")
+            ax[2].plot(r, p[f"{name}_{op}_grid"], "o", color=col, ms=4)
+    ax[2].axhline(p["skeleton_theory"], color="C4", lw=1, label=f"skeleton (w = 12): theory {p['skeleton_theory']:.2f}")
+    ax[2].plot([1], [p["skeleton_grid"]], "s", color="C4", ms=5)
+    ax[2].axhline(p["sampling_10pct_theory"], color="C2", lw=1, ls=":", label="10% sampling (w = 12): theory")
+    ax[2].set(xlabel="radius (px)", ylabel="Dice vs clean", title="(c) PCL: stripe w = 12 px, disk R = 20 px")
+    ax[2].legend(fontsize=7)
+
+    mc = res["multiclass"]
+    ax[3].plot(mc["curve_rate"], mc["curve"], color="C5", label="theory, M = 4")
+    ax[3].errorbar(mc["rate"], mc["mc_mean"], yerr=mc["mc_sd"], fmt="o", color="C5", ms=4, capsize=2,
+                   label="Monte Carlo, M = 4")
+    ax[3].plot(mc["curve_rate"], mc["curve_19_classes"], color="C7", ls="--", label="theory, M = 19")
+    for m_, col in ((4, "C5"), (19, "C7")):
+        ax[3].axvline((m_ - 1) / m_, color=col, ls=":", lw=1)
+    ax[3].set(xlabel="symmetric flip rate e", ylabel="mIoU (interior pixels)",
+              title=f"(d) multi-class, n_eff = {mc['n_eff']:.0f} px")
+    ax[3].legend(fontsize=8)
+    fig.suptitle("Kernel model of a network (gaussian field at t*): theory lines, Monte Carlo points "
+                 f"(mean +- sd over {config['draws']} draws)", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res = compute(config)
+    record = {"experiment": "theory_curves", "config": config, "results": res, "versions": versions()}
+    _atomic_write(out / "theory_curves.json", (json.dumps(record, indent=2) + "\n").encode())
+    tmp = out / ".theory_curves.tmp.png"
+    plot(res, tmp, config)
+    os.replace(tmp, out / "theory_curves.png")
+    return record
