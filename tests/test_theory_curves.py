@@ -1,6 +1,5 @@
 """Curves: vectorised, consistent with the derivations, and right against Monte Carlo."""
 
-import math
 
 import jax
 import numpy as np
