@@ -1,0 +1,327 @@
+"""Data: synthetic microscopy-like images, the packaged real nuclei, a user's folder.
+
+Every generator is deterministic by ``key`` and returns a :class:`Dataset`:
+float32 images (N, H, W, C), z-scored per image, and integer masks (N, H, W).
+Shapes are drawn on the host (numpy, seeded from the key), then imaged by
+:func:`microscope`: the structure blurred by a gaussian PSF, Poisson shot noise
+on ``photons`` expected counts at full signal, and gaussian read noise. Fewer
+photons means a lower signal-to-noise ratio.
+
+* :func:`nuclei` (NUC): blobs (random ellipses).
+* :func:`mito` (MITO): rods and fragments 3-8 px wide.
+* :func:`er` (ER): a connected network of thin tubules 1-3 px wide (a
+  minimum spanning tree of random points plus a few extra Delaunay edges).
+* :func:`scenes`: "natural-like" multi-class RGB scenes (irregular regions,
+  each class with its own colour and texture scale).
+* :func:`real_nuclei`: the hand-annotated 512 x 512 fluorescence nuclei image
+  that the ``stardist`` wheel ships (2018 Data Science Bowl, CC0), read from the
+  installed package's files (``pip install --no-deps stardist==0.9.2``; stardist
+  itself is never imported), cut into tiles for train / validation / test.
+* :func:`load_folder`: image/mask pairs (PNG or TIFF) matched by file name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+from .density import smooth
+
+__all__ = [
+    "Dataset",
+    "er",
+    "load_folder",
+    "microscope",
+    "mito",
+    "nuclei",
+    "real_nuclei",
+    "scenes",
+]
+
+
+class Dataset(NamedTuple):
+    """Images (N, H, W, C) float32 and masks (N, H, W) int32 (binary 0/1 or classes)."""
+
+    images: np.ndarray
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def take(self, idx: Any) -> Dataset:
+        return Dataset(self.images[idx], self.masks[idx])
+
+
+def _rng(key: jax.Array) -> np.random.Generator:
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    axes = tuple(range(1, x.ndim))
+    return ((x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def microscope(
+    key: jax.Array,
+    structure: Any,
+    *,
+    psf_sigma: float = 1.5,
+    photons: float = 30.0,
+    background: float = 0.2,
+    read_noise: float = 0.05,
+) -> np.ndarray:
+    """Image a structure (N, H, W) of intensities in [0, 1] through a noisy microscope.
+
+    counts ~ Poisson(photons * (background + PSF * structure)); image =
+    counts / photons + read_noise * N(0, 1); then z-scored per image.
+    Returns float32 (N, H, W, 1).
+    """
+    _checks.check_positive("psf_sigma", psf_sigma)
+    _checks.check_positive("photons", photons)
+    s = np.asarray(structure, np.float32)
+    blurred = np.asarray(smooth(s, psf_sigma))
+    k1, k2 = jax.random.split(key)
+    lam = photons * (background + blurred)
+    counts = np.asarray(jax.random.poisson(k1, jnp.asarray(lam)), np.float32)
+    img = counts / photons + read_noise * np.asarray(jax.random.normal(k2, s.shape))
+    return _zscore(img)[..., None]
+
+
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.mgrid[:size, :size].astype(np.float32)
+
+
+def _segments(size: int, p0: np.ndarray, p1: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Union of capsules: points within ``radius`` of segment p0-p1."""
+    yy, xx = _grid(size)
+    pts = np.stack([yy, xx], -1)[None]  # (1, H, W, 2)
+    a = p0[:, None, None, :]
+    d = (p1 - p0)[:, None, None, :]
+    t = np.clip(((pts - a) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-9), 0.0, 1.0)
+    dist2 = ((pts - a - t[..., None] * d) ** 2).sum(-1)
+    return (dist2 <= (radius[:, None, None] ** 2)).any(0)
+
+
+def nuclei(key: jax.Array, n: int, *, size: int = 64, count: tuple[int, int] = (3, 7),
+           radius: tuple[float, float] = (4.0, 9.0), photons: float = 30.0) -> Dataset:
+    """NUC-like: ``count`` blobs (ellipses with radii in ``radius``) per image.
+
+    >>> import jax
+    >>> d = nuclei(jax.random.key(0), 2, size=32)
+    >>> d.images.shape, d.masks.shape, int(d.masks.max())
+    ((2, 32, 32, 1), (2, 32, 32), 1)
+    """
+    rng = _rng(key)
+    yy, xx = _grid(size)
+    masks = np.zeros((n, size, size), bool)
+    for i in range(n):
+        for _ in range(rng.integers(count[0], count[1] + 1)):
+            cy, cx = rng.uniform(0, size, 2)
+            a, b = rng.uniform(*radius, 2)
+            th = rng.uniform(0, np.pi)
+            u = (yy - cy) * np.cos(th) + (xx - cx) * np.sin(th)
+            v = -(yy - cy) * np.sin(th) + (xx - cx) * np.cos(th)
+            masks[i] |= (u / a) ** 2 + (v / b) ** 2 <= 1.0
+    texture = 0.7 + 0.3 * rng.random((n, 1, 1))
+    img = microscope(jax.random.fold_in(key, 1), masks * texture, psf_sigma=1.5, photons=photons)
+    return Dataset(img, masks.astype(np.int32))
+
+
+def mito(key: jax.Array, n: int, *, size: int = 64, count: tuple[int, int] = (4, 9),
+         width: tuple[float, float] = (3.0, 8.0), length: tuple[float, float] = (6.0, 24.0),
+         photons: float = 30.0) -> Dataset:
+    """MITO-like: rods and fragments ``width`` px wide, ``length`` px long."""
+    rng = _rng(key)
+    masks = np.zeros((n, size, size), bool)
+    for i in range(n):
+        k = rng.integers(count[0], count[1] + 1)
+        c = rng.uniform(0, size, (k, 2))
+        th = rng.uniform(0, np.pi, k)
+        half = rng.uniform(*length, k)[:, None] / 2
+        d = np.stack([np.sin(th), np.cos(th)], -1) * half
+        masks[i] = _segments(size, c - d, c + d, rng.uniform(*width, k) / 2)
+    img = microscope(jax.random.fold_in(key, 1), masks, psf_sigma=1.2, photons=photons)
+    return Dataset(img, masks.astype(np.int32))
+
+
+def er(key: jax.Array, n: int, *, size: int = 64, nodes: int = 14, width: tuple[float, float] = (1.0, 3.0),
+       extra_edges: float = 0.3, photons: float = 40.0) -> Dataset:
+    """ER-like: a connected network of thin tubules ``width`` px wide.
+
+    Nodes are random points; edges are a minimum spanning tree of their
+    Delaunay triangulation (so the network is connected) plus a random
+    ``extra_edges`` fraction of the remaining Delaunay edges (loops).
+    """
+    from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.spatial import Delaunay
+
+    rng = _rng(key)
+    masks = np.zeros((n, size, size), bool)
+    for i in range(n):
+        pts = rng.uniform(-0.05 * size, 1.05 * size, (nodes, 2))
+        tri = Delaunay(pts)
+        edges = set()
+        for s in tri.simplices:
+            for a, b in ((s[0], s[1]), (s[1], s[2]), (s[0], s[2])):
+                edges.add((min(a, b), max(a, b)))
+        edges = sorted(edges)
+        w = np.zeros((nodes, nodes))
+        for a, b in edges:
+            w[a, b] = np.linalg.norm(pts[a] - pts[b])
+        tree = minimum_spanning_tree(w).toarray() > 0
+        keep = [(a, b) for a, b in edges if tree[a, b] or tree[b, a] or rng.random() < extra_edges]
+        p0 = np.array([pts[a] for a, _ in keep])
+        p1 = np.array([pts[b] for _, b in keep])
+        # width in [1, 3] px: capsule radius (w - 1)/2 + 0.5 keeps 1-px tubes one pixel wide
+        r = (rng.uniform(*width, len(keep)) - 1) / 2 + 0.5
+        masks[i] = _segments(size, p0, p1, r)
+    img = microscope(jax.random.fold_in(key, 1), masks, psf_sigma=1.0, photons=photons)
+    return Dataset(img, masks.astype(np.int32))
+
+
+def scenes(key: jax.Array, n: int, *, size: int = 64, num_classes: int = 4, regions: int = 10,
+           noise: float = 0.25) -> Dataset:
+    """Natural-like multi-class RGB scenes with irregular regions.
+
+    Regions are the cells of a warped Voronoi partition of ``regions`` random
+    seeds, each given a random class; class c has its own colour and a texture
+    (smoothed noise) of its own scale, plus pixel noise ``noise``.
+    """
+    import scipy.ndimage as ndi
+
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+    rng = _rng(key)
+    palette = np.random.default_rng(num_classes).uniform(-1, 1, (num_classes, 3))
+    scales = np.linspace(0.7, 4.0, num_classes)
+    yy, xx = _grid(size)
+    imgs = np.zeros((n, size, size, 3), np.float32)
+    labels = np.zeros((n, size, size), np.int32)
+    for i in range(n):
+        seeds = rng.uniform(0, size, (regions, 2))
+        cls = rng.integers(0, num_classes, regions)
+        cls[:num_classes] = rng.permutation(num_classes)[: min(num_classes, regions)]
+        warp = ndi.gaussian_filter(rng.standard_normal((2, size, size)), (0, 6, 6)) * 40
+        d = ((yy[None] + warp[0] - seeds[:, 0, None, None]) ** 2 + (xx[None] + warp[1] - seeds[:, 1, None, None]) ** 2)
+        lab = cls[np.argmin(d, axis=0)]
+        labels[i] = lab
+        for c in range(num_classes):
+            tex = ndi.gaussian_filter(rng.standard_normal((size, size, 3)), (scales[c], scales[c], 0))
+            tex /= tex.std() + 1e-6
+            imgs[i][lab == c] = (palette[c] + 0.35 * tex)[lab == c]
+        imgs[i] += noise * rng.standard_normal((size, size, 3))
+    return Dataset(_zscore(imgs), labels)
+
+
+# ------------------------------------------------------------------- real data
+def _stardist_images() -> Path:
+    spec = importlib.util.find_spec("stardist")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the real nuclei image ships inside the stardist wheel: "
+            "pip install --no-deps stardist==0.9.2 (or pip install 'metastructure[real]')"
+        )
+    folder = Path(spec.origin).parent / "data" / "images"
+    if not (folder / "img2d.tif").exists():
+        raise FileNotFoundError(f"stardist is installed but {folder / 'img2d.tif'} is missing")
+    return folder
+
+
+def real_available() -> bool:
+    """Whether the packaged real nuclei image can be read here."""
+    try:
+        _stardist_images()
+        import tifffile  # noqa: F401
+    except (FileNotFoundError, ImportError):
+        return False
+    return True
+
+
+def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> dict[str, Dataset]:
+    """The real 512 x 512 nuclei image (DSB 2018, CC0) as train / val / test tiles.
+
+    The image is cut into non-overlapping ``tile`` x ``tile`` tiles (16 of
+    128 px); tiles are assigned in a fixed interleaved order so each split
+    covers the whole image. Instance labels become a binary mask. Images are
+    z-scored per tile.
+    """
+    import tifffile
+
+    folder = _stardist_images()
+    img = tifffile.imread(folder / "img2d.tif").astype(np.float32)
+    inst = tifffile.imread(folder / "mask2d.tif")
+    h, w = img.shape
+    if h % tile or w % tile:
+        raise ValueError(f"tile must divide the image size {img.shape}, got {tile}")
+    tiles = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+    order = [tiles[i] for i in np.random.default_rng(0).permutation(len(tiles))]
+    n = len(order)
+    n_tr = int(round(split[0] * n))
+    n_va = int(round(split[1] * n))
+    parts = {"train": order[:n_tr], "val": order[n_tr : n_tr + n_va], "test": order[n_tr + n_va :]}
+    out = {}
+    for name, locs in parts.items():
+        ims = np.stack([img[y : y + tile, x : x + tile] for y, x in locs])
+        ms = np.stack([(inst[y : y + tile, x : x + tile] > 0) for y, x in locs]).astype(np.int32)
+        out[name] = Dataset(_zscore(ims)[..., None], ms)
+    return out
+
+
+def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks") -> Dataset:
+    """A user's image/mask pairs: ``path/images/NAME.ext`` with ``path/masks/NAME.ext``.
+
+    PNG or TIFF, matched by file stem. Images become float32 (N, H, W, C) z-scored
+    per image; masks must be integer-valued. All pairs must share one size.
+
+    Raises:
+        FileNotFoundError: missing folders.
+        ValueError: unmatched names, size mismatches, non-integer masks.
+    """
+    root = Path(path)
+    di, dm = root / images, root / masks
+    for d in (di, dm):
+        if not d.is_dir():
+            raise FileNotFoundError(f"expected a folder {d} (image/mask pairs live in {images}/ and {masks}/)")
+    exts = {".png", ".tif", ".tiff"}
+    fi = {p.stem: p for p in sorted(di.iterdir()) if p.suffix.lower() in exts}
+    fm = {p.stem: p for p in sorted(dm.iterdir()) if p.suffix.lower() in exts}
+    if set(fi) != set(fm):
+        raise ValueError(
+            f"unmatched names: images without a mask {sorted(set(fi) - set(fm))}, "
+            f"masks without an image {sorted(set(fm) - set(fi))}"
+        )
+    if not fi:
+        raise ValueError(f"no PNG or TIFF files in {di}")
+
+    def read(p: Path) -> np.ndarray:
+        if p.suffix.lower() == ".png":
+            from PIL import Image  # pillow comes with matplotlib
+
+            return np.asarray(Image.open(p))
+        import tifffile
+
+        return tifffile.imread(p)
+
+    ims, ms = [], []
+    for name in sorted(fi):
+        im = read(fi[name]).astype(np.float32)
+        m = read(fm[name])
+        if im.shape[:2] != m.shape[:2]:
+            raise ValueError(f"{name}: image shape {im.shape} and mask shape {m.shape} differ")
+        if m.ndim != 2:
+            raise ValueError(f"{name}: mask must be a 2-D label map, got shape {m.shape}")
+        if not np.all(np.equal(np.mod(m, 1), 0)):
+            raise ValueError(f"{name}: mask must hold integer labels, found non-integer values")
+        ims.append(im if im.ndim == 3 else im[..., None])
+        ms.append(m.astype(np.int32))
+    shapes = {x.shape for x in ims}
+    if len(shapes) > 1:
+        raise ValueError(f"all images must share one size, got {sorted(shapes)}")
+    return Dataset(_zscore(np.stack(ims)), np.stack(ms))
