@@ -244,6 +244,14 @@ def real_available() -> bool:
     return True
 
 
+def _tifffile():
+    try:
+        import tifffile
+    except ImportError:
+        raise ImportError("reading TIFF needs tifffile: pip install 'metastructure[real]'") from None
+    return tifffile
+
+
 def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> dict[str, Dataset]:
     """The real 512 x 512 nuclei image (DSB 2018, CC0) as train / val / test tiles.
 
@@ -252,8 +260,7 @@ def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.
     covers the whole image. Instance labels become a binary mask. Images are
     z-scored per tile.
     """
-    import tifffile
-
+    tifffile = _tifffile()
     folder = _stardist_images()
     img = tifffile.imread(folder / "img2d.tif").astype(np.float32)
     inst = tifffile.imread(folder / "mask2d.tif")
@@ -305,9 +312,7 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
             from PIL import Image  # pillow comes with matplotlib
 
             return np.asarray(Image.open(p))
-        import tifffile
-
-        return tifffile.imread(p)
+        return _tifffile().imread(p)
 
     ims, ms = [], []
     for name in sorted(fi):

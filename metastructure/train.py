@@ -308,9 +308,9 @@ def fit(
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
     out_ch = 1 if num_classes is None else int(num_classes)
     model = model or nets.unet(out_channels=out_ch)
-    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
     if isinstance(loss, str) and loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
     opt = make_optimizer(optimizer, learning_rate, weight_decay=weight_decay) if isinstance(optimizer, str) else optimizer
     k_init, k_loop = jax.random.split(key)
     state = init(k_init, model, x.shape[-1], opt)

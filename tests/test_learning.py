@@ -1,0 +1,265 @@
+"""Data, networks, losses and training; the paper's learning claims at small sizes.
+
+The claims train a 16-32-64 U-Net for 300 steps on 32 synthetic NUC-like 64x64
+images (about 15-20 s each on 2 cores) and evaluate on 16 held-out images.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from metastructure import data, metrics, nets, noise, ntm, train
+
+EIGHT = np.ones((3, 3), bool)
+
+
+# ------------------------------------------------------------------ data
+@pytest.mark.parametrize("gen", [data.nuclei, data.mito, data.er, data.scenes])
+def test_generators_are_deterministic_by_key(gen):
+    a = gen(jax.random.key(0), 3, size=32)
+    b = gen(jax.random.key(0), 3, size=32)
+    c = gen(jax.random.key(1), 3, size=32)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    assert not np.array_equal(a.masks, c.masks)
+    assert a.images.dtype == np.float32 and a.masks.dtype == np.int32
+    np.testing.assert_allclose(a.images.mean(axis=(1, 2, 3)), 0, atol=1e-4)  # z-scored per image
+
+
+def test_structure_widths():
+    er = data.er(jax.random.key(3), 6, size=96)
+    mi = data.mito(jax.random.key(3), 6, size=96)
+    nu = data.nuclei(jax.random.key(3), 6, size=96)
+    # the distance to background on the medial axis is the half-width (a 3-px line
+    # has 2 at its centre); junctions and crossings are wider, so take the 90th percentile
+    from skimage.morphology import skeletonize
+
+    def half_width(ms):
+        return np.percentile(np.concatenate([ndi.distance_transform_edt(m)[skeletonize(m > 0)] for m in ms]), 90)
+
+    assert half_width(er.masks) <= 2.0  # ER tubules 1-3 px wide
+    assert 2.0 <= half_width(mi.masks) <= 4.5  # MITO rods 3-8 px wide
+    assert half_width(nu.masks) >= 4.0  # nuclei are blobs
+    for m in er.masks:  # a connected network: the largest component holds most of it
+        lab, n = ndi.label(m, EIGHT)
+        sizes = np.bincount(lab.ravel())[1:]
+        assert sizes.max() >= 0.8 * m.sum()
+
+
+def test_more_photons_more_signal():
+    m = data.nuclei(jax.random.key(4), 4, size=64).masks
+    corr = []
+    for photons in (2.0, 200.0):
+        img = data.microscope(jax.random.key(5), m, photons=photons)[..., 0]
+        corr.append(np.corrcoef(img.ravel(), m.ravel())[0, 1])
+    assert corr[1] > corr[0] + 0.1
+
+
+def test_scenes_have_all_classes_and_distinct_colours():
+    s = data.scenes(jax.random.key(6), 4, size=64, num_classes=5)
+    assert s.images.shape == (4, 64, 64, 3) and set(np.unique(s.masks)) <= set(range(5))
+    means = np.array([s.images[s.masks == c].mean(0) for c in np.unique(s.masks)])
+    assert np.min([np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1 :]]) > 0.2
+
+
+def test_real_nuclei_tiles():
+    if not data.real_available():
+        pytest.skip("real nuclei need the stardist wheel's files: pip install --no-deps stardist==0.9.2")
+    r = data.real_nuclei(tile=128)
+    assert [len(r[k]) for k in ("train", "val", "test")] == [8, 4, 4]
+    assert r["train"].images.shape[1:] == (128, 128, 1)
+    assert 0.1 < r["test"].masks.mean() < 0.35  # nuclei cover ~20% of the image
+    # the tiles of the three splits are different pieces of the image
+    flat = [t.tobytes() for k in r for t in r[k].images]
+    assert len(set(flat)) == 16
+
+
+def test_load_folder(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray((rng.random((16, 20)) * 255).astype(np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray((rng.random((16, 20)) > 0.5).astype(np.uint8)).save(tmp_path / "masks" / f"{name}.png")
+    d = data.load_folder(tmp_path)
+    assert d.images.shape == (2, 16, 20, 1) and d.masks.shape == (2, 16, 20)
+    Image.fromarray(np.zeros((16, 20), np.uint8)).save(tmp_path / "images" / "c.png")
+    with pytest.raises(ValueError, match="unmatched"):
+        data.load_folder(tmp_path)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "c.png")
+    with pytest.raises(ValueError, match="differ"):
+        data.load_folder(tmp_path)
+    import tifffile
+
+    (tmp_path / "masks" / "c.png").unlink()
+    tifffile.imwrite(tmp_path / "masks" / "c.tif", np.full((16, 20), 0.5, np.float32))
+    with pytest.raises(ValueError, match="integer"):
+        data.load_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="folder"):
+        data.load_folder(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------ nets
+@pytest.mark.parametrize("model", [nets.unet(), nets.unet((8, 16), out_channels=4), nets.fcn(dilations=(1, 2, 4, 1))])
+def test_nets_shapes_features_and_jit(model):
+    cin = 3
+    p = model.init(jax.random.key(0), cin)
+    x = jax.random.normal(jax.random.key(1), (2, 32, 32, cin))
+    out, feats = model.apply(p, x, features=True)
+    assert out.shape == (2, 32, 32, dict(model.config)["out_channels"])
+    assert feats and all(f.shape[0] == 2 for f in feats.values())
+    np.testing.assert_allclose(jax.jit(model.apply)(p, x), out, atol=1e-5)
+    assert nets.num_params(p) > 1000
+    assert nets.unet() is nets.unet(), "cached: equal configurations share compiled steps"
+
+
+def test_unet_rejects_bad_sizes():
+    m = nets.unet()
+    with pytest.raises(ValueError, match="divisible"):
+        m.apply(m.init(jax.random.key(0), 1), jnp.zeros((1, 30, 32, 1)))
+    with pytest.raises(ValueError, match="widths"):
+        nets.unet((16,))
+
+
+# ------------------------------------------------------------------ losses
+def test_bce_formula_and_linearity_in_the_target():
+    z = jnp.array([-2.0, 0.3, 1.5])
+    t = jnp.array([0.0, 1.0, 1.0])
+    want = -np.mean(np.asarray(t) * np.log(1 / (1 + np.exp(-z))) + (1 - np.asarray(t)) * np.log(1 - 1 / (1 + np.exp(-z))))
+    assert float(train.bce_with_logits(z, t)) == pytest.approx(want, rel=1e-5)
+    a = 0.3
+    mix = train.bce_with_logits(z, a * t)
+    assert float(mix) == pytest.approx(float(a * train.bce_with_logits(z, t) + (1 - a) * train.bce_with_logits(z, 0 * t)),
+                                       rel=1e-5)
+
+
+def test_cross_entropy_with_ignore():
+    z = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]])
+    lab = jnp.array([0, 1, -1])
+    logp = np.asarray(jax.nn.log_softmax(z))
+    assert float(train.cross_entropy(z, lab)) == pytest.approx(-(logp[0, 0] + logp[1, 1]) / 2, rel=1e-6)
+
+
+def test_dmi_is_shifted_by_log_det_of_the_noise():
+    # soft noisy targets S* = T^T S per pixel: det(P S*^T) = det(P S^T) det(T)
+    rng = np.random.default_rng(0)
+    z = jnp.asarray(rng.standard_normal(200))
+    s = jnp.asarray((rng.random(200) < 0.4).astype(np.float32))
+    f, b = 0.3, 0.2
+    noisy = b + (1 - f - b) * s
+    gap = float(train.dmi_loss(z, noisy) - train.dmi_loss(z, s))
+    assert gap == pytest.approx(-math.log(1 - f - b), rel=1e-4)
+    assert float(train.soft_iou_loss(jnp.full(4, 20.0), jnp.ones(4))) == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------ training mechanics
+@pytest.fixture(scope="module")
+def nuc():
+    return data.nuclei(jax.random.key(0), 32, size=64), data.nuclei(jax.random.key(1), 16, size=64)
+
+
+def test_same_key_bitwise_identical_and_fit_many(nuc):
+    tr, _ = nuc
+    kw = dict(steps=5, batch_size=4, progress=False)
+    a = train.fit(jax.random.key(3), tr.images, tr.masks, **kw)
+    b = train.fit(jax.random.key(3), tr.images, tr.masks, **kw)
+    c = train.fit(jax.random.key(4), tr.images, tr.masks, **kw)
+    la, lb, lc = (jax.tree_util.tree_leaves(r.params) for r in (a, b, c))
+    assert all(np.array_equal(x, y) for x, y in zip(la, lb))
+    assert not all(np.array_equal(x, y) for x, y in zip(la, lc))
+    many = train.fit_many(jnp.stack([jax.random.key(3), jax.random.key(4)]), tr.images, [tr.masks, tr.masks], **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(many[1].params), lc))
+    assert a.regime == "fixed" and len(a.history["loss"]) == 5
+
+
+def test_augmentation_keeps_image_and_label_aligned():
+    x = jax.random.normal(jax.random.key(0), (8, 16, 16, 1))
+    lab = x[..., 0]
+    xa, la = train.augment_dihedral(jax.random.key(1), x, lab)
+    np.testing.assert_array_equal(xa[..., 0], la)
+    assert not np.array_equal(np.asarray(xa), np.asarray(x))
+
+
+def test_sgd_schedule_and_multiclass_fit():
+    s = data.scenes(jax.random.key(2), 8, size=32)
+    r = train.fit(jax.random.key(0), s.images, s.masks, num_classes=4, loss="ce", steps=20,
+                  optimizer=train.make_optimizer("sgd", 0.05, weight_decay=1e-3, decay_every=10), progress=False,
+                  model=nets.unet((8, 16), out_channels=4))
+    p = r.predict(s.images[:2])
+    assert p.shape == (2, 32, 32, 4)
+    np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)
+    assert r.history["loss"][-1] < r.history["loss"][0]
+
+
+def test_fit_rejects_bad_input(nuc):
+    tr, _ = nuc
+    with pytest.raises(ValueError, match="images"):
+        train.fit(jax.random.key(0), tr.images[..., 0], tr.masks, steps=1)
+    with pytest.raises(ValueError, match="labels"):
+        train.fit(jax.random.key(0), tr.images, tr.masks[:3], steps=1)
+    with pytest.raises(ValueError, match="loss"):
+        train.fit(jax.random.key(0), tr.images, tr.masks, steps=1, loss="hinge")
+
+
+# ------------------------------------------------------------------ the claims
+@pytest.fixture(scope="module")
+def clean(nuc):
+    tr, te = nuc
+    r = train.fit(jax.random.key(2), tr.images, tr.masks, steps=300, progress=False)
+    return float(metrics.dice(r.predict(te.images) > 0.5, te.masks))
+
+
+def test_clean_unet_reaches_dice_0_9(clean):
+    assert clean >= 0.9
+
+
+def test_sampled_fresh_draws_match_clean_at_t_star(nuc, clean):
+    tr, te = nuc
+    r = train.fit(jax.random.key(2), tr.images, tr.masks, steps=300, progress=False,
+                  noise=lambda k, y: noise.sample(k, y, 0.1))
+    assert r.regime == "fresh"
+    p = r.predict(te.images)
+    assert abs(p[te.masks == 1].mean() - 0.1) < 0.03  # output on objects ~ p
+    assert p[te.masks == 0].mean() < 0.01  # ~ 0 on background
+    assert float(metrics.dice(p > 0.05, te.masks)) >= clean - 0.03
+
+
+def test_fixed_draw_on_a_small_set_memorises(nuc):
+    tr, te = nuc
+    small = tr.take(slice(0, 4))
+    fixed = np.asarray(noise.sample(jax.random.key(9), small.masks, 0.1))
+    r = train.fit(jax.random.key(2), small.images, fixed, batch_size=4, steps=400, val_every=25,
+                  validation=(te.images, te.masks), transition=ntm.sample_matrix(0.1), progress=False)
+    d = [v["dice_tstar"] for v in r.history["val"]]
+    assert max(d) - d[-1] > 0.05, d  # Dice at t* falls as the network learns the drawn pixels
+    assert d[-1] < 0.6
+
+
+@pytest.mark.parametrize("rate", [0.45, 0.9])
+def test_symmetric_flipping(nuc, clean, rate):
+    tr, te = nuc
+    r = train.fit(jax.random.key(2), tr.images, tr.masks, steps=300, progress=False,
+                  noise=lambda k, y: noise.flip(k, y, rate, rate))
+    t = ntm.flip_matrix(rate, rate)
+    from metastructure.density import matched_threshold
+
+    m = matched_threshold(t)
+    assert m.threshold == pytest.approx(0.5) and m.invert == (rate > 0.5)
+    assert float(metrics.dice(m.apply(r.predict(te.images)), te.masks)) >= clean - 0.05
+
+
+def test_random_labels_no_better_than_chance(nuc):
+    tr, te = nuc
+    r = train.fit(jax.random.key(2), tr.images, tr.masks, steps=200, progress=False,
+                  noise=lambda k, y: noise.random_labels(k, y.shape, 0.3).astype(y.dtype))
+    p = r.predict(te.images)
+    assert abs(float(metrics.roc_auc(p, te.masks)) - 0.5) < 0.1
+    prior = te.masks.mean()
+    # the best any threshold does is to call everything foreground: 2 pi / (1 + pi)
+    assert metrics.best_threshold(p, te.masks, metric="dice")[1] <= 2 * prior / (1 + prior) + 0.05
