@@ -58,7 +58,10 @@ def _conv(p, x, dilation=1):
 
 
 def _pool(x):
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    # 2x2 max pooling as a reshape: its gradient is an elementwise mask, while
+    # reduce_window's (select_and_scatter) measured ~10 ms slower per step on CPU
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 def _up(x):

@@ -1,0 +1,164 @@
+"""Training speed: our JAX U-Net against the same architecture in PyTorch, in one run.
+
+* per step: default U-Net (16-32-64), batch 8 x 128 x 128 x 1, BCE, Adam; ours
+  is the jitted ``metastructure.train.step``; PyTorch CPU eager, channels_last
+  (the same convs, pooling, nearest upsampling, skips and head). Median of
+  ``--repeat`` steps after warm-up; prints torch / jax (> 1: we are faster).
+* seeds: S = 4 runs of ``--steps`` steps through ``train.fit_many`` against one
+  run times 4 (target: S seeds cost <= S x one seed), and a ``jax.vmap`` over 4
+  replicas of the step for reference.
+
+PyTorch is a bench-only dependency: ``pip install torch==2.13.0`` on a CPU machine.
+
+    python bench/train.py --repeat 10 --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metastructure import nets, train
+
+
+def median_time(fn, repeat, warmup=2):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def jax_step_time(batch, size, repeat):
+    model = nets.unet()
+    opt = train.make_optimizer("adam", 1e-3)
+    state = train.init(jax.random.key(0), model, 1, opt)
+    x = jax.random.normal(jax.random.key(1), (batch, size, size, 1))
+    y = (jax.random.uniform(jax.random.key(2), (batch, size, size)) > 0.7).astype(jnp.int32)
+    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=train.bce_with_logits))
+    box = [state]
+
+    def run():
+        box[0], v = f(box[0], x, y)
+        jax.block_until_ready(v)
+
+    return median_time(run, repeat), (model, opt, f, x, y)
+
+
+def jax_vmap_time(ctx, replicas, repeat):
+    model, opt, _, x, y = ctx
+    states = jax.vmap(lambda k: train.init(k, model, 1, opt))(jax.random.split(jax.random.key(3), replicas))
+    g = jax.jit(jax.vmap(lambda s: train.step(s, x, y, model=model, optimizer=opt, loss=train.bce_with_logits)))
+    box = [states]
+
+    def run():
+        box[0], v = g(box[0])
+        jax.block_until_ready(v)
+
+    return median_time(run, max(2, repeat // 3), warmup=1)
+
+
+def torch_step_time(batch, size, repeat, threads):
+    import torch
+    import torch.nn as tnn
+
+    torch.set_num_threads(threads)
+
+    def pair(cin, cout):
+        return tnn.Sequential(tnn.Conv2d(cin, cout, 3, padding=1), tnn.ReLU(), tnn.Conv2d(cout, cout, 3, padding=1),
+                              tnn.ReLU())
+
+    class UNet(tnn.Module):
+        def __init__(self, widths=(16, 32, 64)):
+            super().__init__()
+            self.enc = tnn.ModuleList()
+            cin = 1
+            for w in widths:
+                self.enc.append(pair(cin, w))
+                cin = w
+            self.dec = tnn.ModuleList()
+            for w in reversed(widths[:-1]):
+                self.dec.append(pair(cin + w, w))
+                cin = w
+            self.head = tnn.Conv2d(cin, 1, 1)
+
+        def forward(self, x):
+            skips = []
+            for i, blk in enumerate(self.enc):
+                if i:
+                    x = tnn.functional.max_pool2d(x, 2)
+                x = blk(x)
+                skips.append(x)
+            for i, blk in enumerate(self.dec):
+                x = torch.cat([tnn.functional.interpolate(x, scale_factor=2, mode="nearest"), skips[-2 - i]], 1)
+                x = blk(x)
+            return self.head(x)
+
+    torch.manual_seed(0)
+    model = UNet().to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 1, size, size).to(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 1, size, size) > 0.7).float()
+    lossf = tnn.BCEWithLogitsLoss()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return median_time(run, repeat), torch.__version__
+
+
+def seeds_time(steps, seeds):
+    tr_x = jax.random.normal(jax.random.key(5), (16, 64, 64, 1))
+    tr_y = (jax.random.uniform(jax.random.key(6), (16, 64, 64)) > 0.7).astype(jnp.int32)
+    kw = dict(steps=steps, batch_size=8, progress=False)
+    train.fit(jax.random.key(0), tr_x, tr_y, **kw)  # compile once
+    t0 = time.perf_counter()
+    train.fit(jax.random.key(1), tr_x, tr_y, **kw)
+    one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train.fit_many(jax.random.split(jax.random.key(2), seeds), tr_x, tr_y, **kw)
+    many = time.perf_counter() - t0
+    return one, many
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=30, help="steps per run in the seeds comparison")
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the machine has 2 cores)")
+    args = ap.parse_args()
+
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; U-Net 16-32-64, batch {args.batch} x "
+          f"{args.size}^2, BCE, Adam")
+    t_jax, ctx = jax_step_time(args.batch, args.size, args.repeat)
+    print(f"JAX step            {t_jax * 1e3:8.1f} ms")
+    try:
+        t_torch, tv = torch_step_time(args.batch, args.size, args.repeat, args.threads)
+        print(f"PyTorch {tv} eager channels_last step {t_torch * 1e3:8.1f} ms")
+        print(f"ratio jax / torch   {t_jax / t_torch:8.2f}   (target <= 1.0)")
+    except ImportError:
+        print("PyTorch not installed (pip install torch==2.13.0): skipping the comparison")
+    t_vmap = jax_vmap_time(ctx, args.seeds, args.repeat)
+    print(f"jax.vmap over {args.seeds} replicas: {t_vmap * 1e3:8.1f} ms per step = "
+          f"{t_vmap / (args.seeds * t_jax):.2f} x {args.seeds} sequential steps")
+    one, many = seeds_time(args.steps, args.seeds)
+    print(f"fit x1: {one:.2f} s; fit_many x{args.seeds}: {many:.2f} s = {many / one:.2f} x one run "
+          f"(target <= {args.seeds})")
+
+
+if __name__ == "__main__":
+    main()
