@@ -22,7 +22,8 @@ similarity experiments). One logit for binary segmentation, M for M classes.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -32,17 +33,22 @@ __all__ = ["Model", "fcn", "num_params", "unet"]
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-class Model(NamedTuple):
+@dataclass(frozen=True)
+class Model:
     """An ``(init, apply)`` pair with a name and its configuration (sorted key/value pairs).
 
-    Hashable: the constructors are cached, so equal configurations give the
-    same Model and jitted training steps are compiled once.
+    Unpacks as ``init, apply = model``. Hashable: the constructors are cached,
+    so equal configurations give the same Model and jitted training steps are
+    compiled once.
     """
 
     init: Callable[..., Any]
     apply: Callable[..., Any]
     name: str = "model"
     config: tuple = ()
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter((self.init, self.apply))
 
 
 def _conv_init(key, kh, kw, cin, cout):
