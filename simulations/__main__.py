@@ -1,4 +1,9 @@
-"""Command line: ``python -m simulations list | run NAME [NAME...] | all [--out DIR]``."""
+"""Command line: ``python -m simulations list | run NAME [NAME...] | all [--profile quick|full] [--out DIR]``.
+
+``--profile quick`` (default) runs each experiment at tiny sizes; ``full`` runs
+the configuration whose numbers the README quotes. Experiments without a quick
+profile (the demo, the theory curves) take seconds either way.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import demo, theory_curves
+from . import demo, learning, theory_curves
 
-EXPERIMENTS = {"demo": demo, "theory_curves": theory_curves}
+EXPERIMENTS = {"demo": demo, "theory_curves": theory_curves, "learning": learning}
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"
 
 
@@ -22,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     allp = sub.add_parser("all", help="run every experiment")
     for p in (run, allp):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+        p.add_argument("--profile", choices=("quick", "full"), default="quick",
+                       help="quick: tiny sizes (default); full: the configuration behind the README's numbers")
     args = ap.parse_args(argv)
 
     if args.command == "list":
@@ -34,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown experiment(s) {unknown}; choose from {sorted(EXPERIMENTS)}")
     for name in names:
         t0 = time.perf_counter()
-        EXPERIMENTS[name].run(args.out)
+        mod = EXPERIMENTS[name]
+        config = getattr(mod, "QUICK", mod.CONFIG) if args.profile == "quick" else getattr(mod, "FULL", mod.CONFIG)
+        mod.run(args.out, config)
         stem = "demo_density" if name == "demo" else name
         print(f"{name}: wrote {args.out}/{stem}.png and .json in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0

@@ -59,3 +59,21 @@ def test_theory_curves_end_to_end(tmp_path):
     # the collapse: the flip curve's minimum sits at f = b = 0.5
     assert abs(fl["curve_rate"][int(np.argmin(fl["curve"]))] - 0.5) < 0.02
     assert res["pcl"]["stripe_dilate_grid"] == pytest.approx(res["pcl"]["stripe_dilate_theory"])
+
+
+def test_learning_end_to_end(tmp_path):
+    from simulations import learning
+
+    cfg = dict(learning.QUICK, n_train=4, n_test=2, steps=6, small_steps=6, val_every=3)
+    rec = learning.run(tmp_path, cfg)
+    assert (tmp_path / "learning.png").stat().st_size > 10_000
+    runs = json.loads((tmp_path / "learning.json").read_text())["results"]["synthetic"]
+    assert [r["name"] for r in runs] == [r["name"] for r in rec["results"]["synthetic"]]
+    assert {r["regime"] for r in runs} == {"fresh", "fixed"}
+    assert all(r["steps"] == [3, 6] for r in runs)
+    assert "dice_tstar" in runs[1]["val"][0] and "dice_tstar" not in runs[0]["val"][0]
+
+
+def test_cli_profile_flag(tmp_path):
+    assert cli.main(["run", "demo", "--out", str(tmp_path), "--profile", "quick"]) == 0
+    assert (tmp_path / "demo_density.png").exists()
