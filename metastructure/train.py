@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from . import metrics, nets
+from .density import matched_threshold
 
 __all__ = [
     "FitResult",
@@ -222,13 +223,9 @@ def _train_step(model: nets.Model, opt, loss_fn, noise, augment: bool, bs: int):
     return train_step
 
 
-_APPLY_CACHE: dict = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _apply_jit(model: nets.Model):
-    if model.apply not in _APPLY_CACHE:
-        _APPLY_CACHE[model.apply] = jax.jit(model.apply)
-    return _APPLY_CACHE[model.apply]
+    return jax.jit(model.apply)
 
 
 def _progress(total: int, enabled: bool | None, desc: str):
@@ -251,8 +248,6 @@ def _validate(result_probs: np.ndarray, masks: np.ndarray, transition: Any, num_
         "mean_out_bg": float(result_probs[masks == 0].mean()) if (masks == 0).any() else float("nan"),
     }
     if transition is not None:
-        from .density import matched_threshold
-
         m = matched_threshold(transition)
         out["dice_tstar"] = float(metrics.dice(m.apply(result_probs), masks))
     return out

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("names", nargs="+", metavar="NAME")
     allp = sub.add_parser("all", help="run every experiment")
     for p in (run, allp):
-        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+        p.add_argument("--out", type=Path, default=None,
+                       help=f"output folder (default: {DEFAULT_OUT} for --profile full, {DEFAULT_OUT}/quick for quick, "
+                       "so a quick run never overwrites the committed full-profile figures)")
         p.add_argument("--profile", choices=("quick", "full"), default="quick",
                        help="quick: tiny sizes (default); full: the configuration behind the README's numbers")
     args = ap.parse_args(argv)
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, mod in EXPERIMENTS.items():
             print(f"{name:16s} {mod.__doc__.strip().splitlines()[0]}")
         return 0
+    if args.out is None:
+        args.out = DEFAULT_OUT if args.profile == "full" else DEFAULT_OUT / "quick"
     names = list(EXPERIMENTS) if args.command == "all" else args.names
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:

@@ -79,8 +79,11 @@ def compute(config: dict = CONFIG) -> dict:
     return out
 
 
-def _score(v: dict) -> float:
-    return v.get("dice_tstar", v["dice_0.5"])
+def _score(run: dict, v: dict) -> float:
+    """Dice at t* for noisy labels; at 0.5 for clean ones; best threshold where no t* exists (random)."""
+    if "dice_tstar" in v:
+        return v["dice_tstar"]
+    return v["dice_0.5"] if run["name"] == "clean" else v["dice_best"]
 
 
 def plot(res: dict, path: Path, config: dict) -> None:
@@ -93,16 +96,28 @@ def plot(res: dict, path: Path, config: dict) -> None:
     fig, ax = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.4), constrained_layout=True, squeeze=False)
     for a, panel in zip(ax[0], panels):
         for i, run in enumerate(res[panel]):
-            ls = "-" if run["regime"] == "fresh" or run["name"] == "clean" else "--"
-            a.plot(run["steps"], [_score(v) for v in run["val"]], ls, marker="o", ms=3, color=f"C{i}",
-                   label=f"{run['name']} [{run['regime']}]")
-        a.set(xlabel="training step", ylabel="held-out Dice at t* (clean: 0.5)", ylim=(0, 1),
+            clean = run["name"] == "clean"
+            ls = "-" if run["regime"] == "fresh" or clean else "--"
+            label = run["name"] if clean else run["name"].replace(", fresh", "").replace(", fixed", "") + (
+                f" [{run['regime']}]" + (" (best threshold: no t*)" if run["name"].startswith("random") else ""))
+            a.plot(run["steps"], [_score(run, v) for v in run["val"]], ls, marker="o", ms=3, color=f"C{i}",
+                   label=label)
+        a.set(xlabel="training step", ylabel="held-out Dice at t* (clean: at 0.5)", ylim=(0, 1),
               title=f"{panel}: fresh draws (solid) vs one fixed draw (dashed)")
         a.legend(fontsize=7, loc="lower left")
     fig.suptitle("U-Net 16-32-64, Adam: the meta-structure is learned from fresh draws; a fixed draw is memorised",
                  fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def replot(out: str | Path = "figures") -> None:
+    """Redraw ``learning.png`` from ``learning.json`` (plots read only the stored numbers)."""
+    out = Path(out)
+    record = json.loads((out / "learning.json").read_text())
+    tmp = out / ".learning.tmp.png"
+    plot(record["results"], tmp, record["config"])
+    os.replace(tmp, out / "learning.png")
 
 
 def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:

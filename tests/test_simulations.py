@@ -72,6 +72,9 @@ def test_learning_end_to_end(tmp_path):
     assert {r["regime"] for r in runs} == {"fresh", "fixed"}
     assert all(r["steps"] == [3, 6] for r in runs)
     assert "dice_tstar" in runs[1]["val"][0] and "dice_tstar" not in runs[0]["val"][0]
+    (tmp_path / "learning.png").unlink()
+    learning.replot(tmp_path)  # the figure is redrawn from the stored numbers alone
+    assert (tmp_path / "learning.png").stat().st_size > 10_000
 
 
 def test_cli_profile_flag(tmp_path):
