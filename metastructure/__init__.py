@@ -9,9 +9,14 @@ Modules (one concept each):
   Lemma 1 and the matched threshold t*.
 * :mod:`metastructure.metrics`: Dice, IoU, accuracy, ROC-AUC, mIoU, and the
   threshold protocols.
+* :mod:`metastructure.data`: synthetic NUC / MITO / ER images and multi-class
+  scenes, the packaged real nuclei, a user's folder of image/mask pairs.
+* :mod:`metastructure.nets`: small U-Net and FCN as ``(init, apply)`` pairs.
+* :mod:`metastructure.train`: losses, ``init``/``step``, ``fit`` (fixed or fresh
+  noisy labels), ``fit_many``.
 """
 
-from . import density, metrics, noise, ntm
+from . import data, density, metrics, nets, noise, ntm, train
 from .density import (
     MatchedThreshold,
     expected_fraction_field,
@@ -26,13 +31,16 @@ __version__ = "0.1.0"
 __all__ = [
     "MatchedThreshold",
     "__version__",
+    "data",
     "density",
     "expected_fraction_field",
     "fraction_field",
     "intensity_field",
     "matched_threshold",
     "metrics",
+    "nets",
     "noise",
     "ntm",
     "partition",
+    "train",
 ]
