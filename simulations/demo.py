@@ -14,16 +14,14 @@ the figure, the configuration and the package versions).
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import tempfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from metastructure import density, metrics, noise, ntm
+
+from ._io import save
 
 CONFIG = {"size": 128, "bandwidth": 4.0, "kernel": "gaussian", "mc_draws": 200, "seed": 0}
 
@@ -96,14 +94,6 @@ def compute(config: dict = CONFIG) -> dict:
             "clean_field": clean_field, "rows": rows, "lemma1": lemma, "mc_mean": mean, "predicted": predicted}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for everyone to read
-    os.replace(tmp, path)
-
-
 def plot(res: dict, path: Path) -> None:
     import matplotlib
 
@@ -143,37 +133,13 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def versions() -> dict[str, str]:
-    """Versions of the packages behind a result, for its JSON record."""
-    import matplotlib
-    import scipy
-    import sympy
-
-    return {
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sympy": sympy.__version__,
-        "matplotlib": matplotlib.__version__,
-    }
-
-
 def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:
     """Compute, write the JSON and the PNG into ``out``; return the JSON record."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     res = compute(config)
     record = {
         "experiment": "demo_density",
         "config": config,
         "label_types": res["rows"],
         "lemma1_monte_carlo": res["lemma1"],
-        "versions": versions(),
     }
-    _atomic_write(out / "demo_density.json", (json.dumps(record, indent=2) + "\n").encode())
-    png = out / "demo_density.png"
-    tmp = out / ".demo_density.tmp.png"
-    plot(res, tmp)
-    os.replace(tmp, png)
-    return record
+    return save(out, "demo_density", record, lambda path: plot(res, path))

@@ -13,8 +13,6 @@ Writes ``OUT/learning.png`` (Dice at t* over steps, per regime) and
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import jax
@@ -22,7 +20,7 @@ import numpy as np
 
 from metastructure import data, noise, ntm, train
 
-from .demo import _atomic_write, versions
+from ._io import draw_png, load, save
 
 FULL = {"n_train": 32, "n_test": 16, "size": 64, "steps": 300, "val_every": 50, "small_n": 4, "small_steps": 600,
         "real": True, "real_steps": 600, "real_val_every": 150, "seed": 0}
@@ -113,20 +111,11 @@ def plot(res: dict, path: Path, config: dict) -> None:
 
 def replot(out: str | Path = "figures") -> None:
     """Redraw ``learning.png`` from ``learning.json`` (plots read only the stored numbers)."""
-    out = Path(out)
-    record = json.loads((out / "learning.json").read_text())
-    tmp = out / ".learning.tmp.png"
-    plot(record["results"], tmp, record["config"])
-    os.replace(tmp, out / "learning.png")
+    record = load(out, "learning")
+    draw_png(out, "learning", lambda path: plot(record["results"], path, record["config"]))
 
 
 def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     res = compute(config)
-    record = {"experiment": "learning", "config": config, "results": res, "versions": versions()}
-    _atomic_write(out / "learning.json", (json.dumps(record, indent=2) + "\n").encode())
-    tmp = out / ".learning.tmp.png"
-    plot(res, tmp, config)
-    os.replace(tmp, out / "learning.png")
-    return record
+    record = {"experiment": "learning", "config": config, "results": res}
+    return save(out, "learning", record, lambda path: plot(res, path, config))

@@ -15,8 +15,6 @@ Writes ``OUT/theory_curves.png`` and ``OUT/theory_curves.json``.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import jax
@@ -25,7 +23,7 @@ import numpy as np
 from metastructure import density, metrics, noise, ntm
 from theory import curves
 
-from .demo import _atomic_write, versions
+from ._io import save
 
 CONFIG = {"bandwidth": 3.0, "draws": 40, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0}
 
@@ -189,12 +187,6 @@ def plot(res: dict, path: Path, config: dict) -> None:
 
 
 def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     res = compute(config)
-    record = {"experiment": "theory_curves", "config": config, "results": res, "versions": versions()}
-    _atomic_write(out / "theory_curves.json", (json.dumps(record, indent=2) + "\n").encode())
-    tmp = out / ".theory_curves.tmp.png"
-    plot(res, tmp, config)
-    os.replace(tmp, out / "theory_curves.png")
-    return record
+    record = {"experiment": "theory_curves", "config": config, "results": res}
+    return save(out, "theory_curves", record, lambda path: plot(res, path, config))

@@ -1,0 +1,59 @@
+"""Writing results: atomic files, package versions, and the JSON + PNG pair of an experiment."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for everyone to read
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages behind a result, for its JSON record."""
+    import jax
+    import matplotlib
+    import numpy
+    import scipy
+    import sympy
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "sympy": sympy.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+
+
+def save(out: str | Path, stem: str, record: dict, draw: Callable[[Path], None]) -> dict:
+    """Write ``OUT/stem.json`` (``record`` plus versions) and ``OUT/stem.png`` (drawn by ``draw(path)``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {**record, "versions": versions()}
+    atomic_write(out / f"{stem}.json", (json.dumps(record, indent=2) + "\n").encode())
+    draw_png(out, stem, draw)
+    return record
+
+
+def draw_png(out: str | Path, stem: str, draw: Callable[[Path], None]) -> None:
+    """Draw ``OUT/stem.png`` through a temporary file and a rename."""
+    tmp = Path(out) / f".{stem}.tmp.png"
+    draw(tmp)
+    os.replace(tmp, Path(out) / f"{stem}.png")
+
+
+def load(out: str | Path, stem: str) -> dict:
+    """The JSON record an experiment wrote."""
+    return json.loads((Path(out) / f"{stem}.json").read_text())
