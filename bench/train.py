@@ -117,6 +117,28 @@ def torch_step_time(batch, size, repeat, threads):
     return median_time(run, repeat), torch.__version__
 
 
+def conv_profile(batch, size, repeat):
+    """Forward, input-gradient and weight-gradient time of each conv of the default U-Net."""
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    s1, s2, s4 = size, size // 2, size // 4
+    layers = [(s1, 1, 16), (s1, 16, 16), (s2, 16, 32), (s2, 32, 32), (s4, 32, 64), (s4, 64, 64),
+              (s2, 96, 32), (s2, 32, 32), (s1, 48, 16), (s1, 16, 16)]
+    fwd = jax.jit(conv)
+    dx = jax.jit(lambda x, w: jax.grad(lambda a: conv(a, w).sum())(x))
+    dw = jax.jit(lambda x, w: jax.grad(lambda b: conv(x, b).sum())(w))
+    rows = []
+    for hw, ci, co in layers:
+        x = jax.random.normal(jax.random.key(0), (batch, hw, hw, ci))
+        w = jax.random.normal(jax.random.key(1), (3, 3, ci, co))
+        t = [median_time(lambda f=f: jax.block_until_ready(f(x, w)), repeat) for f in (fwd, dx, dw)]
+        rows.append((hw, ci, co, *t, 2 * batch * hw * hw * 9 * ci * co))
+    return rows
+
+
 def seeds_time(steps, seeds):
     tr_x = jax.random.normal(jax.random.key(5), (16, 64, 64, 1))
     tr_y = (jax.random.uniform(jax.random.key(6), (16, 64, 64)) > 0.7).astype(jnp.int32)
@@ -139,6 +161,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30, help="steps per run in the seeds comparison")
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the machine has 2 cores)")
+    ap.add_argument("--no-convs", action="store_true", help="skip the per-convolution profile")
     args = ap.parse_args()
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; U-Net 16-32-64, batch {args.batch} x "
@@ -151,6 +174,16 @@ def main():
         print(f"ratio jax / torch   {t_jax / t_torch:8.2f}   (target <= 1.0)")
     except ImportError:
         print("PyTorch not installed (pip install torch==2.13.0): skipping the comparison")
+    if not args.no_convs:
+        rows = conv_profile(args.batch, args.size, args.repeat)
+        print("per conv (HxW, cin, cout): forward / input grad / weight grad ms, forward GFLOP/s")
+        for hw, ci, co, f, dx, dw, flops in rows:
+            print(f"  {hw:4d}^2 {ci:3d}->{co:3d}: {f * 1e3:6.1f} / {dx * 1e3:6.1f} / {dw * 1e3:6.1f}   "
+                  f"{flops / f / 1e9:6.0f}")
+        tot = [sum(r[i] for r in rows) * 1e3 for i in (3, 4, 5)]
+        flops = sum(r[6] for r in rows)
+        print(f"  total {tot[0]:.1f} / {tot[1]:.1f} / {tot[2]:.1f} ms of a {t_jax * 1e3:.1f} ms step; forward "
+              f"{flops / tot[0] / 1e6:.0f}, weight grad {flops / tot[2] / 1e6:.0f} GFLOP/s")
     t_vmap = jax_vmap_time(ctx, args.seeds, args.repeat)
     print(f"jax.vmap over {args.seeds} replicas: {t_vmap * 1e3:8.1f} ms per step = "
           f"{t_vmap / (args.seeds * t_jax):.2f} x {args.seeds} sequential steps")
