@@ -17,6 +17,9 @@ Spatially structured (PCL, the boundary moves): :func:`dilate`, :func:`erode`,
 :func:`skeletonize`, :func:`shift`, :func:`boundary_noise`.
 Independent of the image (RL): :func:`random_labels`.
 
+A label type as a value (a pytree, for jitted training with fresh draws):
+:class:`LabelNoise`.
+
 Exact counts. ``exact=True`` draws, per image and uniformly without
 replacement, exactly ``ceil(ratio * N)`` pixels to keep (:func:`sample`) or
 ``floor(rate * N)`` pixels to flip (:func:`flip`), N being the image's count of
@@ -38,6 +41,7 @@ import numpy as np
 from . import _checks
 
 __all__ = [
+    "LabelNoise",
     "boundary_noise",
     "corrupt",
     "dilate",
@@ -441,3 +445,120 @@ def boundary_noise(
         return (fg | grow) & ~shrink
 
     return _out(m, jax.lax.fori_loop(0, int(steps), body, fg0))
+
+
+# ------------------------------------------------------------ label types as values
+_RANDOM_KINDS = ("sample", "flip", "random", "sample_classes", "symmetric")
+_FIXED_KINDS = ("clean", "dilate", "erode", "skeleton")
+_NPARAMS = {"clean": 0, "sample": 1, "flip": 2, "random": 1, "dilate": 1, "erode": 1, "skeleton": 0,
+            "sample_classes": 1, "symmetric": 1}
+
+
+@jax.tree_util.register_pytree_node_class
+class LabelNoise:
+    r"""A label type as a value: ``LabelNoise("sample", 0.1)(key, masks)``.
+
+    Kinds and their parameters (PAPER.md section 2):
+
+    * ``"clean"``; ``"sample"`` (ratio p); ``"flip"`` (f, b); ``"random"`` (rate r);
+    * ``"dilate"`` / ``"erode"`` (radius r); ``"skeleton"``;
+    * multi-class (``num_classes`` M): ``"sample_classes"`` (ratio p, the rest
+      ``ignore``) and ``"symmetric"`` (rate e: T = (1-e) I + e/(M-1) (11^T - I)).
+
+    It is a pytree whose leaves are the rates of the random kinds, so a jitted
+    function taking it as an argument compiles once per kind and is reused for
+    every rate (``train.fit(noise=...)`` does this for fresh draws). Radii and
+    ``num_classes`` are static. Draws are exact-count (``exact=True``).
+
+    >>> import jax, numpy as np
+    >>> n = LabelNoise("sample", 0.5)
+    >>> int(n(jax.random.key(0), np.ones((4, 4), bool)).sum()), n.name
+    (8, 'sample 0.5')
+    >>> LabelNoise("flip", 0.2, 0.1).transition().tolist()
+    [[0.9, 0.1], [0.2, 0.8]]
+    """
+
+    def __init__(self, kind: str, *params: Any, num_classes: int | None = None):
+        if kind not in _NPARAMS:
+            raise ValueError(f"kind must be one of {sorted(_NPARAMS)}, got {kind!r}")
+        if len(params) != _NPARAMS[kind]:
+            raise ValueError(f"{kind!r} takes {_NPARAMS[kind]} parameter(s), got {len(params)}: {params}")
+        if kind in ("sample_classes", "symmetric") and num_classes is None:
+            raise ValueError(f"{kind!r} needs num_classes")
+        if kind in ("dilate", "erode"):
+            _checks.check_radius("radius", params[0])
+        else:
+            for p in params:
+                _checks.check_unit_interval(f"{kind} rate", p)
+        self.kind = kind
+        self.params = tuple(params)
+        self.num_classes = num_classes
+
+    # pytree: rates of random kinds are leaves; everything else is static
+    def tree_flatten(self):
+        if self.kind in _RANDOM_KINDS:
+            return self.params, (self.kind, None, self.num_classes)
+        return (), (self.kind, self.params, self.num_classes)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        kind, static, m = aux
+        obj = object.__new__(cls)
+        obj.kind, obj.params, obj.num_classes = kind, tuple(children) if static is None else static, m
+        return obj
+
+    @property
+    def random(self) -> bool:
+        """True when each call draws anew (sample, flip, random, multi-class)."""
+        return self.kind in _RANDOM_KINDS
+
+    @property
+    def name(self) -> str:
+        return " ".join([self.kind, *(f"{float(p):g}" for p in self.params)])
+
+    def __repr__(self) -> str:
+        extra = f", num_classes={self.num_classes}" if self.num_classes is not None else ""
+        return f"LabelNoise({', '.join([repr(self.kind), *map(repr, self.params)])}{extra})"
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """Noisy labels for clean ``labels`` (binary: (..., H, W) masks; multi-class: class maps)."""
+        k, p = self.kind, self.params
+        if k == "clean":
+            return jnp.asarray(labels)
+        if k == "sample":
+            return sample(key, labels, p[0])
+        if k == "flip":
+            return flip(key, labels, p[0], p[1])
+        if k == "random":
+            lab = jnp.asarray(labels)
+            return random_labels(key, lab.shape, p[0]).astype(lab.dtype)
+        if k == "dilate":
+            return dilate(labels, p[0])
+        if k == "erode":
+            return erode(labels, p[0])
+        if k == "skeleton":
+            return skeletonize(labels)
+        m = self.num_classes
+        if k == "sample_classes":
+            return sample_classes(key, labels, p[0], num_classes=m)
+        e = jnp.asarray(p[0], jnp.float32)
+        t = (1 - e) * jnp.eye(m) + e / (m - 1) * (1 - jnp.eye(m))
+        return corrupt(key, labels, t)
+
+    def transition(self) -> np.ndarray | None:
+        """T in closed form where the label type has one (None for dilate / erode / skeleton)."""
+        k, p = self.kind, [float(v) for v in self.params]
+        if k == "clean":
+            return np.eye(self.num_classes or 2)
+        if k == "sample":
+            return np.array([[1.0, 0.0], [1 - p[0], p[0]]])
+        if k == "flip":
+            return np.array([[1 - p[1], p[1]], [p[0], 1 - p[0]]])
+        if k == "random":
+            return np.array([[1 - p[0], p[0]], [1 - p[0], p[0]]])
+        if k == "symmetric":
+            m = self.num_classes
+            return (1 - p[0]) * np.eye(m) + p[0] / (m - 1) * (1 - np.eye(m))
+        if k == "sample_classes":
+            return np.eye(self.num_classes)  # on the labelled (non-ignored) pixels
+        return None

@@ -34,6 +34,7 @@ import optax
 
 from . import metrics, nets
 from .density import matched_threshold
+from .noise import LabelNoise
 
 __all__ = [
     "FitResult",
@@ -206,16 +207,23 @@ class FitResult(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _train_step(model: nets.Model, opt, loss_fn, noise, augment: bool, bs: int):
-    """One jitted step per configuration, shared by every run (data are arguments)."""
+def _train_step(model: nets.Model, opt, loss_fn, noise_def, augment: bool, bs: int):
+    """One jitted step per configuration, shared by every run (data are arguments).
+
+    ``noise_def`` is None, a plain callable (closed over: one compile per
+    function object), or the treedef of a :class:`~metastructure.noise.LabelNoise`
+    whose rates arrive as traced leaves (one compile per label kind, any rate).
+    """
 
     @jax.jit
-    def train_step(state, k, x, y):
+    def train_step(state, k, x, y, noise_leaves):
         kb, kn, ka = jax.random.split(k, 3)
         idx = jax.random.choice(kb, x.shape[0], (bs,), replace=False)
         xb, yb = x[idx], y[idx]
-        if noise is not None:
-            yb = noise(kn, yb)
+        if isinstance(noise_def, jax.tree_util.PyTreeDef):
+            yb = jax.tree_util.tree_unflatten(noise_def, noise_leaves)(kn, yb)
+        elif noise_def is not None:
+            yb = noise_def(kn, yb)
         if augment:
             xb, yb = augment_dihedral(ka, xb, yb)
         return step(state, xb, yb, model=model, optimizer=opt, loss=loss_fn)
@@ -285,7 +293,9 @@ def fit(
             (``optimizer`` may be an optax transformation).
         loss: "bce", "ce" (multi-class, ignore = -1), "bce+iou", "dmi+iou", or a
             callable ``loss(logits, targets)``.
-        noise: ``noise(key, clean_labels_batch) -> noisy batch`` for fresh draws.
+        noise: ``noise(key, clean_labels_batch) -> noisy batch`` for fresh draws;
+            a :class:`~metastructure.noise.LabelNoise` compiles once per kind
+            (its rates are traced), any other callable once per object.
         augment: random dihedral flip/rotation of each sample at each step.
         num_classes: None for binary, M for multi-class (softmax outputs).
         validation: (images, masks) evaluated every ``val_every`` steps (Dice at
@@ -312,15 +322,22 @@ def fit(
     n = x.shape[0]
     bs = min(batch_size, n)
 
-    train_step = _train_step(model, opt, loss_fn, noise, bool(augment), bs)
+    if isinstance(noise, LabelNoise):
+        leaves, noise_def = jax.tree_util.tree_flatten(noise)
+        leaves = [jnp.asarray(v, jnp.float32) for v in leaves]
+    else:
+        leaves, noise_def = [], noise
+    train_step = _train_step(model, opt, loss_fn, noise_def, bool(augment), bs)
 
     history: dict = {"step": [], "loss": [], "val_step": [], "val": [], "seconds": 0.0}
     bar = _progress(steps, progress, f"fit {model.name}")
     t0 = time.perf_counter()
     regime = "fresh" if noise is not None else "fixed"
+    if transition is None and isinstance(noise, LabelNoise) and noise.kind != "clean":
+        transition = noise.transition()
     result = FitResult(state.params, model, history, regime, num_classes)
     for i in range(steps):
-        state, value = train_step(state, jax.random.fold_in(k_loop, i), x, y)
+        state, value = train_step(state, jax.random.fold_in(k_loop, i), x, y, leaves)
         history["step"].append(i + 1)
         history["loss"].append(value)
         if validation is not None and ((i + 1) % val_every == 0 or i + 1 == steps):

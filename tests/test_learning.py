@@ -178,6 +178,23 @@ def test_same_key_bitwise_identical_and_fit_many(nuc):
     assert a.regime == "fixed" and len(a.history["loss"]) == 5
 
 
+def test_label_noise_compiles_once_per_kind_and_matches_a_closure(nuc):
+    tr, te = nuc
+    kw = dict(steps=3, batch_size=4, progress=False)
+    train._train_step.cache_clear()
+    a = train.fit(jax.random.key(3), tr.images, tr.masks, noise=noise.LabelNoise("sample", 0.1), **kw)
+    train.fit(jax.random.key(3), tr.images, tr.masks, noise=noise.LabelNoise("sample", 0.3), **kw)
+    info = train._train_step.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # a second rate reuses the compiled step
+    b = train.fit(jax.random.key(3), tr.images, tr.masks, noise=lambda k, y: noise.sample(k, y, 0.1), **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a.params),
+                                                    jax.tree_util.tree_leaves(b.params)))
+    # the closed-form T feeds validation at t* without being passed
+    c = train.fit(jax.random.key(3), tr.images, tr.masks, noise=noise.LabelNoise("flip", 0.2, 0.1),
+                  validation=(te.images[:2], te.masks[:2]), val_every=3, **kw)
+    assert "dice_tstar" in c.history["val"][0] and c.regime == "fresh"
+
+
 def test_augmentation_keeps_image_and_label_aligned():
     x = jax.random.normal(jax.random.key(0), (8, 16, 16, 1))
     lab = x[..., 0]

@@ -309,3 +309,30 @@ def test_bad_input_names_the_argument(mask, call, match):
 def test_float_mask_rejected(mask):
     with pytest.raises(TypeError, match="mask"):
         noise.sample(KEY, mask.astype(np.float32), 0.5)
+
+
+def test_label_noise_values():
+    m = np.zeros((2, 16, 16), bool)
+    m[:, 4:12, 4:12] = True
+    k = jax.random.key(1)
+    np.testing.assert_array_equal(noise.LabelNoise("sample", 0.25)(k, m), noise.sample(k, m, 0.25))
+    np.testing.assert_array_equal(noise.LabelNoise("flip", 0.3, 0.1)(k, m), noise.flip(k, m, 0.3, 0.1))
+    np.testing.assert_array_equal(noise.LabelNoise("dilate", 2)(k, m), noise.dilate(m, 2))
+    np.testing.assert_array_equal(noise.LabelNoise("clean")(k, m), m)
+    lab = np.repeat(np.arange(4), 64).reshape(16, 16)
+    sym = noise.LabelNoise("symmetric", 0.6, num_classes=4)
+    np.testing.assert_array_equal(sym(k, lab), noise.corrupt(k, lab, ntm.symmetric_matrix(0.6, 4)))
+    np.testing.assert_allclose(sym.transition(), ntm.symmetric_matrix(0.6, 4))
+    np.testing.assert_allclose(noise.LabelNoise("random", 0.3).transition(), ntm.random_matrix(0.3))
+    assert noise.LabelNoise("skeleton").transition() is None and not noise.LabelNoise("erode", 1).random
+    # rates are pytree leaves (traced under jit, vmap over rates); radii are static
+    assert jax.tree_util.tree_leaves(noise.LabelNoise("flip", 0.3, 0.1)) == [0.3, 0.1]
+    assert jax.tree_util.tree_leaves(noise.LabelNoise("dilate", 2)) == []
+    counts = jax.vmap(lambda p: noise.LabelNoise("sample", p)(k, m[0]).sum())(jnp.array([0.25, 0.5]))
+    assert counts.tolist() == [16, 32]
+    for bad, match in [(("sample", 1.5), "rate"), (("flip", 0.1), "parameter"), (("blur", 1), "kind"),
+                       (("dilate", -1), "radius")]:
+        with pytest.raises(ValueError, match=match):
+            noise.LabelNoise(*bad)
+    with pytest.raises(ValueError, match="num_classes"):
+        noise.LabelNoise("symmetric", 0.1)
