@@ -21,6 +21,11 @@ sampling the right threshold is about 0.05):
 :func:`threshold_protocols` reports them side by side. A prediction is
 ``scores > threshold``. The array functions are jittable; value checks (NaN
 scores, non-binary masks) run on concrete inputs only.
+
+Beyond overlap: :func:`boundary_distance` (how far apart two boundaries lie, in
+pixels; host-side, scipy's exact Euclidean distance transform) and
+:func:`linear_cka` (similarity of two sets of features, for comparing the
+layers of networks trained on different label types).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage as ndi
 
 from . import _checks
 from .density import MatchedThreshold, matched_threshold
@@ -36,9 +43,11 @@ from .density import MatchedThreshold, matched_threshold
 __all__ = [
     "accuracy",
     "best_threshold",
+    "boundary_distance",
     "confusion",
     "dice",
     "iou",
+    "linear_cka",
     "miou",
     "otsu_threshold",
     "roc_auc",
@@ -286,3 +295,99 @@ def threshold_protocols(
     out["fixed_0.5"] = score(0.5)
     out["auc"] = {"value": float(roc_auc(s, target, ignore=ignore))}
     return out
+
+
+# ------------------------------------------------------------------ boundaries
+def _boundary(m: np.ndarray) -> np.ndarray:
+    """Pixels of ``m`` with a 4-neighbour outside it (the image's edge counts as outside)."""
+    inner = ndi.binary_erosion(m, structure=ndi.generate_binary_structure(2, 1), border_value=0)
+    return m & ~inner
+
+
+def boundary_distance(pred: Any, target: Any, *, per_image: bool = False) -> dict[str, Any]:
+    r"""Distances between the boundaries of two binary masks, in pixels.
+
+    The boundary of a mask is its pixels with a 4-neighbour outside it. For
+    each boundary pixel of one mask, d is the Euclidean distance to the nearest
+    boundary pixel of the other; both directions are pooled:
+
+    * ``"mean"``: the average symmetric surface distance (ASSD);
+    * ``"hd95"``: the 95th percentile of d (a robust Hausdorff distance);
+    * ``"max"``: the Hausdorff distance.
+
+    Two empty masks are 0 apart; an empty and a non-empty one are ``inf``.
+    Pooled over the leading axes (``per_image=False``) like :func:`dice`, or
+    one value per image (arrays). Host-side (numpy/scipy), not jittable.
+
+    >>> a = np.zeros((9, 9), bool); a[2:7, 2:7] = True
+    >>> b = np.zeros((9, 9), bool); b[2:7, 3:8] = True
+    >>> {k: round(float(v), 3) for k, v in boundary_distance(a, b).items()}
+    {'mean': 0.5, 'hd95': 1.0, 'max': 1.0}
+    """
+    p = np.asarray(pred)
+    t = np.asarray(target)
+    _checks.check_same_shape("pred", p, "target", t)
+    _checks.check_binary("pred", p)
+    _checks.check_binary("target", t)
+    if p.ndim < 2:
+        raise ValueError(f"pred and target must be (..., H, W) masks, got shape {p.shape}")
+    p = p.reshape(-1, *p.shape[-2:]).astype(bool)
+    t = t.reshape(-1, *t.shape[-2:]).astype(bool)
+    per: list[np.ndarray | None] = []
+    for a, b in zip(p, t):
+        ba, bb = _boundary(a), _boundary(b)
+        if not ba.any() and not bb.any():
+            per.append(np.zeros(0))
+        elif not ba.any() or not bb.any():
+            per.append(None)
+        else:
+            d_to_b = ndi.distance_transform_edt(~bb)
+            d_to_a = ndi.distance_transform_edt(~ba)
+            per.append(np.concatenate([d_to_b[ba], d_to_a[bb]]))
+
+    def stats(d):
+        if d is None:
+            return np.inf, np.inf, np.inf
+        if d.size == 0:
+            return 0.0, 0.0, 0.0
+        return float(d.mean()), float(np.percentile(d, 95)), float(d.max())
+
+    if per_image:
+        cols = np.array([stats(d) for d in per]).T
+        return {"mean": cols[0], "hd95": cols[1], "max": cols[2]}
+    if any(d is None for d in per):
+        vals = stats(None)
+    else:
+        vals = stats(np.concatenate(per))
+    return dict(zip(("mean", "hd95", "max"), vals))
+
+
+# ------------------------------------------------------------------ features
+def linear_cka(x: Any, y: Any) -> float:
+    r"""Linear centred kernel alignment of two feature matrices (Kornblith et al., 2019).
+
+    ``x`` (n, p) and ``y`` (n, q) hold features of the same n examples (e.g.
+    pixels of the same images). With column-centred X, Y:
+
+        CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)  in [0, 1],
+
+    invariant to orthogonal transforms and isotropic scaling of either side,
+    so layers of different networks (or widths) can be compared. Computed in
+    float64 on the host.
+
+    >>> x = np.random.default_rng(0).normal(size=(50, 4))
+    >>> round(linear_cka(x, 3 * x @ np.linalg.qr(np.ones((4, 4)) + np.eye(4))[0]), 6)
+    1.0
+    """
+    a = np.asarray(x, np.float64)
+    b = np.asarray(y, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"x and y must be (n, p) and (n, q) with the same n, got {a.shape} and {b.shape}")
+    _checks.check_finite("x", a)
+    _checks.check_finite("y", b)
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
+    if den == 0:
+        raise ValueError("x or y is constant over the examples: CKA is undefined")
+    return float(np.linalg.norm(b.T @ a) ** 2 / den)

@@ -5,6 +5,7 @@ import itertools
 import jax
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from metastructure import metrics, ntm
@@ -140,3 +141,65 @@ def test_jit_agrees():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ------------------------------------------------------------------ boundary distance, CKA
+def _brute_boundary_distances(a, b):
+    from scipy.spatial.distance import cdist
+
+    def edge(m):  # a pixel of m with a 4-neighbour outside m or outside the image
+        p = np.pad(m, 1)
+        nb = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+        return np.argwhere(m & ~nb)
+
+    ea, eb = edge(a), edge(b)
+    d = cdist(ea, eb)
+    return np.concatenate([d.min(1), d.min(0)])
+
+
+def test_boundary_distance_against_brute_force():
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        a = ndi.binary_opening(rng.random((24, 30)) < 0.45 + 0.05 * i)
+        b = ndi.binary_dilation(a, iterations=i % 3) if i % 2 else ndi.shift(a, (1, -2), order=0)
+        d = _brute_boundary_distances(a, b)
+        got = metrics.boundary_distance(a, b)
+        assert got["mean"] == pytest.approx(d.mean(), rel=1e-12)
+        assert got["max"] == pytest.approx(d.max())
+        assert got["hd95"] == pytest.approx(np.percentile(d, 95))
+
+
+def test_boundary_distance_disks_and_edge_cases():
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    a, b = r <= 10, r <= 14  # concentric disks: every boundary pixel ~4 px from the other boundary
+    got = metrics.boundary_distance(a, b)
+    assert 3.5 <= got["mean"] <= 4.5 and got["max"] <= 5
+    both = metrics.boundary_distance(np.stack([a, a]), np.stack([b, a]), per_image=True)
+    assert both["mean"][1] == 0 and both["mean"][0] == pytest.approx(got["mean"])
+    empty = np.zeros_like(a)
+    assert metrics.boundary_distance(empty, empty)["mean"] == 0
+    assert metrics.boundary_distance(a, empty)["hd95"] == np.inf
+    with pytest.raises(ValueError, match="pred"):
+        metrics.boundary_distance(a[:10], b)
+
+
+def test_linear_cka_invariances_and_hsic_oracle():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 6))
+    y = x[:, :3] @ rng.normal(size=(3, 5)) + 0.5 * rng.normal(size=(80, 5))
+    q = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    assert metrics.linear_cka(x, x) == pytest.approx(1.0)
+    assert metrics.linear_cka(x, 2.5 * x @ q + 7) == pytest.approx(1.0)
+    # the HSIC form with Gram matrices K = X X^T and centring H (Gretton et al.): an independent route
+    h = np.eye(80) - 1 / 80
+    k, l = x @ x.T, y @ y.T
+    hsic = lambda a, b: np.trace(a @ h @ b @ h)  # noqa: E731
+    ref = hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+    assert metrics.linear_cka(x, y) == pytest.approx(ref, rel=1e-10)
+    assert 0 < metrics.linear_cka(x, y) < 1
+    assert metrics.linear_cka(x, rng.normal(size=(80, 5))) < 0.2  # unrelated features
+    with pytest.raises(ValueError, match="same n"):
+        metrics.linear_cka(x, y[:10])
+    with pytest.raises(ValueError, match="constant"):
+        metrics.linear_cka(np.ones((5, 2)), x[:5])
