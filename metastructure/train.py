@@ -279,6 +279,7 @@ def fit(
     validation: tuple[Any, Any] | None = None,
     val_every: int = 50,
     transition: Any = None,
+    callback: Callable[[int, FitResult], dict | None] | None = None,
     progress: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on (images, labels) and return a :class:`FitResult`.
@@ -301,6 +302,9 @@ def fit(
         validation: (images, masks) evaluated every ``val_every`` steps (Dice at
             0.5, best Dice, AUC, mean outputs; ``dice_tstar`` when ``transition``
             is given; mIoU for multi-class).
+        callback: ``callback(step, result)`` called every ``val_every`` steps
+            (and at the last) with the current :class:`FitResult`; what it
+            returns is appended to ``history["callback"]`` (custom evaluation).
         progress: a tqdm bar (default: when stderr is a terminal).
     """
     x = jnp.asarray(images, jnp.float32)
@@ -329,7 +333,7 @@ def fit(
         leaves, noise_def = [], noise
     train_step = _train_step(model, opt, loss_fn, noise_def, bool(augment), bs)
 
-    history: dict = {"step": [], "loss": [], "val_step": [], "val": [], "seconds": 0.0}
+    history: dict = {"step": [], "loss": [], "val_step": [], "val": [], "callback": [], "seconds": 0.0}
     bar = _progress(steps, progress, f"fit {model.name}")
     t0 = time.perf_counter()
     regime = "fresh" if noise is not None else "fixed"
@@ -340,11 +344,14 @@ def fit(
         state, value = train_step(state, jax.random.fold_in(k_loop, i), x, y, leaves)
         history["step"].append(i + 1)
         history["loss"].append(value)
-        if validation is not None and ((i + 1) % val_every == 0 or i + 1 == steps):
+        if (validation is not None or callback is not None) and ((i + 1) % val_every == 0 or i + 1 == steps):
             result = result._replace(params=state.params)
-            probs = result.predict(validation[0])
             history["val_step"].append(i + 1)
-            history["val"].append(_validate(probs, np.asarray(validation[1]), transition, num_classes))
+            if validation is not None:
+                probs = result.predict(validation[0])
+                history["val"].append(_validate(probs, np.asarray(validation[1]), transition, num_classes))
+            if callback is not None:
+                history["callback"].append(callback(i + 1, result))
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -1,8 +1,11 @@
-"""Command line: ``python -m simulations list | run NAME [NAME...] | all [--profile quick|full] [--out DIR]``.
+"""Command line: ``python -m simulations list | run NAME [NAME...] | all | plot NAME [NAME...]``.
 
-``--profile quick`` (default) runs each experiment at tiny sizes; ``full`` runs
-the configuration whose numbers the README quotes. Experiments without a quick
-profile (the demo, the theory curves) take seconds either way.
+Options of ``run`` and ``all``: ``--profile quick|full`` (quick: tiny sizes, one
+seed, minutes; full: the configuration behind the README's figures),
+``--seeds N`` (seeds per cell), ``--out DIR``, ``--force`` (recompute finished
+cells). Finished cells live in ``OUT/store`` and are never recomputed unless
+forced: an interrupted run, started again, resumes where it stopped.
+``plot`` redraws figures from their JSON alone.
 """
 
 from __future__ import annotations
@@ -12,44 +15,66 @@ import sys
 import time
 from pathlib import Path
 
-from . import demo, learning, theory_curves
+from . import _runner
 
-EXPERIMENTS = {"demo": demo, "theory_curves": theory_curves, "learning": learning}
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"
 
 
+def _first_line(name: str) -> str:
+    doc = _runner.experiment(name).__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulations", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m simulations", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the experiments")
     run = sub.add_parser("run", help="run the named experiments")
     run.add_argument("names", nargs="+", metavar="NAME")
     allp = sub.add_parser("all", help="run every experiment")
-    for p in (run, allp):
+    plot = sub.add_parser("plot", help="redraw figures from their JSON")
+    plot.add_argument("names", nargs="+", metavar="NAME")
+    for p in (run, allp, plot):
         p.add_argument("--out", type=Path, default=None,
-                       help=f"output folder (default: {DEFAULT_OUT} for --profile full, {DEFAULT_OUT}/quick for quick, "
-                       "so a quick run never overwrites the committed full-profile figures)")
+                       help=f"output folder (default: {DEFAULT_OUT} for --profile full, {DEFAULT_OUT}/quick for "
+                       "quick, so a quick run never overwrites the committed full-profile figures)")
         p.add_argument("--profile", choices=("quick", "full"), default="quick",
-                       help="quick: tiny sizes (default); full: the configuration behind the README's numbers")
+                       help="quick: tiny sizes, one seed (default); full: the README's figures")
+    for p in (run, allp):
+        p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
+        p.add_argument("--force", action="store_true", help="recompute cells already in the store")
     args = ap.parse_args(argv)
 
     if args.command == "list":
-        for name, mod in EXPERIMENTS.items():
-            print(f"{name:16s} {mod.__doc__.strip().splitlines()[0]}")
+        for name in _runner.NAMES:
+            print(f"{name:18s} {_first_line(name)}")
         return 0
     if args.out is None:
         args.out = DEFAULT_OUT if args.profile == "full" else DEFAULT_OUT / "quick"
-    names = list(EXPERIMENTS) if args.command == "all" else args.names
-    unknown = [n for n in names if n not in EXPERIMENTS]
+    names = list(_runner.NAMES) if args.command == "all" else args.names
+    unknown = [n for n in names if n not in _runner.NAMES]
     if unknown:
-        ap.error(f"unknown experiment(s) {unknown}; choose from {sorted(EXPERIMENTS)}")
+        ap.error(f"unknown experiment(s) {unknown}; choose from {', '.join(_runner.NAMES)}")
+    if args.command == "plot":
+        for name in names:
+            _runner.replot(name, args.out)
+            print(f"{name}: redrew {args.out}/{name}.png", flush=True)
+        return 0
+    if args.seeds is not None and args.seeds < 1:
+        ap.error(f"--seeds must be >= 1, got {args.seeds}")
+    done: set = set()
+    forced: set = set()
+    t_all = time.perf_counter()
     for name in names:
+        if name in done:  # already run as another experiment's requirement
+            continue
         t0 = time.perf_counter()
-        mod = EXPERIMENTS[name]
-        config = getattr(mod, "QUICK", mod.CONFIG) if args.profile == "quick" else getattr(mod, "FULL", mod.CONFIG)
-        mod.run(args.out, config)
-        stem = "demo_density" if name == "demo" else name
-        print(f"{name}: wrote {args.out}/{stem}.png and .json in {time.perf_counter() - t0:.1f} s", flush=True)
+        rec = _runner.run_experiment(name, args.out, profile=args.profile, seeds=args.seeds, force=args.force,
+                                     _done=done, _forced=forced)
+        print(f"{name}: {len(rec['cells'])} cells ({rec['computed']} computed, {rec['reused']} from the store); "
+              f"wrote {args.out}/{name}.png and .json in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"total {time.perf_counter() - t_all:.1f} s", flush=True)
     return 0
 
 

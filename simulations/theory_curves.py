@@ -4,7 +4,8 @@ Every curve of :mod:`theory.curves` is drawn with points measured by
 :mod:`metastructure` on pixel grids: a label map is corrupted (fixed keys), its
 gaussian fraction field (bandwidth h, the model of a network's receptive field)
 is thresholded at t*, and Dice / accuracy against the clean mask is averaged over
-draws (mean +- sd). Trained networks join these panels in the simulations issue.
+draws (mean +- sd). The trained networks' counterparts are the rcl_sampling, rcl_flipping, pcl
+and multiclass experiments.
 
 Panels: (a) Dice vs sampling ratio for stripes of width 3, 6, 12 px (h = 3);
 (b) Dice vs symmetric flip rate f = b, with the collapse at f + b = 1 and the
@@ -23,9 +24,11 @@ import numpy as np
 from metastructure import density, metrics, noise, ntm
 from theory import curves
 
-from ._io import save
-
-CONFIG = {"bandwidth": 3.0, "draws": 40, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0}
+PROFILES = {
+    "quick": {"bandwidth": 3.0, "draws": 10, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0},
+    "full": {"bandwidth": 3.0, "draws": 40, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0},
+}
+REQUIRES = ()
 
 
 def stripe(w: int, shape=(48, 96)) -> np.ndarray:
@@ -46,7 +49,20 @@ def _mc_dice(key, mask, f, b, h, draws):
     return float(v.mean()), float(v.std())
 
 
-def compute(config: dict = CONFIG) -> dict:
+def cells(config: dict) -> list[dict]:
+    """One cell: the Monte Carlo points are already averages over ``draws`` keyed draws."""
+    return [{"kind": "theory_curves", "label": "theory", **{k: v for k, v in config.items() if k != "seeds"}}]
+
+
+def compute(spec: dict) -> dict:
+    return _compute(spec)
+
+
+def summarise(config: dict, store) -> dict:
+    return store.result(cells(config)[0])
+
+
+def _compute(config: dict) -> dict:
     key = jax.random.key(config["seed"])
     h, draws = config["bandwidth"], config["draws"]
     out: dict = {}
@@ -135,12 +151,13 @@ def compute(config: dict = CONFIG) -> dict:
     return out
 
 
-def plot(res: dict, path: Path, config: dict) -> None:
+def plot(record: dict, path: Path, store=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    res, config = record["results"], record["config"]
     fig, ax = plt.subplots(1, 4, figsize=(18, 4.4), constrained_layout=True)
     h = config["bandwidth"]
     for (w, s), col in zip(res["sampling"].items(), ("C0", "C1", "C2")):
@@ -184,9 +201,3 @@ def plot(res: dict, path: Path, config: dict) -> None:
                  f"(mean +- sd over {config['draws']} draws)", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def run(out: str | Path = "figures", config: dict = CONFIG) -> dict:
-    res = compute(config)
-    record = {"experiment": "theory_curves", "config": config, "results": res}
-    return save(out, "theory_curves", record, lambda path: plot(res, path, config))

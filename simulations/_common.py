@@ -1,0 +1,115 @@
+"""Settings and helpers the learning experiments share (so their cells coincide in the store)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._cells import train_spec
+
+# quick: tiny sizes that run every experiment in minutes; full: the README's figures
+NET = {"quick": [4, 8], "full": [8, 16, 32]}
+OPT = {"quick": {"steps": 40, "batch": 8, "lr": 0.003}, "full": {"steps": 200, "batch": 8, "lr": 0.002}}
+EVERY = {"quick": 20, "full": 25}
+SEEDS = {"quick": 1, "full": 3}
+
+
+def dataset(name: str, profile: str, *, n_train: int | None = None, **extra: Any) -> dict:
+    """A dataset spec: "enough data" by default (each training image seen a few times)."""
+    if name == "real_nuclei":
+        return {"name": name, "size": 32 if profile == "quick" else 64, "split": [0.5, 0.25, 0.25], **extra}
+    quick = profile == "quick"
+    d = {"name": name, "size": 32 if quick else 64, "n_train": n_train or (16 if quick else 256),
+         "n_val": 4 if quick else 8, "n_test": 8 if quick else 16, "seed": 0}
+    d.update(extra)
+    return d
+
+
+def base(profile: str, **over: Any) -> dict:
+    """The common part of an experiment's config."""
+    cfg = {"profile": profile, "net": NET[profile], "opt": dict(OPT[profile]), "every": EVERY[profile],
+           "seeds": SEEDS[profile]}
+    cfg.update(over)
+    return cfg
+
+
+def spec(config: dict, data: dict, kind: str, *params: float, regime: str = "fixed", seed: int = 0,
+         num_classes: int | None = None, opt: dict | None = None, **eval_flags: bool) -> dict:
+    labels: dict[str, Any] = {"kind": kind, "params": [float(p) for p in params], "regime": regime}
+    if num_classes is not None:
+        labels["num_classes"] = num_classes
+    return train_spec(data, labels, config["net"], opt or config["opt"], seed, every=config["every"], **eval_flags)
+
+
+def stats(values: Any) -> dict[str, Any]:
+    """Mean, sample sd (0 for one value) and n of the finite values."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if v.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def errorbar(ax, x, st: list[dict], *, band: bool = False, **kw: Any) -> None:
+    """Mean +- sd over seeds (None values skipped); ``band`` shades the spread instead of bars
+    (clipped at mean / 3 from below so that it stays visible on a log axis)."""
+    pts = [(xi, s["mean"], s["std"]) for xi, s in zip(x, st) if s["mean"] is not None]
+    if not pts:
+        return
+    xs, m, sd = map(np.asarray, zip(*pts))
+    if band:
+        line = ax.plot(xs, m, **kw)[0]
+        ax.fill_between(xs, np.maximum(m - sd, m / 3), m + sd, color=line.get_color(), alpha=0.15, lw=0)
+    else:
+        ax.errorbar(xs, m, yerr=sd, capsize=3, **kw)
+
+
+# ------------------------------------------------------------------ theory beside measurement
+BANDWIDTHS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def predicted_dice(masks: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0.0) -> np.ndarray:
+    """``theory.curves`` prediction of the pooled Dice over a set of masks, for each (f, b).
+
+    Each mask's fields (D, S_fg, S_bg at ``bandwidth``) give the probability
+    that a pixel is called foreground at t* (inverted when f + b > 1); expected
+    TP / FP / FN are pooled over the masks like the measured Dice.
+    """
+    from theory import curves
+
+    f = np.atleast_1d(np.asarray(fg_to_bg, float))
+    b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
+    tp = fp = fn = 0.0
+    for m in np.asarray(masks).astype(bool):
+        d, s_fg, s_bg = curves.grid_fields(m, bandwidth)
+        prob = curves.fg_probability(d[None], s_fg[None], s_bg[None], f[:, None, None], b[:, None, None])
+        tp = tp + np.sum(prob * m, axis=(1, 2))
+        fp = fp + np.sum(prob * ~m, axis=(1, 2))
+        fn = fn + np.sum((1 - prob) * m, axis=(1, 2))
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300)
+
+
+def fit_bandwidth(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: float) -> dict:
+    """The one free parameter of the prediction: the bandwidth h whose predicted Dice, scaled so
+    that clean labels give the measured clean Dice, best fits (least squares) the measured points."""
+    f, b, y = (np.asarray(v, float) for v in (fg_to_bg, bg_to_fg, measured))
+    best = None
+    for h in BANDWIDTHS:
+        pred = predicted_dice(masks, h, f, b)
+        ref = predicted_dice(masks, h, [0.0], [0.0])[0]
+        if ref < 0.05:  # the clean field at this bandwidth has lost the structure
+            continue
+        scaled = clean * pred / ref
+        err = float(np.sqrt(np.mean((scaled - y) ** 2)))
+        if best is None or err < best["rmse"]:
+            best = {"bandwidth": h, "rmse": err, "n_eff": float(4 * np.pi * h * h), "clean_reference": float(ref)}
+    return best

@@ -1,0 +1,88 @@
+"""Feature similarity (linear CKA) of every layer to a clean-trained network's, per label type.
+
+U-Nets on NUC-like images trained on clean, sampled (10%), flipped (f = b =
+0.3), dilated and eroded (r = 2), skeleton and random labels. Each layer's
+features on probe images (fixed pixel positions) are compared with linear
+CKA to those of a clean-trained network of *another* seed, so clean vs clean
+gives the floor of seed-to-seed variation. The ordering to see:
+RCL ~ CL > PCL > RL. (With one seed, the clean reference is the same network
+and clean scores 1 by construction.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metastructure import metrics
+
+from . import _cells
+from ._common import base, dataset, errorbar, pyplot, spec, stats
+
+TYPES = [("clean",), ("sample", 0.1), ("flip", 0.3, 0.3), ("dilate", 2), ("erode", 2), ("skeleton",),
+         ("random", 0.3)]
+PROFILES = {"quick": base("quick", types=TYPES), "full": base("full", types=TYPES)}
+REQUIRES = ()
+
+
+def _name(t) -> str:
+    return " ".join([t[0], *(f"{v:g}" for v in t[1:2])])
+
+
+def _spec(config: dict, t, seed: int) -> dict:
+    return spec(config, dataset("nuclei", config["profile"]), *t, seed=seed, features=True)
+
+
+def cells(config: dict) -> list[dict]:
+    return [_spec(config, t, s) for t in config["types"] for s in range(config["seeds"])]
+
+
+def compute(cell: dict):
+    return _cells.train_cell(cell)
+
+
+def summarise(config: dict, store) -> dict:
+    n = config["seeds"]
+    ref = [store.arrays(_spec(config, ("clean",), s)) for s in range(n)]
+    layers = [k[5:] for k in ref[0] if k.startswith("feat_")]
+    out = {"layers": layers, "types": {}}
+    for t in config["types"]:
+        per_seed = []
+        for s in range(n):
+            a = store.arrays(_spec(config, t, s))
+            b = ref[(s + 1) % n]
+            per_seed.append([metrics.linear_cka(a[f"feat_{lay}"], b[f"feat_{lay}"]) for lay in layers])
+        res = [store.result(_spec(config, t, s)) for s in range(n)]
+        out["types"][_name(t)] = {
+            "cka": [stats(v) for v in np.array(per_seed).T],
+            "mean_cka": stats(np.mean(per_seed, axis=1)),
+            "oracle_dice": stats([max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"])
+                                  for r in res]),
+        }
+    return out
+
+
+def plot(record: dict, path: Path, store=None) -> None:
+    plt = pyplot()
+    res, cfg = record["results"], record["config"]
+    fig, ax = plt.subplots(1, 2, figsize=(14, 4.5), constrained_layout=True, gridspec_kw={"width_ratios": [3, 2]})
+    x = np.arange(len(res["layers"]))
+    for i, (name, r) in enumerate(res["types"].items()):
+        errorbar(ax[0], x, r["cka"], color=f"C{i}", marker="o", ms=4, label=name)
+    ax[0].set_xticks(x, res["layers"])
+    ax[0].set(xlabel="layer", ylabel="linear CKA to a clean network (other seed)", ylim=(0, 1.02),
+              title="(a) per layer")
+    ax[0].legend(fontsize=8)
+    names = list(res["types"])
+    m = [res["types"][k]["mean_cka"] for k in names]
+    d = [res["types"][k]["oracle_dice"] for k in names]
+    for i, k in enumerate(names):
+        ax[1].errorbar([m[i]["mean"]], [d[i]["mean"]], xerr=[m[i]["std"]], yerr=[d[i]["std"]], fmt="o",
+                       color=f"C{i}", capsize=3, label=k)
+    ax[1].set(xlabel="mean CKA over layers", ylabel="test Dice (oracle)", xlim=(0, 1.02), ylim=(0, 1),
+              title="(b) similar features, similar segmentation")
+    fig.suptitle(f"feature_maps: U-Net {cfg['net']} on NUC-like images, {cfg['seeds']} seed(s), mean +- sd",
+                 fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,139 @@
+"""One fixed noisy draw: where learning the meta-structure gives way to memorising the drawn pixels.
+
+U-Nets on NUC-like training sets of several sizes, with 10%-sampled labels
+drawn once (fixed), drawn afresh at every step (fresh), or clean; and, at the
+middle size, the fixed draw with dihedral augmentation or with weight decay
+(AdamW). Over training: held-out Dice at t* = p/2 and at the best threshold.
+At the end, on the training images: the memorisation index
+m = mean output on the drawn (labelled) pixels - mean output on the
+foreground pixels the draw left out (0: the network outputs p on all of the
+object, the meta-structure; 1: it has learned which pixels were drawn).
+
+Prediction (theory item 9, ``derivations.linearity_and_memorisation``): a
+model of k effective parameters can take k / (2 n_fg H(p)) of the draw's
+information, so m ~ min(1, k / (2 n_fg H(p))), n_fg the training set's
+foreground pixels: memorisation falls like 1/n_fg. k is fitted (one number)
+and reported beside the network's parameter count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from metastructure import nets
+
+from . import _cells
+from ._common import base, dataset, errorbar, pyplot, spec, stats
+
+P = 0.1
+PROFILES = {
+    "quick": base("quick", sizes=[4, 16], middle=16, weight_decay=0.1,
+                  opt={"steps": 60, "batch": 4, "lr": 0.003}),
+    "full": base("full", sizes=[4, 16, 64], middle=16, weight_decay=0.1,
+                 opt={"steps": 400, "batch": 8, "lr": 0.002}),
+}
+REQUIRES = ()
+
+
+def _settings(config: dict) -> list[tuple[int, str]]:
+    out = [(n, reg) for n in config["sizes"] for reg in ("fixed", "fresh", "clean")]
+    return out + [(config["middle"], "fixed+augment"), (config["middle"], "fixed+weight decay")]
+
+
+def _spec(config: dict, n: int, reg: str, seed: int) -> dict:
+    d = dataset("nuclei", config["profile"], n_train=n)
+    opt = dict(config["opt"])
+    if reg == "clean":
+        return spec(config, d, "clean", seed=seed, opt=opt)
+    if reg == "fixed+augment":
+        opt["augment"] = True
+    if reg == "fixed+weight decay":
+        opt["wd"] = config["weight_decay"]
+    return spec(config, d, "sample", P, regime="fresh" if reg == "fresh" else "fixed", seed=seed, opt=opt)
+
+
+def cells(config: dict) -> list[dict]:
+    return [_spec(config, n, reg, s) for n, reg in _settings(config) for s in range(config["seeds"])]
+
+
+def compute(cell: dict):
+    return _cells.train_cell(cell)
+
+
+def _entropy(p: float) -> float:
+    return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
+
+
+def summarise(config: dict, store) -> dict:
+    rows = {}
+    for n, reg in _settings(config):
+        res = [store.result(_spec(config, n, reg, s)) for s in range(config["seeds"])]
+        key = "dice_0.5" if reg == "clean" else "dice_tstar"
+        curve = np.array([[h[key] for h in r["history"]] for r in res])
+        best = np.array([[h["dice_best"] for h in r["history"]] for r in res])
+        fit = [r["final"]["train_fit"] for r in res]
+        mem = [None if f["mean_on_labelled"] is None or f["mean_on_unlabelled_fg"] is None
+               else f["mean_on_labelled"] - f["mean_on_unlabelled_fg"] for f in fit]
+        masks = _cells.load_data(_spec(config, n, reg, 0)["data"])["train"].masks
+        steps = [h["step"] for h in res[0]["history"]]
+        rows[f"{reg} n={n}"] = {
+            "n_train": n, "regime": reg, "n_fg": int(np.sum(masks)), "steps": steps,
+            "dice_tstar": [stats(v) for v in curve.T], "dice_best": [stats(v) for v in best.T],
+            "peak_step": stats([steps[int(i)] for i in curve.argmax(1)]),
+            "drop": stats(curve.max(1) - curve[:, -1]), "final": stats(curve[:, -1]),
+            # fresh draws: no draw is fixed, so there is nothing to memorise and no index
+            "memorisation_index": stats(mem) if reg.startswith("fixed") else None,
+        }
+    fixed = [r for r in rows.values() if r["regime"] == "fixed"]
+    h = _entropy(P)
+    ks = np.geomspace(10, 1e7, 121)
+    x = np.array([r["n_fg"] for r in fixed], float)
+    y = np.array([np.nan if r["memorisation_index"]["mean"] is None else r["memorisation_index"]["mean"]
+                  for r in fixed], float)
+    x, y = x[np.isfinite(y)], y[np.isfinite(y)]
+    err = [np.mean((np.minimum(1, k / (2 * x * h)) - y) ** 2) if len(y) else np.nan for k in ks]
+    k = float(ks[int(np.argmin(err))])
+    params = nets.num_params(nets.unet(tuple(config["net"])).init(jax.random.key(0), 1))
+    grid = np.geomspace(x.min() / 3, x.max() * 3, 50)
+    return {"rows": rows, "p": P, "entropy": h, "fitted_k": k, "fit_rmse": float(np.sqrt(min(err))),
+            "num_params": int(params), "curve_n_fg": grid.tolist(),
+            "curve": np.minimum(1, k / (2 * grid * h)).tolist()}
+
+
+def plot(record: dict, path: Path, store=None) -> None:
+    plt = pyplot()
+    res, cfg = record["results"], record["config"]
+    rows = res["rows"]
+    fig, ax = plt.subplots(1, 3, figsize=(19, 4.6), constrained_layout=True)
+    styles = {"fixed": "-", "fresh": "--", "clean": ":"}
+    for i, n in enumerate(cfg["sizes"]):
+        for reg, ls in styles.items():
+            r = rows[f"{reg} n={n}"]
+            errorbar(ax[0], r["steps"], r["dice_tstar"], color=f"C{i}", ls=ls, marker="o", ms=2,
+                     label=f"n = {n}, {reg}")
+    for j, reg in enumerate(("fixed", "fixed+augment", "fixed+weight decay")):
+        r = rows[f"{reg} n={cfg['middle']}"]
+        errorbar(ax[1], r["steps"], r["dice_tstar"], color=f"C{j + 4}", marker="o", ms=2, label=reg)
+        errorbar(ax[1], r["steps"], r["dice_best"], color=f"C{j + 4}", ls=":", marker=None, alpha=0.6)
+    for reg, mk in (("fixed", "o"), ("fixed+augment", "^"), ("fixed+weight decay", "v")):
+        sel = [r for r in rows.values() if r["regime"] == reg and r["memorisation_index"]["mean"] is not None]
+        ax[2].errorbar([r["n_fg"] for r in sel], [r["memorisation_index"]["mean"] for r in sel],
+                       yerr=[r["memorisation_index"]["std"] for r in sel], fmt=mk, capsize=3, label=reg)
+    ax[2].plot(res["curve_n_fg"], res["curve"], color="k", lw=1.2,
+               label=f"theory min(1, k/(2 n_fg H(p))), fitted k = {res['fitted_k']:.3g} "
+                     f"({res['num_params']} weights)")
+    ax[0].set(xlabel="training step", ylabel="held-out Dice at t* (clean: 0.5)", ylim=(0, 1),
+              title="(a) fixed (solid) vs fresh (dashed) vs clean (dotted), by set size")
+    ax[1].set(xlabel="training step", ylabel="held-out Dice: t* (solid), best threshold (dotted)", ylim=(0, 1),
+              title=f"(b) n = {cfg['middle']}: augmentation, weight decay {cfg['weight_decay']:g}")
+    ax[2].set(xscale="log", xlabel="foreground pixels in the training set n_fg", ylabel="memorisation index m",
+              ylim=(-0.05, 1.05), title="(c) drawn vs left-out foreground, at the end")
+    for a in ax:
+        a.legend(fontsize=7)
+    fig.suptitle(f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
+                 "seed(s), mean +- sd", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

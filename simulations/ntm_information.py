@@ -1,0 +1,103 @@
+"""How much a label type tells about the truth (its transition matrix T) against the Dice it yields.
+
+For every binary label type and rate trained in ``rcl_sampling``,
+``rcl_flipping`` and ``pcl`` (read from the store, nothing retrained): T
+(closed form, or estimated on the training pairs for dilate / erode /
+skeleton), det T, rank, numerical rank, the mutual information I(Y; Y*) and
+DMI = log |det Q| of the joint Q = diag(prior) T, against the test Dice at the
+oracle threshold (either orientation; mean over seeds). Spearman rank
+correlations are reported. Lemma 2: what the labels can distinguish is
+rank(T) (random labels: rank 1). Beyond rank, det and information measure
+*pixelwise* agreement, which sampling lowers a lot without moving the
+boundary, while dilation keeps them high and moves it: the plot shows how far
+the information in T orders the label types the way Dice does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from metastructure import ntm
+
+from . import _cells, _runner
+from ._common import pyplot
+
+PROFILES = {"quick": {"profile": "quick", "seeds": 1}, "full": {"profile": "full", "seeds": 3}}
+REQUIRES = ("rcl_sampling", "rcl_flipping", "pcl")
+MEASURES = ("det", "numerical_rank", "mutual_information", "dmi")
+
+
+def cells(config: dict) -> list[dict]:
+    return []  # reads the cells of REQUIRES
+
+
+def compute(cell: dict):  # pragma: no cover - no cells of its own
+    raise NotImplementedError
+
+
+def _family(kind: str) -> str:
+    return {"clean": "CL", "sample": "RCL", "flip": "RCL", "random": "RL"}.get(kind, "PCL")
+
+
+def summarise(config: dict, store) -> dict:
+    groups: dict[str, dict] = {}
+    for req in REQUIRES:
+        for spec in _runner.experiment(req).cells(_runner.config_of(req, config["profile"], config["seeds"])):
+            key = f"{spec['data']['name']} {spec['label'].split(' ', 2)[2].rsplit(' ', 2)[0]}"
+            if key in groups and spec["seed"] in groups[key]["seeds"]:
+                continue  # a cell shared by two experiments
+            g = groups.setdefault(key, {"dataset": spec["data"]["name"], "kind": spec["labels"]["kind"],
+                                        "family": _family(spec["labels"]["kind"]), "seeds": [], "dice": [],
+                                        "transition": []})
+            r = store.result(spec)
+            g["seeds"].append(spec["seed"])
+            g["dice"].append(max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"]))
+            g["transition"].append(r["transition"])
+            if "prior" not in g:
+                masks = _cells.load_data(spec["data"])["train"].masks
+                g["prior"] = float(np.mean(masks))
+    points = []
+    for name, g in groups.items():
+        t = np.mean(np.asarray(g["transition"], float), axis=0)
+        q = ntm.joint_from_transition(t, [1 - g["prior"], g["prior"]])
+        points.append({
+            "name": name, "dataset": g["dataset"], "kind": g["kind"], "family": g["family"],
+            "transition": t.tolist(), "dice": float(np.mean(g["dice"])), "dice_sd": float(np.std(g["dice"])),
+            "det": ntm.determinant(t), "rank": ntm.rank(t), "numerical_rank": ntm.numerical_rank(t),
+            "mutual_information": ntm.mutual_information(q), "dmi": ntm.dmi(q),
+        })
+    dice = [p["dice"] for p in points]
+    corr = {}
+    for m in MEASURES + ("abs_det",):
+        vals = [abs(p["det"]) if m == "abs_det" else p[m] for p in points]
+        rho, pval = spearmanr(vals, dice) if len(points) > 2 else (np.nan, np.nan)
+        corr[m] = {"spearman": float(rho), "p_value": float(pval), "n": len(points)}
+    return {"points": points, "spearman": corr}
+
+
+def plot(record: dict, path: Path, store=None) -> None:
+    plt = pyplot()
+    res = record["results"]
+    pts = res["points"]
+    fig, ax = plt.subplots(1, 4, figsize=(19, 4.4), constrained_layout=True)
+    colors = {"CL": "k", "RCL": "C0", "PCL": "C3", "RL": "C7"}
+    markers = {"er": "^", "mito": "s", "nuclei": "o"}
+    for a, m in zip(ax, ("abs_det", "numerical_rank", "mutual_information", "dmi")):
+        for fam, col in colors.items():
+            for ds, mk in markers.items():
+                sel = [p for p in pts if p["family"] == fam and p["dataset"] == ds]
+                if sel:
+                    x = [abs(p["det"]) if m == "abs_det" else p[m] for p in sel]
+                    a.errorbar(x, [p["dice"] for p in sel], yerr=[p["dice_sd"] for p in sel], fmt=mk, color=col,
+                               ms=5, capsize=2, label=f"{fam} {ds}")
+        c = res["spearman"][m]
+        a.set(xlabel=m.replace("abs_det", "|det T|"), ylabel="test Dice (oracle)", ylim=(0, 1),
+              title=f"Spearman rho = {c['spearman']:.2f} (n = {c['n']})")
+    ax[0].legend(fontsize=6, ncol=2)
+    fig.suptitle("ntm_information: information in T vs the Dice networks reach (RCL: blue, PCL: red, RL: grey, "
+                 "CL: black); markers: dataset", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""Random labels: held-out Dice high early, then falling as the network memorises the draw.
+
+U-Nets on a small set of NUC-like images trained on i.i.d. Bernoulli(r) labels
+that ignore the image (rank-1 T: no meta-structure), one fixed draw, and, for
+contrast, a fresh draw at every step (nothing to memorise). Over training:
+held-out Dice at the best threshold (the most any threshold can get from the
+output), AUC, and the training loss. Predictions: a network that learned
+nothing from the labels sits at the loss H(r) (the labels' entropy, nats) and
+at the chance Dice 2 pi / (1 + pi) (call every pixel foreground; pi the
+foreground fraction); a training loss below H(r) is memorisation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import _cells
+from ._common import base, dataset, errorbar, pyplot, spec, stats
+
+PROFILES = {
+    "quick": base("quick", n_train=8, rate=0.3, opt={"steps": 60, "batch": 8, "lr": 0.003}),
+    "full": base("full", n_train=16, rate=0.3, opt={"steps": 600, "batch": 8, "lr": 0.002}),
+}
+REQUIRES = ()
+
+
+def _spec(config: dict, regime: str, seed: int) -> dict:
+    d = dataset("nuclei", config["profile"], n_train=config["n_train"])
+    return spec(config, d, "random", config["rate"], regime=regime, seed=seed)
+
+
+def cells(config: dict) -> list[dict]:
+    return [_spec(config, reg, s) for reg in ("fixed", "fresh") for s in range(config["seeds"])]
+
+
+def compute(cell: dict):
+    return _cells.train_cell(cell)
+
+
+def summarise(config: dict, store) -> dict:
+    r = config["rate"]
+    out = {"entropy": float(-(r * np.log(r) + (1 - r) * np.log(1 - r)))}
+    masks = _cells.load_data(_spec(config, "fixed", 0)["data"])["test"].masks
+    prior = float(np.mean(masks))
+    out["chance_dice"] = 2 * prior / (1 + prior)
+    for reg in ("fixed", "fresh"):
+        res = [store.result(_spec(config, reg, s)) for s in range(config["seeds"])]
+        steps = [h["step"] for h in res[0]["history"]]
+        out[reg] = {
+            "steps": steps,
+            "dice_best": [stats(v) for v in np.array([[h["dice_best"] for h in r["history"]] for r in res]).T],
+            "auc": [stats(v) for v in np.array([[h["auc"] for h in r["history"]] for r in res]).T],
+            "loss": [stats(v) for v in np.array([r["loss"] for r in res]).T],
+        }
+        d = np.array([[h["dice_best"] for h in r["history"]] for r in res])
+        out[reg]["peak_dice"] = stats(d.max(1))
+        out[reg]["final_dice"] = stats(d[:, -1])
+        out[reg]["final_loss"] = stats([r["loss"][-1] for r in res])
+    return out
+
+
+def plot(record: dict, path: Path, store=None) -> None:
+    plt = pyplot()
+    res, cfg = record["results"], record["config"]
+    fig, ax = plt.subplots(1, 3, figsize=(17, 4.4), constrained_layout=True)
+    for i, reg in enumerate(("fixed", "fresh")):
+        r = res[reg]
+        kw = {"color": f"C{i}", "marker": "o", "ms": 3, "label": f"{reg} draw"}
+        errorbar(ax[0], r["steps"], r["dice_best"], **kw)
+        errorbar(ax[1], r["steps"], r["auc"], **kw)
+        errorbar(ax[2], r["steps"], r["loss"], **kw)
+    ax[0].axhline(res["chance_dice"], color="k", ls="--", lw=1, label="chance: all foreground")
+    ax[1].axhline(0.5, color="k", ls="--", lw=1, label="chance")
+    ax[2].axhline(res["entropy"], color="k", ls="--", lw=1, label=f"H(r) = {res['entropy']:.3f} nats: learned nothing")
+    ax[0].set(xlabel="training step", ylabel="held-out Dice, best threshold", ylim=(0, 1), title="(a) held-out Dice")
+    ax[1].set(xlabel="training step", ylabel="held-out AUC", ylim=(0, 1), title="(b) held-out AUC")
+    ax[2].set(xlabel="training step", ylabel="training loss (BCE)", title="(c) below H(r) = memorised")
+    for a in ax:
+        a.legend(fontsize=8)
+    fig.suptitle(f"random_labels: Bernoulli({cfg['rate']}) labels on {cfg['n_train']} NUC-like images, U-Net "
+                 f"{cfg['net']}, {cfg['seeds']} seed(s), mean +- sd", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,106 @@
+"""Dice vs flip rate: symmetric f = b from 0 to 0.95 and an asymmetric (f, b) grid, with the prediction.
+
+U-Nets on NUC-like images trained on one fixed flipped draw per image (the
+paper's protocol, plenty of images). Thresholded at t* = (1 + b - f)/2 and
+inverted when f + b > 1 (the output then ranks objects below background), the
+networks keep the clean boundary until close to the collapse at f + b = 1,
+where the labels carry no information (no t* exists; the oracle threshold is
+shown there). The predicted curve (``theory.curves``: the fraction field of
+the test masks at a fitted bandwidth h, at t*) is scaled to the measured clean
+Dice; the asymmetric grid is compared point by point with the same h.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import _cells
+from ._common import base, dataset, errorbar, fit_bandwidth, predicted_dice, pyplot, spec, stats
+
+PROFILES = {
+    "quick": base("quick", rates=[0.0, 0.3, 0.5, 0.7], asymmetric=[[0.6, 0.2]]),
+    "full": base("full", rates=[0.0, 0.2, 0.4, 0.45, 0.5, 0.55, 0.6, 0.8, 0.95],
+                 asymmetric=[[0.2, 0.1], [0.2, 0.3], [0.2, 0.6], [0.6, 0.1], [0.6, 0.3], [0.6, 0.6]]),
+}
+REQUIRES = ()
+
+
+def _spec(config: dict, f: float, b: float, seed: int) -> dict:
+    d = dataset("nuclei", config["profile"])
+    return spec(config, d, "clean", seed=seed) if f == b == 0 else spec(config, d, "flip", f, b, seed=seed)
+
+
+def _pairs(config: dict) -> list[tuple[float, float]]:
+    return [(e, e) for e in config["rates"]] + [tuple(p) for p in config["asymmetric"]]
+
+
+def cells(config: dict) -> list[dict]:
+    return [_spec(config, f, b, s) for f, b in _pairs(config) for s in range(config["seeds"])]
+
+
+def compute(cell: dict):
+    return _cells.train_cell(cell)
+
+
+def _row(config: dict, store, f: float, b: float) -> dict:
+    res = [store.result(_spec(config, f, b, s)) for s in range(config["seeds"])]
+    key = "fixed_0.5" if f == b == 0 else "t_star"
+    return {
+        "f": f, "b": b,
+        "t_star": stats([r["final"][key]["dice"] if key in r["final"] else None for r in res]),
+        "oracle": stats([max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"]) for r in res]),
+        "auc": stats([r["final"]["auc"]["value"] for r in res]),
+        "mean_fg": stats([r["final"]["mean_fg"]["value"] for r in res]),
+        "mean_bg": stats([r["final"]["mean_bg"]["value"] for r in res]),
+    }
+
+
+def summarise(config: dict, store) -> dict:
+    sym = [_row(config, store, e, e) for e in config["rates"]]
+    asym = [_row(config, store, *p) for p in config["asymmetric"]]
+    masks = _cells.load_data(_spec(config, 0, 0, 0)["data"])["test"].masks
+    pts = [r for r in sym + asym if r["t_star"]["mean"] is not None]
+    clean = sym[0]["t_star"]["mean"]
+    fit = fit_bandwidth(masks, [r["f"] for r in pts], [r["b"] for r in pts], [r["t_star"]["mean"] for r in pts],
+                        clean)
+    grid = np.linspace(0.0, 0.98, 50)
+    scale = clean / fit["clean_reference"]
+    return {
+        "symmetric": sym, "asymmetric": asym, "fit": fit,
+        "curve_rate": grid.tolist(), "curve": (scale * predicted_dice(masks, fit["bandwidth"], grid, grid)).tolist(),
+        "asymmetric_predicted": (scale * predicted_dice(masks, fit["bandwidth"], [r["f"] for r in asym],
+                                                        [r["b"] for r in asym])).tolist(),
+    }
+
+
+def plot(record: dict, path: Path, store=None) -> None:
+    plt = pyplot()
+    res, cfg = record["results"], record["config"]
+    fig, ax = plt.subplots(1, 2, figsize=(13, 4.6), constrained_layout=True)
+    rates = [r["f"] for r in res["symmetric"]]
+    errorbar(ax[0], rates, [r["t_star"] for r in res["symmetric"]], color="C0", marker="o", ms=4,
+             label="network at t* (inverted for f + b > 1)")
+    errorbar(ax[0], rates, [r["oracle"] for r in res["symmetric"]], color="C2", marker="^", ms=4, ls=":",
+             label="network, oracle threshold (either orientation)")
+    fit = res["fit"]
+    ax[0].plot(res["curve_rate"], res["curve"], color="k", lw=1.2,
+               label=f"theory at t*, fitted h = {fit['bandwidth']:g} px")
+    ax[0].axvline(0.5, color="gray", ls=":", lw=1)
+    ax[0].set(xlabel="symmetric flip rate f = b", ylabel="test Dice", ylim=(0, 1),
+              title="(a) symmetric: collapse at f + b = 1, inversion beyond")
+    ax[0].legend(fontsize=8, loc="lower left")
+    asym = res["asymmetric"]
+    pred = res["asymmetric_predicted"]
+    for i, (r, pv) in enumerate(zip(asym, pred)):
+        ax[1].errorbar([pv], [r["t_star"]["mean"]], yerr=[r["t_star"]["std"]], fmt="o", color=f"C{i}", capsize=3,
+                       label=f"f = {r['f']:g}, b = {r['b']:g}")
+    ax[1].plot([0, 1], [0, 1], color="gray", lw=1)
+    ax[1].set(xlabel="predicted Dice at t*", ylabel="measured Dice at t*", xlim=(0, 1), ylim=(0, 1),
+              title="(b) asymmetric (f, b): measured vs predicted")
+    ax[1].legend(fontsize=8)
+    fig.suptitle(f"rcl_flipping: U-Net {cfg['net']}, one fixed draw per image, NUC-like, {cfg['seeds']} seed(s)",
+                 fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
