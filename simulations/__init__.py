@@ -1,11 +1,14 @@
-"""Simulations: the experiments that reproduce the paper's curves, and their CLI.
+"""Simulations: the experiments that reproduce the paper's findings, theory beside measurement.
 
-``python -m simulations list`` names what can run; ``run NAME`` or ``all`` runs
-them (``--profile quick`` by default, ``full`` for the README's numbers) and
-writes ``figures/NAME.png`` with the numbers behind it in ``figures/NAME.json``:
-``demo`` (label types and their fields), ``theory_curves`` (theory beside Monte
-Carlo) and ``learning`` (U-Nets under each label regime). The paper's full set
-of experiments joins this CLI with the simulations issue.
+``python -m simulations list | run NAME [NAME...] | all | plot NAME`` (see
+:mod:`simulations.__main__`). Each experiment module declares ``PROFILES``
+(quick, full), the ``cells`` it needs, how to ``compute`` one, how to
+``summarise`` the store into the numbers behind its figure, and how to
+``plot`` them; :mod:`simulations._runner` runs them through the results store
+(:mod:`simulations.store`: one atomic JSON per cell, so interrupted runs
+resume) and writes ``OUT/NAME.png`` and ``OUT/NAME.json``. Every learning
+experiment trains through one shared cell, :func:`simulations._cells.train_cell`,
+so experiments that need the same network share it.
 """
 
 __all__: list[str] = []

@@ -74,15 +74,23 @@ def errorbar(ax, x, st: list[dict], *, band: bool = False, **kw: Any) -> None:
 
 
 # ------------------------------------------------------------------ theory beside measurement
-BANDWIDTHS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+N_EFF = tuple(float(v) for v in np.geomspace(1.0, 1e5, 51).round(3))
 
 
-def predicted_dice(masks: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0.0) -> np.ndarray:
-    """``theory.curves`` prediction of the pooled Dice over a set of masks, for each (f, b).
+def predicted_dice(masks: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any = 0.0, *,
+                   bandwidth: float = 1.0) -> np.ndarray:
+    """``theory.curves`` prediction of what label noise costs, pooled over a set of masks, per (f, b).
 
-    Each mask's fields (D, S_fg, S_bg at ``bandwidth``) give the probability
-    that a pixel is called foreground at t* (inverted when f + b > 1); expected
-    TP / FP / FN are pooled over the masks like the measured Dice.
+    The finite-sampling model (``theory.curves.fg_probability``): at each
+    pixel the network estimates E[y*] = b + (1-f-b) D from ``n_eff`` noisy
+    labels drawn around it, D the clean fraction field of the mask at a
+    sharp ``bandwidth`` (1 px: a network sees the image, so its clean boundary
+    is the mask's), i.e. S_fg = D / n_eff and S_bg = (1 - D) / n_eff; the
+    probability that the pixel is called foreground at t* (inverted when
+    f + b > 1) gives expected TP / FP / FN against the clean partition
+    {D > 1/2}, pooled over the masks. Clean labels predict 1: the result is
+    the share of the clean Dice that the noise leaves, and the experiments
+    multiply it by the measured clean Dice.
     """
     from theory import curves
 
@@ -90,26 +98,23 @@ def predicted_dice(masks: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 
     b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
     tp = fp = fn = 0.0
     for m in np.asarray(masks).astype(bool):
-        d, s_fg, s_bg = curves.grid_fields(m, bandwidth)
-        prob = curves.fg_probability(d[None], s_fg[None], s_bg[None], f[:, None, None], b[:, None, None])
-        tp = tp + np.sum(prob * m, axis=(1, 2))
-        fp = fp + np.sum(prob * ~m, axis=(1, 2))
-        fn = fn + np.sum((1 - prob) * m, axis=(1, 2))
+        d = curves.grid_fields(m, bandwidth)[0]
+        ref = d > 0.5
+        prob = curves.fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff,
+                                     f[:, None, None], b[:, None, None])
+        tp = tp + np.sum(prob * ref, axis=(1, 2))
+        fp = fp + np.sum(prob * ~ref, axis=(1, 2))
+        fn = fn + np.sum((1 - prob) * ref, axis=(1, 2))
     return 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300)
 
 
-def fit_bandwidth(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: float) -> dict:
-    """The one free parameter of the prediction: the bandwidth h whose predicted Dice, scaled so
-    that clean labels give the measured clean Dice, best fits (least squares) the measured points."""
+def fit_n_eff(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: float) -> dict:
+    """The one free parameter of the prediction ``clean * predicted_dice``: the effective number
+    of labels a network's decision pools, n_eff, fitted by least squares to the measured points."""
     f, b, y = (np.asarray(v, float) for v in (fg_to_bg, bg_to_fg, measured))
     best = None
-    for h in BANDWIDTHS:
-        pred = predicted_dice(masks, h, f, b)
-        ref = predicted_dice(masks, h, [0.0], [0.0])[0]
-        if ref < 0.05:  # the clean field at this bandwidth has lost the structure
-            continue
-        scaled = clean * pred / ref
-        err = float(np.sqrt(np.mean((scaled - y) ** 2)))
+    for n in N_EFF:
+        err = float(np.sqrt(np.mean((clean * predicted_dice(masks, n, f, b) - y) ** 2)))
         if best is None or err < best["rmse"]:
-            best = {"bandwidth": h, "rmse": err, "n_eff": float(4 * np.pi * h * h), "clean_reference": float(ref)}
+            best = {"n_eff": n, "rmse": err}
     return best

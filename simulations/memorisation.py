@@ -11,7 +11,7 @@ object, the meta-structure; 1: it has learned which pixels were drawn).
 
 Prediction (theory item 9, ``derivations.linearity_and_memorisation``): a
 model of k effective parameters can take k / (2 n_fg H(p)) of the draw's
-information, so m ~ min(1, k / (2 n_fg H(p))), n_fg the training set's
+information, so m ~ min(1, k / (2 n_fg H(p))) (``theory.curves.memorised_fraction``), n_fg the training set's
 foreground pixels: memorisation falls like 1/n_fg. k is fitted (one number)
 and reported beside the network's parameter count.
 """
@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from metastructure import nets
+from theory import curves
 
 from . import _cells
 from ._common import base, dataset, errorbar, pyplot, spec, stats
@@ -94,13 +95,13 @@ def summarise(config: dict, store) -> dict:
     y = np.array([np.nan if r["memorisation_index"]["mean"] is None else r["memorisation_index"]["mean"]
                   for r in fixed], float)
     x, y = x[np.isfinite(y)], y[np.isfinite(y)]
-    err = [np.mean((np.minimum(1, k / (2 * x * h)) - y) ** 2) if len(y) else np.nan for k in ks]
+    err = [np.mean((curves.memorised_fraction(x, P, k) - y) ** 2) if len(y) else np.nan for k in ks]
     k = float(ks[int(np.argmin(err))])
     params = nets.num_params(nets.unet(tuple(config["net"])).init(jax.random.key(0), 1))
     grid = np.geomspace(x.min() / 3, x.max() * 3, 50)
     return {"rows": rows, "p": P, "entropy": h, "fitted_k": k, "fit_rmse": float(np.sqrt(min(err))),
             "num_params": int(params), "curve_n_fg": grid.tolist(),
-            "curve": np.minimum(1, k / (2 * grid * h)).tolist()}
+            "curve": curves.memorised_fraction(grid, P, k).tolist()}
 
 
 def plot(record: dict, path: Path, store=None) -> None:
@@ -131,8 +132,9 @@ def plot(record: dict, path: Path, store=None) -> None:
               title=f"(b) n = {cfg['middle']}: augmentation, weight decay {cfg['weight_decay']:g}")
     ax[2].set(xscale="log", xlabel="foreground pixels in the training set n_fg", ylabel="memorisation index m",
               ylim=(-0.05, 1.05), title="(c) drawn vs left-out foreground, at the end")
-    for a in ax:
-        a.legend(fontsize=7)
+    for a in ax[:2]:
+        a.legend(fontsize=7, loc="lower left")
+    ax[2].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
                  "seed(s), mean +- sd", fontsize=10)
     fig.savefig(path, dpi=110)

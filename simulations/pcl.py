@@ -12,8 +12,9 @@ masks themselves, Dice(dilate_r(M), M), scaled by the clean network's Dice.
 The oracle threshold can undo part of a dilation (it may cut the smooth
 output higher than t*), so the network is scored both ways. For skeletons it is the skeleton's fraction field at its t*
 (s/2, s the kept fraction) at ``skeleton_bandwidth``, stated in the config.
-The ordering to see: CL ~ RCL > PCL > RL, and PCL worse as r grows, most for
-thin structures.
+For 10% sampling it is the finite-sampling prediction of ``rcl_sampling``
+(its fitted n_eff). The ordering to see: CL ~ RCL > PCL > RL, and PCL worse as
+r grows, most for thin structures.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import numpy as np
 
 from metastructure import density, metrics, noise, ntm
 
-from . import _cells
+from . import _cells, _runner
 from ._common import base, dataset, errorbar, pyplot, spec, stats
 
 PROFILES = {
     "quick": base("quick", datasets=["er", "nuclei"], radii=[1, 2], skeleton_bandwidth=1.0),
     "full": base("full", datasets=["er", "nuclei"], radii=[1, 2, 3, 4], skeleton_bandwidth=1.0),
 }
-REQUIRES = ()
+REQUIRES = ("rcl_sampling",)  # its fitted n_eff predicts the 10%-sampling bar
 
 
 def _types(config: dict) -> list[tuple]:
@@ -65,12 +66,14 @@ def _predicted(masks: np.ndarray, t: tuple, h: float) -> float | None:
         sk = np.asarray(noise.skeletonize(m))
         thr = density.matched_threshold(ntm.skeleton_matrix(m, sk), atol=1e-3)
         return float(metrics.dice(thr.apply(density.fraction_field(sk, h)), m))
-    if t[0] in ("clean", "sample"):
+    if t[0] == "clean":
         return 1.0
     return None  # random labels: no meta-structure, no prediction beyond chance
 
 
 def summarise(config: dict, store) -> dict:
+    rcl = _runner.experiment("rcl_sampling")
+    sampled = rcl.summarise(_runner.config_of("rcl_sampling", config["profile"], config["seeds"]), store)
     out = {}
     for name in config["datasets"]:
         masks = _cells.load_data(_spec(config, name, ("clean",), 0)["data"])["test"].masks
@@ -86,6 +89,10 @@ def summarise(config: dict, store) -> dict:
         clean = rows["CL clean"]["t_star"]["mean"]
         for r in rows.values():
             r["predicted"] = None if r["label_dice"] is None else clean * r["label_dice"]
+        if name in sampled and "0.1" in sampled[name]["by_ratio"]:  # finite sampling, rcl_sampling's n_eff
+            i = list(sampled[name]["by_ratio"]).index("0.1")
+            rows["RCL sample 10%"]["predicted"] = sampled[name]["predicted_at_ratio"][i]
+            rows["RCL sample 10%"]["n_eff"] = sampled[name]["fit"]["n_eff"]
         prior = float(np.mean(masks))
         rows["RL random 30%"]["predicted"] = 2 * prior / (1 + prior)  # all foreground: the best a blind call does
         out[name] = rows

@@ -5,9 +5,11 @@ paper's protocol, plenty of images). Thresholded at t* = (1 + b - f)/2 and
 inverted when f + b > 1 (the output then ranks objects below background), the
 networks keep the clean boundary until close to the collapse at f + b = 1,
 where the labels carry no information (no t* exists; the oracle threshold is
-shown there). The predicted curve (``theory.curves``: the fraction field of
-the test masks at a fitted bandwidth h, at t*) is scaled to the measured clean
-Dice; the asymmetric grid is compared point by point with the same h.
+shown there). The predicted curve is the measured clean Dice times the
+finite-sampling loss of ``theory.curves`` on the test masks (each pixel's
+decision at t* from n_eff noisy labels, n_eff fitted, see
+``_common.predicted_dice``); the asymmetric grid is compared point by point
+with the same n_eff.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_bandwidth, predicted_dice, pyplot, spec, stats
+from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, pyplot, spec, stats
 
 PROFILES = {
     "quick": base("quick", rates=[0.0, 0.3, 0.5, 0.7], asymmetric=[[0.6, 0.2]]),
@@ -63,14 +65,14 @@ def summarise(config: dict, store) -> dict:
     masks = _cells.load_data(_spec(config, 0, 0, 0)["data"])["test"].masks
     pts = [r for r in sym + asym if r["t_star"]["mean"] is not None]
     clean = sym[0]["t_star"]["mean"]
-    fit = fit_bandwidth(masks, [r["f"] for r in pts], [r["b"] for r in pts], [r["t_star"]["mean"] for r in pts],
+    fit = fit_n_eff(masks, [r["f"] for r in pts], [r["b"] for r in pts], [r["t_star"]["mean"] for r in pts],
                         clean)
     grid = np.linspace(0.0, 0.98, 50)
-    scale = clean / fit["clean_reference"]
+    scale = clean
     return {
         "symmetric": sym, "asymmetric": asym, "fit": fit,
-        "curve_rate": grid.tolist(), "curve": (scale * predicted_dice(masks, fit["bandwidth"], grid, grid)).tolist(),
-        "asymmetric_predicted": (scale * predicted_dice(masks, fit["bandwidth"], [r["f"] for r in asym],
+        "curve_rate": grid.tolist(), "curve": (scale * predicted_dice(masks, fit["n_eff"], grid, grid)).tolist(),
+        "asymmetric_predicted": (scale * predicted_dice(masks, fit["n_eff"], [r["f"] for r in asym],
                                                         [r["b"] for r in asym])).tolist(),
     }
 
@@ -86,7 +88,7 @@ def plot(record: dict, path: Path, store=None) -> None:
              label="network, oracle threshold (either orientation)")
     fit = res["fit"]
     ax[0].plot(res["curve_rate"], res["curve"], color="k", lw=1.2,
-               label=f"theory at t*, fitted h = {fit['bandwidth']:g} px")
+               label=f"theory at t*, fitted n_eff = {fit['n_eff']:.0f} labels (rmse {fit['rmse']:.3f})")
     ax[0].axvline(0.5, color="gray", ls=":", lw=1)
     ax[0].set(xlabel="symmetric flip rate f = b", ylabel="test Dice", ylim=(0, 1),
               title="(a) symmetric: collapse at f + b = 1, inversion beyond")

@@ -5,10 +5,11 @@ plenty of images (each seen a few times: the regime where the claim holds), at
 ratios from 1 down to 0.005. Each network's test Dice under five thresholds:
 t* = p/2, chosen on a validation split, the oracle (best on the test set: the
 paper), Otsu on the output, and a fixed 0.5 (which fails: the output on
-objects is about p). The predicted curve (``theory.curves`` finite-sampling
-model: the fraction field of the test masks at bandwidth h, thresholded at t*)
-is scaled to the measured clean Dice; h, its one free parameter (the spatial
-extent a network pools labels over), is fitted per dataset and reported.
+objects is about p). The predicted curve is the measured clean Dice times the
+finite-sampling loss of ``theory.curves`` on the test masks (each pixel's
+decision at t* from n_eff noisy labels, see ``_common.predicted_dice``);
+n_eff, its one free parameter (how many labels a network's decision pools),
+is fitted per dataset and reported.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_bandwidth, predicted_dice, pyplot, spec, stats
+from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, pyplot, spec, stats
 
 PROTOCOLS = ("t_star", "validation", "oracle", "otsu", "fixed_0.5")
 PROFILES = {
@@ -58,12 +59,12 @@ def summarise(config: dict, store) -> dict:
         measured = [rows[str(p)]["t_star"]["mean"] for p in config["ratios"]]
         clean = rows["1.0"]["t_star"]["mean"] if "1.0" in rows else max(measured)
         masks = _cells.load_data(_spec(config, name, 1.0, 0)["data"])["test"].masks
-        fit = fit_bandwidth(masks, 1 - ratios, 0 * ratios, measured, clean)
+        fit = fit_n_eff(masks, 1 - ratios, 0 * ratios, measured, clean)
         grid = np.geomspace(min(0.002, ratios.min()), 1.0, 40)
-        curve = clean * predicted_dice(masks, fit["bandwidth"], 1 - grid) / fit["clean_reference"]
+        curve = clean * predicted_dice(masks, fit["n_eff"], 1 - grid)
         out[name] = {"by_ratio": rows, "fit": fit, "curve_ratio": grid.tolist(), "curve": curve.tolist(),
-                     "predicted_at_ratio": (clean * predicted_dice(masks, fit["bandwidth"], 1 - ratios)
-                                            / fit["clean_reference"]).tolist()}
+                     "predicted_at_ratio": (clean * predicted_dice(masks, fit["n_eff"], 1 - ratios)
+                                           ).tolist()}
     return out
 
 
@@ -78,7 +79,7 @@ def plot(record: dict, path: Path, store=None) -> None:
                      ms=3, label=proto.replace("t_star", "t* = p/2"))
         fit = r["fit"]
         a.plot(r["curve_ratio"], r["curve"], color="k", lw=1.2,
-               label=f"theory at t*, fitted h = {fit['bandwidth']:g} px (rmse {fit['rmse']:.3f})")
+               label=f"theory at t*, fitted n_eff = {fit['n_eff']:.0f} labels (rmse {fit['rmse']:.3f})")
         a.set(xscale="log", xlabel="sampling ratio p", ylabel="test Dice", ylim=(0, 1), title=name)
         a.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"rcl_sampling: one fixed draw per image, {cfg['seeds']} seed(s), mean +- sd; 0.5 fails because "

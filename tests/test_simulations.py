@@ -77,7 +77,7 @@ def test_rcl_sampling_fixed_half_fails_where_t_star_does_not(quick):
     for r in res.values():
         low = r["by_ratio"]["0.01"]
         assert low["fixed_0.5"]["mean"] < 0.1 < low["t_star"]["mean"]
-        assert r["fit"]["bandwidth"] > 0 and len(r["curve"]) == len(r["curve_ratio"])
+        assert r["fit"]["n_eff"] > 0 and len(r["curve"]) == len(r["curve_ratio"])
 
 
 def test_rcl_flipping_has_no_t_star_at_the_collapse(quick):
@@ -107,6 +107,29 @@ def test_feature_maps_and_memorisation(quick):
     assert fm["random 0.3"]["mean_cka"]["mean"] < 0.99
     mem = record(quick, "memorisation")["results"]
     assert mem["fitted_k"] > 0 and mem["rows"]["fresh n=4"]["memorisation_index"] is None
+
+
+def test_predicted_dice_against_monte_carlo_of_its_model():
+    """Each pixel averages n_eff noisy labels of mean b + (1-f-b) D and is called at t*: simulate it."""
+    from metastructure import density, ntm
+    from simulations._common import predicted_dice
+    from theory import curves
+
+    yy, xx = np.mgrid[:40, :40]
+    mask = np.hypot(yy - 20, xx - 20) <= 9
+    d = curves.grid_fields(mask, 1.0)[0]
+    rng = np.random.default_rng(0)
+    for f, b, n_eff in [(0.9, 0.0, 200), (0.3, 0.3, 50), (0.7, 0.6, 400)]:
+        t = density.matched_threshold(ntm.flip_matrix(f, b))
+        mean = b + (1 - f - b) * d
+        est = rng.binomial(n_eff, mean, size=(400, *d.shape)) / n_eff
+        pred = np.asarray(t.apply(est))
+        ref = d > 0.5
+        tp, fp, fn = (pred & ref).sum(), (pred & ~ref).sum(), (~pred & ref).sum()
+        mc = 2 * tp / (2 * tp + fp + fn)
+        assert predicted_dice(mask[None], n_eff, f, b)[0] == pytest.approx(mc, abs=0.02), (f, b, n_eff)
+    assert predicted_dice(mask[None], 10, 0.0, 0.0)[0] == pytest.approx(1.0)  # clean labels lose nothing
+    assert predicted_dice(mask[None], 100, [0.5, 0.9, 0.99])[0] > predicted_dice(mask[None], 100, 0.99)[0]
 
 
 # ------------------------------------------------------------------ store and resume

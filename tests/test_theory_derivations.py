@@ -272,3 +272,14 @@ def test_memorisation_optimism_is_k_over_2n():
 
     drop = (n_g * (ent(yhat, p) - ent(yhat, yhat))).sum(-1) / n  # soft-label loss minus fitted loss
     assert drop.mean() == pytest.approx(k_groups / (2 * n), rel=0.05)
+
+
+def test_memorised_fraction_matches_the_optimism_over_the_entropy():
+    """curves.memorised_fraction = (k/(2n)) / ((n_fg/n) H(p)): the Monte Carlo optimism over the draw's entropy."""
+    from theory import curves
+
+    k, n_fg, p = 20, 4000, 0.3
+    h = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+    n = 10_000
+    assert curves.memorised_fraction(n_fg, p, k) == pytest.approx((k / (2 * n)) / (n_fg / n * h))
+    assert curves.memorised_fraction(1, p, 1e9) == 1.0  # capped: the whole draw

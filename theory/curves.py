@@ -38,6 +38,7 @@ __all__ = [
     "disk_level_shift",
     "fg_probability",
     "grid_fields",
+    "memorised_fraction",
     "miou_symmetric_flip",
     "output_levels",
     "overlap_pcl",
@@ -298,3 +299,21 @@ def miou_symmetric_flip(rate: Any, num_classes: int, *, n_eff: float, nodes: int
     a = np.sum(_phi_cdf(arg) ** (m - 1) * wts, axis=-1)
     a = np.where(np.abs(lam) < 1e-12, 1.0 / m, a)
     return a / (2 - a)
+
+
+# ------------------------------------------------------------------ 9: memorisation
+def memorised_fraction(n_fg: Any, ratio: Any, capacity: Any) -> np.ndarray:
+    r"""Share of a fixed p-sampled draw's information a model of ``capacity`` k can take.
+
+    ``derivations.linearity_and_memorisation``: fitting the draw gains k/(2n)
+    nats per pixel (Wilks) of the (n_fg/n) H(p) the draw holds, so the share is
+    min(1, k / (2 n_fg H(p))), H in nats; it falls like 1/n_fg. For a network
+    k is an effective capacity, fitted to measurements (``memorisation``).
+
+    >>> round(float(memorised_fraction(1000, 0.1, 325.08)), 3)
+    0.5
+    """
+    n = np.asarray(n_fg, float)
+    p = np.asarray(ratio, float)
+    h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
+    return np.minimum(1.0, np.asarray(capacity, float) / (2 * n * h))
