@@ -14,9 +14,11 @@ Modules (one concept each):
 * :mod:`metastructure.nets`: small U-Net and FCN as ``(init, apply)`` pairs.
 * :mod:`metastructure.train`: losses, ``init``/``step``, ``fit`` (fixed or fresh
   noisy labels), ``fit_many``.
+* :mod:`metastructure.unsupervised`: iGTT with EMS, pseudo-label selection by
+  DMI, and the Otsu / adaptive / k-means baselines.
 """
 
-from . import data, density, metrics, nets, noise, ntm, train
+from . import data, density, metrics, nets, noise, ntm, train, unsupervised
 from .density import (
     MatchedThreshold,
     expected_fraction_field,
@@ -43,4 +45,5 @@ __all__ = [
     "ntm",
     "partition",
     "train",
+    "unsupervised",
 ]

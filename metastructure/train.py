@@ -280,6 +280,7 @@ def fit(
     val_every: int = 50,
     transition: Any = None,
     callback: Callable[[int, FitResult], dict | None] | None = None,
+    init_params: Any = None,
     progress: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on (images, labels) and return a :class:`FitResult`.
@@ -305,6 +306,9 @@ def fit(
         callback: ``callback(step, result)`` called every ``val_every`` steps
             (and at the last) with the current :class:`FitResult`; what it
             returns is appended to ``history["callback"]`` (custom evaluation).
+        init_params: start from these parameters (e.g. a previous fit's, to
+            continue training on new labels) instead of a fresh init; the
+            optimizer state starts afresh.
         progress: a tqdm bar (default: when stderr is a terminal).
     """
     x = jnp.asarray(images, jnp.float32)
@@ -323,6 +327,10 @@ def fit(
     opt = make_optimizer(optimizer, learning_rate, weight_decay=weight_decay) if isinstance(optimizer, str) else optimizer
     k_init, k_loop = jax.random.split(key)
     state = init(k_init, model, x.shape[-1], opt)
+    if init_params is not None:
+        if jax.tree_util.tree_structure(init_params) != jax.tree_util.tree_structure(state.params):
+            raise ValueError("init_params must have the structure of model.init's parameters")
+        state = TrainState(init_params, opt.init(init_params), state.step)
     n = x.shape[0]
     bs = min(batch_size, n)
 

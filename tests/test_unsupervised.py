@@ -1,0 +1,92 @@
+"""EMS, pseudo-label selection, iGTT mechanics and the baselines (PAPER.md section 6)."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from skimage.filters import threshold_local, threshold_otsu
+from skimage.morphology import skeletonize
+
+from metastructure import data, nets, unsupervised as u
+
+
+def _masks():
+    yy, xx = np.mgrid[:48, :48]
+    a = (np.hypot(yy - 16, xx - 16) <= 9) | ((np.abs(yy - 36) <= 2) & (xx > 6) & (xx < 42))
+    b = ~a  # covers more than half: EMS works on its inverse
+    return np.stack([a, b])
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2])
+def test_ems_stays_within_the_radius_of_the_skeleton_and_keeps_exactly_ceil_ratio_n(radius):
+    m = _masks()
+    ratio = 0.3
+    key = jax.random.key(3)
+    out = np.asarray(u.ems(key, m, radius=radius, ratio=ratio))
+    k_shift, _ = jax.random.split(key)
+    for i, mi in enumerate(m):
+        minority = mi if mi.mean() <= 0.5 else ~mi
+        sk = skeletonize(minority)  # scikit-image as the oracle
+        # every kept pixel lies within Chebyshev distance `radius` of a skeleton pixel
+        near = ndi.binary_dilation(sk, structure=np.ones((3, 3)), iterations=radius) if radius else sk
+        assert out[i].any() and not (out[i] & ~near).any()
+    # exact count: ceil(ratio * N) of the N shifted skeleton pixels, per image
+    shifted = np.asarray(u.noise.shift(k_shift, u.noise.skeletonize(np.stack([m[0], ~m[1]])), radius))
+    for i in range(2):
+        assert out[i].sum() == math.ceil(ratio * shifted[i].sum() - 1e-9)
+
+
+def test_ems_rejects_bad_input():
+    with pytest.raises(ValueError, match="ratio"):
+        u.ems(jax.random.key(0), _masks(), ratio=1.5)
+    with pytest.raises(ValueError, match="mask"):
+        u.ems(jax.random.key(0), np.full((8, 8), 2))
+
+
+def test_selection_recovers_the_mask_from_a_clean_bimodal_output():
+    m = _masks()[0]
+    rng = np.random.default_rng(0)
+    probs = np.where(m, 0.8, 0.15) + rng.uniform(-0.05, 0.05, m.shape)
+    sel = np.asarray(u.select_pseudo_labels(np.stack([probs, 1 - probs])))
+    np.testing.assert_array_equal(sel[0], m)
+    np.testing.assert_array_equal(sel[1], ~m)  # DMI is blind to polarity: it picks the split, not the side
+    assert not np.asarray(u.select_pseudo_labels(np.full((8, 8), 0.3))).any()  # constant output: nothing
+    with pytest.raises(ValueError, match="num_thresholds"):
+        u.select_pseudo_labels(probs, num_thresholds=0)
+
+
+def test_baselines_against_scikit_image():
+    ds = data.er(jax.random.key(0), 3, size=48)
+    im = ds.images[..., 0]
+    np.testing.assert_array_equal(u.adaptive(ds.images, block_size=15),
+                                  np.stack([x > threshold_local(x, 15, method="mean") for x in im]))
+    ours = u.otsu(ds.images)
+    ref = np.stack([x > threshold_otsu(x) for x in im])
+    assert np.mean(ours != ref) < 0.005  # float32 histogram vs scikit-image's float64: a bin may differ
+    km = u.kmeans(ds.images)
+    for x, k in zip(im, km):  # the bright cluster: every foreground pixel brighter than every background one
+        assert x[k].min() >= x[~k].max() - 1e-9
+    with pytest.raises(ValueError, match="block_size"):
+        u.adaptive(ds.images, block_size=4)
+
+
+def test_igtt_mechanics():
+    tr = data.nuclei(jax.random.key(0), 4, size=32)
+    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet((4, 8)), "masks": tr.masks}
+    r = u.igtt(jax.random.key(1), tr.images, **kw)
+    assert r.pseudo_labels.shape == (3, 4, 32, 32) and not r.pseudo_labels[0].any()  # all-background start
+    assert r.selected.shape == (2, 4, 32, 32) and [h["epoch"] for h in r.history] == [1, 2]
+    assert r.predict(tr.images).shape == (4, 32, 32)
+    # with EMS the next labels are sparse (10% of a skeleton); without, they are the selected masks
+    assert r.pseudo_labels[1].sum() < 0.2 * r.selected[0].sum() + 4
+    r2 = u.igtt(jax.random.key(1), tr.images, use_ems=False, **kw)
+    np.testing.assert_array_equal(r2.pseudo_labels[1], r2.selected[0])
+    r3 = u.igtt(jax.random.key(1), tr.images, init_labels=tr.masks, **kw)
+    np.testing.assert_array_equal(r3.pseudo_labels[0], tr.masks.astype(bool))
+    assert u.igtt_masks(r, tr.images).shape == (4, 32, 32)
+    with pytest.raises(ValueError, match="init_labels"):
+        u.igtt(jax.random.key(1), tr.images, init_labels=tr.masks[:2], **kw)
+    with pytest.raises(ValueError, match="loss"):
+        u.igtt(jax.random.key(1), tr.images, loss="hinge", **kw)
