@@ -40,6 +40,7 @@ NAMES = (
     "feature_maps",
     "memorisation",
     "real_nuclei",
+    "igtt",
 )
 
 

@@ -132,6 +132,18 @@ def test_predicted_dice_against_monte_carlo_of_its_model():
     assert predicted_dice(mask[None], 100, [0.5, 0.9, 0.99])[0] > predicted_dice(mask[None], 100, 0.99)[0]
 
 
+def test_igtt_table_and_diagnostics(quick):
+    from simulations import igtt
+
+    res = record(quick, "igtt")["results"]["datasets"]["er"]
+    assert set(res["methods"]) == set(igtt.METHODS)
+    assert all(0 <= res["methods"][m]["dice"]["mean"] <= 1 for m in igtt.METHODS)
+    assert res["methods"]["otsu"]["dice"]["mean"] > 0.5  # bright tubules: Otsu finds them
+    d = res["diagnostics"]
+    assert len(d["untrained_auc"]) == 3 and 0 < d["selection_on_intensity"]["fraction"] < 1
+    assert len(res["methods"]["igtt_ems"]["dice_selected_by_epoch"]) == 2
+
+
 # ------------------------------------------------------------------ store and resume
 def test_store_keys_and_atomic_cells(tmp_path):
     a = {"kind": "t", "x": 1, "y": [1, 2]}

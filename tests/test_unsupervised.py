@@ -90,3 +90,14 @@ def test_igtt_mechanics():
         u.igtt(jax.random.key(1), tr.images, init_labels=tr.masks[:2], **kw)
     with pytest.raises(ValueError, match="loss"):
         u.igtt(jax.random.key(1), tr.images, loss="hinge", **kw)
+
+
+def test_dmi_of_a_candidate_is_minus_log_covariance():
+    """det(P S^T / n) = cov(p, s) for binary s: the selection maximises pi (1 - pi) |E[p|s] - E[p|~s]|."""
+    rng = np.random.default_rng(4)
+    p = rng.random(500)
+    s = rng.random(500) < 0.3
+    cov = np.mean(p * s) - p.mean() * s.mean()
+    assert float(u._dmi_probs(p, s)) == pytest.approx(-np.log(abs(cov)), rel=1e-4)
+    gap = p[s].mean() - p[~s].mean()
+    assert abs(cov) == pytest.approx(s.mean() * (1 - s.mean()) * abs(gap))
