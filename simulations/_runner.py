@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from ._io import draw_png, load, save
 from .store import Store, cell_key

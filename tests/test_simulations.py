@@ -36,7 +36,7 @@ def test_every_experiment_writes_its_figure_and_numbers(quick, name):
     if name == "real_nuclei" and not data.real_available():
         pytest.skip("the packaged real nuclei (pip install --no-deps stardist==0.9.2, tifffile) are not installed")
     png, js = quick / f"{name}.png", quick / f"{name}.json"
-    assert png.stat().st_size > 10_000
+    assert png.stat().st_size > 10_000 and js.stat().st_size > 500
     rec = record(quick, name)
     assert rec["experiment"] == name and rec["profile"] == "quick" and "jax" in rec["versions"]
     assert rec["config"].get("seeds", 1) == 1
