@@ -63,11 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
+    missing = {n: _runner.unavailable(n) for n in names if _runner.unavailable(n)}
+    if missing and args.command == "run":
+        ap.error("; ".join(f"{n} {why}" for n, why in missing.items()))
     done: set = set()
     forced: set = set()
     t_all = time.perf_counter()
     for name in names:
         if name in done:  # already run as another experiment's requirement
+            continue
+        if name in missing:
+            print(f"{name}: skipped, {missing[name]}", flush=True)
             continue
         t0 = time.perf_counter()
         rec = _runner.run_experiment(name, args.out, profile=args.profile, seeds=args.seeds, force=args.force,

@@ -49,6 +49,12 @@ def experiment(name: str) -> ModuleType:
     return importlib.import_module(f"simulations.{name}")
 
 
+def unavailable(name: str) -> str | None:
+    """Why experiment ``name`` cannot run on this machine (e.g. missing optional data), or None."""
+    check = getattr(experiment(name), "unavailable", None)
+    return check() if check else None
+
+
 def config_of(name: str, profile: str, seeds: int | None = None) -> dict:
     mod = experiment(name)
     if profile not in mod.PROFILES:

@@ -38,10 +38,16 @@ def _spec(config: dict, t, seed: int) -> dict:
     return spec(config, dataset("real_nuclei", config["profile"]), kind, *params, regime=regime, seed=seed)
 
 
+def unavailable() -> str | None:
+    """Why the experiment cannot run here (None when it can)."""
+    if data.real_available():
+        return None
+    return "needs the packaged image: pip install tifffile && pip install --no-deps stardist==0.9.2"
+
+
 def cells(config: dict) -> list[dict]:
-    if not data.real_available():
-        raise RuntimeError("real_nuclei needs the packaged image: pip install tifffile && "
-                           "pip install --no-deps stardist==0.9.2")
+    if unavailable():
+        raise RuntimeError(f"real_nuclei {unavailable()}")
     return [_spec(config, t, s) for t in config["types"] for s in range(config["seeds"])]
 
 

@@ -205,6 +205,14 @@ def test_cli_list_and_errors(capsys):
         cli.main(["run", "pcl", "--seeds", "0"])
 
 
+def test_missing_real_data_is_said_not_crashed(monkeypatch, capsys):
+    monkeypatch.setattr(data, "real_available", lambda: False)
+    assert "stardist" in _runner.unavailable("real_nuclei") and _runner.unavailable("pcl") is None
+    with pytest.raises(SystemExit):  # `run real_nuclei` stops with the reason; `all` skips it and says so
+        cli.main(["run", "real_nuclei"])
+    assert "stardist" in capsys.readouterr().err
+
+
 def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.DOTALL)
