@@ -103,6 +103,13 @@ def summarise(config: dict, store) -> dict:
             "dice_tstar": [stats(v) for v in np.array(dice).T],
             "mean_fg": stats(fg), "mean_bg": stats(bg), "predicted_fg": pf, "predicted_bg": pb,
         }
+    if out["clean_seed_floor"]:  # which settings have not come within 2x the seed-to-seed floor by the end
+        floor = out["clean_seed_floor"][-1]["mean"]
+        far = [f"{k} {v['to_clean'][-1]['mean']:.2f} px" for k, v in out["settings"].items()
+               if k != "clean" and v["to_clean"][-1]["mean"] > 2 * floor]
+        if far:
+            out["note"] = (f"at step {steps[-1]}, still beyond twice the clean-vs-clean floor ({floor:.2f} px): "
+                           + ", ".join(far))
     return out
 
 
@@ -136,6 +143,6 @@ def plot(record: dict, path: Path, store=None) -> None:
         a.legend(fontsize=7)
     n = record["config"]["seeds"]
     fig.suptitle(f"decision_boundary: U-Net {record['config']['net']}, fresh draws, NUC-like, mean +- sd over {n} "
-                 "seed(s)", fontsize=10)
+                 "seed(s)" + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -60,6 +60,14 @@ def summarise(config: dict, store) -> dict:
             "oracle_dice": stats([max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"])
                                   for r in res]),
         }
+    rcl = [out["types"][k]["mean_cka"]["mean"] for k in out["types"] if k.split()[0] in ("sample", "flip")]
+    pcl = [out["types"][k]["mean_cka"]["mean"] for k in out["types"] if k.split()[0] in ("dilate", "erode", "skeleton")]
+    sds = [v["mean_cka"]["std"] for v in out["types"].values()]
+    out["ordering"] = {"rcl_min": min(rcl) if rcl else None, "pcl_max": max(pcl) if pcl else None,
+                       "largest_sd": max(sds)}
+    if rcl and pcl and min(rcl) <= max(pcl):
+        out["note"] = (f"RCL > PCL not separated by CKA: lowest RCL {min(rcl):.2f} <= highest PCL {max(pcl):.2f}; "
+                       f"sd over seeds up to {max(sds):.2f}")
     return out
 
 
@@ -82,7 +90,7 @@ def plot(record: dict, path: Path, store=None) -> None:
                        color=f"C{i}", capsize=3, label=k)
     ax[1].set(xlabel="mean CKA over layers", ylabel="test Dice (oracle)", xlim=(0, 1.02), ylim=(0, 1),
               title="(b) similar features, similar segmentation")
-    fig.suptitle(f"feature_maps: U-Net {cfg['net']} on NUC-like images, {cfg['seeds']} seed(s), mean +- sd",
-                 fontsize=10)
+    fig.suptitle(f"feature_maps: U-Net {cfg['net']} on NUC-like images, {cfg['seeds']} seed(s), mean +- sd"
+                 + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)

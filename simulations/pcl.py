@@ -96,7 +96,21 @@ def summarise(config: dict, store) -> dict:
         prior = float(np.mean(masks))
         rows["RL random 30%"]["predicted"] = 2 * prior / (1 + prior)  # all foreground: the best a blind call does
         out[name] = rows
+    out["_notes"] = _notes(out)
     return out
+
+
+def _notes(res: dict) -> list[str]:
+    """Where the network at t* departs from the prediction by more than 2 sd over seeds (and 0.02)."""
+    notes = []
+    for name, rows in res.items():
+        off = [f"{k.replace('PCL ', '').replace('RCL ', '')} {r['t_star']['mean'] - r['predicted']:+.2f}"
+               for k, r in rows.items()
+               if k != "CL clean" and r["predicted"] is not None and r["t_star"]["mean"] is not None
+               and abs(r["t_star"]["mean"] - r["predicted"]) > max(2 * r["t_star"]["std"], 0.02)]
+        if off:
+            notes.append(f"{name}: network - prediction beyond 2 sd: " + ", ".join(off))
+    return notes
 
 
 def plot(record: dict, path: Path, store=None) -> None:
@@ -104,7 +118,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     res, cfg = record["results"], record["config"]
     radii = cfg["radii"]
     fig, ax = plt.subplots(1, 2, figsize=(14, 4.6), constrained_layout=True)
-    for j, (name, rows) in enumerate(res.items()):
+    for j, (name, rows) in enumerate((k, v) for k, v in res.items() if not k.startswith("_")):
         col = f"C{j}"
         for op, ls, mk in (("dilate", "-", "o"), ("erode", "--", "s")):
             rs = [rows[f"PCL {op} r={r}"] for r in radii]
@@ -129,7 +143,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[1].set(ylabel="test Dice", ylim=(0, 1),
               title="(b) CL ~ RCL > PCL > RL (bars: at t*; x: oracle; dash: theory)")
     ax[1].legend(fontsize=7)
-    fig.suptitle(f"pcl: U-Net {cfg['net']}, ER-like (thin) and NUC-like (thick), {cfg['seeds']} seed(s), mean +- sd",
-                 fontsize=10)
+    fig.suptitle(f"pcl: U-Net {cfg['net']}, ER-like (thin) and NUC-like (thick), {cfg['seeds']} seed(s), mean +- sd"
+                 + "".join(f"\n{n}" for n in res.get("_notes", [])), fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
