@@ -19,7 +19,10 @@ another shape; for skeletons s/2 from the transition matrix estimated on the
 training pairs), at the best threshold, AUC, mean
 outputs on objects and background, and the boundary distance of the t* mask
 to the truth. At the end: the threshold protocols side by side (t*,
-validation, oracle, Otsu, 0.5). Optional arrays: the t* masks at each
+validation, oracle, Otsu, 0.5; and the oracle on 1 - output, for outputs
+that rank objects low), the outputs' levels, and on the training images the
+mean output on the labelled pixels and on the foreground the labels left out
+(memorisation). Optional arrays: the t* masks at each
 evaluation (``masks``) and probe features of every layer (``features``).
 Multi-class (``data.name == "scenes"``): mean IoU of the argmax, and of the
 argmax after undoing T (Theorem 2: F = (T^T)^-1 E[F*]).
@@ -159,7 +162,7 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
                     weight_decay=opt.get("wd", 0.0),
                     loss="ce" if multiclass else "bce", noise=fresh, augment=opt.get("augment", False),
                     num_classes=m, val_every=ev["every"], progress=False,
-                    callback=lambda s, r: evaluate(s, r))
+                    callback=evaluate)
     losses = res.history["loss"]
     out: dict[str, Any] = {
         "history": history,
@@ -186,7 +189,7 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
                                    "q10": float(np.quantile(p[test_masks == 1], 0.1)),
                                    "q90": float(np.quantile(p[test_masks == 1], 0.9))}
         out["final"]["mean_bg"] = {"value": float(p[test_masks == 0].mean())}
-        th, v = metrics.best_threshold(1 - p, test_masks)  # the oracle for an output that ranks objects low
+        th = metrics.best_threshold(1 - p, test_masks)[0]  # the oracle for an output that ranks objects low
         out["final"]["oracle_inverted"] = {"threshold": th, "dice": float(metrics.dice(1 - p > th, test_masks))}
         # how much of the drawn training labels the network reproduces (memorisation)
         ptr = res.predict(tr.images)
