@@ -140,6 +140,9 @@ def plot(record: dict, path: Path, store) -> None:
     plt = pyplot()
     summ = record["results"]
     a = store.arrays(summ["figure_cell"])
+    if not a:
+        raise FileNotFoundError(f"the figure draws the fields stored under {store.root}; run "
+                                "`python -m simulations run meta_structure` (seconds) to compute them")
     res = {"labels": {n: a[f"label{i}"] for i, n in enumerate(summ["names"])},
            "fields": {n: a[f"field{i}"] for i, n in enumerate(summ["names"])},
            "rows": summ["label_types"], "lemma1": summ["lemma1_monte_carlo"],
