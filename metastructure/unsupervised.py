@@ -31,10 +31,12 @@ __all__ = ["IGTTResult", "adaptive", "ems", "igtt", "igtt_masks", "kmeans", "ots
 
 
 # ------------------------------------------------------------------ EMS
-def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1) -> jax.Array:
+def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1, invert: bool = True) -> jax.Array:
     r"""Extraction of meta-structure from a binary mask (..., H, W), per image.
 
-    1. invert the mask if it covers more than half the image;
+    1. invert the mask if it covers more than half the image (the size rule:
+       objects are the minority class; ``invert=False`` skips it, for masks
+       already oriented);
     2. skeletonize (:func:`metastructure.noise.skeletonize`);
     3. shift each skeleton pixel by an independent uniform offset in
        {-radius..radius}^2 (:func:`metastructure.noise.shift`; pixels landing
@@ -55,8 +57,8 @@ def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1) -> ja
     m = jnp.asarray(mask).astype(bool)
     if m.ndim < 2:
         raise ValueError(f"mask must be (..., H, W), got shape {m.shape}")
-    covered = jnp.mean(m, axis=(-2, -1), keepdims=True) > 0.5
-    m = jnp.where(covered, ~m, m)
+    if invert:
+        m = jnp.where(jnp.mean(m, axis=(-2, -1), keepdims=True) > 0.5, ~m, m)
     k_shift, k_keep = jax.random.split(key)
     sk = noise.skeletonize(m)
     moved = noise.shift(k_shift, sk, int(radius))
@@ -121,7 +123,8 @@ class IGTTResult(NamedTuple):
     """``fit``: the last epoch's :class:`~metastructure.train.FitResult` (``predict``);
     ``pseudo_labels``: (epochs + 1, N, H, W) bool, the labels each epoch trained on
     (the first all background) and, last, the next ones; ``selected``: (epochs, N, H, W)
-    the DMI-selected masks before EMS; ``history``: per-epoch records."""
+    the DMI-selected masks before EMS (oriented by the truth with ``polarity="oracle"``);
+    ``history``: per-epoch records."""
 
     fit: train.FitResult
     pseudo_labels: np.ndarray
@@ -148,6 +151,7 @@ def igtt(
     learning_rate: float = 1e-3,
     init_labels: Any = None,
     masks: Any = None,
+    polarity: str = "size",
 ) -> IGTTResult:
     r"""Iterative ground-truth training with (or without) EMS, on unlabelled ``images`` (N, H, W, C).
 
@@ -156,23 +160,44 @@ def igtt(
     ("dmi+iou", the paper's; or "bce" for the ablation), then selects a mask per
     image (:func:`select_pseudo_labels`) and, with ``use_ems``, passes it
     through :func:`ems`; without EMS the selected masks are the next labels.
-    If the selected masks cover more than half an image, the output ranks the
-    background high: predictions are inverted so that objects are the
-    minority class, as EMS's inversion does.
+    EMS's size rule takes a selected mask that covers more than half its
+    image to mean that the output ranks the background high, and inverts it so
+    that objects are the minority class (:func:`igtt_masks` orients the final
+    masks the same way); the ``igtt`` experiment measures how often that is
+    wrong.
 
     ``init_labels`` replaces the all-background start (the paper's) with given
     pseudo-labels (e.g. ``ems(key, otsu(images))``): with all-background
     labels DMI and soft IoU have zero gradient, so the first selection is made
     from the untrained network's output.
 
-    ``masks`` (optional ground truth) only adds monitoring to ``history``:
-    Dice of the selected masks and AUC of the output per epoch.
+    ``masks`` (optional ground truth) adds monitoring to ``history``: Dice of
+    the selected masks (minority side, or oracle side) and AUC of the output per
+    epoch, and ``misoriented_fraction``, the share of images whose next labels
+    lie on the background side. Every record also holds ``selected_fraction`` and
+    ``inverted_fraction``, the share of images whose selected mask covers more
+    than half the image (the images EMS inverts).
+
+    ``polarity``: "size" (the paper's rule: EMS inverts a selected mask that
+    covers more than half its image) or "oracle", a diagnostic that is not
+    unsupervised: each selected mask is oriented by the ground truth (the
+    side where the output ranks the objects, per-image AUC of the output
+    against ``masks``) and EMS's size rule is skipped; it isolates what the
+    size rule costs.
     """
     x = jnp.asarray(images, jnp.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C), got shape {x.shape}")
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
+    if polarity not in ("size", "oracle"):
+        raise ValueError(f"polarity must be 'size' or 'oracle', got {polarity!r}")
+    if polarity == "oracle" and masks is None:
+        raise ValueError("polarity='oracle' orients the masks by the ground truth: pass masks=")
+    if masks is not None:
+        masks = np.asarray(masks).astype(bool)
+        if masks.shape != x.shape[:3]:
+            raise ValueError(f"masks must be (N, H, W) = {x.shape[:3]}, got {masks.shape}")
     if loss not in ("dmi+iou", "bce", "bce+iou"):
         raise ValueError(f"loss must be 'dmi+iou', 'bce' or 'bce+iou', got {loss!r}")
     model = model or nets.unet()
@@ -192,11 +217,28 @@ def igtt(
         params = res.params
         probs = res.predict(x)
         sel = np.asarray(select_pseudo_labels(probs, num_thresholds=num_thresholds))
-        rec: dict[str, Any] = {"epoch": e + 1, "selected_fraction": float(sel.mean())}
-        if masks is not None:
-            rec["dice_selected"] = float(metrics.dice(_minority(sel), masks))
+        big = sel.mean(axis=(-2, -1)) > 0.5
+        rec: dict[str, Any] = {"epoch": e + 1, "selected_fraction": float(sel.mean()),
+                               "inverted_fraction": float(big.mean())}
+        if masks is not None:  # per image: does the output rank the objects low?
+            auc = np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(np.asarray(probs), masks)])
+            low, known = auc < 0.5, np.isfinite(auc)
+            if polarity == "oracle":
+                sel = np.where(low[:, None, None], ~sel, sel)
+            oriented = sel if polarity == "oracle" else _minority(sel)
+            rec["dice_selected"] = float(metrics.dice(oriented, masks))
             rec["auc_output"] = float(metrics.roc_auc(probs, masks))
-        labels = np.asarray(ems(k_ems, sel, radius=radius, ratio=ratio)) if use_ems else sel
+            # the size rule keeps the high side unless the selection covers over half: wrong where that
+            # disagrees with the side that holds the objects
+            if polarity == "oracle":
+                wrong = np.zeros_like(big)
+            else:
+                wrong = (big != low) if use_ems else low  # without EMS the high side is the next label
+            rec["misoriented_fraction"] = float(wrong[known].mean()) if known.any() else float("nan")
+        if use_ems:
+            labels = np.asarray(ems(k_ems, sel, radius=radius, ratio=ratio, invert=polarity == "size"))
+        else:
+            labels = sel
         selected.append(sel)
         pseudo.append(labels)
         history.append(rec)

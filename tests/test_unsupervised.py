@@ -101,3 +101,32 @@ def test_dmi_of_a_candidate_is_minus_log_covariance():
     assert float(u._dmi_probs(p, s)) == pytest.approx(-np.log(abs(cov)), rel=1e-4)
     gap = p[s].mean() - p[~s].mean()
     assert abs(cov) == pytest.approx(s.mean() * (1 - s.mean()) * abs(gap))
+
+
+def test_ems_without_the_size_rule_keeps_the_given_side():
+    m = _masks()[1]  # covers more than half
+    key = jax.random.key(5)
+    kept = np.asarray(u.ems(key, m, radius=0, ratio=1.0, invert=False))
+    np.testing.assert_array_equal(kept, skeletonize(m))  # radius 0, ratio 1: exactly the skeleton of m itself
+    flipped = np.asarray(u.ems(key, m, radius=0, ratio=1.0))
+    np.testing.assert_array_equal(flipped, skeletonize(~m))
+
+
+def test_igtt_oracle_polarity_orients_by_the_truth_and_records_the_size_rule():
+    tr = data.nuclei(jax.random.key(0), 4, size=32)
+    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet((4, 8)), "masks": tr.masks}
+    r = u.igtt(jax.random.key(1), tr.images, polarity="oracle", **kw)
+    p = r.predict(tr.images)
+    for h in r.history:
+        assert h["misoriented_fraction"] == 0.0 and 0.0 <= h["inverted_fraction"] <= 1.0
+    # the last selection: each mask on the side where the final output ranks that image's objects high
+    for pi, si, mi in zip(np.asarray(p), r.selected[-1], tr.masks.astype(bool)):
+        if si.any() and (~si).any():
+            assert (pi[si].mean() > pi[~si].mean()) == (u.metrics.roc_auc(pi, mi) >= 0.5)
+    s = u.igtt(jax.random.key(1), tr.images, **kw)
+    for h in s.history:
+        assert 0.0 <= h["misoriented_fraction"] <= 1.0
+    with pytest.raises(ValueError, match="masks"):
+        u.igtt(jax.random.key(1), tr.images, epochs=1, steps_per_epoch=1, polarity="oracle")
+    with pytest.raises(ValueError, match="polarity"):
+        u.igtt(jax.random.key(1), tr.images, polarity="up", **kw)
