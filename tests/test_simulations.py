@@ -142,6 +142,12 @@ def test_igtt_table_and_diagnostics(quick):
     d = res["diagnostics"]
     assert len(d["untrained_auc"]) == 3 and 0 < d["selection_on_intensity"]["fraction"] < 1
     assert len(res["methods"]["igtt_ems"]["dice_selected_by_epoch"]) == 2
+    oracle = res["methods"]["igtt_ems_oracle_polarity"]
+    assert oracle["misoriented_fraction_by_seed_epoch"] == [[0.0, 0.0]]  # oriented by the truth
+    for m in igtt.IGTT:  # one record per seed and epoch, values in [0, 1]
+        for k in ("auc_output", "inverted_fraction", "misoriented_fraction"):
+            v = np.array(res["methods"][m][f"{k}_by_seed_epoch"])
+            assert v.shape == (1, 2) and ((v >= 0) & (v <= 1)).all(), (m, k)
 
 
 # ------------------------------------------------------------------ store and resume
