@@ -176,7 +176,7 @@ def igtt(
     epoch, and ``misoriented_fraction``, the share of images whose next labels
     lie on the background side. Every record also holds ``selected_fraction`` and
     ``inverted_fraction``, the share of images whose selected mask covers more
-    than half the image (the images EMS inverts).
+    than half the image (the images EMS, when on, inverts).
 
     ``polarity``: "size" (the paper's rule: EMS inverts a selected mask that
     covers more than half its image) or "oracle", a diagnostic that is not
