@@ -130,3 +130,16 @@ def test_igtt_oracle_polarity_orients_by_the_truth_and_records_the_size_rule():
         u.igtt(jax.random.key(1), tr.images, epochs=1, steps_per_epoch=1, polarity="oracle")
     with pytest.raises(ValueError, match="polarity"):
         u.igtt(jax.random.key(1), tr.images, polarity="up", **kw)
+
+
+def test_selection_is_unchanged_by_increasing_affine_maps_per_image():
+    """Thresholds sit at fixed fractions of each image's range and det = cov(p, s) only scales: the
+    selection on min-max scaled intensity is the selection on the intensity (used by the igtt diagnostics)."""
+    img = data.er(jax.random.key(2), 3, size=48).images[..., 0]
+    lo, hi = img.min(axis=(1, 2), keepdims=True), img.max(axis=(1, 2), keepdims=True)
+    scaled = (img - lo) / (hi - lo)
+    ref = np.asarray(u.select_pseudo_labels(scaled))
+    np.testing.assert_array_equal(np.asarray(u.select_pseudo_labels(0.2 + 0.5 * scaled)), ref)
+    assert 0 < ref.mean() < 1
+    # a non-affine increasing map (a sigmoid of the raw intensity) may pick another mask
+    assert not np.array_equal(np.asarray(u.select_pseudo_labels(1 / (1 + np.exp(-img)))), ref)
