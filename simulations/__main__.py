@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
-    missing = {n: _runner.unavailable(n) for n in names if _runner.unavailable(n)}
+    missing = {n: why for n in names if (why := _runner.unavailable(n))}
     if missing and args.command == "run":
         ap.error("; ".join(f"{n} {why}" for n, why in missing.items()))
     done: set = set()

@@ -44,14 +44,18 @@ FEATURE_ROWS = 1024  # examples (pixel positions) per layer kept for CKA
 VERSION = 1  # part of every spec: bump when train_cell's results change, so old cells are not reused
 
 
+def _label_noise(lspec: dict) -> noise.LabelNoise:
+    return noise.LabelNoise(lspec["kind"], *lspec.get("params", []), num_classes=lspec.get("num_classes"))
+
+
 def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int, *,
                every: int, masks: bool = False, features: bool = False) -> dict:
     """A training cell's spec with a readable label (see the module docstring)."""
-    lab = noise.LabelNoise(labels["kind"], *labels.get("params", []), num_classes=labels.get("num_classes")).name
+    lab = _label_noise(labels).name
     size = f"n{dataset['n_train']}" if "n_train" in dataset else "tiles"
     label = f"{dataset['name']} {size} {lab} {labels['regime']} s{seed}"
-    return {"kind": "train", "v": VERSION, "label": label, "data": dataset, "labels": labels, "net": list(net), "opt": opt,
-            "eval": {"every": every, "masks": masks, "features": features}, "seed": seed}
+    return {"kind": "train", "v": VERSION, "label": label, "data": dataset, "labels": labels, "net": list(net),
+            "opt": opt, "eval": {"every": every, "masks": masks, "features": features}, "seed": seed}
 
 
 @functools.lru_cache(maxsize=16)
@@ -75,10 +79,6 @@ def _load(dspec_json: str) -> dict[str, data.Dataset]:
 def load_data(dspec: dict) -> dict[str, data.Dataset]:
     """The train / val / test datasets of a cell (cached per process)."""
     return _load(json.dumps(dspec, sort_keys=True))
-
-
-def _label_noise(lspec: dict) -> noise.LabelNoise:
-    return noise.LabelNoise(lspec["kind"], *lspec.get("params", []), num_classes=lspec.get("num_classes"))
 
 
 def _features(result: train.FitResult, images: np.ndarray) -> dict[str, np.ndarray]:
