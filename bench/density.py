@@ -30,6 +30,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+import metastructure
 from metastructure import density
 
 
@@ -95,7 +96,11 @@ def main():
     ap.add_argument("--kernels", nargs="+", default=["gaussian", "box"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--primitives", action="store_true", help="also time the filtering primitives XLA offers")
+    ap.add_argument("--configure", action="store_true",
+                    help="call metastructure.configure_cpu() first (both sides then share the tuned allocator)")
     args = ap.parse_args()
+    if args.configure:
+        print(f"configure_cpu: {metastructure.configure_cpu()}")
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; DENSE_MAX={density.DENSE_MAX}")
     print(f"{'kernel':>9} {'size':>5} {'bw':>4} {'ours ms':>9} {'scipy ms':>9} {'scipy/ours':>10} "

@@ -16,9 +16,11 @@ Modules (one concept each):
   noisy labels), ``fit_many``.
 * :mod:`metastructure.unsupervised`: iGTT with EMS, pseudo-label selection by
   DMI, and the Otsu / adaptive / k-means baselines.
+* :mod:`metastructure.runtime`: :func:`configure_cpu`, process set-up for fast
+  CPU training (call it before the first JAX computation).
 """
 
-from . import data, density, metrics, nets, noise, ntm, train, unsupervised
+from . import data, density, metrics, nets, noise, ntm, runtime, train, unsupervised
 from .density import (
     MatchedThreshold,
     expected_fraction_field,
@@ -27,12 +29,14 @@ from .density import (
     matched_threshold,
     partition,
 )
+from .runtime import configure_cpu
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MatchedThreshold",
     "__version__",
+    "configure_cpu",
     "data",
     "density",
     "expected_fraction_field",
@@ -44,6 +48,7 @@ __all__ = [
     "noise",
     "ntm",
     "partition",
+    "runtime",
     "train",
     "unsupervised",
 ]

@@ -1,0 +1,113 @@
+"""configure_cpu: what it sets, that it takes effect, and that it refuses to act too late.
+
+Each case runs in a fresh Python process, because the settings only act before
+JAX's backend starts (and this test process has started it long ago).
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import pytest
+
+import metastructure
+from metastructure import runtime
+
+PROBE = textwrap.dedent("""
+    import json, os, resource, sys
+    import metastructure
+    done = metastructure.configure_cpu(xla=sys.argv[1] == "1", allocator=sys.argv[2] == "1")
+    import jax, jax.numpy as jnp
+    from metastructure import nets, train
+
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum())
+    hlo = conv.lower(jnp.ones((2, 16, 16, 8)), jnp.ones((3, 3, 8, 8))).compile().as_text()
+
+    params = None
+    if "fit" in sys.argv[3]:  # a few training steps: the parameters' hash
+        import hashlib, numpy as np
+        from metastructure import data
+        d = data.nuclei(jax.random.key(0), 8, size=32)
+        r = train.fit(jax.random.key(1), d.images, d.masks, model=nets.unet((8, 16)), steps=5, batch_size=4,
+                      progress=False)
+        leaves = jax.tree_util.tree_leaves(r.params)
+        params = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in leaves)).hexdigest()
+
+    faults = None
+    if "faults" in sys.argv[3]:  # steps of a small U-Net at 128^2: scratch buffers beyond glibc's mmap threshold
+        model = nets.unet((8, 16))
+        opt = train.make_optimizer("adam", 1e-3)
+        s = train.init(jax.random.key(0), model, 1, opt)
+        x, y = jnp.ones((8, 128, 128, 1)), jnp.ones((8, 128, 128), jnp.int32)
+        f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=train.bce_with_logits))
+        for _ in range(10):
+            s, v = f(s, x, y)
+            jax.block_until_ready(v)
+        r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            s, v = f(s, x, y)
+            jax.block_until_ready(v)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5
+    print(json.dumps({"done": done, "flags": os.environ.get("XLA_FLAGS", ""), "ynn_in_hlo": "ynn" in hlo,
+                      "faults_per_step": faults, "params": params}))
+""")
+
+
+def probe(xla: bool, allocator: bool, flags: str | None = None, parts: str = "") -> dict:
+    """Configure a fresh process as asked, then report; ``parts`` may name ``fit`` and ``faults``."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if flags is not None:
+        env["XLA_FLAGS"] = flags
+    out = subprocess.run([sys.executable, "-c", PROBE, str(int(xla)), str(int(allocator)), parts], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+needs_ynn = pytest.mark.skipif(not runtime._jaxlib_knows_ynn_flag(), reason="this jaxlib has no YNNPACK flag")
+needs_glibc = pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
+                                 reason="the allocator setting is for glibc on Linux")
+
+
+@needs_ynn
+def test_xla_setting_takes_ynnpack_out_of_the_compiled_program_and_stays_deterministic():
+    plain = probe(False, False)
+    tuned, again = probe(True, True, parts="fit"), probe(True, True, parts="fit")
+    assert plain["done"] == {"xla": False, "allocator": False} and plain["ynn_in_hlo"]
+    assert tuned["done"]["xla"] is True and not tuned["ynn_in_hlo"]
+    assert tuned["flags"].split() == [runtime.YNN_FLAG]
+    # same key, same configuration: bitwise identical parameters
+    assert tuned["params"] == again["params"]
+
+
+@needs_ynn
+def test_a_users_own_ynn_flag_is_kept():
+    mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot --xla_cpu_enable_fast_math=false"
+    got = probe(True, False, flags=mine)
+    assert got["done"]["xla"] == "user" and got["flags"] == mine
+
+
+@needs_glibc
+def test_allocator_setting_stops_the_per_step_page_faults():
+    plain = probe(False, False, parts="faults")
+    tuned = probe(False, True, parts="faults")
+    assert tuned["done"] == {"xla": False, "allocator": True}
+    # untuned, every step maps its scratch buffers afresh and faults them in (thousands of pages);
+    # tuned, the same pages are reused
+    assert plain["faults_per_step"] > 1000, plain
+    assert tuned["faults_per_step"] < plain["faults_per_step"] / 20, (plain, tuned)
+
+
+def test_too_late_warns_and_changes_nothing(monkeypatch):
+    jnp.ones(2).block_until_ready()  # this process's backend is running
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    with pytest.warns(RuntimeWarning, match="before the first JAX computation"):
+        done = metastructure.configure_cpu()
+    assert done == {"xla": False, "allocator": False}
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+    assert metastructure.configure_cpu(xla=False, allocator=False) == {"xla": False, "allocator": False}
