@@ -226,7 +226,8 @@ def main():
     ap.add_argument("--step-only", action="store_true", help="print the step pair as JSON and stop")
     args = ap.parse_args()
 
-    xla_flags = os.environ.get("XLA_FLAGS")
+    # the unconfigured pair first, in a child process, while this one is still idle (no JAX or torch threads)
+    plain = None if args.plain or args.step_only else plain_child(args, os.environ.get("XLA_FLAGS"))
     config = {"xla": False, "allocator": False} if args.plain else metastructure.configure_cpu()
     if args.step_only:
         t_jax, t_torch, _, _ = step_pair(args)
@@ -242,8 +243,8 @@ def main():
     else:
         print(f"PyTorch {tv} eager channels_last step {t_torch * 1e3:8.1f} ms (same process)")
         print(f"ratio jax / torch   {t_jax / t_torch:8.2f}   (target <= 1.0)")
-    if not args.plain:
-        p = plain_child(args, xla_flags)
+    if plain is not None:
+        p = plain
         line = f"without configure_cpu (own process): JAX {p['jax'] * 1e3:.1f} ms"
         if p["torch"] is not None:
             line += f", PyTorch {p['torch'] * 1e3:.1f} ms, ratio {p['jax'] / p['torch']:.2f}"
