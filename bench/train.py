@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -202,14 +201,11 @@ def step_pair(args):
     return t_jax, t_torch, tv, ctx
 
 
-def plain_child(args, xla_flags):
+def plain_child(args):
     """The same step pair in a fresh process without configure_cpu (the library's default)."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    if xla_flags is not None:  # the caller's own flags, without what configure_cpu appended
-        env["XLA_FLAGS"] = xla_flags
     cmd = [sys.executable, __file__, "--plain", "--step-only", "--batch", str(args.batch), "--size", str(args.size),
            "--repeat", str(args.repeat), "--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -227,7 +223,7 @@ def main():
     args = ap.parse_args()
 
     # the unconfigured pair first, in a child process, while this one is still idle (no JAX or torch threads)
-    plain = None if args.plain or args.step_only else plain_child(args, os.environ.get("XLA_FLAGS"))
+    plain = None if args.plain or args.step_only else plain_child(args)
     config = {"xla": False, "allocator": False} if args.plain else metastructure.configure_cpu()
     if args.step_only:
         t_jax, t_torch, _, _ = step_pair(args)
