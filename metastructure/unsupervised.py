@@ -225,7 +225,7 @@ def igtt(
             low, known = auc < 0.5, np.isfinite(auc)
             if polarity == "oracle":
                 sel = np.where(low[:, None, None], ~sel, sel)
-            oriented = sel if polarity == "oracle" else np.where(big[:, None, None], ~sel, sel)
+            oriented = sel if polarity == "oracle" else _minority(sel)
             rec["dice_selected"] = float(metrics.dice(oriented, masks))
             rec["auc_output"] = float(metrics.roc_auc(probs, masks))
             # the size rule keeps the high side unless the selection covers over half: wrong where that
