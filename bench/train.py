@@ -10,6 +10,10 @@
 * per convolution: forward, input-gradient and weight-gradient time of each of
   the ten convolutions in JAX, beside PyTorch's forward and forward+backward of
   the same layer: where the step's time goes.
+* ``--alternatives``: the same network with its decoder rewritten (the concat
+  convolution split in two; the upsample-then-convolve computed on the coarse
+  grid), Winograd F(2x2, 3x3) against the direct convolution on the heaviest
+  layers, and what the compiled step calls under XLA's oneDNN / XNNPACK flags.
 * seeds: S = 4 runs of ``--steps`` steps through ``train.fit_many`` against one
   run times 4 (target: S seeds cost <= S x one seed), and a ``jax.vmap`` over 4
   replicas of the step for reference.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -46,8 +51,8 @@ def median_time(fn, repeat, warmup=2):
     return statistics.median(ts)
 
 
-def jax_step_time(batch, size, repeat):
-    model = nets.unet()
+def jax_step_time(batch, size, repeat, widths=(16, 32, 64), model=None):
+    model = model or nets.unet(widths)
     opt = train.make_optimizer("adam", 1e-3)
     state = train.init(jax.random.key(0), model, 1, opt)
     x = jax.random.normal(jax.random.key(1), (batch, size, size, 1))
@@ -75,13 +80,13 @@ def jax_vmap_time(ctx, replicas, repeat):
     return median_time(run, max(2, repeat // 3), warmup=1)
 
 
-def torch_conv_profile(batch, size, repeat, threads):
+def torch_conv_profile(batch, size, repeat, threads, widths):
     """PyTorch forward and forward+backward (input and weight gradients) of the same ten convolutions."""
     import torch
 
     torch.set_num_threads(threads)
     rows = []
-    for hw, ci, co in _layers(size):
+    for hw, ci, co in _layers(size, widths):
         x = torch.randn(batch, ci, hw, hw).to(memory_format=torch.channels_last).requires_grad_(ci > 1)
         conv = torch.nn.Conv2d(ci, co, 3, padding=1).to(memory_format=torch.channels_last)
         g = torch.randn(batch, co, hw, hw).to(memory_format=torch.channels_last)
@@ -99,13 +104,19 @@ def torch_conv_profile(batch, size, repeat, threads):
     return rows
 
 
-def _layers(size):
-    s1, s2, s4 = size, size // 2, size // 4
-    return [(s1, 1, 16), (s1, 16, 16), (s2, 16, 32), (s2, 32, 32), (s4, 32, 64), (s4, 64, 64),
-            (s2, 96, 32), (s2, 32, 32), (s1, 48, 16), (s1, 16, 16)]
+def _layers(size, widths):
+    """(H = W, in, out) of each 3x3 convolution of the U-Net, in order."""
+    layers, cin = [], 1
+    for i, w in enumerate(widths):
+        layers += [(size >> i, cin, w), (size >> i, w, w)]
+        cin = w
+    for i in reversed(range(len(widths) - 1)):
+        layers += [(size >> i, cin + widths[i], widths[i]), (size >> i, widths[i], widths[i])]
+        cin = widths[i]
+    return layers
 
 
-def torch_step_time(batch, size, repeat, threads):
+def torch_step_time(batch, size, repeat, threads, widths=(16, 32, 64)):
     import torch
     import torch.nn as tnn
 
@@ -116,7 +127,7 @@ def torch_step_time(batch, size, repeat, threads):
                               tnn.ReLU())
 
     class UNet(tnn.Module):
-        def __init__(self, widths=(16, 32, 64)):
+        def __init__(self):
             super().__init__()
             self.enc = tnn.ModuleList()
             cin = 1
@@ -157,14 +168,14 @@ def torch_step_time(batch, size, repeat, threads):
     return median_time(run, repeat), torch.__version__
 
 
-def conv_profile(batch, size, repeat):
+def conv_profile(batch, size, repeat, widths):
     """Forward, input-gradient and weight-gradient time of each conv of the default U-Net."""
     dn = ("NHWC", "HWIO", "NHWC")
 
     def conv(x, w):
         return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
 
-    layers = _layers(size)
+    layers = _layers(size, widths)
     fwd = jax.jit(conv)
     dx = jax.jit(lambda x, w: jax.grad(lambda a: conv(a, w).sum())(x))
     dw = jax.jit(lambda x, w: jax.grad(lambda b: conv(x, b).sum())(w))
@@ -191,11 +202,155 @@ def seeds_time(steps, seeds):
     return one, many
 
 
+# ------------------------------------------------------------------ alternatives (--alternatives)
+def _conv(x, w, padding="SAME"):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _coarse_up_conv(x, w):
+    """conv3x3(SAME)(nearest 2x upsampling of x), computed on x's own grid.
+
+    Output row 2i + a reads fine rows 2i + a - 1 .. 2i + a + 1, i.e. coarse rows
+    i - 1, i (a = 0: taps w0 | w1 + w2) or i, i + 1 (a = 1: taps w0 + w1 | w2);
+    likewise for columns. One 2x2 convolution with 4 x out channels (one block
+    per phase (a, b)) on the padded coarse input, then each phase's block is
+    read at its offset and the phases are interleaved.
+    """
+    def phases(v):  # (3, ...) -> (2 phases, 2 taps, ...)
+        return jnp.stack([jnp.stack([v[0], v[1] + v[2]]), jnp.stack([v[0] + v[1], v[2]])])
+
+    n, h, wd, c = x.shape
+    d = w.shape[-1]
+    k = phases(jnp.moveaxis(phases(w), 2, 0))  # rows, then columns: (b, tx, a, ty, C, D)
+    k = jnp.transpose(k, (3, 1, 4, 2, 0, 5)).reshape(2, 2, c, 4 * d)  # (ty, tx, C, (a, b, D))
+    y = _conv(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), k, "VALID").reshape(n, h + 1, wd + 1, 2, 2, d)
+    out = jnp.stack([jnp.stack([y[:, a:a + h, b:b + wd, a, b] for b in (0, 1)], axis=3) for a in (0, 1)], axis=2)
+    return out.reshape(n, 2 * h, 2 * wd, d)
+
+
+def _winograd_conv(x, w):
+    """conv3x3(SAME) by Winograd F(2x2, 3x3): 4x4 input tiles at stride 2, 16 products per 2x2 outputs
+    (36 direct), as 16 batched GEMMs over channels; transforms as slices and sums that XLA fuses."""
+    def bt(d):  # B^T d along the first axis (4 -> 4)
+        return jnp.stack([d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]])
+
+    def gk(k):  # G k along the first axis (3 -> 4)
+        return jnp.stack([k[0], (k[0] + k[1] + k[2]) / 2, (k[0] - k[1] + k[2]) / 2, k[2]])
+
+    def at(m):  # A^T m along the first axis (4 -> 2)
+        return jnp.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]])
+
+    n, h, wd, c = x.shape
+    d = w.shape[-1]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = bt(jnp.stack([xp[:, r:r + h:2] for r in range(4)]))  # (4 rows, n, h/2, W + 2, c)
+    tiles = bt(jnp.stack([rows[:, :, :, q:q + wd:2] for q in range(4)]))  # (4 cols, 4 rows, n, h/2, w/2, c)
+    u = gk(jnp.moveaxis(gk(w), 1, 0)).reshape(16, c, d)  # (4 cols, 4 rows, c, d)
+    m = jnp.einsum("ktc,kcd->ktd", tiles.reshape(16, -1, c), u).reshape(4, 4, n, h // 2, wd // 2, d)
+    y = at(jnp.moveaxis(at(m), 1, 0))  # (2 rows, 2 cols, n, h/2, w/2, d)
+    return jnp.transpose(y, (2, 3, 0, 4, 1, 5)).reshape(n, h, wd, d)
+
+
+def rewritten_unet(widths, decoder):
+    """The same function and parameters as ``nets.unet(widths)``, its decoder's first convolutions rewritten:
+    "split": conv(concat(up(h), skip)) as conv(up(h)) + conv(skip); "coarse": also conv(up(h)) on the coarse grid."""
+    base = nets.unet(widths)
+
+    def apply(params, x):
+        skips, h = [], x
+        for i, (c1, c2) in enumerate(params["enc"]):
+            if i:
+                n, hh, ww, c = h.shape
+                h = h.reshape(n, hh // 2, 2, ww // 2, 2, c).max(axis=(2, 4))
+            h = jax.nn.relu(_conv(jax.nn.relu(_conv(h, c1["w"]) + c1["b"]), c2["w"]) + c2["b"])
+            skips.append(h)
+        for i, (c1, c2) in enumerate(params["dec"]):
+            cu = h.shape[-1]
+            wu, ws = c1["w"][:, :, :cu], c1["w"][:, :, cu:]
+            up = (_coarse_up_conv(h, wu) if decoder == "coarse"
+                  else _conv(jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2), wu))
+            z = up + _conv(skips[-2 - i], ws) + c1["b"]
+            h = jax.nn.relu(_conv(jax.nn.relu(z), c2["w"]) + c2["b"])
+        return _conv(h, params["head"]["w"]) + params["head"]["b"]
+
+    return nets.Model(base.init, apply, f"unet_{decoder}", (("decoder", decoder), ("widths", widths)))
+
+
+ROUTES = {  # appended to the YNNPACK-off flag; the census counts what the compiled step calls
+    "YNNPACK on (jax default)": None,
+    "YNNPACK off": "",
+    "+ use_onednn": "--xla_cpu_use_onednn=true",
+    "+ onednn_custom_call": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true",
+    "+ onednn_fusion_type=individual_convolution": "--xla_cpu_experimental_onednn_fusion_type=individual_convolution",
+    "+ xnn_fusion_type=individual_convolution": "--xla_cpu_experimental_xnn_fusion_type=individual_convolution",
+}
+
+
+def hlo_census(args):
+    """What the compiled training step calls: plain convolutions and library fusions/custom calls."""
+    model = nets.unet(args.widths)
+    opt = train.make_optimizer("adam", 1e-3)
+    state = train.init(jax.random.key(0), model, 1, opt)
+    x = jnp.zeros((args.batch, args.size, args.size, 1))
+    y = jnp.zeros((args.batch, args.size, args.size), jnp.int32)
+    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=train.bce_with_logits))
+    text = f.lower(state, x, y).compile().as_text()
+    return {"convolution": text.count(" convolution("), "ynn": text.count("__ynn_fusion"),
+            "xnn": text.count("__xnn_fusion"), "onednn": text.count("__onednn")}
+
+
+def alternatives(args):
+    print("rewrites of the same network (same parameters), this process, interleaved over 3 rounds:")
+    base = nets.unet(args.widths)
+    params = base.init(jax.random.key(0), 1)
+    probe = jax.random.normal(jax.random.key(4), (2, args.size, args.size, 1))
+    ref = base.apply(params, probe)
+    models = {"plain": base, **{d: rewritten_unet(args.widths, d) for d in ("split", "coarse")}}
+    times = {name: [] for name in models}
+    for _ in range(3):
+        for name, m in models.items():
+            times[name].append(jax_step_time(args.batch, args.size, args.repeat, model=m)[0])
+    t_plain = statistics.median(times["plain"])
+    for name, m in models.items():
+        t = statistics.median(times[name])
+        diff = float(jnp.max(jnp.abs(m.apply(params, probe) - ref)))
+        print(f"  {name:7s} decoder: {t * 1e3:7.1f} ms per step (rounds "
+              f"{', '.join(f'{v * 1e3:.1f}' for v in times[name])}) = {t / t_plain:.2f} x plain; "
+              f"max |logit difference| {diff:.1e}")
+    print("Winograd F(2x2, 3x3) against the direct convolution, the three heaviest layers (forward; forward + "
+          "input and weight gradients):")
+    big = [layer for layer in _layers(args.size, args.widths) if layer[1] > 1]
+    for hw, ci, co in sorted(big, key=lambda r: -r[0] * r[0] * r[1] * r[2])[:3]:
+        x = jax.random.normal(jax.random.key(5), (args.batch, hw, hw, ci))
+        w = jax.random.normal(jax.random.key(6), (3, 3, ci, co))
+        g = jax.random.normal(jax.random.key(7), (args.batch, hw, hw, co))
+        diff = float(jnp.max(jnp.abs(_winograd_conv(x, w) - _conv(x, w))) / jnp.max(jnp.abs(_conv(x, w))))
+        line = []
+        for f in (_conv, _winograd_conv):
+            fwd = jax.jit(f)
+            both = jax.jit(jax.grad(lambda a, b, f=f: jnp.vdot(f(a, b), g), argnums=(0, 1)))
+            line.append([median_time(lambda h=h: jax.block_until_ready(h(x, w)), args.repeat) * 1e3
+                         for h in (fwd, both)])
+        print(f"  {hw:4d}^2 {ci:3d}->{co:3d}: direct {line[0][0]:5.1f} / {line[0][1]:5.1f} ms, Winograd "
+              f"{line[1][0]:5.1f} / {line[1][1]:5.1f} ms (relative difference {diff:.0e})")
+    print("convolution routes (each a fresh process with these XLA_FLAGS):")
+    for name, extra in ROUTES.items():
+        env = dict(os.environ)
+        flags = [f for f in env.get("XLA_FLAGS", "").split() if "ynn_fusion_type" not in f]
+        if extra is not None:
+            flags += [metastructure.runtime.YNN_FLAG, *extra.split()]
+        env["XLA_FLAGS"] = " ".join(flags)
+        cmd = [sys.executable, __file__, "--hlo-census", "--batch", str(args.batch), "--size", str(args.size),
+               "--widths", *map(str, args.widths)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        print(f"  {name:45s} {out.stdout.strip().splitlines()[-1]}")
+
+
 def step_pair(args):
     """(JAX step, PyTorch step or None, torch version) in this process."""
-    t_jax, ctx = jax_step_time(args.batch, args.size, args.repeat)
+    t_jax, ctx = jax_step_time(args.batch, args.size, args.repeat, args.widths)
     try:
-        t_torch, tv = torch_step_time(args.batch, args.size, args.repeat, args.threads)
+        t_torch, tv = torch_step_time(args.batch, args.size, args.repeat, args.threads, args.widths)
     except ImportError:
         t_torch, tv = None, None
     return t_jax, t_torch, tv, ctx
@@ -204,7 +359,7 @@ def step_pair(args):
 def plain_child(args):
     """The same step pair in a fresh process without configure_cpu (the library's default)."""
     cmd = [sys.executable, __file__, "--plain", "--step-only", "--batch", str(args.batch), "--size", str(args.size),
-           "--repeat", str(args.repeat), "--threads", str(args.threads)]
+           "--repeat", str(args.repeat), "--threads", str(args.threads), "--widths", *map(str, args.widths)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -220,7 +375,16 @@ def main():
     ap.add_argument("--no-convs", action="store_true", help="skip the per-convolution profile")
     ap.add_argument("--plain", action="store_true", help="do not call metastructure.configure_cpu()")
     ap.add_argument("--step-only", action="store_true", help="print the step pair as JSON and stop")
+    ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64], help="U-Net widths")
+    ap.add_argument("--alternatives", action="store_true",
+                    help="also time rewrites of the same network, Winograd convolutions, and the convolution "
+                         "routes XLA's flags offer")
+    ap.add_argument("--hlo-census", action="store_true", help=argparse.SUPPRESS)  # child of --alternatives
     args = ap.parse_args()
+    args.widths = tuple(args.widths)
+    if args.hlo_census:
+        print(json.dumps(hlo_census(args)))
+        return
 
     # the unconfigured pair first, in a child process, while this one is still idle (no JAX or torch threads)
     plain = None if args.plain or args.step_only else plain_child(args)
@@ -230,7 +394,8 @@ def main():
         print(json.dumps({"jax": t_jax, "torch": t_torch, "config": config}))
         return
 
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; U-Net 16-32-64, batch {args.batch} x "
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; U-Net {'-'.join(map(str, args.widths))}, "
+          f"batch {args.batch} x "
           f"{args.size}^2, BCE, Adam; configure_cpu: {config}")
     t_jax, t_torch, tv, ctx = step_pair(args)
     print(f"JAX step            {t_jax * 1e3:8.1f} ms")
@@ -246,8 +411,9 @@ def main():
             line += f", PyTorch {p['torch'] * 1e3:.1f} ms, ratio {p['jax'] / p['torch']:.2f}"
         print(line + f"; configured JAX step is {p['jax'] / t_jax:.2f}x faster")
     if not args.no_convs:
-        rows = conv_profile(args.batch, args.size, args.repeat)
-        trows = None if t_torch is None else torch_conv_profile(args.batch, args.size, args.repeat, args.threads)
+        rows = conv_profile(args.batch, args.size, args.repeat, args.widths)
+        trows = (None if t_torch is None else
+                 torch_conv_profile(args.batch, args.size, args.repeat, args.threads, args.widths))
         print("per conv (HxW, cin, cout): JAX forward / input grad / weight grad ms, forward GFLOP/s"
               + ("; PyTorch forward, forward+backward ms" if trows else ""))
         for i, (hw, ci, co, f, dx, dw, flops) in enumerate(rows):
@@ -273,6 +439,8 @@ def main():
     one, many = seeds_time(args.steps, args.seeds)
     print(f"fit x1: {one:.2f} s; fit_many x{args.seeds}: {many:.2f} s = {many / one:.2f} x one run "
           f"(target <= {args.seeds})")
+    if args.alternatives:
+        alternatives(args)
 
 
 if __name__ == "__main__":
