@@ -9,7 +9,9 @@ and speed"):
   gradients (59.7 against 38.5 ms for the ten layers), are slower than XLA's
   Eigen path. Turning the YNNPACK fusions off
   (``--xla_cpu_experimental_ynn_fusion_type=``) cut one step of the default
-  U-Net (batch 8 x 128^2) from ~130 to ~105 ms. It changes the order of
+  U-Net (batch 8 x 128^2) from ~130 to ~105 ms; small networks lose (the
+  simulations' U-Net 8-16-32 at 64^2: ~12.4 -> ~13.9 ms with both settings),
+  so measure your own case. It changes the order of
   floating-point sums, so trained parameters differ in the last bits from an
   unconfigured process (the same key still gives bitwise identical parameters
   within one configuration).
