@@ -7,20 +7,21 @@ Modules (one concept each):
 * :mod:`metastructure.ntm`: their transition matrices, estimates and information.
 * :mod:`metastructure.density`: fraction and intensity fields, the partition,
   Lemma 1 and the matched threshold t*.
-* :mod:`metastructure.metrics`: Dice, IoU, accuracy, ROC-AUC, mIoU, and the
-  threshold protocols.
+* :mod:`metastructure.metrics`: Dice, IoU, accuracy, ROC-AUC, mIoU, and
+  :func:`~metastructure.metrics.evaluate`, every threshold protocol side by side.
 * :mod:`metastructure.data`: synthetic NUC / MITO / ER images and multi-class
   scenes, the packaged real nuclei, a user's folder of image/mask pairs.
 * :mod:`metastructure.nets`: small U-Net and FCN as ``(init, apply)`` pairs.
-* :mod:`metastructure.train`: losses, ``init``/``step``, ``fit`` (fixed or fresh
-  noisy labels), ``fit_many``.
+* :mod:`metastructure.losses`: BCE, cross-entropy with ``ignore``, soft IoU, DMI.
+* :mod:`metastructure.train`: ``init``/``step``, ``fit`` (fixed or fresh noisy
+  labels; the result knows its label type), ``fit_many``.
 * :mod:`metastructure.unsupervised`: iGTT with EMS, pseudo-label selection by
   DMI, and the Otsu / adaptive / k-means baselines.
 * :mod:`metastructure.runtime`: :func:`configure_cpu`, process set-up for fast
   CPU training (call it before the first JAX computation).
 """
 
-from . import data, density, metrics, nets, noise, ntm, runtime, train, unsupervised
+from . import data, density, losses, metrics, nets, noise, ntm, runtime, train, unsupervised
 from .density import (
     MatchedThreshold,
     expected_fraction_field,
@@ -42,6 +43,7 @@ __all__ = [
     "expected_fraction_field",
     "fraction_field",
     "intensity_field",
+    "losses",
     "matched_threshold",
     "metrics",
     "nets",

@@ -69,6 +69,7 @@ __all__ = [
     "intensity_field",
     "kernel_weights",
     "matched_threshold",
+    "matched_threshold_or_none",
     "partition",
     "smooth",
 ]
@@ -448,6 +449,24 @@ def matched_threshold(transition: Any, *, atol: float = 1e-9) -> MatchedThreshol
             "and carry no information, so no threshold recovers the boundary"
         )
     return MatchedThreshold(round((1.0 + b - f) / 2.0, 15), f + b > 1.0)
+
+
+def matched_threshold_or_none(transition: Any, *, atol: float = 1e-9) -> MatchedThreshold | None:
+    """:func:`matched_threshold`, or ``None`` where no threshold exists (|1 - f - b| <= ``atol``).
+
+    For callers that score every label type side by side, random labels
+    included: "no t*" is a result there, not an error. Other invalid
+    transitions (not 2 x 2, not row-stochastic) still raise ``ValueError``.
+
+    >>> from metastructure import ntm
+    >>> matched_threshold_or_none(ntm.random_matrix(0.3)) is None
+    True
+    """
+    _checks.check_transition("transition", transition)
+    t = np.asarray(transition, dtype=np.float64)
+    if t.shape == (2, 2) and abs(1.0 - t[1, 0] - t[0, 1]) <= atol:
+        return None
+    return matched_threshold(t, atol=atol)
 
 
 def expected_fraction_field(clean_fields: Any, transition: Any, *, stacked: bool | None = None) -> jax.Array:

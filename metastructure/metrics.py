@@ -1,4 +1,4 @@
-r"""Segmentation metrics and the threshold protocols of PAPER.md section 5.
+r"""Segmentation metrics, and :func:`evaluate`: every threshold protocol, side by side.
 
 Overlap metrics from the confusion counts (TP, FP, FN, TN):
 
@@ -18,8 +18,9 @@ sampling the right threshold is about 0.05):
 * the oracle: the best pooled IoU on the test set itself (the paper);
 * Otsu on the scores (:func:`otsu_threshold`).
 
-:func:`threshold_protocols` reports them side by side. A prediction is
-``scores > threshold``. The array functions are jittable; value checks (NaN
+:func:`evaluate` reports them side by side (with AUC and the output's levels):
+it is the one function that turns a network's output into scores. A
+prediction is ``scores > threshold``. The array functions are jittable; value checks (NaN
 scores, non-binary masks) run on concrete inputs only.
 
 Beyond overlap: :func:`boundary_distance` (how far apart two boundaries lie, in
@@ -38,7 +39,8 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from . import _checks
-from .density import MatchedThreshold, matched_threshold
+from .density import MatchedThreshold, matched_threshold_or_none
+from .noise import LabelNoise
 
 __all__ = [
     "accuracy",
@@ -46,12 +48,13 @@ __all__ = [
     "boundary_distance",
     "confusion",
     "dice",
+    "evaluate",
     "iou",
     "linear_cka",
+    "matched_threshold_of",
     "miou",
     "otsu_threshold",
     "roc_auc",
-    "threshold_protocols",
     "threshold_sweep",
 ]
 
@@ -251,30 +254,113 @@ def otsu_threshold(scores: Any, *, bins: int = 256) -> jax.Array:
     return jnp.where(hi > lo, centers[jnp.argmax(var)], lo)
 
 
-def threshold_protocols(
-    scores: Any,
-    target: Any,
+def matched_threshold_of(label_type: Any) -> MatchedThreshold | None:
+    """The t* a label type implies: a :class:`~metastructure.noise.LabelNoise` (its
+    :meth:`~metastructure.noise.LabelNoise.matched_threshold`), a binary transition matrix
+    (:func:`~metastructure.density.matched_threshold_or_none`) or a
+    :class:`~metastructure.density.MatchedThreshold` (itself). None: the label type has no t*.
+
+    >>> from metastructure import ntm
+    >>> matched_threshold_of(ntm.flip_matrix(0.9, 0.9)).invert, matched_threshold_of(ntm.random_matrix(0.3))
+    (True, None)
+    """
+    if isinstance(label_type, MatchedThreshold):
+        return label_type
+    if isinstance(label_type, LabelNoise):
+        return label_type.matched_threshold()
+    return matched_threshold_or_none(label_type)
+
+
+def _levels(s: np.ndarray, sel: np.ndarray) -> dict[str, float]:
+    if not sel.any():
+        return {"value": float("nan"), "q10": float("nan"), "q90": float("nan")}
+    v = s[sel]
+    return {"value": float(v.mean()), "q10": float(np.quantile(v, 0.1)), "q90": float(np.quantile(v, 0.9))}
+
+
+def evaluate(
+    probs: Any,
+    masks: Any,
     *,
-    transition: Any = None,
-    val_scores: Any = None,
-    val_target: Any = None,
+    label_type: Any = None,
+    validation: tuple[Any, Any] | None = None,
+    num_classes: int | None = None,
     metric: str = "iou",
     ignore: int | None = None,
-) -> dict[str, dict[str, float]]:
-    """Dice and IoU of ``scores`` under each threshold protocol, side by side.
+) -> dict[str, Any]:
+    r"""Score a network's output under every threshold protocol: the one place outputs become scores.
 
-    Protocols: ``"t_star"`` (needs the noise ``transition``; handles inversion),
-    ``"validation"`` (needs ``val_scores``/``val_target``), ``"oracle"`` (best
-    pooled ``metric`` on the test set: the paper), ``"otsu"`` and ``"fixed_0.5"``.
+    :func:`metastructure.train.fit` (its validation and
+    :meth:`~metastructure.train.FitResult.evaluate`) and the simulations call
+    this, so every number of the toolkit is scored the same way.
+
+    **Binary** (``num_classes`` None): ``probs`` (..., H, W) in [0, 1] against
+    binary ``masks``; a prediction at threshold t is ``probs > t`` (``probs < t``
+    when inverted). Each protocol gives ``{"threshold", "invert", "dice", "iou"}``
+    (counts pooled over all images, as the paper scores its outputs):
+
+    * ``"fixed_0.5"``: t = 1/2;
+    * ``"t_star"`` (only when ``label_type`` is given): the matched threshold of
+      the label type (:meth:`metastructure.noise.LabelNoise.matched_threshold`,
+      or :func:`metastructure.density.matched_threshold_or_none` of a
+      transition); **None** when the label type has no t* (f + b = 1: random
+      labels), which is a result, not an error;
+    * ``"validation"`` (only with ``validation=(val_probs, val_masks)``): the
+      threshold that maximises pooled ``metric`` on the validation split;
+    * ``"oracle"``: the threshold that maximises pooled ``metric`` on these masks
+      themselves (the paper's protocol; an upper bound, not a method). Since
+      Dice = 2 IoU / (1 + IoU) is increasing in IoU, both metrics pick the same
+      threshold;
+    * ``"oracle_inverted"``: ``{"threshold", "dice", "iou"}`` of the oracle on
+      ``1 - probs`` (its threshold is on ``1 - probs``), for outputs that rank
+      objects low;
+    * ``"otsu"``: Otsu's threshold of the output (:func:`otsu_threshold`);
+
+    plus ``"auc"`` (``{"value"}``, :func:`roc_auc`) and the output's levels on
+    objects and on background, ``"mean_fg"`` / ``"mean_bg"``:
+    ``{"value", "q10", "q90"}`` (mean, 10th and 90th percentiles; NaN when the
+    masks have no such pixel). Theory predicts the levels 1 - f and b.
+
+    **Multi-class** (``num_classes`` M): ``probs`` (..., H, W, M) against class
+    maps; ``{"miou", "accuracy"}`` of the argmax, and, when ``label_type``
+    gives an invertible T (:math:`|\det T| > 10^{-6}`), ``"miou_corrected"``, the
+    mIoU of the argmax of :math:`(T^\top)^{-1}` applied to the output (Theorem 2 of
+    arXiv 2103.11594: F = (T^T)^-1 E[F*]).
+
+    Args:
+        probs: the network's probabilities (host or device array).
+        masks: the ground truth, same spatial shape.
+        label_type: what the network was trained on: a
+            :class:`~metastructure.noise.LabelNoise`, its transition matrix, or a
+            :class:`~metastructure.density.MatchedThreshold`; None if unknown.
+        validation: ``(val_probs, val_masks)`` for the validation protocol (binary).
+        num_classes: None for binary, M for multi-class.
+        metric: "iou" or "dice", what the validation and oracle thresholds maximise.
+        ignore: a mask value to leave out of every score (binary default: none;
+            multi-class default: -1, the toolkit's ignore label).
 
     Returns:
-        ``{protocol: {"threshold", "invert", "dice", "iou"}}`` of Python floats,
-        plus ``"auc"``: ``{"value"}``.
-    """
-    s = jnp.asarray(scores, jnp.float32)
-    out: dict[str, dict[str, float]] = {}
+        A dict of plain Python floats, bools and dicts (JSON-ready).
 
-    def score(th: float, invert: bool = False) -> dict[str, float]:
+    >>> import numpy as np
+    >>> from metastructure import noise
+    >>> m = np.zeros((1, 8, 8), bool); m[0, 2:6, 2:6] = True
+    >>> r = evaluate(np.where(m, 0.1, 0.0), m, label_type=noise.LabelNoise("sample", 0.1))
+    >>> r["t_star"]["threshold"], r["t_star"]["dice"], r["fixed_0.5"]["dice"]
+    (0.05, 1.0, 0.0)
+    >>> evaluate(np.full((1, 8, 8), 0.3), m, label_type=noise.LabelNoise("random", 0.3))["t_star"] is None
+    True
+    """
+    if num_classes is not None:
+        return _evaluate_multiclass(probs, masks, num_classes, label_type=label_type, ignore=ignore)
+    if metric not in ("iou", "dice"):
+        raise ValueError(f"metric must be 'iou' or 'dice', got {metric!r}")
+    host = np.asarray(probs, np.float32)
+    target = np.asarray(masks)
+    s = jnp.asarray(host)
+    out: dict[str, Any] = {}
+
+    def score(th: float, invert: bool = False) -> dict[str, Any]:
         pred = MatchedThreshold(th, invert).apply(s)
         return {
             "threshold": float(th),
@@ -283,17 +369,42 @@ def threshold_protocols(
             "iou": float(iou(pred, target, ignore=ignore)),
         }
 
-    if transition is not None:
-        m = matched_threshold(transition)
-        out["t_star"] = score(m.threshold, bool(m.invert))
-    if val_scores is not None:
-        if val_target is None:
-            raise ValueError("val_target is required with val_scores")
-        out["validation"] = score(best_threshold(val_scores, val_target, metric=metric, ignore=ignore)[0])
+    if label_type is not None:
+        m = matched_threshold_of(label_type)
+        out["t_star"] = None if m is None else score(m.threshold, bool(m.invert))
+    if validation is not None:
+        val_probs, val_masks = validation
+        out["validation"] = score(best_threshold(val_probs, val_masks, metric=metric, ignore=ignore)[0])
     out["oracle"] = score(best_threshold(s, target, metric=metric, ignore=ignore)[0])
+    th_inv = best_threshold(1 - s, target, metric=metric, ignore=ignore)[0]
+    out["oracle_inverted"] = {"threshold": th_inv, "dice": float(dice(1 - s > th_inv, target, ignore=ignore)),
+                              "iou": float(iou(1 - s > th_inv, target, ignore=ignore))}
     out["otsu"] = score(float(otsu_threshold(s)))
     out["fixed_0.5"] = score(0.5)
     out["auc"] = {"value": float(roc_auc(s, target, ignore=ignore))}
+    out["mean_fg"] = _levels(host, target == 1)
+    out["mean_bg"] = _levels(host, target == 0)
+    return out
+
+
+def _evaluate_multiclass(probs: Any, masks: Any, num_classes: int, *, label_type: Any, ignore: int | None) -> dict:
+    p = np.asarray(probs)
+    t = np.asarray(masks)
+    ignore = -1 if ignore is None else ignore
+    if p.shape[:-1] != t.shape or p.shape[-1] != num_classes:
+        raise ValueError(f"probs must be (..., H, W, {num_classes}) over masks of shape {t.shape}, got {p.shape}")
+    pred = p.argmax(-1)
+    valid = np.ones(t.shape, bool) if ignore is None else t != ignore
+    out: dict[str, Any] = {"miou": float(miou(pred, t, num_classes, ignore=ignore)),
+                           "accuracy": float(np.mean((pred == t)[valid]))}
+    if label_type is not None:
+        tr = label_type.transition() if isinstance(label_type, LabelNoise) else np.asarray(label_type, np.float64)
+        _checks.check_transition("transition", tr)
+        if tr.shape != (num_classes, num_classes):
+            raise ValueError(f"the label type's T must be {num_classes} x {num_classes}, got shape {tr.shape}")
+        if abs(np.linalg.det(tr)) > 1e-6:
+            # Theorem 2: F = (T^T)^-1 E[F*]; per pixel the row vector q^T T^-1
+            out["miou_corrected"] = float(miou((p @ np.linalg.inv(tr)).argmax(-1), t, num_classes, ignore=ignore))
     return out
 
 

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
+from . import _checks, ntm
+from .density import MatchedThreshold, matched_threshold_or_none
 
 __all__ = [
     "LabelNoise",
@@ -138,7 +139,7 @@ def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ndim: i
 
 
 def flip(
-    key: jax.Array, mask: Any, fg_to_bg: Any, bg_to_fg: Any = 0.0, *, exact: bool = True, ndim: int = 2
+    key: jax.Array, mask: Any, fg_to_bg: Any, bg_to_fg: Any, *, exact: bool = True, ndim: int = 2
 ) -> jax.Array:
     r"""Flip a fraction f of the foreground and b of the background, at the same time.
 
@@ -449,7 +450,8 @@ def boundary_noise(
 
 # ------------------------------------------------------------ label types as values
 _RANDOM_KINDS = ("sample", "flip", "random", "sample_classes", "symmetric")
-_FIXED_KINDS = ("clean", "dilate", "erode", "skeleton")
+_DATA_DEPENDENT = ("dilate", "erode", "skeleton")  # T depends on the masks: estimated from them
+_MULTICLASS = ("sample_classes", "symmetric")
 _NPARAMS = {"clean": 0, "sample": 1, "flip": 2, "random": 1, "dilate": 1, "erode": 1, "skeleton": 0,
             "sample_classes": 1, "symmetric": 1}
 
@@ -458,7 +460,8 @@ _NPARAMS = {"clean": 0, "sample": 1, "flip": 2, "random": 1, "dilate": 1, "erode
 class LabelNoise:
     r"""A label type as a value: ``LabelNoise("sample", 0.1)(key, masks)``.
 
-    Kinds and their parameters (PAPER.md section 2):
+    Kinds and their parameters (the label types of arXiv 2103.11594, Table 1:
+    CL, RCL, PCL, RL; theory/README.md, step 5):
 
     * ``"clean"``; ``"sample"`` (ratio p); ``"flip"`` (f, b); ``"random"`` (rate r);
     * ``"dilate"`` / ``"erode"`` (radius r); ``"skeleton"``;
@@ -470,12 +473,18 @@ class LabelNoise:
     every rate (``train.fit(noise=...)`` does this for fresh draws). Radii and
     ``num_classes`` are static. Draws are exact-count (``exact=True``).
 
+    What it implies for a network trained on it: :meth:`transition` (T, from
+    :mod:`metastructure.ntm`'s closed forms) and :meth:`matched_threshold` (the
+    t* that recovers the clean boundary, or None where none exists).
+
     >>> import jax, numpy as np
     >>> n = LabelNoise("sample", 0.5)
     >>> int(n(jax.random.key(0), np.ones((4, 4), bool)).sum()), n.name
     (8, 'sample 0.5')
     >>> LabelNoise("flip", 0.2, 0.1).transition().tolist()
     [[0.9, 0.1], [0.2, 0.8]]
+    >>> LabelNoise("sample", 0.1).matched_threshold().threshold, LabelNoise("random", 0.3).matched_threshold()
+    (0.05, None)
     """
 
     def __init__(self, kind: str, *params: Any, num_classes: int | None = None):
@@ -483,7 +492,7 @@ class LabelNoise:
             raise ValueError(f"kind must be one of {sorted(_NPARAMS)}, got {kind!r}")
         if len(params) != _NPARAMS[kind]:
             raise ValueError(f"{kind!r} takes {_NPARAMS[kind]} parameter(s), got {len(params)}: {params}")
-        if kind in ("sample_classes", "symmetric") and num_classes is None:
+        if kind in _MULTICLASS and num_classes is None:
             raise ValueError(f"{kind!r} needs num_classes")
         if kind in ("dilate", "erode"):
             _checks.check_radius("radius", params[0])
@@ -496,12 +505,14 @@ class LabelNoise:
 
     # pytree: rates of random kinds are leaves; everything else is static
     def tree_flatten(self):
+        """Leaves: the rates of the random kinds; static: kind, radii, ``num_classes``."""
         if self.kind in _RANDOM_KINDS:
             return self.params, (self.kind, None, self.num_classes)
         return (), (self.kind, self.params, self.num_classes)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
+        """Rebuild from :meth:`tree_flatten`'s output (no validation: leaves may be traced)."""
         kind, static, m = aux
         obj = object.__new__(cls)
         obj.kind, obj.params, obj.num_classes = kind, tuple(children) if static is None else static, m
@@ -513,7 +524,13 @@ class LabelNoise:
         return self.kind in _RANDOM_KINDS
 
     @property
+    def data_dependent(self) -> bool:
+        """True when T depends on the masks (dilate, erode, skeleton): :meth:`transition` needs them."""
+        return self.kind in _DATA_DEPENDENT
+
+    @property
     def name(self) -> str:
+        """A readable name: the kind and its parameters, e.g. ``"flip 0.3 0.2"``."""
         return " ".join([self.kind, *(f"{float(p):g}" for p in self.params)])
 
     def __repr__(self) -> str:
@@ -541,24 +558,61 @@ class LabelNoise:
         m = self.num_classes
         if k == "sample_classes":
             return sample_classes(key, labels, p[0], num_classes=m)
-        e = jnp.asarray(p[0], jnp.float32)
+        e = jnp.asarray(p[0], jnp.float32)  # traced under jit: the closed form of ntm.symmetric_matrix, in jnp
         t = (1 - e) * jnp.eye(m) + e / (m - 1) * (1 - jnp.eye(m))
         return corrupt(key, labels, t)
 
-    def transition(self) -> np.ndarray | None:
-        """T in closed form where the label type has one (None for dilate / erode / skeleton)."""
+    def transition(self, masks: Any = None) -> np.ndarray | None:
+        """T of this label type (rows: true class), float64.
+
+        The class-conditional kinds have a closed form (:mod:`metastructure.ntm`):
+        ``sample_matrix``, ``flip_matrix``, ``random_matrix``,
+        ``symmetric_matrix``; clean is the identity, and ``"sample_classes"``
+        the identity on the pixels it keeps labelled. Dilation, erosion and
+        skeletons change the labels on the boundary or the medial axis, so their
+        T depends on the masks: it is ``ntm.estimate(masks, self(None, masks))``
+        when ``masks`` (clean binary masks (..., H, W)) are given, else None.
+        """
         k, p = self.kind, [float(v) for v in self.params]
+        if k in _DATA_DEPENDENT:
+            if masks is None:
+                return None
+            return ntm.estimate(masks, np.asarray(self(None, masks)))
         if k == "clean":
             return np.eye(self.num_classes or 2)
         if k == "sample":
-            return np.array([[1.0, 0.0], [1 - p[0], p[0]]])
+            return ntm.sample_matrix(p[0])
         if k == "flip":
-            return np.array([[1 - p[1], p[1]], [p[0], 1 - p[0]]])
+            return ntm.flip_matrix(p[0], p[1])
         if k == "random":
-            return np.array([[1 - p[0], p[0]], [1 - p[0], p[0]]])
+            return ntm.random_matrix(p[0])
         if k == "symmetric":
-            m = self.num_classes
-            return (1 - p[0]) * np.eye(m) + p[0] / (m - 1) * (1 - np.eye(m))
-        if k == "sample_classes":
-            return np.eye(self.num_classes)  # on the labelled (non-ignored) pixels
-        return None
+            return ntm.symmetric_matrix(p[0], self.num_classes)
+        return np.eye(self.num_classes)  # sample_classes: on the labelled (non-ignored) pixels
+
+    def matched_threshold(self, masks: Any = None) -> MatchedThreshold | None:
+        r"""The threshold t* on a network trained on this label type that recovers the clean boundary.
+
+        * class-conditional kinds: :func:`metastructure.density.matched_threshold`
+          of :meth:`transition`, t* = (1 + b - f)/2, inverted when f + b > 1;
+          **None** when f + b = 1 (random labels, flip 0.5/0.5): the labels carry
+          no information and no threshold recovers the boundary;
+        * dilate / erode: 1/2. The labels are clean masks of another shape, so a
+          network learns *their* boundary, the 1/2 level (Theorem 1: the PCL
+          damage is that shape change, which no threshold undoes);
+        * skeleton: s/2 with s = |skeleton| / |mask|, which depends on the masks:
+          pass the clean ``masks`` (its T is estimated from them).
+
+        Raises:
+            ValueError: a multi-class kind, or a skeleton without ``masks``.
+        """
+        if self.kind in _MULTICLASS or (self.num_classes or 2) != 2:
+            raise ValueError(f"matched_threshold is binary; {self!r} is multi-class (use the argmax)")
+        if self.kind in ("dilate", "erode"):
+            return MatchedThreshold(0.5, False)
+        t = self.transition(masks)
+        if t is None:
+            raise ValueError(f"the t* of {self.kind!r} labels depends on the masks (s/2 with s the kept fraction): "
+                             "pass the clean masks, or evaluate with its transition "
+                             "(ntm.skeleton_matrix(masks, skeletons))")
+        return matched_threshold_or_none(t)

@@ -1,6 +1,6 @@
-r"""Training: losses, a pure ``init`` / ``step`` pair, ``fit`` and ``fit_many``.
+r"""Training: a pure ``init`` / ``step`` pair, ``fit`` for one run and ``fit_many`` for many.
 
-Two label-noise regimes, both first-class (PAPER.md section 3):
+Two label-noise regimes, both first-class (theory/README.md, steps 3 and 16):
 
 * **fixed**: ``labels`` is an array, one noisy draw made before training (what
   the paper did). A network with enough capacity can memorise the drawn pixels.
@@ -9,15 +9,13 @@ Two label-noise regimes, both first-class (PAPER.md section 3):
   target, so this is SGD on the soft-label problem, whose optimum is the affine
   image b + (1-f-b) P of the clean posterior.
 
-Every :class:`FitResult` records its ``regime`` so results say which one they
-come from. Same key, same data: bitwise identical parameters on CPU.
+Every :class:`FitResult` records its ``regime`` and its ``label_type`` (the
+:class:`~metastructure.noise.LabelNoise` or transition matrix it was trained
+on), so :meth:`FitResult.evaluate` scores it at its own t* without being told T
+again. Same key, same data: bitwise identical parameters on CPU.
 
-Losses (means over labelled pixels):
-
-* :func:`bce_with_logits`: -t log s(z) - (1-t) log(1 - s(z)), soft targets allowed;
-* :func:`cross_entropy`: softmax CE with an ``ignore`` label;
-* :func:`soft_iou_loss`: 1 - sum(p t) / sum(p + t - p t);
-* :func:`dmi_loss`: -log |det(P S^T / n)| with P = [p; 1-p], S = [s; 1-s] (PAPER.md 6).
+The losses live in :mod:`metastructure.losses`; ``fit(loss=...)`` takes their
+names or any ``loss(logits, targets)``.
 """
 
 from __future__ import annotations
@@ -32,83 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import metrics, nets
-from .density import matched_threshold
+from . import losses, metrics, nets
 from .noise import LabelNoise
 
 __all__ = [
     "FitResult",
     "TrainState",
     "augment_dihedral",
-    "bce_with_logits",
-    "cross_entropy",
-    "dmi_loss",
     "fit",
     "fit_many",
     "init",
     "make_optimizer",
-    "soft_iou_loss",
     "step",
 ]
-
-
-# ----------------------------------------------------------------------- losses
-def bce_with_logits(logits: jax.Array, targets: jax.Array, *, ignore: int | None = -1) -> jax.Array:
-    """Mean sigmoid binary cross-entropy on logits (..., H, W[, 1]); soft targets allowed."""
-    z = logits[..., 0] if logits.shape[-1:] == (1,) and logits.ndim == targets.ndim + 1 else logits
-    t = targets.astype(jnp.float32)
-    valid = jnp.ones(t.shape, bool) if ignore is None else t != ignore
-    t = jnp.where(valid, t, 0.0)
-    per = jnp.maximum(z, 0) - z * t + jnp.log1p(jnp.exp(-jnp.abs(z)))
-    return jnp.sum(per * valid) / jnp.maximum(jnp.sum(valid), 1)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore: int | None = -1) -> jax.Array:
-    """Mean softmax cross-entropy over pixels whose label is not ``ignore``.
-
-    ``labels`` are class indices (..., H, W), or soft targets (..., H, W, M).
-    """
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    if labels.ndim == logits.ndim:  # soft targets
-        return -jnp.mean(jnp.sum(labels * logp, axis=-1))
-    valid = jnp.ones(labels.shape, bool) if ignore is None else labels != ignore
-    lab = jnp.where(valid, labels, 0).astype(jnp.int32)
-    nll = -jnp.take_along_axis(logp, lab[..., None], axis=-1)[..., 0]
-    return jnp.sum(nll * valid) / jnp.maximum(jnp.sum(valid), 1)
-
-
-def soft_iou_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """1 - soft IoU of sigmoid probabilities against (soft) binary targets."""
-    z = logits[..., 0] if logits.ndim == targets.ndim + 1 else logits
-    p = jax.nn.sigmoid(z)
-    t = targets.astype(jnp.float32)
-    inter = jnp.sum(p * t)
-    return 1.0 - inter / jnp.maximum(jnp.sum(p + t - p * t), 1e-6)
-
-
-def dmi_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    r"""Determinant-based mutual information loss, -log |det(P S^T / n)|.
-
-    P = [p; 1-p] (network probabilities) and S = [s; 1-s] (targets), 2 x n over
-    the pixels: P S^T / n is their 2 x 2 empirical joint. Invariant to any
-    invertible noise transition (Xu et al., 2019), so it rewards information,
-    not agreement.
-    """
-    z = logits[..., 0] if logits.ndim == targets.ndim + 1 else logits
-    p = jax.nn.sigmoid(z).ravel()
-    s = targets.astype(jnp.float32).ravel()
-    P = jnp.stack([p, 1 - p])
-    S = jnp.stack([s, 1 - s])
-    joint = P @ S.T / p.size
-    return -jnp.log(jnp.abs(jnp.linalg.det(joint)) + 1e-12)
-
-
-LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
-    "bce": bce_with_logits,
-    "ce": cross_entropy,
-    "bce+iou": lambda z, t: bce_with_logits(z, t) + soft_iou_loss(z, t),
-    "dmi+iou": lambda z, t: dmi_loss(z, t) + soft_iou_loss(z, t),
-}
 
 
 # ------------------------------------------------------------------ state, step
@@ -122,18 +56,28 @@ class TrainState(NamedTuple):
 
 @functools.lru_cache(maxsize=32)
 def make_optimizer(
-    name: str = "adam",
-    learning_rate: float = 1e-3,
+    name: str,
     *,
+    learning_rate: float = 1e-3,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     decay_every: int | None = None,
     decay_factor: float = 0.1,
 ) -> optax.GradientTransformation:
-    """Adam (default; AdamW when ``weight_decay`` > 0) or SGD with momentum, weight
-    decay and a step schedule (x ``decay_factor`` every ``decay_every`` steps, as
-    in the paper: lr 0.05, momentum 0.9, weight decay 1e-3, x0.1 every 20 epochs).
-    Cached: equal arguments give the same object, so jitted steps are reused.
+    """An optax optimizer by name: "adam" (AdamW when ``weight_decay`` > 0) or "sgd".
+
+    SGD has momentum and decoupled weight decay
+    (``optax.add_decayed_weights`` then ``optax.sgd``); either takes a step
+    schedule, the learning rate times ``decay_factor`` every ``decay_every``
+    steps (the paper's SGD: lr 0.05, momentum 0.9, weight decay 1e-3, x0.1
+    every 20 epochs). Cached: equal arguments give the same object, so jitted
+    steps are reused.
+
+    Raises:
+        ValueError: an unknown ``name``.
+
+    >>> make_optimizer("adam") is make_optimizer("adam")
+    True
     """
     lr: Any = learning_rate
     if decay_every:
@@ -146,7 +90,7 @@ def make_optimizer(
 
 
 def init(key: jax.Array, model: nets.Model, in_channels: int, optimizer: optax.GradientTransformation) -> TrainState:
-    """Fresh parameters and optimizer state."""
+    """Fresh parameters (``model.init(key, in_channels)``), the optimizer's state and step 0."""
     params = model.init(key, in_channels)
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
@@ -184,15 +128,31 @@ def augment_dihedral(key: jax.Array, images: jax.Array, labels: jax.Array) -> tu
 
 # ------------------------------------------------------------------------ fit
 class FitResult(NamedTuple):
-    """A trained model: ``predict(images)`` gives probabilities; ``history`` the curves."""
+    """A trained model and what it was trained on.
+
+    Attributes:
+        params: the parameters (a pytree).
+        model: the :class:`~metastructure.nets.Model`.
+        history: ``{"step", "loss", "val_step", "val", "callback", "seconds"}``:
+            the loss at every step; every ``val_every`` steps the validation
+            scores (:func:`metastructure.metrics.evaluate`) and the callback's
+            records; the wall time of the loop.
+        regime: "fixed" (one noisy draw before training) or "fresh" (a draw per step).
+        num_classes: None (binary, sigmoid) or M (softmax).
+        label_type: the :class:`~metastructure.noise.LabelNoise` or the
+            transition matrix the labels came from, or None if not known. It
+            decides t* in :meth:`evaluate`.
+    """
 
     params: Any
     model: nets.Model
     history: dict
     regime: str
     num_classes: int | None
+    label_type: Any = None
 
     def logits(self, images: Any, *, batch_size: int = 16) -> np.ndarray:
+        """The network's logits (N, H, W, channels) for images (N, H, W, C), in batches (host array)."""
         x = jnp.asarray(images, jnp.float32)
         f = _apply_jit(self.model)
         return np.concatenate([np.asarray(f(self.params, x[i : i + batch_size]))
@@ -204,6 +164,14 @@ class FitResult(NamedTuple):
         if self.num_classes is None:
             return np.asarray(jax.nn.sigmoid(z[..., 0]))
         return np.asarray(jax.nn.softmax(z, axis=-1))
+
+    def evaluate(self, images: Any, masks: Any, *, validation: tuple[Any, Any] | None = None) -> dict:
+        """Every score of the prediction on (images, masks): :func:`metastructure.metrics.evaluate`
+        with this result's ``label_type`` (so t* comes from what it was trained on) and, with
+        ``validation=(val_images, val_masks)``, the validation threshold."""
+        val = None if validation is None else (self.predict(validation[0]), np.asarray(validation[1]))
+        return metrics.evaluate(self.predict(images), np.asarray(masks), label_type=self.label_type,
+                                validation=val, num_classes=self.num_classes)
 
 
 @functools.lru_cache(maxsize=64)
@@ -245,20 +213,18 @@ def _progress(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, desc=desc, leave=False)
 
 
-def _validate(result_probs: np.ndarray, masks: np.ndarray, transition: Any, num_classes: int | None) -> dict:
-    if num_classes is not None:
-        return {"miou": float(metrics.miou(result_probs.argmax(-1), masks, num_classes))}
-    out = {
-        "dice_0.5": float(metrics.dice(result_probs > 0.5, masks)),
-        "dice_best": metrics.best_threshold(result_probs, masks, metric="dice")[1],
-        "auc": float(metrics.roc_auc(result_probs, masks)),
-        "mean_out_fg": float(result_probs[masks == 1].mean()) if (masks == 1).any() else float("nan"),
-        "mean_out_bg": float(result_probs[masks == 0].mean()) if (masks == 0).any() else float("nan"),
-    }
-    if transition is not None:
-        m = matched_threshold(transition)
-        out["dice_tstar"] = float(metrics.dice(m.apply(result_probs), masks))
-    return out
+def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
+    """What the run's labels came from: given, or the fresh-draw LabelNoise (data-dependent kinds: their T)."""
+    if isinstance(noise, LabelNoise):
+        if label_type is not None:
+            raise ValueError("label_type is for fixed labels; with noise=LabelNoise(...) the label type is known")
+        label_type = noise
+    if isinstance(label_type, LabelNoise) and label_type.kind == "skeleton":
+        if noise is None:
+            raise ValueError("a skeleton's t* depends on the clean masks, which fit does not see with fixed labels: "
+                             "pass label_type=ntm.skeleton_matrix(masks, skeletons)")
+        label_type = label_type.transition(np.asarray(labels))  # fresh: labels are the clean masks
+    return label_type
 
 
 def fit(
@@ -274,16 +240,21 @@ def fit(
     weight_decay: float = 0.0,
     loss: str | Callable = "bce",
     noise: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    label_type: Any = None,
     augment: bool = False,
     num_classes: int | None = None,
     validation: tuple[Any, Any] | None = None,
     val_every: int = 50,
-    transition: Any = None,
-    callback: Callable[[int, FitResult], dict | None] | None = None,
+    callback: Callable[[int, FitResult], Any] | None = None,
     init_params: Any = None,
     progress: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on (images, labels) and return a :class:`FitResult`.
+
+    Each step draws a batch of ``batch_size`` images without replacement, makes
+    its labels (``noise`` applied afresh, then ``augment``) and takes one
+    gradient step of ``optimizer`` on ``loss`` (:func:`step`, jitted once per
+    configuration and reused by every run).
 
     Args:
         key: randomness for init, batches, fresh noise and augmentation.
@@ -293,16 +264,23 @@ def fit(
         model: default ``nets.unet()`` with one logit (or ``num_classes`` logits).
         steps, batch_size, learning_rate, optimizer, weight_decay: training setup
             (``optimizer`` may be an optax transformation).
-        loss: "bce", "ce" (multi-class, ignore = -1), "bce+iou", "dmi+iou", or a
-            callable ``loss(logits, targets)``.
+        loss: a name of :data:`metastructure.losses.NAMES` ("bce", "ce"
+            (multi-class, ignore = -1), "bce+iou", "dmi+iou"), or a callable
+            ``loss(logits, targets)``.
         noise: ``noise(key, clean_labels_batch) -> noisy batch`` for fresh draws;
             a :class:`~metastructure.noise.LabelNoise` compiles once per kind
             (its rates are traced), any other callable once per object.
+        label_type: for fixed labels, what they came from: a ``LabelNoise`` or
+            its transition matrix (with ``noise=LabelNoise(...)`` it is that
+            one). :meth:`FitResult.evaluate` and the validation use it for t*.
+            A skeleton's t* depends on the clean masks: pass its transition
+            (``ntm.skeleton_matrix``) for fixed skeleton labels.
         augment: random dihedral flip/rotation of each sample at each step.
         num_classes: None for binary, M for multi-class (softmax outputs).
-        validation: (images, masks) evaluated every ``val_every`` steps (Dice at
-            0.5, best Dice, AUC, mean outputs; ``dice_tstar`` when ``transition``
-            is given; mIoU for multi-class).
+        validation: (images, masks) scored every ``val_every`` steps and at the
+            last (:meth:`FitResult.evaluate`: every threshold protocol, t*
+            included where the label type has one; multi-class: mIoU) into
+            ``history["val"]``.
         callback: ``callback(step, result)`` called every ``val_every`` steps
             (and at the last) with the current :class:`FitResult`; what it
             returns is appended to ``history["callback"]`` (custom evaluation).
@@ -310,6 +288,10 @@ def fit(
             continue training on new labels) instead of a fresh init; the
             optimizer state starts afresh.
         progress: a tqdm bar (default: when stderr is a terminal).
+
+    Raises:
+        ValueError: inconsistent shapes, an unknown loss, ``init_params`` of
+            another structure, or a label type fit cannot resolve.
     """
     x = jnp.asarray(images, jnp.float32)
     y = jnp.asarray(labels)
@@ -321,10 +303,10 @@ def fit(
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
     out_ch = 1 if num_classes is None else int(num_classes)
     model = model or nets.unet(out_channels=out_ch)
-    if isinstance(loss, str) and loss not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
-    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
-    opt = make_optimizer(optimizer, learning_rate, weight_decay=weight_decay) if isinstance(optimizer, str) else optimizer
+    loss_fn = losses.by_name(loss) if isinstance(loss, str) else loss
+    opt = make_optimizer(optimizer, learning_rate=learning_rate, weight_decay=weight_decay) \
+        if isinstance(optimizer, str) else optimizer
+    label_type = _resolve_label_type(label_type, noise, labels)
     k_init, k_loop = jax.random.split(key)
     state = init(k_init, model, x.shape[-1], opt)
     if init_params is not None:
@@ -345,9 +327,7 @@ def fit(
     bar = _progress(steps, progress, f"fit {model.name}")
     t0 = time.perf_counter()
     regime = "fresh" if noise is not None else "fixed"
-    if transition is None and isinstance(noise, LabelNoise) and noise.kind != "clean":
-        transition = noise.transition()
-    result = FitResult(state.params, model, history, regime, num_classes)
+    result = FitResult(state.params, model, history, regime, num_classes, label_type)
     for i in range(steps):
         state, value = train_step(state, jax.random.fold_in(k_loop, i), x, y, leaves)
         history["step"].append(i + 1)
@@ -356,8 +336,7 @@ def fit(
             result = result._replace(params=state.params)
             history["val_step"].append(i + 1)
             if validation is not None:
-                probs = result.predict(validation[0])
-                history["val"].append(_validate(probs, np.asarray(validation[1]), transition, num_classes))
+                history["val"].append(result.evaluate(*validation))
             if callback is not None:
                 history["callback"].append(callback(i + 1, result))
         if bar is not None:
@@ -369,23 +348,18 @@ def fit(
     return result._replace(params=state.params)
 
 
-def fit_many(
-    keys: jax.Array,
-    images: Any,
-    label_sets: list[Any],
-    *,
-    strategy: str = "auto",
-    **kwargs: Any,
-) -> list[FitResult]:
-    """Train one network per (key, label set) pair: seeds x label types.
+def fit_many(keys: jax.Array, images: Any, label_sets: list[Any], **kwargs: Any) -> list[FitResult]:
+    """Train one network per (key, label set) pair: seeds x label types, one after another.
 
     ``keys`` (S,) and ``label_sets`` (a list of S label arrays, or one array
-    shared by all) pair up. ``strategy``: "sequential" (one jitted step, compiled
-    once, reused for every run: fastest on CPU, where vmapped convolutions with
-    per-replica weights become grouped convolutions, measured 4.8x slower than
-    sequential for 4 U-Nets) or "auto" (sequential on CPU; on accelerators too
-    until a vmapped path is measured faster there). Keyword arguments go to
-    :func:`fit`.
+    shared by all) pair up; keyword arguments go to :func:`fit`. Every run
+    reuses one compiled step, so S runs cost about S times one run. A
+    ``jax.vmap`` over replicas turns each convolution with per-replica weights
+    into a grouped convolution, which XLA:CPU runs slower than the replicas in
+    sequence (bench/README.md has the measurement), so there is no vmapped path.
+
+    Returns:
+        The S results, in order; run i equals ``fit(keys[i], images, label_sets[i], **kwargs)`` bitwise.
     """
     keys = jnp.asarray(keys) if not isinstance(keys, list) else keys
     s = len(keys)
@@ -393,6 +367,4 @@ def fit_many(
         label_sets = [label_sets] * s
     if len(label_sets) != s:
         raise ValueError(f"need one label set per key: {s} keys, {len(label_sets)} label sets")
-    if strategy not in ("auto", "sequential"):
-        raise ValueError(f"strategy must be 'auto' or 'sequential', got {strategy!r}")
     return [fit(keys[i], images, label_sets[i], **kwargs) for i in range(s)]

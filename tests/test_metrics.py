@@ -8,7 +8,7 @@ import pytest
 import scipy.ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from metastructure import metrics, ntm
+from metastructure import metrics, noise, ntm
 
 
 def brute_auc(s, t):
@@ -107,14 +107,61 @@ def test_protocols_side_by_side():
     rng = np.random.default_rng(6)
     t = rng.random((2, 30, 30)) < 0.3
     s = np.where(t, 0.1, 0.0) + 0.02 * rng.random(t.shape)
-    r = metrics.threshold_protocols(s, t, transition=ntm.sample_matrix(0.1), val_scores=s, val_target=t)
+    r = metrics.evaluate(s, t, label_type=ntm.sample_matrix(0.1), validation=(s, t))
     assert r["t_star"]["threshold"] == 0.05 and r["t_star"]["dice"] == 1.0
     assert r["oracle"]["dice"] == 1.0 and r["validation"]["dice"] == 1.0
     assert r["fixed_0.5"]["dice"] == 0.0 and r["auc"]["value"] == 1.0
+    # the output's levels against numpy's
+    assert r["mean_fg"]["value"] == pytest.approx(float(s[t].mean()), rel=1e-6)
+    assert r["mean_bg"]["q90"] == pytest.approx(float(np.quantile(s[~t].astype(np.float32), 0.9)), rel=1e-6)
     # f = b = 0.9: the output is 0.9 - 0.8 P, low on objects; t* = 0.5, inverted
     flipped = np.where(t, 0.1, 0.9) + 0.02 * rng.random(t.shape)
-    inv = metrics.threshold_protocols(flipped, t, transition=ntm.flip_matrix(0.9, 0.9))
+    inv = metrics.evaluate(flipped, t, label_type=noise.LabelNoise("flip", 0.9, 0.9))
     assert inv["t_star"]["invert"] and inv["t_star"]["dice"] == 1.0
+    assert inv["oracle"]["dice"] < 0.5 < inv["oracle_inverted"]["dice"] == 1.0
+    # no label type: no t* entry; a label type without one (f + b = 1): t* is None, the rest is scored
+    assert "t_star" not in metrics.evaluate(s, t)
+    none = metrics.evaluate(s, t, label_type=noise.LabelNoise("flip", 0.5, 0.5))
+    assert none["t_star"] is None and none["oracle"]["dice"] == 1.0
+
+
+def test_evaluate_against_independent_scores():
+    """Each protocol's Dice / IoU equals the numpy count at its threshold, and the oracle is the best of a
+    brute-force sweep over every distinct score (Dice and IoU pick the same threshold)."""
+    rng = np.random.default_rng(8)
+    t = rng.random((3, 12, 12)) < 0.4
+    s = np.clip(np.where(t, 0.6, 0.35) + 0.3 * rng.standard_normal(t.shape), 0, 1).astype(np.float32)
+    r = metrics.evaluate(s, t, label_type=ntm.flip_matrix(0.2, 0.1))
+
+    def np_scores(pred):
+        tp, fp, fn = (pred & t).sum(), (pred & ~t).sum(), (~pred & t).sum()
+        return 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn)
+
+    for proto in ("t_star", "oracle", "otsu", "fixed_0.5"):
+        e = r[proto]
+        assert (e["dice"], e["iou"]) == pytest.approx(np_scores(s > e["threshold"]), abs=1e-6), proto
+    assert r["t_star"]["threshold"] == pytest.approx(0.45)
+    brute = max(np_scores(s > th)[1] for th in np.unique(s))
+    assert r["oracle"]["iou"] == pytest.approx(brute, abs=1e-6)
+    assert metrics.evaluate(s, t, metric="dice")["oracle"]["dice"] == pytest.approx(r["oracle"]["dice"], abs=1e-7)
+    auc = np.mean([(a > b) + 0.5 * (a == b) for a in s[t] for b in s[~t]])
+    assert r["auc"]["value"] == pytest.approx(auc, abs=1e-6)
+
+
+def test_evaluate_multiclass_undoes_an_invertible_transition():
+    """Theorem 2: an output T^T q of the class probabilities q has the wrong argmax past the collapse,
+    and (T^T)^-1 applied to it recovers the classes."""
+    m = 3
+    lab = np.random.default_rng(9).integers(0, m, (2, 10, 10))
+    t = ntm.symmetric_matrix(0.8, m)  # past (M-1)/M: the argmax of T^T q is a wrong class
+    q = np.eye(m)[lab] * 0.9 + 0.1 / m
+    out = q @ t  # per pixel the row vector q^T T, i.e. T^T q
+    r = metrics.evaluate(out, lab, num_classes=m, label_type=noise.LabelNoise("symmetric", 0.8, num_classes=m))
+    assert r["miou"] < 0.1 and r["miou_corrected"] == 1.0
+    assert r["accuracy"] == pytest.approx(float(np.mean(out.argmax(-1) == lab)))
+    assert "miou_corrected" not in metrics.evaluate(out, lab, num_classes=m, label_type=ntm.symmetric_matrix(2 / 3, m))
+    with pytest.raises(ValueError, match="probs"):
+        metrics.evaluate(out[..., :2], lab, num_classes=m)
 
 
 def test_jit_agrees():
@@ -135,7 +182,7 @@ def test_jit_agrees():
         (lambda: metrics.roc_auc(np.array([0.1, 0.2]), np.array([0, 3])), "target"),
         (lambda: metrics.best_threshold(np.ones(2), np.ones(2), metric="f2"), "metric"),
         (lambda: metrics.miou(np.array([0, 9]), np.array([0, 1]), 3), "pred"),
-        (lambda: metrics.threshold_protocols(np.ones(2), np.ones(2), val_scores=np.ones(2)), "val_target"),
+        (lambda: metrics.evaluate(np.ones(2), np.ones(2), metric="f2"), "metric"),
     ],
 )
 def test_bad_input(call, match):
