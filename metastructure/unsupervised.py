@@ -1,4 +1,8 @@
-r"""Unsupervised segmentation with meta-structures: iGTT with EMS, and the baselines (PAPER.md section 6).
+r"""Unsupervised segmentation with meta-structures: iGTT with EMS, and the baselines.
+
+The iterative ground-truth training (iGTT) model and its extraction of
+meta-structure (EMS) module are those of Luo et al. (arXiv 2103.11594 and
+2205.00160); this is our implementation of them, from their description.
 
 Iterative ground-truth training (:func:`igtt`) starts from all-background
 pseudo-labels. Each epoch it trains the network on the current pseudo-labels
@@ -19,15 +23,16 @@ and :func:`kmeans` (two clusters on intensity, scipy).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, metrics, nets, noise, train
+from . import _checks, losses, metrics, nets, noise, train
 
-__all__ = ["IGTTResult", "adaptive", "ems", "igtt", "igtt_masks", "kmeans", "otsu", "select_pseudo_labels"]
+__all__ = ["IGTTResult", "adaptive", "ems", "igtt", "igtt_masks", "kmeans", "minority_side", "otsu",
+           "select_pseudo_labels"]
 
 
 # ------------------------------------------------------------------ EMS
@@ -66,21 +71,14 @@ def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1, inver
 
 
 # ------------------------------------------------------------------ selection
-def _dmi_probs(p: jax.Array, s: jax.Array) -> jax.Array:
-    """-log |det(P S^T / n)| with P = [p; 1-p], S = [s; 1-s] (probabilities, not logits)."""
-    p = p.ravel()
-    s = s.astype(jnp.float32).ravel()
-    joint = jnp.stack([p, 1 - p]) @ jnp.stack([s, 1 - s]).T / p.size
-    return -jnp.log(jnp.abs(jnp.linalg.det(joint)) + 1e-12)
-
-
 def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30) -> jax.Array:
     r"""Per image, the thresholded output with the lowest DMI loss against the output.
 
     Candidates are ``probs > t`` for ``num_thresholds`` levels t evenly spaced
     strictly between the image's minimum and maximum output (so no candidate
-    is empty or full); the DMI loss -log |det(P S^T / n)| rewards the
-    candidate that carries most information about the output. For a binary
+    is empty or full); the DMI loss -log |det(P S^T / n)|
+    (:func:`metastructure.losses.dmi_loss_from_probs`) rewards the candidate
+    that carries most information about the output. For a binary
     candidate s covering a fraction pi of the image, det(P S^T / n) =
     cov(p, s) = pi (1 - pi) (E[p | s] - E[p | not s]): the selection favours
     candidates near half the image, so it over-segments small objects (the
@@ -111,8 +109,8 @@ def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30) -> jax.Array:
         lo, hi = jnp.min(img), jnp.max(img)
         ts = lo + frac * (hi - lo)
         cands = img[None] > ts[:, None, None]
-        losses = jax.vmap(lambda c: _dmi_probs(img, c))(cands)
-        return jnp.where(hi > lo, cands[jnp.argmin(losses)], False)
+        scores = jax.vmap(lambda c: losses.dmi_loss_from_probs(img, c))(cands)
+        return jnp.where(hi > lo, cands[jnp.argmin(scores)], False)
 
     out = jax.vmap(one)(p)
     return out[0] if single else out
@@ -120,11 +118,16 @@ def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30) -> jax.Array:
 
 # ------------------------------------------------------------------ iGTT
 class IGTTResult(NamedTuple):
-    """``fit``: the last epoch's :class:`~metastructure.train.FitResult` (``predict``);
-    ``pseudo_labels``: (epochs + 1, N, H, W) bool, the labels each epoch trained on
-    (the first all background) and, last, the next ones; ``selected``: (epochs, N, H, W)
-    the DMI-selected masks before EMS (oriented by the truth with ``polarity="oracle"``);
-    ``history``: per-epoch records."""
+    """The outcome of :func:`igtt`.
+
+    Attributes:
+        fit: the last epoch's :class:`~metastructure.train.FitResult` (``predict``).
+        pseudo_labels: (epochs + 1, N, H, W) bool: the labels each epoch trained
+            on (the first all background, or ``init_labels``) and, last, the next ones.
+        selected: (epochs, N, H, W) bool: the DMI-selected masks before EMS
+            (oriented by ``orient`` when it is given).
+        history: one record per epoch (see :func:`igtt`).
+    """
 
     fit: train.FitResult
     pseudo_labels: np.ndarray
@@ -132,6 +135,7 @@ class IGTTResult(NamedTuple):
     history: list
 
     def predict(self, images: Any) -> np.ndarray:
+        """The trained network's probabilities (N, H, W) for ``images`` (N, H, W, C)."""
         return self.fit.predict(images)
 
 
@@ -150,54 +154,48 @@ def igtt(
     batch_size: int = 8,
     learning_rate: float = 1e-3,
     init_labels: Any = None,
-    masks: Any = None,
-    polarity: str = "size",
+    orient: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    monitor: Callable[[int, np.ndarray, np.ndarray], dict | None] | None = None,
 ) -> IGTTResult:
     r"""Iterative ground-truth training with (or without) EMS, on unlabelled ``images`` (N, H, W, C).
 
     Each epoch trains (continuing from the previous epoch's parameters) for
     ``steps_per_epoch`` steps on the current pseudo-labels with ``loss``
-    ("dmi+iou", the paper's; or "bce" for the ablation), then selects a mask per
-    image (:func:`select_pseudo_labels`) and, with ``use_ems``, passes it
-    through :func:`ems`; without EMS the selected masks are the next labels.
-    EMS's size rule takes a selected mask that covers more than half its
-    image to mean that the output ranks the background high, and inverts it so
-    that objects are the minority class (:func:`igtt_masks` orients the final
-    masks the same way); the ``igtt`` experiment measures how often that is
-    wrong.
+    ("dmi+iou", the paper's; or "bce" / "bce+iou" for ablations), then selects a
+    mask per image (:func:`select_pseudo_labels`) and, with ``use_ems``, passes
+    it through :func:`ems`; without EMS the selected masks are the next labels.
+
+    Polarity. DMI cannot tell a mask from its complement, so something must
+    decide which side holds the objects. By default that is EMS's size rule:
+    a selected mask that covers more than half its image is taken to mean that
+    the output ranks the background high, and is inverted so that objects are
+    the minority class (:func:`minority_side`; :func:`igtt_masks` orients the
+    final masks the same way). ``orient(probs, selected) -> (N,) bool`` replaces
+    the rule: the selected masks where it is True are inverted, and EMS keeps
+    the side it is given (``ems(..., invert=False)``).
 
     ``init_labels`` replaces the all-background start (the paper's) with given
     pseudo-labels (e.g. ``ems(key, otsu(images))``): with all-background
     labels DMI and soft IoU have zero gradient, so the first selection is made
     from the untrained network's output.
 
-    ``masks`` (optional ground truth) adds monitoring to ``history``: Dice of
-    the selected masks (minority side, or oracle side) and AUC of the output per
-    epoch, and ``misoriented_fraction``, the share of images whose next labels
-    lie on the background side. Every record also holds ``selected_fraction`` and
-    ``inverted_fraction``, the share of images whose selected mask covers more
-    than half the image (the images EMS, when on, inverts).
+    Each epoch's record in ``history`` holds ``epoch``, ``selected_fraction``
+    (the mean of the selected masks) and ``inverted_fraction`` (the share of
+    images whose selected mask covers more than half the image: those the size
+    rule inverts), plus whatever ``monitor(epoch, probs, selected)`` returns
+    (a dict), called with the epoch's output (N, H, W) and its selected masks
+    before orientation. The method never looks at ground truth; monitoring
+    against it belongs to the caller's ``monitor`` (the ``igtt`` experiment of
+    the simulations does that).
 
-    ``polarity``: "size" (the paper's rule: EMS inverts a selected mask that
-    covers more than half its image) or "oracle", a diagnostic that is not
-    unsupervised: each selected mask is oriented by the ground truth (the
-    side where the output ranks the objects, per-image AUC of the output
-    against ``masks``) and EMS's size rule is skipped; it isolates what the
-    size rule costs.
+    Returns:
+        :class:`IGTTResult`.
     """
     x = jnp.asarray(images, jnp.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C), got shape {x.shape}")
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
-    if polarity not in ("size", "oracle"):
-        raise ValueError(f"polarity must be 'size' or 'oracle', got {polarity!r}")
-    if polarity == "oracle" and masks is None:
-        raise ValueError("polarity='oracle' orients the masks by the ground truth: pass masks=")
-    if masks is not None:
-        masks = np.asarray(masks).astype(bool)
-        if masks.shape != x.shape[:3]:
-            raise ValueError(f"masks must be (N, H, W) = {x.shape[:3]}, got {masks.shape}")
     if loss not in ("dmi+iou", "bce", "bce+iou"):
         raise ValueError(f"loss must be 'dmi+iou', 'bce' or 'bce+iou', got {loss!r}")
     model = model or nets.unet()
@@ -220,23 +218,15 @@ def igtt(
         big = sel.mean(axis=(-2, -1)) > 0.5
         rec: dict[str, Any] = {"epoch": e + 1, "selected_fraction": float(sel.mean()),
                                "inverted_fraction": float(big.mean())}
-        if masks is not None:  # per image: does the output rank the objects low?
-            auc = np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(np.asarray(probs), masks)])
-            low, known = auc < 0.5, np.isfinite(auc)
-            if polarity == "oracle":
-                sel = np.where(low[:, None, None], ~sel, sel)
-            oriented = sel if polarity == "oracle" else _minority(sel)
-            rec["dice_selected"] = float(metrics.dice(oriented, masks))
-            rec["auc_output"] = float(metrics.roc_auc(probs, masks))
-            # the size rule keeps the high side unless the selection covers over half: wrong where that
-            # disagrees with the side that holds the objects
-            if polarity == "oracle":
-                wrong = np.zeros_like(big)
-            else:
-                wrong = (big != low) if use_ems else low  # without EMS the high side is the next label
-            rec["misoriented_fraction"] = float(wrong[known].mean()) if known.any() else float("nan")
+        if monitor is not None:
+            rec.update(monitor(e + 1, probs, sel) or {})
+        if orient is not None:
+            flip = np.asarray(orient(probs, sel), bool)
+            if flip.shape != (sel.shape[0],):
+                raise ValueError(f"orient must return one bool per image, shape ({sel.shape[0]},), got {flip.shape}")
+            sel = np.where(flip[:, None, None], ~sel, sel)
         if use_ems:
-            labels = np.asarray(ems(k_ems, sel, radius=radius, ratio=ratio, invert=polarity == "size"))
+            labels = np.asarray(ems(k_ems, sel, radius=radius, ratio=ratio, invert=orient is None))
         else:
             labels = sel
         selected.append(sel)
@@ -245,15 +235,21 @@ def igtt(
     return IGTTResult(res, np.stack(pseudo), np.stack(selected), history)
 
 
-def _minority(sel: np.ndarray) -> np.ndarray:
-    """Each mask inverted where it covers more than half its image (objects are the minority)."""
-    big = sel.mean(axis=(-2, -1), keepdims=True) > 0.5
-    return np.where(big, ~sel, sel)
+def minority_side(masks: Any) -> np.ndarray:
+    """Each mask (..., H, W) inverted where it covers more than half its image: EMS's size rule
+    (objects are the minority class).
+
+    >>> minority_side(np.array([[1, 1, 1, 0]], bool)).astype(int).tolist()
+    [[0, 0, 0, 1]]
+    """
+    m = np.asarray(masks).astype(bool)
+    big = m.mean(axis=(-2, -1), keepdims=True) > 0.5
+    return np.where(big, ~m, m)
 
 
 def igtt_masks(result: IGTTResult, images: Any) -> np.ndarray:
-    """Final segmentation of ``images``: the DMI-selected mask of the trained output, minority class."""
-    return _minority(np.asarray(select_pseudo_labels(result.predict(images))))
+    """Final segmentation of ``images``: the DMI-selected mask of the trained output, on its minority side."""
+    return minority_side(np.asarray(select_pseudo_labels(result.predict(images))))
 
 
 # ------------------------------------------------------------------ baselines
@@ -286,13 +282,33 @@ def adaptive(images: Any, *, block_size: int = 35, offset: float = 0.0) -> np.nd
     return np.stack([im > threshold_local(im, block_size, method="mean", offset=offset) for im in x])
 
 
-def kmeans(images: Any, *, seed: int = 0) -> np.ndarray:
-    """Per image, two-cluster k-means on intensity (scipy); the brighter cluster is foreground."""
-    from scipy.cluster.vq import kmeans2
+def kmeans(images: Any) -> np.ndarray:
+    r"""Per image, two-cluster k-means on intensity, solved exactly; the brighter cluster is foreground.
 
+    In one dimension the two clusters of an optimal k-means split are the
+    intensities below and above a cut, so the global optimum is found by
+    trying every cut between distinct sorted values: the within-cluster sum of
+    squares is :math:`SST - \frac{k (n-k)}{n} (m_1 - m_2)^2` for a lower cluster
+    of k values with mean :math:`m_1`, so the cut maximises
+    :math:`k (n-k) (m_1 - m_2)^2` (Otsu's between-class variance, on the exact
+    values instead of a histogram). Deterministic: no initialisation, no
+    iteration cap. A constant image is all background.
+
+    >>> kmeans(np.array([[0.1, 0.2, 0.9, 1.0]]))[0].astype(int).tolist()  # (H, W) in, (1, H, W) out
+    [[0, 0, 1, 1]]
+    """
     x = _gray(images)
     out = []
     for im in x:
-        cent, lab = kmeans2(im.reshape(-1, 1), 2, seed=seed, minit="++")
-        out.append((lab == int(np.argmax(cent[:, 0]))).reshape(im.shape))
+        v = np.sort(im.ravel())
+        n = v.size
+        k = np.arange(1, n, dtype=np.float64)  # size of the lower cluster
+        c = np.cumsum(v)
+        m1 = c[:-1] / k
+        m2 = (c[-1] - c[:-1]) / (n - k)
+        between = np.where(v[1:] > v[:-1], k * (n - k) * (m1 - m2) ** 2, -np.inf)  # cuts between distinct values
+        if n < 2 or not np.isfinite(between).any():
+            out.append(np.zeros(im.shape, bool))
+            continue
+        out.append(im > v[int(np.argmax(between))])
     return np.stack(out)

@@ -1,4 +1,4 @@
-"""EMS, pseudo-label selection, iGTT mechanics and the baselines (PAPER.md section 6)."""
+"""EMS, pseudo-label selection, iGTT mechanics and the baselines (the iGTT model of arXiv 2103.11594)."""
 
 import math
 
@@ -9,7 +9,8 @@ import scipy.ndimage as ndi
 from skimage.filters import threshold_local, threshold_otsu
 from skimage.morphology import skeletonize
 
-from metastructure import data, nets, unsupervised as u
+from metastructure import data, losses, metrics, nets, noise
+from metastructure import unsupervised as u
 
 
 def _masks():
@@ -33,7 +34,7 @@ def test_ems_stays_within_the_radius_of_the_skeleton_and_keeps_exactly_ceil_rati
         near = ndi.binary_dilation(sk, structure=np.ones((3, 3)), iterations=radius) if radius else sk
         assert out[i].any() and not (out[i] & ~near).any()
     # exact count: ceil(ratio * N) of the N shifted skeleton pixels, per image
-    shifted = np.asarray(u.noise.shift(k_shift, u.noise.skeletonize(np.stack([m[0], ~m[1]])), radius))
+    shifted = np.asarray(noise.shift(k_shift, noise.skeletonize(np.stack([m[0], ~m[1]])), radius))
     for i in range(2):
         assert out[i].sum() == math.ceil(ratio * shifted[i].sum() - 1e-9)
 
@@ -68,17 +69,31 @@ def test_baselines_against_scikit_image():
     km = u.kmeans(ds.images)
     for x, k in zip(im, km):  # the bright cluster: every foreground pixel brighter than every background one
         assert x[k].min() >= x[~k].max() - 1e-9
+        # the global optimum: no cut between distinct intensities has a smaller within-cluster sum of squares
+        v = np.sort(x.ravel().astype(np.float64))
+
+        def sse(cut):
+            lo, hi = v[:cut], v[cut:]
+            return ((lo - lo.mean()) ** 2).sum() + ((hi - hi.mean()) ** 2).sum()
+
+        ours = sse(int((~k).sum()))
+        cuts = np.flatnonzero(v[1:] > v[:-1]) + 1
+        assert ours <= min(sse(c) for c in cuts[:: max(1, len(cuts) // 400)]) + 1e-9 * ours
+    assert not u.kmeans(np.ones((1, 4, 4))).any()  # constant image: no cut, all background
     with pytest.raises(ValueError, match="block_size"):
         u.adaptive(ds.images, block_size=4)
 
 
 def test_igtt_mechanics():
     tr = data.nuclei(jax.random.key(0), 4, size=32)
-    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet((4, 8)), "masks": tr.masks}
+    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet(widths=(4, 8))}
     r = u.igtt(jax.random.key(1), tr.images, **kw)
     assert r.pseudo_labels.shape == (3, 4, 32, 32) and not r.pseudo_labels[0].any()  # all-background start
     assert r.selected.shape == (2, 4, 32, 32) and [h["epoch"] for h in r.history] == [1, 2]
     assert r.predict(tr.images).shape == (4, 32, 32)
+    for h, sel in zip(r.history, r.selected):  # what every record holds, from the selection itself
+        assert h["selected_fraction"] == pytest.approx(float(sel.mean()))
+        assert h["inverted_fraction"] == pytest.approx(float(np.mean(sel.mean(axis=(1, 2)) > 0.5)))
     # with EMS the next labels are sparse (10% of a skeleton); without, they are the selected masks
     assert r.pseudo_labels[1].sum() < 0.2 * r.selected[0].sum() + 4
     r2 = u.igtt(jax.random.key(1), tr.images, use_ems=False, **kw)
@@ -98,7 +113,7 @@ def test_dmi_of_a_candidate_is_minus_log_covariance():
     p = rng.random(500)
     s = rng.random(500) < 0.3
     cov = np.mean(p * s) - p.mean() * s.mean()
-    assert float(u._dmi_probs(p, s)) == pytest.approx(-np.log(abs(cov)), rel=1e-4)
+    assert float(losses.dmi_loss_from_probs(p, s)) == pytest.approx(-np.log(abs(cov)), rel=1e-4)
     gap = p[s].mean() - p[~s].mean()
     assert abs(cov) == pytest.approx(s.mean() * (1 - s.mean()) * abs(gap))
 
@@ -112,24 +127,35 @@ def test_ems_without_the_size_rule_keeps_the_given_side():
     np.testing.assert_array_equal(flipped, skeletonize(~m))
 
 
-def test_igtt_oracle_polarity_orients_by_the_truth_and_records_the_size_rule():
+def test_igtt_orient_and_monitor_hooks():
+    """The method never sees ground truth; a caller's ``orient`` replaces the size rule (EMS then keeps the
+    given side) and ``monitor`` adds its records, called with each epoch's output and selection."""
     tr = data.nuclei(jax.random.key(0), 4, size=32)
-    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet((4, 8)), "masks": tr.masks}
-    r = u.igtt(jax.random.key(1), tr.images, polarity="oracle", **kw)
+    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet(widths=(4, 8))}
+    truth = tr.masks.astype(bool)
+    calls = []
+
+    def orient(probs, sel):  # e.g. the experiment's oracle: the side where the output ranks the objects
+        return np.array([float(metrics.roc_auc(p, m)) < 0.5 for p, m in zip(probs, truth)])
+
+    def monitor(epoch, probs, sel):
+        calls.append((epoch, probs.shape, sel.copy()))
+        return {"dice_selected": float(metrics.dice(sel, truth))}
+
+    r = u.igtt(jax.random.key(1), tr.images, orient=orient, monitor=monitor, **kw)
+    assert [c[0] for c in calls] == [1, 2] and all(c[1] == (4, 32, 32) for c in calls)
+    assert all("dice_selected" in h for h in r.history)
     p = r.predict(tr.images)
-    for h in r.history:
-        assert h["misoriented_fraction"] == 0.0 and 0.0 <= h["inverted_fraction"] <= 1.0
-    # the last selection: each mask on the side where the final output ranks that image's objects high
-    for pi, si, mi in zip(np.asarray(p), r.selected[-1], tr.masks.astype(bool)):
-        if si.any() and (~si).any():
-            assert (pi[si].mean() > pi[~si].mean()) == (u.metrics.roc_auc(pi, mi) >= 0.5)
-    s = u.igtt(jax.random.key(1), tr.images, **kw)
-    for h in s.history:
-        assert 0.0 <= h["misoriented_fraction"] <= 1.0
-    with pytest.raises(ValueError, match="masks"):
-        u.igtt(jax.random.key(1), tr.images, epochs=1, steps_per_epoch=1, polarity="oracle")
-    with pytest.raises(ValueError, match="polarity"):
-        u.igtt(jax.random.key(1), tr.images, polarity="up", **kw)
+    for pi, si, raw, mi in zip(p, r.selected[-1], calls[-1][2], truth):  # stored selections are oriented
+        flip = metrics.roc_auc(pi, mi) < 0.5
+        np.testing.assert_array_equal(si, ~raw if flip else raw)
+    # EMS keeps the oriented side: the next labels lie within a pixel of the oriented selection's skeleton
+    near = [ndi.binary_dilation(skeletonize(si), np.ones((3, 3))) for si in r.selected[-1]]
+    assert not np.any(r.pseudo_labels[-1] & ~np.stack(near))
+    with pytest.raises(ValueError, match="one bool per image"):
+        u.igtt(jax.random.key(1), tr.images, orient=lambda probs, sel: True, **kw)
+    with pytest.raises(TypeError):
+        u.igtt(jax.random.key(1), tr.images, masks=tr.masks, **kw)  # no ground truth argument any more
 
 
 def test_selection_is_unchanged_by_increasing_affine_maps_per_image():
