@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 import metastructure
-from metastructure import nets, train
+from metastructure import losses, nets, train
 
 
 def median_time(fn, repeat, warmup=2):
@@ -52,12 +52,12 @@ def median_time(fn, repeat, warmup=2):
 
 
 def jax_step_time(batch, size, repeat, widths=(16, 32, 64), model=None):
-    model = model or nets.unet(widths)
-    opt = train.make_optimizer("adam", 1e-3)
+    model = model or nets.unet(widths=widths)
+    opt = train.make_optimizer("adam", learning_rate=1e-3)
     state = train.init(jax.random.key(0), model, 1, opt)
     x = jax.random.normal(jax.random.key(1), (batch, size, size, 1))
     y = (jax.random.uniform(jax.random.key(2), (batch, size, size)) > 0.7).astype(jnp.int32)
-    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=train.bce_with_logits))
+    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=losses.bce_with_logits))
     box = [state]
 
     def run():
@@ -70,7 +70,7 @@ def jax_step_time(batch, size, repeat, widths=(16, 32, 64), model=None):
 def jax_vmap_time(ctx, replicas, repeat):
     model, opt, _, x, y = ctx
     states = jax.vmap(lambda k: train.init(k, model, 1, opt))(jax.random.split(jax.random.key(3), replicas))
-    g = jax.jit(jax.vmap(lambda s: train.step(s, x, y, model=model, optimizer=opt, loss=train.bce_with_logits)))
+    g = jax.jit(jax.vmap(lambda s: train.step(s, x, y, model=model, optimizer=opt, loss=losses.bce_with_logits)))
     box = [states]
 
     def run():
@@ -252,9 +252,9 @@ def _winograd_conv(x, w):
 
 
 def rewritten_unet(widths, decoder):
-    """The same function and parameters as ``nets.unet(widths)``, its decoder's first convolutions rewritten:
+    """The same function and parameters as ``nets.unet(widths=widths)``, its decoder's first convolutions rewritten:
     "split": conv(concat(up(h), skip)) as conv(up(h)) + conv(skip); "coarse": also conv(up(h)) on the coarse grid."""
-    base = nets.unet(widths)
+    base = nets.unet(widths=widths)
 
     def apply(params, x):
         skips, h = [], x
@@ -273,7 +273,7 @@ def rewritten_unet(widths, decoder):
             h = jax.nn.relu(_conv(jax.nn.relu(z), c2["w"]) + c2["b"])
         return _conv(h, params["head"]["w"]) + params["head"]["b"]
 
-    return nets.Model(base.init, apply, f"unet_{decoder}", (("decoder", decoder), ("widths", widths)))
+    return nets.Model(base.init, apply, name=f"unet_{decoder}", config=(("decoder", decoder), ("widths", widths)))
 
 
 ROUTES = {  # appended to the YNNPACK-off flag; the census counts what the compiled step calls
@@ -288,12 +288,12 @@ ROUTES = {  # appended to the YNNPACK-off flag; the census counts what the compi
 
 def hlo_census(args):
     """What the compiled training step calls: plain convolutions and library fusions/custom calls."""
-    model = nets.unet(args.widths)
-    opt = train.make_optimizer("adam", 1e-3)
+    model = nets.unet(widths=args.widths)
+    opt = train.make_optimizer("adam", learning_rate=1e-3)
     state = train.init(jax.random.key(0), model, 1, opt)
     x = jnp.zeros((args.batch, args.size, args.size, 1))
     y = jnp.zeros((args.batch, args.size, args.size), jnp.int32)
-    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=train.bce_with_logits))
+    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=losses.bce_with_logits))
     text = f.lower(state, x, y).compile().as_text()
     return {"convolution": text.count(" convolution("), "ynn": text.count("__ynn_fusion"),
             "xnn": text.count("__xnn_fusion"), "onednn": text.count("__onednn")}
@@ -301,7 +301,7 @@ def hlo_census(args):
 
 def alternatives(args):
     print("rewrites of the same network (same parameters), this process, interleaved over 3 rounds:")
-    base = nets.unet(args.widths)
+    base = nets.unet(widths=args.widths)
     params = base.init(jax.random.key(0), 1)
     probe = jax.random.normal(jax.random.key(4), (2, args.size, args.size, 1))
     ref = base.apply(params, probe)

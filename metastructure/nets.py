@@ -22,7 +22,7 @@ similarity experiments). One logit for binary segmentation, M for M classes.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import jax
@@ -44,8 +44,8 @@ class Model:
 
     init: Callable[..., Any]
     apply: Callable[..., Any]
-    name: str = "model"
-    config: tuple = ()
+    name: str = field(default="model", kw_only=True)
+    config: tuple = field(default=(), kw_only=True)
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         return iter((self.init, self.apply))
@@ -79,8 +79,17 @@ def num_params(params: Any) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
-def unet(widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1) -> Model:
-    """A small U-Net; ``len(widths)`` levels, the last one the bottleneck."""
+def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1) -> Model:
+    """A small U-Net with ``len(widths)`` levels (the last one the bottleneck) and ``out_channels`` logits.
+
+    Each level is two 3x3 conv-ReLU layers of its width (He-normal weights,
+    zero biases); 2x2 max pooling between levels, nearest upsampling, skip
+    concatenation and two conv-ReLU layers on the way up, a 1x1 head. Equal
+    arguments return the same (cached) :class:`Model`.
+
+    >>> unet(widths=(8, 16)).config
+    (('out_channels', 1), ('widths', (8, 16)))
+    """
     return _unet(tuple(int(w) for w in widths), int(out_channels))
 
 
@@ -122,12 +131,16 @@ def _unet(widths: tuple[int, ...], out_channels: int) -> Model:
         logits = _conv(params["head"], h)
         return (logits, feats) if features else logits
 
-    return Model(init, apply, "unet", (("out_channels", out_channels), ("widths", widths)))
+    return Model(init, apply, name="unet", config=(("out_channels", out_channels), ("widths", widths)))
 
 
-def fcn(widths: tuple[int, ...] = (32, 32, 32, 32), out_channels: int = 1,
+def fcn(*, widths: tuple[int, ...] = (32, 32, 32, 32), out_channels: int = 1,
         dilations: tuple[int, ...] | None = None) -> Model:
-    """A fully convolutional stack without downsampling."""
+    """A fully convolutional stack without downsampling: 3x3 conv-ReLU layers of ``widths``
+    (dilated by ``dilations``, default 1), then a 1x1 head of ``out_channels`` logits.
+
+    Its receptive field is 1 + 2 sum(dilations) pixels wide.
+    """
     widths = tuple(int(w) for w in widths)
     dil = tuple(int(d) for d in dilations) if dilations is not None else (1,) * len(widths)
     return _fcn(widths, int(out_channels), dil)
@@ -155,4 +168,5 @@ def _fcn(widths: tuple[int, ...], out_channels: int, dil: tuple[int, ...]) -> Mo
         logits = _conv(params["head"], h)
         return (logits, feats) if features else logits
 
-    return Model(init, apply, "fcn", (("dilations", dil), ("out_channels", out_channels), ("widths", widths)))
+    return Model(init, apply, name="fcn",
+                 config=(("dilations", dil), ("out_channels", out_channels), ("widths", widths)))

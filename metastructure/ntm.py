@@ -60,7 +60,7 @@ def sample_matrix(ratio: float) -> np.ndarray:
     return np.array([[1.0, 0.0], [1.0 - p, p]])
 
 
-def flip_matrix(fg_to_bg: float, bg_to_fg: float = 0.0) -> np.ndarray:
+def flip_matrix(fg_to_bg: float, bg_to_fg: float) -> np.ndarray:
     """T of flipping: fraction f of fg -> bg and b of bg -> fg, ``[[1-b, b], [f, 1-f]]``.
 
     >>> flip_matrix(0.3, 0.1).tolist()
@@ -72,7 +72,7 @@ def flip_matrix(fg_to_bg: float, bg_to_fg: float = 0.0) -> np.ndarray:
     return np.array([[1.0 - b, b], [f, 1.0 - f]])
 
 
-def random_matrix(rate: float, num_classes: int = 2) -> np.ndarray:
+def random_matrix(rate: float, *, num_classes: int = 2) -> np.ndarray:
     """T of random labels, independent of the image: every row is the same.
 
     Binary: each row is ``[1-rate, rate]`` (rank 1: no meta-structure). For

@@ -101,7 +101,7 @@ def test_flip_exact_counts(batch, f, b):
 
 def test_flip_matches_sample_count(batch):
     for p in (0.1, 0.3, 0.75):
-        a = np.asarray(noise.flip(KEY, batch, 1 - p)).sum(axis=(1, 2))
+        a = np.asarray(noise.flip(KEY, batch, 1 - p, 0.0)).sum(axis=(1, 2))
         b = np.asarray(noise.sample(KEY, batch, p)).sum(axis=(1, 2))
         np.testing.assert_array_equal(a, b)
 

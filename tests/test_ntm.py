@@ -78,7 +78,7 @@ def test_joint_and_estimate_exclude_ignore():
         (lambda: ntm.sample_matrix(1.2), "ratio"),
         (lambda: ntm.flip_matrix(0.1, -0.1), "bg_to_fg"),
         (lambda: ntm.symmetric_matrix(0.5, 1), "num_classes"),
-        (lambda: ntm.random_matrix(0.5, 3), "symmetric_matrix"),
+        (lambda: ntm.random_matrix(0.5, num_classes=3), "symmetric_matrix"),
         (lambda: ntm.joint(np.zeros(3, int), np.zeros(4, int)), "same shape"),
         (lambda: ntm.joint(np.array([0, 2]), np.array([0, 1])), "clean"),
         (lambda: ntm.joint_from_transition(np.eye(2), [0.5, 0.6]), "prior"),

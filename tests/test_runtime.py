@@ -22,7 +22,7 @@ PROBE = textwrap.dedent("""
     import metastructure
     done = metastructure.configure_cpu(xla=sys.argv[1] == "1", allocator=sys.argv[2] == "1")
     import jax, jax.numpy as jnp
-    from metastructure import nets, train
+    from metastructure import losses, nets, train
 
     conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum())
@@ -33,18 +33,18 @@ PROBE = textwrap.dedent("""
         import hashlib, numpy as np
         from metastructure import data
         d = data.nuclei(jax.random.key(0), 8, size=32)
-        r = train.fit(jax.random.key(1), d.images, d.masks, model=nets.unet((8, 16)), steps=5, batch_size=4,
+        r = train.fit(jax.random.key(1), d.images, d.masks, model=nets.unet(widths=(8, 16)), steps=5, batch_size=4,
                       progress=False)
         leaves = jax.tree_util.tree_leaves(r.params)
         params = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in leaves)).hexdigest()
 
     faults = None
     if "faults" in sys.argv[3]:  # steps of a small U-Net at 128^2: scratch buffers beyond glibc's mmap threshold
-        model = nets.unet((8, 16))
-        opt = train.make_optimizer("adam", 1e-3)
+        model = nets.unet(widths=(8, 16))
+        opt = train.make_optimizer("adam", learning_rate=1e-3)
         s = train.init(jax.random.key(0), model, 1, opt)
         x, y = jnp.ones((8, 128, 128, 1)), jnp.ones((8, 128, 128), jnp.int32)
-        f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=train.bce_with_logits))
+        f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=losses.bce_with_logits))
         for _ in range(10):
             s, v = f(s, x, y)
             jax.block_until_ready(v)

@@ -27,7 +27,7 @@ def test_output_levels_match_the_affine_posterior():
     for i, fv in enumerate(fs):
         assert inside[i] == pytest.approx(float(mean.subs({P: 1, f: fv, b: 0.2})))
         assert outside[i] == pytest.approx(float(mean.subs({P: 0, f: fv, b: 0.2})))
-    assert curves.output_levels(1 - 0.1)[0] == pytest.approx(0.1)
+    assert curves.output_levels(1 - 0.1, 0.0)[0] == pytest.approx(0.1)
 
 
 def test_pcl_curves_match_the_symbolic_formulas():
@@ -36,16 +36,16 @@ def test_pcl_curves_match_the_symbolic_formulas():
     for name, shape, size, op in (("stripe_dilate", "stripe", 9.0, "dilate"), ("disk_erode", "disk", 12.0, "erode")):
         for rv in (1.0, 2.5):
             sub = {w: size, R: size, r: rv}
-            dice, iou = curves.overlap_pcl(shape, size, rv, op)
+            dice, iou = curves.overlap_pcl(shape, size, rv, op=op)
             assert float(dice) == pytest.approx(float(der.claims[f"{name}_dice"].rhs.subs(sub)))
             assert float(iou) == pytest.approx(float(der.claims[f"{name}_iou"].rhs.subs(sub)))
-    assert float(curves.overlap_pcl("stripe", 4, 2, "erode")[0]) == 0.0  # eroded away
+    assert float(curves.overlap_pcl("stripe", 4, 2, op="erode")[0]) == 0.0  # eroded away
 
 
 def test_vectorised_shapes():
     ps = np.array([[1.0, 0.5], [0.1, 0.01]])
-    assert curves.dice_stripe(8, 2, 1 - ps).shape == (2, 2)
-    assert curves.predicted_dice(stripe_mask(8), 2.0, 1 - ps).shape == (2, 2)
+    assert curves.dice_stripe(8, 2, 1 - ps, 0.0).shape == (2, 2)
+    assert curves.predicted_dice(stripe_mask(8), 2.0, 1 - ps, 0.0).shape == (2, 2)
     assert curves.miou_symmetric_flip(np.linspace(0, 1, 5), 19, n_eff=100).shape == (5,)
     assert curves.boundary_error(np.array([1.0, 10.0])).shape == (2,)
 
@@ -53,8 +53,8 @@ def test_vectorised_shapes():
 def test_clean_limit_is_the_geometric_bias():
     # p = 1: no noise; Dice is that of the clean field's 1/2 level set
     h = 3.0
-    assert float(curves.dice_stripe(3, h, 0.0)) == 0.0  # w < 1.349 h: the stripe vanishes
-    assert float(curves.dice_stripe(40, h, 0.0)) == pytest.approx(1.0, abs=1e-3)
+    assert float(curves.dice_stripe(3, h, 0.0, 0.0)) == 0.0  # w < 1.349 h: the stripe vanishes
+    assert float(curves.dice_stripe(40, h, 0.0, 0.0)) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_continuous_stripe_agrees_with_the_grid():
@@ -62,8 +62,8 @@ def test_continuous_stripe_agrees_with_the_grid():
     # (not p = 1: without noise the grid's band is whole pixels, the continuum's is not)
     ps = np.array([0.5, 0.3, 0.05])
     for w, h in ((9, 2.0), (5, 3.0)):
-        grid = curves.predicted_dice(stripe_mask(w, (64, 64)), h, 1 - ps)
-        cont = curves.dice_stripe(w, h, 1 - ps)
+        grid = curves.predicted_dice(stripe_mask(w, (64, 64)), h, 1 - ps, 0.0)
+        cont = curves.dice_stripe(w, h, 1 - ps, 0.0)
         np.testing.assert_allclose(grid, cont, atol=0.03)
 
 
@@ -106,7 +106,7 @@ def test_boundary_error_scaling_against_the_grid():
     m[: n // 2] = True
     for p, h in ((0.1, 2.0), (0.3, 4.0)):
         D, s_fg, s_bg = curves.grid_fields(m, h)
-        prob = curves.fg_probability(D, s_fg, s_bg, 1 - p)
+        prob = curves.fg_probability(D, s_fg, s_bg, 1 - p, 0.0)
         c = p * h * h / (1 - p)
         col = np.where(m, 1 - prob, prob)[10 : n - 10, 20]  # one column, away from the ends
         inside = m[10 : n - 10, 20].sum()

@@ -171,7 +171,7 @@ def test_finite_sampling_variance_and_misclassification_by_monte_carlo():
     np.testing.assert_allclose(var[big], pred[big], rtol=0.15)
     np.testing.assert_allclose(fields.mean(0), p * D, atol=5 * math.sqrt(pred.max() / k) + 1e-5)
     emp = (fields > p / 2).mean(0)
-    prob = curves.fg_probability(D, s_fg, s_bg, 1 - p)
+    prob = curves.fg_probability(D, s_fg, s_bg, 1 - p, 0.0)
     err = np.abs(emp - prob)
     assert err.max() < 0.05 and err.mean() < 0.01
 
@@ -183,10 +183,10 @@ def test_pcl_stripe_dice_is_exact_on_the_grid(w, r):
     m[20 : 20 + w, :] = True
     from metastructure import metrics
 
-    dice_d, iou_d = curves.overlap_pcl("stripe", w, r, "dilate")
+    dice_d, iou_d = curves.overlap_pcl("stripe", w, r, op="dilate")
     assert float(metrics.dice(noise.dilate(m, r), m)) == pytest.approx(float(dice_d), abs=1e-6)
     assert float(metrics.iou(noise.dilate(m, r), m)) == pytest.approx(float(iou_d), abs=1e-6)
-    dice_e, iou_e = curves.overlap_pcl("stripe", w, r, "erode")
+    dice_e, iou_e = curves.overlap_pcl("stripe", w, r, op="erode")
     assert float(metrics.dice(noise.erode(m, r), m)) == pytest.approx(float(dice_e), abs=1e-6)
     assert float(metrics.iou(noise.erode(m, r), m)) == pytest.approx(float(iou_e), abs=1e-6)
 
@@ -199,7 +199,7 @@ def test_pcl_disk_dice_on_the_grid():
     m = yy**2 + xx**2 <= R * R
     for r in (1, 2, 4):
         for op, fn in (("dilate", noise.dilate), ("erode", noise.erode)):
-            want = float(curves.overlap_pcl("disk", R, r, op)[0])
+            want = float(curves.overlap_pcl("disk", R, r, op=op)[0])
             got = float(metrics.dice(fn(m, r), m))
             # digital disks reach less than their nominal radius off the axes, so the
             # grid moves the boundary slightly less than r: measured 0.004-0.015 above

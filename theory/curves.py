@@ -54,13 +54,13 @@ def _phi_cdf(x):
 
 
 # ------------------------------------------------------------------ 2: levels
-def output_levels(fg_to_bg: Any, bg_to_fg: Any = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def output_levels(fg_to_bg: Any, bg_to_fg: Any) -> tuple[np.ndarray, np.ndarray]:
     """Predicted network output deep inside objects and deep in the background.
 
     The proper-scoring optimum is E[y*|x]: 1 - f inside, b outside. Sampling
     with ratio p is f = 1 - p, b = 0: (p, 0).
 
-    >>> [float(v) for v in output_levels(0.9)]
+    >>> [float(v) for v in output_levels(0.9, 0.0)]
     [0.09999999999999998, 0.0]
     """
     f = np.asarray(fg_to_bg, float)
@@ -103,7 +103,7 @@ def disk_level_radius(radius: float, bandwidth: float) -> float:
 
 
 # ------------------------------------------------------------------ 6: sampling
-def fg_probability(D: Any, S_fg: Any, S_bg: Any, fg_to_bg: Any, bg_to_fg: Any = 0.0) -> np.ndarray:
+def fg_probability(D: Any, S_fg: Any, S_bg: Any, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
     r"""P(pixel called foreground at t*) in the normal approximation (module docstring).
 
     Where the variance is zero (no noise) the answer is the step 1{D > 1/2}; at
@@ -121,7 +121,7 @@ def fg_probability(D: Any, S_fg: Any, S_bg: Any, fg_to_bg: Any, bg_to_fg: Any = 
     return np.where(np.abs(s) < 1e-12, 0.5, p)
 
 
-def dice_from_probability(prob: np.ndarray, mask: np.ndarray, axes: tuple[int, ...], weight: Any = 1.0):
+def dice_from_probability(prob: np.ndarray, mask: np.ndarray, axes: tuple[int, ...], *, weight: Any = 1.0):
     """Expected-count Dice, 2 TP / (2 TP + FP + FN), summing ``prob`` over ``axes``."""
     m = np.asarray(mask, bool)
     tp = np.sum(prob * m * weight, axis=axes)
@@ -153,7 +153,7 @@ def grid_fields(mask: Any, bandwidth: float, *, kernel: str = "gaussian") -> tup
 
 
 def predicted_dice(
-    mask: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0.0, *, kernel: str = "gaussian"
+    mask: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any, *, kernel: str = "gaussian"
 ) -> np.ndarray:
     """Predicted Dice against ``mask`` of a network trained on (f, b)-noisy labels.
 
@@ -180,13 +180,13 @@ def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, .
     return D, s_fg, total - s_fg
 
 
-def dice_stripe(width: float, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any = 0.0, *, step: float = 0.02):
+def dice_stripe(width: float, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any, *, step: float = 0.02):
     """Predicted Dice on an infinite stripe of width w (continuous, per unit length).
 
     Includes both effects: the clean field's bias (thin stripes vanish when
     w < 1.349 h) and the finite-sampling noise. Vectorised over the rates.
 
-    >>> round(float(dice_stripe(20.0, 2.0, 0.0)), 4)  # clean, wide: exact
+    >>> round(float(dice_stripe(20.0, 2.0, 0.0, 0.0)), 4)  # clean, wide: exact
     1.0
     """
     w, h = float(width), float(bandwidth)
@@ -230,7 +230,7 @@ def boundary_error(c: Any, *, step: float = 0.005, extent: float = 8.0) -> np.nd
 
 
 # ------------------------------------------------------------------ 7: PCL
-def overlap_pcl(shape: str, size: Any, radius: Any, op: str = "dilate") -> tuple[np.ndarray, np.ndarray]:
+def overlap_pcl(shape: str, size: Any, radius: Any, *, op: str = "dilate") -> tuple[np.ndarray, np.ndarray]:
     """(Dice, IoU) of a dilated or eroded stripe (size = width) or disk (size = R).
 
     >>> [round(float(v), 4) for v in overlap_pcl("stripe", 6, 1)]
