@@ -1,11 +1,14 @@
-"""Command line: ``python -m simulations list | run NAME [NAME...] | all | plot NAME [NAME...]``.
+"""Command line: ``python -m simulations list | run NAME [NAME...] | all | plot NAME [NAME...] | report``.
 
 Options of ``run`` and ``all``: ``--profile quick|full`` (quick: tiny sizes, one
-seed, minutes; full: the configuration behind the README's figures),
-``--seeds N`` (seeds per cell), ``--out DIR``, ``--force`` (recompute finished
-cells). Finished cells live in ``OUT/store`` and are never recomputed unless
-forced: an interrupted run, started again, resumes where it stopped.
-``plot`` redraws figures from their JSON alone.
+seed, minutes; full: the configuration behind the published figures),
+``--seeds N`` (seeds per cell), ``--out DIR`` (default ``./figures`` for the
+full profile and ``./figures/quick`` for the quick one, in the current
+directory), ``--force`` (recompute finished cells). Finished cells live in
+``OUT/store`` and are never recomputed unless forced: an interrupted run,
+started again, resumes where it stopped. ``plot`` redraws figures from their
+JSON alone; ``report`` writes the results document (every number from
+``OUT/*.json``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from . import _runner
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"
+DEFAULT_OUT = Path("figures")  # relative: under the current directory, never inside the installed package
 
 
 def _first_line(name: str) -> str:
@@ -35,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     allp = sub.add_parser("all", help="run every experiment")
     plot = sub.add_parser("plot", help="redraw figures from their JSON")
     plot.add_argument("names", nargs="+", metavar="NAME")
-    for p in (run, allp, plot):
+    report = sub.add_parser("report", help="write the results document from OUT/*.json")
+    report.add_argument("--doc", type=Path, default=None,
+                        help="where to write it (default: OUT/README.md); image links are relative to it")
+    for p in (run, allp, plot, report):
         p.add_argument("--out", type=Path, default=None,
-                       help=f"output folder (default: {DEFAULT_OUT} for --profile full, {DEFAULT_OUT}/quick for "
-                       "quick, so a quick run never overwrites the committed full-profile figures)")
+                       help=f"output folder (default: ./{DEFAULT_OUT} of the current directory for --profile full, "
+                       f"./{DEFAULT_OUT}/quick for quick, so a quick run never overwrites full-profile figures)")
         p.add_argument("--profile", choices=("quick", "full"), default="quick",
                        help="quick: tiny sizes, one seed (default); full: the README's figures")
     for p in (run, allp):
@@ -52,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         args.out = DEFAULT_OUT if args.profile == "full" else DEFAULT_OUT / "quick"
+    if args.command == "report":
+        from . import report as _report
+
+        doc = args.doc or args.out / "README.md"
+        text = _report.render(args.out, doc_path=doc)
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text)
+        print(f"wrote {doc} from {args.out}/*.json", flush=True)
+        return 0
     names = list(_runner.NAMES) if args.command == "all" else args.names
     unknown = [n for n in names if n not in _runner.NAMES]
     if unknown:

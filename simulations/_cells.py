@@ -2,30 +2,35 @@
 
 A cell spec (JSON) says everything the result depends on::
 
-    {"kind": "train", "label": "nuclei sample 0.1 fixed s0",
-     "data": {"name": "nuclei", "n_train": 64, "n_val": 8, "n_test": 16, "size": 64, "seed": 0},
+    {"kind": "train", "label": "nuclei n256 sample 0.1 fixed s0",
+     "data": {"name": "nuclei", "n_train": 256, "n_val": 8, "n_test": 16, "size": 64, "seed": 0},
      "labels": {"kind": "sample", "params": [0.1], "regime": "fixed"},
      "net": [8, 16, 32],
-     "opt": {"steps": 200, "batch": 8, "lr": 0.002, "wd": 0.0, "augment": false},
+     "opt": {"steps": 200, "batch": 8, "lr": 0.002},
      "eval": {"every": 25, "masks": false, "features": false},
      "seed": 0}
 
-``train_cell(spec)`` generates (or loads) the data, makes the labels (one draw
-before training for ``regime="fixed"``; a fresh draw at each step for
-``"fresh"``), trains with :func:`metastructure.train.fit` and evaluates on the
-test images every ``eval.every`` steps: Dice at 0.5, at t* (the label type's
-matched threshold; 1/2 for dilate / erode, whose labels are clean masks of
-another shape; for skeletons s/2 from the transition matrix estimated on the
-training pairs), at the best threshold, AUC, mean
-outputs on objects and background, and the boundary distance of the t* mask
-to the truth. At the end: the threshold protocols side by side (t*,
-validation, oracle, Otsu, 0.5; and the oracle on 1 - output, for outputs
-that rank objects low), the outputs' levels, and on the training images the
-mean output on the labelled pixels and on the foreground the labels left out
-(memorisation). Optional arrays: the t* masks at each
-evaluation (``masks``) and probe features of every layer (``features``).
-Multi-class (``data.name == "scenes"``): mean IoU of the argmax, and of the
-argmax after undoing T (Theorem 2: F = (T^T)^-1 E[F*]).
+(the runner adds ``"v"``, this module's :data:`VERSION`). :func:`train_cell`
+runs four steps:
+
+1. :func:`make_labels`: one draw before training for ``regime="fixed"`` (and
+   for the deterministic kinds), or the clean labels and the label type to
+   draw from at every step for ``"fresh"``;
+2. :func:`label_type`: what t* is scored against: the label type itself
+   (1/2 for dilate / erode, whose labels are clean masks of another shape),
+   or for skeletons the transition matrix its training pairs show (t* = s/2);
+3. training with :func:`metastructure.train.fit`, scoring the test images
+   every ``eval.every`` steps (:func:`evaluate_step`): Dice at 0.5, at t* and at
+   the best threshold, AUC, the mean outputs on objects and background, and
+   the boundary distance of the t* mask to the truth;
+4. :func:`final_scores`: every threshold protocol side by side, with the output's
+   levels, and on the training images the mean output on the labelled pixels
+   and on the foreground the labels left out (memorisation).
+
+Every score comes from :func:`metastructure.metrics.evaluate`. Optional
+arrays: the t* masks at each evaluation (``masks``) and probe features of every
+layer (``features``). Multi-class (``data.name == "scenes"``): mean IoU of the
+argmax, and of the argmax after undoing T (Theorem 2: F = (T^T)^-1 E[F*]).
 """
 
 from __future__ import annotations
@@ -37,24 +42,24 @@ from typing import Any
 import jax
 import numpy as np
 
-from metastructure import data, density, metrics, nets, noise, ntm, train
+from metastructure import data, metrics, nets, noise, ntm, train
 
-BINARY_DATA = ("nuclei", "mito", "er", "real_nuclei")
 FEATURE_ROWS = 1024  # examples (pixel positions) per layer kept for CKA
-VERSION = 1  # part of every spec: bump when train_cell's results change, so old cells are not reused
+VERSION = 1  # bump when train_cell's results change: the runner versions every train cell with it
 
 
-def _label_noise(lspec: dict) -> noise.LabelNoise:
+def label_noise(lspec: dict) -> noise.LabelNoise:
+    """The :class:`~metastructure.noise.LabelNoise` of a spec's ``labels`` entry."""
     return noise.LabelNoise(lspec["kind"], *lspec.get("params", []), num_classes=lspec.get("num_classes"))
 
 
 def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int, *,
                every: int, masks: bool = False, features: bool = False) -> dict:
     """A training cell's spec with a readable label (see the module docstring)."""
-    lab = _label_noise(labels).name
+    lab = label_noise(labels).name
     size = f"n{dataset['n_train']}" if "n_train" in dataset else "tiles"
     label = f"{dataset['name']} {size} {lab} {labels['regime']} s{seed}"
-    return {"kind": "train", "v": VERSION, "label": label, "data": dataset, "labels": labels, "net": list(net),
+    return {"kind": "train", "label": label, "data": dataset, "labels": labels, "net": list(net),
             "opt": opt, "eval": {"every": every, "masks": masks, "features": features}, "seed": seed}
 
 
@@ -92,114 +97,110 @@ def _features(result: train.FitResult, images: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-def _threshold(transition: np.ndarray | None) -> density.MatchedThreshold | None:
-    if transition is None:
-        return None
-    try:
-        return density.matched_threshold(transition, atol=1e-3)
-    except ValueError:  # f + b = 1 (random labels): no threshold carries information
-        return None
+# ------------------------------------------------------------------ the four steps
+def make_labels(spec: dict, clean: np.ndarray) -> tuple[np.ndarray, noise.LabelNoise | None]:
+    """Step 1: the training labels and, for fresh draws, the label type drawn from at each step.
+
+    A fixed regime (and every deterministic kind: dilate, erode, skeleton, clean)
+    draws once with the key ``fold_in(key(seed), 1)``; the fresh regime trains on
+    the clean labels through ``fit(noise=...)``.
+    """
+    lspec = spec["labels"]
+    ln = label_noise(lspec)
+    if lspec["regime"] == "fixed" or not ln.random:
+        return np.asarray(ln(jax.random.fold_in(jax.random.key(spec["seed"]), 1), clean)), None
+    if lspec["regime"] == "fresh":
+        return clean, ln
+    raise ValueError(f"regime must be 'fixed' or 'fresh', got {lspec['regime']!r}")
+
+
+def label_type(ln: noise.LabelNoise, clean: np.ndarray, labels: np.ndarray) -> tuple[Any, np.ndarray | None]:
+    """Step 2: ``(label_type, transition)``: what t* is scored against, and the T the cell records.
+
+    A skeleton's t* = s/2 depends on the masks: its label type is the transition
+    its training pairs show. Dilation and erosion keep their ``LabelNoise`` (t* =
+    1/2: a clean mask of another shape) and record the T their training pairs
+    show; class-conditional kinds record their closed form.
+    """
+    if ln.num_classes is None and ln.data_dependent:
+        t = ntm.estimate(clean, labels)
+        return (t if ln.kind == "skeleton" else ln), t
+    return ln, ln.transition()
+
+
+def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, keep_mask: bool) -> dict:
+    """Step 3: the scores of the current network on the test images (one history row).
+
+    Binary: ``dice_0.5``, ``dice_best`` (the oracle threshold), ``auc``,
+    ``mean_fg`` / ``mean_bg``, and where the label type has a t*: ``dice_tstar``
+    and the boundary distance of the t* mask to the truth (``bd_mean``,
+    ``bd_hd95``); with ``keep_mask`` the packed t* mask under ``"_mask"``.
+    Multi-class: ``miou``.
+    """
+    p = result.predict(test.images)
+    masks = np.asarray(test.masks)
+    if result.num_classes is not None:
+        return {"step": step, "miou": metrics.evaluate(p, masks, num_classes=result.num_classes)["miou"]}
+    e = metrics.evaluate(p, masks, label_type=result.label_type)
+    row: dict[str, Any] = {"step": step, "dice_0.5": e["fixed_0.5"]["dice"], "dice_best": e["oracle"]["dice"],
+                           "auc": e["auc"]["value"], "mean_fg": e["mean_fg"]["value"],
+                           "mean_bg": e["mean_bg"]["value"]}
+    if e.get("t_star") is not None:
+        pred = np.asarray(metrics.matched_threshold_of(result.label_type).apply(p))
+        row["dice_tstar"] = e["t_star"]["dice"]
+        bd = metrics.boundary_distance(pred, masks)
+        row["bd_mean"], row["bd_hd95"] = bd["mean"], bd["hd95"]
+        if keep_mask:
+            row["_mask"] = np.packbits(pred.astype(bool))
+    return row
+
+
+def final_scores(result: train.FitResult, d: dict[str, data.Dataset], labels: np.ndarray) -> dict:
+    """Step 4: every protocol on the test images (validation threshold from the validation split),
+    and, binary, how much of the drawn training labels the network reproduces (memorisation)."""
+    tr, va, te = d["train"], d["val"], d["test"]
+    out = result.evaluate(te.images, te.masks, validation=None if result.num_classes else (va.images, va.masks))
+    if result.num_classes is None:
+        ptr = result.predict(tr.images)
+        lab = np.asarray(labels).astype(bool)
+        left_out = ~lab & (np.asarray(tr.masks) == 1)
+        out["train_fit"] = {"mean_on_labelled": float(ptr[lab].mean()) if lab.any() else None,
+                            "mean_on_unlabelled_fg": float(ptr[left_out].mean()) if left_out.any() else None}
+    return out
 
 
 def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train and evaluate one cell; returns (result, arrays)."""
+    """Train and evaluate one cell (the module docstring's four steps); returns (result, arrays)."""
     d = load_data(spec["data"])
-    tr, va, te = d["train"], d["val"], d["test"]
-    lspec, opt, ev = spec["labels"], spec["opt"], spec["eval"]
-    multiclass = spec["data"]["name"] == "scenes"
-    m = spec["data"].get("num_classes") if multiclass else None
-    key = jax.random.key(spec["seed"])
-    ln = _label_noise(lspec)
+    tr, te = d["train"], d["test"]
+    opt, ev = spec["opt"], spec["eval"]
+    m = spec["data"].get("num_classes") if spec["data"]["name"] == "scenes" else None
     clean = np.asarray(tr.masks)
-    if lspec["regime"] == "fixed" or not ln.random:
-        labels = np.asarray(ln(jax.random.fold_in(key, 1), clean))
-        fresh = None
-    elif lspec["regime"] == "fresh":
-        labels, fresh = clean, ln
-    else:
-        raise ValueError(f"regime must be 'fixed' or 'fresh', got {lspec['regime']!r}")
+    labels, fresh = make_labels(spec, clean)
+    lt, t = label_type(label_noise(spec["labels"]), clean, labels)
 
-    if multiclass:
-        t = ln.transition()
-        thr = None
-    else:
-        t = t_thr = ln.transition()
-        if t is None:  # dilate / erode / skeleton: record the transition the training pairs show
-            t = ntm.estimate(clean, labels)
-            # a dilated / eroded mask is a clean mask of another shape: its boundary is the 1/2 level;
-            # a skeleton keeps a fraction s of the foreground, like sampling: t* = s/2
-            t_thr = np.eye(2) if ln.kind in ("dilate", "erode") else t
-        thr = _threshold(t_thr)
-
-    history: list[dict] = []
-    masks_at: list[np.ndarray] = []
-    test_masks = np.asarray(te.masks)
-
-    def evaluate(step: int, res: train.FitResult) -> None:
-        p = res.predict(te.images)
-        if multiclass:
-            history.append({"step": step, "miou": float(metrics.miou(p.argmax(-1), test_masks, m))})
-            return
-        row = {
-            "step": step,
-            "dice_0.5": float(metrics.dice(p > 0.5, test_masks)),
-            "dice_best": metrics.best_threshold(p, test_masks, metric="dice")[1],
-            "auc": float(metrics.roc_auc(p, test_masks)),
-            "mean_fg": float(p[test_masks == 1].mean()),
-            "mean_bg": float(p[test_masks == 0].mean()),
-        }
-        if thr is not None:
-            pred = np.asarray(thr.apply(p))
-            row["dice_tstar"] = float(metrics.dice(pred, test_masks))
-            bd = metrics.boundary_distance(pred, test_masks)
-            row["bd_mean"], row["bd_hd95"] = bd["mean"], bd["hd95"]
-            if ev["masks"]:
-                masks_at.append(np.packbits(pred.astype(bool)))
-        history.append(row)
-
-    res = train.fit(key, tr.images, labels, model=nets.unet(tuple(spec["net"]), out_channels=m or 1),
+    res = train.fit(jax.random.key(spec["seed"]), tr.images, labels,
+                    model=nets.unet(widths=tuple(spec["net"]), out_channels=m or 1),
                     steps=opt["steps"], batch_size=opt["batch"], learning_rate=opt["lr"],
-                    weight_decay=opt.get("wd", 0.0),
-                    loss="ce" if multiclass else "bce", noise=fresh, augment=opt.get("augment", False),
+                    weight_decay=opt.get("wd", 0.0), loss="ce" if m else "bce", noise=fresh,
+                    label_type=None if fresh is not None else lt, augment=opt.get("augment", False),
                     num_classes=m, val_every=ev["every"], progress=False,
-                    callback=evaluate)
+                    callback=lambda step, r: evaluate_step(step, r, te, keep_mask=ev["masks"]))
+    history = res.history["callback"]
+    masks_at = [row.pop("_mask") for row in history if "_mask" in row]
     losses = res.history["loss"]
+    every = ev["every"]
     out: dict[str, Any] = {
         "history": history,
-        "loss": [float(np.mean(losses[max(0, i - ev["every"]):i])) for i in range(ev["every"], len(losses) + 1,
-                                                                              ev["every"])],
+        "loss": [float(np.mean(losses[max(0, i - every):i])) for i in range(every, len(losses) + 1, every)],
         "train_seconds": res.history["seconds"],
         "transition": None if t is None else np.asarray(t).tolist(),
+        "final": final_scores(res, d, labels),
     }
     arrays: dict[str, np.ndarray] = {}
-    p = res.predict(te.images)
-    if multiclass:
-        pred = p.argmax(-1)
-        out["final"] = {"miou": float(metrics.miou(pred, test_masks, m)),
-                        "accuracy": float(np.mean(pred == test_masks))}
-        if t is not None and abs(np.linalg.det(t)) > 1e-6:
-            # Theorem 2: F = (T^T)^-1 E[F*]; the argmax of the corrected output recovers the classes
-            corrected = (p @ np.linalg.inv(t)).argmax(-1)
-            out["final"]["miou_corrected"] = float(metrics.miou(corrected, test_masks, m))
-    else:
-        out["final"] = metrics.threshold_protocols(
-            p, test_masks, transition=t_thr if thr is not None else None,
-            val_scores=res.predict(va.images), val_target=np.asarray(va.masks))
-        out["final"]["mean_fg"] = {"value": float(p[test_masks == 1].mean()),
-                                   "q10": float(np.quantile(p[test_masks == 1], 0.1)),
-                                   "q90": float(np.quantile(p[test_masks == 1], 0.9))}
-        out["final"]["mean_bg"] = {"value": float(p[test_masks == 0].mean())}
-        th = metrics.best_threshold(1 - p, test_masks)[0]  # the oracle for an output that ranks objects low
-        out["final"]["oracle_inverted"] = {"threshold": th, "dice": float(metrics.dice(1 - p > th, test_masks))}
-        # how much of the drawn training labels the network reproduces (memorisation)
-        ptr = res.predict(tr.images)
-        lab = np.asarray(labels).astype(bool)
-        out["final"]["train_fit"] = {"mean_on_labelled": float(ptr[lab].mean()) if lab.any() else None,
-                                     "mean_on_unlabelled_fg": float(ptr[~lab & (clean == 1)].mean())
-                                     if (~lab & (clean == 1)).any() else None}
     if ev["masks"]:
         arrays["masks"] = np.stack(masks_at) if masks_at else np.zeros((0,), np.uint8)
-        arrays["mask_shape"] = np.asarray(test_masks.shape)
+        arrays["mask_shape"] = np.asarray(np.shape(te.masks))
     if ev["features"]:
         arrays.update(_features(res, np.asarray(te.images[:2])))
     return out, arrays

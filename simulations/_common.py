@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,12 +52,28 @@ def stats(values: Any) -> dict[str, Any]:
 
 
 def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (figures are written, never shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: Path, title: str | None, *, fontsize: float = 10) -> None:
+    """Every experiment's figure ends here: its title (which says what it shows and, where
+    measurement departs from prediction, where), written to ``path`` at 110 dpi, then closed."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+
+
+def protocol_dice(final: dict, protocol: str) -> float | None:
+    """Dice of a cell's final scores under ``protocol``; None where it has none (no t* at f + b = 1)."""
+    entry = final.get(protocol)
+    return None if entry is None else entry["dice"]
 
 
 def errorbar(ax, x, st: list[dict], *, band: bool = False, **kw: Any) -> None:

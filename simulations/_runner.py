@@ -5,10 +5,17 @@ An experiment is a module with
 * ``PROFILES = {"quick": {...}, "full": {...}}``: configurations (``seeds`` among them);
 * ``REQUIRES``: experiments whose cells it reads (run first; shared cells cost nothing);
 * ``cells(config) -> list[spec]``: every cell it needs, in order;
-* ``compute(spec)``: one cell's result (or ``(result, arrays)``);
 * ``summarise(config, store) -> dict``: the numbers behind the figure, read from the store;
 * ``plot(record, path, store)``: the figure, drawn from the record (and, for
-  images, the arrays of the cells it names in the store).
+  images, the arrays of the cells it names in the store);
+* for cells of its own kind (``spec["kind"]`` equal to the experiment's name):
+  ``compute(spec)`` (one cell's result, or ``(result, arrays)``) and
+  ``VERSION``. Cells of kind ``"train"`` are the shared training cell
+  (:func:`simulations._cells.train_cell`, version ``_cells.VERSION``).
+
+The runner, not the experiment, puts the version of the code that computes a
+cell into its spec (:func:`versioned`), so changing that code and bumping its
+``VERSION`` makes every stored cell of that kind stale, never silently reused.
 
 :func:`run_experiment` computes the missing cells (a tqdm bar on a terminal),
 writes ``OUT/NAME.json`` (config, cell keys, summary, versions) and draws
@@ -23,8 +30,9 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from . import _cells
 from ._io import draw_png, load, save
-from .store import Store, cell_key
+from .store import Store
 
 NAMES = (
     "meta_structure",
@@ -47,6 +55,33 @@ def experiment(name: str) -> ModuleType:
     if name not in NAMES:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(NAMES)}")
     return importlib.import_module(f"simulations.{name}")
+
+
+def cell_version(kind: str) -> int:
+    """The version of the code that computes cells of ``kind`` ("train" or an experiment's name)."""
+    if kind == "train":
+        return _cells.VERSION
+    version = getattr(experiment(kind), "VERSION", None)
+    if not isinstance(version, int):
+        raise TypeError(f"experiment {kind!r} computes cells of its own kind, so it must set an int VERSION")
+    return version
+
+
+def versioned(spec: dict) -> dict:
+    """``spec`` with ``"v"``, the version of the code that computes it (idempotent)."""
+    return {**spec, "v": cell_version(spec["kind"])}
+
+
+def compute_cell(spec: dict):
+    """Compute one cell: the shared training cell, or the ``compute`` of the experiment named by its kind."""
+    if spec["kind"] == "train":
+        return _cells.train_cell(spec)
+    return experiment(spec["kind"]).compute(spec)
+
+
+def open_store(out: str | Path) -> Store:
+    """The results store under ``OUT/store``, with cells versioned by :func:`versioned`."""
+    return Store(Path(out) / "store", stamp=versioned)
 
 
 def unavailable(name: str) -> str | None:
@@ -102,16 +137,16 @@ def run_experiment(
             run_experiment(req, out, profile=profile, seeds=seeds, force=force, progress=progress,
                            _done=done, _forced=forced)
     config = {**config_of(name, profile, seeds), **(config or {})}
-    store = Store(out / "store")
+    store = open_store(out)
     specs = mod.cells(config)
     computed = reused = 0
     t0 = time.perf_counter()
     bar = _bar(len(specs), name, progress)
     for spec in specs:
-        key = cell_key(spec)
+        key = store.key(spec)
         bar.set_postfix_str(spec.get("label", key)[:40], refresh=False)
         redo = force and key not in forced
-        _, was_computed = store.compute(spec, mod.compute, force=redo)
+        _, was_computed = store.compute(spec, compute_cell, force=redo)
         forced.add(key)
         computed += was_computed
         reused += not was_computed
@@ -119,7 +154,7 @@ def run_experiment(
     bar.close()
     summary = mod.summarise(config, store)
     record = {"experiment": name, "profile": profile, "config": config,
-              "cells": [cell_key(s) for s in specs], "results": summary,
+              "cells": [store.key(s) for s in specs], "results": summary,
               "seconds": time.perf_counter() - t0}
     record = save(out, name, record, lambda path: mod.plot(record, path, store))
     done.add(name)
@@ -129,4 +164,4 @@ def run_experiment(
 def replot(name: str, out: str | Path) -> None:
     """Redraw ``OUT/NAME.png`` from ``OUT/NAME.json`` alone."""
     record = load(out, name)
-    draw_png(out, name, lambda path: experiment(name).plot(record, path, Store(Path(out) / "store")))
+    draw_png(out, name, lambda path: experiment(name).plot(record, path, open_store(out)))

@@ -25,7 +25,7 @@ from metastructure import metrics
 from theory import curves
 
 from . import _cells
-from ._common import base, dataset, errorbar, pyplot, spec, stats
+from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
 
 SETTINGS = [("clean",), ("sample", 0.5), ("sample", 0.1), ("sample", 0.05), ("sample", 0.01),
             ("flip", 0.3, 0.3), ("flip", 0.45, 0.45)]
@@ -50,10 +50,6 @@ def _settings(config: dict) -> list[tuple]:
 
 def cells(config: dict) -> list[dict]:
     return [_spec(config, st, s) for st in _settings(config) for s in range(config["seeds"])]
-
-
-def compute(cell: dict):
-    return _cells.train_cell(cell)
 
 
 def _name(setting) -> str:
@@ -142,7 +138,5 @@ def plot(record: dict, path: Path, store=None) -> None:
     for a in ax:
         a.legend(fontsize=7)
     n = record["config"]["seeds"]
-    fig.suptitle(f"decision_boundary: U-Net {record['config']['net']}, fresh draws, NUC-like, mean +- sd over {n} "
+    save_figure(fig, path, f"decision_boundary: U-Net {record['config']['net']}, fresh draws, NUC-like, mean +- sd over {n} "
                  "seed(s)" + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

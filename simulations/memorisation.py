@@ -27,7 +27,7 @@ from metastructure import nets
 from theory import curves
 
 from . import _cells
-from ._common import base, dataset, errorbar, pyplot, spec, stats
+from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
 
 P = 0.1
 PROFILES = {
@@ -58,10 +58,6 @@ def _spec(config: dict, n: int, reg: str, seed: int) -> dict:
 
 def cells(config: dict) -> list[dict]:
     return [_spec(config, n, reg, s) for n, reg in _settings(config) for s in range(config["seeds"])]
-
-
-def compute(cell: dict):
-    return _cells.train_cell(cell)
 
 
 def _entropy(p: float) -> float:
@@ -97,7 +93,7 @@ def summarise(config: dict, store) -> dict:
     x, y = x[np.isfinite(y)], y[np.isfinite(y)]
     err = [np.mean((curves.memorised_fraction(x, P, k) - y) ** 2) if len(y) else np.nan for k in ks]
     k = float(ks[int(np.argmin(err))])
-    params = nets.num_params(nets.unet(tuple(config["net"])).init(jax.random.key(0), 1))
+    params = nets.num_params(nets.unet(widths=tuple(config["net"])).init(jax.random.key(0), 1))
     grid = np.geomspace(x.min() / 3, x.max() * 3, 50)
     return {"rows": rows, "p": P, "entropy": h, "fitted_k": k, "fit_rmse": float(np.sqrt(min(err))),
             "num_params": int(params), "curve_n_fg": grid.tolist(),
@@ -135,7 +131,5 @@ def plot(record: dict, path: Path, store=None) -> None:
     for a in ax[:2]:
         a.legend(fontsize=7, loc="lower left")
     ax[2].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
+    save_figure(fig, path, f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
                  "seed(s), mean +- sd", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

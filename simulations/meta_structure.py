@@ -1,7 +1,7 @@
 """The meta-structure of one label map under every label type, and Lemma 1 by Monte Carlo.
 
 A synthetic mask (blobs and a thin tube) is corrupted by each label type of
-PAPER.md section 2; for each, the gaussian fraction field D* is computed and its
+the paper (arXiv 2103.11594, Table 1); for each, the gaussian fraction field D* is computed and its
 level set at the matched threshold t* (from the label type's estimated
 transition matrix) is compared with the clean boundary {D = 1/2}. Spatially
 uniform noise (sampling, flipping) keeps the boundary; structured noise
@@ -22,7 +22,7 @@ import numpy as np
 
 from metastructure import density, metrics, noise, ntm
 
-from ._common import pyplot, stats
+from ._common import pyplot, save_figure, stats
 
 PROFILES = {
     "quick": {"size": 64, "bandwidth": 4.0, "kernel": "gaussian", "mc_draws": 50, "seeds": 1},
@@ -30,7 +30,7 @@ PROFILES = {
 }
 REQUIRES = ()
 _ARRAY_NAMES = ("mask", "clean_field", "mc_mean", "predicted")
-VERSION = 3  # part of every cell spec: bump when the cell's results change
+VERSION = 3  # bump when the cell's results change: the runner versions every cell with it
 
 
 def synthetic_mask(size: int = 128) -> np.ndarray:
@@ -58,7 +58,7 @@ def label_types(key: jax.Array, mask: np.ndarray) -> dict[str, np.ndarray]:
 
 def cells(config: dict) -> list[dict]:
     cfg = {k: v for k, v in config.items() if k != "seeds"}
-    return [{"kind": "meta_structure", "v": VERSION, "label": f"s{s}", **cfg, "seed": s}
+    return [{"kind": "meta_structure", "label": f"s{s}", **cfg, "seed": s}
             for s in range(config["seeds"])]
 
 
@@ -125,7 +125,7 @@ def summarise(config: dict, store) -> dict:
     specs = cells(config)
     per_seed = [store.result(s) for s in specs]
     return {
-        "figure_cell": specs[0],
+        "figure_cell": store.spec(specs[0]),  # as stored (versioned): the figure reads its arrays
         "label_types": per_seed[0]["label_types"],
         "names": per_seed[0]["names"],
         "per_seed": per_seed,
@@ -171,11 +171,9 @@ def plot(record: dict, path: Path, store) -> None:
     for a in ax.ravel():
         a.set_xticks([])
         a.set_yticks([])
-    fig.suptitle(
+    save_figure(fig, path, 
         "Label types (top) and their fraction fields (bottom): cyan = clean boundary {D = 1/2}, "
         f"green dashed = noisy field at t*; Dice of the t* partition against the clean one (seed 0 of "
         f"{len(summ['per_seed'])})",
         fontsize=9,
     )
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -21,8 +21,7 @@ import numpy as np
 
 from theory import curves
 
-from . import _cells
-from ._common import base, dataset, errorbar, pyplot, spec, stats
+from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
 
 M = 4
 PROFILES = {
@@ -49,10 +48,6 @@ def _settings(config: dict) -> list[tuple]:
 
 def cells(config: dict) -> list[dict]:
     return [_spec(config, k, r, s) for k, r in _settings(config) for s in range(config["seeds"])]
-
-
-def compute(cell: dict):
-    return _cells.train_cell(cell)
 
 
 def summarise(config: dict, store) -> dict:
@@ -102,7 +97,5 @@ def plot(record: dict, path: Path, store=None) -> None:
               title=f"(b) symmetric flipping: collapse at (M-1)/M = {res['collapse']:.2f}")
     for a in ax:
         a.legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"multiclass: M = {M} synthetic scenes, U-Net {cfg['net']}, one fixed draw, {cfg['seeds']} seed(s)",
+    save_figure(fig, path, f"multiclass: M = {M} synthetic scenes, U-Net {cfg['net']}, one fixed draw, {cfg['seeds']} seed(s)",
                  fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

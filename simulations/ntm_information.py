@@ -15,6 +15,7 @@ the information in T orders the label types the way Dice does.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from scipy.stats import spearmanr
 from metastructure import ntm
 
 from . import _cells, _runner
-from ._common import pyplot
+from ._common import pyplot, save_figure
 
 PROFILES = {"quick": {"profile": "quick", "seeds": 1}, "full": {"profile": "full", "seeds": 3}}
 REQUIRES = ("rcl_sampling", "rcl_flipping", "pcl")
@@ -34,22 +35,23 @@ def cells(config: dict) -> list[dict]:
     return []  # reads the cells of REQUIRES
 
 
-def compute(cell: dict):  # pragma: no cover - no cells of its own
-    raise NotImplementedError
-
-
 def _family(kind: str) -> str:
     return {"clean": "CL", "sample": "RCL", "flip": "RCL", "random": "RL"}.get(kind, "PCL")
 
 
 def summarise(config: dict, store) -> dict:
-    groups: dict[str, dict] = {}
+    groups: dict[tuple, dict] = {}
     for req in REQUIRES:
         for spec in _runner.experiment(req).cells(_runner.config_of(req, config["profile"], config["seeds"])):
-            key = f"{spec['data']['name']} {spec['label'].split(' ', 2)[2].rsplit(' ', 2)[0]}"
+            lab = spec["labels"]
+            # one point per (data, label type, regime, training setup); its seeds are the cells that differ only
+            # in the seed (a cell that two experiments share is counted once)
+            key = (json.dumps(spec["data"], sort_keys=True), lab["kind"], tuple(lab.get("params", ())),
+                   lab["regime"], json.dumps([spec["net"], spec["opt"]], sort_keys=True))
             if key in groups and spec["seed"] in groups[key]["seeds"]:
-                continue  # a cell shared by two experiments
-            g = groups.setdefault(key, {"dataset": spec["data"]["name"], "kind": spec["labels"]["kind"],
+                continue
+            g = groups.setdefault(key, {"name": f"{spec['data']['name']} {_cells.label_noise(lab).name}",
+                                        "dataset": spec["data"]["name"], "kind": lab["kind"],
                                         "family": _family(spec["labels"]["kind"]), "seeds": [], "dice": [],
                                         "transition": []})
             r = store.result(spec)
@@ -60,11 +62,11 @@ def summarise(config: dict, store) -> dict:
                 masks = _cells.load_data(spec["data"])["train"].masks
                 g["prior"] = float(np.mean(masks))
     points = []
-    for name, g in groups.items():
+    for g in groups.values():
         t = np.mean(np.asarray(g["transition"], float), axis=0)
         q = ntm.joint_from_transition(t, [1 - g["prior"], g["prior"]])
         points.append({
-            "name": name, "dataset": g["dataset"], "kind": g["kind"], "family": g["family"],
+            "name": g["name"], "dataset": g["dataset"], "kind": g["kind"], "family": g["family"],
             "transition": t.tolist(), "dice": float(np.mean(g["dice"])), "dice_sd": float(np.std(g["dice"])),
             "det": ntm.determinant(t), "rank": ntm.rank(t), "numerical_rank": ntm.numerical_rank(t),
             "mutual_information": ntm.mutual_information(q), "dmi": ntm.dmi(q),
@@ -97,7 +99,5 @@ def plot(record: dict, path: Path, store=None) -> None:
         a.set(xlabel=m.replace("abs_det", "|det T|"), ylabel="test Dice (oracle)", ylim=(0, 1),
               title=f"Spearman rho = {c['spearman']:.2f} (n = {c['n']})")
     ax[0].legend(fontsize=6, ncol=2)
-    fig.suptitle("ntm_information: information in T vs the Dice networks reach (RCL: blue, PCL: red, RL: grey, "
+    save_figure(fig, path, "ntm_information: information in T vs the Dice networks reach (RCL: blue, PCL: red, RL: grey, "
                  "CL: black); markers: dataset", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

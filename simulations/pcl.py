@@ -26,7 +26,7 @@ import numpy as np
 from metastructure import density, metrics, noise, ntm
 
 from . import _cells, _runner
-from ._common import base, dataset, errorbar, pyplot, spec, stats
+from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
 
 PROFILES = {
     "quick": base("quick", datasets=["er", "nuclei"], radii=[1, 2], skeleton_bandwidth=1.0),
@@ -51,10 +51,6 @@ def _spec(config: dict, name: str, t: tuple, seed: int) -> dict:
 
 def cells(config: dict) -> list[dict]:
     return [_spec(config, n, t, s) for n in config["datasets"] for t in _types(config) for s in range(config["seeds"])]
-
-
-def compute(cell: dict):
-    return _cells.train_cell(cell)
 
 
 def _predicted(masks: np.ndarray, t: tuple, h: float) -> float | None:
@@ -82,7 +78,7 @@ def summarise(config: dict, store) -> dict:
             res = [store.result(_spec(config, name, t, s)) for s in range(config["seeds"])]
             key = "fixed_0.5" if t[0] == "clean" else "t_star"
             rows[_name(t)] = {"type": list(t),
-                              "t_star": stats([r["final"][key]["dice"] if key in r["final"] else None for r in res]),
+                              "t_star": stats([protocol_dice(r["final"], key) for r in res]),
                               "oracle": stats([r["final"]["oracle"]["dice"] for r in res]),
                               "auc": stats([r["final"]["auc"]["value"] for r in res]),
                               "label_dice": _predicted(masks, t, config["skeleton_bandwidth"])}
@@ -143,7 +139,5 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[1].set(ylabel="test Dice", ylim=(0, 1),
               title="(b) CL ~ RCL > PCL > RL (bars: at t*; x: oracle; dash: theory)")
     ax[1].legend(fontsize=7)
-    fig.suptitle(f"pcl: U-Net {cfg['net']}, ER-like (thin) and NUC-like (thick), {cfg['seeds']} seed(s), mean +- sd"
+    save_figure(fig, path, f"pcl: U-Net {cfg['net']}, ER-like (thin) and NUC-like (thick), {cfg['seeds']} seed(s), mean +- sd"
                  + "".join(f"\n{n}" for n in res.get("_notes", [])), fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cells
-from ._common import base, dataset, errorbar, pyplot, spec, stats
+from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
 
 PROFILES = {
     "quick": base("quick", n_train=8, rate=0.3, opt={"steps": 60, "batch": 8, "lr": 0.003}),
@@ -33,10 +33,6 @@ def _spec(config: dict, regime: str, seed: int) -> dict:
 
 def cells(config: dict) -> list[dict]:
     return [_spec(config, reg, s) for reg in ("fixed", "fresh") for s in range(config["seeds"])]
-
-
-def compute(cell: dict):
-    return _cells.train_cell(cell)
 
 
 def summarise(config: dict, store) -> dict:
@@ -79,7 +75,5 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[2].set(xlabel="training step", ylabel="training loss (BCE)", title="(c) below H(r) = memorised")
     for a in ax:
         a.legend(fontsize=8)
-    fig.suptitle(f"random_labels: Bernoulli({cfg['rate']}) labels on {cfg['n_train']} NUC-like images, U-Net "
+    save_figure(fig, path, f"random_labels: Bernoulli({cfg['rate']}) labels on {cfg['n_train']} NUC-like images, U-Net "
                  f"{cfg['net']}, {cfg['seeds']} seed(s), mean +- sd", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

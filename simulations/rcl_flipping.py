@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, pyplot, spec, stats
+from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, protocol_dice, pyplot, save_figure, spec, stats
 
 PROFILES = {
     "quick": base("quick", rates=[0.0, 0.3, 0.5, 0.7], asymmetric=[[0.6, 0.2]]),
@@ -42,16 +42,12 @@ def cells(config: dict) -> list[dict]:
     return [_spec(config, f, b, s) for f, b in _pairs(config) for s in range(config["seeds"])]
 
 
-def compute(cell: dict):
-    return _cells.train_cell(cell)
-
-
 def _row(config: dict, store, f: float, b: float) -> dict:
     res = [store.result(_spec(config, f, b, s)) for s in range(config["seeds"])]
     key = "fixed_0.5" if f == b == 0 else "t_star"
     return {
         "f": f, "b": b,
-        "t_star": stats([r["final"][key]["dice"] if key in r["final"] else None for r in res]),
+        "t_star": stats([protocol_dice(r["final"], key) for r in res]),
         "oracle": stats([max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"]) for r in res]),
         "auc": stats([r["final"]["auc"]["value"] for r in res]),
         "mean_fg": stats([r["final"]["mean_fg"]["value"] for r in res]),
@@ -102,7 +98,5 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[1].set(xlabel="predicted Dice at t*", ylabel="measured Dice at t*", xlim=(0, 1), ylim=(0, 1),
               title="(b) asymmetric (f, b): measured vs predicted")
     ax[1].legend(fontsize=8)
-    fig.suptitle(f"rcl_flipping: U-Net {cfg['net']}, one fixed draw per image, NUC-like, {cfg['seeds']} seed(s)",
+    save_figure(fig, path, f"rcl_flipping: U-Net {cfg['net']}, one fixed draw per image, NUC-like, {cfg['seeds']} seed(s)",
                  fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

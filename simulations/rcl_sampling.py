@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, pyplot, spec, stats
+from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, pyplot, save_figure, spec, stats
 
 PROTOCOLS = ("t_star", "validation", "oracle", "otsu", "fixed_0.5")
 PROFILES = {
@@ -36,10 +36,6 @@ def _spec(config: dict, name: str, p: float, seed: int) -> dict:
 
 def cells(config: dict) -> list[dict]:
     return [_spec(config, n, p, s) for n in config["datasets"] for p in config["ratios"] for s in range(config["seeds"])]
-
-
-def compute(cell: dict):
-    return _cells.train_cell(cell)
 
 
 def summarise(config: dict, store) -> dict:
@@ -82,7 +78,5 @@ def plot(record: dict, path: Path, store=None) -> None:
                label=f"theory at t*, fitted n_eff = {fit['n_eff']:.0f} labels (rmse {fit['rmse']:.3f})")
         a.set(xscale="log", xlabel="sampling ratio p", ylabel="test Dice", ylim=(0, 1), title=name)
         a.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"rcl_sampling: one fixed draw per image, {cfg['seeds']} seed(s), mean +- sd; 0.5 fails because "
+    save_figure(fig, path, f"rcl_sampling: one fixed draw per image, {cfg['seeds']} seed(s), mean +- sd; 0.5 fails because "
                  "the output on objects is about p", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

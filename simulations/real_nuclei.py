@@ -19,7 +19,7 @@ import numpy as np
 from metastructure import data
 
 from . import _cells
-from ._common import base, dataset, pyplot, spec, stats
+from ._common import base, dataset, protocol_dice, pyplot, save_figure, spec, stats
 
 TYPES = [("clean", (), "fixed"), ("sample", (0.1,), "fixed"), ("sample", (0.1,), "fresh"),
          ("flip", (0.3, 0.3), "fixed"), ("dilate", (2,), "fixed"), ("random", (0.3,), "fixed")]
@@ -51,10 +51,6 @@ def cells(config: dict) -> list[dict]:
     return [_spec(config, t, s) for t in config["types"] for s in range(config["seeds"])]
 
 
-def compute(cell: dict):
-    return _cells.train_cell(cell)
-
-
 def summarise(config: dict, store) -> dict:
     d = _cells.load_data(_spec(config, config["types"][0], 0)["data"])
     out = {"tiles": {k: len(v) for k, v in d.items()}, "tile_size": int(d["train"].images.shape[1]),
@@ -64,7 +60,7 @@ def summarise(config: dict, store) -> dict:
         row = {}
         for proto in PROTOCOLS:
             key = "fixed_0.5" if proto == "t_star" and t[0] in ("clean", "dilate") else proto
-            row[proto] = stats([r["final"][key]["dice"] if key in r["final"] else None for r in res])
+            row[proto] = stats([protocol_dice(r["final"], key) for r in res])
         row["auc"] = stats([r["final"]["auc"]["value"] for r in res])
         row["mean_fg"] = stats([r["final"]["mean_fg"]["value"] for r in res])
         out["types"][_name(t)] = row
@@ -89,5 +85,4 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax.set_title(f"real_nuclei: DSB 2018 image, {res['tile_size']} px tiles (train {tiles['train']}, val "
                  f"{tiles['val']}, test {tiles['test']}), U-Net {cfg['net']}, {cfg['seeds']} seed(s), mean +- sd",
                  fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, None)

@@ -53,12 +53,27 @@ def _slug(spec: dict) -> str:
 
 
 class Store:
-    """Finished cells under ``root``; see the module docstring."""
+    """Finished cells under ``root``; see the module docstring.
 
-    def __init__(self, root: str | Path):
+    ``stamp(spec) -> spec`` is applied to every spec first: the runner uses it
+    to add the version of the code that computes the cell (so experiments never
+    write versions by hand, and a bumped version is a new cell).
+    """
+
+    def __init__(self, root: str | Path, *, stamp: Callable[[dict], dict] | None = None):
         self.root = Path(root)
+        self._stamp = stamp or (lambda spec: spec)
+
+    def spec(self, spec: dict) -> dict:
+        """The spec as stored: stamped."""
+        return self._stamp(spec)
+
+    def key(self, spec: dict) -> str:
+        """The cell's key: :func:`cell_key` of the stamped spec."""
+        return cell_key(self._stamp(spec))
 
     def path(self, spec: dict, suffix: str = ".json") -> Path:
+        spec = self._stamp(spec)
         kind = re.sub(r"[^A-Za-z0-9_]+", "_", str(spec.get("kind", "cell")))
         return self.root / kind / f"{_slug(spec)}-{cell_key(spec)}{suffix}"
 
@@ -67,6 +82,7 @@ class Store:
 
     def load(self, spec: dict) -> dict:
         """The stored record ``{"spec", "result", "seconds", "versions"}`` of a finished cell."""
+        spec = self._stamp(spec)
         p = self.path(spec)
         if not p.exists():
             raise KeyError(f"cell not in the store: {p.name} ({_canonical(spec)[:200]})")
@@ -85,6 +101,7 @@ class Store:
 
     def put(self, spec: dict, result: dict, arrays: dict[str, np.ndarray] | None = None,
             seconds: float = 0.0) -> None:
+        spec = self._stamp(spec)
         path = self.path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         if arrays:
@@ -98,8 +115,9 @@ class Store:
     def compute(self, spec: dict, fn: Callable[[dict], Any], *, force: bool = False) -> tuple[dict, bool]:
         """The cell's result, computing (and storing) it unless finished; returns (result, computed).
 
-        ``fn(spec)`` returns a result dict, or ``(result, arrays)``.
+        ``fn(spec)`` (called with the stamped spec) returns a result dict, or ``(result, arrays)``.
         """
+        spec = self._stamp(spec)
         if not force and self.has(spec):
             return self.result(spec), False
         t0 = time.perf_counter()

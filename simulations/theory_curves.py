@@ -24,6 +24,8 @@ import numpy as np
 from metastructure import density, metrics, noise, ntm
 from theory import curves
 
+from ._common import pyplot, save_figure
+
 PROFILES = {
     "quick": {"bandwidth": 3.0, "draws": 10, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0},
     "full": {"bandwidth": 3.0, "draws": 40, "seed": 0, "widths": [3, 6, 12], "multiclass_bandwidth": 2.0},
@@ -49,40 +51,48 @@ def _mc_dice(key, mask, f, b, h, draws):
     return float(v.mean()), float(v.std())
 
 
+VERSION = 1  # bump when a panel's computation changes: the runner versions the cell with it
+
+
 def cells(config: dict) -> list[dict]:
     """One cell: the Monte Carlo points are already averages over ``draws`` keyed draws."""
     return [{"kind": "theory_curves", "label": "theory", **{k: v for k, v in config.items() if k != "seeds"}}]
 
 
 def compute(spec: dict) -> dict:
-    return _compute(spec)
+    """The four panels' theory curves and Monte Carlo points (keys fold in per panel, so panels are independent)."""
+    key = jax.random.key(spec["seed"])
+    return {"sampling": sampling_panel(key, spec), "flipping": flipping_panel(key, spec),
+            "pcl": pcl_panel(spec), "multiclass": multiclass_panel(key, spec)}
 
 
 def summarise(config: dict, store) -> dict:
     return store.result(cells(config)[0])
 
 
-def _compute(config: dict) -> dict:
-    key = jax.random.key(config["seed"])
+def sampling_panel(key: jax.Array, config: dict) -> dict:
+    """(a) Dice at t* = p/2 vs sampling ratio on stripes of each width: theory and Monte Carlo."""
     h, draws = config["bandwidth"], config["draws"]
-    out: dict = {}
-
     ratios = np.array([1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01])
     grid = np.geomspace(0.005, 1.0, 60)
-    sampling = {}
+    out = {}
     for i, w in enumerate(config["widths"]):
         m = stripe(w)
         pts = [_mc_dice(jax.random.fold_in(key, 100 * i + j), m, 1 - p, 0.0, h, draws) for j, p in enumerate(ratios)]
-        sampling[str(w)] = {
+        out[str(w)] = {
             "ratio": ratios.tolist(),
             "mc_mean": [p[0] for p in pts],
             "mc_sd": [p[1] for p in pts],
-            "predicted_at_ratio": curves.predicted_dice(m, h, 1 - ratios).tolist(),
+            "predicted_at_ratio": curves.predicted_dice(m, h, 1 - ratios, 0.0).tolist(),
             "curve_ratio": grid.tolist(),
-            "curve": curves.predicted_dice(m, h, 1 - grid).tolist(),
+            "curve": curves.predicted_dice(m, h, 1 - grid, 0.0).tolist(),
         }
-    out["sampling"] = sampling
+    return out
 
+
+def flipping_panel(key: jax.Array, config: dict) -> dict:
+    """(b) Dice at t* vs symmetric flip rate on an 8-px stripe, through the collapse at f + b = 1."""
+    h, draws = config["bandwidth"], config["draws"]
     m = stripe(8)
     rates = np.array([0.0, 0.2, 0.35, 0.45, 0.55, 0.65, 0.8, 0.95])
     fgrid = np.linspace(0, 0.99, 100)
@@ -92,7 +102,7 @@ def _compute(config: dict) -> dict:
             pts.append((float("nan"), float("nan")))
             continue
         pts.append(_mc_dice(jax.random.fold_in(key, 1000 + j), m, r, r, h, draws))
-    out["flipping"] = {
+    return {
         "width": 8,
         "rate": rates.tolist(),
         "mc_mean": [p[0] for p in pts],
@@ -102,6 +112,10 @@ def _compute(config: dict) -> dict:
         "curve": curves.predicted_dice(m, h, fgrid, fgrid).tolist(),
     }
 
+
+def pcl_panel(config: dict) -> dict:
+    """(c) Dice of dilated / eroded stripes and disks against the clean mask, and of the skeleton's field at t*."""
+    h = config["bandwidth"]
     radii = np.arange(1, 5)
     pcl = {"radius": radii.tolist()}
     w = 12
@@ -112,15 +126,18 @@ def _compute(config: dict) -> dict:
     for name, mask, shape, size in (("stripe", ms, "stripe", w), ("disk", md, "disk", R)):
         for op, fn in (("dilate", noise.dilate), ("erode", noise.erode)):
             pcl[f"{name}_{op}_grid"] = [float(metrics.dice(fn(mask, int(r)), mask)) for r in radii]
-            pcl[f"{name}_{op}_theory"] = curves.overlap_pcl(shape, size, radii, op)[0].tolist()
+            pcl[f"{name}_{op}_theory"] = curves.overlap_pcl(shape, size, radii, op=op)[0].tolist()
     sk = np.asarray(noise.skeletonize(ms))
     tsk = density.matched_threshold(ntm.skeleton_matrix(ms, sk))
     pcl["skeleton_grid"] = float(metrics.dice(tsk.apply(density.fraction_field(sk, h)), ms))
     pcl["skeleton_theory"] = float(curves.dice_skeleton_stripe(1 / float(ntm.skeleton_matrix(ms, sk)[1, 1]), h))
-    pcl["sampling_10pct_theory"] = float(curves.predicted_dice(ms, h, 0.9))
-    out["pcl"] = pcl
+    pcl["sampling_10pct_theory"] = float(curves.predicted_dice(ms, h, 0.9, 0.0))
+    return pcl
 
-    hm, mcls = config["multiclass_bandwidth"], 4
+
+def multiclass_panel(key: jax.Array, config: dict) -> dict:
+    """(d) mIoU on interior pixels vs symmetric M-class flip rate (M = 4): theory, Monte Carlo, and M = 19."""
+    hm, mcls, draws = config["multiclass_bandwidth"], 4, config["draws"]
     lab = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 40, 0), 40, 1)
     n_eff = 1 / float((density.kernel_weights("gaussian", hm) ** 2).sum())
     interior = np.zeros(lab.shape, bool)
@@ -137,7 +154,7 @@ def _compute(config: dict) -> dict:
         vals = [float(metrics.miou(p_, np.where(interior, lab, -1), mcls)) for p_ in preds]
         mc.append((float(np.mean(vals)), float(np.std(vals))))
     egrid = np.linspace(0, 0.95, 96)
-    out["multiclass"] = {
+    return {
         "num_classes": mcls,
         "n_eff": n_eff,
         "rate": erates.tolist(),
@@ -148,15 +165,10 @@ def _compute(config: dict) -> dict:
         "curve": curves.miou_symmetric_flip(egrid, mcls, n_eff=n_eff).tolist(),
         "curve_19_classes": curves.miou_symmetric_flip(egrid, 19, n_eff=n_eff).tolist(),
     }
-    return out
 
 
 def plot(record: dict, path: Path, store=None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     res, config = record["results"], record["config"]
     fig, ax = plt.subplots(1, 4, figsize=(18, 4.4), constrained_layout=True)
     h = config["bandwidth"]
@@ -197,7 +209,5 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[3].set(xlabel="symmetric flip rate e", ylabel="mIoU (interior pixels)",
               title=f"(d) multi-class, n_eff = {mc['n_eff']:.0f} px")
     ax[3].legend(fontsize=8)
-    fig.suptitle("Kernel model of a network (gaussian field at t*): theory lines, Monte Carlo points "
+    save_figure(fig, path, "Kernel model of a network (gaussian field at t*): theory lines, Monte Carlo points "
                  f"(mean +- sd over {config['draws']} draws)", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

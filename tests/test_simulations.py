@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metastructure import data
+from matplotlib import image as plt_image
+
+from metastructure import data, metrics
 from simulations import __main__ as cli
-from simulations import _runner
+from simulations import _common, _runner
 from simulations.store import Store, cell_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,19 +34,67 @@ def record(out: Path, name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", _runner.NAMES)
-def test_every_experiment_writes_its_figure_and_numbers(quick, name):
+def test_every_experiment_writes_its_figure_and_numbers(quick, name, monkeypatch):
     if name == "real_nuclei" and not data.real_available():
         pytest.skip("the packaged real nuclei (pip install --no-deps stardist==0.9.2, tifffile) are not installed")
     png, js = quick / f"{name}.png", quick / f"{name}.json"
-    assert png.stat().st_size > 10_000 and js.stat().st_size > 500
     rec = record(quick, name)
     assert rec["experiment"] == name and rec["profile"] == "quick" and "jax" in rec["versions"]
-    assert rec["config"].get("seeds", 1) == 1
-    for key in rec["cells"]:  # every cell the figure names is a finished file in the store
-        assert list((quick / "store").glob(f"*/*-{key}.json")), key
+    assert rec["config"].get("seeds", 1) == QUICK_SEEDS.get(name, 1)
+    store = _runner.open_store(quick)
+    for spec in _runner.experiment(name).cells(rec["config"]):  # every cell is a finished, versioned file
+        assert store.has(spec) and store.load(spec)["spec"]["v"] == _runner.cell_version(spec["kind"])
+        assert store.key(spec) in rec["cells"]
+    image = plt_image.imread(png)  # a real picture: decodes, is large, is not blank
+    assert image.shape[0] > 300 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+    # redrawn from the JSON (and store) alone, through the one figure helper: capture what it draws
+    drawn = []
+    mod = _runner.experiment(name)
+    monkeypatch.setattr(mod, "save_figure", lambda fig, path, title, **kw: (drawn.append((fig, title)),
+                                                                             _common.save_figure(fig, path, title,
+                                                                                                 **kw)))
     png.unlink()
-    assert cli.main(["plot", name, "--out", str(quick)]) == 0  # redrawn from the JSON (and store) alone
-    assert png.stat().st_size > 10_000
+    assert cli.main(["plot", name, "--out", str(quick)]) == 0
+    assert png.stat().st_size > 10_000 and len(drawn) == 1
+    fig, title = drawn[0]
+    axes = [a for a in fig.axes if a.has_data()]
+    assert axes and (title or all(a.get_title() for a in axes))
+    for a in axes:  # whatever is drawn is finite numbers (NaN gaps allowed), with labelled axes where plotted
+        ys = [ln.get_ydata() for ln in a.get_lines()]
+        assert all(np.isfinite(np.asarray(y, float)).any() for y in ys if len(y))
+    if name in DRAWN:  # and is the record's numbers
+        DRAWN[name](fig, rec["results"])
+
+
+def _line(ax, label_start):
+    lines = [ln for ln in ax.get_lines() if str(ln.get_label()).startswith(label_start)]
+    assert len(lines) == 1, [ln.get_label() for ln in ax.get_lines()]
+    return np.asarray(lines[0].get_ydata(), float)
+
+
+def _drawn_rcl_sampling(fig, res):
+    for ax, (name, r) in zip(fig.axes, res.items()):
+        assert ax.get_title() == name
+        np.testing.assert_allclose(_line(ax, "theory at t*"), r["curve"])
+
+
+def _drawn_rcl_flipping(fig, res):
+    np.testing.assert_allclose(_line(fig.axes[0], "theory at t*"), res["curve"])
+
+
+def _drawn_theory_curves(fig, res):
+    for w, r in res["sampling"].items():
+        np.testing.assert_allclose(_line(fig.axes[0], f"theory, stripe w = {w} px"), r["curve"])
+    np.testing.assert_allclose(_line(fig.axes[3], "theory, M = 4"), res["multiclass"]["curve"])
+
+
+def _drawn_random_labels(fig, res):
+    np.testing.assert_allclose(_line(fig.axes[2], "H(r)"), [res["entropy"]] * 2)
+
+
+DRAWN = {"rcl_sampling": _drawn_rcl_sampling, "rcl_flipping": _drawn_rcl_flipping,
+         "theory_curves": _drawn_theory_curves, "random_labels": _drawn_random_labels}
+QUICK_SEEDS = {"feature_maps": 2}  # its clean reference must be another seed's network
 
 
 def test_meta_structure_numbers(quick):
@@ -96,15 +146,47 @@ def test_pcl_erosion_hurts_thin_structures(quick):
 def test_multiclass_and_ntm_information(quick):
     rows = record(quick, "multiclass")["results"]["rows"]
     assert rows["symmetric 0.9"]["miou_corrected"]["mean"] > rows["symmetric 0.9"]["miou"]["mean"]
-    pts = record(quick, "ntm_information")["results"]["points"]
-    assert all(p["numerical_rank"] == 1 for p in pts if p["kind"] == "random")
-    assert all(p["det"] == pytest.approx(1) for p in pts if p["kind"] == "clean")
+    res = record(quick, "ntm_information")["results"]
+    pts = {p["name"]: p for p in res["points"]}
+    # one point per distinct (data, label type) of the experiments it reads, shared cells counted once
+    want = set()
+    for req in ("rcl_sampling", "rcl_flipping", "pcl"):
+        for spec in _runner.experiment(req).cells(record(quick, req)["config"]):
+            lab = spec["labels"]
+            want.add(f"{spec['data']['name']} {' '.join([lab['kind'], *(f'{v:g}' for v in lab['params'])])}")
+    assert set(pts) == want and len(res["points"]) == len(want)
+    # each point's T is what its cells recorded: closed forms for RCL / RL, estimated for PCL
+    np.testing.assert_allclose(pts["nuclei sample 0.1"]["transition"], [[1, 0], [0.9, 0.1]])
+    np.testing.assert_allclose(pts["nuclei flip 0.3 0.3"]["transition"], [[0.7, 0.3], [0.3, 0.7]])
+    dil = np.asarray(pts["er dilate 1"]["transition"])
+    assert dil[1, 1] == 1.0 and 0 < dil[0, 1] < 0.5 and pts["er dilate 1"]["det"] == pytest.approx(1 - dil[0, 1])
+    assert pts["nuclei random 0.3"]["numerical_rank"] == 1 and pts["nuclei flip 0.5 0.5"]["numerical_rank"] == 1
+    assert all(p["numerical_rank"] == 2 for p in res["points"] if p["kind"] in ("sample", "dilate", "erode"))
+    assert all(-1 <= c["spearman"] <= 1 for c in res["spearman"].values())
 
 
 def test_feature_maps_and_memorisation(quick):
-    fm = record(quick, "feature_maps")["results"]["types"]
-    assert all(c["mean"] == pytest.approx(1) for c in fm["clean"]["cka"])  # one seed: its own reference
-    assert fm["random 0.3"]["mean_cka"]["mean"] < 0.99
+    rec = record(quick, "feature_maps")
+    fm = rec["results"]["types"]
+    # the clean reference is the other seed's network: a floor below 1, not a network compared with itself
+    assert all(c["mean"] < 0.99 for c in fm["clean"]["cka"])
+    assert fm["random 0.3"]["mean_cka"]["mean"] < fm["clean"]["mean_cka"]["mean"] - 0.1
+    # the summary's CKA equals the HSIC form computed here from the stored features (another formula)
+    store = _runner.open_store(quick)
+    spec = _runner.experiment("feature_maps")._spec(rec["config"], ("random", 0.3), 0)
+    ref = _runner.experiment("feature_maps")._spec(rec["config"], ("clean",), 1)
+    a, b = store.arrays(spec)["feat_enc0"].astype(float), store.arrays(ref)["feat_enc0"].astype(float)
+    n = a.shape[0]
+    h = np.eye(n) - 1 / n
+    ka, kb = h @ a @ a.T @ h, h @ b @ b.T @ h
+    hsic = np.sum(ka * kb) / np.sqrt(np.sum(ka * ka) * np.sum(kb * kb))
+    first = rec["results"]["layers"].index("enc0")
+    per_seed = [metrics.linear_cka(store.arrays(_runner.experiment("feature_maps")._spec(rec["config"],
+                                                                                          ("random", 0.3), s))
+                                   ["feat_enc0"], store.arrays(_runner.experiment("feature_maps")._spec(
+                                       rec["config"], ("clean",), (s + 1) % 2))["feat_enc0"]) for s in range(2)]
+    assert per_seed[0] == pytest.approx(hsic, rel=1e-6)
+    assert fm["random 0.3"]["cka"][first]["mean"] == pytest.approx(np.mean(per_seed), rel=1e-9)
     mem = record(quick, "memorisation")["results"]
     assert mem["fitted_k"] > 0 and mem["rows"]["fresh n=4"]["memorisation_index"] is None
 
@@ -197,6 +279,39 @@ def test_seeds_flag_adds_cells(tmp_path):
     two = _runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small, seeds=2)
     assert (one["computed"], two["computed"], two["reused"]) == (2, 2, 2)  # clean is always there
     assert two["config"]["seeds"] == 2 and two["results"]["settings"]["sample p=0.1"]["mean_fg"]["n"] == 2
+
+
+def test_every_cell_is_versioned_by_the_runner(tmp_path, monkeypatch):
+    """Regression: theory_curves' cells carried no version, so a change to its computation reused stale
+    results. The runner now versions every cell by the code that computes it; bumping that version is a miss."""
+    from simulations import theory_curves
+
+    for name in _runner.NAMES:
+        mod = _runner.experiment(name)
+        for spec in mod.cells(_runner.config_of(name, "quick")):
+            assert "v" not in spec, f"{name} writes a version by hand"
+            assert _runner.versioned(spec)["v"] == _runner.cell_version(spec["kind"])
+    small = {"draws": 2, "widths": [6]}
+    first = _runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    again = _runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    assert (first["computed"], again["computed"]) == (1, 0)
+    monkeypatch.setattr(theory_curves, "VERSION", theory_curves.VERSION + 1)
+    bumped = _runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    assert bumped["computed"] == 1 and bumped["cells"] != first["cells"]
+    assert bumped["results"] == first["results"]  # same code: same numbers, under a new key
+
+
+def test_default_output_is_the_current_directory(tmp_path, monkeypatch, capsys):
+    """Regression: --out defaulted to a folder beside the installed package."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "./figures" in capsys.readouterr().out
+    assert cli.main(["run", "theory_curves"]) == 0
+    assert (tmp_path / "figures" / "quick" / "theory_curves.json").exists()
+    assert cli.main(["report"]) == 0  # the results document, from ./figures/quick/*.json
+    doc = (tmp_path / "figures" / "quick" / "README.md").read_text()
+    assert "theory_curves.png" in doc and "python -m simulations run pcl" in doc
 
 
 # ------------------------------------------------------------------ CLI and README
