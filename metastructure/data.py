@@ -56,6 +56,7 @@ class Dataset(NamedTuple):
         return int(self.images.shape[0])
 
     def take(self, idx: Any) -> Dataset:
+        """The images and masks at ``idx`` (an index, slice or index array along N)."""
         return Dataset(self.images[idx], self.masks[idx])
 
 

@@ -562,7 +562,7 @@ class LabelNoise:
         t = (1 - e) * jnp.eye(m) + e / (m - 1) * (1 - jnp.eye(m))
         return corrupt(key, labels, t)
 
-    def transition(self, masks: Any = None) -> np.ndarray | None:
+    def transition(self, *, masks: Any = None) -> np.ndarray | None:
         """T of this label type (rows: true class), float64.
 
         The class-conditional kinds have a closed form (:mod:`metastructure.ntm`):
@@ -590,7 +590,7 @@ class LabelNoise:
             return ntm.symmetric_matrix(p[0], self.num_classes)
         return np.eye(self.num_classes)  # sample_classes: on the labelled (non-ignored) pixels
 
-    def matched_threshold(self, masks: Any = None) -> MatchedThreshold | None:
+    def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
         r"""The threshold t* on a network trained on this label type that recovers the clean boundary.
 
         * class-conditional kinds: :func:`metastructure.density.matched_threshold`
@@ -610,7 +610,7 @@ class LabelNoise:
             raise ValueError(f"matched_threshold is binary; {self!r} is multi-class (use the argmax)")
         if self.kind in ("dilate", "erode"):
             return MatchedThreshold(0.5, False)
-        t = self.transition(masks)
+        t = self.transition(masks=masks)
         if t is None:
             raise ValueError(f"the t* of {self.kind!r} labels depends on the masks (s/2 with s the kept fraction): "
                              "pass the clean masks, or evaluate with its transition "

@@ -223,7 +223,7 @@ def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
         if noise is None:
             raise ValueError("a skeleton's t* depends on the clean masks, which fit does not see with fixed labels: "
                              "pass label_type=ntm.skeleton_matrix(masks, skeletons)")
-        label_type = label_type.transition(np.asarray(labels))  # fresh: labels are the clean masks
+        label_type = label_type.transition(masks=np.asarray(labels))  # fresh: labels are the clean masks
     return label_type
 
 

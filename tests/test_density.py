@@ -187,16 +187,40 @@ def test_lemma1_exact_sampling_monte_carlo():
 
 
 def test_lemma1_multiclass_expected_field():
+    """E[D*_m] by three routes: the implementation (T^T D), the definition (the fraction field is linear in the
+    labels, so its mean is scipy's normalised convolution of the expected one-hot labels T[label]), and Monte
+    Carlo over corrupted maps."""
     rng = np.random.default_rng(2)
     lab = ndi.zoom(rng.integers(0, 3, (5, 5)), 8, order=0)
     t = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
     clean = density.fraction_field(lab, 2.0, num_classes=3)
+    want = np.asarray(density.expected_fraction_field(clean, t))
+    soft = t[lab]  # (H, W, M): P(noisy label = m) at each pixel
+    ones = np.ones(lab.shape)
+    den = ndi.gaussian_filter(ones, 2.0, mode="constant", cval=0.0, truncate=4.0)
+    oracle_field = np.stack([ndi.gaussian_filter(soft[..., m], 2.0, mode="constant", cval=0.0, truncate=4.0) / den
+                             for m in range(3)], axis=-1)
+    np.testing.assert_allclose(want, oracle_field, atol=3 * ACC)
     keys = jax.random.split(jax.random.key(6), 300)
     noisy = jax.vmap(lambda key: density.fraction_field(noise.corrupt(key, lab, t), 2.0, num_classes=3))(keys)
-    want = np.asarray(density.expected_fraction_field(clean, t))
-    np.testing.assert_allclose(want, np.einsum("...j,jm->...m", np.asarray(clean), t), atol=1e-6)
     # per-pixel sd <= sqrt(0.25 sum w^2 / K) <= 0.5 * 0.14 / sqrt(300) ~ 0.004
     np.testing.assert_allclose(np.asarray(noisy).mean(0), want, atol=0.025)
+
+
+def test_expected_fraction_field_stacked_binary():
+    """A 2 x 2 T with ``stacked``: class fractions (..., 2) in, (..., 2) out, equal to the binary form on the
+    foreground column and summing to 1."""
+    m = blobs((30, 34), seed=4)
+    d = np.asarray(density.fraction_field(m, 2.0))
+    t = ntm.flip_matrix(0.3, 0.1)
+    both = np.stack([1 - d, d], axis=-1)
+    out = np.asarray(density.expected_fraction_field(both, t, stacked=True))
+    assert out.shape == both.shape
+    np.testing.assert_allclose(out[..., 1], np.asarray(density.expected_fraction_field(d, t)), atol=1e-6)
+    np.testing.assert_allclose(out[..., 0], 0.9 * (1 - d) + 0.3 * d, atol=1e-6)  # (1-b)(1-D) + f D
+    np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="last axis"):
+        density.expected_fraction_field(d, t, stacked=True)
 
 
 # ------------------------------------------------------------- t*, partition

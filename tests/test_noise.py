@@ -204,6 +204,22 @@ def test_skeleton_of_a_bar_is_its_midline():
     assert t[1, 1] == pytest.approx(s.sum() / m.sum())
 
 
+def test_skeleton_3d_is_scikit_images_lee_thinning_per_volume():
+    from skimage.morphology import skeletonize as sk
+
+    rng = np.random.default_rng(3)
+    vols = np.stack([ndi.gaussian_filter(rng.random((14, 16, 18)), 2.0) > 0.5 for _ in range(2)])
+    out = np.asarray(noise.skeletonize(vols, ndim=3))
+    assert out.shape == vols.shape and out.dtype == vols.dtype
+    for v, o in zip(vols, out):  # the oracle, one volume at a time
+        np.testing.assert_array_equal(o, sk(v))
+        assert o.any() and not np.any(o & ~v) and o.sum() < 0.3 * v.sum()
+    tube = np.zeros((9, 9, 30), bool)
+    tube[2:7, 2:7, 3:27] = True  # a square rod: its skeleton is (part of) its axis
+    axis = np.asarray(noise.skeletonize(tube, ndim=3))
+    assert axis[4, 4, 8:22].all() and axis[:, :, 8:22].sum() == 14
+
+
 def test_skeleton_under_jit(mask):
     np.testing.assert_array_equal(jax.jit(noise.skeletonize)(mask), noise.skeletonize(mask))
 
@@ -322,9 +338,28 @@ def test_label_noise_values():
     lab = np.repeat(np.arange(4), 64).reshape(16, 16)
     sym = noise.LabelNoise("symmetric", 0.6, num_classes=4)
     np.testing.assert_array_equal(sym(k, lab), noise.corrupt(k, lab, ntm.symmetric_matrix(0.6, 4)))
-    np.testing.assert_allclose(sym.transition(), ntm.symmetric_matrix(0.6, 4))
-    np.testing.assert_allclose(noise.LabelNoise("random", 0.3).transition(), ntm.random_matrix(0.3))
+    # T from ntm's closed forms; data-dependent kinds estimated from the masks they are given
+    np.testing.assert_array_equal(sym.transition(), ntm.symmetric_matrix(0.6, 4))
+    np.testing.assert_array_equal(noise.LabelNoise("random", 0.3).transition(), ntm.random_matrix(0.3))
+    np.testing.assert_array_equal(noise.LabelNoise("flip", 0.3, 0.1).transition(), ntm.flip_matrix(0.3, 0.1))
+    np.testing.assert_array_equal(noise.LabelNoise("sample", 0.2).transition(), ntm.sample_matrix(0.2))
     assert noise.LabelNoise("skeleton").transition() is None and not noise.LabelNoise("erode", 1).random
+    sk = np.asarray(noise.skeletonize(m))
+    np.testing.assert_allclose(noise.LabelNoise("skeleton").transition(masks=m), ntm.skeleton_matrix(m, sk),
+                               atol=1e-15)
+    np.testing.assert_array_equal(noise.LabelNoise("dilate", 1).transition(masks=m),
+                                  ntm.estimate(m, noise.dilate(m, 1)))
+    # t*: (1 + b - f)/2; none at f + b = 1; 1/2 for the shapes dilation / erosion make; s/2 for skeletons
+    assert noise.LabelNoise("flip", 0.3, 0.1).matched_threshold().threshold == pytest.approx(0.4)
+    assert noise.LabelNoise("flip", 0.9, 0.8).matched_threshold().invert
+    assert noise.LabelNoise("flip", 0.6, 0.4).matched_threshold() is None
+    assert noise.LabelNoise("random", 0.3).matched_threshold() is None
+    assert noise.LabelNoise("erode", 2).matched_threshold() == (0.5, False)
+    assert noise.LabelNoise("skeleton").matched_threshold(masks=m).threshold == pytest.approx(sk.sum() / m.sum() / 2)
+    with pytest.raises(ValueError, match="depends on the masks"):
+        noise.LabelNoise("skeleton").matched_threshold()
+    with pytest.raises(ValueError, match="multi-class"):
+        sym.matched_threshold()
     # rates are pytree leaves (traced under jit, vmap over rates); radii are static
     assert jax.tree_util.tree_leaves(noise.LabelNoise("flip", 0.3, 0.1)) == [0.3, 0.1]
     assert jax.tree_util.tree_leaves(noise.LabelNoise("dilate", 2)) == []

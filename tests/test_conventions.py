@@ -1,0 +1,152 @@
+"""The house rules, checked on every public function (as dm_pix's API test does) rather than written down.
+
+For every public name of the ``metastructure`` modules and of ``theory.curves``
+(functions, classes, and the public methods and properties of classes):
+
+* it has a docstring;
+* randomness enters only through a ``key`` argument, and it comes first: every
+  function whose code draws random numbers (``jax.random``) or calls a public
+  random function takes ``key`` (or ``keys``) first, and no signature has a
+  ``seed`` / ``rng`` / ``random_state`` parameter;
+* options are keyword-only: a parameter with a default value is never
+  positional (data come first and positionally, options after ``*``).
+  Record types (NamedTuples, dataclasses) are exempt for their fields.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import inspect
+import textwrap
+
+import pytest
+
+import metastructure
+
+MODULES = [f"metastructure.{m}" for m in metastructure.__all__
+           if inspect.ismodule(getattr(metastructure, m, None))] + ["theory.curves"]
+
+
+def _is_record(cls) -> bool:
+    return dataclasses.is_dataclass(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
+
+
+def public_callables() -> dict[str, object]:
+    """``{"module.name[.method]": object}`` for every public function, class, method and property."""
+    out: dict[str, object] = {}
+    for mod_name in MODULES:
+        mod = importlib.import_module(mod_name)
+        assert hasattr(mod, "__all__"), f"{mod_name} has no __all__"
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if inspect.isfunction(inspect.unwrap(obj)) and not inspect.isclass(obj):  # lru_cache'd too
+                out[f"{mod_name}.{name}"] = inspect.unwrap(obj)
+            elif inspect.isclass(obj):
+                out[f"{mod_name}.{name}"] = obj
+                for attr, member in vars(obj).items():
+                    if attr.startswith("_") or attr in getattr(obj, "_fields", ()):
+                        continue
+                    if isinstance(member, (classmethod, staticmethod)):
+                        member = member.__func__
+                    if inspect.isfunction(member) or isinstance(member, property):
+                        out[f"{mod_name}.{name}.{attr}"] = member
+    return out
+
+
+PUBLIC = public_callables()
+FUNCTIONS = {k: v for k, v in PUBLIC.items() if inspect.isfunction(v)}
+RANDOM_NAMES = set()  # filled below: public functions that draw random numbers
+
+
+def _code_calls(fn) -> set[str]:
+    """Dotted names called or accessed in the body of ``fn`` (its docstring and examples excluded)."""
+    src = textwrap.dedent(inspect.getsource(fn))
+    tree = ast.parse(src)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            parts, cur = [node.attr], node.value
+            while isinstance(cur, ast.Attribute):
+                parts.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name):
+                names.add(".".join([cur.id, *reversed(parts)]))
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+    return names
+
+
+def _draws_random_numbers(fn) -> bool:
+    return any(n.startswith("jax.random.") and n not in ("jax.random.key_data",) for n in _code_calls(fn))
+
+
+def _params(fn) -> list[inspect.Parameter]:
+    ps = list(inspect.signature(fn).parameters.values())
+    return ps[1:] if ps and ps[0].name in ("self", "cls") else ps
+
+
+def test_the_walk_finds_the_api():
+    """Guard against a vacuous pass: the walk sees the functions the rules are about."""
+    for name in ("metastructure.noise.flip", "metastructure.ntm.flip_matrix", "metastructure.train.fit",
+                 "metastructure.train.make_optimizer", "metastructure.nets.unet", "metastructure.metrics.evaluate",
+                 "metastructure.noise.LabelNoise.transition", "theory.curves.predicted_dice"):
+        assert name in PUBLIC, name
+    assert len(FUNCTIONS) > 100
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_name_has_a_docstring(name):
+    obj = PUBLIC[name]
+    doc = obj.__doc__ if isinstance(obj, property) else inspect.getdoc(obj)
+    assert doc and doc.strip(), f"{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_randomness_only_through_a_key_that_comes_first(name):
+    fn = FUNCTIONS[name]
+    ps = _params(fn)
+    names = [p.name for p in ps]
+    assert not {"seed", "rng", "random_state"} & set(names), f"{name} takes randomness other than a key: {names}"
+    if "key" in names or "keys" in names:
+        assert names[0] in ("key", "keys"), f"{name}: key must come first, got {names}"
+    public_random = {n.rsplit(".", 1)[-1] for n in FUNCTIONS if n.count(".") == 2 and _is_random(n)}
+    calls = {c.rsplit(".", 1)[-1] for c in _code_calls(fn)}
+    if _draws_random_numbers(fn) or (calls & public_random and "key" in names):
+        assert names and names[0] in ("key", "keys"), f"{name} draws random numbers, so key comes first: {names}"
+
+
+def _is_random(name: str) -> bool:
+    fn = FUNCTIONS[name]
+    ps = [p.name for p in _params(fn)]
+    return _draws_random_numbers(fn) or (bool(ps) and ps[0] in ("key", "keys"))
+
+
+def test_the_random_functions_are_the_expected_ones():
+    random = sorted(n for n in FUNCTIONS if _is_random(n))
+    for name in ("metastructure.noise.sample", "metastructure.noise.flip", "metastructure.noise.corrupt",
+                 "metastructure.noise.shift", "metastructure.noise.random_labels", "metastructure.data.nuclei",
+                 "metastructure.unsupervised.ems", "metastructure.unsupervised.igtt", "metastructure.train.fit",
+                 "metastructure.train.fit_many", "metastructure.train.augment_dihedral"):
+        assert name in random, name
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_options_are_keyword_only(name):
+    fn = FUNCTIONS[name]
+    owner = name.rsplit(".", 2)
+    cls = getattr(importlib.import_module(owner[0]), owner[1], None) if name.count(".") == 3 else None
+    if cls is not None and _is_record(cls) and fn.__name__ == "__init__":
+        return
+    positional_options = [p.name for p in _params(fn)
+                          if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not p.empty]
+    assert not positional_options, f"{name}: options {positional_options} must be keyword-only (after *)"
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in PUBLIC.items() if inspect.isclass(v) and not _is_record(v)))
+def test_class_constructors_keep_options_keyword_only(name):
+    cls = PUBLIC[name]
+    positional_options = [p.name for p in _params(cls.__init__)
+                          if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not p.empty]
+    assert not positional_options, f"{name}(): options {positional_options} must be keyword-only"
