@@ -1,28 +1,21 @@
 """Process set-up for fast CPU work: :func:`configure_cpu`.
 
-Two settings, each measured on a 2-core CPU machine with jax 0.10.2
-(``python bench/train.py``; numbers in the README's "Training: regimes, API
-and speed"):
+Two settings, each optional:
 
-* **XLA**: XLA:CPU hands convolutions and reductions to the YNNPACK library by
-  default; on this machine its convolutions, above all their weight
-  gradients (59.7 against 38.5 ms for the ten layers), are slower than XLA's
-  Eigen path. Turning the YNNPACK fusions off
-  (``--xla_cpu_experimental_ynn_fusion_type=``) cut one step of the default
-  U-Net (batch 8 x 128^2) from ~130 to ~105 ms; small networks lose (the
-  simulations' U-Net 8-16-32 at 64^2: ~12.4 -> ~13.9 ms with both settings),
-  so measure your own case. It changes the order of
-  floating-point sums, so trained parameters differ in the last bits from an
-  unconfigured process (the same key still gives bitwise identical parameters
-  within one configuration).
-* **allocator** (glibc only): XLA's per-execution scratch buffer (164 MB for
-  that step) and Eigen's packing buffers (72 MB) exceed glibc's mmap threshold,
-  so every step maps fresh pages and faults them in (~40,000 page faults and
-  ~65 ms of kernel time per step, measured with ``/usr/bin/time``). One malloc
-  arena, no mmap for large blocks and no trimming keep those pages: ~170 ->
-  ~130 ms per step with YNNPACK on, and 2048^2 density fields ~38 -> ~24 ms.
-  The cost: memory freed by the process is kept for reuse rather than returned
-  to the system (the resident size stays at its peak). Numbers are unchanged.
+* **XLA**: turn off XLA:CPU's YNNPACK fusions
+  (``--xla_cpu_experimental_ynn_fusion_type=``), so convolutions and
+  reductions run on XLA's own (Eigen) path. Whether that is faster depends on
+  the network's size: measure your case (``bench/train.py``; bench/README.md
+  has what it measured). It changes the order of floating-point sums, so
+  trained parameters differ in the last bits from an unconfigured process
+  (the same key still gives bitwise identical parameters within one
+  configuration).
+* **allocator** (glibc only): one malloc arena, no mmap for large blocks and no
+  trimming (``mallopt``). XLA's per-execution scratch buffers and Eigen's
+  packing buffers exceed glibc's mmap threshold, so without this every step
+  maps fresh pages and faults them in; with it the pages are kept for reuse.
+  The cost: memory freed by the process is kept rather than returned to the
+  system (the resident size stays at its peak). Numbers are unchanged.
 
 Both must happen before JAX starts its backend (its thread pools and flag
 parsing), so call :func:`configure_cpu` first thing in a script or notebook,

@@ -1,6 +1,6 @@
 r"""Training: a pure ``init`` / ``step`` pair, ``fit`` for one run and ``fit_many`` for many.
 
-Two label-noise regimes, both first-class (theory/README.md, steps 3 and 16):
+Two label-noise regimes, both first-class (theory/README.md, steps 3 and 13):
 
 * **fixed**: ``labels`` is an array, one noisy draw made before training (what
   the paper did). A network with enough capacity can memorise the drawn pixels.

@@ -9,7 +9,7 @@ m = mean output on the drawn (labelled) pixels - mean output on the
 foreground pixels the draw left out (0: the network outputs p on all of the
 object, the meta-structure; 1: it has learned which pixels were drawn).
 
-Prediction (theory item 9, ``derivations.linearity_and_memorisation``): a
+Prediction (theory/README.md, step 13; ``derivations.linearity_and_memorisation``): a
 model of k effective parameters can take k / (2 n_fg H(p)) of the draw's
 information, so m ~ min(1, k / (2 n_fg H(p))) (``theory.curves.memorised_fraction``), n_fg the training set's
 foreground pixels: memorisation falls like 1/n_fg. k is fitted (one number)
