@@ -43,6 +43,7 @@ from .density import MatchedThreshold, matched_threshold_or_none
 from .noise import LabelNoise
 
 __all__ = [
+    "PROTOCOLS",
     "accuracy",
     "best_threshold",
     "boundary_distance",
@@ -254,6 +255,10 @@ def otsu_threshold(scores: Any, *, bins: int = 256) -> jax.Array:
     return jnp.where(hi > lo, centers[jnp.argmax(var)], lo)
 
 
+#: The binary threshold protocols :func:`evaluate` reports.
+PROTOCOLS = ("fixed_0.5", "t_star", "validation", "oracle", "oracle_inverted", "otsu")
+
+
 def matched_threshold_of(label_type: Any) -> MatchedThreshold | None:
     """The t* a label type implies: a :class:`~metastructure.noise.LabelNoise` (its
     :meth:`~metastructure.noise.LabelNoise.matched_threshold`), a binary transition matrix
@@ -287,6 +292,7 @@ def evaluate(
     num_classes: int | None = None,
     metric: str = "iou",
     ignore: int | None = None,
+    protocols: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     r"""Score a network's output under every threshold protocol: the one place outputs become scores.
 
@@ -336,6 +342,9 @@ def evaluate(
         validation: ``(val_probs, val_masks)`` for the validation protocol (binary).
         num_classes: None for binary, M for multi-class.
         metric: "iou" or "dice", what the validation and oracle thresholds maximise.
+        protocols: the binary protocols to compute, a subset of :data:`PROTOCOLS`
+            (default: all; each costs a sweep or a sort, so a training loop that
+            scores often may ask for fewer). ``"auc"`` and the levels are always there.
         ignore: a mask value to leave out of every score (binary default: none;
             multi-class default: -1, the toolkit's ignore label).
 
@@ -355,6 +364,9 @@ def evaluate(
         return _evaluate_multiclass(probs, masks, num_classes, label_type=label_type, ignore=ignore)
     if metric not in ("iou", "dice"):
         raise ValueError(f"metric must be 'iou' or 'dice', got {metric!r}")
+    wanted = set(PROTOCOLS if protocols is None else protocols)
+    if not wanted <= set(PROTOCOLS):
+        raise ValueError(f"protocols must be among {PROTOCOLS}, got {sorted(wanted - set(PROTOCOLS))}")
     host = np.asarray(probs, np.float32)
     target = np.asarray(masks)
     s = jnp.asarray(host)
@@ -369,18 +381,22 @@ def evaluate(
             "iou": float(iou(pred, target, ignore=ignore)),
         }
 
-    if label_type is not None:
+    if label_type is not None and "t_star" in wanted:
         m = matched_threshold_of(label_type)
         out["t_star"] = None if m is None else score(m.threshold, bool(m.invert))
-    if validation is not None:
+    if validation is not None and "validation" in wanted:
         val_probs, val_masks = validation
         out["validation"] = score(best_threshold(val_probs, val_masks, metric=metric, ignore=ignore)[0])
-    out["oracle"] = score(best_threshold(s, target, metric=metric, ignore=ignore)[0])
-    th_inv = best_threshold(1 - s, target, metric=metric, ignore=ignore)[0]
-    out["oracle_inverted"] = {"threshold": th_inv, "dice": float(dice(1 - s > th_inv, target, ignore=ignore)),
-                              "iou": float(iou(1 - s > th_inv, target, ignore=ignore))}
-    out["otsu"] = score(float(otsu_threshold(s)))
-    out["fixed_0.5"] = score(0.5)
+    if "oracle" in wanted:
+        out["oracle"] = score(best_threshold(s, target, metric=metric, ignore=ignore)[0])
+    if "oracle_inverted" in wanted:
+        th_inv = best_threshold(1 - s, target, metric=metric, ignore=ignore)[0]
+        out["oracle_inverted"] = {"threshold": th_inv, "dice": float(dice(1 - s > th_inv, target, ignore=ignore)),
+                                  "iou": float(iou(1 - s > th_inv, target, ignore=ignore))}
+    if "otsu" in wanted:
+        out["otsu"] = score(float(otsu_threshold(s)))
+    if "fixed_0.5" in wanted:
+        out["fixed_0.5"] = score(0.5)
     out["auc"] = {"value": float(roc_auc(s, target, ignore=ignore))}
     out["mean_fg"] = _levels(host, target == 1)
     out["mean_bg"] = _levels(host, target == 0)

@@ -138,5 +138,6 @@ def plot(record: dict, path: Path, store=None) -> None:
     for a in ax:
         a.legend(fontsize=7)
     n = record["config"]["seeds"]
-    save_figure(fig, path, f"decision_boundary: U-Net {record['config']['net']}, fresh draws, NUC-like, mean +- sd over {n} "
-                 "seed(s)" + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)
+    save_figure(fig, path,
+                f"decision_boundary: U-Net {record['config']['net']}, fresh draws, NUC-like, mean +- sd over {n} "
+                "seed(s)" + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)

@@ -250,6 +250,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     for a in (b, c, d):
         a.xaxis.get_major_locator().set_params(integer=True)
         a.legend(fontsize=6)
-    save_figure(fig, path, "igtt: unsupervised segmentation with meta-structures (DMI + soft IoU, K = 30 thresholds, EMS "
-                 "r = 1, 10%). Black dashes: the paper's ER Dice. Where iGTT stays below Otsu here, the README "
-                 "gives the diagnostics", fontsize=10)
+    save_figure(fig, path,
+                "igtt: unsupervised segmentation with meta-structures (DMI + soft IoU, K = 30 thresholds, EMS "
+                "r = 1, 10%). Black dashes: the paper's ER Dice. Where iGTT stays below Otsu here, "
+                "simulations/README.md gives the diagnostics", fontsize=10)

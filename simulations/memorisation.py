@@ -131,5 +131,6 @@ def plot(record: dict, path: Path, store=None) -> None:
     for a in ax[:2]:
         a.legend(fontsize=7, loc="lower left")
     ax[2].legend(fontsize=7, loc="lower left")
-    save_figure(fig, path, f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
-                 "seed(s), mean +- sd", fontsize=10)
+    save_figure(fig, path,
+                f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
+                "seed(s), mean +- sd", fontsize=10)

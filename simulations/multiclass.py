@@ -97,5 +97,6 @@ def plot(record: dict, path: Path, store=None) -> None:
               title=f"(b) symmetric flipping: collapse at (M-1)/M = {res['collapse']:.2f}")
     for a in ax:
         a.legend(fontsize=8, loc="lower left")
-    save_figure(fig, path, f"multiclass: M = {M} synthetic scenes, U-Net {cfg['net']}, one fixed draw, {cfg['seeds']} seed(s)",
-                 fontsize=10)
+    save_figure(fig, path,
+                f"multiclass: M = {M} synthetic scenes, U-Net {cfg['net']}, one fixed draw, {cfg['seeds']} seed(s)",
+                fontsize=10)

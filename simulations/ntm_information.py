@@ -99,5 +99,6 @@ def plot(record: dict, path: Path, store=None) -> None:
         a.set(xlabel=m.replace("abs_det", "|det T|"), ylabel="test Dice (oracle)", ylim=(0, 1),
               title=f"Spearman rho = {c['spearman']:.2f} (n = {c['n']})")
     ax[0].legend(fontsize=6, ncol=2)
-    save_figure(fig, path, "ntm_information: information in T vs the Dice networks reach (RCL: blue, PCL: red, RL: grey, "
-                 "CL: black); markers: dataset", fontsize=10)
+    save_figure(fig, path,
+                "ntm_information: information in T vs the Dice networks reach (RCL: blue, PCL: red, RL: grey, "
+                "CL: black); markers: dataset", fontsize=10)

@@ -139,5 +139,6 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[1].set(ylabel="test Dice", ylim=(0, 1),
               title="(b) CL ~ RCL > PCL > RL (bars: at t*; x: oracle; dash: theory)")
     ax[1].legend(fontsize=7)
-    save_figure(fig, path, f"pcl: U-Net {cfg['net']}, ER-like (thin) and NUC-like (thick), {cfg['seeds']} seed(s), mean +- sd"
-                 + "".join(f"\n{n}" for n in res.get("_notes", [])), fontsize=10)
+    save_figure(fig, path,
+                f"pcl: U-Net {cfg['net']}, ER-like (thin) and NUC-like (thick), {cfg['seeds']} seed(s), mean +- sd"
+                + "".join(f"\n{n}" for n in res.get("_notes", [])), fontsize=10)

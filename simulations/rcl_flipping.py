@@ -98,5 +98,6 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[1].set(xlabel="predicted Dice at t*", ylabel="measured Dice at t*", xlim=(0, 1), ylim=(0, 1),
               title="(b) asymmetric (f, b): measured vs predicted")
     ax[1].legend(fontsize=8)
-    save_figure(fig, path, f"rcl_flipping: U-Net {cfg['net']}, one fixed draw per image, NUC-like, {cfg['seeds']} seed(s)",
-                 fontsize=10)
+    save_figure(fig, path,
+                f"rcl_flipping: U-Net {cfg['net']}, one fixed draw per image, NUC-like, {cfg['seeds']} seed(s)",
+                fontsize=10)

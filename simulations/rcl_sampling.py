@@ -35,7 +35,8 @@ def _spec(config: dict, name: str, p: float, seed: int) -> dict:
 
 
 def cells(config: dict) -> list[dict]:
-    return [_spec(config, n, p, s) for n in config["datasets"] for p in config["ratios"] for s in range(config["seeds"])]
+    return [_spec(config, n, p, s)
+            for n in config["datasets"] for p in config["ratios"] for s in range(config["seeds"])]
 
 
 def summarise(config: dict, store) -> dict:
@@ -78,5 +79,6 @@ def plot(record: dict, path: Path, store=None) -> None:
                label=f"theory at t*, fitted n_eff = {fit['n_eff']:.0f} labels (rmse {fit['rmse']:.3f})")
         a.set(xscale="log", xlabel="sampling ratio p", ylabel="test Dice", ylim=(0, 1), title=name)
         a.legend(fontsize=7, loc="lower right")
-    save_figure(fig, path, f"rcl_sampling: one fixed draw per image, {cfg['seeds']} seed(s), mean +- sd; 0.5 fails because "
-                 "the output on objects is about p", fontsize=10)
+    save_figure(fig, path,
+                f"rcl_sampling: one fixed draw per image, {cfg['seeds']} seed(s), mean +- sd; 0.5 fails because "
+                "the output on objects is about p", fontsize=10)

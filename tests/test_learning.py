@@ -107,7 +107,8 @@ def test_load_folder(tmp_path):
 
 
 # ------------------------------------------------------------------ nets
-@pytest.mark.parametrize("model", [nets.unet(), nets.unet(widths=(8, 16), out_channels=4), nets.fcn(dilations=(1, 2, 4, 1))])
+@pytest.mark.parametrize("model", [nets.unet(), nets.unet(widths=(8, 16), out_channels=4),
+                                   nets.fcn(dilations=(1, 2, 4, 1))])
 def test_nets_shapes_features_and_jit(model):
     cin = 3
     p = model.init(jax.random.key(0), cin)
@@ -132,12 +133,13 @@ def test_unet_rejects_bad_sizes():
 def test_bce_formula_and_linearity_in_the_target():
     z = jnp.array([-2.0, 0.3, 1.5])
     t = jnp.array([0.0, 1.0, 1.0])
-    want = -np.mean(np.asarray(t) * np.log(1 / (1 + np.exp(-z))) + (1 - np.asarray(t)) * np.log(1 - 1 / (1 + np.exp(-z))))
+    sig, tt = 1 / (1 + np.exp(-np.asarray(z))), np.asarray(t)
+    want = -np.mean(tt * np.log(sig) + (1 - tt) * np.log(1 - sig))
     assert float(losses.bce_with_logits(z, t)) == pytest.approx(want, rel=1e-5)
     a = 0.3
     mix = losses.bce_with_logits(z, a * t)
-    assert float(mix) == pytest.approx(float(a * losses.bce_with_logits(z, t) + (1 - a) * losses.bce_with_logits(z, 0 * t)),
-                                       rel=1e-5)
+    parts = a * losses.bce_with_logits(z, t) + (1 - a) * losses.bce_with_logits(z, 0 * t)
+    assert float(mix) == pytest.approx(float(parts), rel=1e-5)
 
 
 def test_cross_entropy_with_ignore():
@@ -296,8 +298,8 @@ def test_augmentation_keeps_image_and_label_aligned():
 def test_sgd_schedule_and_multiclass_fit():
     s = data.scenes(jax.random.key(2), 8, size=32)
     r = train.fit(jax.random.key(0), s.images, s.masks, num_classes=4, loss="ce", steps=20,
-                  optimizer=train.make_optimizer("sgd", learning_rate=0.05, weight_decay=1e-3, decay_every=10), progress=False,
-                  model=nets.unet(widths=(8, 16), out_channels=4))
+                  optimizer=train.make_optimizer("sgd", learning_rate=0.05, weight_decay=1e-3, decay_every=10),
+                  progress=False, model=nets.unet(widths=(8, 16), out_channels=4))
     p = r.predict(s.images[:2])
     assert p.shape == (2, 32, 32, 4)
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)

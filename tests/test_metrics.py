@@ -123,6 +123,11 @@ def test_protocols_side_by_side():
     assert "t_star" not in metrics.evaluate(s, t)
     none = metrics.evaluate(s, t, label_type=noise.LabelNoise("flip", 0.5, 0.5))
     assert none["t_star"] is None and none["oracle"]["dice"] == 1.0
+    # a subset of protocols: the same numbers, only fewer of them
+    few = metrics.evaluate(s, t, label_type=ntm.sample_matrix(0.1), protocols=("t_star", "oracle"))
+    assert set(few) == {"t_star", "oracle", "auc", "mean_fg", "mean_bg"} and few["oracle"] == r["oracle"]
+    with pytest.raises(ValueError, match="protocols"):
+        metrics.evaluate(s, t, protocols=("best",))
 
 
 def test_evaluate_against_independent_scores():

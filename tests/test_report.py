@@ -42,11 +42,13 @@ def _changed_words(old: str, new: str) -> tuple[list[str], list[str]]:
     return removed, added
 
 
-def test_committed_document_is_the_rendering_of_the_committed_records():
-    expected = render(FIGURES, doc_path=DOC)
+def test_committed_document_is_the_rendering_of_the_committed_records(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the document names its commands relative to where they run: the repository root
+    expected = render(Path("figures"), doc_path=Path("simulations/README.md"))
     assert DOC.read_text() == expected, (
         "simulations/README.md is not the rendering of figures/*.json: regenerate it with "
-        "`python -m simulations report` (never edit it by hand)")
+        "`python -m simulations report --profile full --doc simulations/README.md` (never edit it by hand)")
+    assert "`python -m simulations report --profile full --doc simulations/README.md`" in expected
 
 
 def test_numbers_come_from_the_records(tmp_path):

@@ -74,6 +74,7 @@ needs_glibc = pytest.mark.skipif(not (sys.platform.startswith("linux") and platf
                                  reason="the allocator setting is for glibc on Linux")
 
 
+@pytest.mark.slow
 @needs_ynn
 def test_xla_setting_takes_ynnpack_out_of_the_compiled_program_and_stays_deterministic():
     plain = probe(False, False)
@@ -85,6 +86,7 @@ def test_xla_setting_takes_ynnpack_out_of_the_compiled_program_and_stays_determi
     assert tuned["params"] == again["params"]
 
 
+@pytest.mark.slow
 @needs_ynn
 def test_a_users_own_ynn_flag_is_kept():
     mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot --xla_cpu_enable_fast_math=false"
@@ -92,6 +94,7 @@ def test_a_users_own_ynn_flag_is_kept():
     assert got["done"]["xla"] == "user" and got["flags"] == mine
 
 
+@pytest.mark.slow
 @needs_glibc
 def test_allocator_setting_stops_the_per_step_page_faults():
     plain = probe(False, False, parts="faults")

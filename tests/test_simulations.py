@@ -37,7 +37,7 @@ def record(out: Path, name: str) -> dict:
 def test_every_experiment_writes_its_figure_and_numbers(quick, name, monkeypatch):
     if name == "real_nuclei" and not data.real_available():
         pytest.skip("the packaged real nuclei (pip install --no-deps stardist==0.9.2, tifffile) are not installed")
-    png, js = quick / f"{name}.png", quick / f"{name}.json"
+    png = quick / f"{name}.png"
     rec = record(quick, name)
     assert rec["experiment"] == name and rec["profile"] == "quick" and "jax" in rec["versions"]
     assert rec["config"].get("seeds", 1) == QUICK_SEEDS.get(name, 1)
@@ -301,17 +301,23 @@ def test_every_cell_is_versioned_by_the_runner(tmp_path, monkeypatch):
     assert bumped["results"] == first["results"]  # same code: same numbers, under a new key
 
 
-def test_default_output_is_the_current_directory(tmp_path, monkeypatch, capsys):
+def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, capsys):
     """Regression: --out defaulted to a folder beside the installed package."""
+    import shutil
+
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     assert "./figures" in capsys.readouterr().out
-    assert cli.main(["run", "theory_curves"]) == 0
-    assert (tmp_path / "figures" / "quick" / "theory_curves.json").exists()
+    outs = []
+    monkeypatch.setattr(_runner, "run_experiment", lambda name, out, **kw: outs.append(Path(out)) or
+                        {"cells": [], "computed": 0, "reused": 0})
+    assert cli.main(["run", "pcl"]) == 0 and cli.main(["run", "pcl", "--profile", "full"]) == 0
+    assert outs == [Path("figures/quick"), Path("figures")]  # relative: under the current directory
+    shutil.copytree(quick, tmp_path / "figures" / "quick", ignore=shutil.ignore_patterns("store"))
     assert cli.main(["report"]) == 0  # the results document, from ./figures/quick/*.json
     doc = (tmp_path / "figures" / "quick" / "README.md").read_text()
-    assert "theory_curves.png" in doc and "python -m simulations run pcl" in doc
+    assert "](pcl.png)" in doc and "Profile of the records: quick" in doc
 
 
 # ------------------------------------------------------------------ CLI and README
