@@ -34,7 +34,7 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["configure_cpu"]
+__all__ = ["configure_cpu", "has_ynn_flag"]
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 _YNN_NAME = b"xla_cpu_experimental_ynn_fusion_type"
@@ -54,8 +54,9 @@ def _backend_started() -> bool:
     return bool(started()) if started is not None else False
 
 
-def _jaxlib_knows_ynn_flag() -> bool:
-    """Whether this jaxlib build parses the YNNPACK flag (XLA aborts on unknown flags)."""
+def has_ynn_flag() -> bool:
+    """Whether this jaxlib knows XLA's YNNPACK fusion flag (``configure_cpu(xla=True)`` sets it only then,
+    since XLA aborts on flags it does not know). Read from the strings of jaxlib's shared libraries."""
     try:
         import jaxlib
     except ImportError:
@@ -118,7 +119,7 @@ def configure_cpu(*, xla: bool = True, allocator: bool = True) -> dict[str, bool
         flags = os.environ.get("XLA_FLAGS", "")
         if _YNN_NAME.decode() in flags:
             done["xla"] = "user"
-        elif _jaxlib_knows_ynn_flag():
+        elif has_ynn_flag():
             os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()
             done["xla"] = True
     if allocator:

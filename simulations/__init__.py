@@ -6,7 +6,7 @@
 numbers behind its figure, and how to ``plot`` them (ending in
 :func:`simulations._common.save_figure`); experiments with cells of their own
 kind also say how to ``compute`` one and its ``VERSION``.
-:mod:`simulations._runner` runs them through the results store
+:mod:`simulations.runner` runs them through the results store
 (:mod:`simulations.store`: one atomic JSON per cell, keyed by the versioned
 spec, so interrupted runs resume and stale cells are never reused) and writes
 ``OUT/NAME.png`` and ``OUT/NAME.json``; :mod:`simulations.report` writes the

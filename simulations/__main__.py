@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import _runner
+from . import runner
 
 DEFAULT_OUT = Path("figures")  # relative: under the current directory, never inside the installed package
 
 
 def _first_line(name: str) -> str:
-    doc = _runner.experiment(name).__doc__ or ""
+    doc = runner.experiment(name).__doc__ or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.command == "list":
-        for name in _runner.NAMES:
+        for name in runner.NAMES:
             print(f"{name:18s} {_first_line(name)}")
         return 0
     if args.out is None:
@@ -67,18 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         doc.write_text(text)
         print(f"wrote {doc} from {args.out}/*.json", flush=True)
         return 0
-    names = list(_runner.NAMES) if args.command == "all" else args.names
-    unknown = [n for n in names if n not in _runner.NAMES]
+    names = list(runner.NAMES) if args.command == "all" else args.names
+    unknown = [n for n in names if n not in runner.NAMES]
     if unknown:
-        ap.error(f"unknown experiment(s) {unknown}; choose from {', '.join(_runner.NAMES)}")
+        ap.error(f"unknown experiment(s) {unknown}; choose from {', '.join(runner.NAMES)}")
     if args.command == "plot":
         for name in names:
-            _runner.replot(name, args.out)
+            runner.replot(name, args.out)
             print(f"{name}: redrew {args.out}/{name}.png", flush=True)
         return 0
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
-    missing = {n: why for n in names if (why := _runner.unavailable(n))}
+    missing = {n: why for n in names if (why := runner.unavailable(n))}
     if missing and args.command == "run":
         ap.error("; ".join(f"{n} {why}" for n, why in missing.items()))
     done: set = set()
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: skipped, {missing[name]}", flush=True)
             continue
         t0 = time.perf_counter()
-        rec = _runner.run_experiment(name, args.out, profile=args.profile, seeds=args.seeds, force=args.force,
+        rec = runner.run_experiment(name, args.out, profile=args.profile, seeds=args.seeds, force=args.force,
                                      _done=done, _forced=forced)
         print(f"{name}: {len(rec['cells'])} cells ({rec['computed']} computed, {rec['reused']} from the store); "
               f"wrote {args.out}/{name}.png and .json in {time.perf_counter() - t0:.1f} s", flush=True)

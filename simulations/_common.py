@@ -94,49 +94,17 @@ def errorbar(ax, x, st: list[dict], *, band: bool = False, **kw: Any) -> None:
 N_EFF = tuple(float(v) for v in np.geomspace(1.0, 1e5, 51).round(3))
 
 
-def _clean_fields(masks: Any, bandwidth: float) -> np.ndarray:
-    """The clean fraction fields D (N, H, W) of the masks (``theory.curves.grid_fields``)."""
-    from theory import curves
-
-    return np.stack([curves.grid_fields(m, bandwidth)[0] for m in np.asarray(masks).astype(bool)])
-
-
-def _pooled_dice(d: np.ndarray, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
-    from theory import curves
-
-    f = np.atleast_1d(np.asarray(fg_to_bg, float))
-    b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
-    prob = curves.fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff,
-                                 f[:, None, None, None], b[:, None, None, None])
-    return curves.dice_from_probability(prob, d[None] > 0.5, axes=(1, 2, 3))
-
-
-def predicted_dice(masks: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any = 0.0, *,
-                   bandwidth: float = 1.0) -> np.ndarray:
-    """``theory.curves`` prediction of what label noise costs, pooled over a set of masks, per (f, b).
-
-    The finite-sampling model (``theory.curves.fg_probability``): at each
-    pixel the network estimates E[y*] = b + (1-f-b) D from ``n_eff`` noisy
-    labels drawn around it, D the clean fraction field of the mask at a
-    sharp ``bandwidth`` (1 px: a network sees the image, so its clean boundary
-    is the mask's), i.e. S_fg = D / n_eff and S_bg = (1 - D) / n_eff; the
-    probability that the pixel is called foreground at t* (inverted when
-    f + b > 1) gives expected TP / FP / FN against the clean partition
-    {D > 1/2}, pooled over the masks (``theory.curves.dice_from_probability``).
-    Clean labels predict 1: the result is the share of the clean Dice that the
-    noise leaves, and the experiments multiply it by the measured clean Dice.
-    """
-    return _pooled_dice(_clean_fields(masks, bandwidth), n_eff, fg_to_bg, bg_to_fg)
-
-
 def fit_n_eff(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: float) -> dict:
-    """The one free parameter of the prediction ``clean * predicted_dice``: the effective number
-    of labels a network's decision pools, n_eff, fitted by least squares to the measured points."""
+    """The one free parameter of the prediction ``clean * theory.curves.pooled_dice``: the effective
+    number of labels a network's decision pools, n_eff, fitted by least squares (over :data:`N_EFF`)
+    to the measured points."""
+    from theory import curves
+
     f, b, y = (np.asarray(v, float) for v in (fg_to_bg, bg_to_fg, measured))
-    d = _clean_fields(masks, 1.0)  # the fields do not depend on n_eff: once
+    d = np.stack([curves.grid_fields(m, 1.0)[0] for m in np.asarray(masks).astype(bool)])  # once: no n_eff in them
     best = None
     for n in N_EFF:
-        err = float(np.sqrt(np.mean((clean * _pooled_dice(d, n, f, b) - y) ** 2)))
+        err = float(np.sqrt(np.mean((clean * curves.pooled_dice(None, n, f, b, fields=d) - y) ** 2)))
         if best is None or err < best["rmse"]:
             best = {"n_eff": n, "rmse": err}
     return best

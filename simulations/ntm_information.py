@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 
 from metastructure import ntm
 
-from . import _cells, _runner
+from . import _cells, runner
 from ._common import pyplot, save_figure
 
 PROFILES = {"quick": {"profile": "quick", "seeds": 1}, "full": {"profile": "full", "seeds": 3}}
@@ -42,7 +42,7 @@ def _family(kind: str) -> str:
 def summarise(config: dict, store) -> dict:
     groups: dict[tuple, dict] = {}
     for req in REQUIRES:
-        for spec in _runner.experiment(req).cells(_runner.config_of(req, config["profile"], config["seeds"])):
+        for spec in runner.experiment(req).cells(runner.config_of(req, config["profile"], config["seeds"])):
             lab = spec["labels"]
             # one point per (data, label type, regime, training setup); its seeds are the cells that differ only
             # in the seed (a cell that two experiments share is counted once)

@@ -25,7 +25,7 @@ import numpy as np
 
 from metastructure import density, metrics, noise, ntm
 
-from . import _cells, _runner
+from . import _cells, runner
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
 
 PROFILES = {
@@ -68,8 +68,8 @@ def _predicted(masks: np.ndarray, t: tuple, h: float) -> float | None:
 
 
 def summarise(config: dict, store) -> dict:
-    rcl = _runner.experiment("rcl_sampling")
-    sampled = rcl.summarise(_runner.config_of("rcl_sampling", config["profile"], config["seeds"]), store)
+    rcl = runner.experiment("rcl_sampling")
+    sampled = rcl.summarise(runner.config_of("rcl_sampling", config["profile"], config["seeds"]), store)
     out = {}
     for name in config["datasets"]:
         masks = _cells.load_data(_spec(config, name, ("clean",), 0)["data"])["test"].masks

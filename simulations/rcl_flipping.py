@@ -8,7 +8,7 @@ where the labels carry no information (no t* exists; the oracle threshold is
 shown there). The predicted curve is the measured clean Dice times the
 finite-sampling loss of ``theory.curves`` on the test masks (each pixel's
 decision at t* from n_eff noisy labels, n_eff fitted, see
-``_common.predicted_dice``); the asymmetric grid is compared point by point
+``theory.curves.pooled_dice``); the asymmetric grid is compared point by point
 with the same n_eff.
 """
 
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from theory import curves
+
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, protocol_dice, pyplot, save_figure, spec, stats
+from ._common import base, dataset, errorbar, fit_n_eff, protocol_dice, pyplot, save_figure, spec, stats
 
 PROFILES = {
     "quick": base("quick", rates=[0.0, 0.3, 0.5, 0.7], asymmetric=[[0.6, 0.2]]),
@@ -67,8 +69,8 @@ def summarise(config: dict, store) -> dict:
     scale = clean
     return {
         "symmetric": sym, "asymmetric": asym, "fit": fit,
-        "curve_rate": grid.tolist(), "curve": (scale * predicted_dice(masks, fit["n_eff"], grid, grid)).tolist(),
-        "asymmetric_predicted": (scale * predicted_dice(masks, fit["n_eff"], [r["f"] for r in asym],
+        "curve_rate": grid.tolist(), "curve": (scale * curves.pooled_dice(masks, fit["n_eff"], grid, grid)).tolist(),
+        "asymmetric_predicted": (scale * curves.pooled_dice(masks, fit["n_eff"], [r["f"] for r in asym],
                                                         [r["b"] for r in asym])).tolist(),
     }
 

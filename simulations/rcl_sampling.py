@@ -7,7 +7,7 @@ t* = p/2, chosen on a validation split, the oracle (best on the test set: the
 paper), Otsu on the output, and a fixed 0.5 (which fails: the output on
 objects is about p). The predicted curve is the measured clean Dice times the
 finite-sampling loss of ``theory.curves`` on the test masks (each pixel's
-decision at t* from n_eff noisy labels, see ``_common.predicted_dice``);
+decision at t* from n_eff noisy labels, see ``theory.curves.pooled_dice``);
 n_eff, its one free parameter (how many labels a network's decision pools),
 is fitted per dataset and reported.
 """
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from theory import curves
+
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, predicted_dice, pyplot, save_figure, spec, stats
+from ._common import base, dataset, errorbar, fit_n_eff, pyplot, save_figure, spec, stats
 
 PROTOCOLS = ("t_star", "validation", "oracle", "otsu", "fixed_0.5")
 PROFILES = {
@@ -58,9 +60,9 @@ def summarise(config: dict, store) -> dict:
         masks = _cells.load_data(_spec(config, name, 1.0, 0)["data"])["test"].masks
         fit = fit_n_eff(masks, 1 - ratios, 0 * ratios, measured, clean)
         grid = np.geomspace(min(0.002, ratios.min()), 1.0, 40)
-        curve = clean * predicted_dice(masks, fit["n_eff"], 1 - grid)
+        curve = clean * curves.pooled_dice(masks, fit["n_eff"], 1 - grid, 0.0)
         out[name] = {"by_ratio": rows, "fit": fit, "curve_ratio": grid.tolist(), "curve": curve.tolist(),
-                     "predicted_at_ratio": (clean * predicted_dice(masks, fit["n_eff"], 1 - ratios)
+                     "predicted_at_ratio": (clean * curves.pooled_dice(masks, fit["n_eff"], 1 - ratios, 0.0)
                                            ).tolist()}
     return out
 

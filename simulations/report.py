@@ -1,7 +1,7 @@
 """The simulations' results document, written from the experiments' JSON records.
 
 :func:`render` reads ``FIGURES/NAME.json`` for every experiment of
-:data:`simulations._runner.NAMES` and returns the markdown of
+:data:`simulations.runner.NAMES` and returns the markdown of
 ``simulations/README.md``: an introduction, the setup the learning experiments
 share, and one section per experiment (its figure and what its numbers say).
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from ._runner import NAMES
+from .runner import NAMES
 
 __all__ = ["render"]
 

@@ -150,3 +150,60 @@ def test_class_constructors_keep_options_keyword_only(name):
     positional_options = [p.name for p in _params(cls.__init__)
                           if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not p.empty]
     assert not positional_options, f"{name}(): options {positional_options} must be keyword-only"
+
+
+# ------------------------------------------------------------------ the repository stands alone
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+PACKAGES = ("metastructure", "theory", "simulations")
+
+
+def _tracked(*suffixes: str) -> list:
+    import subprocess
+
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        files = [ROOT / n for n in names.splitlines()]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an sdist): every file
+        files = [p for p in ROOT.rglob("*") if p.is_file() and ".git" not in p.parts]
+    return [p for p in files if p.suffix in suffixes and p.exists()]
+
+
+def test_no_file_cites_notes_the_repository_does_not_hold():
+    """Regression: code, docs and tests cited "PAPER.md section N", a file users do not have."""
+    bad = []
+    for path in _tracked(".py", ".md", ".toml", ".cfg", ".txt"):
+        text = path.read_text(errors="replace")
+        for word in ("PAPER.md", "DESIGN.md", "PERF_NOTES.md", "../shared"):
+            if word in text and path.name != "test_conventions.py":
+                bad.append(f"{path.relative_to(ROOT)}: {word}")
+    assert not bad, "cite the paper (arXiv 2103.11594 / 2205.00160) or theory/README.md instead: " + "; ".join(bad)
+
+
+def test_no_private_name_crosses_a_package():
+    """A private name (``_x``) is used only inside the package that defines it: what others need is public."""
+    bad = []
+    for path in _tracked(".py"):
+        rel = path.relative_to(ROOT)
+        own = rel.parts[0] if rel.parts[0] in PACKAGES else None
+        tree = ast.parse(path.read_text())
+        modules: dict[str, str] = {}  # local name -> the package it comes from
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    modules[(a.asname or a.name).split(".")[0]] = a.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                top = node.module.split(".")[0]
+                for a in node.names:
+                    modules[a.asname or a.name] = top
+                    if top in PACKAGES and top != own and a.name.startswith("_") and not a.name.startswith("__"):
+                        bad.append(f"{rel}:{node.lineno} imports {node.module}.{a.name}")
+                if top in PACKAGES and top != own and any(p.startswith("_") and not p.startswith("__")
+                                                          for p in node.module.split(".")[1:]):
+                    bad.append(f"{rel}:{node.lineno} imports from {node.module}")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                top = modules.get(node.value.id)
+                if top in PACKAGES and top != own:
+                    bad.append(f"{rel}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not bad, "make public what others need: " + "; ".join(bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations import _runner
+from simulations import runner
 from simulations.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,19 +114,19 @@ def test_a_missing_record_gives_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     text = render(empty, doc_path=tmp_path / "README.md")
-    assert text.count("has not been run") == len(_runner.NAMES)
+    assert text.count("has not been run") == len(runner.NAMES)
 
 
 def test_image_links_are_relative_to_the_document_and_exist():
     text = DOC.read_text()
     links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", text)
-    assert [n for n, _ in links] == [n for n in _runner.NAMES if (FIGURES / f"{n}.json").is_file()]
+    assert [n for n, _ in links] == [n for n in runner.NAMES if (FIGURES / f"{n}.json").is_file()]
     for name, link in links:
         assert link == f"../figures/{name}.png"
         assert (DOC.parent / link).resolve().is_file(), link
     assert "](../figures/pcl.png)" in render(Path("figures"), doc_path=Path("simulations/README.md"))
 
 
-@pytest.mark.parametrize("name", _runner.NAMES)
+@pytest.mark.parametrize("name", runner.NAMES)
 def test_every_section_is_rendered(name):
     assert f"\n### {name}: " in DOC.read_text()

@@ -69,7 +69,7 @@ def probe(xla: bool, allocator: bool, flags: str | None = None, parts: str = "")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-needs_ynn = pytest.mark.skipif(not runtime._jaxlib_knows_ynn_flag(), reason="this jaxlib has no YNNPACK flag")
+needs_ynn = pytest.mark.skipif(not runtime.has_ynn_flag(), reason="this jaxlib has no YNNPACK flag")
 needs_glibc = pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
                                  reason="the allocator setting is for glibc on Linux")
 

@@ -15,7 +15,7 @@ from matplotlib import image as plt_image
 
 from metastructure import data, metrics
 from simulations import __main__ as cli
-from simulations import _common, _runner
+from simulations import runner
 from simulations.store import Store, cell_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def record(out: Path, name: str) -> dict:
     return json.loads((out / f"{name}.json").read_text())
 
 
-@pytest.mark.parametrize("name", _runner.NAMES)
+@pytest.mark.parametrize("name", runner.NAMES)
 def test_every_experiment_writes_its_figure_and_numbers(quick, name, monkeypatch):
     if name == "real_nuclei" and not data.real_available():
         pytest.skip("the packaged real nuclei (pip install --no-deps stardist==0.9.2, tifffile) are not installed")
@@ -41,18 +41,18 @@ def test_every_experiment_writes_its_figure_and_numbers(quick, name, monkeypatch
     rec = record(quick, name)
     assert rec["experiment"] == name and rec["profile"] == "quick" and "jax" in rec["versions"]
     assert rec["config"].get("seeds", 1) == QUICK_SEEDS.get(name, 1)
-    store = _runner.open_store(quick)
-    for spec in _runner.experiment(name).cells(rec["config"]):  # every cell is a finished, versioned file
-        assert store.has(spec) and store.load(spec)["spec"]["v"] == _runner.cell_version(spec["kind"])
+    store = runner.open_store(quick)
+    for spec in runner.experiment(name).cells(rec["config"]):  # every cell is a finished, versioned file
+        assert store.has(spec) and store.load(spec)["spec"]["v"] == runner.cell_version(spec["kind"])
         assert store.key(spec) in rec["cells"]
     image = plt_image.imread(png)  # a real picture: decodes, is large, is not blank
     assert image.shape[0] > 300 and image.shape[1] > 500 and image[..., :3].std() > 0.05
     # redrawn from the JSON (and store) alone, through the one figure helper: capture what it draws
     drawn = []
-    mod = _runner.experiment(name)
+    mod = runner.experiment(name)
+    save = mod.save_figure  # every plot ends in the one figure helper
     monkeypatch.setattr(mod, "save_figure", lambda fig, path, title, **kw: (drawn.append((fig, title)),
-                                                                             _common.save_figure(fig, path, title,
-                                                                                                 **kw)))
+                                                                             save(fig, path, title, **kw)))
     png.unlink()
     assert cli.main(["plot", name, "--out", str(quick)]) == 0
     assert png.stat().st_size > 10_000 and len(drawn) == 1
@@ -151,7 +151,7 @@ def test_multiclass_and_ntm_information(quick):
     # one point per distinct (data, label type) of the experiments it reads, shared cells counted once
     want = set()
     for req in ("rcl_sampling", "rcl_flipping", "pcl"):
-        for spec in _runner.experiment(req).cells(record(quick, req)["config"]):
+        for spec in runner.experiment(req).cells(record(quick, req)["config"]):
             lab = spec["labels"]
             want.add(f"{spec['data']['name']} {' '.join([lab['kind'], *(f'{v:g}' for v in lab['params'])])}")
     assert set(pts) == want and len(res["points"]) == len(want)
@@ -172,46 +172,23 @@ def test_feature_maps_and_memorisation(quick):
     assert all(c["mean"] < 0.99 for c in fm["clean"]["cka"])
     assert fm["random 0.3"]["mean_cka"]["mean"] < fm["clean"]["mean_cka"]["mean"] - 0.1
     # the summary's CKA equals the HSIC form computed here from the stored features (another formula)
-    store = _runner.open_store(quick)
-    spec = _runner.experiment("feature_maps")._spec(rec["config"], ("random", 0.3), 0)
-    ref = _runner.experiment("feature_maps")._spec(rec["config"], ("clean",), 1)
+    store = runner.open_store(quick)
+    spec = runner.experiment("feature_maps")._spec(rec["config"], ("random", 0.3), 0)
+    ref = runner.experiment("feature_maps")._spec(rec["config"], ("clean",), 1)
     a, b = store.arrays(spec)["feat_enc0"].astype(float), store.arrays(ref)["feat_enc0"].astype(float)
     n = a.shape[0]
     h = np.eye(n) - 1 / n
     ka, kb = h @ a @ a.T @ h, h @ b @ b.T @ h
     hsic = np.sum(ka * kb) / np.sqrt(np.sum(ka * ka) * np.sum(kb * kb))
     first = rec["results"]["layers"].index("enc0")
-    per_seed = [metrics.linear_cka(store.arrays(_runner.experiment("feature_maps")._spec(rec["config"],
+    per_seed = [metrics.linear_cka(store.arrays(runner.experiment("feature_maps")._spec(rec["config"],
                                                                                           ("random", 0.3), s))
-                                   ["feat_enc0"], store.arrays(_runner.experiment("feature_maps")._spec(
+                                   ["feat_enc0"], store.arrays(runner.experiment("feature_maps")._spec(
                                        rec["config"], ("clean",), (s + 1) % 2))["feat_enc0"]) for s in range(2)]
     assert per_seed[0] == pytest.approx(hsic, rel=1e-6)
     assert fm["random 0.3"]["cka"][first]["mean"] == pytest.approx(np.mean(per_seed), rel=1e-9)
     mem = record(quick, "memorisation")["results"]
     assert mem["fitted_k"] > 0 and mem["rows"]["fresh n=4"]["memorisation_index"] is None
-
-
-def test_predicted_dice_against_monte_carlo_of_its_model():
-    """Each pixel averages n_eff noisy labels of mean b + (1-f-b) D and is called at t*: simulate it."""
-    from metastructure import density, ntm
-    from simulations._common import predicted_dice
-    from theory import curves
-
-    yy, xx = np.mgrid[:40, :40]
-    mask = np.hypot(yy - 20, xx - 20) <= 9
-    d = curves.grid_fields(mask, 1.0)[0]
-    rng = np.random.default_rng(0)
-    for f, b, n_eff in [(0.9, 0.0, 200), (0.3, 0.3, 50), (0.7, 0.6, 400)]:
-        t = density.matched_threshold(ntm.flip_matrix(f, b))
-        mean = b + (1 - f - b) * d
-        est = rng.binomial(n_eff, mean, size=(400, *d.shape)) / n_eff
-        pred = np.asarray(t.apply(est))
-        ref = d > 0.5
-        tp, fp, fn = (pred & ref).sum(), (pred & ~ref).sum(), (~pred & ref).sum()
-        mc = 2 * tp / (2 * tp + fp + fn)
-        assert predicted_dice(mask[None], n_eff, f, b)[0] == pytest.approx(mc, abs=0.02), (f, b, n_eff)
-    assert predicted_dice(mask[None], 10, 0.0, 0.0)[0] == pytest.approx(1.0)  # clean labels lose nothing
-    assert predicted_dice(mask[None], 100, [0.5, 0.9, 0.99])[0] > predicted_dice(mask[None], 100, 0.99)[0]
 
 
 def test_igtt_table_and_diagnostics(quick):
@@ -263,20 +240,20 @@ def test_killed_run_resumes_without_recomputing(quick, tmp_path):
     proc.wait()
     done = len(list(tmp_path.glob("store/*/*.json")))
     assert 2 <= done < 6, "the run should have been killed part-way"
-    rec = _runner.run_experiment("rcl_sampling", tmp_path, progress=False)
+    rec = runner.run_experiment("rcl_sampling", tmp_path, progress=False)
     assert (rec["computed"], rec["reused"]) == (6 - done, done)
     assert rec["results"] == record(quick, "rcl_sampling")["results"]  # same as the uninterrupted run
-    again = _runner.run_experiment("rcl_sampling", tmp_path, progress=False)
+    again = runner.run_experiment("rcl_sampling", tmp_path, progress=False)
     assert (again["computed"], again["reused"]) == (0, 6)
-    forced = _runner.run_experiment("rcl_sampling", tmp_path, progress=False, force=True,
+    forced = runner.run_experiment("rcl_sampling", tmp_path, progress=False, force=True,
                                     config={"datasets": ["nuclei"], "ratios": [0.1]})
     assert (forced["computed"], forced["reused"]) == (1, 0)
 
 
 def test_seeds_flag_adds_cells(tmp_path):
     small = {"settings": [["sample", 0.1]]}
-    one = _runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small)
-    two = _runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small, seeds=2)
+    one = runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small)
+    two = runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small, seeds=2)
     assert (one["computed"], two["computed"], two["reused"]) == (2, 2, 2)  # clean is always there
     assert two["config"]["seeds"] == 2 and two["results"]["settings"]["sample p=0.1"]["mean_fg"]["n"] == 2
 
@@ -286,17 +263,17 @@ def test_every_cell_is_versioned_by_the_runner(tmp_path, monkeypatch):
     results. The runner now versions every cell by the code that computes it; bumping that version is a miss."""
     from simulations import theory_curves
 
-    for name in _runner.NAMES:
-        mod = _runner.experiment(name)
-        for spec in mod.cells(_runner.config_of(name, "quick")):
+    for name in runner.NAMES:
+        mod = runner.experiment(name)
+        for spec in mod.cells(runner.config_of(name, "quick")):
             assert "v" not in spec, f"{name} writes a version by hand"
-            assert _runner.versioned(spec)["v"] == _runner.cell_version(spec["kind"])
+            assert runner.versioned(spec)["v"] == runner.cell_version(spec["kind"])
     small = {"draws": 2, "widths": [6]}
-    first = _runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
-    again = _runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    first = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    again = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
     assert (first["computed"], again["computed"]) == (1, 0)
     monkeypatch.setattr(theory_curves, "VERSION", theory_curves.VERSION + 1)
-    bumped = _runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    bumped = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
     assert bumped["computed"] == 1 and bumped["cells"] != first["cells"]
     assert bumped["results"] == first["results"]  # same code: same numbers, under a new key
 
@@ -310,7 +287,7 @@ def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, c
         cli.main(["run", "--help"])
     assert "./figures" in capsys.readouterr().out
     outs = []
-    monkeypatch.setattr(_runner, "run_experiment", lambda name, out, **kw: outs.append(Path(out)) or
+    monkeypatch.setattr(runner, "run_experiment", lambda name, out, **kw: outs.append(Path(out)) or
                         {"cells": [], "computed": 0, "reused": 0})
     assert cli.main(["run", "pcl"]) == 0 and cli.main(["run", "pcl", "--profile", "full"]) == 0
     assert outs == [Path("figures/quick"), Path("figures")]  # relative: under the current directory
@@ -324,7 +301,7 @@ def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, c
 def test_cli_list_and_errors(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in _runner.NAMES)
+    assert all(name in out for name in runner.NAMES)
     proc = subprocess.run([sys.executable, "-m", "simulations", "run", "nope"], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 2 and "unknown experiment" in proc.stderr
@@ -334,7 +311,7 @@ def test_cli_list_and_errors(capsys):
 
 def test_missing_real_data_is_said_not_crashed(monkeypatch, capsys):
     monkeypatch.setattr(data, "real_available", lambda: False)
-    assert "stardist" in _runner.unavailable("real_nuclei") and _runner.unavailable("pcl") is None
+    assert "stardist" in runner.unavailable("real_nuclei") and runner.unavailable("pcl") is None
     with pytest.raises(SystemExit):  # `run real_nuclei` stops with the reason; `all` skips it and says so
         cli.main(["run", "real_nuclei"])
     assert "stardist" in capsys.readouterr().err

@@ -150,3 +150,23 @@ def test_miou_symmetric_flip_collapse_and_monte_carlo():
         a_pred = 2 * iou_pred / (1 + iou_pred)  # invert IoU = a / (2 - a)
         # MC sd of acc over 40 x 1600 correlated pixels ~0.01; normal approximation ~0.02
         assert acc == pytest.approx(a_pred, abs=0.04), (rate, acc, a_pred)
+
+
+def test_pooled_dice_against_monte_carlo_of_its_model():
+    """Each pixel averages n_eff noisy labels of mean b + (1-f-b) D and is called at t*: simulate it."""
+    yy, xx = np.mgrid[:40, :40]
+    mask = np.hypot(yy - 20, xx - 20) <= 9
+    d = curves.grid_fields(mask, 1.0)[0]
+    rng = np.random.default_rng(0)
+    for f, b, n_eff in [(0.9, 0.0, 200), (0.3, 0.3, 50), (0.7, 0.6, 400)]:
+        t = density.matched_threshold(ntm.flip_matrix(f, b))
+        mean = b + (1 - f - b) * d
+        est = rng.binomial(n_eff, mean, size=(400, *d.shape)) / n_eff
+        pred = np.asarray(t.apply(est))
+        ref = d > 0.5
+        tp, fp, fn = (pred & ref).sum(), (pred & ~ref).sum(), (~pred & ref).sum()
+        mc = 2 * tp / (2 * tp + fp + fn)
+        assert curves.pooled_dice(mask[None], n_eff, f, b)[0] == pytest.approx(mc, abs=0.02), (f, b, n_eff)
+    assert curves.pooled_dice(mask[None], 10, 0.0, 0.0)[0] == pytest.approx(1.0)  # clean labels lose nothing
+    several = curves.pooled_dice(mask[None], 100, [0.5, 0.9, 0.99], 0.0)
+    assert several[2] == curves.pooled_dice(mask[None], 100, 0.99, 0.0)[0] and several[0] > several[1] > several[2]

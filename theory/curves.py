@@ -42,6 +42,7 @@ __all__ = [
     "miou_symmetric_flip",
     "output_levels",
     "overlap_pcl",
+    "pooled_dice",
     "predicted_dice",
     "skeleton_half_width",
     "stripe_fields",
@@ -168,6 +169,43 @@ def predicted_dice(
     bb = np.broadcast_to(b, shape).reshape(-1, 1, 1)
     prob = fg_probability(D[None], s_fg[None], s_bg[None], ff, bb)
     return dice_from_probability(prob, np.asarray(mask, bool)[None], axes=(1, 2)).reshape(shape)
+
+
+def pooled_dice(masks: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any, *, bandwidth: float = 1.0,
+                fields: Any = None) -> np.ndarray:
+    """The share of the clean Dice that (f, b) label noise leaves a network whose decisions pool ``n_eff`` labels.
+
+    The finite-sampling model of a trained network (theory/README.md, steps
+    11-12, with the window replaced by one number): at each pixel the network
+    estimates E[y*] = b + (1-f-b) D from ``n_eff`` noisy labels drawn around
+    it, D the clean fraction field of the mask at a sharp ``bandwidth`` (1 px:
+    a network sees the image, so its clean boundary is the mask's), so
+    S_fg = D / n_eff and S_bg = (1 - D) / n_eff in :func:`fg_probability`. The
+    probability that a pixel is called foreground at t* (inverted when
+    f + b > 1) gives expected TP / FP / FN against the clean partition
+    {D > 1/2}, pooled over the masks (:func:`dice_from_probability`). Clean
+    labels give 1; multiply by a network's measured clean Dice to predict its
+    Dice. n_eff is a parameter to fit to trained networks.
+
+    Args:
+        masks: binary masks (N, H, W).
+        n_eff: labels pooled per decision.
+        fg_to_bg, bg_to_fg: rates f and b, scalars or 1-D arrays of one shape.
+        bandwidth: the gaussian bandwidth of the clean fields.
+        fields: the masks' clean fraction fields (N, H, W) at ``bandwidth``,
+            if already computed (they do not depend on n_eff or the rates).
+
+    Returns:
+        One value per (f, b), shape (K,).
+    """
+    if fields is None:
+        fields = np.stack([grid_fields(m, bandwidth)[0] for m in np.asarray(masks).astype(bool)])
+    d = np.asarray(fields)
+    f = np.atleast_1d(np.asarray(fg_to_bg, float))
+    b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
+    prob = fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff,
+                          f[:, None, None, None], b[:, None, None, None])
+    return dice_from_probability(prob, d[None] > 0.5, axes=(1, 2, 3))
 
 
 def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:
