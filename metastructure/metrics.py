@@ -292,7 +292,7 @@ def evaluate(
     num_classes: int | None = None,
     metric: str = "iou",
     ignore: int | None = None,
-    protocols: tuple[str, ...] | None = None,
+    protocols: str | tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     r"""Score a network's output under every threshold protocol: the one place outputs become scores.
 
@@ -342,7 +342,7 @@ def evaluate(
         validation: ``(val_probs, val_masks)`` for the validation protocol (binary).
         num_classes: None for binary, M for multi-class.
         metric: "iou" or "dice", what the validation and oracle thresholds maximise.
-        protocols: the binary protocols to compute, a subset of :data:`PROTOCOLS`
+        protocols: the binary protocols to compute, one or a subset of :data:`PROTOCOLS`
             (default: all; each costs a sweep or a sort, so a training loop that
             scores often may ask for fewer). ``"auc"`` and the levels are always there.
         ignore: a mask value to leave out of every score (binary default: none;
@@ -361,10 +361,13 @@ def evaluate(
     True
     """
     if num_classes is not None:
+        if validation is not None or protocols is not None:
+            raise ValueError("validation and protocols are binary threshold protocols; a multi-class output is "
+                             "scored by its argmax (num_classes is set)")
         return _evaluate_multiclass(probs, masks, num_classes, label_type=label_type, ignore=ignore)
     if metric not in ("iou", "dice"):
         raise ValueError(f"metric must be 'iou' or 'dice', got {metric!r}")
-    wanted = set(PROTOCOLS if protocols is None else protocols)
+    wanted = set(PROTOCOLS if protocols is None else [protocols] if isinstance(protocols, str) else protocols)
     if not wanted <= set(PROTOCOLS):
         raise ValueError(f"protocols must be among {PROTOCOLS}, got {sorted(wanted - set(PROTOCOLS))}")
     host = np.asarray(probs, np.float32)
@@ -410,11 +413,14 @@ def _evaluate_multiclass(probs: Any, masks: Any, num_classes: int, *, label_type
     if p.shape[:-1] != t.shape or p.shape[-1] != num_classes:
         raise ValueError(f"probs must be (..., H, W, {num_classes}) over masks of shape {t.shape}, got {p.shape}")
     pred = p.argmax(-1)
-    valid = np.ones(t.shape, bool) if ignore is None else t != ignore
+    valid = t != ignore
     out: dict[str, Any] = {"miou": float(miou(pred, t, num_classes, ignore=ignore)),
                            "accuracy": float(np.mean((pred == t)[valid]))}
     if label_type is not None:
-        tr = label_type.transition() if isinstance(label_type, LabelNoise) else np.asarray(label_type, np.float64)
+        if isinstance(label_type, LabelNoise):  # clean without num_classes is the identity of any size
+            tr = np.eye(num_classes) if label_type.kind == "clean" else label_type.transition()
+        else:
+            tr = np.asarray(label_type, np.float64)
         _checks.check_transition("transition", tr)
         if tr.shape != (num_classes, num_classes):
             raise ValueError(f"the label type's T must be {num_classes} x {num_classes}, got shape {tr.shape}")

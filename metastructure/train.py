@@ -214,10 +214,12 @@ def _progress(total: int, enabled: bool | None, desc: str):
 
 
 def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
-    """What the run's labels came from: given, or the fresh-draw LabelNoise (data-dependent kinds: their T)."""
+    """What the run's labels came from: given, or the fresh-draw LabelNoise; a skeleton's is replaced by its T,
+    which depends on the clean masks (t* = s/2)."""
     if isinstance(noise, LabelNoise):
         if label_type is not None:
-            raise ValueError("label_type is for fixed labels; with noise=LabelNoise(...) the label type is known")
+            raise ValueError("label_type is for labels whose type fit cannot see; with noise=LabelNoise(...) the "
+                             "label type is known, so pass only one")
         label_type = noise
     if isinstance(label_type, LabelNoise) and label_type.kind == "skeleton":
         if noise is None:

@@ -18,7 +18,7 @@ uniform, the kind a network learns through (sampling-like noise keeps the
 meta-structure; PCL-like noise does not).
 
 Baselines: :func:`otsu`, :func:`adaptive` (local mean threshold, scikit-image)
-and :func:`kmeans` (two clusters on intensity, scipy).
+and :func:`kmeans` (two clusters on intensity, the exact optimum).
 """
 
 from __future__ import annotations
@@ -182,11 +182,12 @@ def igtt(
     Each epoch's record in ``history`` holds ``epoch``, ``selected_fraction``
     (the mean of the selected masks) and ``inverted_fraction`` (the share of
     images whose selected mask covers more than half the image: those the size
-    rule inverts), plus whatever ``monitor(epoch, probs, selected)`` returns
-    (a dict), called with the epoch's output (N, H, W) and its selected masks
-    before orientation. The method never looks at ground truth; monitoring
-    against it belongs to the caller's ``monitor`` (the ``igtt`` experiment of
-    the simulations does that).
+    rule inverts when it is in use, i.e. with EMS and no ``orient``), plus
+    whatever ``monitor(epoch, probs, selected)`` returns (a dict), called with
+    the epoch's output (N, H, W) and its selected masks before orientation.
+    The method never looks at ground truth; monitoring against it belongs to
+    the caller's ``monitor`` (the ``igtt`` experiment of the simulations does
+    that).
 
     Returns:
         :class:`IGTTResult`.

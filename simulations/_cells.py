@@ -42,7 +42,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from metastructure import data, metrics, nets, noise, ntm, train
+from metastructure import data, metrics, nets, noise, train
 
 FEATURE_ROWS = 1024  # examples (pixel positions) per layer kept for CKA
 VERSION = 1  # bump when train_cell's results change: the runner versions every train cell with it
@@ -114,7 +114,7 @@ def make_labels(spec: dict, clean: np.ndarray) -> tuple[np.ndarray, noise.LabelN
     raise ValueError(f"regime must be 'fixed' or 'fresh', got {lspec['regime']!r}")
 
 
-def label_type(ln: noise.LabelNoise, clean: np.ndarray, labels: np.ndarray) -> tuple[Any, np.ndarray | None]:
+def label_type(ln: noise.LabelNoise, clean: np.ndarray) -> tuple[Any, np.ndarray | None]:
     """Step 2: ``(label_type, transition)``: what t* is scored against, and the T the cell records.
 
     A skeleton's t* = s/2 depends on the masks: its label type is the transition
@@ -123,7 +123,7 @@ def label_type(ln: noise.LabelNoise, clean: np.ndarray, labels: np.ndarray) -> t
     show; class-conditional kinds record their closed form.
     """
     if ln.num_classes is None and ln.data_dependent:
-        t = ntm.estimate(clean, labels)
+        t = ln.transition(masks=clean)  # what the training pairs (clean, ln(clean)) show
         return (t if ln.kind == "skeleton" else ln), t
     return ln, ln.transition()
 
@@ -177,7 +177,7 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
     m = spec["data"].get("num_classes") if spec["data"]["name"] == "scenes" else None
     clean = np.asarray(tr.masks)
     labels, fresh = make_labels(spec, clean)
-    lt, t = label_type(label_noise(spec["labels"]), clean, labels)
+    lt, t = label_type(label_noise(spec["labels"]), clean)
 
     res = train.fit(jax.random.key(spec["seed"]), tr.images, labels,
                     model=nets.unet(widths=tuple(spec["net"]), out_channels=m or 1),

@@ -139,10 +139,14 @@ def compute(spec: dict) -> dict:
             "history": r.history}
 
 
+def _auc_per_image(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The output's AUC against the ground truth, per image (NaN where an image lacks a class)."""
+    return np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(np.asarray(probs), masks)])
+
+
 def _ranks_objects_low(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Per image: does the output rank the objects below the background (AUC < 0.5)? (ground truth)"""
-    auc = np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(np.asarray(probs), masks)])
-    return auc < 0.5  # NaN (one class absent) compares False: left as it is
+    return _auc_per_image(probs, masks) < 0.5  # NaN (one class absent) compares False: left as it is
 
 
 def _monitor(probs: np.ndarray, sel: np.ndarray, masks: np.ndarray, *, oracle: bool, use_ems: bool) -> dict:
@@ -153,7 +157,7 @@ def _monitor(probs: np.ndarray, sel: np.ndarray, masks: np.ndarray, *, oracle: b
     ``auc_output``: AUC of the output; ``misoriented_fraction``: the share of
     images (with both classes) whose next labels lie on the background side.
     """
-    auc = np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(np.asarray(probs), masks)])
+    auc = _auc_per_image(probs, masks)
     low, known = auc < 0.5, np.isfinite(auc)
     big = sel.mean(axis=(-2, -1)) > 0.5
     oriented = np.where(low[:, None, None], ~sel, sel) if oracle else uns.minority_side(sel)

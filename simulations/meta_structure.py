@@ -171,7 +171,7 @@ def plot(record: dict, path: Path, store) -> None:
     for a in ax.ravel():
         a.set_xticks([])
         a.set_yticks([])
-    save_figure(fig, path, 
+    save_figure(fig, path,
         "Label types (top) and their fraction fields (bottom): cyan = clean boundary {D = 1/2}, "
         f"green dashed = noisy field at t*; Dice of the t* partition against the clean one (seed 0 of "
         f"{len(summ['per_seed'])})",

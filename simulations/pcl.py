@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metastructure import density, metrics, noise, ntm
+from metastructure import density, metrics, noise
 
 from . import _cells, runner
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
@@ -59,9 +59,8 @@ def _predicted(masks: np.ndarray, t: tuple, h: float) -> float | None:
     if t[0] in ("dilate", "erode"):
         return float(metrics.dice(noise.LabelNoise(*t)(None, m), m))
     if t[0] == "skeleton":
-        sk = np.asarray(noise.skeletonize(m))
-        thr = density.matched_threshold(ntm.skeleton_matrix(m, sk), atol=1e-3)
-        return float(metrics.dice(thr.apply(density.fraction_field(sk, h)), m))
+        thr = noise.LabelNoise("skeleton").matched_threshold(masks=m)  # s/2
+        return float(metrics.dice(thr.apply(density.fraction_field(np.asarray(noise.skeletonize(m)), h)), m))
     if t[0] == "clean":
         return 1.0
     return None  # random labels: no meta-structure, no prediction beyond chance

@@ -60,7 +60,8 @@ def cells(config: dict) -> list[dict]:
 
 
 def compute(spec: dict) -> dict:
-    """The four panels' theory curves and Monte Carlo points (keys fold in per panel, so panels are independent)."""
+    """The four panels' theory curves and Monte Carlo points; the panels fold distinct offsets into the cell's key
+    (sampling 100 i + j for width i, ratio j; flipping 1000 + j; multi-class 2000 + j), so their draws differ."""
     key = jax.random.key(spec["seed"])
     return {"sampling": sampling_panel(key, spec), "flipping": flipping_panel(key, spec),
             "pcl": pcl_panel(spec), "multiclass": multiclass_panel(key, spec)}

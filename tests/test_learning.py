@@ -239,7 +239,7 @@ def test_fit_remembers_its_label_type(nuc):
                                  validation=(r.predict(te.images[2:4]), te.masks[2:4]))
     assert "t_star" not in train.fit(jax.random.key(0), tr.images, sampled, **kw).evaluate(te.images[:2],
                                                                                            te.masks[:2])
-    with pytest.raises(ValueError, match="label_type is for fixed labels"):
+    with pytest.raises(ValueError, match="pass only one"):
         train.fit(jax.random.key(0), tr.images, tr.masks, noise=noise.LabelNoise("sample", 0.1),
                   label_type=noise.LabelNoise("sample", 0.1), **kw)
     with pytest.raises(ValueError, match="skeleton"):  # fixed skeletons: fit cannot see the clean masks
@@ -304,6 +304,12 @@ def test_sgd_schedule_and_multiclass_fit():
     assert p.shape == (2, 32, 32, 4)
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)
     assert r.history["loss"][-1] < r.history["loss"][0]
+    # multi-class validation with a label type: mIoU, and the Theorem-2 correction where T is invertible
+    v = train.fit(jax.random.key(0), s.images, s.masks, num_classes=4, loss="ce", steps=2, progress=False,
+                  model=nets.unet(widths=(8, 16), out_channels=4), noise=noise.LabelNoise("clean"),
+                  validation=(s.images[:2], s.masks[:2]), val_every=1)
+    assert [set(h) for h in v.history["val"]] == [{"miou", "accuracy", "miou_corrected"}] * 2
+    assert v.history["val"][-1]["miou_corrected"] == v.history["val"][-1]["miou"]  # T = I changes nothing
 
 
 def test_fit_rejects_bad_input(nuc):
