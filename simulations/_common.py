@@ -101,10 +101,10 @@ def fit_n_eff(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: fl
     from theory import curves
 
     f, b, y = (np.asarray(v, float) for v in (fg_to_bg, bg_to_fg, measured))
-    d = np.stack([curves.grid_fields(m, 1.0)[0] for m in np.asarray(masks).astype(bool)])  # once: no n_eff in them
+    d = curves.clean_fields(masks)  # once: they hold no n_eff
     best = None
     for n in N_EFF:
-        err = float(np.sqrt(np.mean((clean * curves.pooled_dice(None, n, f, b, fields=d) - y) ** 2)))
+        err = float(np.sqrt(np.mean((clean * curves.pooled_dice(masks, n, f, b, fields=d) - y) ** 2)))
         if best is None or err < best["rmse"]:
             best = {"n_eff": n, "rmse": err}
     return best

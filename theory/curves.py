@@ -30,6 +30,7 @@ from scipy import special, stats
 __all__ = [
     "boundary_error",
     "bulk_error",
+    "clean_fields",
     "critical_width",
     "dice_from_probability",
     "dice_skeleton_stripe",
@@ -171,6 +172,11 @@ def predicted_dice(
     return dice_from_probability(prob, np.asarray(mask, bool)[None], axes=(1, 2)).reshape(shape)
 
 
+def clean_fields(masks: Any, *, bandwidth: float = 1.0) -> np.ndarray:
+    """The clean fraction fields D (N, H, W) of binary masks (N, H, W): :func:`grid_fields` of each, gaussian."""
+    return np.stack([grid_fields(m, bandwidth)[0] for m in np.asarray(masks).astype(bool)])
+
+
 def pooled_dice(masks: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any, *, bandwidth: float = 1.0,
                 fields: Any = None) -> np.ndarray:
     """The share of the clean Dice that (f, b) label noise leaves a network whose decisions pool ``n_eff`` labels.
@@ -192,15 +198,13 @@ def pooled_dice(masks: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any, *, bandw
         n_eff: labels pooled per decision.
         fg_to_bg, bg_to_fg: rates f and b, scalars or 1-D arrays of one shape.
         bandwidth: the gaussian bandwidth of the clean fields.
-        fields: the masks' clean fraction fields (N, H, W) at ``bandwidth``,
-            if already computed (they do not depend on n_eff or the rates).
+        fields: ``clean_fields(masks, bandwidth=bandwidth)``, if already
+            computed (they do not depend on n_eff or the rates).
 
     Returns:
         One value per (f, b), shape (K,).
     """
-    if fields is None:
-        fields = np.stack([grid_fields(m, bandwidth)[0] for m in np.asarray(masks).astype(bool)])
-    d = np.asarray(fields)
+    d = clean_fields(masks, bandwidth=bandwidth) if fields is None else np.asarray(fields)
     f = np.atleast_1d(np.asarray(fg_to_bg, float))
     b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
     prob = fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff,
