@@ -446,7 +446,7 @@ def _theory_curves(rec: dict, records: dict, default: int | None) -> list[str]:
 def _decision_boundary(rec: dict, records: dict, default: int | None) -> list[str]:
     cfg, res = rec["config"], rec["results"]
     steps, st = res["steps"], res["settings"]
-    floor = mean(res["clean_seed_floor"][-1])
+    floor = mean(res["clean_seed_floor"][-1]) if res["clean_seed_floor"] else None  # None: a single seed
     noisy = [k for k in st if k != "clean"]
     final = {k: mean(st[k]["to_clean"][-1]) for k in noisy}
     falls = all(final[k] < mean(st[k]["to_clean"][0]) for k in noisy)
@@ -456,10 +456,11 @@ def _decision_boundary(rec: dict, records: dict, default: int | None) -> list[st
             f"distance (ASSD) from each noisy-trained network's boundary to the clean-trained one "
             + ("falls through training for every label type" if falls else "does not fall for every label type")
             + ", to " + listing([f"{num(final[k], 2)} px (`{k}`)" for k in order])
-            + f" at step {steps[-1]}, against {num(floor, 2)} px between two clean networks of different seeds "
-              f"(the floor).")
-    near = [k for k in order if final[k] <= 2 * floor]
-    far = [k for k in order if final[k] > 2 * floor]
+            + (f" at step {steps[-1]}, against {num(floor, 2)} px between two clean networks of different seeds "
+               f"(the floor)." if floor is not None else
+               f" at step {steps[-1]} (one seed: no clean-vs-clean floor to compare with)."))
+    near = [k for k in order if floor is not None and final[k] <= 2 * floor]
+    far = [k for k in order if floor is not None and final[k] > 2 * floor]
     dice = {k: st[k]["dice_tstar"][-1] for k in st}
     if near:
         text += (f" Within {steps[-1]} steps " + listing([f"`{k}`" for k in near]) + f" reach twice the floor "
@@ -472,7 +473,7 @@ def _decision_boundary(rec: dict, records: dict, default: int | None) -> list[st
         text += (f". The slowest, `{slow}`, falls from {num(mean(st[slow]['to_clean'][0]), 2)} px at step "
                  f"{steps[0]} to {num(final[slow], 2)} px, with Dice at t* {pm(dice[slow])} against "
                  f"{pm(dice['clean'])} for clean labels.")
-    else:
+    elif near:
         text += "."
     levels = [(k, mean(st[k]["mean_fg"]), mean(st[k]["mean_bg"]), st[k]["predicted_fg"], st[k]["predicted_bg"])
               for k in st]
