@@ -5,6 +5,7 @@ NUC-like 64x64 images and evaluate on 16 held-out images, for two training keys
 (0 and 1, the first two, not picked): a claim must hold for each.
 """
 
+import functools
 import math
 
 import jax
@@ -164,12 +165,22 @@ def test_dmi_is_shifted_by_log_det_of_the_noise():
 # ------------------------------------------------------------------ training mechanics
 @pytest.fixture(scope="module")
 def nuc():
+    """The claims' data: 32 training and 16 test images of 64^2."""
     return data.nuclei(jax.random.key(0), 32, size=64), data.nuclei(jax.random.key(1), 16, size=64)
 
 
-def test_same_key_bitwise_identical_and_fit_many(nuc):
-    tr, _ = nuc
-    kw = dict(steps=5, batch_size=4, progress=False)
+# the mechanics need no accuracy: 32^2 images and a two-level U-Net keep their compiles short
+SMALL = nets.unet(widths=(4, 8))
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.nuclei(jax.random.key(0), 16, size=32), data.nuclei(jax.random.key(1), 4, size=32)
+
+
+def test_same_key_bitwise_identical_and_fit_many(small):
+    tr, _ = small
+    kw = dict(steps=5, batch_size=4, progress=False, model=SMALL)
     a = train.fit(jax.random.key(3), tr.images, tr.masks, **kw)
     b = train.fit(jax.random.key(3), tr.images, tr.masks, **kw)
     c = train.fit(jax.random.key(4), tr.images, tr.masks, **kw)
@@ -195,9 +206,9 @@ class _Compiles:
 jax.monitoring.register_event_duration_secs_listener(_Compiles.listen)
 
 
-def test_label_noise_compiles_once_per_kind_and_matches_a_closure(nuc):
-    tr, te = nuc
-    kw = dict(steps=3, batch_size=4, progress=False)
+def test_label_noise_compiles_once_per_kind_and_matches_a_closure(small):
+    tr, te = small
+    kw = dict(steps=3, batch_size=4, progress=False, model=SMALL)
     a = train.fit(jax.random.key(3), tr.images, tr.masks, noise=noise.LabelNoise("sample", 0.1), **kw)
     before = _Compiles.count
     train.fit(jax.random.key(3), tr.images, tr.masks, noise=noise.LabelNoise("sample", 0.3), **kw)
@@ -214,22 +225,22 @@ def test_label_noise_compiles_once_per_kind_and_matches_a_closure(nuc):
     assert c.history["val"][0]["t_star"]["threshold"] == pytest.approx(0.45)
 
 
-def test_validation_with_random_labels_records_no_t_star(nuc):
+def test_validation_with_random_labels_records_no_t_star(small):
     """Regression: random labels (f + b = 1) used to stop fit at the first validation with a ValueError."""
-    tr, te = nuc
+    tr, te = small
     r = train.fit(jax.random.key(0), tr.images, tr.masks, noise=noise.LabelNoise("random", 0.3), steps=2,
-                  batch_size=4, validation=(te.images[:2], te.masks[:2]), val_every=1, progress=False)
+                  batch_size=4, validation=(te.images[:2], te.masks[:2]), val_every=1, progress=False, model=SMALL)
     assert [v["t_star"] for v in r.history["val"]] == [None, None]  # recorded: no t*
     assert all(0 <= v["oracle"]["dice"] <= 1 for v in r.history["val"])
     fixed = np.asarray(noise.random_labels(jax.random.key(1), tr.masks.shape, 0.3)).astype(np.int32)
     r = train.fit(jax.random.key(0), tr.images, fixed, label_type=ntm.random_matrix(0.3), steps=1, batch_size=4,
-                  validation=(te.images[:2], te.masks[:2]), progress=False)
+                  validation=(te.images[:2], te.masks[:2]), progress=False, model=SMALL)
     assert r.history["val"][0]["t_star"] is None and r.regime == "fixed"
 
 
-def test_fit_remembers_its_label_type(nuc):
-    tr, te = nuc
-    kw = dict(steps=2, batch_size=4, progress=False)
+def test_fit_remembers_its_label_type(small):
+    tr, te = small
+    kw = dict(steps=2, batch_size=4, progress=False, model=SMALL)
     sampled = np.asarray(noise.sample(jax.random.key(1), tr.masks, 0.1))
     r = train.fit(jax.random.key(0), tr.images, sampled, label_type=noise.LabelNoise("sample", 0.1), **kw)
     e = r.evaluate(te.images[:2], te.masks[:2], validation=(te.images[2:4], te.masks[2:4]))
@@ -249,10 +260,10 @@ def test_fit_remembers_its_label_type(nuc):
     np.testing.assert_allclose(sk.label_type, ntm.sample_matrix(s), atol=1e-12)  # T of the training pairs
 
 
-def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(nuc):
+def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(small):
     """fit = for each step i: k = fold_in(k_loop, i); (kb, kn, ka) = split(k, 3); a batch drawn by kb without
     replacement, augmented by ka, one ``train.step``; started from ``init_params`` when given."""
-    tr, _ = nuc
+    tr, _ = small
     x, y = jnp.asarray(tr.images[:8]), jnp.asarray(tr.masks[:8])
     model = nets.unet(widths=(4, 8))
     key, steps, bs = jax.random.key(7), 4, 4
@@ -263,12 +274,13 @@ def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(n
     opt = train.make_optimizer("adam", learning_rate=1e-3)
     _, k_loop = jax.random.split(key)
     state = train.TrainState(start, opt.init(start), jnp.zeros((), jnp.int32))
+    one_step = jax.jit(functools.partial(train.step, model=model, optimizer=opt, loss=losses.bce_with_logits))
     want_losses, want_params = [], {}
     for i in range(steps):
         kb, _, ka = jax.random.split(jax.random.fold_in(k_loop, i), 3)
         idx = jax.random.choice(kb, x.shape[0], (bs,), replace=False)
         xb, yb = train.augment_dihedral(ka, x[idx], y[idx])
-        state, value = train.step(state, xb, yb, model=model, optimizer=opt, loss=losses.bce_with_logits)
+        state, value = one_step(state, xb, yb)
         want_losses.append(float(value))
         want_params[i + 1] = state.params
     np.testing.assert_allclose(r.history["loss"], want_losses, rtol=1e-5)
@@ -312,8 +324,8 @@ def test_sgd_schedule_and_multiclass_fit():
     assert v.history["val"][-1]["miou_corrected"] == v.history["val"][-1]["miou"]  # T = I changes nothing
 
 
-def test_fit_rejects_bad_input(nuc):
-    tr, _ = nuc
+def test_fit_rejects_bad_input(small):
+    tr, _ = small
     with pytest.raises(ValueError, match="images"):
         train.fit(jax.random.key(0), tr.images[..., 0], tr.masks, steps=1)
     with pytest.raises(ValueError, match="labels"):

@@ -227,6 +227,7 @@ def test_store_keys_and_atomic_cells(tmp_path):
     assert st.compute(a, lambda s: {"v": 1.0}, force=True) == ({"v": 1.0}, True)
 
 
+@pytest.mark.slow  # a fresh process compiles everything again (~30 s of CPU)
 def test_killed_run_resumes_without_recomputing(quick, tmp_path):
     """Kill a run mid-way (SIGKILL), resume it: finished cells are reused, the numbers are the same."""
     proc = subprocess.Popen([sys.executable, "-m", "simulations", "run", "rcl_sampling", "--out", str(tmp_path)],
