@@ -228,8 +228,10 @@ def test_store_keys_and_atomic_cells(tmp_path):
 
 
 @pytest.mark.slow  # a fresh process compiles everything again (~30 s of CPU)
-def test_killed_run_resumes_without_recomputing(quick, tmp_path):
+def test_killed_run_resumes_without_recomputing(tmp_path):
     """Kill a run mid-way (SIGKILL), resume it: finished cells are reused, the numbers are the same."""
+    whole = runner.run_experiment("rcl_sampling", tmp_path / "whole", progress=False)  # uninterrupted
+    tmp_path = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "simulations", "run", "rcl_sampling", "--out", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -241,7 +243,7 @@ def test_killed_run_resumes_without_recomputing(quick, tmp_path):
     assert 2 <= done < 6, "the run should have been killed part-way"
     rec = runner.run_experiment("rcl_sampling", tmp_path, progress=False)
     assert (rec["computed"], rec["reused"]) == (6 - done, done)
-    assert rec["results"] == record(quick, "rcl_sampling")["results"]  # same as the uninterrupted run
+    assert rec["results"] == whole["results"]  # same as the uninterrupted run
     again = runner.run_experiment("rcl_sampling", tmp_path, progress=False)
     assert (again["computed"], again["reused"]) == (0, 6)
     forced = runner.run_experiment("rcl_sampling", tmp_path, progress=False, force=True,
