@@ -265,7 +265,7 @@ def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(s
     replacement, augmented by ka, one ``train.step``; started from ``init_params`` when given."""
     tr, _ = small
     x, y = jnp.asarray(tr.images[:8]), jnp.asarray(tr.masks[:8])
-    model = nets.unet(widths=(4, 8))
+    model = SMALL
     key, steps, bs = jax.random.key(7), 4, 4
     start = train.fit(jax.random.key(1), x, y, model=model, steps=3, batch_size=bs, progress=False).params
     seen = []
