@@ -60,6 +60,53 @@ def check_radius(name: str, value: Any) -> float:
     return _static_number(name, value, allow_zero=True)
 
 
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """A Python or numpy integer (not a bool, not a float such as ``3.0``), at least ``minimum``.
+
+    Raises ``TypeError`` for a non-integer, ``ValueError`` below ``minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {v}")
+    return v
+
+
+def check_num_classes(num_classes: Any) -> int:
+    """The number of classes M: an integer >= 2."""
+    return check_int("num_classes", num_classes, minimum=2)
+
+
+def check_ignore(ignore: Any, num_classes: int | None) -> int | None:
+    """``ignore`` as an int (or None); ``ValueError`` when it is a real class (0/1, or [0, M)).
+
+    An ignore value equal to a class would silently drop every pixel of that class.
+    """
+    if ignore is None:
+        return None
+    ig = check_int("ignore", ignore)
+    classes = 2 if num_classes is None else int(num_classes)
+    if 0 <= ig < classes:
+        real = "0 or 1 (binary)" if num_classes is None else f"in [0, {classes})"
+        raise ValueError(f"ignore={ig} is a real class ({real}): choose a value outside them, e.g. -1")
+    return ig
+
+
+def check_real_number(name: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> float:
+    """A finite real scalar (``minimum`` < value with ``strict``, else <=)."""
+    if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0:
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return v
+
+
 def check_ndim(ndim: Any) -> int:
     if ndim not in (2, 3):
         raise ValueError(f"ndim (the number of spatial axes) must be 2 or 3, got {ndim!r}")
@@ -87,7 +134,10 @@ def check_binary(name: str, mask: Any, *, ignore: int | None = None) -> None:
     if not np.all(ok):
         bad = np.unique(m[~ok])[:5]
         allowed = "0/1" + (f" or ignore={ignore}" if ignore is not None else "")
-        raise ValueError(f"{name} must be binary ({allowed}); found values {bad.tolist()}")
+        hint = ""
+        if np.all(np.isin(np.unique(m[~ok]), (255, 65535))):
+            hint = " (an 8- or 16-bit mask stored as 0/255 or 0/65535? binarise it, e.g. mask > 0)"
+        raise ValueError(f"{name} must be binary ({allowed}); found values {bad.tolist()}{hint}")
 
 
 def check_labels(name: str, labels: Any, num_classes: int, *, ignore: int | None) -> None:
@@ -120,7 +170,32 @@ def check_transition(name: str, transition: Any, *, atol: float = 1e-5) -> None:
         raise ValueError(f"{name} must have finite non-negative entries, got {t.tolist()}")
     rows = t.sum(axis=1)
     if not np.allclose(rows, 1.0, atol=atol):
-        raise ValueError(f"rows of {name} must sum to 1, got row sums {rows.tolist()}")
+        hint = ""
+        if np.isclose(t.sum(), 1.0, atol=atol):
+            hint = (" (its entries sum to 1: a joint distribution Q = diag(prior) T? "
+                    "T is Q with each row normalised, ntm.estimate)")
+        raise ValueError(f"rows of {name} must sum to 1, got row sums {rows.tolist()}{hint}")
+
+
+def check_joint(name: str, joint: Any, *, atol: float = 1e-6) -> np.ndarray:
+    """A square joint distribution of (clean, noisy) labels: finite, non-negative, entries summing to 1.
+
+    A transition matrix (rows summing to 1, entries summing to M) is named as such.
+    """
+    try:
+        q = np.asarray(joint, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real M x M matrix, got {joint!r}") from None
+    if q.ndim != 2 or q.shape[0] != q.shape[1] or q.shape[0] < 1:
+        raise ValueError(f"{name} must be a square M x M matrix, got shape {q.shape}")
+    if not np.all(np.isfinite(q)) or np.any(q < -atol):
+        raise ValueError(f"{name} must have finite non-negative entries, got {q.tolist()}")
+    if not np.isclose(q.sum(), 1.0, atol=atol):
+        if q.shape[0] > 1 and np.allclose(q.sum(axis=1), 1.0, atol=atol):
+            raise ValueError(f"{name} has rows summing to 1: that is a transition matrix T, not a joint "
+                             "distribution (entries summing to 1); pass ntm.joint_from_transition(T, prior)")
+        raise ValueError(f"the entries of {name} must sum to 1 (a joint distribution), got {q.sum()}")
+    return q
 
 
 def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
@@ -129,8 +204,17 @@ def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
 
 
 def check_finite(name: str, x: Any) -> None:
+    """``TypeError`` unless ``x`` is a real (bool, integer or float) array; ``ValueError`` on NaN or inf."""
     v = concrete(x)
     if v is None:
         return
+    if not (v.dtype == bool or np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)):
+        raise TypeError(f"{name} must be a real-valued array, got dtype {v.dtype}")
     if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_nonempty(name: str, x: Any) -> None:
+    """``ValueError`` for an array with no element."""
+    if np.size(x) == 0:
+        raise ValueError(f"{name} is empty (shape {np.shape(x)})")

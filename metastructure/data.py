@@ -282,24 +282,73 @@ def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.
     return out
 
 
-def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks") -> Dataset:
+_READABLE = (".png", ".tif", ".tiff")
+_OTHER_IMAGES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jp2", ".j2k")
+
+
+def _listing(folder: Path) -> dict[str, Path]:
+    """Readable files of ``folder`` by stem; hidden files (``.name``, e.g. macOS ``._a.png``) are skipped."""
+    files: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.name.startswith(".") or not f.is_file():
+            continue
+        ext = f.suffix.lower()
+        if ext in _OTHER_IMAGES:
+            raise ValueError(f"{f}: unsupported format {ext} (load_folder reads PNG or TIFF; convert the file, "
+                             "and prefer lossless formats for masks)")
+        if ext not in _READABLE:
+            continue
+        if f.stem in files:
+            raise ValueError(f"{files[f.stem]} and {f.name} share the name {f.stem!r}: one file per name, please")
+        files[f.stem] = f
+    return files
+
+
+def _read_image_file(p: Path) -> np.ndarray:
+    try:
+        if p.suffix.lower() == ".png":
+            from PIL import Image  # pillow comes with matplotlib
+
+            with Image.open(p) as im:
+                return np.asarray(im)
+        return _tifffile().imread(p)
+    except ImportError:
+        raise
+    except Exception as e:  # PIL / tifffile errors name neither the file nor the problem in our terms
+        raise ValueError(f"{p}: cannot read it as {p.suffix.lower()[1:].upper()} ({type(e).__name__}: {e})") from e
+
+
+def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks",
+                binary: bool = True) -> Dataset:
     """A user's image/mask pairs: ``path/images/NAME.ext`` with ``path/masks/NAME.ext``.
 
-    PNG or TIFF, matched by file stem. Images become float32 (N, H, W, C) z-scored
-    per image; masks must be integer-valued. All pairs must share one size.
+    PNG or TIFF, matched by file stem (hidden files such as macOS's ``._a.png``
+    are skipped). Images become float32 (N, H, W, C) z-scored per image; all
+    pairs must share one size.
+
+    Masks, ``binary=True`` (the default): each mask must hold at most two
+    values, 0 and one other (1, or 255 / 65535 for ordinary 8- / 16-bit mask
+    files); the other value becomes 1, and a ``UserWarning`` says which files
+    were read that way. ``binary=False``: integer class maps with classes >= 0
+    (and -1 for unlabelled pixels), kept as int32.
 
     Raises:
         FileNotFoundError: missing folders.
-        ValueError: unmatched names, size mismatches, non-integer masks.
+        ValueError: every problem names its file: unsupported formats (JPEG
+            and other lossy or non-PNG/TIFF images), two files with one stem, a
+            file that cannot be read, unmatched names, size mismatches, NaN or
+            infinite image values, non-integer masks, masks that are not binary
+            (with ``binary=True``: more than two values, e.g. instance labels)
+            or hold values outside int32 / below -1.
     """
+    import warnings
+
     root = Path(path)
     di, dm = root / images, root / masks
     for d in (di, dm):
         if not d.is_dir():
             raise FileNotFoundError(f"expected a folder {d} (image/mask pairs live in {images}/ and {masks}/)")
-    exts = {".png", ".tif", ".tiff"}
-    fi = {p.stem: p for p in sorted(di.iterdir()) if p.suffix.lower() in exts}
-    fm = {p.stem: p for p in sorted(dm.iterdir()) if p.suffix.lower() in exts}
+    fi, fm = _listing(di), _listing(dm)
     if set(fi) != set(fm):
         raise ValueError(
             f"unmatched names: images without a mask {sorted(set(fi) - set(fm))}, "
@@ -308,26 +357,46 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
     if not fi:
         raise ValueError(f"no PNG or TIFF files in {di}")
 
-    def read(p: Path) -> np.ndarray:
-        if p.suffix.lower() == ".png":
-            from PIL import Image  # pillow comes with matplotlib
-
-            return np.asarray(Image.open(p))
-        return _tifffile().imread(p)
-
-    ims, ms = [], []
+    ims, ms, rescaled = [], [], []
     for name in sorted(fi):
-        im = read(fi[name]).astype(np.float32)
-        m = read(fm[name])
+        im = _read_image_file(fi[name])
+        m = _read_image_file(fm[name])
+        if im.dtype.kind not in "biuf" or m.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: image and mask must be real-valued, got dtypes {im.dtype} and {m.dtype}")
+        im = im.astype(np.float32)
         if im.shape[:2] != m.shape[:2]:
             raise ValueError(f"{name}: image shape {im.shape} and mask shape {m.shape} differ")
+        if im.ndim not in (2, 3) or im.size == 0:
+            raise ValueError(f"{fi[name]}: an image must be (H, W) or (H, W, C), got shape {im.shape}")
+        if not np.all(np.isfinite(im)):
+            raise ValueError(f"{fi[name]}: the image holds NaN or infinite values")
         if m.ndim != 2:
-            raise ValueError(f"{name}: mask must be a 2-D label map, got shape {m.shape}")
+            raise ValueError(f"{fm[name]}: mask must be a 2-D label map, got shape {m.shape}")
+        if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+            raise ValueError(f"{fm[name]}: the mask holds NaN or infinite values")
         if not np.all(np.equal(np.mod(m, 1), 0)):
-            raise ValueError(f"{name}: mask must hold integer labels, found non-integer values")
+            raise ValueError(f"{fm[name]}: mask must hold integer labels, found non-integer values")
+        values = np.unique(m)
+        if binary:
+            other = values[values != 0]
+            if other.size > 1 or np.any(other < 0):
+                raise ValueError(f"{fm[name]}: a binary mask holds 0 and one other value, found {other.size + 1} "
+                                 f"values {values[:6].tolist()}{'...' if values.size > 6 else ''} (an instance "
+                                 "or class map? pass binary=False to keep the classes, or binarise with > 0)")
+            if other.size and other[0] != 1:
+                rescaled.append(f"{fm[name].name} ({other[0]:g} -> 1)")
+            m = (m != 0).astype(np.int32)
+        else:
+            if values.min() < -1 or values.max() > np.iinfo(np.int32).max:
+                raise ValueError(f"{fm[name]}: class labels must lie in [0, 2^31) (or -1 to ignore a pixel), "
+                                 f"found {values.min():g} .. {values.max():g}")
+            m = m.astype(np.int32)
         ims.append(im if im.ndim == 3 else im[..., None])
-        ms.append(m.astype(np.int32))
+        ms.append(m)
     shapes = {x.shape for x in ims}
     if len(shapes) > 1:
         raise ValueError(f"all images must share one size, got {sorted(shapes)}")
+    if rescaled:
+        warnings.warn(f"load_folder: {len(rescaled)} mask(s) read as binary, their non-zero value as 1: "
+                      + ", ".join(rescaled[:5]) + (" ..." if len(rescaled) > 5 else ""), UserWarning, stacklevel=2)
     return Dataset(_zscore(np.stack(ims)), np.stack(ms))

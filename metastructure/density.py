@@ -42,7 +42,11 @@ normalised convolution by ``scipy.ndimage`` to within :data:`ACCURACY` (absolute
 which the tests check at every pixel, borders included.
 
 Where no labelled pixel is within reach of the kernel (the labelled kernel mass
-is below ``1e-6`` of the whole kernel's), the field is undefined and is NaN.
+is below ``1e-6`` of the most kernel mass any pixel has inside the image), the
+field is undefined and is NaN. A bandwidth far beyond the image is fine: the
+field tends to the image's global class fraction, and the Epanechnikov
+footprint is clipped to the offsets that meet the image (its cost follows the
+image, not the bandwidth).
 """
 
 from __future__ import annotations
@@ -108,14 +112,44 @@ def _taps(kernel: str, bandwidth: float) -> np.ndarray:
     return w / w.sum()
 
 
-@functools.lru_cache(maxsize=32)
-def _radial(kernel: str, bandwidth: float, ndim: int) -> np.ndarray:
-    """The N-D footprint (float64, sum 1) of a radial kernel."""
+def _radial_mass(bandwidth: float, ndim: int) -> float:
+    r"""Sum of :math:`1 - |t|^2/h^2` over the lattice points of the open ball of radius h, in O(h^{ndim-1}).
+
+    Along the last axis the points with :math:`t^2 \le R` number 2m + 1 with
+    m = floor(sqrt(R)) and their squares sum to m(m+1)(2m+1)/3 (a point on the
+    sphere has weight 0, so rounding at equality does not matter).
+    """
+    h2 = bandwidth * bandwidth
     r = int(math.floor(bandwidth))
-    grids = np.meshgrid(*([np.arange(-r, r + 1, dtype=np.float64)] * ndim), indexing="ij")
+    ys = np.arange(-r, r + 1, dtype=np.float64)
+    outer = [np.zeros(1)] if ndim == 2 else [np.full(1, z * z) for z in ys]
+    total = 0.0
+    for rest0 in outer:
+        rest = rest0 + ys * ys  # squared distance used by the outer axes
+        room = h2 - rest
+        m = np.floor(np.sqrt(np.maximum(room, 0.0)))
+        count, sq = 2 * m + 1, m * (m + 1) * (2 * m + 1) / 3
+        total += float(np.sum(np.where(room > 0, count * (1 - rest / h2) - sq / h2, 0.0)))
+    return total
+
+
+@functools.lru_cache(maxsize=32)
+def _radial(kernel: str, bandwidth: float, ndim: int, extent: tuple[int, ...] | None = None) -> np.ndarray:
+    """The N-D footprint (float64) of a radial kernel, normalised so the whole kernel sums to 1.
+
+    ``extent`` clips it to offsets ``|t_i| <= extent[i]`` (those that can meet
+    an image of side ``extent[i] + 1``), so a bandwidth far beyond the image
+    costs the image's size, not the kernel's; the clipped footprint keeps the
+    whole kernel's normalisation (:func:`_radial_mass`).
+    """
+    r = int(math.floor(bandwidth))
+    ext = (r,) * ndim if extent is None else tuple(min(r, e) for e in extent)
+    grids = np.meshgrid(*[np.arange(-e, e + 1, dtype=np.float64) for e in ext], indexing="ij")
     d2 = sum(g * g for g in grids)
     w = np.maximum(0.0, 1.0 - d2 / bandwidth**2)
-    return w / w.sum()
+    if ext == (r,) * ndim:
+        return w / w.sum()
+    return w / _radial_mass(bandwidth, ndim)
 
 
 def kernel_weights(kernel: str, bandwidth: float, *, ndim: int = 2) -> np.ndarray:
@@ -173,14 +207,11 @@ def _spectrum_1d(n: int, kernel: str, bandwidth: float) -> tuple[int, np.ndarray
 
 @functools.lru_cache(maxsize=32)
 def _spectrum_nd(shape: tuple[int, ...], kernel: str, bandwidth: float) -> tuple[tuple[int, ...], np.ndarray]:
-    foot = _radial(kernel, bandwidth, len(shape))
-    r = (foot.shape[0] - 1) // 2
-    res = [min(r, n - 1) for n in shape]
+    f = _radial(kernel, bandwidth, len(shape), tuple(n - 1 for n in shape))  # offsets that meet the image
+    res = [(k - 1) // 2 for k in f.shape]
     ms = tuple(scipy.fft.next_fast_len(n + re, real=True) for n, re in zip(shape, res))
     kpad = np.zeros(ms)
-    # place the (clipped) footprint circularly: offset t goes to index t mod m
-    sl = tuple(slice(r - re, r + re + 1) for re in res)
-    f = foot[sl]
+    # place the footprint circularly: offset t goes to index t mod m
     idx = np.ix_(*[np.arange(-re, re + 1) % m for re, m in zip(res, ms)])
     kpad[idx] = f
     return ms, np.fft.rfftn(kpad).astype(np.complex64)
@@ -217,7 +248,7 @@ def _smooth(x: jax.Array, kernel: str, bandwidth: float, ndim: int) -> jax.Array
 def _border_mass(shape: tuple[int, ...], kernel: str, bandwidth: float) -> np.ndarray:
     """Kernel mass inside the image at every pixel, float64 on the host (cached)."""
     if kernel == "epanechnikov":
-        foot = _radial(kernel, bandwidth, len(shape))
+        foot = _radial(kernel, bandwidth, len(shape), tuple(n - 1 for n in shape))
         mass = scipy.signal.fftconvolve(np.ones(shape), foot, mode="same")
         return np.clip(mass, 0.0, None).astype(np.float32)
     out = np.ones((), dtype=np.float64)
@@ -291,7 +322,9 @@ def _fields(labels, *, bandwidth, kernel, num_classes, ignore, ndim):
     else:
         num, den = _smooth(ind, kernel, bandwidth, ndim), jnp.broadcast_to(full, labels.shape)
     frac = jnp.clip(num / jnp.maximum(den, 1e-30), 0.0, 1.0)
-    frac = jnp.where(den > _UNDEFINED, frac, jnp.nan)
+    # undefined relative to the most kernel mass any pixel can have inside the image (a bandwidth far beyond the
+    # image leaves little mass inside, all of it usable: the field tends to the global fraction)
+    frac = jnp.where(den > _UNDEFINED * float(np.max(_border_mass(spatial, kernel, bandwidth))), frac, jnp.nan)
     if num_classes is None:
         return frac[0]
     return jnp.moveaxis(frac, 0, -1)
@@ -301,16 +334,17 @@ def _prepare(labels, bandwidth, kernel, num_classes, ignore, ndim):
     bw = _check_kernel(kernel, bandwidth)
     ndim = _checks.check_ndim(ndim)
     _checks.check_spatial("labels", labels, ndim)
+    if num_classes is not None:
+        num_classes = _checks.check_num_classes(num_classes)
+    ignore = _checks.check_ignore(ignore, num_classes)
     labels = jnp.asarray(labels)
     if num_classes is None:
         _checks.check_binary("labels", labels, ignore=ignore)
     else:
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2 (or None for binary masks), got {num_classes!r}")
         _checks.check_labels("labels", labels, num_classes, ignore=ignore)
     if labels.dtype not in (jnp.bool_,) and not jnp.issubdtype(labels.dtype, jnp.integer):
         labels = labels.astype(jnp.int32)
-    return labels, bw, ndim
+    return labels, bw, ndim, num_classes, ignore
 
 
 def fraction_field(
@@ -353,7 +387,7 @@ def fraction_field(
     >>> bool(abs(float(fraction_field(np.ones((8, 8), int), 3.0)[0, 0]) - 1) < 1e-6)
     True
     """
-    labels, bw, ndim = _prepare(labels, bandwidth, kernel, num_classes, ignore, ndim)
+    labels, bw, ndim, num_classes, ignore = _prepare(labels, bandwidth, kernel, num_classes, ignore, ndim)
     return _fields(labels, bandwidth=bw, kernel=kernel, num_classes=num_classes, ignore=ignore, ndim=ndim)
 
 
@@ -384,7 +418,7 @@ def intensity_field(
     >>> round(float(intensity_field(m, 2.0).sum()), 5)
     1.0
     """
-    labels, bw, ndim = _prepare(labels, bandwidth, kernel, num_classes, ignore, ndim)
+    labels, bw, ndim, num_classes, ignore = _prepare(labels, bandwidth, kernel, num_classes, ignore, ndim)
     d = _fields(labels, bandwidth=bw, kernel=kernel, num_classes=num_classes, ignore=ignore, ndim=ndim)
     axes = tuple(range(-ndim, 0)) if num_classes is None else tuple(range(-ndim - 1, -1))
     total = jnp.nansum(d, axis=axes, keepdims=True)

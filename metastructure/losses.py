@@ -2,7 +2,15 @@ r"""Training losses on logits: binary cross-entropy, cross-entropy with ``ignore
 
 Every loss takes ``(logits, targets)`` and returns a scalar; ``logits`` may carry
 a trailing channel axis of size 1 (a binary network's output, (..., H, W, 1))
-against targets (..., H, W). Means are over labelled pixels.
+against targets (..., H, W).
+
+Ignore pixels. A target equal to ``ignore`` (default :data:`IGNORE` = -1) is
+unlabelled: every loss leaves it out of every sum (a mask, so it holds under
+``jit`` too), and a batch with no labelled pixel gives **0** with zero gradient.
+Values are not checked here (the losses run under ``jit``);
+:func:`metastructure.train.fit` checks its labels before training. A class
+index outside [0, M) that is not ``ignore`` makes :func:`cross_entropy` NaN
+rather than a silently wrong class.
 
 * :func:`bce_with_logits`: :math:`-t \log \sigma(z) - (1-t) \log(1 - \sigma(z))`,
   soft targets :math:`t \in [0, 1]` allowed. It is affine in :math:`t`, so its
@@ -30,6 +38,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "IGNORE",
+    "MULTICLASS",
     "NAMES",
     "bce_with_logits",
     "by_name",
@@ -38,6 +48,14 @@ __all__ = [
     "dmi_loss_from_probs",
     "soft_iou_loss",
 ]
+
+
+#: The target value the losses leave out by default (unlabelled pixels).
+IGNORE = -1
+
+
+def _valid(targets: jax.Array, ignore: int | None) -> jax.Array:
+    return jnp.ones(targets.shape, bool) if ignore is None else targets != ignore
 
 
 def _binary_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -67,7 +85,7 @@ def bce_with_logits(logits: jax.Array, targets: jax.Array, *, ignore: int | None
     """
     z = _binary_logits(logits, targets)
     t = targets.astype(jnp.float32)
-    valid = jnp.ones(t.shape, bool) if ignore is None else t != ignore
+    valid = _valid(t, ignore)
     t = jnp.where(valid, t, 0.0)
     per = jnp.maximum(z, 0) - z * t + jnp.log1p(jnp.exp(-jnp.abs(z)))
     return jnp.sum(per * valid) / jnp.maximum(jnp.sum(valid), 1)
@@ -83,7 +101,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore: int | None = 
         ignore: the label to leave out (None: none).
 
     Returns:
-        The mean over the labelled pixels (0 when there are none).
+        The mean over the labelled pixels (0 when there are none); NaN when a
+        label other than ``ignore`` lies outside [0, M).
 
     >>> import jax.numpy as jnp
     >>> round(float(cross_entropy(jnp.zeros((2, 4)), jnp.array([1, -1]))), 6)  # log 4
@@ -92,35 +111,41 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore: int | None = 
     logp = jax.nn.log_softmax(logits, axis=-1)
     if labels.ndim == logits.ndim:  # soft targets
         return -jnp.mean(jnp.sum(labels * logp, axis=-1))
-    valid = jnp.ones(labels.shape, bool) if ignore is None else labels != ignore
-    lab = jnp.where(valid, labels, 0).astype(jnp.int32)
+    valid = _valid(labels, ignore)
+    in_range = (labels >= 0) & (labels < logits.shape[-1])
+    lab = jnp.where(valid & in_range, labels, 0).astype(jnp.int32)
     nll = -jnp.take_along_axis(logp, lab[..., None], axis=-1)[..., 0]
-    return jnp.sum(nll * valid) / jnp.maximum(jnp.sum(valid), 1)
+    nll = jnp.where(valid & ~in_range, jnp.nan, nll)  # a bad class index is loud, not another class
+    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
-def soft_iou_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+def soft_iou_loss(logits: jax.Array, targets: jax.Array, *, ignore: int | None = IGNORE) -> jax.Array:
     r"""One minus the soft IoU: :math:`1 - \sum p t / \max(\sum (p + t - p t), 10^{-6})`, :math:`p = \sigma(z)`.
 
-    Summed over every pixel of the batch (one ratio, not a mean of per-image
-    ratios). With an all-zero target the intersection is 0 and so is the
-    gradient of the ratio's numerator.
+    Summed over the labelled pixels of the batch (one ratio, not a mean of
+    per-image ratios); it lies in [0, 1] for targets in [0, 1], and is 0 when
+    no pixel is labelled. With an all-zero target the intersection is 0 and so
+    is the gradient of the ratio's numerator.
 
     >>> import jax.numpy as jnp
     >>> round(float(soft_iou_loss(jnp.full(4, 20.0), jnp.ones(4))), 6)
     0.0
     """
     z = _binary_logits(logits, targets)
-    p = jax.nn.sigmoid(z)
-    t = targets.astype(jnp.float32)
+    valid = _valid(targets, ignore)
+    p = jnp.where(valid, jax.nn.sigmoid(z), 0.0)
+    t = jnp.where(valid, targets.astype(jnp.float32), 0.0)
     inter = jnp.sum(p * t)
-    return 1.0 - inter / jnp.maximum(jnp.sum(p + t - p * t), 1e-6)
+    loss = 1.0 - inter / jnp.maximum(jnp.sum(p + t - p * t), 1e-6)
+    return jnp.where(jnp.any(valid), loss, 0.0)
 
 
-def dmi_loss_from_probs(probs: jax.Array, targets: jax.Array) -> jax.Array:
+def dmi_loss_from_probs(probs: jax.Array, targets: jax.Array, *, ignore: int | None = IGNORE) -> jax.Array:
     r"""DMI loss of probabilities: :math:`-\log(|\det(P S^\top / n)| + 10^{-12})`.
 
-    :math:`P = [p; 1-p]` and :math:`S = [s; 1-s]` are 2 x n over the n pixels
-    (all axes flattened), so :math:`P S^\top / n` is the 2 x 2 empirical joint of
+    :math:`P = [p; 1-p]` and :math:`S = [s; 1-s]` are 2 x n over the n
+    labelled pixels (all axes flattened; targets equal to ``ignore`` are left
+    out, and no labelled pixel gives 0), so :math:`P S^\top / n` is the 2 x 2 empirical joint of
     prediction and target. For a binary :math:`s` covering a fraction
     :math:`\pi`, :math:`\det(P S^\top / n) = \mathrm{cov}(p, s) = \pi(1-\pi)
     (E[p \mid s] - E[p \mid \lnot s])`. Replacing the targets by their image
@@ -132,20 +157,22 @@ def dmi_loss_from_probs(probs: jax.Array, targets: jax.Array) -> jax.Array:
     >>> round(float(dmi_loss_from_probs(p, s)), 4)  # -log cov(p, s) = -log(0.25 * 0.7)
     1.743
     """
+    valid = _valid(targets, ignore).ravel()
     p = probs.ravel()
     s = targets.astype(jnp.float32).ravel()
-    joint = jnp.stack([p, 1 - p]) @ jnp.stack([s, 1 - s]).T / p.size
-    return -jnp.log(jnp.abs(jnp.linalg.det(joint)) + 1e-12)
+    w = valid.astype(jnp.float32)
+    joint = jnp.stack([p * w, (1 - p) * w]) @ jnp.stack([s, 1 - s]).T / jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.where(jnp.any(valid), -jnp.log(jnp.abs(jnp.linalg.det(joint)) + 1e-12), 0.0)
 
 
-def dmi_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+def dmi_loss(logits: jax.Array, targets: jax.Array, *, ignore: int | None = IGNORE) -> jax.Array:
     r"""DMI loss of logits: :func:`dmi_loss_from_probs` of :math:`\sigma(z)`.
 
     It rewards information about the targets, not agreement with them: it is
     invariant (up to a constant) to any invertible noise transition, and blind
     to polarity (``1 - s`` scores like ``s``).
     """
-    return dmi_loss_from_probs(jax.nn.sigmoid(_binary_logits(logits, targets)), targets)
+    return dmi_loss_from_probs(jax.nn.sigmoid(_binary_logits(logits, targets)), targets, ignore=ignore)
 
 
 def _bce_iou(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -164,6 +191,8 @@ _BY_NAME: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 }
 #: The loss names :func:`by_name` (and ``train.fit(loss=...)``) accept.
 NAMES = tuple(_BY_NAME)
+#: The names among :data:`NAMES` for multi-class (softmax) outputs; the others are binary (one logit).
+MULTICLASS = ("ce",)
 
 
 def by_name(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:

@@ -240,7 +240,9 @@ def otsu_threshold(scores: Any, *, bins: int = 256) -> jax.Array:
     Same definition as ``skimage.filters.threshold_otsu`` (histogram on
     [min, max], the threshold is a bin centre, foreground is ``scores > t``).
     """
+    bins = _checks.check_int("bins", bins, minimum=2)
     _checks.check_finite("scores", scores)
+    _checks.check_nonempty("scores", scores)
     s = jnp.asarray(scores, jnp.float32).ravel()
     lo, hi = jnp.min(s), jnp.max(s)
     width = jnp.maximum(hi - lo, 1e-30) / bins

@@ -60,14 +60,23 @@ _TOL = 2.0**-22
 
 
 # ------------------------------------------------------------------- helpers
-def _as_mask(name: str, mask: Any, ndim: int) -> jax.Array:
+def _as_mask(name: str, mask: Any, ndim: int, ignore: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(the mask as an array, its foreground, its labelled pixels).
+
+    Values are checked on concrete input (0/1 or ``ignore``). The foreground is
+    ``mask != 0`` outside ``ignore``, computed with masks, so under ``jit``
+    (no value checks) ignore pixels are still never foreground or background.
+    """
     ndim = _checks.check_ndim(ndim)
     _checks.check_spatial(name, mask, ndim)
-    _checks.check_binary(name, mask)
     m = jnp.asarray(mask)
     if not (m.dtype == jnp.bool_ or jnp.issubdtype(m.dtype, jnp.integer)):
         raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {m.dtype}")
-    return m
+    signed = jnp.issubdtype(m.dtype, jnp.signedinteger)
+    ig = _checks.check_ignore(ignore, None) if signed else None
+    _checks.check_binary(name, mask, ignore=ig)
+    valid = jnp.ones(m.shape, bool) if ig is None else m != ig
+    return m, (m != 0) & valid, valid
 
 
 def _count(sel: jax.Array, ndim: int) -> jax.Array:
@@ -102,12 +111,15 @@ def _choose(key: jax.Array, sel: jax.Array, k: jax.Array, ndim: int) -> jax.Arra
     return keep.reshape(sel.shape)
 
 
-def _out(like: jax.Array, b: jax.Array) -> jax.Array:
-    return b.astype(like.dtype)
+def _out(like: jax.Array, b: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+    """``b`` in the input's dtype, with the input's ignore pixels (``~valid``) left as they were."""
+    out = b.astype(like.dtype)
+    return out if valid is None else jnp.where(valid, out, like)
 
 
 # ------------------------------------------------------------------- RCL
-def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ndim: int = 2) -> jax.Array:
+def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ignore: int | None = -1,
+           ndim: int = 2) -> jax.Array:
     r"""Keep a fraction ``ratio`` of the foreground; every other pixel is background.
 
     Transition matrix ``[[1, 0], [1-p, p]]`` (:func:`metastructure.ntm.sample_matrix`).
@@ -118,6 +130,9 @@ def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ndim: i
         ratio: p in [0, 1] (may be traced, e.g. under ``vmap``).
         exact: exactly ``ceil(p * N_fg)`` pixels per image, uniformly without
             replacement (the paper); else i.i.d. Bernoulli(p) per pixel.
+        ignore: the value of unlabelled pixels in a signed-integer mask (None:
+            none); they are neither foreground nor background and stay
+            ``ignore``, under ``jit`` too.
         ndim: spatial axes (2 or 3).
 
     Returns:
@@ -129,17 +144,17 @@ def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ndim: i
     4
     """
     _checks.check_unit_interval("ratio", ratio)
-    m = _as_mask("mask", mask, ndim)
-    fg = m.astype(bool)
+    m, fg, valid = _as_mask("mask", mask, ndim, ignore)
     if exact:
         keep = _choose(key, fg, _ceil_count(ratio, _count(fg, ndim)), ndim)
     else:
         keep = fg & jax.random.bernoulli(key, jnp.asarray(ratio, jnp.float32), fg.shape)
-    return _out(m, keep)
+    return _out(m, keep, valid)
 
 
 def flip(
-    key: jax.Array, mask: Any, fg_to_bg: Any, bg_to_fg: Any, *, exact: bool = True, ndim: int = 2
+    key: jax.Array, mask: Any, fg_to_bg: Any, bg_to_fg: Any, *, exact: bool = True, ignore: int | None = -1,
+    ndim: int = 2,
 ) -> jax.Array:
     r"""Flip a fraction f of the foreground and b of the background, at the same time.
 
@@ -154,6 +169,8 @@ def flip(
         fg_to_bg: f in [0, 1].
         bg_to_fg: b in [0, 1].
         exact: exact counts per image (the paper) or i.i.d. Bernoulli.
+        ignore: the value of unlabelled pixels (signed-integer masks; None:
+            none): never flipped, left ``ignore``, under ``jit`` too.
         ndim: spatial axes (2 or 3).
 
     >>> import jax, numpy as np
@@ -164,16 +181,16 @@ def flip(
     """
     _checks.check_unit_interval("fg_to_bg", fg_to_bg)
     _checks.check_unit_interval("bg_to_fg", bg_to_fg)
-    m = _as_mask("mask", mask, ndim)
-    fg = m.astype(bool)
+    m, fg, valid = _as_mask("mask", mask, ndim, ignore)
+    bg = valid & ~fg
     kf, kb = jax.random.split(key)
     if exact:
         off = _choose(kf, fg, _floor_count(fg_to_bg, _count(fg, ndim)), ndim)
-        on = _choose(kb, ~fg, _floor_count(bg_to_fg, _count(~fg, ndim)), ndim)
+        on = _choose(kb, bg, _floor_count(bg_to_fg, _count(bg, ndim)), ndim)
     else:
         off = fg & jax.random.bernoulli(kf, jnp.asarray(fg_to_bg, jnp.float32), fg.shape)
-        on = ~fg & jax.random.bernoulli(kb, jnp.asarray(bg_to_fg, jnp.float32), fg.shape)
-    return _out(m, (fg & ~off) | on)
+        on = bg & jax.random.bernoulli(kb, jnp.asarray(bg_to_fg, jnp.float32), fg.shape)
+    return _out(m, (fg & ~off) | on, valid)
 
 
 def corrupt(key: jax.Array, labels: Any, transition: Any, *, ignore: int | None = -1) -> jax.Array:
@@ -195,6 +212,7 @@ def corrupt(key: jax.Array, labels: Any, transition: Any, *, ignore: int | None 
     _checks.check_transition("transition", transition)
     t = jnp.asarray(transition, jnp.float32)
     m = t.shape[0]
+    ignore = _checks.check_ignore(ignore, m)
     _checks.check_labels("labels", labels, m, ignore=ignore)
     lab = jnp.asarray(labels).astype(jnp.int32)
     cdf = jnp.cumsum(t, axis=1)[:, :-1]  # (M, M-1): the last edge is 1
@@ -238,6 +256,13 @@ def sample_classes(
     [8, 2, 2, 2, 2]
     """
     _checks.check_unit_interval("ratio", ratio)
+    num_classes = _checks.check_num_classes(num_classes)
+    ignore = _checks.check_ignore(ignore, num_classes)
+    if fill is not None:
+        fill = _checks.check_int("fill", fill)
+    if np.ndim(ratio) > 1 or np.ndim(ratio) == 1 and np.shape(ratio)[0] != num_classes:
+        raise ValueError(f"ratio must be a scalar or one ratio per class (length {num_classes}), "
+                         f"got shape {np.shape(ratio)}")
     ndim = _checks.check_ndim(ndim)
     _checks.check_spatial("labels", labels, ndim)
     _checks.check_labels("labels", labels, num_classes, ignore=ignore)
@@ -317,10 +342,13 @@ def _dilate(m: jax.Array, r: float, ndim: int) -> jax.Array:
     return out.astype(bool)
 
 
-def dilate(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
+def dilate(mask: Any, radius: float, *, ignore: int | None = -1, ndim: int = 2) -> jax.Array:
     """Morphological dilation by the disk {x^2 + y^2 <= r^2} (outside = background).
 
-    Equals ``scipy.ndimage.binary_dilation(mask, disk(radius))``.
+    Equals ``scipy.ndimage.binary_dilation(mask, disk(radius))``. Pixels equal
+    to ``ignore`` (signed-integer masks) count as background for the operation
+    and stay ``ignore`` in the output; so do they in :func:`erode`,
+    :func:`skeletonize`, :func:`shift` and :func:`boundary_noise`.
 
     >>> import numpy as np
     >>> m = np.zeros((5, 5), bool); m[2, 2] = True
@@ -328,11 +356,11 @@ def dilate(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
     5
     """
     r = _checks.check_radius("radius", radius)
-    m = _as_mask("mask", mask, ndim)
-    return _out(m, _dilate(m.astype(bool), r, ndim))
+    m, fg, valid = _as_mask("mask", mask, ndim, ignore)
+    return _out(m, _dilate(fg, r, ndim), valid)
 
 
-def erode(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
+def erode(mask: Any, radius: float, *, ignore: int | None = -1, ndim: int = 2) -> jax.Array:
     """Morphological erosion by a disk, the dual of :func:`dilate`.
 
     Outside the image counts as foreground, so objects cut by the border are
@@ -340,8 +368,8 @@ def erode(mask: Any, radius: float, *, ndim: int = 2) -> jax.Array:
     ``scipy.ndimage.binary_erosion(mask, disk(radius), border_value=1)``.
     """
     r = _checks.check_radius("radius", radius)
-    m = _as_mask("mask", mask, ndim)
-    return _out(m, ~_dilate(~m.astype(bool), r, ndim))
+    m, fg, valid = _as_mask("mask", mask, ndim, ignore)
+    return _out(m, ~_dilate(~fg, r, ndim), valid)
 
 
 def _skeleton_host(m: np.ndarray, ndim: int) -> np.ndarray:
@@ -353,7 +381,7 @@ def _skeleton_host(m: np.ndarray, ndim: int) -> np.ndarray:
     return out.reshape(m.shape).astype(bool)
 
 
-def skeletonize(mask: Any, *, ndim: int = 2) -> jax.Array:
+def skeletonize(mask: Any, *, ignore: int | None = -1, ndim: int = 2) -> jax.Array:
     """One-pixel-wide medial axis that keeps each component's topology.
 
     scikit-image's thinning (Zhang's method in 2-D, Lee's in 3-D), applied per
@@ -361,16 +389,16 @@ def skeletonize(mask: Any, *, ndim: int = 2) -> jax.Array:
 
     Transition matrix ``[[1, 0], [1-s, s]]`` (:func:`metastructure.ntm.skeleton_matrix`).
     """
-    m = _as_mask("mask", mask, ndim)
-    conc = _checks.concrete(mask)
+    m, fg, valid = _as_mask("mask", mask, ndim, ignore)
+    conc = _checks.concrete(fg)
     if conc is not None:
-        return _out(m, jnp.asarray(_skeleton_host(conc, ndim)))
+        return _out(m, jnp.asarray(_skeleton_host(conc, ndim)), valid)
     res = jax.ShapeDtypeStruct(m.shape, jnp.bool_)
-    out = jax.pure_callback(lambda x: _skeleton_host(x, ndim), res, m, vmap_method="expand_dims")
-    return _out(m, out)
+    out = jax.pure_callback(lambda x: _skeleton_host(x, ndim), res, fg, vmap_method="expand_dims")
+    return _out(m, out, valid)
 
 
-def shift(key: jax.Array, mask: Any, radius: int, *, ndim: int = 2) -> jax.Array:
+def shift(key: jax.Array, mask: Any, radius: int, *, ignore: int | None = -1, ndim: int = 2) -> jax.Array:
     r"""Move each foreground pixel by an independent uniform offset in {-r..r}^d.
 
     Targets are clipped at the border; pixels landing on the same place merge
@@ -386,8 +414,7 @@ def shift(key: jax.Array, mask: Any, radius: int, *, ndim: int = 2) -> jax.Array
     if r != int(r):
         raise ValueError(f"radius of shift must be an integer, got {radius!r}")
     r = int(r)
-    m = _as_mask("mask", mask, ndim)
-    fg = m.astype(bool)
+    m, fg, valid = _as_mask("mask", mask, ndim, ignore)
     spatial = fg.shape[-ndim:]
     batch = fg.shape[:-ndim]
     nb = int(np.prod(batch)) if batch else 1
@@ -398,7 +425,7 @@ def shift(key: jax.Array, mask: Any, radius: int, *, ndim: int = 2) -> jax.Array
     for a, (g, s) in enumerate(zip(grids, spatial)):
         idx = idx * s + jnp.clip(g[None] + off[a], 0, s - 1)
     out = jnp.zeros(flat.size, bool).at[idx.ravel()].max(flat.ravel())
-    return _out(m, out.reshape(fg.shape))
+    return _out(m, out.reshape(fg.shape), valid)
 
 
 def _neighbour_any(x: jax.Array, ndim: int) -> jax.Array:
@@ -410,7 +437,8 @@ def _neighbour_any(x: jax.Array, ndim: int) -> jax.Array:
 
 
 def boundary_noise(
-    key: jax.Array, mask: Any, *, steps: int, p_outer: Any, p_inner: Any = 0.0, ndim: int = 2
+    key: jax.Array, mask: Any, *, steps: int, p_outer: Any, p_inner: Any = 0.0, ignore: int | None = -1,
+    ndim: int = 2,
 ) -> jax.Array:
     r"""Markov boundary noise: the boundary moves by random local flips, ``steps`` times.
 
@@ -431,8 +459,7 @@ def boundary_noise(
     _checks.check_unit_interval("p_inner", p_inner)
     if not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    m = _as_mask("mask", mask, ndim)
-    fg0 = m.astype(bool)
+    m, fg0, valid = _as_mask("mask", mask, ndim, ignore)
     po = jnp.asarray(p_outer, jnp.float32)
     pi = jnp.asarray(p_inner, jnp.float32)
 
@@ -445,7 +472,7 @@ def boundary_noise(
         shrink = inner & jax.random.bernoulli(ki, pi, fg.shape)
         return (fg | grow) & ~shrink
 
-    return _out(m, jax.lax.fori_loop(0, int(steps), body, fg0))
+    return _out(m, jax.lax.fori_loop(0, int(steps), body, fg0), valid)
 
 
 # ------------------------------------------------------------ label types as values
@@ -494,6 +521,11 @@ class LabelNoise:
             raise ValueError(f"{kind!r} takes {_NPARAMS[kind]} parameter(s), got {len(params)}: {params}")
         if kind in _MULTICLASS and num_classes is None:
             raise ValueError(f"{kind!r} needs num_classes")
+        if num_classes is not None:
+            num_classes = _checks.check_num_classes(num_classes)
+            if kind not in _MULTICLASS and kind != "clean" and num_classes != 2:
+                raise ValueError(f"{kind!r} is a binary label type; num_classes={num_classes} is for "
+                                 f"{', '.join(map(repr, _MULTICLASS))} (or 'clean')")
         if kind in ("dilate", "erode"):
             _checks.check_radius("radius", params[0])
         else:
@@ -547,8 +579,8 @@ class LabelNoise:
         if k == "flip":
             return flip(key, labels, p[0], p[1])
         if k == "random":
-            lab = jnp.asarray(labels)
-            return random_labels(key, lab.shape, p[0]).astype(lab.dtype)
+            m, _, valid = _as_mask("labels", labels, 2, -1)
+            return _out(m, random_labels(key, m.shape, p[0]), valid)
         if k == "dilate":
             return dilate(labels, p[0])
         if k == "erode":

@@ -82,7 +82,7 @@ def random_matrix(rate: float, *, num_classes: int = 2) -> np.ndarray:
     [[0.7, 0.3], [0.7, 0.3]]
     """
     _checks.check_unit_interval("rate", rate)
-    if num_classes != 2:
+    if _checks.check_num_classes(num_classes) != 2:
         raise ValueError(
             f"random_matrix is binary (num_classes=2); for M={num_classes} uniform random labels use "
             "symmetric_matrix((M - 1) / M, M)"
@@ -97,6 +97,8 @@ def skeleton_matrix(mask: Any, skeleton: Any) -> np.ndarray:
     The same form as sampling with ratio s, but the kept pixels sit on the
     medial axis instead of being spread uniformly (which is why skeletons hurt).
     """
+    _checks.check_binary("mask", mask)
+    _checks.check_binary("skeleton", skeleton)
     m = np.asarray(mask).astype(bool)
     k = np.asarray(skeleton).astype(bool)
     _checks.check_same_shape("mask", m, "skeleton", k)
@@ -117,9 +119,7 @@ def symmetric_matrix(rate: float, num_classes: int) -> np.ndarray:
     [0.25, 0.25, 1.0]
     """
     _checks.check_unit_interval("rate", rate)
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    e, m = float(rate), int(num_classes)
+    e, m = float(rate), _checks.check_num_classes(num_classes)
     return (1.0 - e) * np.eye(m) + e / (m - 1) * (np.ones((m, m)) - np.eye(m))
 
 
@@ -135,6 +135,8 @@ def joint(clean: Any, noisy: Any, *, num_classes: int = 2, ignore: int | None = 
     Returns:
         (M, M) float64 array summing to 1.
     """
+    num_classes = _checks.check_num_classes(num_classes)
+    ignore = _checks.check_ignore(ignore, num_classes)
     c = np.asarray(clean)
     n = np.asarray(noisy)
     _checks.check_same_shape("clean", c, "noisy", n)
@@ -176,14 +178,13 @@ def joint_from_transition(transition: Any, prior: Any) -> np.ndarray:
 
 def determinant(transition: Any) -> float:
     """det(T). Binary flip: 1 - f - b; zero means no information."""
-    t = np.asarray(transition, dtype=np.float64)
-    if t.ndim != 2 or t.shape[0] != t.shape[1]:
-        raise ValueError(f"transition must be square, got shape {t.shape}")
-    return float(np.linalg.det(t))
+    _checks.check_transition("transition", transition)
+    return float(np.linalg.det(np.asarray(transition, dtype=np.float64)))
 
 
 def rank(transition: Any) -> int:
     """Rank of T at machine precision (numpy's default tolerance)."""
+    _checks.check_transition("transition", transition)
     return int(np.linalg.matrix_rank(np.asarray(transition, dtype=np.float64)))
 
 
@@ -193,6 +194,8 @@ def numerical_rank(transition: Any, *, rtol: float = 1e-3) -> int:
     Estimated matrices are never exactly singular; a loose tolerance tells how
     many classes are distinguishable *in practice*.
     """
+    _checks.check_transition("transition", transition)
+    _checks.check_real_number("rtol", rtol, minimum=0.0)
     s = np.linalg.svd(np.asarray(transition, dtype=np.float64), compute_uv=False)
     if s[0] == 0:
         return 0
@@ -205,9 +208,7 @@ def mutual_information(joint_matrix: Any) -> float:
     >>> round(mutual_information(joint_from_transition(random_matrix(0.3), [0.5, 0.5])), 12)
     0.0
     """
-    q = np.asarray(joint_matrix, dtype=np.float64)
-    if q.ndim != 2 or np.any(q < 0) or not np.isclose(q.sum(), 1.0):
-        raise ValueError("joint_matrix must be a non-negative matrix summing to 1")
+    q = np.clip(_checks.check_joint("joint_matrix", joint_matrix), 0.0, None)
     pr = q.sum(axis=1, keepdims=True)
     pc = q.sum(axis=0, keepdims=True)
     nz = q > 0
@@ -219,8 +220,14 @@ def dmi(joint_matrix: Any) -> float:
 
     Zero exactly when the noisy labels cannot separate some classes (rank < M);
     it factorises as ``|det diag(prior)| * |det T|``.
+
+    Raises:
+        ValueError: ``joint_matrix`` is not a joint distribution (square,
+            non-negative, entries summing to 1); a transition matrix T (rows
+            summing to 1) is named as such: pass ``joint_from_transition(T, prior)``.
+
+    >>> round(dmi(joint_from_transition(flip_matrix(0.1, 0.1), [0.5, 0.5])), 6)  # 0.25 * (1 - f - b)
+    0.2
     """
-    q = np.asarray(joint_matrix, dtype=np.float64)
-    if q.ndim != 2 or q.shape[0] != q.shape[1]:
-        raise ValueError(f"joint_matrix must be square, got shape {q.shape}")
+    q = _checks.check_joint("joint_matrix", joint_matrix)
     return float(abs(np.linalg.det(q)))

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import losses, metrics, nets
+from . import _checks, losses, metrics, nets
 from .noise import LabelNoise
 
 __all__ = [
@@ -229,6 +229,113 @@ def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
     return label_type
 
 
+def _check_images(name: str, images: Any) -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be (N, H, W, C), got shape {x.shape}")
+    _checks.check_nonempty(name, x)
+    _checks.check_finite(name, x)
+    return x
+
+
+def _check_labels(name: str, labels: Any, shape: tuple[int, ...], num_classes: int | None, *,
+                  soft: bool) -> np.ndarray:
+    """Binary: 0/1, soft targets in [0, 1] (``soft``), or IGNORE; multi-class: classes in [0, M) or IGNORE,
+    or soft targets (N, H, W, M) whose rows are probability vectors."""
+    y = np.asarray(labels)
+    ig = losses.IGNORE
+    if y.shape[:3] != tuple(shape[:3]):
+        raise ValueError(f"{name} must be (N, H, W) matching the images' {tuple(shape[:3])}, got shape {y.shape}")
+    if num_classes is None:
+        if y.ndim != 3:
+            raise ValueError(f"{name} of a binary network must be (N, H, W), got shape {y.shape}"
+                             + (" (drop the channel axis: labels[..., 0])" if y.shape[3:] == (1,) else ""))
+        if y.dtype.kind == "f" and soft:
+            _checks.check_finite(name, y)
+            ok = ((y >= 0) & (y <= 1)) | (y == ig)
+            if not np.all(ok):
+                bad = np.unique(y[~ok])[:5].tolist()
+                hint = " (a 0/255 mask? use labels > 0)" if set(bad) <= {255.0, 65535.0} else ""
+                raise ValueError(f"{name} must be 0/1, soft targets in [0, 1], or {ig} (ignore); "
+                                 f"found values {bad}{hint}")
+        else:
+            if y.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {y.dtype}")
+            _checks.check_binary(name, y, ignore=ig)
+        return y
+    if y.ndim == 4:
+        if y.shape[3] != num_classes or y.dtype.kind != "f":
+            raise ValueError(f"{name} of a network with {num_classes} classes must be class indices (N, H, W) or "
+                             f"float soft targets (N, H, W, {num_classes}), got shape {y.shape}, dtype {y.dtype}")
+        _checks.check_finite(name, y)
+        if np.any(y < 0) or not np.allclose(y.sum(axis=-1), 1.0, atol=1e-4):
+            raise ValueError(f"{name}: soft targets must be non-negative and sum to 1 over the class axis")
+        return y
+    if y.ndim != 3:
+        raise ValueError(f"{name} must be (N, H, W) class indices, got shape {y.shape}")
+    _checks.check_labels(name, y, num_classes, ignore=ig)
+    return y
+
+
+@functools.lru_cache(maxsize=64)
+def _output_shape(model: nets.Model, in_channels: int, height: int, width: int) -> tuple[int, ...]:
+    """The shape of ``model``'s output on one (1, H, W, C) image (traced, not compiled)."""
+    def run():
+        params = model.init(jax.random.key(0), in_channels)
+        return model.apply(params, jnp.zeros((1, height, width, in_channels), jnp.float32))
+
+    return tuple(jax.eval_shape(run).shape)
+
+
+def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any, batch_size: Any,
+                    learning_rate: Any, weight_decay: Any, loss: Any, noise: Any, augment: bool,
+                    num_classes: Any, validation: Any, val_every: Any) -> None:
+    """Every argument of :func:`fit` whose value is known now, before anything compiles."""
+    _checks.check_int("steps", steps, minimum=0)
+    _checks.check_int("batch_size", batch_size, minimum=1)
+    _checks.check_int("val_every", val_every, minimum=1)
+    _checks.check_real_number("learning_rate", learning_rate, minimum=0.0, strict=True)
+    _checks.check_real_number("weight_decay", weight_decay, minimum=0.0)
+    if isinstance(loss, str):
+        if loss not in losses.NAMES:
+            raise ValueError(f"loss must be one of {list(losses.NAMES)} or a callable, got {loss!r}")
+        if (loss in losses.MULTICLASS) != (num_classes is not None):
+            raise ValueError(f"loss={loss!r} is for "
+                             + ("multi-class outputs: pass num_classes" if loss in losses.MULTICLASS else
+                                f"binary outputs, but num_classes={num_classes}: use loss='ce'"))
+    elif not callable(loss):
+        raise TypeError(f"loss must be a name of losses.NAMES or a callable, got {loss!r}")
+    if noise is not None and not callable(noise):
+        raise TypeError(f"noise must be a LabelNoise or a callable noise(key, labels), got {noise!r}")
+    if isinstance(noise, LabelNoise):
+        if noise.kind == "clean":
+            want = num_classes if noise.num_classes is None else noise.num_classes
+            want = None if want == 2 and num_classes is None else want
+        else:
+            want = noise.num_classes if noise.kind in ("sample_classes", "symmetric") else None
+        if want != num_classes:
+            raise ValueError(f"noise={noise!r} is for {'binary masks' if want is None else f'{want} classes'}, "
+                             f"but num_classes={num_classes}")
+    if augment and x.shape[1] != x.shape[2]:
+        raise ValueError(f"augment=True (dihedral) needs square images, got {x.shape[1:3]}")
+    # fixed labels may be soft targets; clean labels that noise corrupts must be hard 0/1
+    _check_labels("labels", labels, x.shape, num_classes, soft=noise is None)
+    out = _output_shape(model, x.shape[-1], x.shape[1], x.shape[2])
+    want_ch = 1 if num_classes is None else num_classes
+    if out != (1, x.shape[1], x.shape[2], want_ch):
+        raise ValueError(f"model {model.name} maps a (1, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) batch to "
+                         f"{out}; fit needs (1, {x.shape[1]}, {x.shape[2]}, {want_ch}) "
+                         f"({'one logit (binary)' if num_classes is None else f'{num_classes} logits'})")
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation must be a pair (images, masks)")
+        vx = _check_images("validation images", validation[0])
+        if vx.shape[1:] != x.shape[1:]:
+            raise ValueError(f"validation images must be (n, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) like "
+                             f"the training images, got {vx.shape}")
+        _check_labels("validation masks", validation[1], vx.shape, num_classes, soft=False)
+
+
 def fit(
     key: jax.Array,
     images: Any,
@@ -291,20 +398,34 @@ def fit(
             optimizer state starts afresh.
         progress: a tqdm bar (default: when stderr is a terminal).
 
+    Every value is checked before anything compiles: images finite and
+    non-empty; binary labels 0/1 (fixed labels may also be soft targets in
+    [0, 1]) or -1 (:data:`metastructure.losses.IGNORE`, left out of every
+    loss); multi-class labels in [0, M) or -1, or soft (N, H, W, M); the
+    model's output shape; the loss matching the output (binary names against
+    "ce"); integer counts and finite rates. A loss that turns NaN or infinite
+    during training (divergence) raises ``FloatingPointError`` at the end,
+    naming the step.
+
     Raises:
-        ValueError: inconsistent shapes, an unknown loss, ``init_params`` of
-            another structure, or a label type fit cannot resolve.
+        ValueError: a bad value or an inconsistent shape (the message names the
+            argument), an unknown loss, ``init_params`` of another structure, or
+            a label type fit cannot resolve.
+        TypeError: a non-integer count, a non-numeric array, a loss or noise
+            that is not callable.
+        FloatingPointError: the training loss became NaN or infinite.
     """
-    x = jnp.asarray(images, jnp.float32)
-    y = jnp.asarray(labels)
-    if x.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C), got shape {x.shape}")
-    if y.shape[:3] != x.shape[:3]:
-        raise ValueError(f"labels must be (N, H, W) matching images {x.shape[:3]}, got {y.shape}")
-    if steps < 0 or batch_size < 1:
-        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
-    out_ch = 1 if num_classes is None else int(num_classes)
+    if num_classes is not None:
+        num_classes = _checks.check_num_classes(num_classes)
+    x_host = _check_images("images", images)
+    out_ch = 1 if num_classes is None else num_classes
     model = model or nets.unet(out_channels=out_ch)
+    _check_fit_args(x_host, labels, model=model, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                    weight_decay=weight_decay, loss=loss, noise=noise, augment=augment, num_classes=num_classes,
+                    validation=validation, val_every=val_every)
+    steps, batch_size, val_every = int(steps), int(batch_size), int(val_every)
+    x = jnp.asarray(x_host, jnp.float32)
+    y = jnp.asarray(labels)
     loss_fn = losses.by_name(loss) if isinstance(loss, str) else loss
     opt = make_optimizer(optimizer, learning_rate=learning_rate, weight_decay=weight_decay) \
         if isinstance(optimizer, str) else optimizer
@@ -335,6 +456,9 @@ def fit(
         history["step"].append(i + 1)
         history["loss"].append(value)
         if (validation is not None or callback is not None) and ((i + 1) % val_every == 0 or i + 1 == steps):
+            if not np.isfinite(float(value)):
+                raise FloatingPointError(f"the training loss became {float(value)} by step {i + 1} of {steps} "
+                                         "(inputs checked and finite: training diverged; lower learning_rate)")
             result = result._replace(params=state.params)
             history["val_step"].append(i + 1)
             if validation is not None:
@@ -347,6 +471,11 @@ def fit(
         bar.close()
     history["loss"] = [float(v) for v in jax.device_get(history["loss"])]
     history["seconds"] = time.perf_counter() - t0
+    bad = np.flatnonzero(~np.isfinite(history["loss"]))
+    if bad.size:
+        raise FloatingPointError(
+            f"the training loss became {history['loss'][bad[0]]} at step {bad[0] + 1} of {steps} (the inputs were "
+            "checked and are finite, so training diverged: lower learning_rate, or check a custom loss or noise)")
     return result._replace(params=state.params)
 
 
