@@ -26,13 +26,24 @@ def concrete(x: Any) -> np.ndarray | None:
         return None
 
 
-def check_unit_interval(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless every entry of ``value`` lies in [0, 1]."""
+def _real(v: np.ndarray) -> bool:
+    return v.dtype == bool or np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)
+
+
+def check_unit_interval(name: str, value: Any, *, scalar: bool = False) -> None:
+    """Raise ``ValueError`` unless every entry of ``value`` lies in [0, 1] (a single number with ``scalar``).
+
+    ``TypeError`` for a value that is not real (None, a string, a complex number).
+    """
     v = concrete(value)
     if v is None:
         return
-    if not np.issubdtype(v.dtype, np.number) and v.dtype != bool:
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not _real(v):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {value!r}")
+    if scalar and v.ndim != 0:
+        raise ValueError(f"{name} must be a single number in [0, 1], got shape {v.shape}")
+    if v.size == 0:
+        raise ValueError(f"{name} is empty")
     if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v > 1):
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
@@ -41,6 +52,8 @@ def _static_number(name: str, value: Any, *, allow_zero: bool) -> float:
     what = "a non-negative" if allow_zero else "a positive"
     if isinstance(value, jax.core.Tracer):
         raise TypeError(f"{name} must be a static Python number (it fixes array shapes), got a traced value")
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)) or np.ndim(value) != 0:
+        raise TypeError(f"{name} must be {what} number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -95,7 +108,7 @@ def check_ignore(ignore: Any, num_classes: int | None) -> int | None:
 
 def check_real_number(name: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> float:
     """A finite real scalar (``minimum`` < value with ``strict``, else <=)."""
-    if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0:
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)) or np.ndim(value) != 0:
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
@@ -164,6 +177,8 @@ def check_transition(name: str, transition: Any, *, atol: float = 1e-5) -> None:
     t = concrete(transition)
     if t is None:
         return
+    if not _real(t):
+        raise TypeError(f"{name} must be a real M x M matrix, got {transition!r}")
     if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
         raise ValueError(f"{name} must be a square M x M matrix with M >= 2, got shape {t.shape}")
     if not np.all(np.isfinite(t)) or np.any(t < -atol):
@@ -182,10 +197,10 @@ def check_joint(name: str, joint: Any, *, atol: float = 1e-6) -> np.ndarray:
 
     A transition matrix (rows summing to 1, entries summing to M) is named as such.
     """
-    try:
-        q = np.asarray(joint, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real M x M matrix, got {joint!r}") from None
+    q = np.asarray(joint)
+    if not _real(q):
+        raise TypeError(f"{name} must be a real M x M matrix, got {joint!r}")
+    q = q.astype(np.float64)
     if q.ndim != 2 or q.shape[0] != q.shape[1] or q.shape[0] < 1:
         raise ValueError(f"{name} must be a square M x M matrix, got shape {q.shape}")
     if not np.all(np.isfinite(q)) or np.any(q < -atol):
@@ -208,7 +223,7 @@ def check_finite(name: str, x: Any) -> None:
     v = concrete(x)
     if v is None:
         return
-    if not (v.dtype == bool or np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)):
+    if not _real(v):
         raise TypeError(f"{name} must be a real-valued array, got dtype {v.dtype}")
     if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
         raise ValueError(f"{name} contains NaN or infinite values")

@@ -362,7 +362,8 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
         im = _read_image_file(fi[name])
         m = _read_image_file(fm[name])
         if im.dtype.kind not in "biuf" or m.dtype.kind not in "biuf":
-            raise ValueError(f"{name}: image and mask must be real-valued, got dtypes {im.dtype} and {m.dtype}")
+            raise ValueError(f"{fi[name]} and {fm[name].name}: image and mask must be real-valued, "
+                             f"got dtypes {im.dtype} and {m.dtype}")
         im = im.astype(np.float32)
         if im.shape[:2] != m.shape[:2]:
             raise ValueError(f"{name}: image shape {im.shape} and mask shape {m.shape} differ")

@@ -285,6 +285,7 @@ def smooth(x: Any, bandwidth: float, *, kernel: str = "gaussian", ndim: int = 2)
     """
     bw = _check_kernel(kernel, bandwidth)
     ndim = _checks.check_ndim(ndim)
+    _checks.check_finite("x", x)
     _checks.check_spatial("x", x, ndim)
     return _smooth_jit(jnp.asarray(x), kernel, bw, ndim)
 
@@ -509,7 +510,9 @@ def expected_fraction_field(clean_fields: Any, transition: Any, *, stacked: bool
     Args:
         clean_fields: for a 2 x 2 ``transition``, the foreground fraction
             (..., H, W) unless ``stacked``; otherwise class fractions (..., M)
-            with the class axis last.
+            with the class axis last. Values in [0, 1] and finite (a field's
+            NaN, where no labelled pixel is in reach, is refused: drop or fill
+            those pixels first).
         transition: M x M row-stochastic matrix.
         stacked: force the class-axis-last form for a 2 x 2 matrix.
 
@@ -523,6 +526,8 @@ def expected_fraction_field(clean_fields: Any, transition: Any, *, stacked: bool
     0.7
     """
     _checks.check_transition("transition", transition)
+    _checks.check_finite("clean_fields", clean_fields)
+    _checks.check_unit_interval("clean_fields", clean_fields)
     t = jnp.asarray(transition, dtype=jnp.float32)
     d = jnp.asarray(clean_fields, dtype=jnp.float32)
     if t.shape == (2, 2) and not stacked:

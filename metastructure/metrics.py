@@ -61,6 +61,7 @@ __all__ = [
 
 
 def _binary_pair(pred: Any, target: Any, ignore: int | None):
+    ignore = _checks.check_ignore(ignore, None)
     _checks.check_same_shape("pred", pred, "target", target)
     _checks.check_binary("pred", pred)
     _checks.check_binary("target", target, ignore=ignore)
@@ -127,8 +128,10 @@ def accuracy(
 
 
 def _scores_target(scores: Any, target: Any, ignore: int | None):
+    ignore = _checks.check_ignore(ignore, None)
     _checks.check_same_shape("scores", scores, "target", target)
     _checks.check_finite("scores", scores)
+    _checks.check_nonempty("scores", scores)
     _checks.check_binary("target", target, ignore=ignore)
     s = jnp.asarray(scores, jnp.float32).ravel()
     t = jnp.asarray(target).ravel()
@@ -168,6 +171,8 @@ def miou(pred: Any, target: Any, num_classes: int, *, ignore: int | None = -1) -
     >>> float(miou(np.array([0, 1, 2, 2]), np.array([0, 1, 2, -1]), 3))
     1.0
     """
+    num_classes = _checks.check_num_classes(num_classes)
+    ignore = _checks.check_ignore(ignore, num_classes)
     _checks.check_same_shape("pred", pred, "target", target)
     _checks.check_labels("pred", pred, num_classes, ignore=None)
     _checks.check_labels("target", target, num_classes, ignore=ignore)
@@ -197,6 +202,8 @@ def threshold_sweep(scores: Any, target: Any, thresholds: Any, *, ignore: int | 
     [0.6667, 1.0]
     """
     s, pos, neg = _scores_target(scores, target, ignore)
+    _checks.check_finite("thresholds", thresholds)
+    _checks.check_nonempty("thresholds", thresholds)
     th = jnp.asarray(thresholds, jnp.float32).ravel()
     n1 = jnp.sum(pos, dtype=jnp.int32)
     n0 = jnp.sum(neg, dtype=jnp.int32)
@@ -228,6 +235,7 @@ def best_threshold(
     """
     if metric not in ("iou", "dice"):
         raise ValueError(f"metric must be 'iou' or 'dice', got {metric!r}")
+    _scores_target(scores, target, ignore)  # checked before the grid is built from them
     grid = _default_grid(jnp.asarray(scores)) if thresholds is None else thresholds
     r = threshold_sweep(scores, target, grid, ignore=ignore)
     i = int(jnp.argmax(r[metric]))
@@ -372,6 +380,11 @@ def evaluate(
     wanted = set(PROTOCOLS if protocols is None else [protocols] if isinstance(protocols, str) else protocols)
     if not wanted <= set(PROTOCOLS):
         raise ValueError(f"protocols must be among {PROTOCOLS}, got {sorted(wanted - set(PROTOCOLS))}")
+    _checks.check_finite("probs", probs)
+    _checks.check_nonempty("probs", probs)
+    _checks.check_unit_interval("probs", probs)
+    _checks.check_same_shape("probs", probs, "masks", masks)
+    _checks.check_binary("masks", masks, ignore=ignore)
     host = np.asarray(probs, np.float32)
     target = np.asarray(masks)
     s = jnp.asarray(host)
@@ -514,6 +527,8 @@ def linear_cka(x: Any, y: Any) -> float:
     >>> round(linear_cka(x, 3 * x @ np.linalg.qr(np.ones((4, 4)) + np.eye(4))[0]), 6)
     1.0
     """
+    _checks.check_finite("x", x)
+    _checks.check_finite("y", y)
     a = np.asarray(x, np.float64)
     b = np.asarray(y, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:

@@ -69,6 +69,9 @@ def _as_mask(name: str, mask: Any, ndim: int, ignore: int | None = None) -> tupl
     """
     ndim = _checks.check_ndim(ndim)
     _checks.check_spatial(name, mask, ndim)
+    c = _checks.concrete(mask)
+    if c is not None and c.dtype.kind not in "biu":
+        raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {c.dtype}")
     m = jnp.asarray(mask)
     if not (m.dtype == jnp.bool_ or jnp.issubdtype(m.dtype, jnp.integer)):
         raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {m.dtype}")
@@ -102,7 +105,7 @@ def _choose(key: jax.Array, sel: jax.Array, k: jax.Array, ndim: int) -> jax.Arra
     breaks the (rare) ties, so the count is always exact.
     """
     batch = sel.shape[:-ndim]
-    flat = sel.reshape(batch + (-1,))
+    flat = sel.reshape(batch + (math.prod(sel.shape[-ndim:]),))  # explicit: -1 is ambiguous for an empty batch
     bits = jax.random.bits(key, flat.shape, dtype=jnp.uint32) >> 1
     keys = jnp.where(flat, bits, bits | jnp.uint32(1 << 31))
     order = jnp.argsort(keys, axis=-1, stable=True)
@@ -143,7 +146,7 @@ def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ignore:
     >>> int(sample(jax.random.key(0), m, 0.25).sum())
     4
     """
-    _checks.check_unit_interval("ratio", ratio)
+    _checks.check_unit_interval("ratio", ratio, scalar=True)
     m, fg, valid = _as_mask("mask", mask, ndim, ignore)
     if exact:
         keep = _choose(key, fg, _ceil_count(ratio, _count(fg, ndim)), ndim)
@@ -179,8 +182,8 @@ def flip(
     >>> int((m & ~y).sum()), int((~m & y).sum())
     (20, 10)
     """
-    _checks.check_unit_interval("fg_to_bg", fg_to_bg)
-    _checks.check_unit_interval("bg_to_fg", bg_to_fg)
+    _checks.check_unit_interval("fg_to_bg", fg_to_bg, scalar=True)
+    _checks.check_unit_interval("bg_to_fg", bg_to_fg, scalar=True)
     m, fg, valid = _as_mask("mask", mask, ndim, ignore)
     bg = valid & ~fg
     kf, kb = jax.random.split(key)
@@ -288,7 +291,7 @@ def random_labels(key: jax.Array, shape: tuple[int, ...], rate: Any, *, dtype: A
     >>> random_labels(jax.random.key(0), (4, 4), 0.0).any().item()
     False
     """
-    _checks.check_unit_interval("rate", rate)
+    _checks.check_unit_interval("rate", rate, scalar=True)
     if not all(isinstance(s, (int, np.integer)) and s >= 0 for s in tuple(shape)):
         raise ValueError(f"shape must be a tuple of non-negative ints, got {shape!r}")
     return jax.random.bernoulli(key, jnp.asarray(rate, jnp.float32), tuple(shape)).astype(dtype)
@@ -455,10 +458,9 @@ def boundary_noise(
     >>> int(boundary_noise(jax.random.key(0), m, steps=1, p_outer=1.0).sum())
     5
     """
-    _checks.check_unit_interval("p_outer", p_outer)
-    _checks.check_unit_interval("p_inner", p_inner)
-    if not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    _checks.check_unit_interval("p_outer", p_outer, scalar=True)
+    _checks.check_unit_interval("p_inner", p_inner, scalar=True)
+    steps = _checks.check_int("steps", steps, minimum=0)
     m, fg0, valid = _as_mask("mask", mask, ndim, ignore)
     po = jnp.asarray(p_outer, jnp.float32)
     pi = jnp.asarray(p_inner, jnp.float32)
@@ -530,7 +532,7 @@ class LabelNoise:
             _checks.check_radius("radius", params[0])
         else:
             for p in params:
-                _checks.check_unit_interval(f"{kind} rate", p)
+                _checks.check_unit_interval(f"{kind} rate", p, scalar=True)
         self.kind = kind
         self.params = tuple(params)
         self.num_classes = num_classes

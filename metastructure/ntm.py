@@ -55,7 +55,7 @@ def sample_matrix(ratio: float) -> np.ndarray:
     >>> sample_matrix(0.1).tolist()
     [[1.0, 0.0], [0.9, 0.1]]
     """
-    _checks.check_unit_interval("ratio", ratio)
+    _checks.check_unit_interval("ratio", ratio, scalar=True)
     p = float(ratio)
     return np.array([[1.0, 0.0], [1.0 - p, p]])
 
@@ -66,8 +66,8 @@ def flip_matrix(fg_to_bg: float, bg_to_fg: float) -> np.ndarray:
     >>> flip_matrix(0.3, 0.1).tolist()
     [[0.9, 0.1], [0.3, 0.7]]
     """
-    _checks.check_unit_interval("fg_to_bg", fg_to_bg)
-    _checks.check_unit_interval("bg_to_fg", bg_to_fg)
+    _checks.check_unit_interval("fg_to_bg", fg_to_bg, scalar=True)
+    _checks.check_unit_interval("bg_to_fg", bg_to_fg, scalar=True)
     f, b = float(fg_to_bg), float(bg_to_fg)
     return np.array([[1.0 - b, b], [f, 1.0 - f]])
 
@@ -81,7 +81,7 @@ def random_matrix(rate: float, *, num_classes: int = 2) -> np.ndarray:
     >>> random_matrix(0.3).tolist()
     [[0.7, 0.3], [0.7, 0.3]]
     """
-    _checks.check_unit_interval("rate", rate)
+    _checks.check_unit_interval("rate", rate, scalar=True)
     if _checks.check_num_classes(num_classes) != 2:
         raise ValueError(
             f"random_matrix is binary (num_classes=2); for M={num_classes} uniform random labels use "
@@ -118,7 +118,7 @@ def symmetric_matrix(rate: float, num_classes: int) -> np.ndarray:
     >>> np.round(np.linalg.eigvalsh(symmetric_matrix(0.5, 3)), 6).tolist()
     [0.25, 0.25, 1.0]
     """
-    _checks.check_unit_interval("rate", rate)
+    _checks.check_unit_interval("rate", rate, scalar=True)
     e, m = float(rate), _checks.check_num_classes(num_classes)
     return (1.0 - e) * np.eye(m) + e / (m - 1) * (np.ones((m, m)) - np.eye(m))
 
@@ -170,6 +170,7 @@ def joint_from_transition(transition: Any, prior: Any) -> np.ndarray:
     """:math:`Q = \\mathrm{diag}(\\pi) T` for a class prior :math:`\\pi`."""
     _checks.check_transition("transition", transition)
     t = np.asarray(transition, dtype=np.float64)
+    _checks.check_finite("prior", prior)
     p = np.asarray(prior, dtype=np.float64)
     if p.shape != (t.shape[0],) or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
         raise ValueError(f"prior must be a probability vector of length {t.shape[0]}, got {prior!r}")

@@ -372,7 +372,8 @@ def fit(
             ``noise``, the *clean* labels that ``noise`` corrupts afresh each step.
         model: default ``nets.unet()`` with one logit (or ``num_classes`` logits).
         steps, batch_size, learning_rate, optimizer, weight_decay: training setup
-            (``optimizer`` may be an optax transformation).
+            (``steps`` >= 0, and 0 returns the initial parameters;
+            ``optimizer`` may be an optax transformation).
         loss: a name of :data:`metastructure.losses.NAMES` ("bce", "ce"
             (multi-class, ignore = -1), "bce+iou", "dmi+iou"), or a callable
             ``loss(logits, targets)``.

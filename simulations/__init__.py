@@ -8,7 +8,8 @@ numbers behind its figure, and how to ``plot`` them (ending in
 kind also say how to ``compute`` one and its ``VERSION``.
 :mod:`simulations.runner` runs them through the results store
 (:mod:`simulations.store`: one atomic JSON per cell, keyed by the versioned
-spec, so interrupted runs resume and stale cells are never reused) and writes
+spec, so interrupted runs resume and stale cells are never reused; verified
+on read, recomputed when damaged; locked per cell, so runs may share a folder) and writes
 ``OUT/NAME.png`` and ``OUT/NAME.json``; :mod:`simulations.report` writes the
 results document from those records. Every learning experiment trains through
 one shared cell, :func:`simulations._cells.train_cell`, so experiments that

@@ -5,8 +5,12 @@ seed, minutes; full: the configuration behind the published figures),
 ``--seeds N`` (seeds per cell), ``--out DIR`` (default ``./figures`` for the
 full profile and ``./figures/quick`` for the quick one, in the current
 directory), ``--force`` (recompute finished cells). Finished cells live in
-``OUT/store`` and are never recomputed unless forced: an interrupted run,
-started again, resumes where it stopped. ``plot`` redraws figures from their
+``OUT/store`` and are never recomputed unless forced: an interrupted run
+(Ctrl-C, or killed), started again, resumes where it stopped. A stored cell
+that is damaged (truncated, edited, another cell's, its arrays missing) is
+recomputed with a warning naming it; two runs on one ``--out`` compute each
+cell once (a lock per cell). ``--out`` is checked for writing before any cell
+trains. ``plot`` redraws figures from their
 JSON alone; ``report`` writes the results document (every number from
 ``OUT/*.json``).
 """
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 from . import runner
+from ._io import atomic_write, check_writable
 
 DEFAULT_OUT = Path("figures")  # relative: under the current directory, never inside the installed package
 
@@ -51,20 +56,41 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
         p.add_argument("--force", action="store_true", help="recompute cells already in the store")
     args = ap.parse_args(argv)
+    try:
+        return _main(ap, args)
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        print(f"\ninterrupted: finished cells are kept in {out}/store; run the same command again to resume",
+              file=sys.stderr, flush=True)
+        return 130
+    except _UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
 
+
+class _UserError(Exception):
+    """A problem the user fixes (an unwritable --out, a figure with no JSON): one line, no traceback."""
+
+
+def _main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "list":
         for name in runner.NAMES:
             print(f"{name:18s} {_first_line(name)}")
         return 0
     if args.out is None:
         args.out = DEFAULT_OUT if args.profile == "full" else DEFAULT_OUT / "quick"
+    if args.command in ("run", "all"):
+        try:
+            check_writable(args.out)  # before the first cell trains
+        except OSError as e:
+            raise _UserError(f"--out: {e}") from None
     if args.command == "report":
         from . import report as _report
 
         doc = args.doc or args.out / "README.md"
         text = _report.render(args.out, doc_path=doc)
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(text)
+        atomic_write(doc, text.encode())
         print(f"wrote {doc} from {args.out}/*.json", flush=True)
         return 0
     names = list(runner.NAMES) if args.command == "all" else args.names
@@ -73,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown experiment(s) {unknown}; choose from {', '.join(runner.NAMES)}")
     if args.command == "plot":
         for name in names:
-            runner.replot(name, args.out)
+            try:
+                runner.replot(name, args.out)
+            except (FileNotFoundError, ValueError) as e:  # no JSON, unreadable JSON, a corrupt store cell
+                raise _UserError(str(e)) from None
             print(f"{name}: redrew {args.out}/{name}.png", flush=True)
         return 0
     if args.seeds is not None and args.seeds < 1:

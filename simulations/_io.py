@@ -48,12 +48,45 @@ def save(out: str | Path, stem: str, record: dict, draw: Callable[[Path], None])
 
 
 def draw_png(out: str | Path, stem: str, draw: Callable[[Path], None]) -> None:
-    """Draw ``OUT/stem.png`` through a temporary file and a rename."""
-    tmp = Path(out) / f".{stem}.tmp.png"
-    draw(tmp)
-    os.replace(tmp, Path(out) / f"{stem}.png")
+    """Draw ``OUT/stem.png`` through a uniquely named temporary file and a rename (concurrent runs may draw it)."""
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        draw(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, Path(out) / f"{stem}.png")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_writable(out: str | Path) -> Path:
+    """Create ``out`` if needed and prove a file can be written there; ``OSError`` naming it otherwise."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(f"cannot write results to {out}: {e.strerror or e}") from None
+    return out
 
 
 def load(out: str | Path, stem: str) -> dict:
-    """The JSON record an experiment wrote."""
-    return json.loads((Path(out) / f"{stem}.json").read_text())
+    """The JSON record an experiment wrote.
+
+    Raises:
+        FileNotFoundError: no ``OUT/stem.json`` (the message says how to make it).
+        ValueError: the file is not valid JSON.
+    """
+    path = Path(out) / f"{stem}.json"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist: run `python -m simulations run {stem} --out {out}` "
+                                "first (plot redraws a figure from the JSON a run wrote)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg}): run the experiment again to rewrite it") from None

@@ -297,7 +297,10 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
         text += " Other networks: " + "; ".join(odd) + "."
     blocks = [para(text)]
     blocks.append(para("Each experiment is a set of cells (one network each) kept in the results store, so a "
-                       f"rerun computes only what is missing; `{cmd['run']}` writes `NAME.json` and `NAME.png`, "
+                       "rerun computes only what is missing; the store verifies every cell it reads (its key, spec "
+                       "and digests: a damaged or foreign cell is recomputed, with a warning naming it) and locks "
+                       "each cell while it is computed, so several runs may share one folder. "
+                       f"`{cmd['run']}` writes `NAME.json` and `NAME.png`, "
                        f"and `{cmd['plot']}` redraws the figure from the JSON."))
     return blocks
 

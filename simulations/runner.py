@@ -31,7 +31,7 @@ from pathlib import Path
 from types import ModuleType
 
 from . import _cells
-from ._io import draw_png, load, save
+from ._io import check_writable, draw_png, load, save
 from .store import Store
 
 NAMES = (
@@ -128,7 +128,7 @@ def run_experiment(
     (each shared cell once per call). ``config`` overrides entries of the
     profile's configuration (e.g. fewer rates in a notebook or a test).
     """
-    out = Path(out)
+    out = check_writable(out) if _done is None else Path(out)  # before any cell trains
     done = set() if _done is None else _done
     forced = set() if _forced is None else _forced
     mod = experiment(name)

@@ -227,6 +227,119 @@ def test_store_keys_and_atomic_cells(tmp_path):
     assert st.compute(a, lambda s: {"v": 1.0}, force=True) == ({"v": 1.0}, True)
 
 
+def test_store_verifies_what_it_reads(tmp_path):
+    """Regression: an edited, foreign, truncated or empty cell JSON was used silently or crashed every reader
+    with a traceback naming no file; a missing .npz raised KeyError forever. Each is now recomputed, with a
+    warning naming the file, and a reader that meets one gets CorruptCell naming it."""
+    from simulations.store import CorruptCell
+
+    st = Store(tmp_path)
+    calls = []
+
+    def fn(spec):
+        calls.append(spec["x"])
+        return {"v": spec["x"] / 3}, {"m": np.arange(spec["x"])}
+
+    a, b = {"kind": "t", "x": 4}, {"kind": "t", "x": 5}
+    good_a, _ = st.compute(a, fn)
+    st.compute(b, fn)
+    ja, jb, za = st.path(a), st.path(b), st.path(a, ".npz")
+    original = ja.read_bytes()
+    edited = json.loads(original)
+    edited["result"]["v"] = 0.0
+    damage = {
+        "not valid JSON": lambda: ja.write_bytes(original[: len(original) // 2]),
+        "empty file": lambda: ja.write_bytes(b""),
+        "another cell": lambda: ja.write_bytes(jb.read_bytes()),
+        "result was changed": lambda: ja.write_text(json.dumps(edited)),
+        "is missing": lambda: za.unlink(),
+        "npz was changed": lambda: za.write_bytes(st.path(b, ".npz").read_bytes()),
+    }
+    for why, hurt in damage.items():
+        hurt()
+        assert st.problem(a) is not None, why
+        with pytest.raises(CorruptCell, match=re.escape(ja.name if "npz" not in why and "missing" not in why
+                                                        else za.name)):
+            st.arrays(a)
+        calls.clear()
+        with pytest.warns(RuntimeWarning, match=re.escape(ja.name)):
+            res, computed = st.compute(a, fn)
+        assert computed and calls == [4] and res == good_a, why  # recomputed once, the same numbers
+        assert st.problem(a) is None and st.problem(b) is None
+        np.testing.assert_array_equal(st.arrays(a)["m"], np.arange(4))
+        assert ja.read_bytes() != b""
+    with pytest.raises(KeyError, match="not in the store"):
+        st.load({"kind": "t", "x": 6})
+
+
+def test_a_damaged_store_is_repaired_to_an_untouched_runs_numbers(quick, tmp_path):
+    """Corrupt, empty, foreign and half-deleted cells of a finished experiment: the run recomputes exactly
+    those (a warning names each) and writes the numbers of the untouched run."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(quick / "store", out / "store")
+    store = runner.open_store(out)
+    specs = runner.experiment("feature_maps").cells(record(quick, "feature_maps")["config"])
+    assert store.path(specs[0], ".npz").exists()  # its cells keep arrays (features)
+    paths = [store.path(s) for s in specs]
+    store.path(specs[0], ".npz").unlink()  # half deleted
+    paths[1].write_text(paths[1].read_text()[:100])  # truncated
+    paths[2].write_text("")  # empty
+    paths[3].write_bytes(paths[4].read_bytes())  # another cell's record under its name
+    with pytest.warns(RuntimeWarning) as caught:
+        rec = runner.run_experiment("feature_maps", out, progress=False)
+    named = " ".join(str(w.message) for w in caught)
+    assert all(p.name in named for p in paths[:4]), named
+    assert (rec["computed"], rec["reused"]) == (4, len(specs) - 4)
+    assert rec["results"] == record(quick, "feature_maps")["results"]
+
+
+def test_two_runs_on_one_output_folder(tmp_path):
+    """Regression: two runs on one --out died on a shared temporary file name. Both finish now, every cell is
+    computed once (a lock per cell), and the numbers are one run's."""
+    cmd = [sys.executable, "-m", "simulations", "run", "meta_structure", "--seeds", "3", "--out", str(tmp_path / "x")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    computed = [int(re.search(r"\((\d+) computed", o[0]).group(1)) for o in outs]
+    assert sum(computed) == 3, outs  # each of the three cells once
+    one = runner.run_experiment("meta_structure", tmp_path / "one", seeds=3, progress=False)
+    assert record(tmp_path / "x", "meta_structure")["results"] == one["results"]
+    assert not list((tmp_path / "x").glob(".*.png"))  # no temporary figure left behind
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    """Regression: an unwritable --out was found after the first cell trained, and plot without its JSON gave
+    a traceback."""
+    (tmp_path / "file").write_text("")
+    for argv in (["run", "pcl", "--out", str(tmp_path / "file")], ["plot", "pcl", "--out", str(tmp_path)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "run `python -m simulations run pcl" in err
+
+
+@pytest.mark.slow  # a fresh process compiles again
+def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path):
+    """Regression: Ctrl-C gave a traceback. Now one line says how to resume, the exit status is 130 and the
+    finished cells stay in the store."""
+    out = tmp_path / "x"
+    proc = subprocess.Popen([sys.executable, "-m", "simulations", "run", "meta_structure", "--seeds", "40",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(out.glob("store/*/*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished cells are kept in") and "Traceback" not in err
+    store = runner.open_store(out)
+    kept = [s for s in runner.experiment("meta_structure").cells(runner.config_of("meta_structure", "quick", 40))
+            if store.has(s)]
+    assert 1 <= len(kept) < 40 and all(store.problem(s) is None for s in kept)
+
+
 @pytest.mark.slow  # a fresh process compiles everything again (~30 s of CPU)
 def test_killed_run_resumes_without_recomputing(tmp_path):
     """Kill a run mid-way (SIGKILL), resume it: finished cells are reused, the numbers are the same."""
@@ -292,7 +405,8 @@ def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, c
                         {"cells": [], "computed": 0, "reused": 0})
     assert cli.main(["run", "pcl"]) == 0 and cli.main(["run", "pcl", "--profile", "full"]) == 0
     assert outs == [Path("figures/quick"), Path("figures")]  # relative: under the current directory
-    shutil.copytree(quick, tmp_path / "figures" / "quick", ignore=shutil.ignore_patterns("store"))
+    shutil.copytree(quick, tmp_path / "figures" / "quick", ignore=shutil.ignore_patterns("store"),
+                    dirs_exist_ok=True)  # the runs above created the (checked-writable) output folder
     assert cli.main(["report"]) == 0  # the results document, from ./figures/quick/*.json
     doc = (tmp_path / "figures" / "quick" / "README.md").read_text()
     assert "](pcl.png)" in doc and "Profile of the records: quick" in doc
