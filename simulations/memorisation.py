@@ -9,11 +9,11 @@ m = mean output on the drawn (labelled) pixels - mean output on the
 foreground pixels the draw left out (0: the network outputs p on all of the
 object, the meta-structure; 1: it has learned which pixels were drawn).
 
-Prediction (theory/README.md, step 13; ``derivations.linearity_and_memorisation``): a
-model of k effective parameters can take k / (2 n_fg H(p)) of the draw's
-information, so m ~ min(1, k / (2 n_fg H(p))) (``theory.curves.memorised_fraction``), n_fg the training set's
-foreground pixels: memorisation falls like 1/n_fg. k is fitted (one number)
-and reported beside the network's parameter count.
+Prediction (theory/README.md, step 13; ``derivations.linearity_and_memorisation``): under the
+k-group model (k free outputs, each fitted to its group's drawn fraction) the
+index is m = min(1, k / n_fg) whatever p (``theory.curves.memorised_fraction``),
+n_fg the training set's foreground pixels: memorisation falls like 1/n_fg. k is
+fitted (one number) and reported beside the network's parameter count.
 """
 
 from __future__ import annotations
@@ -60,10 +60,6 @@ def cells(config: dict) -> list[dict]:
     return [_spec(config, n, reg, s) for n, reg in _settings(config) for s in range(config["seeds"])]
 
 
-def _entropy(p: float) -> float:
-    return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
-
-
 def summarise(config: dict, store) -> dict:
     rows = {}
     for n, reg in _settings(config):
@@ -85,19 +81,18 @@ def summarise(config: dict, store) -> dict:
             "memorisation_index": stats(mem) if reg.startswith("fixed") else None,
         }
     fixed = [r for r in rows.values() if r["regime"] == "fixed"]
-    h = _entropy(P)
     ks = np.geomspace(10, 1e7, 121)
     x = np.array([r["n_fg"] for r in fixed], float)
     y = np.array([np.nan if r["memorisation_index"]["mean"] is None else r["memorisation_index"]["mean"]
                   for r in fixed], float)
     x, y = x[np.isfinite(y)], y[np.isfinite(y)]
-    err = [np.mean((curves.memorised_fraction(x, P, k) - y) ** 2) if len(y) else np.nan for k in ks]
+    err = [np.mean((curves.memorised_fraction(x, k) - y) ** 2) if len(y) else np.nan for k in ks]
     k = float(ks[int(np.argmin(err))])
     params = nets.num_params(nets.unet(widths=tuple(config["net"])).init(jax.random.key(0), 1))
     grid = np.geomspace(x.min() / 3, x.max() * 3, 50)
-    return {"rows": rows, "p": P, "entropy": h, "fitted_k": k, "fit_rmse": float(np.sqrt(min(err))),
+    return {"rows": rows, "p": P, "fitted_k": k, "fit_rmse": float(np.sqrt(min(err))),
             "num_params": int(params), "curve_n_fg": grid.tolist(),
-            "curve": curves.memorised_fraction(grid, P, k).tolist()}
+            "curve": curves.memorised_fraction(grid, k).tolist()}
 
 
 def plot(record: dict, path: Path, store=None) -> None:
@@ -120,7 +115,7 @@ def plot(record: dict, path: Path, store=None) -> None:
         ax[2].errorbar([r["n_fg"] for r in sel], [r["memorisation_index"]["mean"] for r in sel],
                        yerr=[r["memorisation_index"]["std"] for r in sel], fmt=mk, capsize=3, label=reg)
     ax[2].plot(res["curve_n_fg"], res["curve"], color="k", lw=1.2,
-               label=f"theory min(1, k/(2 n_fg H(p))), fitted k = {res['fitted_k']:.3g} "
+               label=f"k-group model min(1, k / n_fg), fitted k = {res['fitted_k']:.3g} "
                      f"({res['num_params']} weights)")
     ax[0].set(xlabel="training step", ylabel="held-out Dice at t* (clean: 0.5)", ylim=(0, 1),
               title="(a) fixed (solid) vs fresh (dashed) vs clean (dotted), by set size")

@@ -844,7 +844,8 @@ def _memorisation(rec: dict, records: dict, default: int | None) -> list[str]:
     k, params = res["fitted_k"], res["num_params"]
     text2 = (f"The memorisation index (mean output on the drawn pixels minus on the foreground left out) is "
              f"{slash(idx)} on {slash([str(n) for n in sizes])} images: `theory.curves.memorised_fraction`, "
-             f"min(1, k / (2 n_fg H(p))) with H({g(res['p'])}) = {num(res['entropy'])} nats, fits it with an "
+             f"min(1, k / n_fg) (the k-group model: k outputs, each fitted to its group's drawn fraction, give "
+             f"k / n_fg whatever the ratio p = {g(res['p'])}), fits it with an "
              f"effective capacity k = {k:,.0f} (rms error {num(res['fit_rmse'])}), about 1/{params / k:.0f} of the "
              f"network's {params:,} weights.")
     mid = cfg["middle"]

@@ -32,10 +32,10 @@ def test_output_levels_match_the_affine_posterior():
 
 def test_pcl_curves_match_the_symbolic_formulas():
     der = d.pcl_overlap()
-    w, r, R = sp.symbols("w r R", positive=True)
+    w, r, R, q = sp.symbols("w r R q", positive=True)
     for name, shape, size, op in (("stripe_dilate", "stripe", 9.0, "dilate"), ("disk_erode", "disk", 12.0, "erode")):
         for rv in (1.0, 2.5):
-            sub = {w: size, R: size, r: rv}
+            sub = {w: size, R: size, r: rv, q: size - rv}  # q: the eroded radius
             dice, iou = curves.overlap_pcl(shape, size, rv, op=op)
             assert float(dice) == pytest.approx(float(der.claims[f"{name}_dice"].rhs.subs(sub)))
             assert float(iou) == pytest.approx(float(der.claims[f"{name}_iou"].rhs.subs(sub)))
@@ -170,3 +170,15 @@ def test_pooled_dice_against_monte_carlo_of_its_model():
     assert curves.pooled_dice(mask[None], 10, 0.0, 0.0)[0] == pytest.approx(1.0)  # clean labels lose nothing
     several = curves.pooled_dice(mask[None], 100, [0.5, 0.9, 0.99], 0.0)
     assert several[2] == curves.pooled_dice(mask[None], 100, 0.99, 0.0)[0] and several[0] > several[1] > several[2]
+
+
+def test_an_eroded_stripe_below_the_critical_width_vanishes_as_in_the_fields():
+    """derivations.pcl_overlap: the PCL prediction is the perturbed field's 1/2 level set, so an eroded stripe
+    narrower than w_c = 1.349 h predicts nothing; overlap_pcl(bandwidth=h) says so, and so does the field."""
+    h = 2.0
+    for width, r in ((6, 2), (10, 2)):
+        eroded = np.asarray(noise.erode(stripe_mask(width), r))
+        field_max = float(np.max(density.fraction_field(eroded, h)))
+        dice = float(curves.overlap_pcl("stripe", width, r, op="erode", bandwidth=h)[0])
+        left = width - 2 * r
+        assert (left > curves.critical_width(h)) == (field_max > 0.5) == (dice > 0), (width, r, field_max, dice)

@@ -1,10 +1,19 @@
 r"""Closed-form predictions, as fast numpy functions vectorised over the swept parameter.
 
 These are the numeric forms of :mod:`theory.derivations` that the simulations
-draw beside measured points. The network is modelled as a kernel density
-estimator of bandwidth ``h`` (its effective receptive field, a parameter to fit,
-not a known constant) trained to its population optimum, so that its output is
-the expected noisy fraction field and it is thresholded at t*.
+draw beside measured points. The network is modelled as a kernel smoother of
+bandwidth ``h`` (its effective receptive field, a parameter to fit, not a known
+constant) of **one draw** of the noisy labels: its output is the smoothed noisy
+field of that draw, whose *mean* over draws is the expected noisy fraction field
+(Lemma 1) and whose *spread* is the variance below, thresholded at t*. (At the
+population optimum, with infinitely many draws, only the mean would remain.)
+
+This finite-sampling model is phenomenological: it describes a smoother of the
+training labels, each decision pooling about n_eff labels. Fitted to networks on
+held-out images, n_eff comes out far above the 4 pi h^2 labels of a window
+(simulations/README.md reports the fitted values), because there the variance comes from estimating
+the learned function from the whole training set, not from one window's labels;
+n_eff is then a fitted number, not the window's count.
 
 Finite sampling enters through one formula (derivation 6, generalised to any
 binary T = [[1-b, b], [f, 1-f]]): at a pixel with clean fraction D and squared
@@ -272,16 +281,27 @@ def boundary_error(c: Any, *, step: float = 0.005, extent: float = 8.0) -> np.nd
 
 
 # ------------------------------------------------------------------ 7: PCL
-def overlap_pcl(shape: str, size: Any, radius: Any, *, op: str = "dilate") -> tuple[np.ndarray, np.ndarray]:
+def overlap_pcl(shape: str, size: Any, radius: Any, *, op: str = "dilate",
+                bandwidth: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """(Dice, IoU) of a dilated or eroded stripe (size = width) or disk (size = R).
+
+    The prediction of a network trained on the perturbed labels is the 1/2
+    level set of their field (``derivations.pcl_overlap``), the perturbed shape
+    itself as h -> 0. With ``bandwidth`` h, a perturbed stripe narrower than
+    :func:`critical_width` never reaches 1/2 and the prediction is empty (Dice 0),
+    as in the fields.
 
     >>> [round(float(v), 4) for v in overlap_pcl("stripe", 6, 1)]
     [0.8571, 0.75]
+    >>> float(overlap_pcl("stripe", 6, 2, op="erode", bandwidth=2.0)[0])  # 2 px left, w_c = 2.7 px
+    0.0
     """
     s = np.asarray(size, float)
     r = np.asarray(radius, float)
     if shape == "stripe":
         a, bsz = s, (s + 2 * r if op == "dilate" else np.maximum(s - 2 * r, 0.0))
+        if bandwidth is not None:
+            bsz = np.where(bsz > critical_width(bandwidth), bsz, 0.0)
     elif shape == "disk":
         a, bsz = s**2, ((s + r) ** 2 if op == "dilate" else np.maximum(s - r, 0.0) ** 2)
     else:
@@ -323,6 +343,9 @@ def miou_symmetric_flip(rate: Any, num_classes: int, *, n_eff: float, nodes: int
     s^2 = Var, rho = Cov/Var (a one-dimensional Gauss-Hermite integral). With
     errors spread evenly over the other classes, IoU = a / (2 - a). It collapses
     to chance at e = (M-1)/M; beyond it the argmax picks a wrong class.
+    Negative variances and covariances (T_jj - lambda^2 < 0, which happens only
+    past the collapse) are clipped to zero, so the curve there is a limit, not
+    the normal approximation.
     """
     e = np.asarray(rate, float)
     m = int(num_classes)
@@ -344,18 +367,19 @@ def miou_symmetric_flip(rate: Any, num_classes: int, *, n_eff: float, nodes: int
 
 
 # ------------------------------------------------------------------ 9: memorisation
-def memorised_fraction(n_fg: Any, ratio: Any, capacity: Any) -> np.ndarray:
-    r"""Share of a fixed p-sampled draw's information a model of ``capacity`` k can take.
+def memorised_fraction(n_fg: Any, capacity: Any) -> np.ndarray:
+    r"""Memorisation index of one fixed sampled draw under the k-group model: min(1, k / n_fg).
 
-    ``derivations.linearity_and_memorisation``: fitting the draw gains k/(2n)
-    nats per pixel (Wilks) of the (n_fg/n) H(p) the draw holds, so the share is
-    min(1, k / (2 n_fg H(p))), H in nats; it falls like 1/n_fg. For a network
-    k is an effective capacity, fitted to measurements (``memorisation``).
+    ``derivations.linearity_and_memorisation`` (``memorisation_index``): k
+    groups of the n_fg foreground pixels, each fitted to its drawn fraction,
+    output on the drawn pixels minus output on the left-out foreground pixels
+    = k / n_fg as a ratio of expectations, **independent of the sampling ratio
+    p**; at k = n_fg each pixel is its own group and the index is exactly 1.
+    For a network ``capacity`` k is an effective number of parameters, fitted
+    to measurements (``simulations.memorisation``).
 
-    >>> round(float(memorised_fraction(1000, 0.1, 325.08)), 3)
-    0.5
+    >>> float(memorised_fraction(1000, 20.0)), float(memorised_fraction(10, 1e9))
+    (0.02, 1.0)
     """
     n = np.asarray(n_fg, float)
-    p = np.asarray(ratio, float)
-    h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
-    return np.minimum(1.0, np.asarray(capacity, float) / (2 * n * h))
+    return np.minimum(1.0, np.asarray(capacity, float) / n)

@@ -22,30 +22,43 @@ import sympy as sp
 from sympy import stats as sps
 
 __all__ = [
+    "ALL",
     "Claim",
     "Derivation",
     "affine_posterior",
+    "flip_matrix",
     "finite_sampling",
+    "kernel",
     "kernel_geometry",
     "lemma1",
     "lemma2",
     "linearity_and_memorisation",
+    "noisy_given_clean",
     "pcl_overlap",
     "proper_scoring",
     "random_labels",
+    "table",
     "theorem2",
     "transition_matrices",
 ]
 
 
 class Claim(NamedTuple):
-    """An equation ``lhs = rhs`` (scalars or matrices) that the derivation asserts."""
+    """An equation ``lhs = rhs`` (scalars or matrices) that the derivation asserts.
+
+    ``lhs`` is built from the model's definitions (the module-level
+    ``flip_matrix``, ``noisy_given_clean``, ``kernel``, a categorical pixel,
+    a Bernoulli draw) and ``rhs`` is the result, typed independently, so that
+    wrong maths or a wrong model fails the claim. ``what`` says in words what it
+    derives (the table in theory/README.md, :func:`table`).
+    """
 
     lhs: Any
     rhs: Any
+    what: str = ""
 
     def holds(self) -> bool:
-        """True when lhs - rhs simplifies to zero (entrywise for matrices)."""
+        """True when lhs - rhs simplifies to zero (entrywise for matrices) under the symbols' assumptions."""
         diff = sp.Matrix(self.lhs) - sp.Matrix(self.rhs) if _is_matrix(self.lhs) else self.lhs - self.rhs
         entries = list(diff) if _is_matrix(diff) else [diff]
         return all(_is_zero(e) for e in entries)
@@ -53,12 +66,13 @@ class Claim(NamedTuple):
 
 @dataclass(frozen=True)
 class Derivation:
-    """A derived result: ``claims`` are equations that hold identically."""
+    """A derived result: ``claims`` are equations that hold identically; ``uses`` names the definitions they start from."""
 
     name: str
     statement: str
     claims: dict[str, Claim] = field(default_factory=dict)
     parts: dict[str, Any] = field(default_factory=dict)
+    uses: str = ""
 
     def check(self) -> dict[str, bool]:
         """Each claim simplified: ``{name: holds}``."""
@@ -70,10 +84,34 @@ def _is_matrix(x: Any) -> bool:
 
 
 def _is_zero(expr: Any) -> bool:
+    """True when ``expr`` simplifies to 0 under the assumptions declared on its symbols, and nothing else.
+
+    No forced rewriting: ``logcombine(force=True)`` / ``expand_log(force=True)``
+    ignore assumptions and accept false identities such as log(x^2) = 2 log(x)
+    for real x. A claim that needs positivity declares it on its symbols.
+    """
     e = sp.simplify(sp.expand(sp.sympify(expr).rewrite(sp.erf)))
     if e == 0:
         return True
-    return sp.simplify(sp.expand_log(sp.logcombine(e, force=True), force=True)) == 0
+    return sp.simplify(sp.expand_log(e)) == 0
+
+
+# ------------------------------------------------------------ the model's definitions
+# Every derivation starts from these (public: they are the model); the tests' negative controls replace them by
+# wrong models (T for T^T, an unnormalised kernel, a wrong noise rate) and require some claim to fail.
+def flip_matrix(f: Any, b: Any) -> sp.Matrix:
+    """Binary class-conditional noise: rows true background, foreground; f = P(fg -> bg), b = P(bg -> fg)."""
+    return sp.Matrix([[1 - b, b], [f, 1 - f]])
+
+
+def noisy_given_clean(t: sp.Matrix, j: int, m: int) -> Any:
+    """P(y* = m | y = j) under class-conditional noise with transition matrix T (rows: true class)."""
+    return t[j, m]
+
+
+def kernel(u: Any, h: Any) -> Any:
+    """The smoothing kernel along one axis: the normal density of sd h (integrates to 1)."""
+    return _phi(u, h)
 
 
 def _phi(x, h):
@@ -93,13 +131,55 @@ def _stochastic(m: int, name: str = "T") -> sp.Matrix:
     return sp.Matrix(rows)
 
 
+def _simplex(name: str, m: int) -> list:
+    """A general point of the probability simplex in M dimensions (the last coordinate 1 - the others)."""
+    free = list(sp.symbols(f"{name}0:{m - 1}", nonnegative=True))
+    return free + [1 - sum(free)]
+
+
+def _noisy_class_probabilities(clean: list, t: sp.Matrix) -> list:
+    """P(y* = m) for m = 0..M-1 of one pixel whose clean class is categorical(``clean``), noised by T.
+
+    The pair (y, y*) is one finite random variable of ``sympy.stats`` with
+    P(y = j, y* = m) = clean_j * P(y* = m | y = j); the marginals are its
+    probabilities, not a formula typed here.
+    """
+    m = t.shape[0]
+    pair = sps.FiniteRV(f"Y{sp.Dummy().dummy_index}", {j * m + k: clean[j] * noisy_given_clean(t, j, k)
+                                                       for j in range(m) for k in range(m)})
+    return [sp.simplify(sps.P(sp.Or(*[sp.Eq(pair, j * m + k) for j in range(m)]))) for k in range(m)]
+
+
+def _interval(x: Any, half: Any) -> Any:
+    """The indicator of |x| < half (a stripe's cross-section)."""
+    return sp.Piecewise((1, (x > -half) & (x < half)), (0, True))
+
+
+def _overlap(a: Any, b: Any) -> Any:
+    """Length of the intersection of the centred intervals of widths a and b, by integration."""
+    x = sp.Symbol("x", real=True)
+    return sp.integrate(_interval(x, a / 2) * _interval(x, b / 2), (x, -sp.oo, sp.oo))
+
+
+def _dice(a: Any, b: Any, inter: Any) -> Any:
+    return 2 * inter / (a + b)
+
+
+def _iou(a: Any, b: Any, inter: Any) -> Any:
+    return inter / (a + b - inter)
+
+
 # --------------------------------------------------------------------- 1
 def proper_scoring() -> Derivation:
     r"""Cross-entropy is a proper scoring rule: its expected value is minimised at
     the true class probabilities. Binary: argmin_q E[-y log q - (1-y) log(1-q)] = E[y]
     (second derivative 1/(pi(1-pi)) > 0). Softmax CE over M = 3 classes: q* = pi.
-    With class-conditional noise T the noisy target's mean is T^T p(x), so the
-    noisy-trained minimiser is q*(x) = T^T p(x).
+    With class-conditional noise T: a pixel's clean class is categorical(p(x))
+    and its noisy class follows T; the expected noisy cross-entropy, built from
+    that pair of random variables and minimised over the simplex, has its
+    minimiser at q*(x) = T^T p(x). *Assumes* (step 1 of the outline) that the
+    network reaches the population minimiser: enough capacity and data, and
+    optimisation to convergence.
     """
     q, pi = sp.symbols("q pi", positive=True)
     loss = -(pi * sp.log(q) + (1 - pi) * sp.log(1 - q))
@@ -111,48 +191,64 @@ def proper_scoring() -> Derivation:
     msol = sp.solve([sp.diff(ce, q1), sp.diff(ce, q2)], [q1, q2], dict=True)[0]
 
     t = _stochastic(3)
-    pc = sp.Matrix(sp.symbols("p0:3", nonnegative=True))
-    # E[1{y* = m} | x] = sum_j P(y = j | x) T[j, m]  (law of total probability)
-    noisy_mean = sp.Matrix([sum(pc[j] * t[j, m] for j in range(3)) for m in range(3)])
+    pc = _simplex("p", 3)
+    a = _noisy_class_probabilities(pc, t)  # P(y* = m | x)
+    qa, qb = sp.symbols("qa qb", positive=True)
+    qs = [qa, qb, 1 - qa - qb]
+    noisy_ce = -sum(a[m] * sp.log(qs[m]) for m in range(3))  # E over y* of -log q_{y*}
+    stationary = sp.solve([sp.diff(noisy_ce, qa), sp.diff(noisy_ce, qb)], [qa, qb], dict=True)[0]
+    minimiser = sp.Matrix([stationary[qa], stationary[qb], 1 - stationary[qa] - stationary[qb]])
     return Derivation(
         "proper_scoring",
         "The expected cross-entropy is minimised at the target's mean; with noise T, at T^T p(x).",
         claims={
-            "binary_minimiser": Claim(sol, pi),
-            "binary_curvature": Claim(curv, 1 / (pi * (1 - pi))),
-            "softmax_minimiser_1": Claim(msol[q1], p1),
-            "softmax_minimiser_2": Claim(msol[q2], p2),
-            "noisy_minimiser": Claim(noisy_mean - t.T * pc, sp.zeros(3, 1)),
+            "binary_minimiser": Claim(sol, pi, "stationary point of the expected binary cross-entropy is E[y]"),
+            "binary_curvature": Claim(curv, 1 / (pi * (1 - pi)), "its second derivative there is positive"),
+            "softmax_minimiser_1": Claim(msol[q1], p1, "softmax CE (M = 3): stationary point q1 = pi1"),
+            "softmax_minimiser_2": Claim(msol[q2], p2, "... and q2 = pi2"),
+            "noisy_minimiser": Claim(minimiser, t.T * sp.Matrix(pc),
+                                     "minimiser of the expected CE against the noisy class is T^T p"),
         },
-        parts={"loss": loss, "softmax_loss": ce, "T": t, "noisy_minimiser": t.T * pc},
+        parts={"loss": loss, "softmax_loss": ce, "T": t, "noisy_minimiser": minimiser},
+        uses="cross-entropy; a categorical clean class and noisy_given_clean (sympy.stats)",
     )
 
 
 # --------------------------------------------------------------------- 2
 def affine_posterior() -> Derivation:
     r"""Binary class-conditional noise maps the posterior affinely:
-    E[y* | x] = b + (1 - f - b) P(fg | x). The clean boundary P = 1/2 is the level
-    set E[y*|x] = t* = (1 + b - f)/2; the slope 1 - f - b is negative when
-    f + b > 1 (the order reverses: predict where the output is below t*) and zero
-    when f + b = 1 (E[y*|x] = 1 - f whatever x: no information).
+    E[y* | x] = b + (1 - f - b) P(fg | x), computed as P(y* = 1) of a pixel whose
+    clean label is Bernoulli(P) noised by T = [[1-b, b], [f, 1-f]]. The clean
+    boundary P = 1/2 is the level set E[y*|x] = t* = (1 + b - f)/2, and the
+    identity that carries the inversion is E[y*|x] - t* = (1 - f - b)(P - 1/2):
+    the output is above t* exactly where P > 1/2 when f + b < 1, exactly where
+    P < 1/2 when f + b > 1 (read inverted), and equals t* everywhere at
+    f + b = 1 (no information). *Assumes* class-conditional noise that does not
+    depend on position (the same T at every pixel).
     """
     P, f, b = sp.symbols("P f b", nonnegative=True)
-    mean = P * (1 - f) + (1 - P) * b
+    noisy = _noisy_class_probabilities([1 - P, P], flip_matrix(f, b))
+    mean = noisy[1]
     t_star = mean.subs(P, sp.Rational(1, 2))
     slope = sp.diff(mean, P)
     (p_at_t,) = sp.solve(sp.Eq(mean, (1 + b - f) / 2), P)
+    p = sp.Symbol("p", nonnegative=True)
     return Derivation(
         "affine_posterior",
         "E[y*|x] = b + (1-f-b) P; the clean boundary is its level set at t* = (1+b-f)/2.",
         claims={
-            "affine": Claim(mean, b + (1 - f - b) * P),
-            "t_star": Claim(t_star, (1 + b - f) / 2),
-            "level_set_is_boundary": Claim(p_at_t, sp.Rational(1, 2)),
-            "slope": Claim(slope, 1 - f - b),
-            "no_information_at_f_plus_b_1": Claim(sp.diff(mean.subs(b, 1 - f), P), 0),
-            "sampling_t_star": Claim(t_star.subs({f: 1 - sp.Symbol("p"), b: 0}), sp.Symbol("p") / 2),
+            "affine": Claim(mean, b + (1 - f - b) * P, "E[y*|x] = b + (1-f-b) P (Lemma 1's binary form)"),
+            "t_star": Claim(t_star, (1 + b - f) / 2, "the output at the clean boundary P = 1/2"),
+            "level_set_is_boundary": Claim(p_at_t, sp.Rational(1, 2), "the t* level set is P = 1/2"),
+            "inversion_identity": Claim(mean - t_star, (1 - f - b) * (P - sp.Rational(1, 2)),
+                                        "E[y*|x] - t* = (1-f-b)(P - 1/2): the sign of 1-f-b orients the output"),
+            "slope": Claim(slope, 1 - f - b, "the slope in P"),
+            "no_information_at_f_plus_b_1": Claim(sp.diff(mean.subs(b, 1 - f), P), 0,
+                                                  "at f + b = 1 the output does not depend on P"),
+            "sampling_t_star": Claim(t_star.subs({f: 1 - p, b: 0}), p / 2, "sampling with ratio p: t* = p/2"),
         },
         parts={"mean": mean, "t_star": t_star, "slope": slope},
+        uses="flip_matrix, noisy_given_clean, a Bernoulli(P) clean label",
     )
 
 
@@ -160,51 +256,69 @@ def affine_posterior() -> Derivation:
 def transition_matrices() -> Derivation:
     r"""Determinants of the binary label types (sample p, flip 1-f-b, random 0,
     skeleton s, dilation 1-beta, erosion 1-epsilon, beta/epsilon being the fractions
-    of bg/fg pixels the morphology changes), and the symmetric M-class flip
-    T = (1-e) I + e/(M-1) (J - I) = a I + c J with a = 1 - eM/(M-1), c = e/(M-1):
-    eigenvalue a + cM = 1 on the all-ones vector and a on its complement
-    (multiplicity M-1), so det T = (1 - eM/(M-1))^(M-1), singular only at
-    e = (M-1)/M. Its noisy minimiser T^T p = a p + c 1 is increasing in p when
-    e < (M-1)/M: argmax preserved. Checked for M = 2..5 and, via a I + c J, for
-    symbolic M.
+    of bg/fg pixels the morphology changes), and the symmetric M-class flip with
+    entries T_jj = 1 - e, T_jk = e/(M-1).
+
+    For **symbolic M**, from those entries alone: each row sums to
+    (1 - e) + (M - 1) e/(M-1) = 1, so the all-ones vector has eigenvalue 1; for
+    each k != 1, T (e_1 - e_k) has entry T_11 - T_1k on row 1, T_k1 - T_kk on
+    row k and T_i1 - T_ik = 0 elsewhere, so e_1 - e_k (M - 1 independent
+    vectors) has eigenvalue lambda = 1 - eM/(M-1); det T = lambda^(M-1),
+    singular only at e = (M-1)/M. For M = 2..5 the same from sympy's eigenvalues
+    of the explicit matrices, and the noisy minimiser T^T p = lambda p + e/(M-1) 1
+    (argmax preserved while lambda > 0).
+
+    Dilation and erosion are counted here as class-conditional, but they are
+    count summaries of spatial perturbations: dilation's T has full rank
+    (det 1 - beta) and yet the clean boundary cannot be recovered from it, the
+    counterexample to reading Theorem 2 naively (it assumes noise independent of
+    position) and the reason PCL needs Theorem 1 (:func:`pcl_overlap`).
     """
     p, f, b, r, s, beta, eps = sp.symbols("p f b r s beta epsilon", nonnegative=True)
     e = sp.Symbol("e", nonnegative=True)
     mats = {
-        "sample": (sp.Matrix([[1, 0], [1 - p, p]]), p),
-        "flip": (sp.Matrix([[1 - b, b], [f, 1 - f]]), 1 - f - b),
+        "sample": (flip_matrix(1 - p, 0), p),
+        "flip": (flip_matrix(f, b), 1 - f - b),
         "random": (sp.Matrix([[1 - r, r], [1 - r, r]]), 0),
-        "skeleton": (sp.Matrix([[1, 0], [1 - s, s]]), s),
-        "dilation": (sp.Matrix([[1 - beta, beta], [0, 1]]), 1 - beta),
-        "erosion": (sp.Matrix([[1, 0], [eps, 1 - eps]]), 1 - eps),
+        "skeleton": (flip_matrix(1 - s, 0), s),
+        "dilation": (flip_matrix(0, beta), 1 - beta),
+        "erosion": (flip_matrix(eps, 0), 1 - eps),
     }
-    claims = {f"det_{k}": Claim(m.det(), d) for k, (m, d) in mats.items()}
+    claims = {f"det_{k}": Claim(m.det(), d, f"det T of {k} labels") for k, (m, d) in mats.items()}
     M = sp.Symbol("M", integer=True, positive=True)
-    a = 1 - e * M / (M - 1)
-    c = e / (M - 1)
-    claims["symmetric_is_aI_plus_cJ"] = Claim((1 - e) - (a + c), 0)  # diagonal
-    claims["symmetric_offdiag"] = Claim(e / (M - 1) - c, 0)
-    claims["ones_eigenvalue"] = Claim(a + c * M, 1)
-    (e_sing,) = sp.solve(sp.Eq(a, 0), e)
-    claims["singular_at"] = Claim(e_sing, (M - 1) / M)
+    diag, off = 1 - e, e / (M - 1)  # the definition's entries, for any M >= 2
+    row_sum = diag + (M - 1) * off
+    lam = diag - off  # row 1 of T (e_1 - e_k); row k gives off - diag = -lam; other rows off - off = 0
+    claims["ones_eigenvalue"] = Claim(row_sum, 1, "symbolic M: rows sum to 1, so T 1 = 1")
+    claims["complement_eigenvalue"] = Claim(lam, 1 - e * M / (M - 1),
+                                            "symbolic M: T (e_1 - e_k) = (1 - eM/(M-1)) (e_1 - e_k)")
+    claims["complement_eigenvector_row_k"] = Claim(off - diag, -(1 - e * M / (M - 1)),
+                                                   "symbolic M: ... its row-k entry")
+    (e_sing,) = sp.solve(sp.Eq(lam, 0), e)
+    claims["singular_at"] = Claim(e_sing, (M - 1) / M, "symbolic M: singular only at e = (M-1)/M")
+    claims["det_symbolic_M"] = Claim(1 * lam ** (M - 1), (1 - e * M / (M - 1)) ** (M - 1),
+                                     "symbolic M: det T = product of the eigenvalues, lambda^(M-1)")
     for m in range(2, 6):
         t = (1 - e) * sp.eye(m) + e / (m - 1) * (sp.ones(m, m) - sp.eye(m))
         ev = t.eigenvals()
-        lam = sp.simplify(1 - e * m / (m - 1))
+        lam_m = sp.simplify(1 - e * m / (m - 1))
         claims[f"eigenvalues_M{m}"] = Claim(
             sp.Matrix(sorted([sp.simplify(k) for k in ev], key=sp.default_sort_key)),
-            sp.Matrix(sorted({sp.Integer(1), lam}, key=sp.default_sort_key)),
+            sp.Matrix(sorted({sp.Integer(1), lam_m}, key=sp.default_sort_key)),
+            f"M = {m}: sympy's eigenvalues of the explicit matrix are 1 and 1 - eM/(M-1)",
         )
-        claims[f"multiplicity_M{m}"] = Claim(ev.get(lam, 0) if lam != 1 else ev[1], m - 1)
-        claims[f"det_M{m}"] = Claim(t.det(), lam ** (m - 1))
-        pv = sp.Matrix(sp.symbols(f"p0:{m - 1}", nonnegative=True))
-        pv = pv.col_join(sp.Matrix([1 - sum(pv)]))
-        claims[f"argmax_affine_M{m}"] = Claim(t.T * pv - (lam * pv + e / (m - 1) * sp.ones(m, 1)), sp.zeros(m, 1))
+        claims[f"multiplicity_M{m}"] = Claim(ev.get(lam_m, 0) if lam_m != 1 else ev[1], m - 1,
+                                             f"M = {m}: 1 - eM/(M-1) has multiplicity M - 1")
+        claims[f"det_M{m}"] = Claim(t.det(), lam_m ** (m - 1), f"M = {m}: det T")
+        pv = sp.Matrix(_simplex("p", m))
+        claims[f"argmax_affine_M{m}"] = Claim(t.T * pv, lam_m * pv + e / (m - 1) * sp.ones(m, 1),
+                                              f"M = {m}: T^T p = lambda p + e/(M-1) 1 (argmax kept for lambda > 0)")
     return Derivation(
         "transition_matrices",
         "det T of each label type; symmetric flip: eigenvalues 1 and 1 - eM/(M-1), singular at e = (M-1)/M.",
         claims=claims,
-        parts={**{k: m for k, (m, _) in mats.items()}, "eigenvalue": a, "singular_at": e_sing},
+        parts={**{k: m for k, (m, _) in mats.items()}, "eigenvalue": lam, "singular_at": e_sing},
+        uses="flip_matrix; the symmetric flip's entries 1 - e and e/(M-1)",
     )
 
 
@@ -212,91 +326,118 @@ def transition_matrices() -> Derivation:
 def lemma1(m: int = 3, n_pixels: int = 3) -> Derivation:
     r"""Lemma 1: class-conditional noise acts affinely on fraction fields,
     E[D*_k(x)] = sum_j T[j, k] D_j(x). Each pixel i of a window (weights w_i)
-    has clean class indicators z_ij (sum_j z_ij = 1) and keeps or changes class
-    independently by T, so E[1{y*_i = k}] = sum_j z_ij T[j, k]; the field is
-    linear in the indicators. Symbolic for a general M x M T (default M = 3) and
-    a window of ``n_pixels`` pixels.
+    has a clean class that is categorical(z_i) (a one-hot z_i for a hard label)
+    and a noisy class that follows T independently of the other pixels; the
+    noisy class probabilities of each pixel come from that pair of random
+    variables (``sympy.stats``), and the field is their weighted mean. The
+    binary form b + (1 - f - b) D is :func:`affine_posterior`'s ``affine``.
+    Symbolic for a general M x M T (default M = 3) and a window of ``n_pixels``
+    pixels. *Assumes* the same T at every pixel (noise independent of
+    position): dilation, erosion and skeletons violate it.
     """
     t = _stochastic(m)
     w = sp.symbols(f"w0:{n_pixels}", positive=True)
-    z = []
-    for i in range(n_pixels):
-        free = list(sp.symbols(f"z{i}_0:{m - 1}", nonnegative=True))
-        z.append(free + [1 - sum(free)])
+    z = [_simplex(f"z{i}_", m) for i in range(n_pixels)]
     total = sum(w)
-    clean = [sum(w[i] * z[i][j] for i in range(n_pixels)) / total for j in range(m)]
-    expected_noisy = [sum(w[i] * sum(z[i][j] * t[j, k] for j in range(m)) for i in range(n_pixels)) / total
-                      for k in range(m)]
-    claims = {
-        f"class_{k}": Claim(expected_noisy[k], sum(t[j, k] * clean[j] for j in range(m))) for k in range(m)
-    }
-    claims["fields_sum_to_one"] = Claim(sum(expected_noisy), 1)
-    f, b, d = sp.symbols("f b D", nonnegative=True)
-    binary = sp.Matrix([[1 - b, b], [f, 1 - f]])
-    claims["binary_form"] = Claim((binary.T * sp.Matrix([1 - d, d]))[1], b + (1 - f - b) * d)
+    clean = sp.Matrix([sum(w[i] * z[i][j] for i in range(n_pixels)) / total for j in range(m)])
+    per_pixel = [_noisy_class_probabilities(z[i], t) for i in range(n_pixels)]
+    expected_noisy = sp.Matrix([sum(w[i] * per_pixel[i][k] for i in range(n_pixels)) / total for k in range(m)])
+    claims = {f"class_{k}": Claim(expected_noisy[k], (t.T * clean)[k], f"E[D*_{k}] = (T^T D)_{k}")
+              for k in range(m)}
+    claims["fields_sum_to_one"] = Claim(sum(expected_noisy), 1, "the expected noisy fields sum to 1")
     return Derivation(
         "lemma1",
         "E[D*] = T^T D: the expected noisy fraction fields are the clean ones mapped by T^T.",
         claims=claims,
-        parts={"T": t, "clean": sp.Matrix(clean), "expected_noisy": sp.Matrix(expected_noisy)},
+        parts={"T": t, "clean": clean, "expected_noisy": expected_noisy},
+        uses="fraction field as a weighted mean; a categorical pixel and noisy_given_clean (sympy.stats)",
     )
 
 
 def lemma2() -> Derivation:
-    r"""Lemma 2: the noisy labels can distinguish rank(T) classes. The expected
-    noisy field at a pixel of clean composition F (a point of the simplex) is
-    T^T F. Rows of a row-stochastic T lie on the hyperplane sum = 1, which misses
-    the origin, so T 1 = 1 and the rows span an affine set of dimension
-    rank(T) - 1: exactly rank(T) pure classes have affinely independent noisy
-    signatures. Random labels (equal rows, rank 1): T^T F is the same for every F.
-    Checked for general M = 2, 3 (full rank) and for rank-1 and rank-2 3 x 3 examples.
+    r"""Lemma 2, in the mixture sense: T cannot tell apart classes whose noisy
+    signatures are mixtures of others.
+
+    A pixel of clean composition F (a point of the simplex) has expected noisy
+    composition T^T F, so the noisy signatures of all compositions form the
+    image of the simplex under T^T. For a row-stochastic T, T^T maps the
+    zero-sum hyperplane H = {v : 1^T v = 0} into itself (1^T T^T v = 1^T v) and
+    sends e_1 off it (1^T T^T e_1 = 1), so T^T(H) has dimension rank(T) - 1:
+    the noisy signatures span an affine set of dimension rank(T) - 1 (symbolic,
+    general 3 x 3 T). When rank(T) < M some class's signature is an affine
+    combination of the others, and the noisy labels cannot separate it from that
+    mixture. That does not make the pure-class signatures equal: rows (.8, .1,
+    .1), (.1, .8, .1), (.45, .45, .1) have rank 2 and three distinct signatures,
+    the third the mean of the first two. Random labels (equal rows, rank 1):
+    T^T F is the same for every F.
     """
-    claims = {}
-    parts = {}
-    for m in (2, 3):
-        t = _stochastic(m)
-        claims[f"row_stochastic_M{m}"] = Claim(t * sp.ones(m, 1), sp.ones(m, 1))
-        claims[f"generic_rank_M{m}"] = Claim(t.rank(simplify=True), m)
-    r = sp.symbols("r0:2", nonnegative=True)
-    row = [r[0], r[1], 1 - r[0] - r[1]]
-    rl = sp.Matrix([row, row, row])
-    a_, c_ = sp.symbols("a0:2", nonnegative=True), sp.symbols("c0:2", nonnegative=True)
-    fa = sp.Matrix(a_).col_join(sp.Matrix([1 - sum(a_)]))
-    fb = sp.Matrix(c_).col_join(sp.Matrix([1 - sum(c_)]))
-    claims["random_labels_same_signature"] = Claim(rl.T * fa - rl.T * fb, sp.zeros(3, 1))
-    claims["random_labels_rank"] = Claim(rl.rank(), 1)
-    # a rank-2 example: classes 1 and 2 merged by the noise
-    merged = sp.Matrix([[sp.Rational(8, 10), sp.Rational(1, 10), sp.Rational(1, 10)],
-                        [sp.Rational(1, 10), sp.Rational(45, 100), sp.Rational(45, 100)],
-                        [sp.Rational(1, 10), sp.Rational(45, 100), sp.Rational(45, 100)]])
-    for name, mat in (("random", rl.subs({r[0]: sp.Rational(1, 5), r[1]: sp.Rational(3, 10)})), ("merged", merged)):
-        diffs = sp.Matrix.vstack(*[mat[i, :] - mat[0, :] for i in range(1, 3)])
-        claims[f"affine_dimension_{name}"] = Claim(diffs.rank(), mat.rank() - 1)
-        parts[name] = mat
+    t = _stochastic(3)
+    v = sp.Matrix(sp.symbols("v0:3", real=True))
+    ones = sp.ones(3, 1)
+    e1 = sp.Matrix([1, 0, 0])
+    claims = {
+        "hyperplane_preserved": Claim((ones.T * t.T * v)[0], (ones.T * v)[0],
+                                      "1^T T^T v = 1^T v: T^T maps the zero-sum hyperplane into itself"),
+        "image_leaves_hyperplane": Claim((ones.T * t.T * e1)[0], 1,
+                                         "1^T T^T e_1 = 1: so dim T^T(H) = rank(T) - 1"),
+    }
+    rs = _simplex("r", 3)
+    rl = sp.Matrix([rs, rs, rs])
+    fa, fb = sp.Matrix(_simplex("a", 3)), sp.Matrix(_simplex("c", 3))
+    claims["random_labels_same_signature"] = Claim(rl.T * fa, rl.T * fb,
+                                                   "random labels: every composition has the same signature")
+    claims["random_labels_rank"] = Claim(rl.rank(simplify=True), 1, "random labels: rank T = 1")
+    mixed = sp.Matrix([[sp.Rational(8, 10), sp.Rational(1, 10), sp.Rational(1, 10)],
+                       [sp.Rational(1, 10), sp.Rational(8, 10), sp.Rational(1, 10)],
+                       [sp.Rational(45, 100), sp.Rational(45, 100), sp.Rational(1, 10)]])
+    claims["mixture_rank"] = Claim(mixed.rank(), 2, "the mixture example has rank 2 ...")
+    claims["mixture_signature"] = Claim(mixed.T * sp.Matrix([0, 0, 1]),
+                                        (mixed.T * sp.Matrix([1, 0, 0]) + mixed.T * sp.Matrix([0, 1, 0])) / 2,
+                                        "... because class 3's signature is the mean of classes 1 and 2's")
     return Derivation(
-        "lemma2", "The noisy labels distinguish rank(T) classes; random labels (rank 1) none.", claims, parts
+        "lemma2", "The noisy labels distinguish classes up to mixtures: signatures span rank(T) - 1 dimensions.",
+        claims, {"random": rl, "mixture": mixed}, uses="a row-stochastic T (rows on the hyperplane sum = 1)",
     )
 
 
 def theorem2() -> Derivation:
-    r"""Theorem 2: if rank(T) = M the clean fields are recoverable from the
-    expected noisy ones, F = (T^T)^{-1} E[F*]. Binary: det T = 1 - f - b and
-    D = (E[D*] - b) / (1 - f - b). Symbolic for general 2 x 2 and 3 x 3 T.
+    r"""Theorem 2: with class-conditional noise independent of position and
+    det T != 0, the clean fields are recoverable from the expected noisy ones,
+    F = (T^T)^{-1} E[F*], and so is the partition (the argmax of F).
+
+    Without dividing by anything: adj(T^T) (T^T F) = det(T) F for every T
+    (general 2 x 2 and 3 x 3), which recovers F exactly when det T != 0 (the
+    hypothesis, used here as a hypothesis) and says nothing when det T = 0: then
+    distinct F share one noisy signature (:func:`lemma2`'s
+    ``random_labels_same_signature``). Binary: (1 - f - b) D = E[D*] - b, with
+    det T = 1 - f - b (:func:`transition_matrices`' ``det_flip``). Estimation
+    error is amplified by (T^T)^{-1}: an error eps in E[D*] becomes
+    eps / (1 - f - b) in D, and for the symmetric M-class flip an error along
+    e_1 - e_2 becomes that error / (1 - eM/(M-1)).
     """
     claims = {}
     parts = {}
     for m in (2, 3):
         t = _stochastic(m)
-        F = sp.Matrix(sp.symbols(f"F0:{m}", nonnegative=True))
-        noisy = t.T * F
-        rec = t.T.inv() * noisy
-        claims[f"recover_M{m}"] = Claim(rec - F, sp.zeros(m, 1))
-        parts[f"inverse_M{m}"] = t.T.inv()
-    f, b, d, en = sp.symbols("f b D Dstar", real=True)
-    (sol,) = sp.solve(sp.Eq(en, b + (1 - f - b) * d), d)
-    claims["binary_inverse"] = Claim(sol, (en - b) / (1 - f - b))
-    claims["binary_det"] = Claim(sp.Matrix([[1 - b, b], [f, 1 - f]]).det(), 1 - f - b)
-    return Derivation("theorem2", "Full-rank T: F = (T^T)^-1 E[F*].", claims, parts)
+        F = sp.Matrix(_simplex("F", m))
+        noisy = sp.Matrix(m, 1, lambda k, _: sum(F[j] * noisy_given_clean(t, j, k) for j in range(m)))
+        claims[f"recover_M{m}"] = Claim(t.T.adjugate() * noisy, t.det() * F,
+                                        f"M = {m}: adj(T^T) E[F*] = det(T) F, for every T")
+        parts[f"adjugate_M{m}"] = t.T.adjugate()
+    f, b, d, en, eps = sp.symbols("f b D Dstar epsilon", real=True)
+    noisy_d = _noisy_class_probabilities([1 - d, d], flip_matrix(f, b))[1]
+    claims["binary_recover"] = Claim((1 - f - b) * d, noisy_d - b, "binary: (1 - f - b) D = E[D*] - b")
+    (d_hat,) = sp.solve(sp.Eq(noisy_d.subs(d, sp.Symbol("Dhat")) , noisy_d + eps), sp.Symbol("Dhat"))
+    claims["binary_amplification"] = Claim(d_hat - d, eps / (1 - f - b),
+                                           "an error eps in E[D*] is eps / (1 - f - b) in the recovered D")
+    e = sp.Symbol("e", nonnegative=True)
+    t3 = (1 - e) * sp.eye(3) + e / 2 * (sp.ones(3, 3) - sp.eye(3))
+    x = sp.Matrix(sp.symbols("x0:3"))
+    sol = sp.solve(list(t3.T * x - sp.Matrix([1, -1, 0])), list(x), dict=True)[0]
+    claims["symmetric_amplification"] = Claim(x.subs(sol), sp.Matrix([1, -1, 0]) / (1 - 3 * e / 2),
+                                              "M = 3 symmetric flip: (T^T)^-1 (e_1 - e_2) = (e_1 - e_2) / lambda")
+    return Derivation("theorem2", "det T != 0: F = (T^T)^-1 E[F*], errors amplified by (T^T)^-1.", claims, parts,
+                      uses="noisy_given_clean; the adjugate identity; flip_matrix")
 
 
 # --------------------------------------------------------------------- 5
@@ -319,27 +460,32 @@ def kernel_geometry() -> Derivation:
     """
     x, u, v = sp.symbols("x u v", real=True)
     h, R, w = sp.symbols("h R w", positive=True)
-    half_gauss = sp.integrate(_phi(u, h), (u, -sp.oo, -x))
+    half_gauss = sp.integrate(kernel(u, h), (u, -sp.oo, -x))
     half_box = sp.integrate(1 / (2 * h), (u, -h, -x))  # window [x-h, x+h] meets u<0 on [x-h, 0]
-    sliver = sp.integrate(_phi(v, h) * _phi(0, h) * v**2 / (2 * R), (v, -sp.oo, sp.oo))
-    slope = _phi(0, h)
+    sliver = sp.integrate(kernel(v, h) * kernel(0, h) * v**2 / (2 * R), (v, -sp.oo, sp.oo))
+    slope = kernel(0, h)
     delta = sp.simplify(sliver / slope)
-    stripe = _Phi((w / 2 - x) / h) - _Phi((-w / 2 - x) / h)
+    stripe = _stripe_field(x, w, h)
     peak = sp.simplify(stripe.subs(x, 0))
     w_c = 2 * sp.sqrt(2) * sp.erfinv(sp.Rational(1, 2)) * h
     return Derivation(
         "kernel_geometry",
         "Straight edges are unbiased; disks shrink by h^2/(2R); stripes narrower than ~1.349 h vanish.",
         claims={
-            "half_plane_gaussian_edge": Claim(half_gauss.subs(x, 0), sp.Rational(1, 2)),
-            "half_plane_gaussian_form": Claim(half_gauss, _Phi(-x / h)),
-            "half_plane_box_form": Claim(half_box, (h - x) / (2 * h)),
-            "half_plane_box_edge": Claim(half_box.subs(x, 0), sp.Rational(1, 2)),
-            "disk_missing_mass": Claim(sliver, h / (2 * sp.sqrt(2 * sp.pi) * R)),
-            "disk_shift": Claim(delta, h**2 / (2 * R)),
-            "stripe_peak": Claim(peak, sp.erf(w / (2 * sp.sqrt(2) * h))),
-            "stripe_critical_width": Claim(peak.subs(w, w_c), sp.Rational(1, 2)),
-            "stripe_peak_is_max": Claim(sp.diff(stripe, x).subs(x, 0), 0),
+            "half_plane_gaussian_edge": Claim(half_gauss.subs(x, 0), sp.Rational(1, 2),
+                                              "gaussian field of a half-plane is 1/2 on its edge"),
+            "half_plane_gaussian_form": Claim(half_gauss, _Phi(-x / h), "... and Phi(-x/h) across it"),
+            "half_plane_box_form": Claim(half_box, (h - x) / (2 * h), "box field of a half-plane: (h - x)/(2h)"),
+            "half_plane_box_edge": Claim(half_box.subs(x, 0), sp.Rational(1, 2), "... 1/2 on the edge"),
+            "disk_missing_mass": Claim(sliver, h / (2 * sp.sqrt(2 * sp.pi) * R),
+                                       "disk: kernel mass of the boundary sliver (leading order)"),
+            "disk_shift": Claim(delta, h**2 / (2 * R), "disk: the 1/2 level set moves in by h^2/(2R)"),
+            "stripe_peak": Claim(peak, sp.erf(w / (2 * sp.sqrt(2) * h)), "stripe: the field's peak"),
+            "stripe_critical_width": Claim(peak.subs(w, w_c), sp.Rational(1, 2),
+                                           "stripe: the peak is 1/2 at w_c = 2 sqrt 2 erfinv(1/2) h"),
+            "stripe_peak_is_max": Claim(sp.diff(stripe, x).subs(x, 0), 0, "stripe: the peak is at the centre"),
+            "stripe_peak_increasing": Claim(sp.diff(peak, w), sp.exp(-w**2 / (8 * h**2)) / (sp.sqrt(2 * sp.pi) * h),
+                                            "stripe: the peak grows with w, so the stripe vanishes iff w < w_c"),
         },
         parts={
             "half_plane_gaussian": half_gauss,
@@ -350,7 +496,14 @@ def kernel_geometry() -> Derivation:
             "stripe_peak": peak,
             "critical_width": w_c,
         },
+        uses="kernel (a normalised gaussian; box for the half-plane)",
     )
+
+
+def _stripe_field(x: Any, width: Any, h: Any) -> Any:
+    """The fraction field of a stripe |u| < width/2: the kernel's mass over it, by integration of ``kernel``."""
+    u = sp.Symbol("u", real=True)
+    return sp.integrate(kernel(u - x, h), (u, -width / 2, width / 2))
 
 
 # --------------------------------------------------------------------- 6
@@ -413,16 +566,20 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
         "finite_sampling",
         "Var D* = p(1-p) sum w^2 y; boundary error depends on p and h through p h^2/(1-p).",
         claims={
-            "mean": Claim(mean, p * sum(w * y for w, y in zip(ws, ys))),
-            "variance": Claim(var, p * (1 - p) * sum(w**2 * y**2 for w, y in zip(ws, ys))),
-            "squared_kernel_line": Claim(sq_line, 1 / (2 * sp.sqrt(sp.pi) * h)),
-            "squared_kernel_half_plane": Claim(S_half, _Phi(sp.sqrt(2) * d / h) / (4 * sp.pi * h**2)),
-            "margin_variance": Claim(sps.variance(dm), tj + tau - lam**2),
-            "margin_covariance": Claim(sps.covariance(dm, dk), tj - lam**2),
+            "mean": Claim(mean, p * sum(w * y for w, y in zip(ws, ys)), "E D* = p D of a Bernoulli(p)-sampled field"),
+            "variance": Claim(var, p * (1 - p) * sum(w**2 * y**2 for w, y in zip(ws, ys)),
+                              "Var D* = p(1-p) sum w^2 y"),
+            "squared_kernel_line": Claim(sq_line, 1 / (2 * sp.sqrt(sp.pi) * h), "integral of phi_h^2 on a line"),
+            "squared_kernel_half_plane": Claim(S_half, _Phi(sp.sqrt(2) * d / h) / (4 * sp.pi * h**2),
+                                               "S(d) of a straight edge"),
+            "margin_variance": Claim(sps.variance(dm), tj + tau - lam**2, "multi-class margin variance per pixel"),
+            "margin_covariance": Claim(sps.covariance(dm, dk), tj - lam**2, "... and the margins' covariance"),
             # both Phi arguments are >= 0, so equal squares mean equal probabilities
-            "scaling": Claim((arg**2).subs(d, h * u), (arg_scaled**2).subs(c, p * h**2 / (1 - p))),
+            "scaling": Claim((arg**2).subs(d, h * u), (arg_scaled**2).subs(c, p * h**2 / (1 - p)),
+                             "P_err depends on p and h only through u = d/h and c = p h^2/(1-p)"),
         },
         parts={"mean": mean, "variance": var, "S_half_plane": S_half, "p_err": p_err, "p_err_scaled": p_err_scaled},
+        uses="Bernoulli(p) sampling of each pixel (sympy.stats); kernel; a categorical noisy pixel",
     )
 
 
@@ -430,73 +587,109 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
 def pcl_overlap() -> Derivation:
     r"""Theorem 1 quantified: structured label errors cost overlap at the boundary.
 
-    A network trained on dilated / eroded labels learns their meta-structure,
-    whose 1/2 level set is the perturbed boundary (straight edges are unbiased,
-    :func:`kernel_geometry`), so its prediction agrees with the clean mask as the
-    perturbed label does. Continuous cross-sections:
+    A network trained on dilated / eroded labels learns *their* meta-structure,
+    the fraction field of the perturbed mask; its prediction is that field's
+    1/2 level set. Built from :func:`kernel_geometry`'s fields:
 
-    * stripe of width w, radius r: dilated width w + 2r, Dice = w/(w+r),
-      IoU = w/(w+2r); eroded (w > 2r) width w - 2r, Dice = (w-2r)/(w-r),
-      IoU = (w-2r)/w. Thin structures lose most: at r = w/2 erosion deletes them.
-    * disk of radius R: dilated Dice = 2R^2/(R^2 + (R+r)^2), IoU = R^2/(R+r)^2;
-      eroded Dice = 2(R-r)^2/(R^2 + (R-r)^2), IoU = (R-r)^2/R^2.
+    * stripe: the perturbed stripe of width w' has a field whose value at its
+      edge is 1/2 - Phi(-w'/h), so the level set is the perturbed edge up to an
+      offset exponentially small in w'/h (exact value here); the predicted width
+      is w', and the overlap with the clean stripe (an integral of indicators)
+      gives dilation (w' = w + 2r) Dice w/(w+r), IoU w/(w+2r), erosion
+      (w' = w - 2r) Dice (w-2r)/(w-r), IoU (w-2r)/w. When w' < w_c = 1.349 h the
+      field never reaches 1/2 (its peak grows with w' and is 1/2 at w_c,
+      ``kernel_geometry``'s ``stripe_peak_increasing`` and
+      ``stripe_critical_width``): the prediction is empty and the Dice 0, as an
+      eroded thin tubule vanishes from the fields.
+    * disk of radius R' (R + r dilated, R - r eroded): the level set is the disk
+      of radius R' - h^2/(2R') (``disk_shift``, leading order in h/R); areas by
+      integration in polar coordinates; as h/R -> 0, Dice 2R^2/(R^2 + (R+r)^2)
+      (dilation) and 2(R-r)^2/(R^2 + (R-r)^2) (erosion). At finite h both the
+      clean and the perturbed predictions shrink (the h^2/(2R) bias of any
+      kernel), which the numeric tests measure on the grid.
     * skeleton of a stripe: its T is [[1, 0], [1-s, s]] with s = 1/w (one pixel of
       w per row), the same form as sampling, so t* = 1/(2w). But its density is
       the kernel itself, D_sk(x) = phi_h(x), not s * D(x): the t* level set is
       |x| = h sqrt(2 log(2w / (sqrt(2 pi) h))), a width set by h, not w. The label
-      itself has Dice 2/(w+1) against the stripe.
+      (a centre line of width 1) has Dice 2/(w+1) against the stripe.
     """
-    w, r, R, h = sp.symbols("w r R h", positive=True)
+    w, r, R, h, q = sp.symbols("w r R h q", positive=True)  # q: an eroded width or radius (w - 2r, R - r > 0)
+    g = sp.Symbol("g", nonnegative=True)
     x = sp.Symbol("x", positive=True)
+    wp = sp.Symbol("w'", positive=True)
+    edge_offset = sp.simplify(_stripe_field(wp / 2, wp, h) - sp.Rational(1, 2))
 
-    def dice(a, b, inter):
-        return 2 * inter / (a + b)
+    def stripe(clean, predicted):
+        inter = _overlap(clean, predicted)
+        return _dice(clean, predicted, inter), _iou(clean, predicted, inter)
 
-    def iou(a, b, inter):
-        return inter / (a + b - inter)
+    dil, ero = stripe(w, w + 2 * r), stripe(q + 2 * r, q)
+    rho = sp.Symbol("rho", positive=True)
 
-    sols = sp.solve(sp.Eq(_phi(x, h), 1 / (2 * w)), x)
+    def disk_area(a, b):  # area of the intersection of centred disks of radii a and b
+        ind = sp.Piecewise((1, rho < a), (0, True)) * sp.Piecewise((1, rho < b), (0, True))
+        return sp.integrate(2 * sp.pi * rho * ind, (rho, 0, sp.oo))
+
+    def disk(clean, perturbed):
+        pred = perturbed - h**2 / (2 * perturbed)  # the perturbed field's 1/2 level set (kernel_geometry)
+        inter = disk_area(clean, pred)
+        a, b = sp.pi * clean**2, sp.pi * pred**2
+        return (sp.simplify(_dice(a, b, inter).subs(h, 0)), sp.simplify(_iou(a, b, inter).subs(h, 0)))
+
+    ddil, dero = disk(R, R + r), disk(q + r, q)
+    sols = sp.solve(sp.Eq(kernel(x, h), 1 / (2 * w)), x)
     band = h * sp.sqrt(2 * sp.log(2 * w / (sp.sqrt(2 * sp.pi) * h)))
     return Derivation(
         "pcl_overlap",
-        "Dice of dilated/eroded stripes and disks; the skeleton's t* band is set by h, not w.",
+        "PCL predictions are the perturbed fields' level sets: Dice of dilated/eroded stripes and disks; "
+        "thin eroded stripes vanish; the skeleton's t* band is set by h, not w.",
         claims={
-            "stripe_dilate_dice": Claim(dice(w, w + 2 * r, w), w / (w + r)),
-            "stripe_dilate_iou": Claim(iou(w, w + 2 * r, w), w / (w + 2 * r)),
-            "stripe_erode_dice": Claim(dice(w, w - 2 * r, w - 2 * r), (w - 2 * r) / (w - r)),
-            "stripe_erode_iou": Claim(iou(w, w - 2 * r, w - 2 * r), (w - 2 * r) / w),
-            "disk_dilate_dice": Claim(dice(R**2, (R + r) ** 2, R**2), 2 * R**2 / (R**2 + (R + r) ** 2)),
-            "disk_dilate_iou": Claim(iou(R**2, (R + r) ** 2, R**2), R**2 / (R + r) ** 2),
-            "disk_erode_dice": Claim(dice(R**2, (R - r) ** 2, (R - r) ** 2), 2 * (R - r) ** 2 / (R**2 + (R - r) ** 2)),
-            "disk_erode_iou": Claim(iou(R**2, (R - r) ** 2, (R - r) ** 2), (R - r) ** 2 / R**2),
-            "skeleton_label_dice": Claim(dice(w, 1, 1), 2 / (w + 1)),
-            "skeleton_band": Claim(sp.simplify(sols[0] ** 2 - band**2), 0),
+            "stripe_level_set_at_the_perturbed_edge": Claim(edge_offset, -_Phi(-wp / h),
+                                                            "the perturbed field at the perturbed edge: 1/2 - Phi(-w'/h)"),
+            "stripe_dilate_dice": Claim(dil[0], w / (w + r), "dilated stripe: Dice from the overlap integral"),
+            "stripe_dilate_iou": Claim(dil[1], w / (w + 2 * r), "... IoU"),
+            "stripe_erode_dice": Claim(ero[0], q / (q + r), "eroded stripe (w' = w - 2r > w_c): Dice (w-2r)/(w-r)"),
+            "stripe_erode_iou": Claim(ero[1], q / (q + 2 * r), "... IoU (w-2r)/w"),
+            "disk_dilate_dice": Claim(ddil[0], 2 * R**2 / (R**2 + (R + r) ** 2),
+                                      "dilated disk: Dice of the level set, h/R -> 0"),
+            "disk_dilate_iou": Claim(ddil[1], R**2 / (R + r) ** 2, "... IoU"),
+            "disk_erode_dice": Claim(dero[0], 2 * q**2 / ((q + r) ** 2 + q**2),
+                                     "eroded disk (R - r > 0): Dice, h/R -> 0"),
+            "disk_erode_iou": Claim(dero[1], q**2 / (q + r) ** 2, "... IoU"),
+            "skeleton_label_dice": Claim(stripe(1 + g, 1)[0], 2 / ((1 + g) + 1),
+                                         "a skeleton (width-1 centre line) against its stripe of width w = 1 + g"),
+            "skeleton_band": Claim(sp.simplify(sols[0] ** 2 - band**2), 0,
+                                   "the skeleton field's t* = 1/(2w) level set: |x| = h sqrt(2 log(2w/(sqrt(2 pi) h)))"),
         },
-        parts={"skeleton_half_width": band},
+        parts={"skeleton_half_width": band, "edge_offset": edge_offset},
+        uses="kernel (kernel_geometry's stripe field and disk shift); overlaps by integrating indicators",
     )
 
 
 # --------------------------------------------------------------------- 8
 def random_labels() -> Derivation:
-    r"""Random labels carry no meta-structure: T = 1 r^T has rank 1 (det 0 for
-    M = 2), the joint Q = diag(pi) T = pi r^T factorises, and the mutual
-    information I(Y; Y*) = sum Q log(Q / (Q_row Q_col)) is 0 (M = 2, 3).
+    r"""Random labels carry no meta-structure: T = 1 r^T (every row the same), the
+    joint Q = diag(pi) T = pi r^T factorises, and the mutual information
+    I(Y; Y*) = sum Q log(Q / (Q_row Q_col)) is 0 (M = 2, 3). Its rank is 1
+    (:func:`lemma2`'s ``random_labels_rank`` for M = 3, ``rank_M2`` here) and
+    det T = 0 for M = 2 (:func:`transition_matrices`' ``det_random``).
     """
     claims = {}
     for m in (2, 3):
-        pis = list(sp.symbols(f"pi0:{m - 1}", positive=True))
-        pis.append(1 - sum(pis))
-        rs = list(sp.symbols(f"r0:{m - 1}", positive=True))
-        rs.append(1 - sum(rs))
+        pis = _simplex("pi", m)
+        rs = _simplex("r", m)
         t = sp.Matrix([rs] * m)
         q = sp.diag(*pis) * t
         row = [sum(q[j, k] for k in range(m)) for j in range(m)]
         col = [sum(q[j, k] for j in range(m)) for k in range(m)]
         mi = sum(q[j, k] * sp.log(q[j, k] / (row[j] * col[k])) for j in range(m) for k in range(m))
-        claims[f"mutual_information_M{m}"] = Claim(mi, 0)
-        claims[f"rank_M{m}"] = Claim(t.rank(simplify=True), 1)
-        claims[f"det_M{m}"] = Claim(t.det(), 0)
-    return Derivation("random_labels", "Random labels: rank 1, zero mutual information.", claims)
+        claims[f"mutual_information_M{m}"] = Claim(mi, 0, f"M = {m}: I(Y; Y*) = 0")
+        if m == 2:
+            claims["rank_M2"] = Claim(t.rank(simplify=True), 1, "M = 2: rank T = 1")
+        else:
+            claims["det_M3"] = Claim(t.det(), 0, "M = 3: det T = 0")
+    return Derivation("random_labels", "Random labels: rank 1, zero mutual information.", claims,
+                      uses="random labels' T: every row the same distribution r")
 
 
 # --------------------------------------------------------------------- 9
@@ -512,16 +705,24 @@ def linearity_and_memorisation(n_pixels: int = 3) -> Derivation:
       Var G = (1/n^2) sum_i ybar_i (1 - ybar_i) logit(q_i)^2. At the soft-label
       optimum q = ybar under p-sampling (ybar = p on the n_fg foreground pixels,
       0 elsewhere): Var G = n_fg p (1-p) logit(p)^2 / n^2.
-    * A model that can move k free parameters to fit the draw (*model*: k groups
-      of pixels, each with its own Bernoulli output fitted by maximum likelihood)
-      lowers its training loss below the soft-label loss by n_g KL(yhat_g || ybar_g)/n
-      per group; at second order KL ~= (yhat - ybar)^2 / (2 ybar (1-ybar)) and
-      E (yhat - ybar)^2 = ybar(1-ybar)/n_g, so the expected optimism is k/(2n)
-      nats per pixel (Wilks). What the draw offers to memorise is its entropy,
-      (n_fg/n) H(p) per pixel under sampling; the fraction a model of k effective
-      parameters can take, k / (2 n_fg H(p)), falls like 1/n_fg: memorisation
-      sets in when the labelled pixels number fewer than about k / (2 H(p)).
-      For a network, k is an effective capacity to be measured, not derived.
+    * *Model* (the k-group model): the network can move k free parameters to
+      fit the draw: the n_fg foreground pixels fall into k groups of n_g =
+      n_fg / k, each with its own output fitted by maximum likelihood, yhat_g =
+      d_g / n_g where d_g ~ Binomial(n_g, p) pixels of the group were drawn
+      (its moments from the moment generating function (1 - p + p e^s)^n_g).
+      Fitting lowers the training loss below the soft-label loss by
+      n_g KL(yhat_g || p)/n per group; at second order KL ~= (yhat - p)^2 /
+      (2 p (1-p)) and E (yhat - p)^2 = p(1-p)/n_g, so the expected optimism is
+      k/(2n) nats per pixel (Wilks).
+    * The memorisation index of the k-group model, m = (mean output on the
+      drawn pixels) - (mean output on the foreground pixels left out), as a
+      ratio of expectations: E[sum_g d_g yhat_g] / E[sum_g d_g] -
+      E[sum_g (n_g - d_g) yhat_g] / E[sum_g (n_g - d_g)] = 1/n_g = k / n_fg,
+      **whatever p**: memorisation falls like 1/n_fg (foreground pixels, not
+      labelled ones) and sets in when n_fg is about k. At k = n_fg (one pixel a
+      group) the model outputs exactly the draw and m = 1, so min(1, k / n_fg)
+      (:func:`theory.curves.memorised_fraction`). For a network k is an
+      effective capacity, fitted to measurements, not derived.
     """
     q, yb = sp.symbols("q ybar", positive=True)
     y = sps.Bernoulli("Y", yb)
@@ -549,21 +750,60 @@ def linearity_and_memorisation(n_pixels: int = 3) -> Derivation:
     yh, ng = sp.symbols("yhat n_g", positive=True)
     kl = yh * sp.log(yh / yb) + (1 - yh) * sp.log((1 - yh) / (1 - yb))
     kl2 = sp.series(kl, yh, yb, 3).removeO()
-    optimism_per_group = sp.simplify(ng * kl2.subs((yh - yb) ** 2, yb * (1 - yb) / ng))
+    # the k-group model: d ~ Binomial(n_g, p), moments from the MGF of n_g independent Bernoulli(p) pixels
+    s_ = sp.Symbol("s", real=True)
+    mgf = (1 - yb + yb * sp.exp(s_)) ** ng
+    e_d, e_d2 = (sp.simplify(sp.diff(mgf, s_, k).subs(s_, 0)) for k in (1, 2))
+    moments = {0: sp.Integer(1), 1: e_d / ng, 2: e_d2 / ng**2}  # E[yhat^k], yhat = d / n_g
+
+    def expect(poly_in_yhat):  # E of a polynomial of degree <= 2 in yhat, term by term
+        poly = sp.Poly(sp.expand(poly_in_yhat), yh)
+        return sp.simplify(sum(c * moments[k] for (k,), c in poly.terms()))
+
+    mean_sq_dev = expect((yh - yb) ** 2)
+    optimism_per_group = sp.simplify(ng * expect(kl2))  # E[n_g KL] at second order
+    drawn = (e_d2 / ng) / e_d  # E[sum d_g * d_g/n_g] / E[sum d_g], k groups cancel
+    left_out = (e_d - e_d2 / ng) / (ng - e_d)  # E[sum (n_g - d_g) d_g/n_g] / E[sum (n_g - d_g)]
+    memorisation_index = sp.simplify(drawn - left_out)
     return Derivation(
         "linearity_and_memorisation",
         "Losses are linear in the target; a fixed draw adds a zero-mean gap of variance sum ybar(1-ybar)logit^2/n^2.",
         claims={
-            "bce_linear": Claim(sps.E(bce), bce_at_mean),
-            "ce_linear": Claim(sps.E(ce), ce_at_mean),
-            "gap_form": Claim(sp.expand(gap - gap_form), 0),
-            "gap_mean": Claim(sps.E(gap_form), 0),
-            "gap_variance": Claim(sps.variance(gap_form), var_form),
-            "kl_second_order": Claim(kl2, (yh - yb) ** 2 / (2 * yb * (1 - yb))),
-            "optimism_per_group": Claim(
-                ng * ((yh - yb) ** 2 / (2 * yb * (1 - yb))).subs(yh - yb, sp.sqrt(yb * (1 - yb) / ng)),
-                sp.Rational(1, 2),
-            ),
+            "bce_linear": Claim(sps.E(bce), bce_at_mean, "E over a Bernoulli target of BCE = BCE at its mean"),
+            "ce_linear": Claim(sps.E(ce), ce_at_mean, "the same for softmax CE (M = 3)"),
+            "gap_form": Claim(sp.expand(gap - gap_form), 0, "fixed-draw loss minus soft-label loss = -(1/n) sum (y*-ybar) logit q"),
+            "gap_mean": Claim(sps.E(gap_form), 0, "the gap has mean 0"),
+            "gap_variance": Claim(sps.variance(gap_form), var_form, "... and variance sum ybar(1-ybar) logit^2 / n^2"),
+            "kl_second_order": Claim(kl2, (yh - yb) ** 2 / (2 * yb * (1 - yb)), "KL at second order"),
+            "group_mean_square_deviation": Claim(mean_sq_dev, yb * (1 - yb) / ng,
+                                                 "k-group model: E (yhat - p)^2 = p(1-p)/n_g from the binomial MGF"),
+            "optimism_per_group": Claim(optimism_per_group, sp.Rational(1, 2),
+                                        "k-group model: each group's expected optimism is 1/2 nat (k/(2n) per pixel)"),
+            "memorisation_index": Claim(memorisation_index, 1 / ng,
+                                        "k-group model: memorisation index = 1/n_g = k/n_fg, whatever p"),
         },
-        parts={"gap": gap_form, "gap_variance": var_form, "kl_second_order": kl2, "optimism": optimism_per_group},
+        parts={"gap": gap_form, "gap_variance": var_form, "kl_second_order": kl2, "optimism": optimism_per_group,
+               "memorisation_index": memorisation_index},
+        uses="BCE / CE; Bernoulli targets (sympy.stats); the k-group model with a binomial draw per group",
     )
+
+
+#: Every derivation, in the order of the proof outline (theory/README.md).
+ALL = (proper_scoring, affine_posterior, linearity_and_memorisation, lemma1, transition_matrices, lemma2, theorem2,
+       random_labels, kernel_geometry, pcl_overlap, finite_sampling)
+
+
+def table() -> str:
+    """The markdown table of every claim: derivation, claim, what it derives, from which definitions.
+
+    theory/README.md holds exactly this text (a test checks it), so the list of
+    claims cannot drift from the code.
+    """
+    rows = ["| derivation | claim | what it derives | from |", "|---|---|---|---|"]
+    n = 0
+    for fn in ALL:
+        der = fn()
+        for name, claim in der.claims.items():
+            rows.append(f"| `{der.name}` | `{name}` | {claim.what} | {der.uses} |")
+            n += 1
+    return "\n".join(rows) + f"\n\n{n} claims in {len(ALL)} derivations.\n"
