@@ -44,9 +44,10 @@ which the tests check at every pixel, borders included.
 Where no labelled pixel is within reach of the kernel (the labelled kernel mass
 is below ``1e-6`` of the most kernel mass any pixel has inside the image), the
 field is undefined and is NaN. A bandwidth far beyond the image is fine: the
-field tends to the image's global class fraction, and the Epanechnikov
-footprint is clipped to the offsets that meet the image (its cost follows the
-image, not the bandwidth).
+field tends to the image's global class fraction. The Epanechnikov footprint is
+clipped to the offsets that meet the image, so its memory follows the image;
+its normalisation is a lattice sum in O(h^(ndim - 1)) operations, and gaussian
+taps number 8h + 1 (one axis).
 """
 
 from __future__ import annotations

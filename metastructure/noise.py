@@ -75,8 +75,9 @@ def _as_mask(name: str, mask: Any, ndim: int, ignore: int | None = None) -> tupl
     m = jnp.asarray(mask)
     if not (m.dtype == jnp.bool_ or jnp.issubdtype(m.dtype, jnp.integer)):
         raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {m.dtype}")
-    signed = jnp.issubdtype(m.dtype, jnp.signedinteger)
-    ig = _checks.check_ignore(ignore, None) if signed else None
+    ig = _checks.check_ignore(ignore, None)
+    if ig is not None and (m.dtype == jnp.bool_ or (ig < 0 and not jnp.issubdtype(m.dtype, jnp.signedinteger))):
+        ig = None  # a value this dtype cannot hold: no pixel is ignored
     _checks.check_binary(name, mask, ignore=ig)
     valid = jnp.ones(m.shape, bool) if ig is None else m != ig
     return m, (m != 0) & valid, valid

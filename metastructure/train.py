@@ -405,8 +405,8 @@ def fit(
     loss); multi-class labels in [0, M) or -1, or soft (N, H, W, M); the
     model's output shape; the loss matching the output (binary names against
     "ce"); integer counts and finite rates. A loss that turns NaN or infinite
-    during training (divergence) raises ``FloatingPointError`` at the end,
-    naming the step.
+    during training (divergence) raises ``FloatingPointError`` naming the step:
+    at the next validation or callback step when those are set, else at the end.
 
     Raises:
         ValueError: a bad value or an inconsistent shape (the message names the

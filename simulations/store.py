@@ -150,6 +150,8 @@ class Store:
         if record["key"] != cell_key(spec) or _canonical(record["spec"]) != _canonical(json.loads(_canonical(spec))):
             return None, f"holds another cell's record (key {record['key']})"
         digest = record.get("digest")
+        if digest is not None and not isinstance(digest, dict):
+            return None, "not a cell record (malformed digest)"
         if digest is not None and _result_digest(record["result"]) != digest.get("result"):
             return None, "its result was changed after it was written (digest mismatch)"
         return record, None
@@ -197,21 +199,25 @@ class Store:
         Raises:
             CorruptCell: the record names arrays whose file is missing or altered.
         """
-        record = self.load(spec)
-        digest = (record.get("digest") or {}).get("arrays")
-        p = self.path(spec, ".npz")
-        if digest is None and ("digest" in record or not p.exists()):  # saved none (a legacy record: if absent)
-            return {}
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise CorruptCell(f"{p}: missing (its cell's record names arrays); run the experiment again "
-                              "to recompute it") from None
-        if digest is not None and _digest(data) != digest:
-            raise CorruptCell(f"{p}: changed after it was written (digest mismatch); run the experiment "
-                              "again to recompute it")
-        with np.load(io.BytesIO(data)) as z:
-            return {k: z[k] for k in z.files}
+        for attempt in range(2):
+            record = self.load(spec)
+            digest = (record.get("digest") or {}).get("arrays")
+            p = self.path(spec, ".npz")
+            if digest is None and ("digest" in record or not p.exists()):  # saved none (a legacy record: if absent)
+                return {}
+            try:
+                data = p.read_bytes()
+            except FileNotFoundError:
+                data = None
+            if data is not None and (digest is None or _digest(data) == digest):
+                with np.load(io.BytesIO(data)) as z:
+                    return {k: z[k] for k in z.files}
+            if attempt == 0:  # another process may be rewriting the cell (npz first, JSON last): wait for it
+                with _locked(self.root / ".locks" / f"{cell_key(self._stamp(spec))}.lock"):
+                    pass
+        why = "missing (its cell's record names arrays)" if data is None else \
+            "changed after it was written (digest mismatch)"
+        raise CorruptCell(f"{p}: {why}; run the experiment again to recompute it")
 
     def put(self, spec: dict, result: dict, arrays: dict[str, np.ndarray] | None = None,
             seconds: float = 0.0) -> None:
@@ -235,9 +241,10 @@ class Store:
 
         ``fn(spec)`` (called with the stamped spec) returns a result dict, or
         ``(result, arrays)``. A stored cell that cannot be used (:meth:`problem`)
-        is recomputed with a ``RuntimeWarning`` naming its file and why. The
-        check and the computation hold the cell's lock, so concurrent processes
-        compute each cell once.
+        is recomputed with a ``RuntimeWarning`` naming its file and why. A cell
+        found usable is read without locking; otherwise the cell's lock is taken,
+        the check repeated and the computation done under it, so concurrent
+        processes compute each cell once.
         """
         spec = self._stamp(spec)
         if not force and self.problem(spec) is None:

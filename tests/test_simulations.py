@@ -227,6 +227,34 @@ def test_store_keys_and_atomic_cells(tmp_path):
     assert st.compute(a, lambda s: {"v": 1.0}, force=True) == ({"v": 1.0}, True)
 
 
+def test_the_cell_lock_makes_concurrent_computes_run_once(tmp_path):
+    """Two threads (each its own open file, so flock excludes them as it does processes) compute one missing
+    cell at the same moment: the function runs once, and both get its result."""
+    import threading
+
+    st = Store(tmp_path)
+    calls, barrier = [], threading.Barrier(2)
+
+    def slow(spec):
+        calls.append(1)
+        time.sleep(0.5)  # the other thread reaches the lock meanwhile
+        return {"v": 1.0}
+
+    results = []
+
+    def worker():
+        barrier.wait()
+        results.append(st.compute({"kind": "t", "x": 1}, slow))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(c for _, c in results) == [False, True]
+    assert all(r == {"v": 1.0} for r, _ in results)
+
+
 def test_store_verifies_what_it_reads(tmp_path):
     """Regression: an edited, foreign, truncated or empty cell JSON was used silently or crashed every reader
     with a traceback naming no file; a missing .npz raised KeyError forever. Each is now recomputed, with a

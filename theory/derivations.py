@@ -239,7 +239,9 @@ def affine_posterior() -> Derivation:
         claims={
             "affine": Claim(mean, b + (1 - f - b) * P, "E[y*|x] = b + (1-f-b) P (Lemma 1's binary form)"),
             "t_star": Claim(t_star, (1 + b - f) / 2, "the output at the clean boundary P = 1/2"),
-            "level_set_is_boundary": Claim(p_at_t, sp.Rational(1, 2), "the t* level set is P = 1/2"),
+            "level_set_is_boundary": Claim(p_at_t, sp.Rational(1, 2),
+                                           "the t* level set is P = 1/2 (f + b != 1: solve divides by 1 - f - b; "
+                                           "the degenerate case is no_information_at_f_plus_b_1)"),
             "inversion_identity": Claim(mean - t_star, (1 - f - b) * (P - sp.Rational(1, 2)),
                                         "E[y*|x] - t* = (1-f-b)(P - 1/2): the sign of 1-f-b orients the output"),
             "slope": Claim(slope, 1 - f - b, "the slope in P"),
@@ -263,8 +265,9 @@ def transition_matrices() -> Derivation:
     (1 - e) + (M - 1) e/(M-1) = 1, so the all-ones vector has eigenvalue 1; for
     each k != 1, T (e_1 - e_k) has entry T_11 - T_1k on row 1, T_k1 - T_kk on
     row k and T_i1 - T_ik = 0 elsewhere, so e_1 - e_k (M - 1 independent
-    vectors) has eigenvalue lambda = 1 - eM/(M-1); det T = lambda^(M-1),
-    singular only at e = (M-1)/M. For M = 2..5 the same from sympy's eigenvalues
+    vectors) has eigenvalue lambda = 1 - eM/(M-1); hence det T =
+    lambda^(M-1) (the product of the eigenvalues, stated, not a separate
+    claim), singular only at e = (M-1)/M. For M = 2..5 the same from sympy's eigenvalues
     of the explicit matrices, and the noisy minimiser T^T p = lambda p + e/(M-1) 1
     (argmax preserved while lambda > 0).
 
@@ -279,7 +282,7 @@ def transition_matrices() -> Derivation:
     mats = {
         "sample": (flip_matrix(1 - p, 0), p),
         "flip": (flip_matrix(f, b), 1 - f - b),
-        "random": (sp.Matrix([[1 - r, r], [1 - r, r]]), 0),
+        "random": (flip_matrix(1 - r, r), 0),
         "skeleton": (flip_matrix(1 - s, 0), s),
         "dilation": (flip_matrix(0, beta), 1 - beta),
         "erosion": (flip_matrix(eps, 0), 1 - eps),
@@ -292,12 +295,8 @@ def transition_matrices() -> Derivation:
     claims["ones_eigenvalue"] = Claim(row_sum, 1, "symbolic M: rows sum to 1, so T 1 = 1")
     claims["complement_eigenvalue"] = Claim(lam, 1 - e * M / (M - 1),
                                             "symbolic M: T (e_1 - e_k) = (1 - eM/(M-1)) (e_1 - e_k)")
-    claims["complement_eigenvector_row_k"] = Claim(off - diag, -(1 - e * M / (M - 1)),
-                                                   "symbolic M: ... its row-k entry")
     (e_sing,) = sp.solve(sp.Eq(lam, 0), e)
     claims["singular_at"] = Claim(e_sing, (M - 1) / M, "symbolic M: singular only at e = (M-1)/M")
-    claims["det_symbolic_M"] = Claim(1 * lam ** (M - 1), (1 - e * M / (M - 1)) ** (M - 1),
-                                     "symbolic M: det T = product of the eigenvalues, lambda^(M-1)")
     for m in range(2, 6):
         t = (1 - e) * sp.eye(m) + e / (m - 1) * (sp.ones(m, m) - sp.eye(m))
         ev = t.eigenvals()
@@ -424,18 +423,20 @@ def theorem2() -> Derivation:
         claims[f"recover_M{m}"] = Claim(t.T.adjugate() * noisy, t.det() * F,
                                         f"M = {m}: adj(T^T) E[F*] = det(T) F, for every T")
         parts[f"adjugate_M{m}"] = t.T.adjugate()
-    f, b, d, en, eps = sp.symbols("f b D Dstar epsilon", real=True)
+    f, b, d, eps = sp.symbols("f b D epsilon", real=True)
     noisy_d = _noisy_class_probabilities([1 - d, d], flip_matrix(f, b))[1]
     claims["binary_recover"] = Claim((1 - f - b) * d, noisy_d - b, "binary: (1 - f - b) D = E[D*] - b")
-    (d_hat,) = sp.solve(sp.Eq(noisy_d.subs(d, sp.Symbol("Dhat")) , noisy_d + eps), sp.Symbol("Dhat"))
+    (d_hat,) = sp.solve(sp.Eq(noisy_d.subs(d, sp.Symbol("Dhat")), noisy_d + eps), sp.Symbol("Dhat"))
     claims["binary_amplification"] = Claim(d_hat - d, eps / (1 - f - b),
-                                           "an error eps in E[D*] is eps / (1 - f - b) in the recovered D")
+                                           "an error eps in E[D*] is eps / (1 - f - b) in D (f + b != 1; at f + b = 1 "
+                                           "affine_posterior's no_information_at_f_plus_b_1)")
     e = sp.Symbol("e", nonnegative=True)
     t3 = (1 - e) * sp.eye(3) + e / 2 * (sp.ones(3, 3) - sp.eye(3))
     x = sp.Matrix(sp.symbols("x0:3"))
     sol = sp.solve(list(t3.T * x - sp.Matrix([1, -1, 0])), list(x), dict=True)[0]
     claims["symmetric_amplification"] = Claim(x.subs(sol), sp.Matrix([1, -1, 0]) / (1 - 3 * e / 2),
-                                              "M = 3 symmetric flip: (T^T)^-1 (e_1 - e_2) = (e_1 - e_2) / lambda")
+                                              "M = 3 symmetric flip: (T^T)^-1 (e_1 - e_2) = (e_1 - e_2) / lambda "
+                                              "(e != 2/3; singular there, transition_matrices' singular_at)")
     return Derivation("theorem2", "det T != 0: F = (T^T)^-1 E[F*], errors amplified by (T^T)^-1.", claims, parts,
                       uses="noisy_given_clean; the adjugate identity; flip_matrix")
 
@@ -546,8 +547,8 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
     d = sp.Symbol("d", real=True)
     h = sp.Symbol("h", positive=True)
     u = sp.Symbol("u", real=True)
-    sq_line = sp.integrate(_phi(u, h) ** 2, (u, -sp.oo, sp.oo))
-    sq_half = sp.integrate(_phi(u, h) ** 2, (u, -sp.oo, d))
+    sq_line = sp.integrate(kernel(u, h) ** 2, (u, -sp.oo, sp.oo))
+    sq_half = sp.integrate(kernel(u, h) ** 2, (u, -sp.oo, d))
     S_half = sq_line * sq_half
     D_half = _Phi(d / h)
     c = sp.Symbol("c", positive=True)
@@ -568,7 +569,7 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
         claims={
             "mean": Claim(mean, p * sum(w * y for w, y in zip(ws, ys)), "E D* = p D of a Bernoulli(p)-sampled field"),
             "variance": Claim(var, p * (1 - p) * sum(w**2 * y**2 for w, y in zip(ws, ys)),
-                              "Var D* = p(1-p) sum w^2 y"),
+                              "Var D* = p(1-p) sum w^2 y^2 (= sum w^2 y for a 0/1 mask y)"),
             "squared_kernel_line": Claim(sq_line, 1 / (2 * sp.sqrt(sp.pi) * h), "integral of phi_h^2 on a line"),
             "squared_kernel_half_plane": Claim(S_half, _Phi(sp.sqrt(2) * d / h) / (4 * sp.pi * h**2),
                                                "S(d) of a straight edge"),
@@ -602,11 +603,12 @@ def pcl_overlap() -> Derivation:
       ``stripe_critical_width``): the prediction is empty and the Dice 0, as an
       eroded thin tubule vanishes from the fields.
     * disk of radius R' (R + r dilated, R - r eroded): the level set is the disk
-      of radius R' - h^2/(2R') (``disk_shift``, leading order in h/R); areas by
-      integration in polar coordinates; as h/R -> 0, Dice 2R^2/(R^2 + (R+r)^2)
-      (dilation) and 2(R-r)^2/(R^2 + (R-r)^2) (erosion). At finite h both the
-      clean and the perturbed predictions shrink (the h^2/(2R) bias of any
-      kernel), which the numeric tests measure on the grid.
+      of radius R' - delta(R') with ``kernel_geometry``'s ``disk_shift``
+      delta = h^2/(2R) (leading order in h/R); areas by integration in polar
+      coordinates. The claims are the limit h/R -> 0 (where the kernel drops
+      out): Dice 2R^2/(R^2 + (R+r)^2) (dilation) and 2(R-r)^2/(R^2 + (R-r)^2)
+      (erosion). At finite h both the clean and the perturbed predictions shrink
+      by that bias, which the numeric tests measure on the grid.
     * skeleton of a stripe: its T is [[1, 0], [1-s, s]] with s = 1/w (one pixel of
       w per row), the same form as sampling, so t* = 1/(2w). But its density is
       the kernel itself, D_sk(x) = phi_h(x), not s * D(x): the t* level set is
@@ -630,8 +632,11 @@ def pcl_overlap() -> Derivation:
         ind = sp.Piecewise((1, rho < a), (0, True)) * sp.Piecewise((1, rho < b), (0, True))
         return sp.integrate(2 * sp.pi * rho * ind, (rho, 0, sp.oo))
 
+    shift = kernel_geometry().parts["disk_shift"]  # h^2 / (2 R), derived from the kernel
+    h_kg, r_kg = sp.Symbol("h", positive=True), sp.Symbol("R", positive=True)
+
     def disk(clean, perturbed):
-        pred = perturbed - h**2 / (2 * perturbed)  # the perturbed field's 1/2 level set (kernel_geometry)
+        pred = perturbed - shift.subs({r_kg: perturbed, h_kg: h})  # the perturbed field's 1/2 level set
         inter = disk_area(clean, pred)
         a, b = sp.pi * clean**2, sp.pi * pred**2
         return (sp.simplify(_dice(a, b, inter).subs(h, 0)), sp.simplify(_iou(a, b, inter).subs(h, 0)))
@@ -651,7 +656,7 @@ def pcl_overlap() -> Derivation:
             "stripe_erode_dice": Claim(ero[0], q / (q + r), "eroded stripe (w' = w - 2r > w_c): Dice (w-2r)/(w-r)"),
             "stripe_erode_iou": Claim(ero[1], q / (q + 2 * r), "... IoU (w-2r)/w"),
             "disk_dilate_dice": Claim(ddil[0], 2 * R**2 / (R**2 + (R + r) ** 2),
-                                      "dilated disk: Dice of the level set, h/R -> 0"),
+                                      "dilated disk: Dice of the level set, in the limit h/R -> 0"),
             "disk_dilate_iou": Claim(ddil[1], R**2 / (R + r) ** 2, "... IoU"),
             "disk_erode_dice": Claim(dero[0], 2 * q**2 / ((q + r) ** 2 + q**2),
                                      "eroded disk (R - r > 0): Dice, h/R -> 0"),
@@ -662,7 +667,8 @@ def pcl_overlap() -> Derivation:
                                    "the skeleton field's t* = 1/(2w) level set: |x| = h sqrt(2 log(2w/(sqrt(2 pi) h)))"),
         },
         parts={"skeleton_half_width": band, "edge_offset": edge_offset},
-        uses="kernel (kernel_geometry's stripe field and disk shift); overlaps by integrating indicators",
+        uses="kernel (kernel_geometry's stripe field; its disk shift, which vanishes in the disk claims' limit); "
+             "overlaps by integrating indicators",
     )
 
 
@@ -804,6 +810,7 @@ def table() -> str:
     for fn in ALL:
         der = fn()
         for name, claim in der.claims.items():
-            rows.append(f"| `{der.name}` | `{name}` | {claim.what} | {der.uses} |")
+            cells = [f"`{der.name}`", f"`{name}`", claim.what, der.uses]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a | inside a cell
             n += 1
     return "\n".join(rows) + f"\n\n{n} claims in {len(ALL)} derivations.\n"
