@@ -21,9 +21,15 @@ from theory import derivations as d
 ALL = list(d.ALL)
 
 
+@pytest.fixture(scope="module")
+def built():
+    """Every derivation, built once for the tests that read them (building is most of their cost)."""
+    return {fn.__name__: fn() for fn in ALL}
+
+
 @pytest.mark.parametrize("fn", ALL, ids=lambda f: f.__name__)
-def test_every_claim_holds_symbolically(fn):
-    der = fn()
+def test_every_claim_holds_symbolically(fn, built):
+    der = built[fn.__name__]
     assert der.claims, "a derivation must assert something"
     assert der.statement and fn.__doc__ and der.uses
     assert all(c.what for c in der.claims.values()), f"{der.name}: every claim says what it derives"
@@ -31,11 +37,11 @@ def test_every_claim_holds_symbolically(fn):
     assert not failed, f"{der.name}: claims that do not simplify to identities: {failed}"
 
 
-def test_a_wrong_claim_is_caught():
+def test_a_wrong_claim_is_caught(built):
     # the checker is not a rubber stamp: perturbed statements fail
     P, f, b = sp.symbols("P f b")
     assert not d.Claim(b + (1 - f - b) * P, b + (1 + f - b) * P).holds()
-    kg = d.kernel_geometry()
+    kg = built["kernel_geometry"]
     h, R = sp.symbols("h R", positive=True)
     assert not d.Claim(kg.parts["disk_shift"], h**2 / R).holds()
     assert not d.Claim(sp.Matrix([1, 2]), sp.Matrix([1, 3])).holds()
@@ -75,22 +81,23 @@ def test_a_wrong_model_fails_some_claim(control, monkeypatch):
         assert not all(der.check().values()), f"{control}: every claim of {der.name} still holds"
 
 
-def test_the_readme_table_lists_every_claim():
+def test_the_readme_table_lists_every_claim(built):
     """theory/README.md holds derivations.table(): every claim, what it derives, from which definitions."""
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "theory" / "README.md").read_text()
-    assert d.table() in readme, "regenerate the table in theory/README.md from theory.derivations.table()"
+    table = d.table([built[fn.__name__] for fn in ALL])
+    assert table in readme, "regenerate the table in theory/README.md from theory.derivations.table()"
 
 
-def test_lemma2_holds_in_the_mixture_sense_only():
+def test_lemma2_holds_in_the_mixture_sense_only(built):
     """Rank 2, yet three distinct pure-class signatures: Lemma 2 is about mixtures, not equal signatures."""
     t = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.45, 0.45, 0.1]])
     assert np.linalg.matrix_rank(t) == 2 and ntm.rank(t) == 2
     sig = t  # row j: the noisy signature of a pure class j, T^T e_j
     assert min(np.abs(sig[i] - sig[j]).max() for i in range(3) for j in range(i)) > 0.3  # all distinct
     np.testing.assert_allclose(sig[2], (sig[0] + sig[1]) / 2)  # the third is a mixture of the others
-    der = d.lemma2()
+    der = built["lemma2"]
     assert der.claims["mixture_signature"].holds() and der.claims["mixture_rank"].holds()
 
 
@@ -116,7 +123,7 @@ def test_proper_scoring_numerically():
         assert res.x == pytest.approx(pi, abs=1e-6)
 
 
-def test_affine_posterior_by_monte_carlo():
+def test_affine_posterior_by_monte_carlo(built):
     # pixels whose clean label is Bernoulli(P); flip with (f, b); mean of y* vs b + (1-f-b) P
     key = jax.random.key(21)
     n = 400_000
@@ -128,7 +135,7 @@ def test_affine_posterior_by_monte_carlo():
         want = b + (1 - f - b) * P
         sd = math.sqrt(want * (1 - want) / n)
         assert abs(ystar.mean() - want) < 5 * sd
-    t = d.affine_posterior().parts["t_star"]
+    t = built["affine_posterior"].parts["t_star"]
     fs, bs = sp.symbols("f b", nonnegative=True)
     assert float(t.subs({fs: f, bs: b})) == pytest.approx(density.matched_threshold(ntm.flip_matrix(f, b)).threshold)
 
@@ -147,8 +154,8 @@ def test_transition_matrices_numerically():
 
 
 # ------------------------------------------------------------ 4
-def test_lemma1_symbolic_matches_code():
-    der = d.lemma1(m=3, n_pixels=3)
+def test_lemma1_symbolic_matches_code(built):
+    der = built["lemma1"]
     rng = np.random.default_rng(0)
     t = rng.dirichlet(np.ones(3), size=3)
     subs = {sp.Symbol(f"T{j}_{k}", nonnegative=True): t[j, k] for j in range(3) for k in range(2)}
@@ -330,7 +337,7 @@ def test_memorisation_optimism_is_k_over_2n():
     assert drop.mean() == pytest.approx(k_groups / (2 * n), rel=0.05)
 
 
-def test_memorisation_index_of_the_k_group_model_is_k_over_n_fg_whatever_p():
+def test_memorisation_index_of_the_k_group_model_is_k_over_n_fg_whatever_p(built):
     """Monte Carlo of the k-group model (k groups of the n_fg foreground pixels, each output its group's drawn
     fraction): output on the drawn pixels minus on the left-out ones is k / n_fg for every p, as
     derivations.linearity_and_memorisation derives and curves.memorised_fraction says. The earlier formula
@@ -340,8 +347,8 @@ def test_memorisation_index_of_the_k_group_model_is_k_over_n_fg_whatever_p():
     rng = np.random.default_rng(9)
     k, n_fg, trials = 20, 1000, 4000
     n_g = n_fg // k
-    derived = float(d.linearity_and_memorisation().parts["memorisation_index"].subs(sp.Symbol("n_g", positive=True),
-                                                                                      n_g))
+    index = built["linearity_and_memorisation"].parts["memorisation_index"]
+    derived = float(index.subs(sp.Symbol("n_g", positive=True), n_g))
     for p in (0.05, 0.1, 0.3, 0.6):
         drawn = rng.random((trials, k, n_g)) < p
         out = np.broadcast_to(drawn.mean(-1, keepdims=True), drawn.shape)  # each group fitted to its draw

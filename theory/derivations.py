@@ -799,18 +799,18 @@ ALL = (proper_scoring, affine_posterior, linearity_and_memorisation, lemma1, tra
        random_labels, kernel_geometry, pcl_overlap, finite_sampling)
 
 
-def table() -> str:
+def table(derivations: list[Derivation] | None = None) -> str:
     """The markdown table of every claim: derivation, claim, what it derives, from which definitions.
 
-    theory/README.md holds exactly this text (a test checks it), so the list of
-    claims cannot drift from the code.
+    ``derivations`` defaults to every one of :data:`ALL`, built afresh (pass
+    them if already built). theory/README.md holds exactly this text (a test
+    checks it), so the list of claims cannot drift from the code.
     """
     rows = ["| derivation | claim | what it derives | from |", "|---|---|---|---|"]
     n = 0
-    for fn in ALL:
-        der = fn()
+    for der in derivations if derivations is not None else [fn() for fn in ALL]:
         for name, claim in der.claims.items():
             cells = [f"`{der.name}`", f"`{name}`", claim.what, der.uses]
             rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a | inside a cell
             n += 1
-    return "\n".join(rows) + f"\n\n{n} claims in {len(ALL)} derivations.\n"
+    return "\n".join(rows) + f"\n\n{n} claims in {len(ALL) if derivations is None else len(derivations)} derivations.\n"
