@@ -49,18 +49,9 @@ def check_unit_interval(name: str, value: Any, *, scalar: bool = False) -> None:
 
 
 def _static_number(name: str, value: Any, *, allow_zero: bool) -> float:
-    what = "a non-negative" if allow_zero else "a positive"
     if isinstance(value, jax.core.Tracer):
         raise TypeError(f"{name} must be a static Python number (it fixes array shapes), got a traced value")
-    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)) or np.ndim(value) != 0:
-        raise TypeError(f"{name} must be {what} number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be {what} number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {what} finite number, got {value!r}")
-    return v
+    return check_real_number(name, value, minimum=0.0, strict=not allow_zero)
 
 
 def check_positive(name: str, value: Any) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -341,8 +342,6 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
             (with ``binary=True``: more than two values, e.g. instance labels)
             or hold values outside int32 / below -1.
     """
-    import warnings
-
     root = Path(path)
     di, dm = root / images, root / masks
     for d in (di, dm):

@@ -134,7 +134,7 @@ def sample(key: jax.Array, mask: Any, ratio: Any, *, exact: bool = True, ignore:
         ratio: p in [0, 1] (may be traced, e.g. under ``vmap``).
         exact: exactly ``ceil(p * N_fg)`` pixels per image, uniformly without
             replacement (the paper); else i.i.d. Bernoulli(p) per pixel.
-        ignore: the value of unlabelled pixels in a signed-integer mask (None:
+        ignore: the value of unlabelled pixels in an integer mask (None:
             none); they are neither foreground nor background and stay
             ``ignore``, under ``jit`` too.
         ndim: spatial axes (2 or 3).
@@ -173,7 +173,7 @@ def flip(
         fg_to_bg: f in [0, 1].
         bg_to_fg: b in [0, 1].
         exact: exact counts per image (the paper) or i.i.d. Bernoulli.
-        ignore: the value of unlabelled pixels (signed-integer masks; None:
+        ignore: the value of unlabelled pixels (integer masks; None:
             none): never flipped, left ``ignore``, under ``jit`` too.
         ndim: spatial axes (2 or 3).
 
@@ -350,7 +350,7 @@ def dilate(mask: Any, radius: float, *, ignore: int | None = -1, ndim: int = 2) 
     """Morphological dilation by the disk {x^2 + y^2 <= r^2} (outside = background).
 
     Equals ``scipy.ndimage.binary_dilation(mask, disk(radius))``. Pixels equal
-    to ``ignore`` (signed-integer masks) count as background for the operation
+    to ``ignore`` (integer masks) count as background for the operation
     and stay ``ignore`` in the output; so do they in :func:`erode`,
     :func:`skeletonize`, :func:`shift` and :func:`boundary_noise`.
 

@@ -297,8 +297,7 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
     _checks.check_real_number("learning_rate", learning_rate, minimum=0.0, strict=True)
     _checks.check_real_number("weight_decay", weight_decay, minimum=0.0)
     if isinstance(loss, str):
-        if loss not in losses.NAMES:
-            raise ValueError(f"loss must be one of {list(losses.NAMES)} or a callable, got {loss!r}")
+        losses.by_name(loss)  # an unknown name raises there
         if (loss in losses.MULTICLASS) != (num_classes is not None):
             raise ValueError(f"loss={loss!r} is for "
                              + ("multi-class outputs: pass num_classes" if loss in losses.MULTICLASS else

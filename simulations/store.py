@@ -156,23 +156,27 @@ class Store:
             return None, "its result was changed after it was written (digest mismatch)"
         return record, None
 
+    def _usable(self, spec: dict) -> tuple[dict | None, str | None]:
+        """(the record, None) if the whole cell can be used, else (None, why): :meth:`_record` plus its ``.npz``."""
+        record, why = self._record(spec)
+        if why is not None:
+            return None, why
+        digest = (record.get("digest") or {}).get("arrays")
+        if digest is not None:
+            p = self.path(spec, ".npz")
+            if not p.exists():
+                return None, f"its arrays file {p.name} is missing"
+            if _digest(p.read_bytes()) != digest:
+                return None, f"its arrays file {p.name} was changed after it was written (digest mismatch)"
+        return record, None
+
     def problem(self, spec: dict) -> str | None:
         """Why the stored cell cannot be used ("missing", "empty file", ...), or None when it can.
 
         Checks the JSON (readable, this cell's key and spec, the result's
         digest) and the ``.npz`` the record names (present, same digest).
         """
-        record, why = self._record(spec)
-        if why is not None:
-            return why
-        digest = (record.get("digest") or {}).get("arrays")
-        if digest is not None:
-            p = self.path(spec, ".npz")
-            if not p.exists():
-                return f"its arrays file {p.name} is missing"
-            if _digest(p.read_bytes()) != digest:
-                return f"its arrays file {p.name} was changed after it was written (digest mismatch)"
-        return None
+        return self._usable(spec)[1]
 
     def load(self, spec: dict) -> dict:
         """The stored record ``{"spec", "key", "result", "digest", "seconds", "versions"}`` of a finished cell.
@@ -247,12 +251,14 @@ class Store:
         processes compute each cell once.
         """
         spec = self._stamp(spec)
-        if not force and self.problem(spec) is None:
-            return self.result(spec), False
+        if not force:
+            record, _ = self._usable(spec)
+            if record is not None:
+                return record["result"], False
         with _locked(self.root / ".locks" / f"{cell_key(spec)}.lock"):
-            why = "forced" if force else self.problem(spec)
-            if why is None:  # another process finished it while this one waited
-                return self.result(spec), False
+            record, why = (None, "forced") if force else self._usable(spec)
+            if record is not None:  # another process finished it while this one waited
+                return record["result"], False
             if why not in ("missing", "forced"):
                 warnings.warn(f"store: {self.path(spec)}: {why}; recomputing it", RuntimeWarning, stacklevel=2)
             t0 = time.perf_counter()

@@ -145,8 +145,7 @@ def _noisy_class_probabilities(clean: list, t: sp.Matrix) -> list:
     probabilities, not a formula typed here.
     """
     m = t.shape[0]
-    pair = sps.FiniteRV(f"Y{sp.Dummy().dummy_index}", {j * m + k: clean[j] * noisy_given_clean(t, j, k)
-                                                       for j in range(m) for k in range(m)})
+    pair = sps.FiniteRV("Y", {j * m + k: clean[j] * noisy_given_clean(t, j, k) for j in range(m) for k in range(m)})
     return [sp.simplify(sps.P(sp.Or(*[sp.Eq(pair, j * m + k) for j in range(m)]))) for k in range(m)]
 
 
