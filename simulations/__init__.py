@@ -13,7 +13,9 @@ on read, recomputed when damaged; locked per cell, so runs may share a folder) a
 ``OUT/NAME.png`` and ``OUT/NAME.json``; :mod:`simulations.report` writes the
 results document from those records. Every learning experiment trains through
 one shared cell, :func:`simulations._cells.train_cell`, so experiments that
-need the same network share it.
+need the same network share it. :mod:`simulations.cluster` computes the cells
+on Dask distributed workers instead (``--workers N`` / ``--scheduler ADDRESS``,
+the ``cluster`` extra), with the numbers of an in-process run on as many cores.
 """
 
 __all__: list[str] = []

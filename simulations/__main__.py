@@ -13,6 +13,12 @@ cell once (a lock per cell). ``--out`` is checked for writing before any cell
 trains. ``plot`` redraws figures from their
 JSON alone; ``report`` writes the results document (every number from
 ``OUT/*.json``).
+
+Parallel cells (needs ``pip install 'metastructure[cluster]'``): ``--workers N``
+computes the cells on a Dask LocalCluster of N worker processes, each on
+``--threads-per-worker T`` cores of its own (default 1); ``--scheduler ADDRESS``
+on a running Dask cluster instead. Without either, cells run one after another
+in this process and Dask is not imported.
 """
 
 from __future__ import annotations
@@ -55,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     for p in (run, allp):
         p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
         p.add_argument("--force", action="store_true", help="recompute cells already in the store")
+        par = p.add_mutually_exclusive_group()
+        par.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="compute cells on a Dask LocalCluster of N worker processes")
+        par.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="compute cells on a running Dask cluster (e.g. tcp://host:8786)")
+        p.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                       help="cores per local worker process, i.e. XLA's threads (default 1)")
     args = ap.parse_args(argv)
     try:
         return _main(ap, args)
@@ -66,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except _UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    except runner.CellsFailed as e:  # the others were stored and their experiments written
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
 
 
 class _UserError(Exception):
@@ -107,23 +123,37 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers must be >= 1, got {args.workers}")
+    if args.threads_per_worker < 1:
+        ap.error(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     missing = {n: why for n in names if (why := runner.unavailable(n))}
     if missing and args.command == "run":
         ap.error("; ".join(f"{n} {why}" for n, why in missing.items()))
-    done: set = set()
-    forced: set = set()
+    for name in missing:
+        print(f"{name}: skipped, {missing[name]}", flush=True)
+    names = [n for n in names if n not in missing]
     t_all = time.perf_counter()
-    for name in names:
-        if name in done:  # already run as another experiment's requirement
-            continue
-        if name in missing:
-            print(f"{name}: skipped, {missing[name]}", flush=True)
-            continue
-        t0 = time.perf_counter()
-        rec = runner.run_experiment(name, args.out, profile=args.profile, seeds=args.seeds, force=args.force,
-                                     _done=done, _forced=forced)
-        print(f"{name}: {len(rec['cells'])} cells ({rec['computed']} computed, {rec['reused']} from the store); "
-              f"wrote {args.out}/{name}.png and .json in {time.perf_counter() - t0:.1f} s", flush=True)
+    last = [t_all]
+
+    def said(rec: dict) -> None:
+        now = time.perf_counter()
+        print(f"{rec.get('experiment')}: {len(rec['cells'])} cells ({rec['computed']} computed, {rec['reused']} "
+              f"from the store); wrote {args.out}/{rec.get('experiment')}.png and .json in {now - last[0]:.1f} s",
+              flush=True)
+        last[0] = now
+
+    kw = dict(profile=args.profile, seeds=args.seeds, force=args.force, on_record=said)
+    if args.workers is None and args.scheduler is None:
+        runner.run_experiments(names, args.out, **kw)
+    else:
+        try:
+            from . import cluster
+        except ImportError as e:
+            raise _UserError(str(e)) from None
+        with cluster.open_client(args.workers, threads_per_worker=args.threads_per_worker,
+                                 scheduler=args.scheduler) as client:
+            runner.run_experiments(names, args.out, client=client, **kw)
     print(f"total {time.perf_counter() - t_all:.1f} s", flush=True)
     return 0
 

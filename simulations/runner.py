@@ -19,20 +19,43 @@ cell into its spec (:func:`versioned`), so changing that code and bumping its
 
 :func:`run_experiment` computes the missing cells (a tqdm bar on a terminal),
 writes ``OUT/NAME.json`` (config, cell keys, summary, versions) and draws
-``OUT/NAME.png``.
+``OUT/NAME.png``. :func:`run_experiments` runs several; given a Dask client
+(:mod:`simulations.cluster`) it computes all their cells on its workers.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Iterable
 
 from . import _cells
 from ._io import check_writable, draw_png, load, save
 from .store import Store
+
+
+class CellFailure(dict):
+    """One cell that raised: ``{"key", "label", "spec", "error", "traceback"}``."""
+
+    def __str__(self) -> str:
+        return (f"cell {self['label']!r} ({self['key']}) failed: {self['error']}\n"
+                f"  spec: {json.dumps(self['spec'], sort_keys=True)}")
+
+
+class CellsFailed(RuntimeError):
+    """Some cells raised; the others were computed and stored. ``failures`` lists them."""
+
+    def __init__(self, failures: list[CellFailure], skipped: Iterable[str] = ()):
+        self.failures = list(failures)
+        self.skipped = list(skipped)
+        lines = [f"{len(self.failures)} cell(s) failed"
+                 + (f"; not written: {', '.join(self.skipped)}" if self.skipped else "")]
+        super().__init__("\n".join(lines + [str(f) for f in self.failures]))
+
 
 NAMES = (
     "meta_structure",
@@ -109,6 +132,32 @@ def _bar(total: int, desc: str, progress: bool | None):
     return tqdm(total=total, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
 
 
+def _order(names: list[str]) -> list[str]:
+    """``names`` with each experiment's requirements before it, each once."""
+    out: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in out:
+            return
+        for req in getattr(experiment(name), "REQUIRES", ()):
+            visit(req)
+        out.append(name)
+
+    for name in names:
+        visit(name)
+    return out
+
+
+def _write(name: str, out: Path, profile: str, config: dict, specs: list[dict], store: Store,
+           seconds: float) -> dict:
+    """Summarise ``name`` from the store and write ``OUT/NAME.json`` and ``OUT/NAME.png``."""
+    mod = experiment(name)
+    summary = mod.summarise(config, store)
+    record = {"experiment": name, "profile": profile, "config": config,
+              "cells": [store.key(s) for s in specs], "results": summary, "seconds": seconds}
+    return save(out, name, record, lambda path: mod.plot(record, path, store))
+
+
 def run_experiment(
     name: str,
     out: str | Path,
@@ -118,6 +167,7 @@ def run_experiment(
     force: bool = False,
     progress: bool | None = None,
     config: dict | None = None,
+    client=None,
     _done: set | None = None,
     _forced: set | None = None,
 ) -> dict:
@@ -127,7 +177,12 @@ def run_experiment(
     of this call (not stored). ``force`` recomputes the experiment's cells
     (each shared cell once per call). ``config`` overrides entries of the
     profile's configuration (e.g. fewer rates in a notebook or a test).
+    ``client``: a Dask ``Client`` to compute the cells on (see
+    :func:`run_experiments`); without one they are computed here, one after another.
     """
+    if client is not None:
+        return run_experiments([name], out, profile=profile, seeds=seeds, force=force, progress=progress,
+                               client=client, config={name: config or {}})[name]
     out = check_writable(out) if _done is None else Path(out)  # before any cell trains
     done = set() if _done is None else _done
     forced = set() if _forced is None else _forced
@@ -152,13 +207,105 @@ def run_experiment(
         reused += not was_computed
         bar.update(1)
     bar.close()
-    summary = mod.summarise(config, store)
-    record = {"experiment": name, "profile": profile, "config": config,
-              "cells": [store.key(s) for s in specs], "results": summary,
-              "seconds": time.perf_counter() - t0}
-    record = save(out, name, record, lambda path: mod.plot(record, path, store))
+    record = _write(name, out, profile, config, specs, store, time.perf_counter() - t0)
     done.add(name)
     return {**record, "computed": computed, "reused": reused}
+
+
+def run_experiments(
+    names: list[str],
+    out: str | Path,
+    *,
+    profile: str = "quick",
+    seeds: int | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+    client=None,
+    config: dict[str, dict] | None = None,
+    on_record=None,
+) -> dict[str, dict]:
+    """Run ``names`` (and their requirements, first) into ``OUT``; returns their records by name.
+
+    Without ``client``: each experiment in turn through :func:`run_experiment`,
+    in this process. With a Dask ``Client`` (:func:`simulations.cluster.open_client`):
+    the cells of every experiment, each distinct cell once, are submitted to its
+    workers at once, only those the store lacks; each is stored as it arrives,
+    and each experiment's figure is drawn here as soon as the cells it reads are
+    in. ``config`` maps a name to overrides of its configuration.
+    ``on_record(record)`` is called after each experiment is written.
+
+    Raises:
+        CellsFailed: some cells raised (with a client); the
+            others were stored, and every experiment that does not read a failed
+            cell was written.
+    """
+    out = check_writable(out)
+    config = config or {}
+    order = _order(list(names))
+    if client is None:
+        done: set = set()
+        forced: set = set()
+        records = {}
+        for name in order:
+            if name in done:
+                continue
+            rec = run_experiment(name, out, profile=profile, seeds=seeds, force=force, progress=progress,
+                                 config=config.get(name), _done=done, _forced=forced)
+            records[name] = rec
+            if on_record is not None:
+                on_record(rec)
+        return records
+    from . import cluster
+
+    store = open_store(out)
+    t0 = time.perf_counter()
+    plans: dict[str, tuple[dict, list[dict]]] = {}
+    needs: dict[str, set[str]] = {}
+    for name in order:
+        cfg = {**config_of(name, profile, seeds), **(config.get(name) or {})}
+        specs = experiment(name).cells(cfg)
+        plans[name] = (cfg, specs)
+        needs[name] = {store.key(s) for s in specs}.union(
+            *(needs[r] for r in getattr(experiment(name), "REQUIRES", ())))
+    all_specs = [s for _, specs in plans.values() for s in specs]
+    ready: set[str] = set()
+    computed: set[str] = set()
+    claimed: set[str] = set()
+    failures: list = []
+    records: dict[str, dict] = {}
+    bar = _bar(len({store.key(s) for s in all_specs}), "cells", progress)
+
+    def finish_ready() -> None:
+        for name in order:
+            if name not in records and needs[name] <= ready:
+                cfg, specs = plans[name]
+                rec = _write(name, out, profile, cfg, specs, store, time.perf_counter() - t0)
+                mine = 0  # as in-process: a cell computed in this run counts once, for the first experiment
+                for k in rec["cells"]:  # written that reads it; every other read of it is a reuse
+                    if k in computed and k not in claimed:
+                        claimed.add(k)
+                        mine += 1
+                records[name] = {**rec, "computed": mine, "reused": len(specs) - mine}
+                if on_record is not None:
+                    on_record(records[name])
+
+    try:
+        finish_ready()  # experiments with no cells of their own
+        for key, failure, was_computed in cluster.compute_cells(client, store, all_specs, force=force,
+                                                                 progress=bar):
+            if failure is not None:
+                failures.append(failure)
+                bar.write(f"error: {failure}")
+                continue
+            ready.add(key)
+            if was_computed:
+                computed.add(key)
+            finish_ready()
+    finally:
+        bar.close()
+    if failures:
+        raise CellsFailed(failures, skipped=[n for n in order if n not in records])
+    return records
 
 
 def replot(name: str, out: str | Path) -> None:

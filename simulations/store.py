@@ -224,7 +224,12 @@ class Store:
         raise CorruptCell(f"{p}: {why}; run the experiment again to recompute it")
 
     def put(self, spec: dict, result: dict, arrays: dict[str, np.ndarray] | None = None,
-            seconds: float = 0.0) -> None:
+            seconds: float = 0.0, *, compile_seconds: float | None = None) -> None:
+        """Write a finished cell (arrays first, the JSON last, each atomically).
+
+        ``seconds``: how long it took; ``compile_seconds``: of which JAX's
+        tracing and compiling, where measured (cells computed on Dask workers).
+        """
         spec = self._stamp(spec)
         path = self.path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +243,8 @@ class Store:
         record = {"spec": spec, "key": cell_key(spec), "result": result,
                   "digest": {"result": _result_digest(result), "arrays": npz_digest},
                   "seconds": seconds, "versions": versions()}
+        if compile_seconds is not None:
+            record["compile_seconds"] = compile_seconds
         atomic_write(path, (json.dumps(record, indent=1, default=_jsonable) + "\n").encode())
 
     def compute(self, spec: dict, fn: Callable[[dict], Any], *, force: bool = False) -> tuple[dict, bool]:
