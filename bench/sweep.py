@@ -1,0 +1,181 @@
+"""Sweep throughput: a fixed set of full-profile cells in one process against Dask workers, in one run.
+
+The cells (default: the 54 of ``rcl_sampling``'s full profile, training cells
+of 200 steps on 256 images of 64^2; ``--cells N`` keeps the first N) are
+computed from an empty store (and, but for the warm row, an empty compilation
+cache) by each configuration in turn, each in a fresh child process of this script:
+
+* ``in-process``: today's default, one process with every core this one may
+  use (XLA picks its threads), cells one after another;
+* ``W x T``: a Dask LocalCluster (:mod:`simulations.cluster`) of W worker
+  processes pinned to T cores each, for W in ``--workers`` (default 1, 2, 4,
+  8, 16 up to the cores available), T = ``--threads-per-worker`` (default 1),
+  with the shared persistent compilation cache; and the first multi-worker
+  configuration once more with the cache off (``METASTRUCTURE_JAX_CACHE=""``)
+  and once with the cache its first run left (a second run on the machine):
+  compilation before and after the cache.
+
+Printed: wall time, cells per minute, the speed-up over ``in-process``
+(wall-time ratio; > 1: the workers are faster) and the share of the cells'
+time spent tracing and compiling (JAX's compile events). The first line
+says the machine. Target on a 2-core machine: 2 x 1 at least 1.25x
+``in-process``.
+
+    python bench/sweep.py                      # every configuration this machine has cores for
+    python bench/sweep.py --workers 2 --cells 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+def cells(experiment: str, n: int | None) -> list[dict]:
+    from simulations import runner
+
+    specs = runner.experiment(experiment).cells(runner.config_of(experiment, "full"))
+    return specs[:n] if n else specs
+
+
+def one(args: argparse.Namespace) -> dict:
+    """In a child: compute the cells into a fresh store; what it took."""
+    from simulations import runner
+
+    specs = cells(args.experiment, args.cells)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = runner.open_store(args.store or tmp)
+        t0 = time.perf_counter()
+        if args.config == "in-process":
+            import jax
+
+            compiled = [0.0]
+            jax.monitoring.register_event_duration_secs_listener(
+                lambda ev, s, **_: compiled.__setitem__(0, compiled[0] + s) if ev in COMPILE_EVENTS else None)
+            per_cell = []
+            for s in specs:
+                before = compiled[0]
+                c0 = time.perf_counter()
+                store.compute(s, runner.compute_cell)
+                per_cell.append((time.perf_counter() - c0, compiled[0] - before))
+        else:
+            from simulations import cluster
+
+            workers, threads = (int(v) for v in args.config.split("x"))
+            with cluster.open_client(workers, threads_per_worker=threads) as client:
+                started = time.perf_counter() - t0
+                for _, failure, _ in cluster.compute_cells(client, store, specs):
+                    if failure is not None:
+                        raise RuntimeError(str(failure))
+            per_cell = []
+            for s in specs:
+                rec = store.load(s)
+                per_cell.append((rec["seconds"], rec.get("compile_seconds", 0.0)))
+        wall = time.perf_counter() - t0
+    out = {"wall": wall, "cells": len(specs), "cell_seconds": sum(c for c, _ in per_cell),
+           "compile_seconds": sum(k for _, k in per_cell), "first_cell": per_cell[0]}
+    if args.config != "in-process":
+        out["cluster_start"] = started
+    return out
+
+
+def run_child(config: str, args: argparse.Namespace, cache: str | None, store: str) -> dict:
+    env = dict(os.environ)
+    env["METASTRUCTURE_JAX_CACHE"] = cache if cache is not None else ""
+    cmd = [sys.executable, __file__, "--_child", config, "--experiment", args.experiment, "--_store", store]
+    if args.cells:
+        cmd += ["--cells", str(args.cells)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{config} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experiment", default="rcl_sampling", help="whose full-profile cells (default rcl_sampling)")
+    ap.add_argument("--cells", type=int, default=None, help="keep the first N cells")
+    ap.add_argument("--workers", type=int, nargs="+", default=None, help="worker counts (default 1 2 4 8 16)")
+    ap.add_argument("--threads-per-worker", type=int, default=1)
+    ap.add_argument("--no-cache-run", action="store_true", help="skip the run with the compilation cache off")
+    ap.add_argument("--_child", dest="config", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_store", dest="store", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.config is not None:
+        print(json.dumps(one(args)))
+        return
+    cores = len(os.sched_getaffinity(0))
+    t = args.threads_per_worker
+    counts = args.workers or [w for w in (1, 2, 4, 8, 16) if w * t <= cores]
+    import jax
+
+    n = len(cells(args.experiment, args.cells))
+    print(f"{platform.node()}: {cores} cores, {platform.processor() or platform.machine()}, jax {jax.__version__}; "
+          f"{n} full-profile cells of {args.experiment}, empty store and compilation cache for each row",
+          flush=True)
+    rows = []
+    stores = []
+    with tempfile.TemporaryDirectory() as caches:
+        runs = [("in-process", None, "in-process")]
+        runs += [(f"{w}x{t}", str(Path(caches) / f"{w}x{t}"), f"{w} workers x {t} thread(s)") for w in counts]
+        multi = [w for w in counts if w > 1]
+        if multi and not args.no_cache_run:  # compilation before and after the cache
+            w = multi[0]
+            runs.append((f"{w}x{t}", None, f"{w} workers x {t} thread(s), no compilation cache"))
+            runs.append((f"{w}x{t}", str(Path(caches) / f"{w}x{t}"), f"{w} workers x {t} thread(s), cache warm"))
+        for i, (config, cache, name) in enumerate(runs):
+            stores.append(str(Path(caches) / f"store-{i}"))
+            r = run_child(config, args, cache, stores[-1])
+            rows.append((name, r))
+            base = rows[0][1]["wall"]
+            print(f"{name:48s} {r['wall']:7.1f} s  {60 * r['cells'] / r['wall']:6.1f} cells/min  "
+                  f"speed-up {base / r['wall']:5.2f}x  compile {100 * r['compile_seconds'] / r['cell_seconds']:4.1f}% "
+                  f"of cell time (first cell {r['first_cell'][1]:.1f} of {r['first_cell'][0]:.1f} s)"
+                  + (f"; cluster start {r['cluster_start']:.1f} s" if "cluster_start" in r else ""), flush=True)
+        print("numbers against in-process (same cells, same seeds):")
+        for (name, _), store in zip(rows[1:], stores[1:]):
+            print(f"  {name:46s} {agreement(args, stores[0], store)}")
+
+
+def _leaves(x, path=""):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _leaves(v, f"{path}[{i}]")
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield path, float(x)
+
+
+def agreement(args: argparse.Namespace, a: str, b: str) -> str:
+    """How two stores' results of the same cells compare: cells bitwise equal (``train_seconds``
+    aside), and the differences of the test Dice (``final.<protocol>.dice``) between them."""
+    from simulations import runner
+
+    sa, sb = runner.open_store(a), runner.open_store(b)
+    equal, diffs = 0, []
+    specs = cells(args.experiment, args.cells)
+    for s in specs:
+        ra, rb = sa.result(s), sb.result(s)
+        equal += {**ra, "train_seconds": 0} == {**rb, "train_seconds": 0}
+        da = {p: v for p, v in _leaves(ra["final"]) if p.endswith(".dice")}
+        db = {p: v for p, v in _leaves(rb["final"]) if p.endswith(".dice")}
+        diffs += [abs(da[p] - db[p]) for p in da.keys() & db.keys()]
+    d = sorted(diffs)
+    return (f"{equal} of {len(specs)} cells bitwise equal; |difference| of a test Dice (every protocol): median "
+            f"{d[len(d) // 2]:.4f}, 90th percentile {d[int(0.9 * (len(d) - 1))]:.4f}, largest {d[-1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()
