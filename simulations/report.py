@@ -301,7 +301,11 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
                        "and digests: a damaged or foreign cell is recomputed, with a warning naming it) and locks "
                        "each cell while it is computed, so several runs may share one folder. "
                        f"`{cmd['run']}` writes `NAME.json` and `NAME.png`, "
-                       f"and `{cmd['plot']}` redraws the figure from the JSON."))
+                       f"and `{cmd['plot']}` redraws the figure from the JSON. The cells are independent: "
+                       f"`{cmd['all']} --workers N` computes them on N local worker processes of one core each "
+                       "(Dask distributed, the `cluster` extra; `--scheduler ADDRESS` on a running cluster), "
+                       "each cell once, with the numbers an in-process run gives on one core "
+                       "(`simulations.cluster`; the README says how they differ from a run on more cores)."))
     return blocks
 
 
