@@ -34,7 +34,7 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["configure_cpu", "has_ynn_flag"]
+__all__ = ["backend_started", "configure_cpu", "has_ynn_flag"]
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 _YNN_NAME = b"xla_cpu_experimental_ynn_fusion_type"
@@ -45,7 +45,9 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
 
-def _backend_started() -> bool:
+def backend_started() -> bool:
+    """Whether JAX's backend has started in this process (its flags parsed, its thread pools made):
+    after that, :func:`configure_cpu` and a change of CPU affinity no longer reach XLA."""
     try:
         from jax._src import xla_bridge
     except ImportError:  # no jax: nothing started
@@ -111,7 +113,7 @@ def configure_cpu(*, xla: bool = True, allocator: bool = True) -> dict[str, bool
     done: dict[str, bool | str] = {"xla": False, "allocator": False}
     if not (xla or allocator):
         return done
-    if _backend_started():
+    if backend_started():
         warnings.warn("configure_cpu() came after JAX's backend started, so it changed nothing; call it before "
                       "the first JAX computation", RuntimeWarning, stacklevel=2)
         return done

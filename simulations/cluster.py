@@ -143,12 +143,6 @@ def _pin(cores: list[int]) -> bool:
     return True
 
 
-def _backend_started() -> bool:
-    from metastructure.runtime import _backend_started as started
-
-    return started()
-
-
 def _count_compile(event: str, seconds: float, **_: Any) -> None:
     if event in _COMPILE_EVENTS:
         _compile_seconds[0] += seconds
@@ -164,13 +158,13 @@ def setup_process(*, cores: list[int] | None = None, local_directory: str | None
     from metastructure import runtime
 
     done: dict[str, Any] = {"cores": None, "cache": None, "allocator": False}
-    if not _backend_started():
+    if not runtime.backend_started():
         # glibc gives each thread (a Dask worker computes in an executor thread) an arena that it trims
         # after every large free, so XLA's scratch buffers are faulted in afresh at every step: one arena
         # that keeps its pages instead (numbers unchanged; metastructure.runtime.configure_cpu)
         done["allocator"] = runtime.configure_cpu(xla=False, allocator=True)["allocator"]
     if cores:
-        if _backend_started():
+        if runtime.backend_started():
             warnings.warn("a worker's JAX backend had started before it was pinned; its thread count is the "
                           "machine's", RuntimeWarning, stacklevel=2)
         elif _pin(cores):
