@@ -127,6 +127,9 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ap.error(f"--workers must be >= 1, got {args.workers}")
     if args.threads_per_worker < 1:
         ap.error(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
+    if args.scheduler is not None and args.threads_per_worker != 1:
+        ap.error("--threads-per-worker sets local workers' cores; a cluster's workers keep the cores they were "
+                 "started with (taskset, dask worker --nthreads)")
     missing = {n: why for n in names if (why := runner.unavailable(n))}
     if missing and args.command == "run":
         ap.error("; ".join(f"{n} {why}" for n, why in missing.items()))

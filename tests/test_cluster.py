@@ -168,7 +168,8 @@ def test_core_sets_and_cache_dir(monkeypatch, tmp_path):
 
 def test_cli_parallel_options(capsys, tmp_path):
     for bad in (["--workers", "0"], ["--threads-per-worker", "0", "--workers", "1"],
-                ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]):
+                ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+                ["--scheduler", "tcp://127.0.0.1:1", "--threads-per-worker", "2"]):
         with pytest.raises(SystemExit):
             cli.main(["run", "meta_structure", "--out", str(tmp_path), *bad])
     assert "--workers" in capsys.readouterr().err
