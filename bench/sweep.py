@@ -37,9 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
-
 
 def cells(experiment: str, n: int | None) -> list[dict]:
     from simulations import runner
@@ -50,27 +47,21 @@ def cells(experiment: str, n: int | None) -> list[dict]:
 
 def one(args: argparse.Namespace) -> dict:
     """In a child: compute the cells into a fresh store; what it took."""
-    from simulations import runner
+    from simulations import cluster, runner
 
     specs = cells(args.experiment, args.cells)
     with tempfile.TemporaryDirectory() as tmp:
         store = runner.open_store(args.store or tmp)
         t0 = time.perf_counter()
         if args.config == "in-process":
-            import jax
-
-            compiled = [0.0]
-            jax.monitoring.register_event_duration_secs_listener(
-                lambda ev, s, **_: compiled.__setitem__(0, compiled[0] + s) if ev in COMPILE_EVENTS else None)
+            cluster.count_compile_time()
             per_cell = []
             for s in specs:
-                before = compiled[0]
+                before = cluster.compile_seconds()
                 c0 = time.perf_counter()
                 store.compute(s, runner.compute_cell)
-                per_cell.append((time.perf_counter() - c0, compiled[0] - before))
+                per_cell.append((time.perf_counter() - c0, cluster.compile_seconds() - before))
         else:
-            from simulations import cluster
-
             workers, threads = (int(v) for v in args.config.split("x"))
             with cluster.open_client(workers, threads_per_worker=threads) as client:
                 started = time.perf_counter() - t0

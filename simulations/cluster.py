@@ -59,7 +59,6 @@ import hashlib
 import os
 import platform
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -75,14 +74,15 @@ try:
 except ImportError:  # pragma: no cover - the message says what to install
     raise ImportError("running cells on Dask needs distributed: pip install 'metastructure[cluster]'") from None
 
-__all__ = ["CACHE_ENV", "CellFailure", "CellWorker", "CellsFailed", "cache_dir", "compute_cells", "core_sets",
-           "open_client", "setup_process", "worker_info"]
+__all__ = ["CACHE_ENV", "CellFailure", "CellWorker", "CellsFailed", "cache_dir", "compile_seconds", "compute_cells",
+           "core_sets", "count_compile_time", "open_client", "setup_process", "worker_info"]
 
 CACHE_ENV = "METASTRUCTURE_JAX_CACHE"
 CACHE_BYTES = 2 * 2**30  # the cache's bound: least recently used entries are evicted beyond it
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
 _compile_seconds = [0.0]  # this process's time in JAX's tracing, lowering and compiling (or loading from the cache)
+_counting = [False]
 
 
 # ------------------------------------------------------------------ on the workers
@@ -148,6 +148,21 @@ def _count_compile(event: str, seconds: float, **_: Any) -> None:
         _compile_seconds[0] += seconds
 
 
+def compile_seconds() -> float:
+    """This process's seconds in JAX's tracing, lowering and compiling (or loading from the cache)
+    since :func:`count_compile_time` was first called."""
+    return _compile_seconds[0]
+
+
+def count_compile_time() -> None:
+    """Start adding JAX's compile events to :func:`compile_seconds` (once per process: idempotent)."""
+    if not _counting[0]:
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(_count_compile)
+        _counting[0] = True
+
+
 def setup_process(*, cores: list[int] | None = None, local_directory: str | None = None) -> dict:
     """Prepare this (worker) process before its first cell: glibc's allocator set to keep its pages
     (:func:`metastructure.configure_cpu` with ``xla=False``: numbers unchanged), pinned to ``cores``,
@@ -185,7 +200,7 @@ def setup_process(*, cores: list[int] | None = None, local_directory: str | None
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
         done["cache"] = str(cache)
-    jax.monitoring.register_event_duration_secs_listener(_count_compile)
+    count_compile_time()
     return done
 
 
@@ -193,12 +208,12 @@ def _cell(spec: dict) -> dict:
     """The task a worker runs: one cell, timed, with the compile time it took."""
     from . import runner
 
-    compiled = _compile_seconds[0]
+    compiled = compile_seconds()
     t0 = time.perf_counter()
     out = runner.compute_cell(spec)
     result, arrays = out if isinstance(out, tuple) else (out, None)
     return {"result": result, "arrays": arrays, "seconds": time.perf_counter() - t0,
-            "compile_seconds": _compile_seconds[0] - compiled}
+            "compile_seconds": compile_seconds() - compiled}
 
 
 class CellWorker(WorkerPlugin):
@@ -366,7 +381,6 @@ def worker_info(client: Any) -> dict[str, dict]:
     """What each worker's set-up did (cores, cache) and its compile seconds so far, by worker address."""
 
     def info(dask_worker=None):
-        return {**getattr(dask_worker, "metastructure", {}), "compile_seconds": _compile_seconds[0],
-                "pid": os.getpid(), "python": sys.version.split()[0]}
+        return {**getattr(dask_worker, "metastructure", {}), "compile_seconds": compile_seconds(), "pid": os.getpid()}
 
     return client.run(info)
