@@ -17,7 +17,8 @@ photons means a lower signal-to-noise ratio.
   that the ``stardist`` wheel ships (2018 Data Science Bowl, CC0), read from the
   installed package's files (``pip install --no-deps stardist==0.9.2``; stardist
   itself is never imported), cut into tiles for train / validation / test.
-* :func:`load_folder`: image/mask pairs (PNG or TIFF) matched by file name.
+* :func:`load_folder` / :func:`load_pairs`: image/mask pairs (PNG or TIFF) matched
+  by file name; :func:`load_masks`: a folder of masks alone.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = [
     "Dataset",
     "er",
     "load_folder",
+    "load_masks",
+    "load_pairs",
     "microscope",
     "mito",
     "nuclei",
@@ -319,34 +322,81 @@ def _read_image_file(p: Path) -> np.ndarray:
         raise ValueError(f"{p}: cannot read it as {p.suffix.lower()[1:].upper()} ({type(e).__name__}: {e})") from e
 
 
-def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks",
-                binary: bool = True) -> Dataset:
-    """A user's image/mask pairs: ``path/images/NAME.ext`` with ``path/masks/NAME.ext``.
+def _read_mask(path: Path, m: np.ndarray, binary: bool, rescaled: list[str]) -> np.ndarray:
+    """One mask file's array, checked and converted (binary 0/1 or int32 classes); errors name ``path``."""
+    if m.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: a mask must be real-valued, got dtype {m.dtype}")
+    if m.ndim != 2:
+        raise ValueError(f"{path}: mask must be a 2-D label map, got shape {m.shape}")
+    if m.size == 0:
+        raise ValueError(f"{path}: the mask is empty (shape {m.shape})")
+    if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+        raise ValueError(f"{path}: the mask holds NaN or infinite values")
+    if not np.all(np.equal(np.mod(m, 1), 0)):
+        raise ValueError(f"{path}: mask must hold integer labels, found non-integer values")
+    values = np.unique(m)
+    if binary:
+        other = values[values != 0]
+        if other.size > 1 or np.any(other < 0):
+            raise ValueError(f"{path}: a binary mask holds 0 and one other value, found {other.size + 1} "
+                             f"values {values[:6].tolist()}{'...' if values.size > 6 else ''} (an instance "
+                             "or class map? pass binary=False to keep the classes, or binarise with > 0)")
+        if other.size and other[0] != 1:
+            rescaled.append(f"{path.name} ({other[0]:g} -> 1)")
+        return (m != 0).astype(np.int32)
+    if values.min() < -1 or values.max() > np.iinfo(np.int32).max:
+        raise ValueError(f"{path}: class labels must lie in [0, 2^31) (or -1 to ignore a pixel), "
+                         f"found {values.min():g} .. {values.max():g}")
+    return m.astype(np.int32)
 
-    PNG or TIFF, matched by file stem (hidden files such as macOS's ``._a.png``
-    are skipped). Images become float32 (N, H, W, C) z-scored per image; all
-    pairs must share one size.
 
-    Masks, ``binary=True`` (the default): each mask must hold at most two
-    values, 0 and one other (1, or 255 / 65535 for ordinary 8- / 16-bit mask
-    files); the other value becomes 1, and a ``UserWarning`` says which files
-    were read that way. ``binary=False``: integer class maps with classes >= 0
-    (and -1 for unlabelled pixels), kept as int32.
+def _warn_rescaled(fn: str, rescaled: list[str]) -> None:
+    if rescaled:
+        warnings.warn(f"{fn}: {len(rescaled)} mask(s) read as binary, their non-zero value as 1: "
+                      + ", ".join(rescaled[:5]) + (" ..." if len(rescaled) > 5 else ""), UserWarning, stacklevel=3)
+
+
+def _folder(path: str | os.PathLike, what: str) -> dict[str, Path]:
+    d = Path(path)
+    if not d.is_dir():
+        raise FileNotFoundError(f"expected a folder of {what} at {d}")
+    files = _listing(d)
+    if not files:
+        raise ValueError(f"no PNG or TIFF files in {d} (expected {what})")
+    return files
+
+
+def load_masks(path: str | os.PathLike, *, binary: bool = True) -> tuple[list[str], list[np.ndarray]]:
+    """The masks of a folder (PNG or TIFF), without images: ``(names, masks)``, sorted by name.
+
+    Each mask is checked and converted as in :func:`load_folder` (binary 0/1 by
+    default, a ``UserWarning`` naming the files whose non-zero value was not 1);
+    unlike there, masks may differ in size, so they come as a list of int32
+    (H, W) arrays. ``names`` are the file stems.
 
     Raises:
-        FileNotFoundError: missing folders.
-        ValueError: every problem names its file: unsupported formats (JPEG
-            and other lossy or non-PNG/TIFF images), two files with one stem, a
-            file that cannot be read, unmatched names, size mismatches, NaN or
-            infinite image values, non-integer masks, masks that are not binary
-            (with ``binary=True``: more than two values, e.g. instance labels)
-            or hold values outside int32 / below -1.
+        FileNotFoundError: ``path`` is not a folder.
+        ValueError: no PNG or TIFF file in it, or a file that is not a mask (the
+            message names the file: unreadable, lossy format, not 2-D, empty,
+            non-integer, NaN, more than two values with ``binary=True``).
     """
-    root = Path(path)
-    di, dm = root / images, root / masks
+    files = _folder(path, "mask files")
+    rescaled: list[str] = []
+    masks = [_read_mask(files[n], _read_image_file(files[n]), binary, rescaled) for n in sorted(files)]
+    _warn_rescaled("load_masks", rescaled)
+    return sorted(files), masks
+
+
+def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: bool = True) -> Dataset:
+    """Image/mask pairs from two folders, matched by file stem: ``images/NAME.ext`` with ``masks/NAME.ext``.
+
+    The conventions and errors of :func:`load_folder` (which calls this with
+    ``path/images`` and ``path/masks``).
+    """
+    di, dm = Path(images), Path(masks)
     for d in (di, dm):
         if not d.is_dir():
-            raise FileNotFoundError(f"expected a folder {d} (image/mask pairs live in {images}/ and {masks}/)")
+            raise FileNotFoundError(f"expected a folder {d} (image/mask pairs live in two folders, matched by name)")
     fi, fm = _listing(di), _listing(dm)
     if set(fi) != set(fm):
         raise ValueError(
@@ -370,33 +420,38 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
             raise ValueError(f"{fi[name]}: an image must be (H, W) or (H, W, C), got shape {im.shape}")
         if not np.all(np.isfinite(im)):
             raise ValueError(f"{fi[name]}: the image holds NaN or infinite values")
-        if m.ndim != 2:
-            raise ValueError(f"{fm[name]}: mask must be a 2-D label map, got shape {m.shape}")
-        if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
-            raise ValueError(f"{fm[name]}: the mask holds NaN or infinite values")
-        if not np.all(np.equal(np.mod(m, 1), 0)):
-            raise ValueError(f"{fm[name]}: mask must hold integer labels, found non-integer values")
-        values = np.unique(m)
-        if binary:
-            other = values[values != 0]
-            if other.size > 1 or np.any(other < 0):
-                raise ValueError(f"{fm[name]}: a binary mask holds 0 and one other value, found {other.size + 1} "
-                                 f"values {values[:6].tolist()}{'...' if values.size > 6 else ''} (an instance "
-                                 "or class map? pass binary=False to keep the classes, or binarise with > 0)")
-            if other.size and other[0] != 1:
-                rescaled.append(f"{fm[name].name} ({other[0]:g} -> 1)")
-            m = (m != 0).astype(np.int32)
-        else:
-            if values.min() < -1 or values.max() > np.iinfo(np.int32).max:
-                raise ValueError(f"{fm[name]}: class labels must lie in [0, 2^31) (or -1 to ignore a pixel), "
-                                 f"found {values.min():g} .. {values.max():g}")
-            m = m.astype(np.int32)
         ims.append(im if im.ndim == 3 else im[..., None])
-        ms.append(m)
+        ms.append(_read_mask(fm[name], m, binary, rescaled))
     shapes = {x.shape for x in ims}
     if len(shapes) > 1:
         raise ValueError(f"all images must share one size, got {sorted(shapes)}")
-    if rescaled:
-        warnings.warn(f"load_folder: {len(rescaled)} mask(s) read as binary, their non-zero value as 1: "
-                      + ", ".join(rescaled[:5]) + (" ..." if len(rescaled) > 5 else ""), UserWarning, stacklevel=2)
+    _warn_rescaled("load_folder", rescaled)
     return Dataset(_zscore(np.stack(ims)), np.stack(ms))
+
+
+def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks",
+                binary: bool = True) -> Dataset:
+    """A user's image/mask pairs: ``path/images/NAME.ext`` with ``path/masks/NAME.ext``.
+
+    PNG or TIFF, matched by file stem (hidden files such as macOS's ``._a.png``
+    are skipped). Images become float32 (N, H, W, C) z-scored per image; all
+    pairs must share one size (:func:`load_pairs` takes two folders anywhere,
+    :func:`load_masks` masks alone).
+
+    Masks, ``binary=True`` (the default): each mask must hold at most two
+    values, 0 and one other (1, or 255 / 65535 for ordinary 8- / 16-bit mask
+    files); the other value becomes 1, and a ``UserWarning`` says which files
+    were read that way. ``binary=False``: integer class maps with classes >= 0
+    (and -1 for unlabelled pixels), kept as int32.
+
+    Raises:
+        FileNotFoundError: missing folders.
+        ValueError: every problem names its file: unsupported formats (JPEG
+            and other lossy or non-PNG/TIFF images), two files with one stem, a
+            file that cannot be read, unmatched names, size mismatches, NaN or
+            infinite image values, non-integer masks, masks that are not binary
+            (with ``binary=True``: more than two values, e.g. instance labels)
+            or hold values outside int32 / below -1.
+    """
+    root = Path(path)
+    return load_pairs(root / images, root / masks, binary=binary)
