@@ -613,6 +613,13 @@ def pcl_overlap() -> Derivation:
       the kernel itself, D_sk(x) = phi_h(x), not s * D(x): the t* level set is
       |x| = h sqrt(2 log(2w / (sqrt(2 pi) h))), a width set by h, not w. The label
       (a centre line of width 1) has Dice 2/(w+1) against the stripe.
+    * a trained network's own boundary error: if the clean network's boundary
+      sits a random normal distance e ~ N(0, s^2) from the truth, its overlap
+      error is proportional to E|e|, and the network trained on labels shifted
+      by mu (dilation, erosion) has error E|mu + e| =
+      s sqrt(2/pi) exp(-mu^2/(2 s^2)) + mu (1 - 2 Phi(-mu/s)), which tends to
+      mu when s << mu and to E|e| = s sqrt(2/pi) when mu -> 0: the two errors
+      overlap instead of adding (``theory.curves.pcl_dice``).
     """
     w, r, R, h, q = sp.symbols("w r R h q", positive=True)  # q: an eroded width or radius (w - 2r, R - r > 0)
     g = sp.Symbol("g", nonnegative=True)
@@ -643,6 +650,9 @@ def pcl_overlap() -> Derivation:
     ddil, dero = disk(R, R + r), disk(q + r, q)
     sols = sp.solve(sp.Eq(kernel(x, h), 1 / (2 * w)), x)
     band = h * sp.sqrt(2 * sp.log(2 * w / (sp.sqrt(2 * sp.pi) * h)))
+    mu, sd = sp.symbols("mu s", positive=True)
+    z = sp.Symbol("z", real=True)
+    jitter = sp.integrate(sp.Abs(mu + sd * z) * kernel(z, 1), (z, -sp.oo, sp.oo))  # E|mu + s Z|, Z ~ N(0, 1)
     return Derivation(
         "pcl_overlap",
         "PCL predictions are the perturbed fields' level sets: Dice of dilated/eroded stripes and disks; "
@@ -664,6 +674,9 @@ def pcl_overlap() -> Derivation:
                                          "a skeleton (width-1 centre line) against its stripe of width w = 1 + g"),
             "skeleton_band": Claim(sp.simplify(sols[0] ** 2 - band**2), 0,
                                    "the skeleton field's t* = 1/(2w) level set: |x| = h sqrt(2 log(2w/(sqrt(2 pi) h)))"),
+            "jittered_shift": Claim(jitter, sd * sp.sqrt(2 / sp.pi) * sp.exp(-mu**2 / (2 * sd**2))
+                                    + mu * (1 - 2 * _Phi(-mu / sd)),
+                                    "a boundary shifted by mu with N(0, s^2) jitter: E|mu + e| (folded normal mean)"),
         },
         parts={"skeleton_half_width": band, "edge_offset": edge_offset},
         uses="kernel (kernel_geometry's stripe field; its disk shift, which vanishes in the disk claims' limit); "
