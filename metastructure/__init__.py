@@ -15,13 +15,16 @@ Modules (one concept each):
 * :mod:`metastructure.losses`: BCE, cross-entropy with ``ignore``, soft IoU, DMI.
 * :mod:`metastructure.train`: ``init``/``step``, ``fit`` (fixed or fresh noisy
   labels; the result knows its label type), ``fit_many``.
+* :mod:`metastructure.planner`: what a network trained on cheaper labels of
+  masks like yours reaches, and where to threshold it (``calibrate``,
+  ``predict``, ``table``; ``python -m metastructure plan``).
 * :mod:`metastructure.unsupervised`: iGTT with EMS, pseudo-label selection by
   DMI, and the Otsu / adaptive / k-means baselines.
 * :mod:`metastructure.runtime`: :func:`configure_cpu`, process set-up for fast
   CPU training (call it before the first JAX computation).
 """
 
-from . import data, density, losses, metrics, nets, noise, ntm, runtime, train, unsupervised
+from . import data, density, losses, metrics, nets, noise, ntm, planner, runtime, train, unsupervised
 from .density import (
     MatchedThreshold,
     expected_fraction_field,
@@ -50,6 +53,7 @@ __all__ = [
     "noise",
     "ntm",
     "partition",
+    "planner",
     "runtime",
     "train",
     "unsupervised",
