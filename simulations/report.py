@@ -56,6 +56,7 @@ TITLES = {
     "feature_maps": "how similar are the learned features?",
     "memorisation": "where one fixed draw gets memorised",
     "real_nuclei": "the real packaged image",
+    "planner": "the annotation planner, predicted against measured",
     "igtt": "unsupervised segmentation with meta-structures (iGTT + EMS)",
 }
 DATA = {"er": "ER-like", "mito": "MITO-like", "nuclei": "NUC-like", "real_nuclei": "real nuclei"}
@@ -902,6 +903,49 @@ def _real_nuclei(rec: dict, records: dict, default: int | None) -> list[str]:
     return [para(text)]
 
 
+def _planner(rec: dict, records: dict, default: int | None) -> list[str]:
+    res, cfg = rec["results"], rec["config"]
+    cal, rows, tol = res["calibration"], res["rows"], res["tolerance"]
+    val = {n: r for n, r in rows.items() if r["validation"]}
+    beyond = {n: r for n, r in rows.items() if not r["validation"]}
+    tiles = res["tiles"]
+    text = (f"`metastructure.planner` predicts the Dice of a network trained on cheaper labels from the masks and "
+            f"two numbers of the training recipe, which `planner.calibrate` measures: here on the {tiles['train']} "
+            f"training tiles of the real nuclei ({res['tile_size']} px; {cal['n_train']} trained on, "
+            f"{cal['n_holdout']} scored), clean Dice {num(cal['clean_dice'])} and, from one fixed "
+            f"`{cal['label']}` draw (Dice {num(cal['sparse_dice'])} at t*), n_eff = {cal['n_eff']:.0f} labels per "
+            f"decision. Networks trained with the calibration's `fit_kwargs` (U-Net {list(cfg['recipe']['widths'])}, "
+            f"{cfg['recipe']['steps']} steps, augmentation {'on' if cfg['recipe']['augment'] else 'off'}) on all "
+            f"training tiles, {cfg['seeds']} seed(s) each with its own fixed draw, scored on the {tiles['test']} test "
+            "tiles at the planner's threshold, against its prediction: "
+            + "; ".join(f"`{n}` {pm(r['measured'])} against {num(r['predicted'])} ({r['diff']:+.3f})"
+                        for n, r in val.items()) + ".")
+    worst = max(val, key=lambda n: abs(val[n]["diff"]))
+    text += (f" {'Every' if res['all_within'] else 'Not every'} validation point lies within {tol:g} of its "
+             f"prediction (the largest gap: `{worst}`, {val[worst]['diff']:+.3f}).")
+    pcl = {n: r for n, r in val.items() if "product" in r}
+    out = [para(text)]
+    if pcl:
+        prod = {n: r["measured"]["mean"] - r["product"] for n, r in pcl.items()}
+        w = max(prod, key=lambda n: abs(prod[n]))
+        t2 = ("For structured errors the prediction combines the perturbation's overlap error with the clean "
+              "network's own boundary error as a shifted and jittered boundary (`theory.curves.pcl_dice`, derived in "
+              "`derivations.pcl_overlap`): the errors overlap. The plain product clean Dice x Dice(T(M), M), which "
+              f"adds them, is off by up to {prod[w]:+.3f} (`{w}`)"
+              + (f", beyond the {tol:g} target" if abs(prod[w]) > tol else "") + ".")
+        out.append(para(t2))
+    for n, r in beyond.items():
+        side = "pessimistic" if r["diff"] > 0 else "optimistic"
+        out.append(para(
+            f"Beyond the validated range, `{n}` (one fixed draw labels {pct(float(n.split()[1]))} of the foreground "
+            f"pixels): measured {pm(r['measured'])} against {num(r['predicted'])}, the prediction {side} by "
+            f"{num(abs(r['diff']), 2)}{'' if abs(r['diff']) <= tol else f', outside {tol:g}'}. With so few labelled "
+            "pixels the normal approximation and a single n_eff fitted at another ratio no longer describe the "
+            "network: the planner's number there is " + ("conservative" if r["diff"] > 0 else "too hopeful")
+            + " on these images; measure before relying on it."))
+    return out
+
+
 IGTT_LABELS = {
     "igtt_ems": "iGTT + EMS",
     "igtt_no_ems": "iGTT without EMS",
@@ -1106,5 +1150,6 @@ SECTIONS: dict[str, Callable[[dict, dict, int | None], list[str]]] = {
     "feature_maps": _feature_maps,
     "memorisation": _memorisation,
     "real_nuclei": _real_nuclei,
+    "planner": _planner,
     "igtt": _igtt,
 }

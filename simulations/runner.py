@@ -70,6 +70,7 @@ NAMES = (
     "feature_maps",
     "memorisation",
     "real_nuclei",
+    "planner",
     "igtt",
 )
 

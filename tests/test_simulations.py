@@ -35,7 +35,7 @@ def record(out: Path, name: str) -> dict:
 
 @pytest.mark.parametrize("name", runner.NAMES)
 def test_every_experiment_writes_its_figure_and_numbers(quick, name, monkeypatch):
-    if name == "real_nuclei" and not data.real_available():
+    if runner.unavailable(name):
         pytest.skip("the packaged real nuclei (pip install --no-deps stardist==0.9.2, tifffile) are not installed")
     png = quick / f"{name}.png"
     rec = record(quick, name)
@@ -208,6 +208,21 @@ def test_igtt_table_and_diagnostics(quick):
 
 
 # ------------------------------------------------------------------ store and resume
+def test_planner_validation_record(quick):
+    """The planner's quick validation: a calibration, one row per label type scored at the planner's threshold."""
+    if runner.unavailable("planner"):
+        pytest.skip("needs the packaged real nuclei")
+    res = record(quick, "planner")["results"]
+    cal = res["calibration"]
+    assert cal["source"] == "calibrated" and 1 <= cal["n_eff"] <= 1e6 and 0 < cal["clean_dice"] <= 1
+    rows = res["rows"]
+    assert rows["sample 0.1"]["threshold"] == 0.05 and rows["dilate 1"]["threshold"] == 0.5
+    assert rows["flip 0.3 0.3"]["threshold"] == 0.5 and not rows["flip 0.3 0.3"]["inverted"]
+    for r in rows.values():
+        assert r["diff"] == r["measured"]["mean"] - r["predicted"] and r["within"] == (abs(r["diff"]) <= 0.05)
+    assert "product" in rows["dilate 1"] and res["all_within"] == all(r["within"] for r in rows.values())
+
+
 def test_store_keys_and_atomic_cells(tmp_path):
     a = {"kind": "t", "x": 1, "y": [1, 2]}
     assert cell_key(a) == cell_key({"y": [1, 2], "x": 1, "kind": "t"})  # order does not matter
