@@ -1,0 +1,89 @@
+"""The `plan` command's wall time, as a user runs it, against the issue's targets.
+
+1. ``python -m metastructure plan MASKS`` on 100 masks of 512 x 512 (default
+   calibration): target under 10 s.
+2. ``python -m metastructure plan MASKS --images IMAGES`` on 20 NUC-like images
+   of 256 x 256 (calibration: two trainings with the default recipe): target
+   under 5 minutes on 2 cores.
+
+Each is a fresh process (imports, JAX start-up and compilation included), on
+PNG files written first; the bench prints each time and its ratio to the
+target, and the phases the command reports. The masks of (1) are random
+disks (5-40 px radius, about 10-25% foreground), the images of (2)
+``data.nuclei(key(0), 20, size=256)``.
+
+    python bench/plan.py [--masks 100] [--size 512] [--images 20] [--image-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _disks(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    m = np.zeros((size, size), np.uint8)
+    target = rng.uniform(0.1, 0.25)
+    while m.mean() < target:
+        cy, cx = rng.integers(0, size, 2)
+        r = rng.uniform(5, 40)
+        m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    return m
+
+
+def _run(args: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "metastructure", "plan", *args], capture_output=True, text=True,
+                          check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"plan failed ({proc.returncode}):\n{proc.stderr}")
+    return wall, proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--masks", type=int, default=100)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--skip-calibration", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rng = np.random.default_rng(0)
+        (root / "masks").mkdir()
+        for i in range(a.masks):
+            Image.fromarray(_disks(rng, a.size)).save(root / "masks" / f"m{i:03d}.png")
+        wall, out = _run([str(root / "masks"), "--out", str(root / "out1")])
+        print(f"plan, {a.masks} masks of {a.size}^2, default calibration: {wall:.1f} s "
+              f"(target 10 s: {wall / 10:.2f} of it)")
+        if a.skip_calibration:
+            return
+        import jax
+
+        from metastructure import data
+
+        d = data.nuclei(jax.random.key(0), a.images, size=a.image_size)
+        (root / "im").mkdir()
+        (root / "mk").mkdir()
+        for i, (x, m) in enumerate(zip(np.asarray(d.images[..., 0]), np.asarray(d.masks))):
+            x8 = ((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
+            Image.fromarray(x8).save(root / "im" / f"n{i:02d}.png")
+            Image.fromarray(m.astype(np.uint8)).save(root / "mk" / f"n{i:02d}.png")
+        wall, out = _run([str(root / "mk"), "--images", str(root / "im"), "--out", str(root / "out2")])
+        cal = next(line for line in out.splitlines() if line.startswith("calibration"))
+        print(f"plan --images, {a.images} images of {a.image_size}^2: {wall:.1f} s "
+              f"(target 300 s: {wall / 300:.2f} of it)\n  {cal}")
+
+
+if __name__ == "__main__":
+    main()
