@@ -71,6 +71,7 @@ __all__ = [
     "calibrate",
     "fit_kwargs",
     "predict",
+    "solve_n_eff",
     "table",
 ]
 
@@ -91,13 +92,15 @@ _HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2 (Dice to ~
 _MIN_LABELLED = 50  # fewest labelled foreground pixels a sparse calibration draw may have
 
 
-def fit_kwargs(recipe: dict | None = None) -> dict[str, Any]:
-    """The keyword arguments of :func:`metastructure.train.fit` for a recipe (default :data:`DEFAULT_RECIPE`).
+def fit_kwargs(**recipe: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`metastructure.train.fit` for a recipe: :data:`DEFAULT_RECIPE` with
+    ``recipe``'s keys replaced (``widths`` of the U-Net, ``steps``, ``batch_size``, ``learning_rate``,
+    ``augment``), e.g. ``fit_kwargs(steps=100)``.
 
-    ``recipe`` keys: ``widths`` (U-Net widths), ``steps``, ``batch_size``,
-    ``learning_rate``, ``augment``; missing keys take the default's values.
+    Raises:
+        ValueError: a key that is not a recipe key.
     """
-    r = {**DEFAULT_RECIPE, **(recipe or {})}
+    r = {**DEFAULT_RECIPE, **recipe}
     unknown = set(r) - set(DEFAULT_RECIPE)
     if unknown:
         raise ValueError(f"unknown recipe keys {sorted(unknown)}; a recipe has {sorted(DEFAULT_RECIPE)}")
@@ -139,7 +142,7 @@ class Calibration:
     @property
     def fit_kwargs(self) -> dict[str, Any]:
         """``train.fit(key, images, labels, **cal.fit_kwargs)`` trains the network the predictions are about."""
-        return fit_kwargs(self.recipe)
+        return fit_kwargs(**self.recipe)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``Calibration.from_dict`` reads it back)."""
@@ -149,6 +152,7 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        """The calibration :meth:`to_dict` wrote (e.g. read back from a ``plan.json``)."""
         d = dict(d)
         d["recipe"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["recipe"].items()}
         return cls(**d)
@@ -535,9 +539,21 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
 
 
 # ------------------------------------------------------------------ calibration
-def _fit_n_eff(hold: Masks, f: float, b: float, clean: float, measured: float) -> tuple[float, str | None]:
-    """n_eff with clean * pooled_dice(n_eff) = measured (monotone in n_eff; bisection in log n_eff), and
-    which end of [N_EFF_MIN, N_EFF_MAX] clipped it (None when inside)."""
+def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -> tuple[float, str | None]:
+    """The n_eff at which a network trained on ``label`` (sampled or flipped) is predicted to score ``measured``:
+    ``clean_dice * Masks(masks).pooled_dice(n_eff, f, b) = measured``, solved by bisection in log n_eff
+    (the left side rises with n_eff), and which end of [N_EFF_MIN, N_EFF_MAX] clipped it ("min", "max";
+    None when inside).
+
+    Raises:
+        ValueError: bad masks, or a label type without finite sampling (not "sample" / "flip", or f + b = 1).
+    """
+    hold = masks if isinstance(masks, Masks) else Masks(masks)
+    lab = _as_label(label)
+    if _family(lab) != "RCL":
+        raise ValueError(f"n_eff belongs to sampled or flipped labels (f + b != 1), got {lab.name!r}")
+    f, b = _rates(lab)
+    clean = float(clean_dice)
 
     def g(log_n: float) -> float:
         return clean * float(hold.pooled_dice(math.exp(log_n), f, b)[0]) - measured
@@ -559,7 +575,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     """Fit ``n_eff`` and ``clean_dice`` of a training recipe on the user's own images.
 
     The images are split (by ``key``) into ``ceil(holdout N)`` held-out images
-    and the rest. Two networks are trained on the rest with ``fit_kwargs(recipe)``:
+    and the rest. Two networks are trained on the rest with ``fit_kwargs(**recipe)``:
     one on the clean masks, one on **one fixed draw** of ``label`` (as a real
     annotation is drawn once). ``clean_dice`` is the first's pooled Dice on the
     held-out images at 1/2; ``n_eff`` solves ``clean_dice *
@@ -608,7 +624,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     if _family(lab) != "RCL":
         raise ValueError(f"calibrate on a sparse or flipped label type ('sample p' or 'flip f b', f + b != 1), "
                          f"got {lab.name!r}")
-    kw = fit_kwargs(recipe)
+    kw = fit_kwargs(**(recipe or {}))
     rec = {**DEFAULT_RECIPE, **(recipe or {})}
     k_split, k_draw, k_clean, k_sparse = jax.random.split(key, 4)
     n_hold = min(n - 1, max(1, math.ceil(float(holdout) * n)))
@@ -632,8 +648,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     sparse_net = train.fit(k_sparse, x[tr], noisy, label_type=lab, progress=progress, **kw)
     mt = lab.matched_threshold()
     sparse = float(metrics.dice(np.asarray(mt.apply(sparse_net.predict(x[ho]))), y[ho]))
-    f, b = _rates(lab)
-    n_eff, clipped = _fit_n_eff(Masks(y[ho]), f, b, clean, sparse)
+    n_eff, clipped = solve_n_eff(y[ho], lab, clean_dice=clean, measured=sparse)
     if clipped:
         warnings.warn(f"calibrate: the sparse network's Dice {sparse:.3f} against clean {clean:.3f} lies "
                       f"{'above' if clipped == 'max' else 'below'} what any n_eff in [{N_EFF_MIN:g}, {N_EFF_MAX:g}] "

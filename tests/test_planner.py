@@ -119,14 +119,17 @@ def test_table_memorisation_block(masks):
     assert planner.Calibration.from_dict(rec["calibration"]) == cal and len(rec["rows"]) == len(plan.rows)
 
 
-def test_fit_n_eff_inverts_the_prediction(masks):
+def test_solve_n_eff_inverts_the_prediction(masks):
     m = planner.Masks(masks)
     for n in (12.0, 400.0, 9000.0):
-        measured = 0.9 * float(m.pooled_dice(n, 0.9, 0.0)[0])
-        got, clipped = planner._fit_n_eff(m, 0.9, 0.0, 0.9, measured)
-        assert clipped is None and got == pytest.approx(n, rel=1e-3)
-    assert planner._fit_n_eff(m, 0.9, 0.0, 0.9, 0.95) == (planner.N_EFF_MAX, "max")
-    assert planner._fit_n_eff(m, 0.9, 0.0, 0.9, 0.01) == (planner.N_EFF_MIN, "min")
+        for lab, (f, b) in (("sample 0.1", (0.9, 0.0)), ("flip 0.3 0.2", (0.3, 0.2))):
+            measured = 0.9 * float(m.pooled_dice(n, f, b)[0])
+            got, clipped = planner.solve_n_eff(m, lab, clean_dice=0.9, measured=measured)
+            assert clipped is None and got == pytest.approx(n, rel=1e-3)
+    assert planner.solve_n_eff(m, "sample 0.1", clean_dice=0.9, measured=0.95) == (planner.N_EFF_MAX, "max")
+    assert planner.solve_n_eff(m, "sample 0.1", clean_dice=0.9, measured=0.01) == (planner.N_EFF_MIN, "min")
+    with pytest.raises(ValueError, match="sampled or flipped"):
+        planner.solve_n_eff(m, "dilate 1", clean_dice=0.9, measured=0.8)
 
 
 # ------------------------------------------------------------------ calibration
@@ -142,7 +145,7 @@ def test_calibrate_end_to_end_tiny(tiny):
     assert 0.3 < cal.clean_dice <= 1 and planner.N_EFF_MIN <= cal.n_eff <= planner.N_EFF_MAX
     assert cal.recipe["widths"] == (4, 8) and cal.recipe["augment"] is True and cal.capacity >= 0
     kw = cal.fit_kwargs
-    assert kw["steps"] == 60 and kw["model"].name == planner.fit_kwargs(recipe)["model"].name
+    assert kw["steps"] == 60 and kw["model"].name == planner.fit_kwargs(**recipe)["model"].name
     res = train.fit(jax.random.key(1), tiny.images, tiny.masks, progress=False, **{**kw, "steps": 2})
     assert res.predict(tiny.images[:1]).shape == (1, 32, 32)
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
