@@ -8,7 +8,7 @@
 
 Each is a fresh process (imports, JAX start-up and compilation included), on
 PNG files written first; the bench prints each time and its ratio to the
-target, and the phases the command reports. The masks of (1) are random
+target. The masks of (1) are random
 disks (5-40 px radius, about 10-25% foreground), the images of (2)
 ``data.nuclei(key(0), 20, size=256)``.
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr, flush=True)
         return 130
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:  # OSError: missing folders, an --out that is a file...
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
 
@@ -57,29 +57,18 @@ def _plan(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.steps is not None and args.images is None:
+        raise ValueError("--steps sets the calibration's training steps: it needs --images")
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)  # before any work: an --out that cannot be a folder fails now
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        names, masks = data.load_masks(args.masks)
-        cal = None
-        if args.images is not None:
-            pairs = data.load_pairs(args.images, args.masks)
-    for w in caught:
-        print(f"note: {w.message}", file=sys.stderr)
-    summary = planner.Masks(masks, names=[str(args.masks / n) for n in names])
-    if args.images is not None:
-        import jax
-
-        from . import runtime
-
-        runtime.configure_cpu()
-        print(f"calibrating on {len(names)} image(s) of {args.images} (two trainings) ...", file=sys.stderr,
-              flush=True)
-        recipe = None if args.steps is None else {"steps": args.steps}
-        cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe,
-                                names=[str(args.masks / n) for n in names])
+        try:
+            names, summary, cal = _work(args, data, planner)
+        finally:
+            for msg in dict.fromkeys(str(w.message) for w in caught):  # once each, in order
+                print(f"note: {msg}", file=sys.stderr)
     plan = planner.table(summary, calibration=cal)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     record = {"masks_folder": str(args.masks), "images_folder": None if args.images is None else str(args.images),
               "files": names, **plan.to_dict()}
     (out / "plan.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -87,6 +76,25 @@ def _plan(args: argparse.Namespace) -> int:
     print(plan.text())
     print(f"\nwrote {out / 'plan.json'} and {out / 'plan.png'} in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _work(args: argparse.Namespace, data, planner):
+    """Read the masks (and images), calibrate when there are images: ``(names, Masks, calibration or None)``."""
+    names, masks = data.load_masks(args.masks)
+    paths = [str(args.masks / n) for n in names]
+    summary = planner.Masks(masks, names=paths)
+    if args.images is None:
+        return names, summary, None
+    pairs = data.load_pairs(args.images, args.masks)
+    import jax
+
+    from . import runtime
+
+    runtime.configure_cpu()
+    print(f"calibrating on {len(names)} image(s) of {args.images} (two trainings) ...", file=sys.stderr, flush=True)
+    recipe = None if args.steps is None else {"steps": args.steps}
+    cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe, names=paths)
+    return names, summary, cal
 
 
 if __name__ == "__main__":

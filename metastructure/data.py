@@ -352,7 +352,7 @@ def _read_mask(path: Path, m: np.ndarray, binary: bool, rescaled: list[str]) -> 
 
 def _warn_rescaled(fn: str, rescaled: list[str]) -> None:
     if rescaled:
-        warnings.warn(f"{fn}: {len(rescaled)} mask(s) read as binary, their non-zero value as 1: "
+        warnings.warn(f"{len(rescaled)} mask(s) read as binary, their non-zero value as 1: "
                       + ", ".join(rescaled[:5]) + (" ..." if len(rescaled) > 5 else ""), UserWarning, stacklevel=3)
 
 
@@ -372,7 +372,7 @@ def load_masks(path: str | os.PathLike, *, binary: bool = True) -> tuple[list[st
     Each mask is checked and converted as in :func:`load_folder` (binary 0/1 by
     default, a ``UserWarning`` naming the files whose non-zero value was not 1);
     unlike there, masks may differ in size, so they come as a list of int32
-    (H, W) arrays. ``names`` are the file stems.
+    (H, W) arrays. ``names`` are the file names (``a.png``).
 
     Raises:
         FileNotFoundError: ``path`` is not a folder.
@@ -384,7 +384,7 @@ def load_masks(path: str | os.PathLike, *, binary: bool = True) -> tuple[list[st
     rescaled: list[str] = []
     masks = [_read_mask(files[n], _read_image_file(files[n]), binary, rescaled) for n in sorted(files)]
     _warn_rescaled("load_masks", rescaled)
-    return sorted(files), masks
+    return [files[n].name for n in sorted(files)], masks
 
 
 def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: bool = True) -> Dataset:

@@ -88,7 +88,7 @@ NO_AUGMENT_CAPACITY = 3981.07
 #: n_eff is searched on [N_EFF_MIN, N_EFF_MAX] (labels per decision).
 N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
 
-_HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2 (Dice to ~1e-5 of the per-pixel sum)
+_HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2
 _MIN_LABELLED = 50  # fewest labelled foreground pixels a sparse calibration draw may have
 
 
@@ -138,6 +138,10 @@ class Calibration:
     n_train: int = 0
     n_holdout: int = 0
     source: str = "calibrated"
+
+    def __post_init__(self):
+        rec = {k: tuple(int(w) for w in v) if k == "widths" else v for k, v in self.recipe.items()}
+        object.__setattr__(self, "recipe", rec)
 
     @property
     def fit_kwargs(self) -> dict[str, Any]:
@@ -236,6 +240,10 @@ class Masks:
     def __init__(self, masks: Any, *, names: Sequence[str] | None = None):
         if isinstance(masks, Masks):
             self.__dict__.update(masks.__dict__)
+            if names is not None:
+                if len(names) != len(self.masks):
+                    raise ValueError(f"{len(names)} names for {len(self.masks)} masks")
+                self.names = list(names)
             return
         self.names = list(names) if names is not None else None
         self.masks = _as_mask_list(masks, names)
@@ -284,7 +292,8 @@ class Masks:
         return self._hist
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
-        """:func:`theory.curves.pooled_dice` of these masks (binned: equal to it within about 1e-5), shape (K,)."""
+        """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
+        of 1/2, each pixel at its bin's mean)."""
         from theory import curves
 
         d, cnt, inside = self.histogram()
@@ -357,6 +366,8 @@ def _rates(label: LabelNoise) -> tuple[float, float]:
 def _as_label(label: Any) -> LabelNoise:
     if isinstance(label, str):
         parts = label.split()
+        if not parts:
+            raise ValueError("label is an empty string; give a label type such as 'sample 0.1'")
         label = LabelNoise(parts[0], *[float(v) if parts[0] not in ("dilate", "erode") else int(v)
                                        for v in parts[1:]])
     if not isinstance(label, LabelNoise):
@@ -409,6 +420,8 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
 
 
 # ------------------------------------------------------------------ the plan
+#: the label types the ``planner`` simulation checks against trained networks (simulations/README.md)
+VALIDATED = "sample 0.5 to 0.05, flip 0.3 0.3, dilate 1 and 2, erode 1"
 RATIOS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 FLIPS = (0.1, 0.2, 0.3, 0.4)
 RADII = (1, 2, 3)
@@ -456,9 +469,12 @@ class Plan:
         if mem["capacity"] is not None:
             lines.append(f"  this recipe (augment={c.recipe.get('augment')}): k = {mem['capacity']:.3g}, index "
                          f"{mem['index']:.3f}; memorised (index > 1/2) below n_fg = {mem['below']:.3g}")
-        lines.append(f"  without augmentation: k = {mem['capacity_no_augment']:.4g}, index "
+        lines.append(f"  without augmentation (k fitted by simulations.memorisation, 400 steps): "
+                     f"k = {mem['capacity_no_augment']:.4g}, index "
                      f"{mem['index_no_augment']:.3f}; memorised below n_fg = {mem['below_no_augment']:.4g}")
         lines.append(f"  remedy: {mem['remedy']}")
+        lines.append("\nchecked against trained networks on real nuclei (simulations/README.md): " + VALIDATED
+                     + "; the other rows are the same model, unchecked")
         return "\n".join(lines)
 
     def plot(self, path: Any) -> None:
@@ -575,7 +591,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     """Fit ``n_eff`` and ``clean_dice`` of a training recipe on the user's own images.
 
     The images are split (by ``key``) into ``ceil(holdout N)`` held-out images
-    and the rest. Two networks are trained on the rest with ``fit_kwargs(**recipe)``:
+    (at least 1, at most N - 1) and the rest. Two networks are trained on the rest with ``fit_kwargs(**recipe)``:
     one on the clean masks, one on **one fixed draw** of ``label`` (as a real
     annotation is drawn once). ``clean_dice`` is the first's pooled Dice on the
     held-out images at 1/2; ``n_eff`` solves ``clean_dice *
@@ -635,7 +651,8 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
         raise ValueError("the held-out masks hold no foreground: " + ", ".join(label_names[i] for i in ho)
                          + " (more images, or a larger holdout)")
     noisy = np.asarray(lab(k_draw, y[tr]))
-    labelled = int((noisy == 1).sum())
+    drawn = (noisy == 1) & (y[tr] == 1)  # foreground pixels the draw labels foreground (flips add background ones)
+    labelled = int(drawn.sum())
     if labelled < _MIN_LABELLED:
         fg = sorted((int(y[i].sum()), label_names[i]) for i in tr)
         raise ValueError(f"masks too sparse to fit n_eff: one draw of '{lab.name}' labels {labelled} foreground "
@@ -655,7 +672,6 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
                       f"predicts; n_eff = {n_eff:g} (a {'noise-free' if clipped == 'max' else 'failed'} sparse "
                       "run: check the images and the recipe)", UserWarning, stacklevel=2)
     p_tr = sparse_net.predict(x[tr])
-    drawn = noisy == 1
     left = ~drawn & (y[tr] == 1)
     index = float(p_tr[drawn].mean() - p_tr[left].mean()) if left.any() else None
     n_fg = int(y[tr].sum())

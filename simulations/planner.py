@@ -32,11 +32,17 @@ TOLERANCE = 0.05  # the issue's target: every validation point within this much 
 VALIDATION = [("clean",), ("sample", 0.5), ("sample", 0.1), ("sample", 0.05), ("flip", 0.3, 0.3),
               ("dilate", 1), ("dilate", 2), ("erode", 1)]
 BEYOND = [("sample", 0.01)]
+def _base(profile: str, **over) -> dict:
+    cfg = base(profile, **over)
+    del cfg["opt"]  # the recipe says how every network here trains
+    return cfg
+
+
 PROFILES = {
-    "quick": base("quick", recipe={"widths": [4, 8], "steps": 80, "batch_size": 8, "learning_rate": 0.005,
+    "quick": _base("quick", recipe={"widths": [4, 8], "steps": 80, "batch_size": 8, "learning_rate": 0.005,
                                    "augment": True},
                   types=[VALIDATION[0], VALIDATION[2], VALIDATION[4], VALIDATION[5]], beyond=[]),
-    "full": base("full", recipe={k: list(v) if isinstance(v, tuple) else v for k, v in planner.DEFAULT_RECIPE.items()},
+    "full": _base("full", recipe={k: list(v) if isinstance(v, tuple) else v for k, v in planner.DEFAULT_RECIPE.items()},
                  types=VALIDATION, beyond=BEYOND),
 }
 REQUIRES = ()
@@ -108,16 +114,23 @@ def summarise(config: dict, store) -> dict:
                "oracle": stats([r["final"]["oracle"]["dice"] for r in res]),
                "diff": measured["mean"] - pred.dice, "validation": t in [tuple(v) for v in config["types"]]}
         row["within"] = abs(row["diff"]) <= TOLERANCE
+        row["calibration_type"] = t[0] == "clean" or LabelNoise(*t).name == cal.label  # calibrated on (other tiles)
         if pred.family == "PCL":
             row["product"] = cal.clean_dice * masks.label_dice(LabelNoise(*t))
         rows[_name(t)] = row
     grid = np.geomspace(0.005, 1.0, 60)
     val = [r for r in rows.values() if r["validation"]]
+    other = [r for r in val if not r["calibration_type"]]
     return {
         "calibration": cal.to_dict(),
         "tiles": {k: len(v) for k, v in d.items()}, "tile_size": int(d["train"].images.shape[1]),
         "foreground_fraction_test": masks.foreground_fraction, "tolerance": TOLERANCE, "rows": rows,
         "all_within": all(r["within"] for r in val), "max_abs_diff": max(abs(r["diff"]) for r in val),
+        # the points the calibration did not train on, and what a planner that predicts the clean Dice for every
+        # label type would get right (how much the model adds)
+        "rmse_other": float(np.sqrt(np.mean([r["diff"] ** 2 for r in other]))) if other else None,
+        "constant_within": sum(abs(r["measured"]["mean"] - cal.clean_dice) <= TOLERANCE for r in other),
+        "n_other": len(other),
         "curve_ratio": grid.tolist(),
         "curve": (cal.clean_dice * masks.pooled_dice(cal.n_eff, 1 - grid, 0.0)).tolist(),
         "pcl_dice_limits": [float(curves.pcl_dice(0.8, 1.0)), float(curves.pcl_dice(1.0, 0.9))],

@@ -921,17 +921,29 @@ def _planner(rec: dict, records: dict, default: int | None) -> list[str]:
             + "; ".join(f"`{n}` {pm(r['measured'])} against {num(r['predicted'])} ({r['diff']:+.3f})"
                         for n, r in val.items()) + ".")
     worst = max(val, key=lambda n: abs(val[n]["diff"]))
+    cal_types = [n for n, r in val.items() if r.get("calibration_type")]
+    misses = [n for n, r in val.items() if not r.get("calibration_type")
+              and abs(r["measured"]["mean"] - cal["clean_dice"]) > tol]
     text += (f" {'Every' if res['all_within'] else 'Not every'} validation point lies within {tol:g} of its "
              f"prediction (the largest gap: `{worst}`, {val[worst]['diff']:+.3f}).")
+    if res.get("rmse_other") is not None:
+        text += (f" {listing([f'`{n}`' for n in cal_types])} are the calibration's own label types (other tiles, "
+                 f"other networks); on the {res['n_other']} others the rms gap is {num(res['rmse_other'])}, while "
+                 f"predicting the clean Dice for every label type would land within {tol:g} on "
+                 f"{res['constant_within']} of them"
+                 + (f" (it misses {listing([f'`{n}`' for n in misses])})" if misses else "")
+                 + f": on this image a {tol:g} target separates little, so the gaps, not the target, say how well "
+                 "the model does.")
     pcl = {n: r for n, r in val.items() if "product" in r}
     out = [para(text)]
     if pcl:
         prod = {n: r["measured"]["mean"] - r["product"] for n, r in pcl.items()}
         w = max(prod, key=lambda n: abs(prod[n]))
-        t2 = ("For structured errors the prediction combines the perturbation's overlap error with the clean "
-              "network's own boundary error as a shifted and jittered boundary (`theory.curves.pcl_dice`, derived in "
-              "`derivations.pcl_overlap`): the errors overlap. The plain product clean Dice x Dice(T(M), M), which "
-              f"adds them, is off by up to {prod[w]:+.3f} (`{w}`)"
+        t2 = ("For structured errors the prediction reads the perturbation's overlap error and the clean "
+              "network's own as a boundary shift and a normal boundary jitter, an assumption of the model, and "
+              "combines them as the mean of |shift + jitter| (`theory.curves.pcl_dice`; the integral is "
+              "`derivations.pcl_overlap`'s claim `jittered_shift`): the errors overlap. The plain product "
+              f"clean Dice x Dice(T(M), M), which adds them, is off by up to {prod[w]:+.3f} (`{w}`)"
               + (f", beyond the {tol:g} target" if abs(prod[w]) > tol else "") + ".")
         out.append(para(t2))
     for n, r in beyond.items():
