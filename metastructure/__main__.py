@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from . import data, planner
+    from . import planner
 
     t0 = time.perf_counter()
     if args.steps is not None and args.steps < 1:
@@ -64,7 +64,7 @@ def _plan(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            names, summary, cal = _work(args, data, planner)
+            names, summary, cal = _work(args)
         finally:
             for msg in dict.fromkeys(str(w.message) for w in caught):  # once each, in order
                 print(f"note: {msg}", file=sys.stderr)
@@ -78,8 +78,10 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _work(args: argparse.Namespace, data, planner):
+def _work(args: argparse.Namespace):
     """Read the masks (and images), calibrate when there are images: ``(names, Masks, calibration or None)``."""
+    from . import data, planner
+
     names, masks = data.load_masks(args.masks)
     paths = [str(args.masks / n) for n in names]
     summary = planner.Masks(masks, names=paths)

@@ -50,6 +50,7 @@ for structured errors, which counts the two boundary errors in full.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -150,15 +151,11 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``Calibration.from_dict`` reads it back)."""
-        d = dataclasses.asdict(self)
-        d["recipe"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.recipe.items()}
-        return d
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         """The calibration :meth:`to_dict` wrote (e.g. read back from a ``plan.json``)."""
-        d = dict(d)
-        d["recipe"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["recipe"].items()}
         return cls(**d)
 
 
@@ -194,7 +191,7 @@ class Prediction(NamedTuple):
 
 
 def _as_mask_list(masks: Any, names: Sequence[str] | None) -> list[np.ndarray]:
-    if isinstance(masks, np.ndarray) or hasattr(masks, "__array__") and not isinstance(masks, (list, tuple)):
+    if not isinstance(masks, (list, tuple)):  # one array
         arr = np.asarray(masks)
         if arr.ndim == 2:
             arr = arr[None]
@@ -238,7 +235,7 @@ class Masks:
     """
 
     def __init__(self, masks: Any, *, names: Sequence[str] | None = None):
-        if isinstance(masks, Masks):
+        if isinstance(masks, Masks):  # the same summary (and its caches), perhaps with other names
             self.__dict__.update(masks.__dict__)
             if names is not None:
                 if len(names) != len(self.masks):
@@ -251,8 +248,11 @@ class Masks:
         self.n_pixels = int(sum(m.size for m in self.masks))
         if self.n_fg == 0:
             raise ValueError(f"the {len(self.masks)} mask(s) hold no foreground pixel: nothing to plan for")
-        self._hist: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._cache: dict[str, float] = {}
+        by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
+        for m in self.masks:
+            by_shape.setdefault(m.shape, []).append(m)
+        self.stacks = [np.stack(ms) for ms in by_shape.values()]  # (N_g, H, W) bool, one per mask size
+        self._label_dice: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -262,41 +262,31 @@ class Masks:
         """Foreground pixels / all pixels, over all masks."""
         return self.n_fg / self.n_pixels
 
-    def _groups(self) -> dict[tuple[int, int], list[int]]:
-        g: dict[tuple[int, int], list[int]] = {}
-        for i, m in enumerate(self.masks):
-            g.setdefault(m.shape, []).append(i)
-        return g
-
+    @functools.cached_property
     def histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(d, count, inside)``: the clean fraction field D (gaussian, 1 px, as
         :func:`theory.curves.clean_fields`) of every pixel, binned: bin means,
         pixel counts and whether the bin lies in the clean partition {D > 1/2}."""
-        if self._hist is None:
-            from . import density
+        from . import density
 
-            cnt = np.zeros((2, _HIST_BINS))
-            tot = np.zeros((2, _HIST_BINS))
-            for idx in self._groups().values():
-                stack = np.stack([self.masks[i] for i in idx])
-                d = np.asarray(density.fraction_field(stack, 1.0)).ravel()
-                b = np.minimum((d * _HIST_BINS).astype(np.int32), _HIST_BINS - 1)  # bin i: [i/B, (i+1)/B)
-                b += np.where(d > 0.5, 0, _HIST_BINS).astype(np.int32)  # row 0: inside {D > 1/2}, row 1: outside
-                cnt += np.bincount(b, minlength=2 * _HIST_BINS).reshape(2, _HIST_BINS)
-                tot += np.bincount(b, weights=d, minlength=2 * _HIST_BINS).reshape(2, _HIST_BINS)
-            keep = cnt > 0
-            mean = np.where(keep, tot / np.where(keep, cnt, 1.0), 0.0)
-            inside = np.zeros((2, _HIST_BINS), bool)
-            inside[0] = True
-            self._hist = mean[keep], cnt[keep], inside[keep]
-        return self._hist
+        cnt = np.zeros(2 * _HIST_BINS)
+        tot = np.zeros(2 * _HIST_BINS)
+        for stack in self.stacks:
+            d = np.asarray(density.fraction_field(stack, 1.0)).ravel()
+            b = np.minimum((d * _HIST_BINS).astype(np.int32), _HIST_BINS - 1)  # bin i: [i/B, (i+1)/B)
+            b += np.where(d > 0.5, 0, _HIST_BINS).astype(np.int32)  # first half: inside {D > 1/2}; second: outside
+            cnt += np.bincount(b, minlength=2 * _HIST_BINS)
+            tot += np.bincount(b, weights=d, minlength=2 * _HIST_BINS)
+        keep = cnt > 0
+        inside = np.arange(2 * _HIST_BINS) < _HIST_BINS
+        return tot[keep] / cnt[keep], cnt[keep], inside[keep]
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
         """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
         of 1/2, each pixel at its bin's mean)."""
         from theory import curves
 
-        d, cnt, inside = self.histogram()
+        d, cnt, inside = self.histogram
         f = np.atleast_1d(np.asarray(fg_to_bg, float))
         b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
         prob = curves.fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff, f[:, None], b[:, None])
@@ -305,46 +295,37 @@ class Masks:
     def label_dice(self, label: LabelNoise) -> float:
         """Pooled Dice against the masks of what Theorem 1 says a network trained on ``label`` learns
         (dilate / erode: the perturbed masks; skeleton: the skeleton's field at 1 px cut at s/2)."""
-        key = label.name
-        if key not in self._cache:
+        if label.name not in self._label_dice:
             from . import density
 
             inter = total = 0.0
-            if label.kind == "skeleton":
-                t = self.skeleton_threshold()
-            for g, idx in enumerate(self._groups().values()):
-                m = np.stack([self.masks[i] for i in idx])
+            for g, m in enumerate(self.stacks):
                 if label.kind == "skeleton":
-                    p = np.asarray(t.apply(density.fraction_field(self._skeletons()[g], 1.0)), bool)
+                    field = density.fraction_field(self.skeletons[g], 1.0)
+                    p = np.asarray(self.skeleton_threshold.apply(field), bool)
                 else:
                     p = np.asarray(label(None, m), bool)
                 inter += float(np.sum(p & m))
                 total += float(p.sum() + m.sum())
-            self._cache[key] = 2 * inter / total if total else 0.0
-        return self._cache[key]
+            self._label_dice[label.name] = 2 * inter / total
+        return self._label_dice[label.name]
 
-    def _skeletons(self) -> list[np.ndarray]:
-        """``noise.skeletonize`` of each group of equal-size masks (computed once)."""
-        if "_skel_cache" not in self.__dict__:
-            self.__dict__["_skel_cache"] = [np.asarray(noise.skeletonize(np.stack([self.masks[i] for i in idx])))
-                                           for idx in self._groups().values()]
-        return self.__dict__["_skel_cache"]
+    @functools.cached_property
+    def skeletons(self) -> list[np.ndarray]:
+        """``noise.skeletonize`` of each stack of equal-size masks."""
+        return [np.asarray(noise.skeletonize(m)) for m in self.stacks]
 
+    @functools.cached_property
     def skeleton_threshold(self) -> Any:
         """The skeleton labels' t* = s/2, s = |skeleton| / |mask| pooled over all masks:
         ``density.matched_threshold`` of the transition the (mask, skeleton) pairs show
         (what ``LabelNoise("skeleton").matched_threshold(masks=...)`` gives for one stack)."""
-        if "_skel_t" not in self.__dict__:
-            from . import density
+        from . import density
 
-            kept = stray = 0
-            for idx, sk in zip(self._groups().values(), self._skeletons()):
-                m = np.stack([self.masks[i] for i in idx])
-                kept += int(np.count_nonzero(sk & m))
-                stray += int(np.count_nonzero(sk & ~m))
-            s_, b_ = kept / self.n_fg, stray / max(self.n_pixels - self.n_fg, 1)
-            self.__dict__["_skel_t"] = density.matched_threshold(np.array([[1 - b_, b_], [1 - s_, s_]]))
-        return self.__dict__["_skel_t"]
+        kept = sum(int(np.count_nonzero(sk & m)) for sk, m in zip(self.skeletons, self.stacks))
+        stray = sum(int(np.count_nonzero(sk & ~m)) for sk, m in zip(self.skeletons, self.stacks))
+        s_, b_ = kept / self.n_fg, stray / max(self.n_pixels - self.n_fg, 1)
+        return density.matched_threshold(np.array([[1 - b_, b_], [1 - s_, s_]]))
 
 
 def _family(label: LabelNoise) -> str:
@@ -414,7 +395,7 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
 
     dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
     if label.kind == "skeleton":
-        return Prediction(label, dice, float(m.skeleton_threshold().threshold), False, fam,
+        return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,
                           "Theorem 1 + jitter, skeleton field at 1 px")
     return Prediction(label, dice, 0.5, False, fam, "Theorem 1 + jitter, perturbed masks")
 
@@ -627,7 +608,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     if x.ndim == 3:
         x = x[..., None]
     ms = Masks(masks, names=names)
-    y = np.stack(ms.masks) if len({m.shape for m in ms.masks}) == 1 else None
+    y = ms.stacks[0] if len(ms.stacks) == 1 else None  # masks in their given order when all share one size
     if x.ndim != 4 or y is None or y.shape != x.shape[:3]:
         raise ValueError(f"images (N, H, W[, C]) and masks (N, H, W) must match, got images {np.shape(images)} "
                          f"and masks of shapes {sorted({m.shape for m in ms.masks})} x {len(ms)}")

@@ -94,7 +94,6 @@ def _name(t: tuple) -> str:
 
 def summarise(config: dict, store) -> dict:
     from metastructure.noise import LabelNoise
-    from theory import curves
 
     cal = planner.Calibration.from_dict(store.result(_calibration_spec(config)))
     d = _cells.load_data(_data(config))
@@ -133,7 +132,6 @@ def summarise(config: dict, store) -> dict:
         "n_other": len(other),
         "curve_ratio": grid.tolist(),
         "curve": (cal.clean_dice * masks.pooled_dice(cal.n_eff, 1 - grid, 0.0)).tolist(),
-        "pcl_dice_limits": [float(curves.pcl_dice(0.8, 1.0)), float(curves.pcl_dice(1.0, 0.9))],
     }
 
 

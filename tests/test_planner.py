@@ -101,7 +101,7 @@ def test_masks_of_different_sizes_pool_their_pixels():
     inter = sum(np.sum(np.asarray(noise.dilate(m, 1)).astype(bool) & (m == 1)) for m in (a, b))
     tot = sum(np.asarray(noise.dilate(m, 1)).sum() + m.sum() for m in (a, b))
     assert both.label_dice(LabelNoise("dilate", 1)) == pytest.approx(2 * inter / tot)
-    cnt = both.histogram()[1]
+    cnt = both.histogram[1]
     assert cnt.sum() == a.size + b.size
 
 
