@@ -11,6 +11,11 @@ photons means a lower signal-to-noise ratio.
 * :func:`mito` (MITO): rods and fragments 3-8 px wide.
 * :func:`er` (ER): a connected network of thin tubules 1-3 px wide (a
   minimum spanning tree of random points plus a few extra Delaunay edges).
+* :func:`er_uneven`: a dense ER-like mesh (the edges of a Voronoi
+  tessellation) under uneven illumination and out-of-focus haze, where a
+  global threshold misses the dim tubules and a local one does better (as on
+  the paper's ER: Otsu's Dice 0.60-0.72, a 35-px adaptive threshold at least
+  0.05 above it; ``tests/test_unsupervised.py`` checks the calibration).
 * :func:`scenes`: "natural-like" multi-class RGB scenes (irregular regions,
   each class with its own colour and texture scale).
 * :func:`real_nuclei`: the hand-annotated 512 x 512 fluorescence nuclei image
@@ -39,6 +44,7 @@ from .density import smooth
 __all__ = [
     "Dataset",
     "er",
+    "er_uneven",
     "load_folder",
     "load_masks",
     "load_pairs",
@@ -189,6 +195,102 @@ def er(key: jax.Array, n: int, *, size: int = 64, nodes: int = 14, width: tuple[
         masks[i] = _segments(size, p0, p1, r)
     img = microscope(jax.random.fold_in(key, 1), masks, psf_sigma=1.0, photons=photons)
     return Dataset(img, masks.astype(np.int32))
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """A periodic gaussian random field (size, size), zero mean and unit sd."""
+    from scipy import ndimage
+
+    f = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
+    return (f - f.mean()) / (f.std() + 1e-12)
+
+
+def _spread_points(rng: np.random.Generator, n: int, lo: float, hi: float, min_dist: float) -> np.ndarray:
+    """Up to ``n`` uniform points in [lo, hi)^2, none closer than ``min_dist`` (dart throwing, 4n darts)."""
+    pts: list[np.ndarray] = []
+    for c in rng.uniform(lo, hi, (4 * n, 2)):
+        if len(pts) == n:
+            break
+        if not pts or np.min(((np.asarray(pts) - c) ** 2).sum(-1)) >= min_dist ** 2:
+            pts.append(c)
+    return np.asarray(pts)
+
+
+def er_uneven(key: jax.Array, n: int, *, size: int = 128, spacing: float = 11.0,
+              width: tuple[float, float] = (1.5, 3.0), drop: float = 0.25, gain: tuple[float, float] = (0.1, 1.0),
+              haze: float = 0.7, photons: float = 250.0) -> Dataset:
+    r"""ER-like dense mesh under uneven illumination: where global thresholds fail.
+
+    Per image, on the host (numpy, seeded from ``key``):
+
+    * a cell region: a disc-like blob (radius about the image's half width,
+      its edge warped by a smooth random field);
+    * a mesh inside it: the edges of the Voronoi tessellation of seeds about
+      ``spacing`` px apart (no two closer than 0.6 ``spacing``), a pixel being
+      on an edge where the distances to its two nearest seeds differ by less
+      than the local width (a smooth field in ``width``, so tubules are
+      ``width`` px wide); a random ``drop`` share of the edges is removed;
+      20-30% of the pixels are foreground;
+    * brightness varying along the tubules (a smooth field, 0.3-1.4);
+    * a smooth illumination gain over the image, from ``gain[0]`` to
+      ``gain[1]`` (length scale a quarter of the image), and haze: out-of-focus
+      light, the structure blurred by a 6-px gaussian times ``haze``, added
+      before the gain.
+
+    The image is Poisson(photons x gain x (0.15 + PSF * structure + haze term))
+    / photons with a 1-px gaussian PSF, plus read noise 0.03, z-scored per
+    image. With the defaults a global threshold (Otsu) scores a pooled Dice
+    of 0.60-0.72 and a 35-px adaptive threshold at least 0.05 more (the
+    calibration test draws 3 sets of 16 images), as on the paper's ER (Otsu
+    69.5, adaptive 76.2).
+
+    >>> import jax
+    >>> d = er_uneven(jax.random.key(0), 1, size=64)
+    >>> d.images.shape, d.masks.shape
+    ((1, 64, 64, 1), (1, 64, 64))
+    """
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    _checks.check_positive("spacing", spacing)
+    _checks.check_positive("photons", photons)
+    if not 0.0 <= drop < 1.0:
+        raise ValueError(f"drop must be in [0, 1), got {drop}")
+    if not 0.0 < gain[0] <= gain[1]:
+        raise ValueError(f"gain must be (low, high) with 0 < low <= high, got {gain}")
+    if not 0.0 < width[0] <= width[1]:
+        raise ValueError(f"width must be (low, high) with 0 < low <= high, got {width}")
+    rng = _rng(key)
+    yy, xx = _grid(size)
+    pix = np.stack([yy.ravel(), xx.ravel()], -1)
+    masks = np.zeros((n, size, size), bool)
+    structure = np.zeros((n, size, size), np.float32)
+    gains = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        cy, cx = size / 2 + rng.uniform(-size / 12, size / 12, 2)
+        r = np.hypot(yy - cy, xx - cx) / (size / 2)
+        cell = 1.25 - r + 0.35 * _smooth_noise(rng, size, size / 6) > 0
+        seeds = _spread_points(rng, max(int(size * size / spacing ** 2), 3), -spacing, size + spacing,
+                               0.6 * spacing)
+        dist, near = cKDTree(seeds).query(pix, k=2)
+        gap = (dist[:, 1] - dist[:, 0]).reshape(size, size)
+        edge = (np.minimum(near[:, 0], near[:, 1]) * len(seeds) + np.maximum(near[:, 0], near[:, 1]))
+        edges = np.unique(edge)
+        kept = ~np.isin(edge, edges[rng.random(edges.size) < drop]).reshape(size, size)
+        local_width = width[0] + (width[1] - width[0]) * np.clip(0.5 + 0.25 * _smooth_noise(rng, size, 4), 0, 1)
+        masks[i] = (gap < local_width) & kept & cell
+        bright = np.clip(0.8 + 0.35 * _smooth_noise(rng, size, 3), 0.3, 1.4)
+        g = _smooth_noise(rng, size, size / 4)
+        g = (g - g.min()) / (g.max() - g.min() + 1e-12)
+        structure[i] = masks[i] * bright
+        gains[i] = gain[0] + (gain[1] - gain[0]) * g
+    blurred = np.stack([ndimage.gaussian_filter(s, 1.0) for s in structure])
+    hazy = np.stack([ndimage.gaussian_filter(s, 6.0) for s in structure])
+    k1, k2 = jax.random.split(jax.random.fold_in(key, 1))
+    lam = photons * gains * (0.15 + blurred + haze * hazy)
+    counts = np.asarray(jax.random.poisson(k1, jnp.asarray(lam)), np.float32)
+    img = counts / photons + 0.03 * np.asarray(jax.random.normal(k2, lam.shape))
+    return Dataset(_zscore(img)[..., None], masks.astype(np.int32))
 
 
 def scenes(key: jax.Array, n: int, *, size: int = 64, num_classes: int = 4, regions: int = 10,

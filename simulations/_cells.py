@@ -72,7 +72,7 @@ def _load(dspec_json: str) -> dict[str, data.Dataset]:
             raise RuntimeError("real_nuclei needs the packaged image: pip install tifffile && "
                                "pip install --no-deps stardist==0.9.2")
         return data.real_nuclei(tile=d["size"], split=tuple(d.get("split", (0.5, 0.25, 0.25))))
-    gen = {"nuclei": data.nuclei, "mito": data.mito, "er": data.er, "scenes": data.scenes}[name]
+    gen = {"nuclei": data.nuclei, "mito": data.mito, "er": data.er, "er_uneven": data.er_uneven, "scenes": data.scenes}[name]
     key = jax.random.key(d["seed"])
     kw = {"size": d["size"]}
     if name == "scenes":
