@@ -119,13 +119,17 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore: int | None = 
     return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
-def soft_iou_loss(logits: jax.Array, targets: jax.Array, *, ignore: int | None = IGNORE) -> jax.Array:
-    r"""One minus the soft IoU: :math:`1 - \sum p t / \max(\sum (p + t - p t), 10^{-6})`, :math:`p = \sigma(z)`.
+def soft_iou_loss(logits: jax.Array, targets: jax.Array, *, ignore: int | None = IGNORE,
+                  power: int = 1) -> jax.Array:
+    r"""One minus the soft IoU: :math:`1 - \sum p t / \max(\sum (p^k + t^k - p t), 10^{-6})`, :math:`p = \sigma(z)`.
 
+    ``power`` is k: 1 (the plain soft IoU) or 2 (squares in the denominator,
+    as the iGTT authors' code has it; for binary targets :math:`t^2 = t`).
     Summed over the labelled pixels of the batch (one ratio, not a mean of
-    per-image ratios); it lies in [0, 1] for targets in [0, 1], and is 0 when
-    no pixel is labelled. With an all-zero target the intersection is 0 and so
-    is the gradient of the ratio's numerator.
+    per-image ratios: vmap it over images for per-image ratios); it lies in
+    [0, 1] for targets in [0, 1] and k = 1, and is 0 when no pixel is
+    labelled. With an all-zero target the intersection is 0 and so is the
+    gradient of the ratio's numerator.
 
     >>> import jax.numpy as jnp
     >>> round(float(soft_iou_loss(jnp.full(4, 20.0), jnp.ones(4))), 6)
@@ -135,8 +139,10 @@ def soft_iou_loss(logits: jax.Array, targets: jax.Array, *, ignore: int | None =
     valid = _valid(targets, ignore)
     p = jnp.where(valid, jax.nn.sigmoid(z), 0.0)
     t = jnp.where(valid, targets.astype(jnp.float32), 0.0)
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 or 2, got {power!r}")
     inter = jnp.sum(p * t)
-    loss = 1.0 - inter / jnp.maximum(jnp.sum(p + t - p * t), 1e-6)
+    loss = 1.0 - inter / jnp.maximum(jnp.sum(p ** power + t ** power - p * t), 1e-6)
     return jnp.where(jnp.any(valid), loss, 0.0)
 
 

@@ -8,7 +8,9 @@ similarity experiments). One logit for binary segmentation, M for M classes.
 * :func:`unet`: encoder of 3x3 conv-ReLU pairs with 2x2 max pooling, widths
   ``widths`` (default 16-32-64); decoder by nearest upsampling, skip
   concatenation and conv pairs; a 1x1 head. H and W must be divisible by
-  2^(depth-1).
+  2^(depth-1). ``norm="batch"`` puts a BatchNorm between each conv and its
+  ReLU, ``init="normal"`` draws weights from N(0, 0.02) (the iGTT authors'
+  configuration, arXiv 2205.00160; He-normal otherwise).
 * :func:`fcn`: a plain stack of 3x3 conv-ReLU layers (optionally dilated) and a
   1x1 head: no downsampling, a receptive field of 1 + 2 sum(dilations).
 
@@ -28,7 +30,7 @@ from typing import Any, Callable, Iterator
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Model", "fcn", "num_params", "unet"]
+__all__ = ["INITS", "Model", "NORMS", "fcn", "num_params", "unet"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -51,9 +53,26 @@ class Model:
         return iter((self.init, self.apply))
 
 
-def _conv_init(key, kh, kw, cin, cout):
-    std = (2.0 / (kh * kw * cin)) ** 0.5  # He initialisation for ReLU
+#: Weight initialisations :func:`unet` accepts: He-normal (for ReLU) or N(0, 0.02).
+INITS = ("he", "normal")
+#: Normalisations :func:`unet` accepts: none, or BatchNorm on the batch's own statistics.
+NORMS = (None, "batch")
+
+
+def _conv_init(key, kh, kw, cin, cout, init="he"):
+    std = (2.0 / (kh * kw * cin)) ** 0.5 if init == "he" else 0.02
     return {"w": std * jax.random.normal(key, (kh, kw, cin, cout), jnp.float32), "b": jnp.zeros((cout,), jnp.float32)}
+
+
+def _bn_init(key, c):
+    return {"gamma": 1.0 + 0.02 * jax.random.normal(key, (c,), jnp.float32), "beta": jnp.zeros((c,), jnp.float32)}
+
+
+def _batch_norm(p, x, eps=1e-5):
+    """BatchNorm on the batch's own statistics (over N, H, W, per channel): PyTorch's train mode."""
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.var(x, axis=(0, 1, 2))
+    return (x - mean) * jax.lax.rsqrt(var + eps) * p["gamma"] + p["beta"]
 
 
 def _conv(p, x, dilation=1):
@@ -79,38 +98,80 @@ def num_params(params: Any) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
-def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1) -> Model:
+def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1, norm: str | None = None,
+         init: str = "he") -> Model:
     """A small U-Net with ``len(widths)`` levels (the last one the bottleneck) and ``out_channels`` logits.
 
-    Each level is two 3x3 conv-ReLU layers of its width (He-normal weights,
-    zero biases); 2x2 max pooling between levels, nearest upsampling, skip
-    concatenation and two conv-ReLU layers on the way up, a 1x1 head. Equal
-    arguments return the same (cached) :class:`Model`.
+    Each level is two 3x3 conv-ReLU layers of its width (zero biases);
+    2x2 max pooling between levels, nearest upsampling, skip concatenation
+    and two conv-ReLU layers on the way up, a 1x1 head. Equal arguments
+    return the same (cached) :class:`Model`.
+
+    Args:
+        widths: channels per level, at least two.
+        out_channels: logits per pixel.
+        norm: None, or "batch": BatchNorm between each 3x3 conv and its ReLU,
+            always on the statistics of the batch it is applied to (PyTorch's
+            train mode, as the iGTT authors train and select; there are no
+            running averages), so an image's output depends on the batch it
+            is predicted with. Its scale gamma starts at N(1, 0.02), its shift
+            at 0; the parameters gain a ``"bn"`` entry per conv.
+        init: "he" (He-normal, std sqrt(2 / fan-in)) or "normal" (N(0, 0.02)
+            for every conv weight, the authors' choice).
+
+    Raises:
+        ValueError: fewer than two widths, a width < 1, an unknown ``norm`` or ``init``.
 
     >>> unet(widths=(8, 16)).config
-    (('out_channels', 1), ('widths', (8, 16)))
+    (('init', 'he'), ('norm', None), ('out_channels', 1), ('widths', (8, 16)))
     """
-    return _unet(tuple(int(w) for w in widths), int(out_channels))
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return _unet(tuple(int(w) for w in widths), int(out_channels), norm, init)
 
 
 @functools.lru_cache(maxsize=None)
-def _unet(widths: tuple[int, ...], out_channels: int) -> Model:
+def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, init_kind: str = "he") -> Model:
     if len(widths) < 2 or min(widths) < 1:
         raise ValueError(f"widths must list at least two positive widths, got {widths!r}")
     depth = len(widths)
+    bn = norm == "batch"
+
+    def block(key, cin, cout):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        layers = [_conv_init(k1, 3, 3, cin, cout, init_kind), _conv_init(k2, 3, 3, cout, cout, init_kind)]
+        if bn:
+            layers[0]["bn"], layers[1]["bn"] = _bn_init(k3, cout), _bn_init(k4, cout)
+        return layers
 
     def init(key: jax.Array, in_channels: int = 1) -> dict:
         keys = iter(jax.random.split(key, 4 * depth + 2))
         params: dict = {"enc": [], "dec": []}
         cin = in_channels
         for w in widths:
-            params["enc"].append([_conv_init(next(keys), 3, 3, cin, w), _conv_init(next(keys), 3, 3, w, w)])
+            if bn:
+                params["enc"].append(block(next(keys), cin, w))
+                next(keys)
+            else:
+                params["enc"].append([_conv_init(next(keys), 3, 3, cin, w, init_kind),
+                                      _conv_init(next(keys), 3, 3, w, w, init_kind)])
             cin = w
         for w in reversed(widths[:-1]):
-            params["dec"].append([_conv_init(next(keys), 3, 3, cin + w, w), _conv_init(next(keys), 3, 3, w, w)])
+            if bn:
+                params["dec"].append(block(next(keys), cin + w, w))
+                next(keys)
+            else:
+                params["dec"].append([_conv_init(next(keys), 3, 3, cin + w, w, init_kind),
+                                      _conv_init(next(keys), 3, 3, w, w, init_kind)])
             cin = w
-        params["head"] = _conv_init(next(keys), 1, 1, cin, out_channels)
+        params["head"] = _conv_init(next(keys), 1, 1, cin, out_channels, init_kind)
         return params
+
+    def layer(p, h):
+        h = _conv(p, h)
+        return jax.nn.relu(_batch_norm(p["bn"], h) if "bn" in p else h)
 
     def apply(params: dict, x: jax.Array, *, features: bool = False):
         if x.shape[1] % 2 ** (depth - 1) or x.shape[2] % 2 ** (depth - 1):
@@ -121,17 +182,18 @@ def _unet(widths: tuple[int, ...], out_channels: int) -> Model:
         for i, (c1, c2) in enumerate(params["enc"]):
             if i:
                 h = _pool(h)
-            h = jax.nn.relu(_conv(c2, jax.nn.relu(_conv(c1, h))))
+            h = layer(c2, layer(c1, h))
             feats[f"enc{i}"] = h
             skips.append(h)
         for i, (c1, c2) in enumerate(params["dec"]):
             h = jnp.concatenate([_up(h), skips[-2 - i]], axis=-1)
-            h = jax.nn.relu(_conv(c2, jax.nn.relu(_conv(c1, h))))
+            h = layer(c2, layer(c1, h))
             feats[f"dec{i}"] = h
         logits = _conv(params["head"], h)
         return (logits, feats) if features else logits
 
-    return Model(init, apply, name="unet", config=(("out_channels", out_channels), ("widths", widths)))
+    return Model(init, apply, name="unet", config=(("init", init_kind), ("norm", norm), ("out_channels", out_channels),
+                                                   ("widths", widths)))
 
 
 def fcn(*, widths: tuple[int, ...] = (32, 32, 32, 32), out_channels: int = 1,
