@@ -84,29 +84,6 @@ def test_baselines_against_scikit_image():
         u.adaptive(ds.images, block_size=4)
 
 
-def test_igtt_mechanics():
-    tr = data.nuclei(jax.random.key(0), 4, size=32)
-    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet(widths=(4, 8))}
-    r = u.igtt(jax.random.key(1), tr.images, **kw)
-    assert r.pseudo_labels.shape == (3, 4, 32, 32) and not r.pseudo_labels[0].any()  # all-background start
-    assert r.selected.shape == (2, 4, 32, 32) and [h["epoch"] for h in r.history] == [1, 2]
-    assert r.predict(tr.images).shape == (4, 32, 32)
-    for h, sel in zip(r.history, r.selected):  # what every record holds, from the selection itself
-        assert h["selected_fraction"] == pytest.approx(float(sel.mean()))
-        assert h["inverted_fraction"] == pytest.approx(float(np.mean(sel.mean(axis=(1, 2)) > 0.5)))
-    # with EMS the next labels are sparse (10% of a skeleton); without, they are the selected masks
-    assert r.pseudo_labels[1].sum() < 0.2 * r.selected[0].sum() + 4
-    r2 = u.igtt(jax.random.key(1), tr.images, use_ems=False, **kw)
-    np.testing.assert_array_equal(r2.pseudo_labels[1], r2.selected[0])
-    r3 = u.igtt(jax.random.key(1), tr.images, init_labels=tr.masks, **kw)
-    np.testing.assert_array_equal(r3.pseudo_labels[0], tr.masks.astype(bool))
-    assert u.igtt_masks(r, tr.images).shape == (4, 32, 32)
-    with pytest.raises(ValueError, match="init_labels"):
-        u.igtt(jax.random.key(1), tr.images, init_labels=tr.masks[:2], **kw)
-    with pytest.raises(ValueError, match="loss"):
-        u.igtt(jax.random.key(1), tr.images, loss="hinge", **kw)
-
-
 def test_dmi_of_a_candidate_is_minus_log_covariance():
     """det(P S^T / n) = cov(p, s) for binary s: the selection maximises pi (1 - pi) |E[p|s] - E[p|~s]|."""
     rng = np.random.default_rng(4)
@@ -127,36 +104,6 @@ def test_ems_without_the_size_rule_keeps_the_given_side():
     np.testing.assert_array_equal(flipped, skeletonize(~m))
 
 
-def test_igtt_orient_and_monitor_hooks():
-    """The method never sees ground truth; a caller's ``orient`` replaces the size rule (EMS then keeps the
-    given side) and ``monitor`` adds its records, called with each epoch's output and selection."""
-    tr = data.nuclei(jax.random.key(0), 4, size=32)
-    kw = {"epochs": 2, "steps_per_epoch": 3, "model": nets.unet(widths=(4, 8))}
-    truth = tr.masks.astype(bool)
-    calls = []
-
-    def monitor(epoch, probs, sel):
-        calls.append((epoch, probs.shape, sel.copy()))
-        return {"dice_selected": float(metrics.dice(sel, truth))}
-
-    key = jax.random.key(1)
-    flip_first = lambda probs, sel: np.arange(len(sel)) == 0  # noqa: E731 - invert image 0, keep the rest
-    r = u.igtt(key, tr.images, orient=flip_first, monitor=monitor, **kw)
-    assert [c[0] for c in calls] == [1, 2] and all(c[1] == (4, 32, 32) for c in calls)
-    assert [h["dice_selected"] for h in r.history] == [float(metrics.dice(c[2], truth)) for c in calls]
-    for e, (_, _, raw) in enumerate(calls):  # stored selections are the oriented ones
-        np.testing.assert_array_equal(r.selected[e][0], ~raw[0])
-        np.testing.assert_array_equal(r.selected[e][1:], raw[1:])
-        # and EMS keeps the side it is given: the next labels are ems(..., invert=False) of them, same key
-        _, k_ems = jax.random.split(jax.random.fold_in(key, e))
-        np.testing.assert_array_equal(r.pseudo_labels[e + 1], u.ems(k_ems, r.selected[e], invert=False))
-    assert r.selected[-1][0].mean() > 0.5 or calls[-1][2][0].mean() > 0.5  # one side of image 0 is the large one
-    with pytest.raises(ValueError, match="one bool per image"):
-        u.igtt(key, tr.images, orient=lambda probs, sel: True, **kw)
-    with pytest.raises(TypeError):
-        u.igtt(key, tr.images, masks=tr.masks, **kw)  # no ground truth argument any more
-
-
 def test_selection_is_unchanged_by_increasing_affine_maps_per_image():
     """Thresholds sit at fixed fractions of each image's range and det = cov(p, s) only scales: the
     selection on min-max scaled intensity is the selection on the intensity (used by the igtt diagnostics)."""
@@ -168,3 +115,188 @@ def test_selection_is_unchanged_by_increasing_affine_maps_per_image():
     assert 0 < ref.mean() < 1
     # a non-affine increasing map (a sigmoid of the raw intensity) may pick another mask
     assert not np.array_equal(np.asarray(u.select_pseudo_labels(1 / (1 + np.exp(-img)))), ref)
+
+
+# ------------------------------------------------------------------ iGTT, the loop and its options
+TINY = {"widths": (4, 8)}
+
+
+def _dihedral_np(x, t):
+    r = np.rot90(x, t % 4, axes=(0, 1))
+    return r[:, ::-1] if t >= 4 else r
+
+
+def test_igtt_recommended_mechanics_and_monitor():
+    """Rounds, history, start, labels = EMS of the start's masks (sparse, within the shift radius of their
+    skeleton), final masks = the configuration's selection of the output; the monitor sees every round."""
+    tr = data.nuclei(jax.random.key(0), 4, size=32)
+    calls = []
+
+    def monitor(rnd, fit, sel):
+        calls.append((rnd, fit.predict(tr.images).shape, sel.copy()))
+        return {"dice_selected": float(metrics.dice(sel, tr.masks))}
+
+    r = u.igtt(jax.random.key(1), tr.images, rounds=1, steps=3, monitor=monitor, **TINY)
+    assert r.history[0]["dice_selected"] == float(metrics.dice(r.selected, tr.masks)) and "separation" in r.history[0]
+    start, name = u.start_masks(tr.images, start="auto")
+    assert r.start == name in ("otsu", "adaptive") and r.config == u.PRESETS["recommended"].replace(rounds=1, steps=3,
+                                                                                                        **TINY)
+    near = np.stack([ndi.binary_dilation(skeletonize(m), structure=np.ones((3, 3))) for m in start])
+    assert r.labels.any() and not (r.labels & ~near).any() and r.labels.sum() <= 0.15 * near.sum()
+    assert [c[0] for c in calls] == [1] and calls[0][1] == (4, 32, 32)
+    np.testing.assert_array_equal(calls[0][2], r.selected)
+    probs = r.predict(tr.images)
+    np.testing.assert_array_equal(r.selected, u.select_pseudo_labels(probs, selection="otsu"))
+    np.testing.assert_array_equal(u.igtt_masks(r, tr.images), r.selected)  # orient "high": never inverted
+    h = r.history[0]
+    assert h["round"] == 1 and np.isfinite(h["loss"]) and h["selected_fraction"] == pytest.approx(r.selected.mean())
+    r3 = u.igtt(jax.random.key(1), tr.images, rounds=1, steps=2, init_labels=tr.masks, **TINY)
+    assert r3.start == "given"
+    with pytest.raises(ValueError, match="init_labels"):
+        u.igtt(jax.random.key(1), tr.images, init_labels=tr.masks[:2], **TINY)
+
+
+def test_igtt_options_are_checked():
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    for bad, match in (({"loss": "hinge"}, "loss"), ({"selection": "mean"}, "selection"), ({"rounds": 0}, "rounds"),
+                       ({"steps": 0}, "steps"), ({"iou_power": 3}, "iou_power"), ({"start": "grey"}, "start"),
+                       ({"norm": "layer"}, "norm"), ({"ratio": 2.0}, "ratio")):
+        with pytest.raises(ValueError, match=match):
+            u.igtt(jax.random.key(0), x, **bad)
+    with pytest.raises(TypeError):
+        u.igtt(jax.random.key(0), x, epochs=2)  # not an option
+    with pytest.raises(ValueError, match="preset"):
+        u.igtt(jax.random.key(0), x, preset="authors")
+    with pytest.raises(ValueError, match="images"):
+        u.igtt(jax.random.key(0), x[..., 0])
+    assert u.IGTTConfig(**u.PRESETS["paper"].to_dict()) == u.PRESETS["paper"]
+
+
+def test_in_step_selection_comes_from_each_batch_output_before_its_step():
+    """select_when="step": with a vanishing learning rate the stored selections are those of the output
+    before the step; with shared=True one threshold index serves the batch; with augmentation each stored
+    selection is one of the 8 dihedral copies' selections, mapped back to the image's orientation."""
+    tr = data.nuclei(jax.random.key(2), 4, size=32)
+    kw = dict(start="otsu", rounds=1, steps=None, batch_size=4, select_when="step", selection="dmi",
+              learning_rate=1e-12, optimizer="sgd", **TINY)
+    r = u.igtt(jax.random.key(3), tr.images, augment=False, shared=True, **kw)
+    probs = r.predict(tr.images)
+    np.testing.assert_array_equal(r.selected, u.select_pseudo_labels(probs, shared=True))
+    shared = np.asarray(u.select_pseudo_labels(probs, shared=True))
+    per_image = np.asarray(u.select_pseudo_labels(probs))
+    assert not np.array_equal(shared, per_image)  # the option matters here
+    r2 = u.igtt(jax.random.key(3), tr.images, augment=True, shared=False, **kw)
+    for i in range(4):
+        copies = []
+        for t in range(8):
+            xi = _dihedral_np(tr.images[i], t)[None]
+            s = np.asarray(u.select_pseudo_labels(r2.predict(np.ascontiguousarray(xi))))[0]
+            back = np.rot90(s[:, ::-1] if t >= 4 else s, -(t % 4), axes=(0, 1))
+            copies.append(back)
+        assert any(np.array_equal(r2.selected[i], c) for c in copies)
+
+
+def test_paper_preset_first_round_on_all_background_has_zero_gradient():
+    """Epoch 0 of the paper trains on all-black labels: DMI and soft IoU have zero gradient, so without
+    weight decay the learning rate does not change the weights; the selections come from that output."""
+    tr = data.nuclei(jax.random.key(4), 4, size=32)
+    kw = dict(preset="paper", rounds=1, weight_decay=0.0, **TINY)
+    a = u.igtt(jax.random.key(5), tr.images, learning_rate=0.05, **kw)
+    b = u.igtt(jax.random.key(5), tr.images, learning_rate=5.0, **kw)
+    for la, lb in zip(jax.tree_util.tree_leaves(a.fit.params), jax.tree_util.tree_leaves(b.fit.params)):
+        np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
+    assert not a.labels.any() and a.start == "black" and a.selected.any()
+    c = u.igtt(jax.random.key(5), tr.images, preset="paper", rounds=1, **TINY)  # weight decay alone moves them
+    assert any(not np.array_equal(np.asarray(la), np.asarray(lc))
+               for la, lc in zip(jax.tree_util.tree_leaves(a.fit.params), jax.tree_util.tree_leaves(c.fit.params)))
+
+
+def test_otsu_selection_is_otsus_criterion_and_dmi_prefers_half_masks():
+    """selection="otsu" maximises corr(p, s)^2 among the candidates (checked by brute force); DMI's
+    sqrt(pi (1 - pi)) factor pulls its choice towards half the image on a skewed output."""
+    rng = np.random.default_rng(6)
+    m = np.zeros((32, 32), bool)
+    m[4:12, 4:12] = True  # 6% foreground
+    p = np.clip(np.where(m, 0.7, 0.2) + rng.normal(0, 0.12, m.shape), 0, 1)
+    ot = np.asarray(u.select_pseudo_labels(p, selection="otsu"))
+    lo, hi = p.min(), p.max()
+    cands = [p > lo + (k / 31) * (hi - lo) for k in range(1, 31)]
+    corr2 = [np.corrcoef(p.ravel(), c.ravel())[0, 1] ** 2 for c in cands]
+    np.testing.assert_array_equal(ot, cands[int(np.argmax(corr2))])
+    dmi = np.asarray(u.select_pseudo_labels(p, selection="dmi"))
+    assert abs(dmi.mean() - 0.5) < abs(ot.mean() - 0.5) and metrics.dice(ot, m) > metrics.dice(dmi, m)
+
+
+def test_er_uneven_calibration():
+    """Otsu's pooled Dice in 0.60-0.72 and a 35-px adaptive threshold at least 0.05 above it (3 sets)."""
+    for seed in range(3):
+        d = data.er_uneven(jax.random.key(seed), 16)
+        assert d.images.shape == (16, 128, 128, 1) and 0.2 <= d.masks.mean() <= 0.35
+        o = float(metrics.dice(u.otsu(d.images), d.masks))
+        a = float(metrics.dice(u.adaptive(d.images, block_size=35), d.masks))
+        assert 0.60 <= o <= 0.72 and a >= o + 0.05, (seed, o, a)
+    np.testing.assert_array_equal(data.er_uneven(jax.random.key(0), 2, size=64).masks,
+                                  data.er_uneven(jax.random.key(0), 2, size=64).masks)
+
+
+def test_auto_start_picks_the_local_threshold_only_under_uneven_illumination():
+    """local_separation (no truth) ranks adaptive above Otsu on er_uneven and below it on er; brute-force
+    check of the score on one window."""
+    uneven = data.er_uneven(jax.random.key(7), 6)
+    even = data.er(jax.random.key(7), 6, size=64)
+    assert u.start_masks(uneven.images, start="auto")[1] == "adaptive"
+    assert u.start_masks(even.images, start="auto")[1] == "otsu"
+    x = uneven.images[0, ..., 0].astype(np.float64)
+    m = u.adaptive(uneven.images[:1])[0]
+    s = u.local_separation(uneven.images[:1], m[None], window=35)
+    assert s.shape == (1,) and 0 < s[0] < 1
+    w = x[40:75, 40:75]  # the window centred on (57, 57)
+    mw = m[40:75, 40:75]
+    pi = mw.mean()
+    ref = pi * (1 - pi) * (w[mw].mean() - w[~mw].mean()) ** 2 / w.var()
+    from scipy import ndimage as nd
+
+    f = lambda a: nd.uniform_filter(a, 35, mode="reflect")  # noqa: E731
+    mf = m.astype(np.float64)
+    mu, pm, mx = f(x), f(mf), f(mf * x)
+    share = pm * (1 - pm) * (mx / pm - (mu - mx) / (1 - pm)) ** 2 / (f(x * x) - mu * mu)
+    assert share[57, 57] == pytest.approx(ref, rel=1e-6)
+
+
+def test_batchnorm_unet_normalises_with_the_batch_and_normal_init():
+    model = nets.unet(widths=(4, 8), norm="batch", init="normal")
+    p = model.init(jax.random.key(0), 1)
+    w = np.concatenate([np.ravel(c["w"]) for lvl in p["enc"] + p["dec"] for c in lvl])
+    assert abs(w.std() - 0.02) < 0.003
+    g = np.concatenate([np.ravel(c["bn"]["gamma"]) for lvl in p["enc"] + p["dec"] for c in lvl])
+    assert abs(g.mean() - 1) < 0.01 and 0.005 < g.std() < 0.04
+    x = np.random.default_rng(0).normal(size=(3, 16, 16, 1)).astype(np.float32)
+    _, feats = model.apply(p, x, features=True)
+    # the batch's statistics: the same image predicted with other images gives another output
+    alone = np.asarray(model.apply(p, x[:1]))
+    together = np.asarray(model.apply(p, x))[:1]
+    assert not np.allclose(alone, together)
+    with pytest.raises(ValueError, match="norm"):
+        nets.unet(norm="group")
+    with pytest.raises(ValueError, match="init"):
+        nets.unet(init="xavier")
+
+
+def test_soft_iou_with_squares_in_the_denominator():
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(2, 8, 8)).astype(np.float32)
+    t = (rng.random((2, 8, 8)) < 0.3).astype(np.float32)
+    p = 1 / (1 + np.exp(-z))
+    ref = 1 - (p * t).sum() / (p ** 2 + t - p * t).sum()
+    assert float(losses.soft_iou_loss(z, t, power=2)) == pytest.approx(ref, rel=1e-5)
+    with pytest.raises(ValueError, match="power"):
+        losses.soft_iou_loss(z, t, power=3)
+
+
+@pytest.mark.slow
+def test_recommended_igtt_beats_thresholds_on_er_uneven():
+    tr = data.er_uneven(jax.random.key(10), 24)
+    te = data.er_uneven(jax.random.key(11), 8)
+    r = u.igtt(jax.random.key(0), tr.images, rounds=2, steps=200)
+    d = float(metrics.dice(u.igtt_masks(r, te.images), te.masks))
+    assert d > float(metrics.dice(u.adaptive(te.images), te.masks)) > float(metrics.dice(u.otsu(te.images), te.masks))
