@@ -199,8 +199,13 @@ def compute(spec: dict) -> dict:
                 "test_paper_dice": _paper_protocol(fit.predict(te.images), te.masks)["dice"]}
 
     fit_cfg = uns.PRESETS[preset].replace(**opts)
-    r = uns.igtt(key, tr.images, config=fit_cfg, monitor=monitor, monitor_every=spec["monitor_every"],
-                 progress=False)
+    try:
+        r = uns.igtt(key, tr.images, config=fit_cfg, monitor=monitor, monitor_every=spec["monitor_every"],
+                     progress=False)
+    except FloatingPointError as err:  # training diverged: the run segments nothing, and the record says why
+        none = {"dice": 0.0, "best_monitored_round_dice": 0.0}
+        return {"honest": {"dice": 0.0, "accuracy": float(1.0 - np.mean(te.masks))}, "paper": none,
+                "start": fit_cfg.start, "history": [], "diverged": str(err)}
     p = r.predict(te.images)
     paper = _paper_protocol(p, te.masks)
     paper["best_monitored_round_dice"] = max(h["test_paper_dice"] for h in r.history if "test_paper_dice" in h)
@@ -220,7 +225,9 @@ def summarise(config: dict, store) -> dict:
             if "history" in res[0]:
                 paper[m]["best_monitored_round_dice"] = stats([r["paper"]["best_monitored_round_dice"] for r in res])
                 rows[m]["start"] = [r["start"] for r in res]
-                rows[m]["monitored_rounds"] = [h["round"] for h in res[0]["history"] if "dice_selected" in h]
+                rows[m]["diverged"] = sum("diverged" in r for r in res)
+                rows[m]["monitored_rounds"] = max(([h["round"] for h in r["history"] if "dice_selected" in h]
+                                                   for r in res), key=len)
                 rows[m]["dice_selected_by_round"] = [[h["dice_selected"] for h in r["history"] if "dice_selected" in h]
                                                      for r in res]
         rec = rows["igtt_ems_recommended"]["dice_by_seed"]
@@ -280,8 +287,8 @@ def plot(record: dict, path: Path, store=None) -> None:
     for j, name in enumerate(names):
         for k, m in enumerate(("igtt_ems", "igtt_no_ems")):
             rows = res[name]["methods"][m]
-            for i, row in enumerate(rows["dice_selected_by_round"]):
-                b.plot(rows["monitored_rounds"], row, color=f"C{2 * j + k}", lw=1, alpha=0.8,
+            for i, row in enumerate(r for r in rows["dice_selected_by_round"] if r):  # diverged runs have none
+                b.plot(rows["monitored_rounds"][:len(row)], row, color=f"C{2 * j + k}", lw=1, alpha=0.8,
                        label=f"{name} {m}" if i == 0 else None)
     b.set(xlabel="round", ylabel="Dice of the selected masks (train), per seed", ylim=(0, 1),
           title="the faithful loop: pseudo-label quality over rounds")

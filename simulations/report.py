@@ -1025,7 +1025,9 @@ def _igtt(rec: dict, records: dict, default: int | None) -> list[str]:
             f"recommended method scores {pm(r['methods']['igtt_ems_recommended']['dice'])} and beats adaptive in "
             f"{r['recommended_wins']['adaptive']}/{r['seeds']} seeds, Otsu in {r['recommended_wins']['otsu']}, "
             f"iGTT without EMS in {r['recommended_wins']['igtt_no_ems']} (its start: "
-            f"{listing(sorted(set(r['methods']['igtt_ems_recommended']['start'])), 'or')})."))
+            f"{listing(sorted(set(r['methods']['igtt_ems_recommended']['start'])), 'or')})."
+            + "".join(f" {v['diverged']} run(s) of {IGTT_LABELS.get(k, k)} diverged (training loss NaN; scored as "
+                      f"Dice 0)." for k, v in r["methods"].items() if v.get("diverged"))))
     if "er_uneven" in D:
         r = D["er_uneven"]["methods"]
         sw = [m for m in r if m.startswith("igtt_ems_") and m != "igtt_ems_recommended"]
