@@ -295,8 +295,10 @@ def test_soft_iou_with_squares_in_the_denominator():
 
 @pytest.mark.slow
 def test_recommended_igtt_beats_thresholds_on_er_uneven():
-    tr = data.er_uneven(jax.random.key(10), 24)
-    te = data.er_uneven(jax.random.key(11), 8)
-    r = u.igtt(jax.random.key(0), tr.images, rounds=2, steps=200)
+    """igtt(key, images) with its defaults, on the igtt experiment's er_uneven split (48 + 16 images of 128^2,
+    seed 0 of its 5: the margin over adaptive is thin, and seed 3 of the experiment loses it)."""
+    key = jax.random.key(0)
+    tr, te = data.er_uneven(jax.random.fold_in(key, 0), 48), data.er_uneven(jax.random.fold_in(key, 2), 16)
+    r = u.igtt(jax.random.key(0), tr.images)
     d = float(metrics.dice(u.igtt_masks(r, te.images), te.masks))
     assert d > float(metrics.dice(u.adaptive(te.images), te.masks)) > float(metrics.dice(u.otsu(te.images), te.masks))
