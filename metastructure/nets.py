@@ -139,32 +139,25 @@ def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, i
     depth = len(widths)
     bn = norm == "batch"
 
-    def block(key, cin, cout):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        layers = [_conv_init(k1, 3, 3, cin, cout, init_kind), _conv_init(k2, 3, 3, cout, cout, init_kind)]
-        if bn:
-            layers[0]["bn"], layers[1]["bn"] = _bn_init(k3, cout), _bn_init(k4, cout)
-        return layers
+    def level(keys, cin, cout):
+        """A level's two 3x3 convs: without BatchNorm one key each; with it, both convs and both norms
+        from the first key (the second is drawn and unused, so every level takes two keys either way)."""
+        k_a, k_b = next(keys), next(keys)
+        if not bn:
+            return [_conv_init(k_a, 3, 3, cin, cout, init_kind), _conv_init(k_b, 3, 3, cout, cout, init_kind)]
+        k1, k2, k3, k4 = jax.random.split(k_a, 4)
+        return [{**_conv_init(k1, 3, 3, cin, cout, init_kind), "bn": _bn_init(k3, cout)},
+                {**_conv_init(k2, 3, 3, cout, cout, init_kind), "bn": _bn_init(k4, cout)}]
 
     def init(key: jax.Array, in_channels: int = 1) -> dict:
         keys = iter(jax.random.split(key, 4 * depth + 2))
         params: dict = {"enc": [], "dec": []}
         cin = in_channels
         for w in widths:
-            if bn:
-                params["enc"].append(block(next(keys), cin, w))
-                next(keys)
-            else:
-                params["enc"].append([_conv_init(next(keys), 3, 3, cin, w, init_kind),
-                                      _conv_init(next(keys), 3, 3, w, w, init_kind)])
+            params["enc"].append(level(keys, cin, w))
             cin = w
         for w in reversed(widths[:-1]):
-            if bn:
-                params["dec"].append(block(next(keys), cin + w, w))
-                next(keys)
-            else:
-                params["dec"].append([_conv_init(next(keys), 3, 3, cin + w, w, init_kind),
-                                      _conv_init(next(keys), 3, 3, w, w, init_kind)])
+            params["dec"].append(level(keys, cin + w, w))
             cin = w
         params["head"] = _conv_init(next(keys), 1, 1, cin, out_channels, init_kind)
         return params

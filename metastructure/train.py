@@ -37,6 +37,7 @@ __all__ = [
     "FitResult",
     "TrainState",
     "augment_dihedral",
+    "dihedral",
     "fit",
     "fit_many",
     "init",
@@ -107,23 +108,28 @@ def step(state: TrainState, images: jax.Array, targets: jax.Array, *, model: net
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), value
 
 
+def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
+    """Per sample, the dihedral transform ``t`` in 0..7 of ``a`` (N, H, W[, C]): rot90 ``t % 4`` times over
+    (H, W), then, for ``t >= 4``, a flip of W; with ``inverse``, the transform that undoes it."""
+
+    def one(ti, x):
+        def f(i):
+            if inverse:
+                return lambda y: jnp.rot90(y[:, ::-1] if i >= 4 else y, -(i % 4), axes=(0, 1))
+            return lambda y: (lambda r: r[:, ::-1] if i >= 4 else r)(jnp.rot90(y, i % 4, axes=(0, 1)))
+
+        return jax.lax.switch(ti, [f(i) for i in range(8)], x)
+
+    return jax.vmap(one)(t, a)
+
+
 def augment_dihedral(key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Each sample gets one of the 8 flips/rotations (images NHWC, labels NHW[...])."""
+    """Each sample gets one of the 8 flips/rotations (images NHWC, labels NHW[...]): :func:`dihedral`
+    with ``t`` drawn uniformly per sample, the same for a sample's image and labels."""
     if images.shape[1] != images.shape[2]:
         raise ValueError(f"dihedral augmentation needs square images, got {images.shape[1:3]}")
     ks = jax.random.randint(key, (images.shape[0],), 0, 8)
-
-    def one(k, im, lab):
-        def t(i):
-            def f(a):
-                a = jnp.rot90(a, i % 4, axes=(0, 1))
-                return a[:, ::-1] if i >= 4 else a
-
-            return lambda pair: (f(pair[0]), f(pair[1]))
-
-        return jax.lax.switch(k, [t(i) for i in range(8)], (im, lab))
-
-    return jax.vmap(one)(ks, images, labels)
+    return dihedral(ks, images), dihedral(ks, labels)
 
 
 # ------------------------------------------------------------------------ fit

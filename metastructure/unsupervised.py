@@ -366,21 +366,6 @@ class IGTTResult(NamedTuple):
         return self.fit.predict(images)
 
 
-def _dihedral(t: jax.Array, a: jax.Array, inverse: bool = False) -> jax.Array:
-    """Per sample, the dihedral transform t in 0..7 (rot90^(t % 4), then a horizontal flip if t >= 4) of
-    (N, H, W[, C]), or its inverse."""
-
-    def one(ti, x):
-        def f(i):
-            if inverse:
-                return lambda y: jnp.rot90(y[:, ::-1] if i >= 4 else y, -(i % 4), axes=(0, 1))
-            return lambda y: (lambda r: r[:, ::-1] if i >= 4 else r)(jnp.rot90(y, i % 4, axes=(0, 1)))
-
-        return jax.lax.switch(ti, [f(i) for i in range(8)], x)
-
-    return jax.vmap(one)(t, a)
-
-
 def _pooled_loss(cfg: IGTTConfig):
     def one(logits, y):
         if cfg.loss == "bce":
@@ -406,7 +391,7 @@ def _igtt_step(cfg: IGTTConfig, model: nets.Model, opt, bs: int):
             yb = ems(k_ems, yb, radius=cfg.radius, ratio=cfg.ratio, invert=cfg.orient == "size")
         yb = jnp.where(black, False, yb).astype(jnp.float32)
         t = jax.random.randint(k_aug, (bs,), 0, 8) if cfg.augment else jnp.zeros((bs,), jnp.int32)
-        xb, yb = _dihedral(t, xb), _dihedral(t, yb)
+        xb, yb = train.dihedral(t, xb), train.dihedral(t, yb)
 
         def objective(params):
             logits = model.apply(params, xb)[..., 0]
@@ -418,20 +403,10 @@ def _igtt_step(cfg: IGTTConfig, model: nets.Model, opt, bs: int):
         if cfg.select_when == "step":
             sel = _select(jax.nn.sigmoid(jax.lax.stop_gradient(logits)), num_thresholds=cfg.num_thresholds,
                           selection=cfg.selection, shared=cfg.shared)
-            store = store.at[idx].set(_dihedral(t, sel, inverse=True))
+            store = store.at[idx].set(train.dihedral(t, sel, inverse=True))
         return new, store, value
 
     return run
-
-
-def _optimizer(cfg: IGTTConfig, steps_per_round: int):
-    lr: Any = cfg.learning_rate
-    if cfg.decay_every is not None:
-        lr = optax.exponential_decay(cfg.learning_rate, cfg.decay_every * steps_per_round, cfg.decay_factor,
-                                     staircase=True)
-    if cfg.optimizer == "adam":
-        return optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr, momentum=cfg.momentum))
 
 
 def _labels_from(cfg: IGTTConfig, key: jax.Array, sel: np.ndarray) -> np.ndarray:
@@ -488,8 +463,8 @@ def igtt(
     fit, selected)`` (every ``monitor_every`` rounds and after the last) gets
     the network so far (a :class:`~metastructure.train.FitResult`: ``fit.predict``)
     and the stored selections (N, H, W); what it returns (a dict) joins that
-    round's record (a caller's evaluation against ground truth lives there). Each record holds ``round``,
-    ``loss`` (the round's mean training loss), ``selected_fraction`` and
+    round's record (a caller's evaluation against ground truth lives there).
+    Each record holds ``round``, ``loss`` (the round's mean training loss), ``selected_fraction`` and
     ``inverted_fraction`` (the share of selections covering over half their
     image: the ones EMS's size rule inverts when ``orient="size"``).
 
@@ -518,7 +493,9 @@ def igtt(
     bs = min(int(cfg.batch_size), n)
     per_pass = -(-n // bs)
     steps = per_pass if cfg.steps is None else int(cfg.steps)
-    opt = _optimizer(cfg, steps)
+    opt = train.make_optimizer(cfg.optimizer, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                               momentum=cfg.momentum, decay_factor=cfg.decay_factor,
+                               decay_every=None if cfg.decay_every is None else cfg.decay_every * steps)
     run = _igtt_step(cfg, model, opt, bs)
     k_init, k_loop = jax.random.split(key)
     state = train.init(k_init, model, x_host.shape[-1], opt)
