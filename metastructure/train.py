@@ -110,10 +110,17 @@ def step(state: TrainState, images: jax.Array, targets: jax.Array, *, model: net
 
 def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
     """Per sample, the dihedral transform ``t`` in 0..7 of ``a`` (N, H, W[, C]): rot90 ``t % 4`` times over
-    (H, W), then, for ``t >= 4``, a flip of W; with ``inverse``, the transform that undoes it."""
+    (H, W), then, for ``t >= 4``, a flip of W; with ``inverse``, the transform that undoes it.
+
+    Non-square images have only the 4 transforms that keep their shape: an
+    odd ``t`` (a quarter turn) is taken as ``t - 1``, so a uniform ``t`` in
+    0..7 stays uniform over those 4."""
+    square = a.shape[1] == a.shape[2]
 
     def one(ti, x):
         def f(i):
+            if not square:
+                i -= i % 2
             if inverse:
                 return lambda y: jnp.rot90(y[:, ::-1] if i >= 4 else y, -(i % 4), axes=(0, 1))
             return lambda y: (lambda r: r[:, ::-1] if i >= 4 else r)(jnp.rot90(y, i % 4, axes=(0, 1)))
@@ -164,8 +171,24 @@ class FitResult(NamedTuple):
         return np.concatenate([np.asarray(f(self.params, x[i : i + batch_size]))
                                for i in range(0, x.shape[0], batch_size)])
 
-    def predict(self, images: Any, *, batch_size: int = 16) -> np.ndarray:
-        """Per-pixel probabilities: binary (N, H, W) in [0, 1]; multi-class (N, H, W, M)."""
+    def predict(self, images: Any, *, batch_size: int = 16, tta: bool = False) -> np.ndarray:
+        """Per-pixel probabilities: binary (N, H, W) in [0, 1]; multi-class (N, H, W, M).
+
+        ``tta``: test-time augmentation, the mean of the probabilities over the
+        dihedral transforms of each image (:func:`dihedral`), each mapped back:
+        all 8 for square images, the 4 that keep the shape (identity, the two
+        flips, the half turn) otherwise.
+        """
+        if tta:
+            x = jnp.asarray(images, jnp.float32)
+            ts = range(8) if x.shape[1] == x.shape[2] else (0, 2, 4, 6)
+            total = None
+            for t in ts:  # dihedral(t, .) of every image at once: rot90 t % 4 times over (H, W), then flip W
+                xt = jnp.rot90(x, t % 4, axes=(1, 2))
+                p = jnp.asarray(self.predict(xt[:, :, ::-1] if t >= 4 else xt, batch_size=batch_size))
+                p = jnp.rot90(p[:, :, ::-1] if t >= 4 else p, -(t % 4), axes=(1, 2))
+                total = p if total is None else total + p
+            return np.asarray(total / len(ts))
         z = self.logits(images, batch_size=batch_size)
         if self.num_classes is None:
             return np.asarray(jax.nn.sigmoid(z[..., 0]))

@@ -307,6 +307,35 @@ def test_augmentation_keeps_image_and_label_aligned():
     assert not np.array_equal(np.asarray(xa), np.asarray(x))
 
 
+def test_dihedral_on_non_square_images_and_test_time_augmentation():
+    """dihedral: numpy's rot90 / flip as the oracle; non-square images keep their shape (odd t -> t - 1).
+    predict(tta=True): the mean over the transforms, each prediction mapped back (numpy oracle), binary and
+    multi-class; 4 transforms on non-square images."""
+    def np_dihedral(x, t):
+        r = np.rot90(x, t % 4, axes=(0, 1))
+        return r[:, ::-1] if t >= 4 else r
+
+    rng = np.random.default_rng(0)
+    for shape in ((2, 10, 10, 3), (2, 8, 12, 3)):
+        a = rng.normal(size=shape).astype(np.float32)
+        for t in range(8):
+            tt = t - t % 2 if shape[1] != shape[2] else t
+            y = np.asarray(train.dihedral(jax.numpy.full((2,), t), a))
+            np.testing.assert_array_equal(y, np.stack([np_dihedral(ai, tt) for ai in a]))
+            np.testing.assert_array_equal(np.asarray(train.dihedral(jax.numpy.full((2,), t), y, inverse=True)), a)
+    for m_out, shape in ((None, (3, 16, 16, 1)), (3, (2, 16, 16, 1)), (None, (2, 16, 24, 1))):
+        model = nets.unet(widths=(4, 8), out_channels=m_out or 1)
+        fit = train.FitResult(model.init(jax.random.key(1), 1), model, {}, "fixed", m_out)
+        x = rng.normal(size=shape).astype(np.float32)
+        ts = range(8) if shape[1] == shape[2] else (0, 2, 4, 6)
+        ref = np.mean([np.stack([np_dihedral(p, (8 - t) % 4 if t < 4 else t) for p in
+                                 fit.predict(np.stack([np_dihedral(xi, t) for xi in x]))]) for t in ts], axis=0)
+        got = fit.predict(x, tta=True)
+        assert got.shape == fit.predict(x).shape
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+        assert not np.allclose(got, fit.predict(x), atol=1e-4)  # the network is not dihedrally invariant
+
+
 def test_sgd_schedule_and_multiclass_fit():
     s = data.scenes(jax.random.key(2), 8, size=32)
     r = train.fit(jax.random.key(0), s.images, s.masks, num_classes=4, loss="ce", steps=20,
