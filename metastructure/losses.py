@@ -156,7 +156,11 @@ def dmi_loss_from_probs(probs: jax.Array, targets: jax.Array, *, ignore: int | N
     :math:`\pi`, :math:`\det(P S^\top / n) = \mathrm{cov}(p, s) = \pi(1-\pi)
     (E[p \mid s] - E[p \mid \lnot s])`. Replacing the targets by their image
     under an invertible noise transition multiplies the determinant by
-    :math:`\det T`, a constant shift of the loss (Xu et al., 2019).
+    :math:`\det T`, a constant shift of the loss (Xu et al., 2019). The
+    common form :math:`-\log(|\det U| + 10^{-3})` on the unnormalised counts
+    :math:`U = P S^\top` is :math:`-2 \log n` plus this loss with
+    :math:`10^{-3} / n^2` in place of :math:`10^{-12}` (for a 128^2 image,
+    :math:`4 \cdot 10^{-12}`): the same loss and gradient, up to a constant.
 
     >>> import jax.numpy as jnp
     >>> p = jnp.array([0.9, 0.8, 0.1, 0.2]); s = jnp.array([1, 1, 0, 0])

@@ -39,6 +39,44 @@ def test_ems_stays_within_the_radius_of_the_skeleton_and_keeps_exactly_ceil_rati
         assert out[i].sum() == math.ceil(ratio * shifted[i].sum() - 1e-9)
 
 
+def test_ems_of_the_mask_itself_is_a_shifted_sample_of_the_object():
+    """skeleton=False: no thinning; with radius 0 the labels are exactly noise.sample of the (minority-side)
+    mask with EMS's second key. With radius r, deep inside the object a pixel stays occupied unless none of
+    its q = (2r + 1)^2 neighbours lands on it, so the density is ratio * (1 - (1 - 1/q)^q) (Monte Carlo)."""
+    m = _masks()
+    key = jax.random.key(5)
+    out = np.asarray(u.ems(key, m, radius=0, ratio=0.2, skeleton=False))
+    minority = np.stack([m[0], ~m[1]])
+    np.testing.assert_array_equal(out, noise.sample(jax.random.split(key)[1], minority, 0.2))
+    assert not (out & ~minority).any() and out.sum() > np.stack([skeletonize(x) for x in minority]).sum() * 0.2
+    dens = np.mean([np.asarray(u.ems(jax.random.key(s), m[0], radius=1, ratio=0.2, skeleton=False))
+                    for s in range(200)], axis=0)
+    inner = ndi.binary_erosion(m[0], iterations=2)  # away from the edge the shift moves mass in and out evenly
+    occupied = 1 - (8 / 9) ** 9
+    assert dens[inner].mean() == pytest.approx(0.2 * occupied, abs=0.006)
+    assert dens[~ndi.binary_dilation(m[0], structure=np.ones((3, 3)))].max() == 0
+
+
+def test_thick_share_is_the_area_an_opening_by_a_disc_keeps():
+    """scikit-image's opening by its own disc as the oracle; bands narrower than the disc vanish, blobs stay."""
+    from skimage.morphology import binary_opening, disk
+
+    rng = np.random.default_rng(4)
+    f = ndi.gaussian_filter(rng.normal(size=(3, 48, 48)), (0, 2.5, 2.5))
+    m = f > 0.5 * f.std()
+    assert 0.1 < u.thick_share(m) < 0.9  # both kinds of parts
+    kept = sum(binary_opening(x, disk(3)).sum() for x in u.minority_side(m))
+    assert u.thick_share(m, radius=3) == pytest.approx(kept / u.minority_side(m).sum())
+    for w, thick in ((3, False), (5, False), (7, True), (11, True)):
+        band = np.zeros((64, 64), bool)
+        band[20:20 + w, 4:60] = True
+        assert (u.thick_share(band, radius=3) > 0.5) == thick
+    yy, xx = np.mgrid[:64, :64]
+    disc = np.hypot(yy - 32, xx - 32) <= 12
+    assert u.thick_share(disc) > 0.95 and u.thick_share(~disc) == u.thick_share(disc)  # the minority side
+    assert u.thick_share(np.zeros((2, 8, 8), bool)) == 0.0
+
+
 def test_ems_rejects_bad_input():
     with pytest.raises(ValueError, match="ratio"):
         u.ems(jax.random.key(0), _masks(), ratio=1.5)
@@ -93,6 +131,12 @@ def test_dmi_of_a_candidate_is_minus_log_covariance():
     assert float(losses.dmi_loss_from_probs(p, s)) == pytest.approx(-np.log(abs(cov)), rel=1e-4)
     gap = p[s].mean() - p[~s].mean()
     assert abs(cov) == pytest.approx(s.mean() * (1 - s.mean()) * abs(gap))
+    # the common form on unnormalised counts U = P S^T, -log(|det U| + 1e-3), is this loss minus 2 log n
+    img_p, img_s = rng.random((128, 128)), rng.random((128, 128)) < 0.3
+    u_counts = np.stack([img_p, 1 - img_p]).reshape(2, -1) @ np.stack([img_s, ~img_s]).reshape(2, -1).T
+    n = img_p.size
+    assert -np.log(abs(np.linalg.det(u_counts)) + 1e-3) == pytest.approx(
+        float(losses.dmi_loss_from_probs(img_p, img_s)) - 2 * np.log(n), abs=1e-4)
 
 
 def test_ems_without_the_size_rule_keeps_the_given_side():
@@ -139,13 +183,16 @@ def test_igtt_recommended_mechanics_and_monitor():
     r = u.igtt(jax.random.key(1), tr.images, rounds=1, steps=3, monitor=monitor, **TINY)
     assert r.history[0]["dice_selected"] == float(metrics.dice(r.selected, tr.masks)) and "separation" in r.history[0]
     start, name = u.start_masks(tr.images, start="auto")
-    assert r.start == name in ("otsu", "adaptive") and r.config == u.PRESETS["recommended"].replace(rounds=1, steps=3,
-                                                                                                        **TINY)
-    near = np.stack([ndi.binary_dilation(skeletonize(m), structure=np.ones((3, 3))) for m in start])
+    # blobs: thick objects, so Otsu's masks (not a local threshold's) and EMS of the masks, not of their skeleton
+    assert r.start == name == "otsu" and r.config == u.PRESETS["recommended"].replace(rounds=1, steps=3,
+                                                                                          ems_source="mask", **TINY)
+    near = np.stack([ndi.binary_dilation(m, structure=np.ones((3, 3))) for m in start])
     assert r.labels.any() and not (r.labels & ~near).any() and r.labels.sum() <= 0.15 * near.sum()
+    assert r.labels.sum() > 2 * np.stack([skeletonize(m) for m in start]).sum() * 0.1
     assert [c[0] for c in calls] == [1] and calls[0][1] == (4, 32, 32)
     np.testing.assert_array_equal(calls[0][2], r.selected)
     probs = r.predict(tr.images)
+    np.testing.assert_array_equal(probs, r.fit.predict(tr.images, tta=True))  # tta: the recommended reads the mean
     np.testing.assert_array_equal(r.selected, u.select_pseudo_labels(probs, selection="otsu"))
     np.testing.assert_array_equal(u.igtt_masks(r, tr.images), r.selected)  # orient "high": never inverted
     h = r.history[0]
@@ -160,11 +207,15 @@ def test_igtt_options_are_checked():
     x = np.zeros((2, 16, 16, 1), np.float32)
     for bad, match in (({"loss": "hinge"}, "loss"), ({"selection": "mean"}, "selection"), ({"rounds": 0}, "rounds"),
                        ({"steps": 0}, "steps"), ({"iou_power": 3}, "iou_power"), ({"start": "grey"}, "start"),
-                       ({"norm": "layer"}, "norm"), ({"ratio": 2.0}, "ratio")):
+                       ({"norm": "layer"}, "norm"), ({"ratio": 2.0}, "ratio"), ({"ems_source": "edges"}, "ems_source"),
+                       ({"thick_radius": 0.0}, "thick_radius")):
         with pytest.raises(ValueError, match=match):
             u.igtt(jax.random.key(0), x, **bad)
     with pytest.raises(TypeError):
         u.igtt(jax.random.key(0), x, epochs=2)  # not an option
+    blobs = data.nuclei(jax.random.key(0), 4, size=32).images
+    with pytest.raises(FloatingPointError, match="diverged in round 1"):
+        u.igtt(jax.random.key(0), blobs, rounds=2, steps=3, learning_rate=1e12, optimizer="sgd", **TINY)
     with pytest.raises(ValueError, match="preset"):
         u.igtt(jax.random.key(0), x, preset="authors")
     with pytest.raises(ValueError, match="images"):
@@ -180,7 +231,7 @@ def test_in_step_selection_comes_from_each_batch_output_before_its_step():
     kw = dict(start="otsu", rounds=1, steps=None, batch_size=4, select_when="step", selection="dmi",
               learning_rate=1e-12, optimizer="sgd", **TINY)
     r = u.igtt(jax.random.key(3), tr.images, augment=False, shared=True, **kw)
-    probs = r.predict(tr.images)
+    probs = r.fit.predict(tr.images)  # the network's own output (r.predict averages over transforms: tta)
     np.testing.assert_array_equal(r.selected, u.select_pseudo_labels(probs, shared=True))
     shared = np.asarray(u.select_pseudo_labels(probs, shared=True))
     per_image = np.asarray(u.select_pseudo_labels(probs))
@@ -190,7 +241,7 @@ def test_in_step_selection_comes_from_each_batch_output_before_its_step():
         copies = []
         for t in range(8):
             xi = _dihedral_np(tr.images[i], t)[None]
-            s = np.asarray(u.select_pseudo_labels(r2.predict(np.ascontiguousarray(xi))))[0]
+            s = np.asarray(u.select_pseudo_labels(r2.fit.predict(np.ascontiguousarray(xi))))[0]
             back = np.rot90(s[:, ::-1] if t >= 4 else s, -(t % 4), axes=(0, 1))
             copies.append(back)
         assert any(np.array_equal(r2.selected[i], c) for c in copies)
@@ -246,6 +297,11 @@ def test_auto_start_picks_the_local_threshold_only_under_uneven_illumination():
     even = data.er(jax.random.key(7), 6, size=64)
     assert u.start_masks(uneven.images, start="auto")[1] == "adaptive"
     assert u.start_masks(even.images, start="auto")[1] == "otsu"
+    # thin tubules: EMS samples the skeleton (the paper's); a given thick start switches it to the masks
+    assert u.igtt(jax.random.key(0), even.images, rounds=1, steps=1, **TINY).config.ems_source == "skeleton"
+    blobs = np.asarray(data.nuclei(jax.random.key(7), 6, size=64).masks)
+    assert u.igtt(jax.random.key(0), even.images, rounds=1, steps=1, init_labels=blobs,
+                  **TINY).config.ems_source == "mask"
     # brute force on a small image: every pixel's window (scipy's "reflect" border is numpy's "symmetric")
     rng = np.random.default_rng(9)
     x = rng.normal(size=(12, 14)) + np.linspace(0, 3, 14)
