@@ -15,9 +15,11 @@ held-out test images (:func:`metastructure.unsupervised.igtt`):
   across rounds), at the widths of this profile instead of 64-1024;
 * ``igtt_no_ems``: the same without EMS;
 * ``igtt_ems_recommended``: the toolkit's default (``igtt(key, images)``);
-* ``igtt_ems_<switch>`` (``er_uneven`` only): one switch at a time from the
-  authors' configuration (Adam, no BatchNorm, per-image selection), to attribute
-  the outcome;
+* ``igtt_ems_<switch>`` (on ``er`` in the full profile, where a run costs a
+  quarter of one on 128^2 images): one switch at a time from the authors'
+  configuration (Adam, no BatchNorm, per-image selection, selection after the
+  round, soft IoU with k = 1, losses pooled over the batch, BCE, our former
+  5 x 100 schedule, images twice as large), to attribute the outcome;
 * baselines: ``otsu``, ``adaptive`` (35 px), ``kmeans``, ``oracle_intensity``
   (the intensity at its best threshold on the test set: looks at the
   truth), ``supervised`` (the same U-Net on clean labels: the ceiling).
@@ -32,7 +34,11 @@ authors' option that selects epochs by test Dice), to show how much
 selecting with the truth inflates. Stage 0, the bootstrap: untrained
 outputs' |AUC - 1/2|, DMI's selected fraction and how often the size rule
 orients it right, BatchNorm + N(0, 0.02) against He without BatchNorm, at two
-widths.
+widths. Stage 1, the fixed point and its basin (on ``er`` in the full
+profile): the authors' and the recommended configuration started from EMS of
+the truth, of Otsu's and of the adaptive threshold's masks (``init_labels``):
+does the selected masks' Dice hold at the truth, drift, or climb from a
+threshold?
 """
 
 from __future__ import annotations
@@ -50,22 +56,35 @@ from ._common import dataset, pyplot, save_figure, stats
 
 BASELINES = ("otsu", "adaptive", "kmeans", "oracle_intensity")
 CORE = ("igtt_ems", "igtt_no_ems", "igtt_ems_recommended")
-#: one switch at a time from the authors' configuration (run on er_uneven): name -> igtt options
+#: one switch at a time from the authors' configuration (on the profile's switch_dataset): name -> igtt options
 SWITCHES = {
     "igtt_ems_adam": {"optimizer": "adam", "learning_rate": 1e-3},
     "igtt_ems_no_bn": {"norm": None, "init": "he"},
     "igtt_ems_per_image_selection": {"shared": False},
+    "igtt_ems_post_round_selection": {"select_when": "round"},
+    "igtt_ems_iou_k1": {"iou_power": 1},
+    "igtt_ems_batch_pooled": {"pooling": "batch"},
+    "igtt_ems_bce": {"loss": "bce"},
+    "igtt_ems_5x100_schedule": {"carry_optimizer": False, "decay_every": None},  # + the profile's former_schedule
+    "igtt_ems_image_2x": {},  # the same generator at twice the image side (the authors train on 256^2 crops)
 }
+#: switches that change the data, not the loop: the image side's factor
+IMAGE_SCALE = {"igtt_ems_image_2x": 2}
+#: stage 1, the fixed point and its basin: each configuration started from EMS of these masks
+BASIN_STARTS = ("truth", "otsu", "adaptive")
+BASIN_CONFIGS = {"faithful": "igtt_ems", "recommended": "igtt_ems_recommended"}
 PAPER_ER = {"igtt_ems": 78.8, "igtt_no_ems": 74.0, "adaptive": 76.2, "otsu": 69.5, "supervised": 86.0}
 PROFILES = {
-    "quick": {"profile": "quick", "datasets": ["er_uneven"], "net": [4, 8], "size": 64, "n_train": 8,
+    "quick": {"profile": "quick", "datasets": ["er_uneven"], "net": [4, 8], "size": 48, "n_train": 8,
               "paper_rounds": 4, "recommended": {"rounds": 2, "steps": 10}, "supervised_steps": 20,
               "monitor_every": 2, "init_seeds": 2, "dataset_seeds": {"er_uneven": 1}, "faithful_seeds": 1,
-              "switch_seeds": 1, "supervised_seeds": 1},
+              "switch_seeds": 1, "supervised_seeds": 1, "switch_dataset": "er_uneven", "basin_dataset": "er_uneven",
+              "former_schedule": {"rounds": 2, "steps": 4}, "bootstrap_width_factors": [1]},
     "full": {"profile": "full", "datasets": ["er_uneven", "er", "real_nuclei"], "net": [8, 16, 32], "size": 128,
              "n_train": 48, "paper_rounds": 100, "recommended": {}, "supervised_steps": 400, "monitor_every": 10,
              "init_seeds": 8, "dataset_seeds": {"er_uneven": 5, "er": 5, "real_nuclei": 3}, "faithful_seeds": 2,
-             "switch_seeds": 1, "supervised_seeds": 1},
+             "switch_seeds": 1, "supervised_seeds": 1, "switch_dataset": "er", "basin_dataset": "er",
+             "former_schedule": {"rounds": 5, "steps": 100}, "bootstrap_width_factors": [1, 2]},
 }
 REQUIRES = ()
 VERSION = 5  # bump when compute's results change: the runner versions every igtt cell with it
@@ -85,14 +104,26 @@ def _methods(config: dict, name: str) -> list[tuple[str, int]]:
     n, f = config["dataset_seeds"][name], config["faithful_seeds"]
     out = [(m, 1) for m in BASELINES] + [("supervised", config["supervised_seeds"])]
     out += [("igtt_ems", f), ("igtt_no_ems", f), ("igtt_ems_recommended", n)]
-    if name == "er_uneven":
+    if name == config["switch_dataset"]:
         out += [(m, config["switch_seeds"]) for m in SWITCHES]
     return out
 
 
+def _basin_spec(config: dict, name: str, which: str, start: str) -> dict:
+    """Stage 1: a configuration started from EMS of the truth's or a threshold's masks, monitored every round."""
+    method = BASIN_CONFIGS[which]
+    return {"kind": "igtt", "label": f"{name} basin {which} from {start}", "data": _data(config, name),
+            "method": "basin", "config": which, "from": start, "seed": 0, "net": config["net"],
+            "options": _options(config, method), "monitor_every": 1 if which == "recommended" else
+            config["monitor_every"]}
+
+
 def _spec(config: dict, name: str, method: str, seed: int) -> dict:
-    s = {"kind": "igtt", "label": f"{name} {method} s{seed}", "data": _data(config, name), "method": method,
-         "seed": seed, "net": config["net"]}
+    d = _data(config, name)
+    if method in IMAGE_SCALE:
+        d = {**d, "size": d["size"] * IMAGE_SCALE[method]}
+    s = {"kind": "igtt", "label": f"{name} {method} s{seed}", "data": d, "method": method, "seed": seed,
+         "net": config["net"]}
     if method == "supervised":
         s["steps"] = config["supervised_steps"]
     elif method.startswith("igtt"):
@@ -108,12 +139,15 @@ def _options(config: dict, method: str) -> dict:
     if method == "igtt_no_ems":
         opts["use_ems"] = False
     opts.update(SWITCHES.get(method, {}))
+    if method == "igtt_ems_5x100_schedule":
+        opts.update(config["former_schedule"])
     return opts
 
 
 def _diag_spec(config: dict, name: str) -> dict:
     return {"kind": "igtt", "label": f"{name} bootstrap", "data": _data(config, name), "method": "bootstrap",
-            "widths": [config["net"], [2 * w for w in config["net"]]], "init_seeds": config["init_seeds"]}
+            "widths": [[f * w for w in config["net"]] for f in config["bootstrap_width_factors"]],
+            "init_seeds": config["init_seeds"]}
 
 
 def _datasets(config: dict) -> list[str]:
@@ -128,6 +162,8 @@ def cells(config: dict) -> list[dict]:
         out.append(_diag_spec(config, name))
         for m, n in _methods(config, name):
             out += [_spec(config, name, m, s) for s in range(n)]
+        if name == config["basin_dataset"]:
+            out += [_basin_spec(config, name, w, st) for w in BASIN_CONFIGS for st in BASIN_STARTS]
     return out
 
 
@@ -199,9 +235,13 @@ def compute(spec: dict) -> dict:
                 "test_paper_dice": _paper_protocol(fit.predict(te.images), te.masks)["dice"]}
 
     fit_cfg = uns.PRESETS[preset].replace(**opts)
+    init = None
+    if m == "basin":
+        x = np.asarray(tr.images)
+        init = {"truth": truth, "otsu": uns.otsu(x), "adaptive": uns.adaptive(x)}[spec["from"]]
     try:
-        r = uns.igtt(key, tr.images, config=fit_cfg, monitor=monitor, monitor_every=spec["monitor_every"],
-                     progress=False)
+        r = uns.igtt(key, tr.images, config=fit_cfg, init_labels=init, monitor=monitor,
+                     monitor_every=spec["monitor_every"], progress=False)
     except FloatingPointError as err:  # training diverged: the run segments nothing, and the record says why
         none = {"dice": 0.0, "best_monitored_round_dice": 0.0}
         return {"honest": {"dice": 0.0, "accuracy": float(1.0 - np.mean(te.masks))}, "paper": none,
@@ -210,7 +250,7 @@ def compute(spec: dict) -> dict:
     paper = _paper_protocol(p, te.masks)
     paper["best_monitored_round_dice"] = max(h["test_paper_dice"] for h in r.history if "test_paper_dice" in h)
     return {"honest": _honest(uns.igtt_masks(r, te.images), te.masks), "paper": paper, "start": r.start,
-            "history": r.history}
+            "ems_source": r.config.ems_source, "history": r.history}
 
 
 def summarise(config: dict, store) -> dict:
@@ -233,9 +273,37 @@ def summarise(config: dict, store) -> dict:
         rec = rows["igtt_ems_recommended"]["dice_by_seed"]
         wins = {b: _wins(rec, rows[b]["dice_by_seed"]) for b in ("otsu", "adaptive", "kmeans", "igtt_no_ems",
                                                                  "igtt_ems")}
+        rows["igtt_ems_recommended"]["ems_source"] = [
+            store.result(_spec(config, name, "igtt_ems_recommended", s)).get("ems_source")
+            for s in range(len(rec))]
         out[name] = {"methods": rows, "paper_protocol": paper, "recommended_wins": wins, "seeds": len(rec),
                      "bootstrap": store.result(_diag_spec(config, name))}
+        if name == config["basin_dataset"]:
+            out[name]["basin"] = _basin(config, name, store, start_dice=_start_dice(config, name))
     return {"datasets": out, "paper_er_dice_percent": PAPER_ER}
+
+
+def _start_dice(config: dict, name: str) -> dict:
+    """Dice of each stage-1 start's masks (before EMS) on the training images."""
+    tr = _cells.load_data(_data(config, name))["train"]
+    x, truth = np.asarray(tr.images), np.asarray(tr.masks).astype(bool)
+    return {"truth": 1.0, "otsu": float(metrics.dice(uns.otsu(x), truth)),
+            "adaptive": float(metrics.dice(uns.adaptive(x), truth))}
+
+
+def _basin(config: dict, name: str, store, *, start_dice: dict) -> dict:
+    """Stage 1 per configuration and start: the selected masks' Dice on the training images over rounds
+    (does it hold at the truth, drift, or converge from a threshold?) and the final honest test Dice."""
+    out = {}
+    for which in BASIN_CONFIGS:
+        out[which] = {}
+        for st in BASIN_STARTS:
+            r = store.result(_basin_spec(config, name, which, st))
+            hist = [h for h in r["history"] if "dice_selected" in h]
+            out[which][st] = {"start_dice": start_dice[st], "rounds": [h["round"] for h in hist],
+                              "dice_selected": [h["dice_selected"] for h in hist],
+                              "test_dice": r["honest"]["dice"], "diverged": "diverged" in r}
+    return out
 
 
 def _wins(ours: list[float], other: list[float]) -> int:
@@ -261,7 +329,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     plt = pyplot()
     res = record["results"]["datasets"]
     names = list(res)
-    fig, ax = plt.subplots(2, max(len(names), 2), figsize=(7.0 * max(len(names), 2), 10),
+    fig, ax = plt.subplots(2, max(len(names), 3), figsize=(7.0 * max(len(names), 3), 10),
                            constrained_layout=True, squeeze=False)
     for a, name in zip(ax[0], names):
         r = res[name]
@@ -303,7 +371,22 @@ def plot(record: dict, path: Path, store=None) -> None:
     c.set_xticks(np.arange(len(labels)), labels, fontsize=8)
     c.set(ylim=(0, 1), title=f"stage 0 on {names[0]}: the bootstrap (untrained networks)")
     c.legend(fontsize=7)
-    for a in ax[1, 2:]:
+    e = ax[1, 2]
+    basin = [(n, res[n]["basin"]) for n in names if "basin" in res[n]]
+    for n, b in basin:
+        for which, ls in zip(b, ("-", "--")):
+            for k, (st, row) in enumerate(b[which].items()):
+                e.plot([0] + row["rounds"], [row["start_dice"]] + row["dice_selected"], ls, color=f"C{k}", marker=".",
+                       label=f"{which} from EMS({st})")
+        last = max(max(row["rounds"] or [1]) for v in b.values() for row in v.values())
+        ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200) if t <= last]
+        e.set(xscale="symlog", xlabel="round (0: the start's masks)", ylabel=f"Dice of the selected masks ({n}, train)",
+              ylim=(0, 1.02), title=f"stage 1 on {n}: fixed point and basin (faithful solid, recommended dashed)")
+        e.set_xticks(ticks, [str(t) for t in ticks])
+        e.legend(fontsize=7)
+    if not basin:
+        e.axis("off")
+    for a in ax[1, 3:]:
         a.axis("off")
     save_figure(fig, path, "igtt: the authors' configuration (igtt_ems, at small width), one switch at a time, and "
                 "the recommended method, honest protocol beside the paper's (oracle threshold and polarity)")

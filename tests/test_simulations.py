@@ -206,9 +206,18 @@ def test_igtt_protocols_attribution_and_bootstrap(quick):
     if not res["methods"]["igtt_ems"]["diverged"]:  # SGD 0.05 on DMI can diverge at this tiny width: then recorded
         assert res["methods"]["igtt_ems"]["monitored_rounds"] == [2, 4]  # every monitor_every rounds and the last
     boot = res["bootstrap"]["configs"]
-    assert set(boot) == {"he 4-8", "bn_normal 4-8", "he 8-16", "bn_normal 8-16"}
+    assert set(boot) == {"he 4-8", "bn_normal 4-8"}  # the full profile adds twice the width
     assert all(0 <= v["auc_gap"]["mean"] <= 0.5 for v in boot.values())
     assert igtt.outcome(res) in ("holds", "holds only under the paper's protocol", "fails")
+    assert res["methods"]["igtt_ems_recommended"]["ems_source"] == ["skeleton"]  # thin tubules
+    # stage 1: both configurations from EMS of the truth and of each threshold, every round of the
+    # recommended one monitored, the start's Dice first (the truth's is 1)
+    basin = res["basin"]
+    assert set(basin) == set(igtt.BASIN_CONFIGS) and all(set(v) == set(igtt.BASIN_STARTS) for v in basin.values())
+    rec = basin["recommended"]
+    assert rec["truth"]["start_dice"] == 1.0 and rec["otsu"]["rounds"] == [1, 2]
+    assert 0 < rec["otsu"]["start_dice"] < 1 and 0 < rec["adaptive"]["start_dice"] < 1
+    assert all(0 <= d <= 1 for v in basin.values() for row in v.values() for d in row["dice_selected"])
 
 
 # ------------------------------------------------------------------ store and resume
