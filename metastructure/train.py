@@ -132,9 +132,8 @@ def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
 
 def augment_dihedral(key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Each sample gets one of the 8 flips/rotations (images NHWC, labels NHW[...]): :func:`dihedral`
-    with ``t`` drawn uniformly per sample, the same for a sample's image and labels."""
-    if images.shape[1] != images.shape[2]:
-        raise ValueError(f"dihedral augmentation needs square images, got {images.shape[1:3]}")
+    with ``t`` drawn uniformly per sample, the same for a sample's image and labels (non-square images:
+    one of the 4 transforms that keep their shape, uniformly)."""
     ks = jax.random.randint(key, (images.shape[0],), 0, 8)
     return dihedral(ks, images), dihedral(ks, labels)
 
@@ -344,8 +343,6 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
         if want != num_classes:
             raise ValueError(f"noise={noise!r} is for {'binary masks' if want is None else f'{want} classes'}, "
                              f"but num_classes={num_classes}")
-    if augment and x.shape[1] != x.shape[2]:
-        raise ValueError(f"augment=True (dihedral) needs square images, got {x.shape[1:3]}")
     # fixed labels may be soft targets; clean labels that noise corrupts must be hard 0/1
     _check_labels("labels", labels, x.shape, num_classes, soft=noise is None)
     out = _output_shape(model, x.shape[-1], x.shape[1], x.shape[2])
@@ -413,7 +410,8 @@ def fit(
             one). :meth:`FitResult.evaluate` and the validation use it for t*.
             A skeleton's t* depends on the clean masks: pass its transition
             (``ntm.skeleton_matrix``) for fixed skeleton labels.
-        augment: random dihedral flip/rotation of each sample at each step.
+        augment: random dihedral flip/rotation of each sample at each step (:func:`augment_dihedral`;
+            non-square images: flips and the half turn).
         num_classes: None for binary, M for multi-class (softmax outputs).
         validation: (images, masks) scored every ``val_every`` steps and at the
             last (:meth:`FitResult.evaluate`: every threshold protocol, t*

@@ -46,23 +46,27 @@ import optax
 
 from . import _checks, losses, metrics, nets, noise, train
 
-__all__ = ["IGTTConfig", "IGTTResult", "PRESETS", "SELECTIONS", "STARTS", "adaptive", "ems", "igtt", "igtt_masks",
-           "kmeans", "local_separation", "minority_side", "otsu", "select_pseudo_labels", "start_masks", "thick_share"]
+__all__ = ["EMS_SOURCES", "IGTTConfig", "IGTTResult", "PRESETS", "SELECTIONS", "STARTS", "adaptive", "ems", "igtt",
+           "igtt_masks", "kmeans", "local_separation", "minority_side", "otsu", "select_pseudo_labels", "start_masks",
+           "thick_share"]
 
 
 # ------------------------------------------------------------------ EMS
+EMS_SOURCES = ("skeleton", "mask")
+
+
 def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1, invert: bool = True,
-        skeleton: bool = True) -> jax.Array:
+        source: str = "skeleton") -> jax.Array:
     r"""Extraction of meta-structure from a binary mask (..., H, W), per image.
 
     1. invert the mask if it covers more than half the image (the size rule:
        objects are the minority class; ``invert=False`` skips it, for masks
        already oriented);
-    2. skeletonize (:func:`metastructure.noise.skeletonize`); with
-       ``skeleton=False`` the mask itself goes on (not the paper's: for thick
+    2. ``source="skeleton"``: skeletonize (:func:`metastructure.noise.skeletonize`);
+       ``source="mask"``: the mask itself goes on (not the paper's: for thick
        objects, whose skeleton is a structured, skeleton-type label error,
        the sample of steps 3-4 is then a sampling-like one of the whole object);
-    3. shift each skeleton pixel by an independent uniform offset in
+    3. shift each remaining pixel by an independent uniform offset in
        {-radius..radius}^2 (:func:`metastructure.noise.shift`; pixels landing
        on the same place merge);
     4. keep exactly ceil(ratio * N) of the N shifted pixels, uniformly
@@ -77,6 +81,8 @@ def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1, inver
     (True, False)
     """
     _checks.check_unit_interval("ratio", ratio)
+    if source not in EMS_SOURCES:
+        raise ValueError(f"source must be one of {EMS_SOURCES}, got {source!r}")
     _checks.check_binary("mask", mask)
     m = jnp.asarray(mask).astype(bool)
     if m.ndim < 2:
@@ -84,7 +90,7 @@ def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1, inver
     if invert:
         m = jnp.where(jnp.mean(m, axis=(-2, -1), keepdims=True) > 0.5, ~m, m)
     k_shift, k_keep = jax.random.split(key)
-    sk = noise.skeletonize(m) if skeleton else m
+    sk = noise.skeletonize(m) if source == "skeleton" else m
     moved = noise.shift(k_shift, sk, int(radius))
     return noise.sample(k_keep, moved, ratio).astype(bool)
 
@@ -224,7 +230,7 @@ def start_masks(images: Any, *, start: str = "auto", block_size: int = 35,
     if start != "auto":
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     global_masks = otsu(x)
-    if _thick(global_masks, thick_radius):
+    if _thick(global_masks, thick_radius, minority=False):  # the bright side: a threshold's objects
         return global_masks, "otsu"
     cand = {"otsu": global_masks, "adaptive": adaptive(x, block_size=block_size)}
     score = {k: float(np.mean(local_separation(x, v, window=block_size))) for k, v in cand.items()}
@@ -327,7 +333,7 @@ class IGTTConfig:
         choices = {"start": STARTS, "loss": ("dmi+iou", "bce", "bce+iou"), "pooling": ("image", "batch"),
                    "selection": SELECTIONS, "select_when": ("step", "round"), "orient": ("size", "high"),
                    "optimizer": ("sgd", "adam"), "norm": nets.NORMS, "keep": ("last", "best"),
-                   "init": nets.INITS, "iou_power": (1, 2), "ems_source": ("auto", "skeleton", "mask")}
+                   "init": nets.INITS, "iou_power": (1, 2), "ems_source": ("auto",) + EMS_SOURCES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -419,7 +425,7 @@ def _igtt_step(cfg: IGTTConfig, model: nets.Model, opt, bs: int):
         xb, yb = x[idx], base[idx]
         if cfg.use_ems and cfg.ems_fresh:
             yb = ems(k_ems, yb, radius=cfg.radius, ratio=cfg.ratio, invert=cfg.orient == "size",
-                     skeleton=cfg.ems_source == "skeleton")
+                     source=cfg.ems_source)
         yb = jnp.where(black, False, yb).astype(jnp.float32)
         t = jax.random.randint(k_aug, (bs,), 0, 8) if cfg.augment else jnp.zeros((bs,), jnp.int32)
         xb, yb = train.dihedral(t, xb), train.dihedral(t, yb)
@@ -444,7 +450,7 @@ def _labels_from(cfg: IGTTConfig, key: jax.Array, sel: np.ndarray) -> np.ndarray
     """The round's stored labels: EMS once (``ems_fresh`` False), else the selections (EMS at load)."""
     if cfg.use_ems and not cfg.ems_fresh:
         return np.asarray(ems(key, sel, radius=cfg.radius, ratio=cfg.ratio, invert=cfg.orient == "size",
-                              skeleton=cfg.ems_source == "skeleton"))
+                              source=cfg.ems_source))
     return sel
 
 
@@ -476,8 +482,8 @@ def igtt(
     meta-structure a network recovers): 10% of a shifted skeleton for thin,
     network-like structures (ER, tubules), 10% of the shifted masks
     themselves for thick objects (``ems_source="auto"``: the skeleton of a
-    blob is a structured, skeleton-type label error, and a network trained
-    on it learns the skeleton); train a U-Net on them with BCE (continuing
+    blob is a structured, skeleton-type label error, a sample of the whole
+    blob a sampling-like one); train a U-Net on them with BCE (continuing
     from the previous round's weights), and take the new masks as each
     image's Otsu threshold of the network's output
     (:func:`select_pseudo_labels` with ``selection="otsu"``); two rounds of
@@ -524,7 +530,9 @@ def igtt(
         if sel.shape != x_host.shape[:3]:
             raise ValueError(f"init_labels must be (N, H, W) = {x_host.shape[:3]}, got {sel.shape}")
     if cfg.ems_source == "auto":
-        cfg = cfg.replace(ems_source="mask" if _thick(sel, cfg.thick_radius) else "skeleton")
+        # the side EMS samples: the minority side under the size rule, the masks as given otherwise
+        cfg = cfg.replace(ems_source="mask" if _thick(sel, cfg.thick_radius, minority=cfg.orient == "size")
+                          else "skeleton")
     model = nets.unet(widths=cfg.widths, norm=cfg.norm, init=cfg.init)
     bs = min(int(cfg.batch_size), n)
     per_pass = -(-n // bs)
@@ -603,17 +611,18 @@ def minority_side(masks: Any) -> np.ndarray:
     return np.where(big, ~m, m)
 
 
-def thick_share(masks: Any, *, radius: float = 3.0) -> float:
+def thick_share(masks: Any, *, radius: float = 3.0, minority: bool = True) -> float:
     r"""The share of the objects' area that a disc of ``radius`` fits in: the foreground left by a binary
     opening with :func:`metastructure.noise.disk` (``radius``) over the foreground, pooled over the masks
-    (..., H, W), each on its minority side first (:func:`minority_side`); the image's border does not erode
-    (scikit-image's ``binary_opening`` with ``mode="ignore"``).
+    (..., H, W); the image's border does not erode (scikit-image's ``binary_opening`` with
+    ``mode="ignore"``). With ``minority`` each mask is first put on its minority side (:func:`minority_side`,
+    EMS's size rule); without, the True pixels are the objects.
 
     Blobs wider than the disc keep nearly all their area; tubules narrower
     than it (2 ``radius`` + 1 pixels) keep only their junctions. A threshold's
-    speckle does not count (it has no area). :func:`igtt` calls objects thick
-    when the share exceeds 1/2 (``ems_source="auto"``, ``start="auto"``).
-    Masks without foreground: 0.
+    speckle keeps nothing but counts in the area, so it lowers the share.
+    :func:`igtt` calls objects thick when the share exceeds 1/2
+    (``ems_source="auto"``, ``start="auto"``). Masks without foreground: 0.
 
     >>> m = np.zeros((40, 40), bool); m[10:13, 2:38] = True; m[20:34, 5:19] = True
     >>> round(thick_share(m, radius=3), 2)  # the 14 x 14 square survives (less its corners), the band does not
@@ -621,7 +630,7 @@ def thick_share(masks: Any, *, radius: float = 3.0) -> float:
     """
     from scipy import ndimage
 
-    m = minority_side(masks)
+    m = minority_side(masks) if minority else np.asarray(masks).astype(bool)
     m = m.reshape((-1,) + m.shape[-2:])
     area = int(m.sum())
     if not area:
@@ -632,8 +641,8 @@ def thick_share(masks: Any, *, radius: float = 3.0) -> float:
     return kept / area
 
 
-def _thick(masks: Any, radius: float) -> bool:
-    return thick_share(masks, radius=radius) > 0.5
+def _thick(masks: Any, radius: float, *, minority: bool) -> bool:
+    return thick_share(masks, radius=radius, minority=minority) > 0.5
 
 
 def igtt_masks(result: IGTTResult, images: Any) -> np.ndarray:

@@ -70,6 +70,11 @@ SWITCHES = {
 }
 #: switches that change the data, not the loop: the image side's factor
 IMAGE_SCALE = {"igtt_ems_image_2x": 2}
+#: one change at a time from the recommended method (on the profile's recommended_variants datasets)
+RECOMMENDED_VARIANTS = {
+    "igtt_ems_recommended_skeleton": {"ems_source": "skeleton"},  # the paper's EMS source on every object
+    "igtt_ems_recommended_no_tta": {"tta": False},  # the network's output without the dihedral mean
+}
 #: stage 1, the fixed point and its basin: each configuration started from EMS of these masks
 BASIN_STARTS = ("truth", "otsu", "adaptive")
 BASIN_CONFIGS = {"faithful": "igtt_ems", "recommended": "igtt_ems_recommended"}
@@ -79,12 +84,15 @@ PROFILES = {
               "paper_rounds": 4, "recommended": {"rounds": 2, "steps": 10}, "supervised_steps": 20,
               "monitor_every": 2, "init_seeds": 2, "dataset_seeds": {"er_uneven": 1}, "faithful_seeds": 1,
               "switch_seeds": 1, "supervised_seeds": 1, "switch_dataset": "er_uneven", "basin_dataset": "er_uneven",
-              "former_schedule": {"rounds": 2, "steps": 4}, "bootstrap_width_factors": [1]},
+              "former_schedule": {"rounds": 2, "steps": 4}, "bootstrap_width_factors": [1],
+              "recommended_variants": {"igtt_ems_recommended_no_tta": ["er_uneven"]}},
     "full": {"profile": "full", "datasets": ["er_uneven", "er", "real_nuclei"], "net": [8, 16, 32], "size": 128,
              "n_train": 48, "paper_rounds": 100, "recommended": {}, "supervised_steps": 400, "monitor_every": 10,
              "init_seeds": 8, "dataset_seeds": {"er_uneven": 5, "er": 5, "real_nuclei": 3}, "faithful_seeds": 2,
              "switch_seeds": 1, "supervised_seeds": 1, "switch_dataset": "er", "basin_dataset": "er",
-             "former_schedule": {"rounds": 5, "steps": 100}, "bootstrap_width_factors": [1, 2]},
+             "former_schedule": {"rounds": 5, "steps": 100}, "bootstrap_width_factors": [1, 2],
+             "recommended_variants": {"igtt_ems_recommended_skeleton": ["real_nuclei"],
+                                      "igtt_ems_recommended_no_tta": ["er", "real_nuclei"]}},
 }
 REQUIRES = ()
 VERSION = 5  # bump when compute's results change: the runner versions every igtt cell with it
@@ -104,6 +112,7 @@ def _methods(config: dict, name: str) -> list[tuple[str, int]]:
     n, f = config["dataset_seeds"][name], config["faithful_seeds"]
     out = [(m, 1) for m in BASELINES] + [("supervised", config["supervised_seeds"])]
     out += [("igtt_ems", f), ("igtt_no_ems", f), ("igtt_ems_recommended", n)]
+    out += [(m, n) for m, where in config["recommended_variants"].items() if name in where]
     if name == config["switch_dataset"]:
         out += [(m, config["switch_seeds"]) for m in SWITCHES]
     return out
@@ -133,8 +142,10 @@ def _spec(config: dict, name: str, method: str, seed: int) -> dict:
 
 
 def _options(config: dict, method: str) -> dict:
-    if method == "igtt_ems_recommended":  # every field spelled out: a change of the defaults is a new cell
-        return {**uns.PRESETS["recommended"].to_dict(), "preset": "recommended", **config["recommended"]}
+    if method == "igtt_ems_recommended" or method in RECOMMENDED_VARIANTS:
+        # every field spelled out: a change of the defaults is a new cell
+        return {**uns.PRESETS["recommended"].to_dict(), "preset": "recommended", **config["recommended"],
+                **RECOMMENDED_VARIANTS.get(method, {})}
     opts = {"preset": "paper", "widths": list(config["net"]), "rounds": config["paper_rounds"]}
     if method == "igtt_no_ems":
         opts["use_ems"] = False
@@ -280,6 +291,10 @@ def summarise(config: dict, store) -> dict:
                      "bootstrap": store.result(_diag_spec(config, name))}
         if name == config["basin_dataset"]:
             out[name]["basin"] = _basin(config, name, store, start_dice=_start_dice(config, name))
+        for m in IMAGE_SCALE:
+            if m in rows:  # its test images are not the others': the best threshold on them, for comparison
+                te = _cells.load_data(_spec(config, name, m, 0)["data"])["test"]
+                rows[m]["otsu_same_images"] = float(metrics.dice(uns.otsu(te.images), te.masks))
     return {"datasets": out, "paper_er_dice_percent": PAPER_ER}
 
 
@@ -287,7 +302,7 @@ def _start_dice(config: dict, name: str) -> dict:
     """Dice of each stage-1 start's masks (before EMS) on the training images."""
     tr = _cells.load_data(_data(config, name))["train"]
     x, truth = np.asarray(tr.images), np.asarray(tr.masks).astype(bool)
-    return {"truth": 1.0, "otsu": float(metrics.dice(uns.otsu(x), truth)),
+    return {"truth": float(metrics.dice(truth, truth)), "otsu": float(metrics.dice(uns.otsu(x), truth)),
             "adaptive": float(metrics.dice(uns.adaptive(x), truth))}
 
 

@@ -971,6 +971,8 @@ IGTT_LABELS = {
     "igtt_ems_bce": "authors' with BCE instead of DMI",
     "igtt_ems_5x100_schedule": "authors' on our former 5 x 100 schedule",
     "igtt_ems_image_2x": "authors' on images twice as large (side)",
+    "igtt_ems_recommended_skeleton": "recommended with EMS of the skeleton on every object",
+    "igtt_ems_recommended_no_tta": "recommended without the dihedral mean of the output",
     "otsu": "Otsu",
     "adaptive": "adaptive (35 px mean)",
     "kmeans": "k-means",
@@ -1002,7 +1004,7 @@ def _igtt(rec: dict, records: dict, default: int | None) -> list[str]:
         f"with its defaults. Honest protocol: each method's own masks; paper protocol: the output's best "
         f"threshold on the test set, polarity fixed by the truth. Test Dice, mean +- sd over seeds "
         f"({listing([str(D[d]['seeds']) + ' on ' + SHORT.get(d, d) for d in ds])} for the recommended method):")]
-    methods = list(D[ds[0]]["methods"])
+    methods = list(dict.fromkeys(m for d in ds for m in D[d]["methods"]))  # every dataset's, first seen first
     header = ["method"] + [f"{SHORT.get(d, d)} {p}" for d in ds for p in ("honest", "paper protocol")]
     if paper:
         header.append("paper, ER")
@@ -1030,11 +1032,11 @@ def _igtt(rec: dict, records: dict, default: int | None) -> list[str]:
             f"{r['recommended_wins']['adaptive']}/{r['seeds']} seeds, Otsu in {r['recommended_wins']['otsu']}, "
             f"iGTT without EMS in {r['recommended_wins']['igtt_no_ems']} (its start: "
             f"{listing(sorted(set(r['methods']['igtt_ems_recommended']['start'])), 'or')})."
-            + "".join(f" {v['diverged']} run(s) of {IGTT_LABELS.get(k, k)} diverged (training loss NaN; scored as "
-                      f"Dice 0)." for k, v in r["methods"].items() if v.get("diverged"))))
+            + "".join(f" {v['diverged']} run(s) of {IGTT_LABELS.get(k, k)} diverged (non-finite loss or weights; "
+                      f"scored as Dice 0)." for k, v in r["methods"].items() if v.get("diverged"))))
     for d in ds:
         r = D[d]["methods"]
-        sw = [m for m in r if m.startswith("igtt_ems_") and m != "igtt_ems_recommended"]
+        sw = [m for m in r if m.startswith("igtt_ems_") and not m.startswith("igtt_ems_recommended")]
         if not sw:
             continue
         base = mean(r["igtt_ems"]["dice"])
@@ -1043,7 +1045,9 @@ def _igtt(rec: dict, records: dict, default: int | None) -> list[str]:
             f"Attribution, one switch at a time from the authors' configuration on {names.get(d, d)} (honest "
             f"Dice, {r[sw[0]]['dice']['n']} seed(s) each, against {num(base)}; best threshold "
             f"{num(max(dice(d, 'otsu'), dice(d, 'adaptive')))}): "
-            + listing([IGTT_LABELS.get(m, m).replace("authors' ", "") + " " + num(mean(r[m]["dice"])) for m in moves])
+            + listing([IGTT_LABELS.get(m, m).replace("authors' ", "") + " " + num(mean(r[m]["dice"]))
+                       + (f" (its own test images; Otsu on them {num(r[m]['otsu_same_images'])})"
+                          if "otsu_same_images" in r[m] else "") for m in moves])
             + "."))
     for d in ds:
         if "basin" not in D[d]:
@@ -1081,22 +1085,37 @@ def _igtt(rec: dict, records: dict, default: int | None) -> list[str]:
             f"{num(dice('er_uneven', 'adaptive'))} adaptive); on the even ER-like set it "
             f"{'stays within 0.01 of' if ok_even else 'falls more than 0.01 below'} Otsu "
             f"({num(dice('er', 'igtt_ems_recommended'))} against {num(dice('er', 'otsu'))})."
-            + (_igtt_blobs(D["real_nuclei"]) if "real_nuclei" in D else "")))
+            + (_igtt_blobs(D["real_nuclei"]) if "real_nuclei" in D else "") + _igtt_tta(D)))
     return out
 
 
 def _igtt_blobs(r: dict) -> str:
-    """The recommended method on blobs, from the numbers."""
+    """The recommended method on blobs, from the numbers (and its one-change variants where they ran)."""
     from metastructure.unsupervised import PRESETS
 
-    rec, otsu = mean(r["methods"]["igtt_ems_recommended"]["dice"]), mean(r["methods"]["otsu"]["dice"])
-    src = listing(sorted(set(r["methods"]["igtt_ems_recommended"].get("ems_source") or ["skeleton"])), "or")
+    m = r["methods"]
+    rec, otsu = mean(m["igtt_ems_recommended"]["dice"]), mean(m["otsu"]["dice"])
+    src = listing(sorted(set(m["igtt_ems_recommended"].get("ems_source") or ["skeleton"])), "or")
     verdict = ("beats" if rec > otsu + 0.01 else "matches" if rec >= otsu - 0.01 else "falls below")
-    return (f" On blobs (real nuclei) it {verdict} Otsu ({num(rec)} against {num(otsu)}), with EMS sampling the "
-            f"{'masks themselves' if src == 'mask' else src}: the skeleton of a blob is a structured, skeleton-type "
-            f"label error (the network learns the skeleton), so for objects thicker than a disc of radius "
-            f"{PRESETS['recommended'].thick_radius:g} (`ems_source=\"auto\"`) the sample is drawn from the "
-            f"whole masks.")
+    out = (f" On blobs (real nuclei) it {verdict} Otsu ({num(rec)} against {num(otsu)}), started from Otsu's masks "
+           f"with EMS sampling the {'masks themselves' if src == 'mask' else src} (`ems_source=\"auto\"`: objects "
+           f"over half of whose area holds a disc of radius {PRESETS['recommended'].thick_radius:g})")
+    if "igtt_ems_recommended_skeleton" in m:
+        sk = mean(m["igtt_ems_recommended_skeleton"]["dice"])
+        out += (f"; the same with EMS of the skeleton, the paper's source (a blob's skeleton is a structured, "
+                f"skeleton-type label error), scores {num(sk)}"
+                + (f": sampling the whole masks adds {num(rec - sk)}" if rec > sk + 0.01 else ""))
+    return out + "."
+
+
+def _igtt_tta(D: dict) -> str:
+    """What the dihedral mean of the output adds, where the variant without it ran."""
+    rows = [(d, D[d]["methods"]) for d in D if "igtt_ems_recommended_no_tta" in D[d]["methods"]]
+    if not rows:
+        return ""
+    return (" Without the dihedral mean of the output the recommended method scores "
+            + listing([f"{num(mean(m['igtt_ems_recommended_no_tta']['dice']))} on {DATA.get(d, d)} (with it "
+                       f"{num(mean(m['igtt_ems_recommended']['dice']))})" for d, m in rows]) + ".")
 
 
 SECTIONS: dict[str, Callable[[dict, dict, int | None], list[str]]] = {

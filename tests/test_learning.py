@@ -300,11 +300,15 @@ def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(s
 
 
 def test_augmentation_keeps_image_and_label_aligned():
-    x = jax.random.normal(jax.random.key(0), (8, 16, 16, 1))
-    lab = x[..., 0]
-    xa, la = train.augment_dihedral(jax.random.key(1), x, lab)
-    np.testing.assert_array_equal(xa[..., 0], la)
-    assert not np.array_equal(np.asarray(xa), np.asarray(x))
+    for shape in ((8, 16, 16, 1), (8, 12, 20, 1)):  # non-square: the 4 shape-keeping transforms
+        x = jax.random.normal(jax.random.key(0), shape)
+        lab = x[..., 0]
+        xa, la = train.augment_dihedral(jax.random.key(1), x, lab)
+        np.testing.assert_array_equal(xa[..., 0], la)
+        assert xa.shape == x.shape and not np.array_equal(np.asarray(xa), np.asarray(x))
+    y = (np.asarray(x[..., 0]) > 0).astype(np.float32)
+    r = train.fit(jax.random.key(2), x, y, model=nets.unet(widths=(4, 8)), steps=2, augment=True, progress=False)
+    assert r.predict(x).shape == (8, 12, 20)
 
 
 def test_dihedral_on_non_square_images_and_test_time_augmentation():

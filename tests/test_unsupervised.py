@@ -40,16 +40,16 @@ def test_ems_stays_within_the_radius_of_the_skeleton_and_keeps_exactly_ceil_rati
 
 
 def test_ems_of_the_mask_itself_is_a_shifted_sample_of_the_object():
-    """skeleton=False: no thinning; with radius 0 the labels are exactly noise.sample of the (minority-side)
+    """source="mask": no thinning; with radius 0 the labels are exactly noise.sample of the (minority-side)
     mask with EMS's second key. With radius r, deep inside the object a pixel stays occupied unless none of
     its q = (2r + 1)^2 neighbours lands on it, so the density is ratio * (1 - (1 - 1/q)^q) (Monte Carlo)."""
     m = _masks()
     key = jax.random.key(5)
-    out = np.asarray(u.ems(key, m, radius=0, ratio=0.2, skeleton=False))
+    out = np.asarray(u.ems(key, m, radius=0, ratio=0.2, source="mask"))
     minority = np.stack([m[0], ~m[1]])
     np.testing.assert_array_equal(out, noise.sample(jax.random.split(key)[1], minority, 0.2))
     assert not (out & ~minority).any() and out.sum() > np.stack([skeletonize(x) for x in minority]).sum() * 0.2
-    dens = np.mean([np.asarray(u.ems(jax.random.key(s), m[0], radius=1, ratio=0.2, skeleton=False))
+    dens = np.mean([np.asarray(u.ems(jax.random.key(s), m[0], radius=1, ratio=0.2, source="mask"))
                     for s in range(200)], axis=0)
     inner = ndi.binary_erosion(m[0], iterations=2)  # away from the edge the shift moves mass in and out evenly
     occupied = 1 - (8 / 9) ** 9
@@ -74,6 +74,9 @@ def test_thick_share_is_the_area_an_opening_by_a_disc_keeps():
     yy, xx = np.mgrid[:64, :64]
     disc = np.hypot(yy - 32, xx - 32) <= 12
     assert u.thick_share(disc) > 0.95 and u.thick_share(~disc) == u.thick_share(disc)  # the minority side
+    big = np.zeros((64, 64), bool)
+    big[2:62, 2:62] = True  # objects covering most of the image: as given, thick; their minority side is a rim
+    assert u.thick_share(big, minority=False) > 0.95 and u.thick_share(big) == 0.0
     assert u.thick_share(np.zeros((2, 8, 8), bool)) == 0.0
 
 
@@ -82,6 +85,8 @@ def test_ems_rejects_bad_input():
         u.ems(jax.random.key(0), _masks(), ratio=1.5)
     with pytest.raises(ValueError, match="mask"):
         u.ems(jax.random.key(0), np.full((8, 8), 2))
+    with pytest.raises(ValueError, match="source"):
+        u.ems(jax.random.key(0), _masks(), source="edges")
 
 
 def test_selection_recovers_the_mask_from_a_clean_bimodal_output():
@@ -301,6 +306,10 @@ def test_auto_start_picks_the_local_threshold_only_under_uneven_illumination():
     assert u.igtt(jax.random.key(0), even.images, rounds=1, steps=1, **TINY).config.ems_source == "skeleton"
     blobs = np.asarray(data.nuclei(jax.random.key(7), 6, size=64).masks)
     assert u.igtt(jax.random.key(0), even.images, rounds=1, steps=1, init_labels=blobs,
+                  **TINY).config.ems_source == "mask"
+    confluent = np.zeros(blobs.shape, bool)
+    confluent[:, 4:60, 4:60] = True  # objects over most of the image: thick on the side EMS samples (orient high)
+    assert u.igtt(jax.random.key(0), even.images, rounds=1, steps=1, init_labels=confluent,
                   **TINY).config.ems_source == "mask"
     # brute force on a small image: every pixel's window (scipy's "reflect" border is numpy's "symmetric")
     rng = np.random.default_rng(9)
