@@ -108,6 +108,14 @@ def step(state: TrainState, images: jax.Array, targets: jax.Array, *, model: net
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), value
 
 
+def _dihedral_static(y: jax.Array, i: int, *, inverse: bool, axes: tuple[int, int]) -> jax.Array:
+    """The dihedral transform ``i`` (a Python int) of ``y`` over ``axes`` (H, W), or its inverse."""
+    if inverse:
+        return jnp.rot90(jnp.flip(y, axes[1]) if i >= 4 else y, -(i % 4), axes=axes)
+    r = jnp.rot90(y, i % 4, axes=axes)
+    return jnp.flip(r, axes[1]) if i >= 4 else r
+
+
 def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
     """Per sample, the dihedral transform ``t`` in 0..7 of ``a`` (N, H, W[, C]): rot90 ``t % 4`` times over
     (H, W), then, for ``t >= 4``, a flip of W; with ``inverse``, the transform that undoes it.
@@ -119,11 +127,8 @@ def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
 
     def one(ti, x):
         def f(i):
-            if not square:
-                i -= i % 2
-            if inverse:
-                return lambda y: jnp.rot90(y[:, ::-1] if i >= 4 else y, -(i % 4), axes=(0, 1))
-            return lambda y: (lambda r: r[:, ::-1] if i >= 4 else r)(jnp.rot90(y, i % 4, axes=(0, 1)))
+            i = i if square else i - i % 2
+            return lambda y: _dihedral_static(y, i, inverse=inverse, axes=(0, 1))
 
         return jax.lax.switch(ti, [f(i) for i in range(8)], x)
 
@@ -182,10 +187,10 @@ class FitResult(NamedTuple):
             x = jnp.asarray(images, jnp.float32)
             ts = range(8) if x.shape[1] == x.shape[2] else (0, 2, 4, 6)
             total = None
-            for t in ts:  # dihedral(t, .) of every image at once: rot90 t % 4 times over (H, W), then flip W
-                xt = jnp.rot90(x, t % 4, axes=(1, 2))
-                p = jnp.asarray(self.predict(xt[:, :, ::-1] if t >= 4 else xt, batch_size=batch_size))
-                p = jnp.rot90(p[:, :, ::-1] if t >= 4 else p, -(t % 4), axes=(1, 2))
+            for t in ts:  # dihedral(t, .) of every image at once
+                xt = _dihedral_static(x, t, inverse=False, axes=(1, 2))
+                p = jnp.asarray(self.predict(xt, batch_size=batch_size))
+                p = _dihedral_static(p, t, inverse=True, axes=(1, 2))
                 total = p if total is None else total + p
             return np.asarray(total / len(ts))
         z = self.logits(images, batch_size=batch_size)

@@ -273,6 +273,8 @@ def summarise(config: dict, store) -> dict:
             dice = [r["honest"]["dice"] for r in res]
             rows[m] = {"dice": stats(dice), "dice_by_seed": dice}
             paper[m] = {"dice": stats([r["paper"]["dice"] for r in res])}
+            if m == "igtt_ems_recommended":
+                rows[m]["ems_source"] = [r.get("ems_source") for r in res]
             if "history" in res[0]:
                 paper[m]["best_monitored_round_dice"] = stats([r["paper"]["best_monitored_round_dice"] for r in res])
                 rows[m]["start"] = [r["start"] for r in res]
@@ -284,9 +286,6 @@ def summarise(config: dict, store) -> dict:
         rec = rows["igtt_ems_recommended"]["dice_by_seed"]
         wins = {b: _wins(rec, rows[b]["dice_by_seed"]) for b in ("otsu", "adaptive", "kmeans", "igtt_no_ems",
                                                                  "igtt_ems")}
-        rows["igtt_ems_recommended"]["ems_source"] = [
-            store.result(_spec(config, name, "igtt_ems_recommended", s)).get("ems_source")
-            for s in range(len(rec))]
         out[name] = {"methods": rows, "paper_protocol": paper, "recommended_wins": wins, "seeds": len(rec),
                      "bootstrap": store.result(_diag_spec(config, name))}
         if name == config["basin_dataset"]:
