@@ -2,24 +2,26 @@
 
 The cells (default: the 54 of ``rcl_sampling``'s full profile, training cells
 of 200 steps on 256 images of 64^2; ``--cells N`` keeps the first N) are
-computed from an empty store (and, but for the warm row, an empty compilation
-cache) by each configuration in turn, each in a fresh child process of this script:
+computed from an empty store by each configuration in turn, each in a fresh
+child process of this script, with JAX's persistent compilation cache as
+``python -m simulations`` keeps it (:func:`metastructure.runtime.use_compilation_cache`),
+first empty (a first run on the machine), then warm (the cache that
+configuration's first run left: every later run):
 
-* ``in-process``: today's default, one process with every core this one may
+* ``in-process``: the default, one process with every core this one may
   use (XLA picks its threads), cells one after another;
 * ``W x T``: a Dask LocalCluster (:mod:`simulations.cluster`) of W worker
   processes pinned to T cores each, for W in ``--workers`` (default 1, 2, 4,
   8, 16 up to the cores available), T = ``--threads-per-worker`` (default 1),
-  with the shared persistent compilation cache; and the first multi-worker
-  configuration once more with the cache off (``METASTRUCTURE_JAX_CACHE=""``)
-  and once with the cache its first run left (a second run on the machine):
-  compilation before and after the cache.
+  sharing one cache; and the first multi-worker configuration once more with
+  the cache off (``METASTRUCTURE_JAX_CACHE=""``; skip it with ``--no-cache-run``).
 
-Printed: wall time, cells per minute, the speed-up over ``in-process``
-(wall-time ratio; > 1: the workers are faster) and the share of the cells'
-time spent tracing and compiling (JAX's compile events). The first line
-says the machine. Target on a 2-core machine: 2 x 1 at least 1.25x
-``in-process``.
+Printed: wall time, cells per minute, the speed-up over ``in-process`` with
+the cache in the same state (wall-time ratio; > 1: the workers are faster;
+the no-cache row against the empty-cache in-process row) and the share of
+the cells' time spent tracing and compiling, or loading from the cache
+(JAX's compile events). The first line says the machine. Target on a 2-core
+machine: 2 x 1 at least 1.25x ``in-process``.
 
     python bench/sweep.py                      # every configuration this machine has cores for
     python bench/sweep.py --workers 2 --cells 30
@@ -47,6 +49,7 @@ def cells(experiment: str, n: int | None) -> list[dict]:
 
 def one(args: argparse.Namespace) -> dict:
     """In a child: compute the cells into a fresh store; what it took."""
+    from metastructure import runtime
     from simulations import cluster, runner
 
     specs = cells(args.experiment, args.cells)
@@ -54,6 +57,7 @@ def one(args: argparse.Namespace) -> dict:
         store = runner.open_store(args.store or tmp)
         t0 = time.perf_counter()
         if args.config == "in-process":
+            runtime.use_compilation_cache()  # as python -m simulations does (METASTRUCTURE_JAX_CACHE: this row's)
             cluster.count_compile_time()
             per_cell = []
             for s in specs:
@@ -80,9 +84,9 @@ def one(args: argparse.Namespace) -> dict:
     return out
 
 
-def run_child(config: str, args: argparse.Namespace, cache: str | None, store: str) -> dict:
+def run_child(config: str, args: argparse.Namespace, cache: str, store: str) -> dict:
     env = dict(os.environ)
-    env["METASTRUCTURE_JAX_CACHE"] = cache if cache is not None else ""
+    env["METASTRUCTURE_JAX_CACHE"] = cache  # "" turns it off
     cmd = [sys.executable, __file__, "--_child", config, "--experiment", args.experiment, "--_store", store]
     if args.cells:
         cmd += ["--cells", str(args.cells)]
@@ -112,23 +116,28 @@ def main() -> None:
 
     n = len(cells(args.experiment, args.cells))
     print(f"{platform.node()}: {cores} cores, {platform.processor() or platform.machine()}, jax {jax.__version__}; "
-          f"{n} full-profile cells of {args.experiment}, empty store and compilation cache for each row",
+          f"{n} full-profile cells of {args.experiment}, an empty store for each row",
           flush=True)
     rows = []
     stores = []
     with tempfile.TemporaryDirectory() as caches:
-        runs = [("in-process", None, "in-process")]
-        runs += [(f"{w}x{t}", str(Path(caches) / f"{w}x{t}"), f"{w} workers x {t} thread(s)") for w in counts]
+        def cache_of(config):
+            return str(Path(caches) / f"cache-{config}")
+
+        runs = [("in-process", cache_of("in-process"), "in-process, cache empty", 0)]
+        runs += [(f"{w}x{t}", cache_of(f"{w}x{t}"), f"{w} workers x {t} thread(s), cache empty", 0) for w in counts]
         multi = [w for w in counts if w > 1]
-        if multi and not args.no_cache_run:  # compilation before and after the cache
-            w = multi[0]
-            runs.append((f"{w}x{t}", None, f"{w} workers x {t} thread(s), no compilation cache"))
-            runs.append((f"{w}x{t}", str(Path(caches) / f"{w}x{t}"), f"{w} workers x {t} thread(s), cache warm"))
-        for i, (config, cache, name) in enumerate(runs):
+        if multi and not args.no_cache_run:
+            runs.append((f"{multi[0]}x{t}", "", f"{multi[0]} workers x {t} thread(s), no cache", 0))
+        warm = len(runs)
+        runs.append(("in-process", cache_of("in-process"), "in-process, cache warm", warm))
+        runs += [(f"{w}x{t}", cache_of(f"{w}x{t}"), f"{w} workers x {t} thread(s), cache warm", warm)
+                 for w in multi[:1]]
+        for i, (config, cache, name, against) in enumerate(runs):
             stores.append(str(Path(caches) / f"store-{i}"))
             r = run_child(config, args, cache, stores[-1])
             rows.append((name, r))
-            base = rows[0][1]["wall"]
+            base = rows[against][1]["wall"]
             print(f"{name:48s} {r['wall']:7.1f} s  {60 * r['cells'] / r['wall']:6.1f} cells/min  "
                   f"speed-up {base / r['wall']:5.2f}x  compile {100 * r['compile_seconds'] / r['cell_seconds']:4.1f}% "
                   f"of cell time (first cell {r['first_cell'][1]:.1f} of {r['first_cell'][0]:.1f} s)"

@@ -21,7 +21,8 @@ Modules (one concept each):
 * :mod:`metastructure.unsupervised`: iGTT with EMS, pseudo-label selection by
   DMI, and the Otsu / adaptive / k-means baselines.
 * :mod:`metastructure.runtime`: :func:`configure_cpu`, process set-up for fast
-  CPU training (call it before the first JAX computation).
+  CPU training, and ``use_compilation_cache`` (compiled programs kept on disk
+  for the next process); call them before the first JAX computation.
 """
 
 from . import data, density, losses, metrics, nets, noise, ntm, planner, runtime, train, unsupervised

@@ -1,6 +1,6 @@
-"""Process set-up for fast CPU work: :func:`configure_cpu`.
+"""Process set-up for fast CPU work: :func:`configure_cpu` and :func:`use_compilation_cache`.
 
-Two settings, each optional:
+:func:`configure_cpu` has two settings, each optional:
 
 * **XLA**: turn off XLA:CPU's YNNPACK fusions
   (``--xla_cpu_experimental_ynn_fusion_type=``), so convolutions and
@@ -21,12 +21,24 @@ Both must happen before JAX starts its backend (its thread pools and flag
 parsing), so call :func:`configure_cpu` first thing in a script or notebook,
 before any JAX computation. Nothing here runs on import: the toolkit never
 changes a process behind its user's back. ``python bench/train.py`` calls it.
+
+:func:`use_compilation_cache` keeps what XLA compiles on disk (JAX's
+persistent compilation cache), so the next process that needs the same program
+loads it instead of compiling it again. A process that trains a small network
+spends a large part of its first minute compiling (random initialisers and
+data generators compile once per array shape); on the next run those seconds
+are gone. Numbers are unchanged: the cache holds the very executable the
+process would compile, and what depends on the number of cores (XLA's sums
+split over its threads) is decided when the program runs, not when it is
+compiled, so one cache serves processes of any thread count.
+``python -m simulations`` and its Dask workers call it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import mmap
 import os
 import platform
@@ -34,7 +46,13 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["backend_started", "configure_cpu", "has_ynn_flag"]
+__all__ = ["CACHE_BYTES", "CACHE_ENV", "backend_started", "compilation_cache_dir", "configure_cpu", "has_ynn_flag",
+           "use_compilation_cache"]
+
+#: The environment variable that places (or, empty, turns off) the persistent compilation cache.
+CACHE_ENV = "METASTRUCTURE_JAX_CACHE"
+#: The cache's bound in bytes: beyond it the least recently used entries are evicted.
+CACHE_BYTES = 2 * 2**30
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 _YNN_NAME = b"xla_cpu_experimental_ynn_fusion_type"
@@ -127,3 +145,97 @@ def configure_cpu(*, xla: bool = True, allocator: bool = True) -> dict[str, bool
     if allocator:
         done["allocator"] = _tune_glibc_malloc()
     return done
+
+
+# ------------------------------------------------------------------ the persistent compilation cache
+def _fingerprint() -> str:
+    """What compiled CPU code depends on: the machine's architecture and instruction-set flags, jaxlib."""
+    try:
+        import jaxlib
+
+        jaxlib_version = jaxlib.__version__
+    except ImportError:  # pragma: no cover - the toolkit needs jax
+        jaxlib_version = "none"
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{platform.machine()} {platform.system()} {jaxlib_version} {flags}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where :func:`use_compilation_cache` keeps compiled programs by default; None when turned off.
+
+    ``$METASTRUCTURE_JAX_CACHE`` if set (empty: off), else
+    ``${XDG_CACHE_HOME:-~/.cache}/metastructure/jax/FINGERPRINT``, FINGERPRINT a
+    hash of the CPU's architecture and instruction-set flags and the jaxlib
+    version: a home folder shared by machines of different kinds never mixes
+    their code.
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return Path(env).expanduser() if env.strip() else None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "metastructure" / "jax" / _fingerprint()
+
+
+def _writable_dir(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def use_compilation_cache(*, path: str | os.PathLike | None = None,
+                          fallback: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache for this process; returns the directory, or None.
+
+    Every program this process compiles from now on is written to the
+    directory (however short its compile), and one compiled before, by this or
+    another process, is loaded instead of compiled. Processes may share the
+    directory: JAX locks its entries (``filelock``) so none reads an entry
+    another is still writing, and keeps the directory under
+    :data:`CACHE_BYTES` (least recently used entries go first).
+
+    Args:
+        path: the directory; default :func:`compilation_cache_dir` (which
+            ``METASTRUCTURE_JAX_CACHE=""`` turns off: then nothing changes and
+            None is returned).
+        fallback: where to go when ``path`` cannot be created or written (a
+            worker's local scratch folder, say); None: no cache then.
+
+    Returns:
+        The directory in use, or None when the cache is off, no directory is
+        writable, or it came too late (warned).
+
+    Warns (``RuntimeWarning``) and changes nothing when JAX's backend has
+    already started: JAX decides at the first compilation whether to use a
+    cache, and keeps that decision. Call it before any JAX computation.
+    """
+    if backend_started():
+        warnings.warn("use_compilation_cache() came after JAX's backend started, so it changed nothing; call it "
+                      "before the first JAX computation", RuntimeWarning, stacklevel=2)
+        return None
+    cache = Path(path).expanduser() if path is not None else compilation_cache_dir()
+    if cache is None:
+        return None
+    if not _writable_dir(cache):
+        cache = Path(fallback).expanduser() if fallback is not None else None
+        if cache is None or not _writable_dir(cache):
+            return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)  # its LRU eviction locks with filelock
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return cache

@@ -26,14 +26,16 @@ then by up to about a percent of them after a few hundred steps
 each, a LocalCluster run is bitwise equal to ``taskset -c 0 python -m
 simulations ...`` in one process.
 
-Compilation: every worker process keeps JAX's persistent compilation cache in
-:func:`cache_dir` (shared by the workers of one machine, so a network compiled
-by one worker is loaded, not recompiled, by the others and by later runs).
-The directory holds a fingerprint of the CPU and the jaxlib version, so a
-home folder shared by machines of different kinds never mixes their code;
-JAX locks the cache (``filelock``) so that workers never read an entry another
-is still writing, and keeps it under :data:`CACHE_BYTES` (least recently used
-entries go first). Where the directory cannot be written a worker keeps its
+Compilation: every worker process (and the in-process path of ``python -m
+simulations``) keeps JAX's persistent compilation cache in
+:func:`metastructure.runtime.compilation_cache_dir` (shared by the workers of
+one machine, so a program compiled by one worker is loaded, not recompiled, by
+the others and by later runs; one cache serves any thread count). The
+directory holds a fingerprint of the CPU and the jaxlib version, so a home
+folder shared by machines of different kinds never mixes their code; JAX locks
+the cache (``filelock``) so that workers never read an entry another is still
+writing, and keeps it under :data:`metastructure.runtime.CACHE_BYTES` (least
+recently used entries go first). Where the directory cannot be written a worker keeps its
 cache in its own local directory; ``METASTRUCTURE_JAX_CACHE=""`` turns the
 cache off.
 
@@ -55,9 +57,7 @@ Ctrl-C cancels what is queued and keeps what finished. The in-process path
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import platform
 import signal
 import threading
 import time
@@ -74,11 +74,9 @@ try:
 except ImportError:  # pragma: no cover - the message says what to install
     raise ImportError("running cells on Dask needs distributed: pip install 'metastructure[cluster]'") from None
 
-__all__ = ["CACHE_ENV", "CellFailure", "CellWorker", "CellsFailed", "cache_dir", "compile_seconds", "compute_cells",
-           "core_sets", "count_compile_time", "open_client", "setup_process", "worker_info"]
+__all__ = ["CellFailure", "CellWorker", "CellsFailed", "compile_seconds", "compute_cells", "core_sets",
+           "count_compile_time", "open_client", "setup_process", "worker_info"]
 
-CACHE_ENV = "METASTRUCTURE_JAX_CACHE"
-CACHE_BYTES = 2 * 2**30  # the cache's bound: least recently used entries are evicted beyond it
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
 _compile_seconds = [0.0]  # this process's time in JAX's tracing, lowering and compiling (or loading from the cache)
@@ -86,49 +84,6 @@ _counting = [False]
 
 
 # ------------------------------------------------------------------ on the workers
-def _fingerprint() -> str:
-    """What compiled CPU code depends on: the machine's architecture and instruction-set flags, jaxlib."""
-    try:
-        import jaxlib
-
-        jaxlib_version = jaxlib.__version__
-    except ImportError:  # pragma: no cover - the toolkit needs jax
-        jaxlib_version = "none"
-    flags = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line.split(":", 1)[1].strip()
-                break
-    text = f"{platform.machine()} {platform.system()} {jaxlib_version} {flags}"
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def cache_dir() -> Path | None:
-    """Where the workers keep JAX's persistent compilation cache; None when turned off.
-
-    ``$METASTRUCTURE_JAX_CACHE`` if set (empty: off), else
-    ``${XDG_CACHE_HOME:-~/.cache}/metastructure/jax/FINGERPRINT`` (the CPU's
-    architecture and instruction-set flags and the jaxlib version).
-    """
-    env = os.environ.get(CACHE_ENV)
-    if env is not None:
-        return Path(env).expanduser() if env.strip() else None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "metastructure" / "jax" / _fingerprint()
-
-
-def _writable_dir(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
 def _pin(cores: list[int]) -> bool:
     """Set the CPU affinity of every thread of this process (threads started later inherit it)."""
     if not hasattr(os, "sched_setaffinity"):
@@ -164,12 +119,15 @@ def count_compile_time() -> None:
 
 
 def setup_process(*, cores: list[int] | None = None, local_directory: str | None = None) -> dict:
-    """Prepare this (worker) process before its first cell: glibc's allocator set to keep its pages
-    (:func:`metastructure.configure_cpu` with ``xla=False``: numbers unchanged), pinned to ``cores``,
-    JAX's persistent compilation cache on (:func:`cache_dir`, else ``local_directory/jax-cache``),
-    compile time counted. Returns what it did. Must come before JAX's backend starts."""
-    import jax
+    """Prepare this (worker) process before its first cell; returns what it did.
 
+    glibc's allocator set to keep its pages (:func:`metastructure.configure_cpu`
+    with ``xla=False``: numbers unchanged), the process pinned to ``cores``,
+    JAX's persistent compilation cache on
+    (:func:`metastructure.runtime.use_compilation_cache`; in
+    ``local_directory/jax-cache`` where its directory cannot be written),
+    compile time counted. Must come before JAX's backend starts.
+    """
     from metastructure import runtime
 
     done: dict[str, Any] = {"cores": None, "cache": None, "allocator": False}
@@ -184,22 +142,10 @@ def setup_process(*, cores: list[int] | None = None, local_directory: str | None
                           "machine's", RuntimeWarning, stacklevel=2)
         elif _pin(cores):
             done["cores"] = list(cores)
-    cache = cache_dir()
-    if cache is not None and not _writable_dir(cache):
-        cache = Path(local_directory) / "jax-cache" if local_directory else None
-        if cache is not None and not _writable_dir(cache):
-            cache = None
-    if cache is not None:
-        try:  # JAX locks the cache's reads and writes (so workers sharing it never read a half-written entry)
-            import filelock  # noqa: F401  only when it bounds the cache's size, which needs filelock
-        except ImportError:  # then each worker keeps a cache of its own
-            cache = cache / f"worker-{os.getpid()}"
-        else:
-            jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-        done["cache"] = str(cache)
+    done["cache"] = runtime.use_compilation_cache(
+        fallback=Path(local_directory) / "jax-cache" if local_directory else None)
+    if done["cache"] is not None:
+        done["cache"] = str(done["cache"])
     count_compile_time()
     return done
 

@@ -12,6 +12,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra: pip install 'metastructure[cluster]'")
 
+from metastructure import runtime  # noqa: E402
 from simulations import __main__ as cli  # noqa: E402
 from simulations import cluster, runner  # noqa: E402
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pi
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """The environment of the subprocesses: one compilation cache for the module (so only the first run compiles)."""
-    return {**os.environ, cluster.CACHE_ENV: str(tmp_path_factory.mktemp("jax-cache"))}
+    return {**os.environ, runtime.CACHE_ENV: str(tmp_path_factory.mktemp("jax-cache"))}
 
 
 def cli_run(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -98,22 +99,22 @@ def test_a_killed_worker_costs_its_cell_and_changes_no_number(in_process, env, t
 
 @pytest.fixture(scope="module")
 def client(env):
-    old = os.environ.get(cluster.CACHE_ENV)
-    os.environ[cluster.CACHE_ENV] = env[cluster.CACHE_ENV]  # the spawned workers inherit it
+    old = os.environ.get(runtime.CACHE_ENV)
+    os.environ[runtime.CACHE_ENV] = env[runtime.CACHE_ENV]  # the spawned workers inherit it
     try:
         with cluster.open_client(2) as c:
             yield c
     finally:
         if old is None:
-            os.environ.pop(cluster.CACHE_ENV)
+            os.environ.pop(runtime.CACHE_ENV)
         else:
-            os.environ[cluster.CACHE_ENV] = old
+            os.environ[runtime.CACHE_ENV] = old
 
 
 def test_workers_are_pinned_and_share_one_cache(client, env):
     info = cluster.worker_info(client)
     assert sorted(tuple(i["cores"]) for i in info.values()) == [tuple(c) for c in cluster.core_sets(2, 1)]
-    assert {i["cache"] for i in info.values()} == {env[cluster.CACHE_ENV]}
+    assert {i["cache"] for i in info.values()} == {env[runtime.CACHE_ENV]}
 
 
 def test_a_failing_cell_is_reported_with_its_spec_and_the_others_go_on(client, tmp_path):
@@ -146,19 +147,11 @@ def test_shared_cells_are_computed_once_and_the_client_argument_works(client, tm
     assert one["computed"] == 0 and one["results"] == recs["rcl_sampling"]["results"]
 
 
-def test_core_sets_and_cache_dir(monkeypatch, tmp_path):
+def test_core_sets():
     assert cluster.core_sets(2, 1, [0, 1]) == [[0], [1]]
     assert cluster.core_sets(3, 2, [4, 5, 6, 7]) == [[4, 5], [6, 7], [4, 5]]  # wraps around: shares cores
     with pytest.raises(ValueError, match="threads_per_worker=3"):
         cluster.core_sets(1, 3, [0, 1])
-    monkeypatch.setenv(cluster.CACHE_ENV, "")
-    assert cluster.cache_dir() is None
-    monkeypatch.setenv(cluster.CACHE_ENV, str(tmp_path))
-    assert cluster.cache_dir() == tmp_path
-    monkeypatch.delenv(cluster.CACHE_ENV)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    d = cluster.cache_dir()
-    assert d.parent == tmp_path / "metastructure" / "jax" and len(d.name) == 12  # a fingerprint of CPU and jaxlib
     for bad in ({"workers": 0}, {"workers": 2, "scheduler": "tcp://x:1"}, {}, {"workers": 1.5},
                 {"workers": 1, "threads_per_worker": 0}):
         with pytest.raises(ValueError):

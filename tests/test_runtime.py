@@ -1,4 +1,5 @@
-"""configure_cpu: what it sets, that it takes effect, and that it refuses to act too late.
+"""configure_cpu and use_compilation_cache: what they set, that it takes effect (numbers unchanged where
+promised), and that they refuse to act too late.
 
 Each case runs in a fresh Python process, because the settings only act before
 JAX's backend starts (and this test process has started it long ago).
@@ -117,3 +118,63 @@ def test_too_late_warns_and_changes_nothing(monkeypatch):
     assert done == {"xla": False, "allocator": False}
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
     assert metastructure.configure_cpu(xla=False, allocator=False) == {"xla": False, "allocator": False}
+
+
+CACHE_PROBE = textwrap.dedent("""
+    import hashlib, json, os, sys
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:int(sys.argv[1])])  # before XLA makes its threads
+    from metastructure import runtime
+    cache = runtime.use_compilation_cache(path=sys.argv[2]) if sys.argv[2] else None
+    import jax, numpy as np
+    from metastructure import data, nets, train
+    d = data.nuclei(jax.random.key(0), 8, size=32)
+    r = train.fit(jax.random.key(1), d.images, d.masks, model=nets.unet(widths=(8, 16)), steps=5, batch_size=4,
+                  progress=False)
+    h = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in jax.tree_util.tree_leaves(r.params))).hexdigest()
+    print(json.dumps({"cache": None if cache is None else str(cache), "params": h}))
+""")
+
+
+def cached_fit(cores: int, cache) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != runtime.CACHE_ENV}
+    out = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(cores), str(cache or "")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pins processes to one and to two cores")
+def test_a_cache_written_on_one_core_serves_two_and_changes_no_number(tmp_path):
+    cache = tmp_path / "cache"
+    one = cached_fit(1, cache)
+    assert one["cache"] == str(cache)
+    entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert len(entries) > 10  # the initialisers, the data generator, the training step, ...
+    assert one["params"] == cached_fit(1, None)["params"]  # writing the cache changes nothing
+    two = cached_fit(2, cache)
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries  # every program was loaded
+    # XLA splits its sums over the threads it has when the program runs, not when it was compiled: the
+    # two-core process that loaded one-core programs computes what a two-core process compiling its own does
+    assert two["params"] == cached_fit(2, None)["params"]
+
+
+def test_compilation_cache_dir_and_its_switch(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.CACHE_ENV, "")
+    assert runtime.compilation_cache_dir() is None
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path))
+    assert runtime.compilation_cache_dir() == tmp_path
+    monkeypatch.delenv(runtime.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    d = runtime.compilation_cache_dir()
+    assert d.parent == tmp_path / "metastructure" / "jax" and len(d.name) == 12  # a fingerprint of CPU and jaxlib
+
+
+def test_compilation_cache_too_late_warns_and_changes_nothing(tmp_path):
+    import jax
+
+    jnp.ones(2).block_until_ready()  # this process's backend is running
+    before = jax.config.jax_compilation_cache_dir
+    with pytest.warns(RuntimeWarning, match="before the first JAX computation"):
+        assert runtime.use_compilation_cache(path=tmp_path / "c") is None
+    assert jax.config.jax_compilation_cache_dir == before and not (tmp_path / "c").exists()
