@@ -4,9 +4,10 @@ The cells (default: the 54 of ``rcl_sampling``'s full profile, training cells
 of 200 steps on 256 images of 64^2; ``--cells N`` keeps the first N) are
 computed from an empty store by each configuration in turn, each in a fresh
 child process of this script, with JAX's persistent compilation cache as
-``python -m simulations`` keeps it (:func:`metastructure.runtime.use_compilation_cache`),
-first empty (a first run on the machine), then warm (the cache that
-configuration's first run left: every later run):
+``python -m simulations`` keeps it (:func:`metastructure.runtime.use_compilation_cache`)
+empty (a first run on the machine); then ``in-process`` and the first
+multi-worker configuration once more with the cache their first run left
+(warm: every later run):
 
 * ``in-process``: the default, one process with every core this one may
   use (XLA picks its threads), cells one after another;
@@ -57,7 +58,7 @@ def one(args: argparse.Namespace) -> dict:
         store = runner.open_store(args.store or tmp)
         t0 = time.perf_counter()
         if args.config == "in-process":
-            runtime.use_compilation_cache()  # as python -m simulations does (METASTRUCTURE_JAX_CACHE: this row's)
+            cache = runtime.use_compilation_cache()  # as python -m simulations does (METASTRUCTURE_JAX_CACHE)
             cluster.count_compile_time()
             per_cell = []
             for s in specs:
@@ -69,6 +70,8 @@ def one(args: argparse.Namespace) -> dict:
             workers, threads = (int(v) for v in args.config.split("x"))
             with cluster.open_client(workers, threads_per_worker=threads) as client:
                 started = time.perf_counter() - t0
+                caches = {i["cache"] for i in cluster.worker_info(client).values()}
+                cache = caches.pop() if len(caches) == 1 else f"{len(caches)} caches"
                 for _, failure, _ in cluster.compute_cells(client, store, specs):
                     if failure is not None:
                         raise RuntimeError(str(failure))
@@ -78,7 +81,8 @@ def one(args: argparse.Namespace) -> dict:
                 per_cell.append((rec["seconds"], rec.get("compile_seconds", 0.0)))
         wall = time.perf_counter() - t0
     out = {"wall": wall, "cells": len(specs), "cell_seconds": sum(c for c, _ in per_cell),
-           "compile_seconds": sum(k for _, k in per_cell), "first_cell": per_cell[0]}
+           "compile_seconds": sum(k for _, k in per_cell), "first_cell": per_cell[0],
+           "cache": None if cache is None else str(cache)}
     if args.config != "in-process":
         out["cluster_start"] = started
     return out
@@ -136,6 +140,8 @@ def main() -> None:
         for i, (config, cache, name, against) in enumerate(runs):
             stores.append(str(Path(caches) / f"store-{i}"))
             r = run_child(config, args, cache, stores[-1])
+            if (r["cache"] or "") != cache:
+                sys.exit(f"{name}: the compilation cache was {r['cache']!r}, not {cache or None!r}")
             rows.append((name, r))
             base = rows[against][1]["wall"]
             print(f"{name:48s} {r['wall']:7.1f} s  {60 * r['cells'] / r['wall']:6.1f} cells/min  "
@@ -145,6 +151,11 @@ def main() -> None:
         print("numbers against in-process (same cells, same seeds):")
         for (name, _), store in zip(rows[1:], stores[1:]):
             print(f"  {name:46s} {agreement(args, stores[0], store)}")
+        print("numbers against the same configuration's first run (the cache changes none):")
+        for i, (config, _, name, _) in enumerate(runs):
+            first = next(k for k, r in enumerate(runs) if r[0] == config)
+            if first != i:
+                print(f"  {name:46s} {agreement(args, stores[first], stores[i])}")
 
 
 def _leaves(x, path=""):

@@ -24,13 +24,13 @@ changes a process behind its user's back. ``python bench/train.py`` calls it.
 
 :func:`use_compilation_cache` keeps what XLA compiles on disk (JAX's
 persistent compilation cache), so the next process that needs the same program
-loads it instead of compiling it again. A process that trains a small network
-spends a large part of its first minute compiling (random initialisers and
-data generators compile once per array shape); on the next run those seconds
-are gone. Numbers are unchanged: the cache holds the very executable the
-process would compile, and what depends on the number of cores (XLA's sums
-split over its threads) is decided when the program runs, not when it is
-compiled, so one cache serves processes of any thread count.
+loads it instead of compiling it again: the network's steps, and the many small
+programs a first run compiles besides (JAX's random initialisers and the data
+generators compile once per array shape). Numbers are unchanged: the cache
+holds the executable the process would compile, and its key holds no thread
+count: XLA splits its sums over the threads it has when a program runs
+(``tests/test_runtime.py`` checks a cache written by a one-core process
+against a two-core one).
 ``python -m simulations`` and its Dask workers call it.
 """
 
@@ -43,6 +43,7 @@ import mmap
 import os
 import platform
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -187,9 +188,9 @@ def compilation_cache_dir() -> Path | None:
 def _writable_dir(path: Path) -> bool:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
         return True
     except OSError:
         return False
@@ -219,7 +220,9 @@ def use_compilation_cache(*, path: str | os.PathLike | None = None,
 
     Warns (``RuntimeWarning``) and changes nothing when JAX's backend has
     already started: JAX decides at the first compilation whether to use a
-    cache, and keeps that decision. Call it before any JAX computation.
+    cache, and keeps that decision. Call it before any JAX computation. It
+    replaces a directory given to JAX otherwise (``JAX_COMPILATION_CACHE_DIR``);
+    when it returns None it leaves such a setting as it was.
     """
     if backend_started():
         warnings.warn("use_compilation_cache() came after JAX's backend started, so it changed nothing; call it "
@@ -234,8 +237,14 @@ def use_compilation_cache(*, path: str | os.PathLike | None = None,
             return None
     import jax
 
-    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)  # its LRU eviction locks with filelock
+    try:  # JAX's size bound (LRU eviction) locks the entries with filelock (a dependency of the toolkit)
+        import filelock  # noqa: F401
+    except ImportError:
+        warnings.warn("filelock is not installed, so the compilation cache grows without bound: "
+                      "pip install filelock", RuntimeWarning, stacklevel=2)
+    else:
+        jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # every entry, however small
     return cache

@@ -47,7 +47,14 @@ def _first_line(name: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, compile_cache: bool = False) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    ``compile_cache`` turns on JAX's persistent compilation cache
+    (:func:`metastructure.runtime.use_compilation_cache`) before ``run`` or
+    ``all`` computes: ``python -m simulations`` does; a caller's own process
+    keeps its own choice.
+    """
     ap = argparse.ArgumentParser(prog="python -m simulations", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="cores per local worker process, i.e. XLA's threads (default 1)")
     args = ap.parse_args(argv)
     try:
-        return _main(ap, args)
+        return _main(ap, args, compile_cache=compile_cache)
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         print(f"\ninterrupted: finished cells are kept in {out}/store; run the same command again to resume",
@@ -96,7 +103,7 @@ class _UserError(Exception):
     """A problem the user fixes (an unwritable --out, a figure with no JSON): one line, no traceback."""
 
 
-def _main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _main(ap: argparse.ArgumentParser, args: argparse.Namespace, *, compile_cache: bool) -> int:
     if args.command == "list":
         for name in runner.NAMES:
             print(f"{name:18s} {_first_line(name)}")
@@ -155,7 +162,7 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         last[0] = now
 
     kw = dict(profile=args.profile, seeds=args.seeds, force=args.force, on_record=said)
-    if not runtime.backend_started():  # (called from a process that already computed: its choice stands)
+    if compile_cache:
         runtime.use_compilation_cache()
     if args.workers is None and args.scheduler is None:
         runner.run_experiments(names, args.out, **kw)
@@ -172,4 +179,4 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(compile_cache=True))

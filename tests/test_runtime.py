@@ -121,21 +121,25 @@ def test_too_late_warns_and_changes_nothing(monkeypatch):
 
 
 CACHE_PROBE = textwrap.dedent("""
-    import hashlib, json, os, sys
+    import collections, hashlib, json, os, sys
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:int(sys.argv[1])])  # before XLA makes its threads
     from metastructure import runtime
     cache = runtime.use_compilation_cache(path=sys.argv[2]) if sys.argv[2] else None
     import jax, numpy as np
+    events = collections.Counter()
+    jax.monitoring.register_event_listener(lambda event, **kw: events.update([event.rsplit("/", 1)[-1]]))
     from metastructure import data, nets, train
     d = data.nuclei(jax.random.key(0), 8, size=32)
     r = train.fit(jax.random.key(1), d.images, d.masks, model=nets.unet(widths=(8, 16)), steps=5, batch_size=4,
                   progress=False)
     h = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in jax.tree_util.tree_leaves(r.params))).hexdigest()
-    print(json.dumps({"cache": None if cache is None else str(cache), "params": h}))
+    print(json.dumps({"cache": None if cache is None else str(cache), "params": h,
+                      "hits": events["cache_hits"], "misses": events["cache_misses"]}))
 """)
 
 
 def cached_fit(cores: int, cache) -> dict:
+    """A few training steps in a fresh process on ``cores`` cores, with the cache in ``cache`` (None: off)."""
     env = {k: v for k, v in os.environ.items() if k != runtime.CACHE_ENV}
     out = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(cores), str(cache or "")], env=env,
                          capture_output=True, text=True, timeout=300)
@@ -148,15 +152,38 @@ def cached_fit(cores: int, cache) -> dict:
 def test_a_cache_written_on_one_core_serves_two_and_changes_no_number(tmp_path):
     cache = tmp_path / "cache"
     one = cached_fit(1, cache)
-    assert one["cache"] == str(cache)
-    entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
-    assert len(entries) > 10  # the initialisers, the data generator, the training step, ...
+    assert one["cache"] == str(cache) and one["hits"] == 0 and one["misses"] > 10  # every program written
+    entries = sorted(p.name for p in cache.rglob("*-cache"))  # beside them: access times and a lock file
+    assert len(entries) == one["misses"]
     assert one["params"] == cached_fit(1, None)["params"]  # writing the cache changes nothing
     two = cached_fit(2, cache)
-    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries  # every program was loaded
+    assert two["cache"] == str(cache) and two["misses"] == 0 and two["hits"] == one["misses"]  # every one loaded
     # XLA splits its sums over the threads it has when the program runs, not when it was compiled: the
-    # two-core process that loaded one-core programs computes what a two-core process compiling its own does
-    assert two["params"] == cached_fit(2, None)["params"]
+    # two-core process that loaded one-core programs computes what a two-core process compiling its own does,
+    # which is not what the one-core process computed
+    alone = cached_fit(2, None)
+    assert alone["hits"] == 0 and two["params"] == alone["params"] != one["params"]
+
+
+def test_an_unwritable_cache_falls_back_or_stays_off(monkeypatch, tmp_path):
+    import jax
+
+    set_to = {}
+    monkeypatch.setattr(runtime, "backend_started", lambda: False)  # as in a fresh process
+    monkeypatch.setattr(jax.config, "update", lambda name, value: set_to.__setitem__(name, value))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # nothing can be made under a regular file, root or not
+    assert runtime.use_compilation_cache(path=blocked / "cache") is None and set_to == {}
+    assert runtime.use_compilation_cache(path=blocked / "cache", fallback=tmp_path / "local") == tmp_path / "local"
+    assert set_to["jax_compilation_cache_dir"] == str(tmp_path / "local")
+    assert set_to["jax_persistent_cache_min_compile_time_secs"] == 0
+    assert list((tmp_path / "local").iterdir()) == []  # the write probe leaves nothing behind
+    set_to.clear()
+    monkeypatch.setenv(runtime.CACHE_ENV, "")
+    assert runtime.use_compilation_cache() is None and set_to == {}  # off
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "env"))
+    assert runtime.use_compilation_cache() == tmp_path / "env" and set_to["jax_compilation_cache_dir"] == str(
+        tmp_path / "env")
 
 
 def test_compilation_cache_dir_and_its_switch(monkeypatch, tmp_path):
