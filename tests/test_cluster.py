@@ -173,7 +173,7 @@ def test_cli_parallel_options(capsys, tmp_path):
 
 
 @pytest.mark.slow  # starts a cluster in a fresh process and waits for cells (~40 s)
-def test_ctrl_c_with_workers_stops_cleanly_and_keeps_what_finished(env, tmp_path):
+def test_ctrl_c_with_workers_stops_cleanly_and_keeps_what_finished(env, tmp_path, takes_ctrl_c):
     """Ctrl-C in a terminal reaches the driver and its local workers (one process group): one line, exit
     130, no worker traceback, no worker left running, the finished cells kept and usable."""
     import signal

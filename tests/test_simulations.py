@@ -384,7 +384,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow  # a fresh process compiles again
-def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path):
+def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path, takes_ctrl_c):
     """Regression: Ctrl-C gave a traceback. Now one line says how to resume, the exit status is 130 and the
     finished cells stay in the store."""
     out = tmp_path / "x"
