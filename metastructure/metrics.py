@@ -40,7 +40,7 @@ import scipy.ndimage as ndi
 
 from . import _checks
 from .density import MatchedThreshold, matched_threshold_or_none
-from .noise import LabelNoise
+from .noise import Clean, LabelNoise
 
 __all__ = [
     "PROTOCOLS",
@@ -433,7 +433,7 @@ def _evaluate_multiclass(probs: Any, masks: Any, num_classes: int, *, label_type
                            "accuracy": float(np.mean((pred == t)[valid]))}
     if label_type is not None:
         if isinstance(label_type, LabelNoise):  # clean without num_classes is the identity of any size
-            tr = np.eye(num_classes) if label_type.kind == "clean" else label_type.transition()
+            tr = np.eye(num_classes) if isinstance(label_type, Clean) else label_type.transition()
         else:
             tr = np.asarray(label_type, np.float64)
         _checks.check_transition("transition", tr)
@@ -482,7 +482,7 @@ def boundary_distance(pred: Any, target: Any, *, per_image: bool = False) -> dic
     p = p.reshape(-1, *p.shape[-2:]).astype(bool)
     t = t.reshape(-1, *t.shape[-2:]).astype(bool)
     per: list[np.ndarray | None] = []
-    for a, b in zip(p, t):
+    for a, b in zip(p, t, strict=True):
         ba, bb = _boundary(a), _boundary(b)
         if not ba.any() and not bb.any():
             per.append(np.zeros(0))
@@ -507,7 +507,7 @@ def boundary_distance(pred: Any, target: Any, *, per_image: bool = False) -> dic
         vals = stats(None)
     else:
         vals = stats(np.concatenate(per))
-    return dict(zip(("mean", "hd95", "max"), vals))
+    return dict(zip(("mean", "hd95", "max"), vals, strict=True))
 
 
 # ------------------------------------------------------------------ features

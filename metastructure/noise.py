@@ -17,8 +17,13 @@ Spatially structured (PCL, the boundary moves): :func:`dilate`, :func:`erode`,
 :func:`skeletonize`, :func:`shift`, :func:`boundary_noise`.
 Independent of the image (RL): :func:`random_labels`.
 
-A label type as a value (a pytree, for jitted training with fresh draws):
-:class:`LabelNoise`.
+A label type as a value (a pytree, for jitted training with fresh draws): a
+:class:`LabelNoise`, one subclass per type (:class:`Clean`, :class:`Sample`,
+:class:`Flip`, :class:`RandomLabels`, :class:`Dilate`, :class:`Erode`,
+:class:`Skeleton`, :class:`Shift`, :class:`BoundaryNoise`,
+:class:`SampleClasses`, :class:`SymmetricFlip`), each with its draw, its T,
+its t* and its family; ``LabelNoise.parse("flip 0.3 0.2")`` reads one from its
+name.
 
 Exact counts. ``exact=True`` draws, per image and uniformly without
 replacement, exactly ``ceil(ratio * N)`` pixels to keep (:func:`sample`) or
@@ -32,7 +37,7 @@ float32's smallest normal number (about 1e-38) flush to zero.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +47,18 @@ from . import _checks, ntm
 from .density import MatchedThreshold, matched_threshold_or_none
 
 __all__ = [
+    "BoundaryNoise",
+    "Clean",
+    "Dilate",
+    "Erode",
+    "Flip",
     "LabelNoise",
+    "RandomLabels",
+    "Sample",
+    "SampleClasses",
+    "Shift",
+    "Skeleton",
+    "SymmetricFlip",
     "boundary_noise",
     "corrupt",
     "dilate",
@@ -426,7 +442,7 @@ def shift(key: jax.Array, mask: Any, radius: int, *, ignore: int | None = -1, nd
     off = jax.random.randint(key, (ndim,) + flat.shape, -r, r + 1)
     grids = jnp.meshgrid(*[jnp.arange(s) for s in spatial], indexing="ij")
     idx = jnp.zeros(flat.shape, jnp.int32) + (jnp.arange(nb).reshape((nb,) + (1,) * ndim))
-    for a, (g, s) in enumerate(zip(grids, spatial)):
+    for a, (g, s) in enumerate(zip(grids, spatial, strict=True)):
         idx = idx * s + jnp.clip(g[None] + off[a], 0, s - 1)
     out = jnp.zeros(flat.size, bool).at[idx.ravel()].max(flat.ravel())
     return _out(m, out.reshape(fg.shape), valid)
@@ -479,93 +495,287 @@ def boundary_noise(
 
 
 # ------------------------------------------------------------ label types as values
-_RANDOM_KINDS = ("sample", "flip", "random", "sample_classes", "symmetric")
-_DATA_DEPENDENT = ("dilate", "erode", "skeleton")  # T depends on the masks: estimated from them
-_MULTICLASS = ("sample_classes", "symmetric")
-_NPARAMS = {"clean": 0, "sample": 1, "flip": 2, "random": 1, "dilate": 1, "erode": 1, "skeleton": 0,
-            "sample_classes": 1, "symmetric": 1}
+_ATOL = 1e-12  # T within this of the identity is clean (CL); an eigenvalue within it of 0 makes T singular (RL)
 
 
-@jax.tree_util.register_pytree_node_class
-class LabelNoise:
-    r"""A label type as a value: ``LabelNoise("sample", 0.1)(key, masks)``.
+def _number(token: str) -> int | float:
+    """An int literal as an int (a radius or a step count), anything else as a float."""
+    try:
+        return int(token)
+    except ValueError:
+        return float(token)
 
-    Kinds and their parameters (the label types of arXiv 2103.11594, Table 1:
-    CL, RCL, PCL, RL; theory/README.md, step 5):
 
-    * ``"clean"``; ``"sample"`` (ratio p); ``"flip"`` (f, b); ``"random"`` (rate r);
-    * ``"dilate"`` / ``"erode"`` (radius r); ``"skeleton"``;
-    * multi-class (``num_classes`` M): ``"sample_classes"`` (ratio p, the rest
-      ``ignore``) and ``"symmetric"`` (rate e: T = (1-e) I + e/(M-1) (11^T - I)).
+class _Rate:
+    """A rate in [0, 1]: a pytree leaf (traced under ``jit``, batched under ``vmap``)."""
 
-    It is a pytree whose leaves are the rates of the random kinds, so a jitted
-    function taking it as an argument compiles once per kind and is reused for
-    every rate (``train.fit(noise=...)`` does this for fresh draws). Radii and
-    ``num_classes`` are static. Draws are exact-count (``exact=True``).
+    leaf = True
+    parse = staticmethod(float)
 
-    What it implies for a network trained on it: :meth:`transition` (T, from
-    :mod:`metastructure.ntm`'s closed forms) and :meth:`matched_threshold` (the
-    t* that recovers the clean boundary, or None where none exists).
+    @staticmethod
+    def check(kind: str, name: str, value: Any) -> None:
+        _checks.check_unit_interval(f"{name} (a {kind} rate)", value, scalar=True)
+
+
+class _Radius:
+    """A static non-negative radius (it fixes the structuring element)."""
+
+    leaf = False
+    parse = staticmethod(_number)
+
+    @staticmethod
+    def check(kind: str, name: str, value: Any) -> None:
+        _checks.check_radius(name, value)
+
+
+class _IntRadius(_Radius):
+    """A static non-negative integer radius (the offsets of :func:`shift`)."""
+
+    @staticmethod
+    def check(kind: str, name: str, value: Any) -> None:
+        r = _checks.check_radius(name, value)
+        if r != int(r):
+            raise ValueError(f"{name} of {kind} must be an integer, got {value!r}")
+
+
+class _Steps:
+    """A static count of steps, an int >= 0."""
+
+    leaf = False
+    parse = staticmethod(_number)
+
+    @staticmethod
+    def check(kind: str, name: str, value: Any) -> None:
+        _checks.check_int(name, value, minimum=0)
+
+
+_KINDS: dict[str, type[LabelNoise]] = {}  # kind -> its class, filled as each subclass is defined
+
+
+class _ByKind(type):
+    """``LabelNoise(kind, *params, num_classes=None)`` builds the subclass whose ``kind`` that is."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is LabelNoise:
+            return LabelNoise._from_kind(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class LabelNoise(metaclass=_ByKind):
+    r"""A label type as a value, one subclass per type: ``Sample(0.1)(key, masks)``.
+
+    The label types of arXiv 2103.11594, Table 1 (theory/README.md, step 5), and
+    their parameters; ``kind`` is the first word of ``name`` and what
+    ``LabelNoise(kind, *params)`` and :meth:`parse` take:
+
+    * :class:`Clean` (``clean``): no parameter (``num_classes`` optional);
+    * :class:`Sample` (``sample``): ratio p (:func:`sample`);
+    * :class:`Flip` (``flip``): fg_to_bg f, bg_to_fg b (:func:`flip`);
+    * :class:`RandomLabels` (``random``): rate r (:func:`random_labels`);
+    * :class:`Dilate` / :class:`Erode` (``dilate`` / ``erode``): radius
+      (:func:`dilate`, :func:`erode`);
+    * :class:`Skeleton` (``skeleton``): no parameter (:func:`skeletonize`);
+    * :class:`Shift` (``shift``): integer radius (:func:`shift`);
+    * :class:`BoundaryNoise` (``boundary_noise``): steps, p_outer, p_inner
+      (:func:`boundary_noise`);
+    * multi-class, with ``num_classes`` M: :class:`SampleClasses`
+      (``sample_classes``): ratio p, the rest ``ignore`` (:func:`sample_classes`);
+      :class:`SymmetricFlip` (``symmetric``): rate e,
+      T = (1-e) I + e/(M-1) (11^T - I).
+
+    Every instance has ``kind``, ``params`` (as given, also as named attributes:
+    ``Flip(0.3, 0.2).fg_to_bg``), ``num_classes`` (None for the binary types),
+    ``name`` (``"flip 0.3 0.2"``), ``random`` (each call draws anew),
+    ``data_dependent`` (T depends on the masks), ``family`` (CL / RCL / PCL /
+    RL), :meth:`transition` (T) and :meth:`matched_threshold` (t*).
+    ``LabelNoise("flip", 0.3, 0.2)`` (a kind and its parameters, ``num_classes=``
+    for the multi-class types) builds the same ``Flip(0.3, 0.2)``;
+    :meth:`parse` builds one from its name. Equal (and equal hashes) when the
+    class, the parameters (as floats) and ``num_classes`` are.
+
+    It is a pytree whose leaves are the rates (p, f, b, r, e, p_outer, p_inner),
+    so a jitted function taking it as an argument compiles once per label type and
+    is reused for every rate (``train.fit(noise=...)`` does this for fresh draws);
+    it works under ``jax.jit`` and ``jax.vmap`` (over keys, or over rates). Radii,
+    steps and ``num_classes`` are static. Draws are exact-count (``exact=True``),
+    2-D, with ``ignore=-1``: ``Sample(p)(key, m)`` equals ``sample(key, m, p)``.
 
     >>> import jax, numpy as np
     >>> n = LabelNoise("sample", 0.5)
-    >>> int(n(jax.random.key(0), np.ones((4, 4), bool)).sum()), n.name
-    (8, 'sample 0.5')
-    >>> LabelNoise("flip", 0.2, 0.1).transition().tolist()
+    >>> type(n).__name__, int(n(jax.random.key(0), np.ones((4, 4), bool)).sum()), n.name
+    ('Sample', 8, 'sample 0.5')
+    >>> Flip(0.2, 0.1).transition().tolist()
     [[0.9, 0.1], [0.2, 0.8]]
-    >>> LabelNoise("sample", 0.1).matched_threshold().threshold, LabelNoise("random", 0.3).matched_threshold()
+    >>> Sample(0.1).matched_threshold().threshold, RandomLabels(0.3).matched_threshold()
     (0.05, None)
+    >>> [LabelNoise.parse(s).family for s in ("clean", "flip 0.3 0.2", "flip 0.3 0.7", "dilate 2")]
+    ['CL', 'RCL', 'RL', 'PCL']
     """
 
-    def __init__(self, kind: str, *params: Any, num_classes: int | None = None):
-        if kind not in _NPARAMS:
-            raise ValueError(f"kind must be one of {sorted(_NPARAMS)}, got {kind!r}")
-        if len(params) != _NPARAMS[kind]:
-            raise ValueError(f"{kind!r} takes {_NPARAMS[kind]} parameter(s), got {len(params)}: {params}")
-        if kind in _MULTICLASS and num_classes is None:
-            raise ValueError(f"{kind!r} needs num_classes")
-        if num_classes is not None:
-            num_classes = _checks.check_num_classes(num_classes)
-            if kind not in _MULTICLASS and kind != "clean" and num_classes != 2:
-                raise ValueError(f"{kind!r} is a binary label type; num_classes={num_classes} is for "
-                                 f"{', '.join(map(repr, _MULTICLASS))} (or 'clean')")
-        if kind in ("dilate", "erode"):
-            _checks.check_radius("radius", params[0])
-        else:
-            for p in params:
-                _checks.check_unit_interval(f"{kind} rate", p, scalar=True)
-        self.kind = kind
-        self.params = tuple(params)
+    kind: ClassVar[str]
+    _PARAMS: ClassVar[tuple[tuple[str, Any], ...]] = ()  # (name, _Rate / _Radius / _IntRadius / _Steps)
+    _RANDOM: ClassVar[bool] = False
+    _DATA_DEPENDENT: ClassVar[bool] = False
+    params: tuple
+    num_classes: int | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node_class(cls)
+        if "kind" not in vars(cls):
+            return
+        if cls.kind in _KINDS:
+            raise TypeError(f"kind {cls.kind!r} is taken by {_KINDS[cls.kind].__name__}")
+        _KINDS[cls.kind] = cls
+        for i, (pname, _) in enumerate(cls._PARAMS):
+            if pname not in vars(cls):
+                setattr(cls, pname, property(lambda self, i=i: self.params[i], doc=f"``params[{i}]``: {pname}."))
+
+    def _set(self, *values: Any, num_classes: int | None = None) -> None:
+        """Check and store the parameters (in ``_PARAMS`` order) and ``num_classes``."""
+        for (pname, ptype), v in zip(self._PARAMS, values, strict=True):
+            ptype.check(self.kind, pname, v)
+        self.params = tuple(values)
         self.num_classes = num_classes
 
-    # pytree: rates of random kinds are leaves; everything else is static
-    def tree_flatten(self):
-        """Leaves: the rates of the random kinds; static: kind, radii, ``num_classes``."""
-        if self.kind in _RANDOM_KINDS:
-            return self.params, (self.kind, None, self.num_classes)
-        return (), (self.kind, self.params, self.num_classes)
+    @classmethod
+    def _of_num_classes(cls, params: tuple, num_classes: Any) -> LabelNoise:
+        """The legacy constructor's ``num_classes`` rule; binary types: None or 2."""
+        if num_classes is not None and _checks.check_num_classes(num_classes) != 2:
+            multi = sorted(k for k, c in _KINDS.items() if issubclass(c, _MultiClass))
+            raise ValueError(f"{cls.kind!r} is a binary label type; num_classes={num_classes} is for "
+                             f"{', '.join(map(repr, multi))} (or 'clean')")
+        return cls(*params)
 
     @classmethod
-    def tree_unflatten(cls, aux, children):
+    def _from_kind(cls, kind: str, *params: Any, num_classes: int | None = None) -> LabelNoise:
+        sub = _KINDS.get(kind) if isinstance(kind, str) else None
+        if sub is None:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        if len(params) != len(sub._PARAMS):
+            raise ValueError(f"{kind!r} takes {len(sub._PARAMS)} parameter(s), got {len(params)}: {params}")
+        return sub._of_num_classes(params, num_classes)
+
+    @classmethod
+    def parse(cls, text: str, *, num_classes: int | None = None) -> LabelNoise:
+        """The label type whose :attr:`name` is ``text``: the kind, then its parameters, space-separated.
+
+        ``parse(x.name, num_classes=x.num_classes) == x`` for parameters that
+        ``name`` prints exactly (6 significant digits). Rates are read as
+        floats, radii and steps as ints when written as ints.
+
+        Args:
+            text: e.g. ``"clean"``, ``"sample 0.1"``, ``"flip 0.3 0.3"``,
+                ``"dilate 2"``, ``"skeleton"``, ``"boundary_noise 3 0.5 0"``.
+            num_classes: M for the multi-class types (``"symmetric 0.9"``,
+                ``"sample_classes 0.5"``; optional for ``"clean"``).
+
+        Raises:
+            ValueError: an unknown kind, a wrong number of parameters, a
+                parameter that is not a number or out of range (the message
+                lists the names allowed), ``num_classes`` missing or given to a
+                binary type, or a name of another class than the one called
+                (``Flip.parse("sample 0.1")``).
+            TypeError: ``text`` is not a string.
+
+        >>> LabelNoise.parse("flip 0.3 0.2"), LabelNoise.parse("symmetric 0.9", num_classes=19).name
+        (LabelNoise('flip', 0.3, 0.2), 'symmetric 0.9')
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a label type's name (a str), got {text!r}")
+        kind, *tokens = text.split() or [""]
+        sub = _KINDS.get(kind)
+        if sub is None:
+            raise ValueError(f"text {text!r}: unknown label type {kind!r}; allowed: {_usage()}")
+        names = [pname for pname, _ in sub._PARAMS]
+        if len(tokens) != len(names):
+            raise ValueError(f"text {text!r}: {kind!r} takes {len(names)} parameter(s) "
+                             f"({' '.join(names) or 'none'}), got {len(tokens)}; allowed: {_usage()}")
+        values = []
+        for (pname, ptype), token in zip(sub._PARAMS, tokens, strict=True):
+            try:
+                values.append(ptype.parse(token))
+            except ValueError:
+                raise ValueError(f"text {text!r}: {pname} of {kind!r} must be a number, got {token!r}") from None
+        try:
+            out = LabelNoise(kind, *values, num_classes=num_classes)
+        except TypeError as e:
+            raise ValueError(f"text {text!r}: {e}") from e
+        if not isinstance(out, cls):
+            raise ValueError(f"text {text!r} names a {type(out).__name__}, not a {cls.__name__}")
+        return out
+
+    # pytree: the rates are leaves; everything else is static
+    def tree_flatten(self) -> tuple[tuple, tuple]:
+        """Leaves: the rates; static: radii, steps, ``num_classes`` (and the class, in the treedef)."""
+        pairs = list(zip(self._PARAMS, self.params, strict=True))
+        return (tuple(v for (_, t), v in pairs if t.leaf),
+                (tuple(v for (_, t), v in pairs if not t.leaf), self.num_classes))
+
+    @classmethod
+    def tree_unflatten(cls, aux: tuple, children: Any) -> LabelNoise:
         """Rebuild from :meth:`tree_flatten`'s output (no validation: leaves may be traced)."""
-        kind, static, m = aux
+        static, num_classes = aux
+        leaves, rest = iter(children), iter(static)
         obj = object.__new__(cls)
-        obj.kind, obj.params, obj.num_classes = kind, tuple(children) if static is None else static, m
+        obj.params = tuple(next(leaves) if t.leaf else next(rest) for _, t in cls._PARAMS)
+        obj.num_classes = num_classes
         return obj
+
+    def _concrete_params(self, what: str) -> tuple[float, ...]:
+        out = []
+        for v in self.params:
+            c = _checks.concrete(v)
+            if c is None:
+                raise TypeError(f"{what} of {type(self).__name__} needs concrete parameters, but they are traced "
+                                "(inside jit / vmap): ask outside the transformed function")
+            out.append(float(c))
+        return tuple(out)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LabelNoise):
+            return NotImplemented
+        return type(self) is type(other) and self._concrete_params("==") == other._concrete_params("==") \
+            and self.num_classes == other.num_classes
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._concrete_params("hash"), self.num_classes))
 
     @property
     def random(self) -> bool:
-        """True when each call draws anew (sample, flip, random, multi-class)."""
-        return self.kind in _RANDOM_KINDS
+        """True when each call draws anew (sample, flip, random, shift, boundary noise, multi-class)."""
+        return self._RANDOM
 
     @property
     def data_dependent(self) -> bool:
-        """True when T depends on the masks (dilate, erode, skeleton): :meth:`transition` needs them."""
-        return self.kind in _DATA_DEPENDENT
+        """True when T depends on the masks (the spatially structured types: dilate, erode, skeleton, shift,
+        boundary noise): :meth:`transition` estimates it from them or, for the random ones, is None."""
+        return self._DATA_DEPENDENT
+
+    @property
+    def family(self) -> str:
+        r"""The family of arXiv 2103.11594, Table 1: ``"CL"``, ``"RCL"``, ``"PCL"`` or ``"RL"``.
+
+        * class-conditional types (clean, sample, flip, random, sample_classes,
+          symmetric), from their T: CL when T is the identity (within 1e-12:
+          clean, ``sample 1``, ``flip 0 0``, ``symmetric 0``, ``sample_classes``,
+          whose T on the labelled pixels is the identity); RL when T is singular,
+          rank < M, i.e. an eigenvalue within 1e-12 of 0 (random labels;
+          ``sample 0``; flip with :math:`|1 - f - b| \le 10^{-12}`, e.g.
+          ``flip 0.5 0.5``, ``flip 0.3 0.7``; symmetric at :math:`e = (M-1)/M`);
+          else RCL (inverted ones, f + b > 1, included);
+        * spatially structured types (dilate, erode, skeleton, shift, boundary
+          noise): PCL, whatever their parameters.
+
+        Raises:
+            TypeError: the rates are traced (inside ``jit`` / ``vmap``): a
+                class-conditional family cannot be decided there.
+        """
+        raise NotImplementedError
 
     @property
     def name(self) -> str:
-        """A readable name: the kind and its parameters, e.g. ``"flip 0.3 0.2"``."""
+        """A readable name: the kind and its parameters (``%g``), e.g. ``"flip 0.3 0.2"``; :meth:`parse` reads it."""
         return " ".join([self.kind, *(f"{float(p):g}" for p in self.params)])
 
     def __repr__(self) -> str:
@@ -574,80 +784,333 @@ class LabelNoise:
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """Noisy labels for clean ``labels`` (binary: (..., H, W) masks; multi-class: class maps)."""
-        k, p = self.kind, self.params
-        if k == "clean":
-            return jnp.asarray(labels)
-        if k == "sample":
-            return sample(key, labels, p[0])
-        if k == "flip":
-            return flip(key, labels, p[0], p[1])
-        if k == "random":
-            m, _, valid = _as_mask("labels", labels, 2, -1)
-            return _out(m, random_labels(key, m.shape, p[0]), valid)
-        if k == "dilate":
-            return dilate(labels, p[0])
-        if k == "erode":
-            return erode(labels, p[0])
-        if k == "skeleton":
-            return skeletonize(labels)
-        m = self.num_classes
-        if k == "sample_classes":
-            return sample_classes(key, labels, p[0], num_classes=m)
-        e = jnp.asarray(p[0], jnp.float32)  # traced under jit: the closed form of ntm.symmetric_matrix, in jnp
-        t = (1 - e) * jnp.eye(m) + e / (m - 1) * (1 - jnp.eye(m))
-        return corrupt(key, labels, t)
+        raise NotImplementedError
 
     def transition(self, *, masks: Any = None) -> np.ndarray | None:
         """T of this label type (rows: true class), float64.
 
-        The class-conditional kinds have a closed form (:mod:`metastructure.ntm`):
+        The class-conditional types have a closed form (:mod:`metastructure.ntm`):
         ``sample_matrix``, ``flip_matrix``, ``random_matrix``,
-        ``symmetric_matrix``; clean is the identity, and ``"sample_classes"``
+        ``symmetric_matrix``; clean is the identity, and ``sample_classes``
         the identity on the pixels it keeps labelled. Dilation, erosion and
         skeletons change the labels on the boundary or the medial axis, so their
         T depends on the masks: it is ``ntm.estimate(masks, self(None, masks))``
         when ``masks`` (clean binary masks (..., H, W)) are given, else None.
+        Shift and boundary noise are random and spatially structured: no closed
+        form, None (estimate one draw's: ``ntm.estimate(masks, self(key, masks))``).
         """
-        k, p = self.kind, [float(v) for v in self.params]
-        if k in _DATA_DEPENDENT:
-            if masks is None:
-                return None
-            return ntm.estimate(masks, np.asarray(self(None, masks)))
-        if k == "clean":
-            return np.eye(self.num_classes or 2)
-        if k == "sample":
-            return ntm.sample_matrix(p[0])
-        if k == "flip":
-            return ntm.flip_matrix(p[0], p[1])
-        if k == "random":
-            return ntm.random_matrix(p[0])
-        if k == "symmetric":
-            return ntm.symmetric_matrix(p[0], self.num_classes)
-        return np.eye(self.num_classes)  # sample_classes: on the labelled (non-ignored) pixels
+        raise NotImplementedError
 
     def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
         r"""The threshold t* on a network trained on this label type that recovers the clean boundary.
 
-        * class-conditional kinds: :func:`metastructure.density.matched_threshold`
+        * class-conditional types: :func:`metastructure.density.matched_threshold`
           of :meth:`transition`, t* = (1 + b - f)/2, inverted when f + b > 1;
           **None** when f + b = 1 (random labels, flip 0.5/0.5): the labels carry
           no information and no threshold recovers the boundary;
-        * dilate / erode: 1/2. The labels are clean masks of another shape, so a
-          network learns *their* boundary, the 1/2 level (Theorem 1: the PCL
-          damage is that shape change, which no threshold undoes);
+        * dilate / erode / shift / boundary noise: 1/2. The labels are clean
+          masks of another shape, so a network learns *their* boundary, the 1/2
+          level (Theorem 1: the PCL damage is that shape change, which no
+          threshold undoes);
         * skeleton: s/2 with s = |skeleton| / |mask|, which depends on the masks:
           pass the clean ``masks`` (its T is estimated from them).
 
         Raises:
-            ValueError: a multi-class kind, or a skeleton without ``masks``.
+            ValueError: a multi-class type, or a skeleton without ``masks``.
         """
-        if self.kind in _MULTICLASS or (self.num_classes or 2) != 2:
+        raise NotImplementedError
+
+
+def _usage() -> str:
+    """Every kind with its parameters, for error messages: ``"clean; sample RATIO; ..."``."""
+    return "; ".join(" ".join([k, *(p.upper() for p, _ in c._PARAMS)])
+                     + (" (num_classes=M)" if issubclass(c, _MultiClass) else "") for k, c in _KINDS.items())
+
+
+class _ClassConditional(LabelNoise):
+    """Class-conditional noise: T does not depend on the image; its family and t* follow from T."""
+
+    @property
+    def family(self) -> str:
+        """CL (T = I), RL (T singular) or RCL, from :meth:`transition` (see :attr:`LabelNoise.family`)."""
+        self._concrete_params("family")
+        t = self.transition()
+        if np.max(np.abs(t - np.eye(t.shape[0]))) <= _ATOL:
+            return "CL"
+        if np.min(np.abs(np.linalg.eigvals(t))) <= _ATOL:
+            return "RL"
+        return "RCL"
+
+    def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
+        """``density.matched_threshold_or_none(self.transition())`` (binary only); ``masks`` are not needed."""
+        if (self.num_classes or 2) != 2:
             raise ValueError(f"matched_threshold is binary; {self!r} is multi-class (use the argmax)")
-        if self.kind in ("dilate", "erode"):
-            return MatchedThreshold(0.5, False)
+        return matched_threshold_or_none(self.transition())
+
+
+class _MultiClass(_ClassConditional):
+    """Multi-class types: ``num_classes`` is required; no binary t*."""
+
+    @classmethod
+    def _of_num_classes(cls, params: tuple, num_classes: Any) -> LabelNoise:
+        if num_classes is None:
+            raise ValueError(f"{cls.kind!r} needs num_classes")
+        return cls(*params, num_classes=num_classes)
+
+    def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
+        """Always raises ``ValueError``: t* is binary; a multi-class network is read by its argmax."""
+        raise ValueError(f"matched_threshold is binary; {self!r} is multi-class (use the argmax)")
+
+
+class _Structured(LabelNoise):
+    """Spatially structured noise (PCL): the boundary moves, so T depends on the masks."""
+
+    _DATA_DEPENDENT = True
+
+    @property
+    def family(self) -> str:
+        """Always ``"PCL"``."""
+        return "PCL"
+
+    def transition(self, *, masks: Any = None) -> np.ndarray | None:
+        """``ntm.estimate(masks, self(None, masks))`` for clean binary ``masks``; None without them."""
+        if masks is None:
+            return None
+        return ntm.estimate(masks, np.asarray(self(None, masks)))
+
+    def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
+        """``MatchedThreshold(0.5, False)``: the labels are masks of another shape, learnt at their 1/2 level."""
+        return MatchedThreshold(0.5, False)
+
+
+class Clean(_ClassConditional):
+    """The clean labels themselves: T = I (binary, or M x M with ``num_classes``); family CL.
+
+    Args:
+        num_classes: M, or None (binary; as a label type of a multi-class
+            network, the identity of any size).
+    """
+
+    kind = "clean"
+
+    def __init__(self, *, num_classes: int | None = None):
+        self._set(num_classes=None if num_classes is None else _checks.check_num_classes(num_classes))
+
+    @classmethod
+    def _of_num_classes(cls, params: tuple, num_classes: Any) -> LabelNoise:
+        return cls(num_classes=num_classes)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``labels`` unchanged (as a JAX array); ``key`` is not used."""
+        return jnp.asarray(labels)
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """The identity, ``num_classes`` x ``num_classes`` (2 x 2 when None)."""
+        return np.eye(self.num_classes or 2)
+
+
+class Sample(_ClassConditional):
+    """Sparse labels: keep a fraction ``ratio`` of the foreground (:func:`sample`); T = ``ntm.sample_matrix``.
+
+    RCL for 0 < ratio < 1; CL at 1; RL at 0 (no foreground left).
+    """
+
+    kind = "sample"
+    _PARAMS = (("ratio", _Rate),)
+    _RANDOM = True
+
+    def __init__(self, ratio: Any):
+        self._set(ratio)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``sample(key, labels, ratio)``."""
+        return sample(key, labels, self.params[0])
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """``ntm.sample_matrix(ratio)``: ``[[1, 0], [1-p, p]]``."""
+        return ntm.sample_matrix(float(self.params[0]))
+
+
+class Flip(_ClassConditional):
+    """Flip a fraction f of the foreground and b of the background (:func:`flip`); T = ``ntm.flip_matrix``.
+
+    RCL (inverted when f + b > 1); CL at f = b = 0; RL at f + b = 1.
+    """
+
+    kind = "flip"
+    _PARAMS = (("fg_to_bg", _Rate), ("bg_to_fg", _Rate))
+    _RANDOM = True
+
+    def __init__(self, fg_to_bg: Any, bg_to_fg: Any):
+        self._set(fg_to_bg, bg_to_fg)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``flip(key, labels, fg_to_bg, bg_to_fg)``."""
+        return flip(key, labels, self.params[0], self.params[1])
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """``ntm.flip_matrix(f, b)``: ``[[1-b, b], [f, 1-f]]``."""
+        return ntm.flip_matrix(float(self.params[0]), float(self.params[1]))
+
+
+class RandomLabels(_ClassConditional):
+    """Labels independent of the image: i.i.d. Bernoulli(``rate``) (:func:`random_labels`); rank-1 T, RL.
+
+    Ignore pixels (-1) of the clean labels stay ignore.
+    """
+
+    kind = "random"
+    _PARAMS = (("rate", _Rate),)
+    _RANDOM = True
+
+    def __init__(self, rate: Any):
+        self._set(rate)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``random_labels(key, labels.shape, rate)`` in the labels' dtype, their ignore pixels kept."""
+        m, _, valid = _as_mask("labels", labels, 2, -1)
+        return _out(m, random_labels(key, m.shape, self.params[0]), valid)
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """``ntm.random_matrix(rate)``: every row ``[1-r, r]``."""
+        return ntm.random_matrix(float(self.params[0]))
+
+
+class Dilate(_Structured):
+    """Labels dilated by a disk of ``radius`` (:func:`dilate`); PCL, t* = 1/2."""
+
+    kind = "dilate"
+    _PARAMS = (("radius", _Radius),)
+
+    def __init__(self, radius: float):
+        self._set(radius)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``dilate(labels, radius)``; ``key`` is not used."""
+        return dilate(labels, self.params[0])
+
+
+class Erode(_Structured):
+    """Labels eroded by a disk of ``radius`` (:func:`erode`); PCL, t* = 1/2."""
+
+    kind = "erode"
+    _PARAMS = (("radius", _Radius),)
+
+    def __init__(self, radius: float):
+        self._set(radius)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``erode(labels, radius)``; ``key`` is not used."""
+        return erode(labels, self.params[0])
+
+
+class Skeleton(_Structured):
+    """Skeleton labels (:func:`skeletonize`); PCL, T = ``ntm.skeleton_matrix``, t* = s/2 (from the masks)."""
+
+    kind = "skeleton"
+
+    def __init__(self):
+        self._set()
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``skeletonize(labels)``; ``key`` is not used."""
+        return skeletonize(labels)
+
+    def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
+        """s/2, from the T estimated on the clean ``masks``; ``ValueError`` without them."""
         t = self.transition(masks=masks)
         if t is None:
             raise ValueError(f"the t* of {self.kind!r} labels depends on the masks (s/2 with s the kept fraction): "
                              "pass the clean masks, or evaluate with its transition "
                              "(ntm.skeleton_matrix(masks, skeletons))")
         return matched_threshold_or_none(t)
+
+
+class Shift(_Structured):
+    """Each foreground pixel moved by a uniform offset in {-r..r}^2 (:func:`shift`); PCL, t* = 1/2."""
+
+    kind = "shift"
+    _PARAMS = (("radius", _IntRadius),)
+    _RANDOM = True
+
+    def __init__(self, radius: int):
+        self._set(radius)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``shift(key, labels, radius)``."""
+        return shift(key, labels, self.params[0])
+
+    def transition(self, *, masks: Any = None) -> None:
+        """None: random and spatially structured, T has no closed form (estimate a draw's with ``ntm.estimate``)."""
+        return None
+
+
+class BoundaryNoise(_Structured):
+    """Markov boundary noise (:func:`boundary_noise`): ``steps`` rounds of local flips; PCL, t* = 1/2.
+
+    Args:
+        steps: rounds (a static int >= 0).
+        p_outer: probability that an outer boundary pixel becomes foreground.
+        p_inner: probability that an inner boundary pixel becomes background.
+    """
+
+    kind = "boundary_noise"
+    _PARAMS = (("steps", _Steps), ("p_outer", _Rate), ("p_inner", _Rate))
+    _RANDOM = True
+
+    def __init__(self, steps: int, p_outer: Any, p_inner: Any):
+        self._set(steps, p_outer, p_inner)
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``boundary_noise(key, labels, steps=steps, p_outer=p_outer, p_inner=p_inner)``."""
+        steps, p_outer, p_inner = self.params
+        return boundary_noise(key, labels, steps=steps, p_outer=p_outer, p_inner=p_inner)
+
+    def transition(self, *, masks: Any = None) -> None:
+        """None: random and spatially structured, T has no closed form (estimate a draw's with ``ntm.estimate``)."""
+        return None
+
+
+class SampleClasses(_MultiClass):
+    """Multi-class sparse labels: keep a fraction ``ratio`` of every class, the rest ``ignore``
+    (:func:`sample_classes`); T = I on the labelled pixels, CL."""
+
+    kind = "sample_classes"
+    _PARAMS = (("ratio", _Rate),)
+    _RANDOM = True
+
+    def __init__(self, ratio: Any, *, num_classes: int):
+        self._set(ratio, num_classes=_checks.check_num_classes(num_classes))
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``sample_classes(key, labels, ratio, num_classes=num_classes)``."""
+        return sample_classes(key, labels, self.params[0], num_classes=self.num_classes)
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """The M x M identity: the kept pixels keep their class (the others are ignored)."""
+        return np.eye(self.num_classes)
+
+
+class SymmetricFlip(_MultiClass):
+    r"""Symmetric M-class flip with rate e: T = ``ntm.symmetric_matrix(e, M)`` (:func:`corrupt` draws it).
+
+    RCL; CL at e = 0; RL at e = (M-1)/M (uniform random labels).
+    """
+
+    kind = "symmetric"
+    _PARAMS = (("rate", _Rate),)
+    _RANDOM = True
+
+    def __init__(self, rate: Any, *, num_classes: int):
+        self._set(rate, num_classes=_checks.check_num_classes(num_classes))
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``corrupt(key, labels, T)`` with T built in ``jnp`` (the rate may be traced)."""
+        e = jnp.asarray(self.params[0], jnp.float32)  # traced under jit: the closed form of ntm.symmetric_matrix
+        m = self.num_classes
+        t = (1 - e) * jnp.eye(m) + e / (m - 1) * (1 - jnp.eye(m))
+        return corrupt(key, labels, t)
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """``ntm.symmetric_matrix(rate, num_classes)``."""
+        return ntm.symmetric_matrix(float(self.params[0]), self.num_classes)

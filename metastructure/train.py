@@ -23,7 +23,8 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ import numpy as np
 import optax
 
 from . import _checks, losses, metrics, nets
-from .noise import LabelNoise
+from .noise import Clean, LabelNoise, Skeleton
 
 __all__ = [
     "FitResult",
@@ -254,7 +255,7 @@ def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
             raise ValueError("label_type is for labels whose type fit cannot see; with noise=LabelNoise(...) the "
                              "label type is known, so pass only one")
         label_type = noise
-    if isinstance(label_type, LabelNoise) and label_type.kind == "skeleton":
+    if isinstance(label_type, Skeleton):
         if noise is None:
             raise ValueError("a skeleton's t* depends on the clean masks, which fit does not see with fixed labels: "
                              "pass label_type=ntm.skeleton_matrix(masks, skeletons)")
@@ -340,11 +341,11 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
     if noise is not None and not callable(noise):
         raise TypeError(f"noise must be a LabelNoise or a callable noise(key, labels), got {noise!r}")
     if isinstance(noise, LabelNoise):
-        if noise.kind == "clean":
+        if isinstance(noise, Clean):  # without num_classes: clean labels of any network
             want = num_classes if noise.num_classes is None else noise.num_classes
             want = None if want == 2 and num_classes is None else want
         else:
-            want = noise.num_classes if noise.kind in ("sample_classes", "symmetric") else None
+            want = noise.num_classes  # None for the binary types
         if want != num_classes:
             raise ValueError(f"noise={noise!r} is for {'binary masks' if want is None else f'{want} classes'}, "
                              f"but num_classes={num_classes}")

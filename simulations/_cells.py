@@ -72,7 +72,8 @@ def _load(dspec_json: str) -> dict[str, data.Dataset]:
             raise RuntimeError("real_nuclei needs the packaged image: pip install tifffile && "
                                "pip install --no-deps stardist==0.9.2")
         return data.real_nuclei(tile=d["size"], split=tuple(d.get("split", (0.5, 0.25, 0.25))))
-    gen = {"nuclei": data.nuclei, "mito": data.mito, "er": data.er, "er_uneven": data.er_uneven, "scenes": data.scenes}[name]
+    gen = {"nuclei": data.nuclei, "mito": data.mito, "er": data.er, "er_uneven": data.er_uneven,
+           "scenes": data.scenes}[name]
     key = jax.random.key(d["seed"])
     kw = {"size": d["size"]}
     if name == "scenes":
@@ -124,7 +125,7 @@ def label_type(ln: noise.LabelNoise, clean: np.ndarray) -> tuple[Any, np.ndarray
     """
     if ln.num_classes is None and ln.data_dependent:
         t = ln.transition(masks=clean)  # what the training pairs (clean, ln(clean)) show
-        return (t if ln.kind == "skeleton" else ln), t
+        return (t if isinstance(ln, noise.Skeleton) else ln), t
     return ln, ln.transition()
 
 

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from conftest import blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import blobs
 from metastructure import noise, ntm
 
 KEY = jax.random.key(0)
@@ -26,7 +26,7 @@ def test_sample_exact_count_per_image(batch, p):
     y = np.asarray(noise.sample(KEY, batch, p))
     assert y.dtype == batch.dtype
     assert not np.any(y & ~batch), "sampled pixels must be foreground"
-    for img, out in zip(batch, y):
+    for img, out in zip(batch, y, strict=True):
         assert out.sum() == ceil_count(p, img.sum())
 
 
@@ -94,7 +94,7 @@ def test_sample_property(h, w, p, seed):
 @pytest.mark.parametrize("f,b", [(0.0, 0.0), (0.45, 0.45), (0.3, 0.1), (0.9, 0.9), (1.0, 0.0), (0.2, 1.0)])
 def test_flip_exact_counts(batch, f, b):
     y = np.asarray(noise.flip(KEY, batch, f, b))
-    for img, out in zip(batch, y):
+    for img, out in zip(batch, y, strict=True):
         nf, nb = img.sum(), (~img).sum()
         assert (img & ~out).sum() == math.floor(round(f * nf, 9))
         assert (~img & out).sum() == math.floor(round(b * nb, 9))
@@ -212,7 +212,7 @@ def test_skeleton_3d_is_scikit_images_lee_thinning_per_volume():
     vols = np.stack([ndi.gaussian_filter(rng.random((14, 16, 18)), 2.0) > 0.5 for _ in range(2)])
     out = np.asarray(noise.skeletonize(vols, ndim=3))
     assert out.shape == vols.shape and out.dtype == vols.dtype
-    for v, o in zip(vols, out):  # the oracle, one volume at a time
+    for v, o in zip(vols, out, strict=True):  # the oracle, one volume at a time
         np.testing.assert_array_equal(o, sk(v))
         assert o.any() and not np.any(o & ~v) and o.sum() < 0.3 * v.sum()
     tube = np.zeros((9, 9, 30), bool)
@@ -372,3 +372,227 @@ def test_label_noise_values():
             noise.LabelNoise(*bad)
     with pytest.raises(ValueError, match="num_classes"):
         noise.LabelNoise("symmetric", 0.1)
+
+
+# ------------------------------------------------------------- one class per label type
+M4 = np.repeat(np.arange(4), 64).reshape(16, 16)  # a 4-class map, 64 pixels per class
+
+
+def _square():
+    m = np.zeros((2, 16, 16), bool)
+    m[:, 4:12, 4:12] = True
+    return m
+
+
+# (label type, the plain function it must equal, binary?) for every class
+DRAWS = [
+    (noise.Clean(), lambda k, m: m, True),
+    (noise.Sample(0.25), lambda k, m: noise.sample(k, m, 0.25), True),
+    (noise.Flip(0.3, 0.1), lambda k, m: noise.flip(k, m, 0.3, 0.1), True),
+    (noise.RandomLabels(0.3), lambda k, m: noise.random_labels(k, m.shape, 0.3), True),
+    (noise.Dilate(2), lambda k, m: noise.dilate(m, 2), True),
+    (noise.Erode(1.5), lambda k, m: noise.erode(m, 1.5), True),
+    (noise.Skeleton(), lambda k, m: noise.skeletonize(m), True),
+    (noise.Shift(2), lambda k, m: noise.shift(k, m, 2), True),
+    (noise.BoundaryNoise(3, 0.5, 0.2), lambda k, m: noise.boundary_noise(k, m, steps=3, p_outer=0.5, p_inner=0.2),
+     True),
+    (noise.SampleClasses(0.5, num_classes=4), lambda k, m: noise.sample_classes(k, m, 0.5, num_classes=4), False),
+    (noise.SymmetricFlip(0.6, num_classes=4), lambda k, m: noise.corrupt(k, m, ntm.symmetric_matrix(0.6, 4)), False),
+]
+IDS = [type(n).__name__ for n, _, _ in DRAWS]
+
+
+@pytest.mark.parametrize("ln, plain, binary", DRAWS, ids=IDS)
+def test_each_class_draws_what_its_plain_function_draws(ln, plain, binary):
+    k = jax.random.key(7)
+    x = _square() if binary else M4
+    np.testing.assert_array_equal(ln(k, x), plain(k, x))
+    # under jit, the rates traced as pytree leaves: the same draw as the plain function with traced rates
+    got = jax.jit(lambda n, k, x: n(k, x))(ln, k, jnp.asarray(x))
+    np.testing.assert_array_equal(got, jax.jit(lambda k, x: plain(k, x))(k, jnp.asarray(x)))
+
+
+def test_the_legacy_constructor_builds_the_subclass():
+    for args, kw, want in [(("sample", 0.1), {}, noise.Sample(0.1)), (("flip", 0.3, 0.2), {}, noise.Flip(0.3, 0.2)),
+                           (("random", 0.5), {}, noise.RandomLabels(0.5)), (("dilate", 2), {}, noise.Dilate(2)),
+                           (("erode", 1), {}, noise.Erode(1)), (("skeleton",), {}, noise.Skeleton()),
+                           (("clean",), {}, noise.Clean()),
+                           (("clean",), {"num_classes": 3}, noise.Clean(num_classes=3)),
+                           (("shift", 1), {}, noise.Shift(1)),
+                           (("boundary_noise", 2, 0.5, 0.0), {}, noise.BoundaryNoise(2, 0.5, 0.0)),
+                           (("sample_classes", 0.5), {"num_classes": 3}, noise.SampleClasses(0.5, num_classes=3)),
+                           (("symmetric", 0.9), {"num_classes": 19}, noise.SymmetricFlip(0.9, num_classes=19)),
+                           (("flip", 0.1, 0.2), {"num_classes": 2}, noise.Flip(0.1, 0.2))]:
+        ln = noise.LabelNoise(*args, **kw)
+        assert type(ln) is type(want) and ln == want and isinstance(ln, noise.LabelNoise)
+        assert ln.kind == args[0] and ln.params == args[1:]
+    # names and reprs as they were (simulation cell labels and figure keys are built from the names)
+    assert [noise.LabelNoise(*a).name for a in [("clean",), ("sample", 0.1), ("flip", 0.3, 0.2), ("random", 0.5),
+                                                 ("dilate", 2), ("erode", 1), ("skeleton",)]] == \
+        ["clean", "sample 0.1", "flip 0.3 0.2", "random 0.5", "dilate 2", "erode 1", "skeleton"]
+    assert noise.SymmetricFlip(0.9, num_classes=19).name == "symmetric 0.9"
+    assert noise.SampleClasses(0.25, num_classes=3).name == "sample_classes 0.25"
+    assert repr(noise.Flip(0.3, 0.2)) == "LabelNoise('flip', 0.3, 0.2)"
+    assert repr(noise.SymmetricFlip(0.9, num_classes=19)) == "LabelNoise('symmetric', 0.9, num_classes=19)"
+    assert noise.Flip(0.3, 0.2).fg_to_bg == 0.3 and noise.BoundaryNoise(3, 0.5, 0.1).p_inner == 0.1
+    assert [n.random for n, _, _ in DRAWS] == [False, True, True, True, False, False, False, True, True, True, True]
+    assert [n.data_dependent for n, _, _ in DRAWS] == [False] * 4 + [True] * 5 + [False] * 2
+
+
+def test_transitions_against_ntm_and_a_draw():
+    m = _square()
+    np.testing.assert_array_equal(noise.Clean().transition(), np.eye(2))
+    np.testing.assert_array_equal(noise.Clean(num_classes=3).transition(), np.eye(3))
+    np.testing.assert_array_equal(noise.Sample(0.2).transition(), ntm.sample_matrix(0.2))
+    np.testing.assert_array_equal(noise.Flip(0.3, 0.1).transition(), ntm.flip_matrix(0.3, 0.1))
+    np.testing.assert_array_equal(noise.RandomLabels(0.3).transition(), ntm.random_matrix(0.3))
+    np.testing.assert_array_equal(noise.SymmetricFlip(0.6, num_classes=4).transition(), ntm.symmetric_matrix(0.6, 4))
+    np.testing.assert_array_equal(noise.SampleClasses(0.5, num_classes=4).transition(), np.eye(4))
+    # a draw shows its T: exact counts, floor(f N) of N flip
+    y = noise.Flip(0.25, 0.125)(jax.random.key(3), m)
+    np.testing.assert_allclose(ntm.estimate(m, y), noise.Flip(0.25, 0.125).transition(), atol=1 / 192)
+    # the structured ones: estimated from the masks they are given, None without them or when random
+    ring = 4 * 8 / (16 * 16 - 8 * 8)
+    np.testing.assert_allclose(noise.Dilate(1).transition(masks=m), [[1 - ring, ring], [0, 1]])
+    np.testing.assert_allclose(noise.Erode(1).transition(masks=m), [[1, 0], [28 / 64, 36 / 64]])
+    assert noise.Erode(1).transition() is None and noise.Skeleton().transition() is None
+    assert noise.Shift(1).transition(masks=m) is None and noise.BoundaryNoise(1, 0.5, 0.0).transition(masks=m) is None
+
+
+def test_matched_thresholds():
+    m = _square()
+    assert noise.Sample(0.1).matched_threshold() == (0.05, False)
+    assert noise.Flip(0.3, 0.1).matched_threshold().threshold == pytest.approx(0.4)
+    inv = noise.Flip(0.9, 0.8).matched_threshold()
+    assert inv.invert and inv.threshold == pytest.approx(0.45)
+    assert noise.Flip(0.6, 0.4).matched_threshold() is None and noise.RandomLabels(0.3).matched_threshold() is None
+    assert noise.Clean().matched_threshold() == (0.5, False)
+    for ln in (noise.Dilate(2), noise.Erode(1), noise.Shift(1), noise.BoundaryNoise(2, 0.5, 0.1)):
+        assert ln.matched_threshold() == (0.5, False)
+    s = noise.skeletonize(m).sum() / m.sum()
+    assert noise.Skeleton().matched_threshold(masks=m).threshold == pytest.approx(s / 2)
+    with pytest.raises(ValueError, match="depends on the masks"):
+        noise.Skeleton().matched_threshold()
+    for multi in (noise.SymmetricFlip(0.1, num_classes=3), noise.SampleClasses(0.5, num_classes=3),
+                  noise.Clean(num_classes=3)):
+        with pytest.raises(ValueError, match="multi-class"):
+            multi.matched_threshold()
+
+
+@pytest.mark.parametrize("ln, family", [
+    (noise.Clean(), "CL"), (noise.Clean(num_classes=5), "CL"), (noise.Sample(1.0), "CL"), (noise.Flip(0, 0), "CL"),
+    (noise.SymmetricFlip(0.0, num_classes=4), "CL"), (noise.SampleClasses(0.3, num_classes=4), "CL"),
+    (noise.Sample(0.5), "RCL"), (noise.Sample(0.01), "RCL"), (noise.Flip(0.3, 0.2), "RCL"),
+    (noise.Flip(0.6, 0.6), "RCL"),
+    (noise.Flip(0.5, 0.5 - 1e-9), "RCL"), (noise.SymmetricFlip(0.5, num_classes=4), "RCL"),
+    (noise.SymmetricFlip(0.9, num_classes=19), "RCL"),  # det = 0.05^18 ~ 4e-24, yet rank 19
+    (noise.Sample(0.0), "RL"), (noise.Flip(0.5, 0.5), "RL"), (noise.Flip(0.3, 0.7), "RL"), (noise.Flip(1.0, 0.0), "RL"),
+    (noise.Flip(0.5, 0.5 + 1e-13), "RL"), (noise.RandomLabels(0.3), "RL"), (noise.RandomLabels(0.0), "RL"),
+    (noise.SymmetricFlip(0.75, num_classes=4), "RL"),
+    (noise.Dilate(2), "PCL"), (noise.Dilate(0), "PCL"), (noise.Erode(1), "PCL"), (noise.Skeleton(), "PCL"),
+    (noise.Shift(1), "PCL"), (noise.BoundaryNoise(2, 0.5, 0.0), "PCL"),
+], ids=lambda v: v.name if isinstance(v, noise.LabelNoise) else v)
+def test_family(ln, family):
+    assert ln.family == family
+    if family in ("CL", "RCL", "RL"):  # the oracle: T's rank and whether it is the identity
+        t = ln.transition()
+        want = "CL" if np.array_equal(t, np.eye(len(t))) else "RL" if np.linalg.matrix_rank(t) < len(t) else "RCL"
+        assert want == family or abs(1 - t[1, 0] - t[0, 1]) < 1e-12  # flip 0.5 0.5+1e-13: full rank to numpy
+    if isinstance(ln, noise.Flip) and family == "RCL":
+        assert ln.matched_threshold().invert == (sum(ln.params) > 1)
+
+
+def test_family_is_not_decided_under_tracing():
+    @jax.jit
+    def fam(ln):
+        return ln.family
+
+    with pytest.raises(TypeError, match="traced"):
+        fam(noise.Flip(0.3, 0.2))
+    assert jax.jit(lambda ln: jnp.float32(ln.family == "PCL"))(noise.Dilate(1)) == 1  # PCL needs no rate
+
+
+ALL = [n for n, _, _ in DRAWS] + [noise.Flip(0.6, 0.6), noise.Dilate(1.5), noise.Clean(num_classes=3),
+                                  noise.BoundaryNoise(0, 1.0, 0.25), noise.Sample(0.05), noise.Flip(0, 1)]
+
+
+@pytest.mark.parametrize("ln", ALL, ids=lambda n: n.name)
+def test_parse_reads_the_name(ln):
+    back = noise.LabelNoise.parse(ln.name, num_classes=ln.num_classes)
+    assert back == ln and type(back) is type(ln) and hash(back) == hash(ln)
+    assert type(ln).parse(ln.name, num_classes=ln.num_classes) == ln
+
+
+@pytest.mark.parametrize("text, kw, match", [
+    ("blur 1", {}, "unknown label type 'blur'; allowed: clean; sample RATIO; flip FG_TO_BG BG_TO_FG"),
+    ("", {}, "unknown label type"),
+    ("flip 0.1", {}, "takes 2 parameter"),
+    ("skeleton 1", {}, "takes 0 parameter"),
+    ("sample abc", {}, "ratio of 'sample' must be a number, got 'abc'"),
+    ("sample 1.5", {}, "must lie in"),
+    ("dilate -1", {}, "radius"),
+    ("shift 1.5", {}, "integer"),
+    ("boundary_noise 2.5 0.5 0", {}, "steps must be an int"),
+    ("symmetric 0.9", {}, "needs num_classes"),
+    ("sample 0.1", {"num_classes": 3}, "binary label type"),
+])
+def test_parse_errors(text, kw, match):
+    with pytest.raises(ValueError, match=match):
+        noise.LabelNoise.parse(text, **kw)
+
+
+def test_parse_checks_the_class_and_the_type():
+    assert noise.Sample.parse("sample 0.1") == noise.Sample(0.1)
+    with pytest.raises(ValueError, match="names a Sample, not a Flip"):
+        noise.Flip.parse("sample 0.1")
+    with pytest.raises(TypeError, match="text"):
+        noise.LabelNoise.parse(0.1)
+    assert type(noise.LabelNoise.parse("dilate 2").params[0]) is int  # radii written as ints stay ints
+    assert type(noise.LabelNoise.parse("sample 1").params[0]) is float  # rates are floats
+
+
+def test_equality_and_hash():
+    assert noise.Sample(0.1) == noise.LabelNoise("sample", 0.1) and hash(noise.Sample(0.1)) == hash(noise.Sample(0.1))
+    assert noise.Dilate(2) == noise.Dilate(2.0)
+    assert noise.Sample(0.1) != noise.Sample(0.2) and noise.Dilate(1) != noise.Erode(1)
+    assert noise.Clean() != noise.Clean(num_classes=3)
+    assert noise.SymmetricFlip(0.1, num_classes=3) != noise.SymmetricFlip(0.1, num_classes=4)
+    assert noise.Sample(0.1) != "sample 0.1"
+    assert len({noise.Flip(0.1, 0.2), noise.LabelNoise("flip", 0.1, 0.2), noise.Flip(0.2, 0.1)}) == 2
+    import pickle
+
+    assert pickle.loads(pickle.dumps(noise.BoundaryNoise(2, 0.5, 0.1))) == noise.BoundaryNoise(2, 0.5, 0.1)
+    with pytest.raises(TypeError, match="traced"):
+        jax.jit(lambda ln: hash(ln))(noise.Sample(0.1))
+
+
+def test_the_pytree_compiles_once_per_label_type_and_vmaps_over_rates():
+    m = _square()
+    k = jax.random.key(2)
+    traces = []
+
+    @jax.jit
+    def draw(ln, k, m):
+        traces.append(ln.kind)  # runs at trace time only
+        return ln(k, m)
+
+    for ln in (noise.Sample(0.1), noise.Sample(0.3), noise.Flip(0.1, 0.2), noise.Flip(0.4, 0.0),
+               noise.BoundaryNoise(2, 0.5, 0.0), noise.BoundaryNoise(2, 0.1, 0.3), noise.Dilate(1), noise.Dilate(2)):
+        np.testing.assert_array_equal(draw(ln, k, m), ln(k, m))
+    assert traces == ["sample", "flip", "boundary_noise", "dilate", "dilate"]  # a radius is static: recompiles
+    assert jax.tree_util.tree_leaves(noise.BoundaryNoise(2, 0.5, 0.1)) == [0.5, 0.1]
+    assert jax.tree_util.tree_leaves(noise.SymmetricFlip(0.2, num_classes=3)) == [0.2]
+    assert jax.tree_util.tree_leaves(noise.Shift(2)) == [] == jax.tree_util.tree_leaves(noise.Skeleton())
+    # vmap over rates: a batched pytree, and rates given to the constructor
+    _, treedef = jax.tree_util.tree_flatten(noise.Flip(0.0, 0.0))
+    batched = jax.tree_util.tree_unflatten(treedef, [jnp.array([0.25, 0.5]), jnp.array([0.0, 0.125])])
+    got = jax.vmap(lambda ln: ln(k, m).sum(axis=(1, 2)))(batched)
+    want = [noise.flip(k, m, f, b).sum(axis=(1, 2)) for f, b in [(0.25, 0.0), (0.5, 0.125)]]
+    np.testing.assert_array_equal(got, np.stack(want))
+    counts = jax.vmap(lambda p: noise.Sample(p)(k, m[0]).sum())(jnp.array([0.25, 0.5]))
+    assert counts.tolist() == [16, 32]
+    # vmap over keys
+    keys = jax.random.split(k, 3)
+    ys = jax.vmap(lambda kk: noise.Sample(0.5)(kk, m[0]))(keys)
+    for kk, y in zip(keys, ys, strict=True):
+        np.testing.assert_array_equal(y, noise.sample(kk, m[0], 0.5))
