@@ -32,6 +32,8 @@ from .registry import experiment, names
 
 __all__ = ["render"]
 
+CONTRIBUTING = Path(__file__).resolve().with_name("CONTRIBUTING.md")  # how to add an experiment, linked from the intro
+
 
 # ------------------------------------------------------------------ the document
 def render(figures_dir: str | os.PathLike, *, doc_path: str | os.PathLike) -> str:
@@ -87,6 +89,7 @@ def missing(name: str, cmd: dict[str, str]) -> str:
 
 def _intro(records: dict, figures_dir: Path, doc_path: Path, cmd: dict[str, str]) -> str:
     folder = os.path.relpath(figures_dir, doc_path.parent).replace(os.sep, "/")
+    contributing = os.path.relpath(CONTRIBUTING, doc_path.parent.resolve()).replace(os.sep, "/")
     profiles = sorted({r["profile"] for r in records.values() if r is not None})
     seeds = sorted({r["config"]["seeds"] for r in records.values() if r is not None and "seeds" in r["config"]})
     text = [
@@ -95,7 +98,9 @@ def _intro(records: dict, figures_dir: Path, doc_path: Path, cmd: dict[str, str]
              f"[`{folder}/NAME.json`]({folder}/), which `{cmd['all']}` writes beside the figures; every number "
              f"in it is read from those records by `simulations/report.py`, and every comparison in the text is "
              f"computed from them. Do not edit it by hand: after a run (all experiments, or `{cmd['run']}` for "
-             f"some), regenerate it with `{cmd['report']}`."),
+             f"some), regenerate it with `{cmd['report']}`. Each experiment's section is written by the "
+             f"experiment's own module; adding an experiment is one module and one line "
+             f"([`simulations/CONTRIBUTING.md`]({contributing}))."),
         para((f"Profile{'s' if len(profiles) > 1 else ''} of the records: {listing(profiles)}; seeds per cell: "
               f"{listing([str(s) for s in seeds])}. " if profiles else "No experiment has been run yet. ")
              + "Numbers are mean +- sd over seeds (sample sd); a number without "
