@@ -22,12 +22,14 @@ is one module ``simulations/NAME.py`` and one line here (see
   (:func:`simulations._cells.train_cell`, version ``_cells.VERSION``);
 * optionally ``unavailable() -> str | None``: why it cannot run on this machine.
 
-The code that computes a cell, not the experiment, versions it
-(:func:`versioned`), so changing that code and bumping its ``VERSION`` makes
-every stored cell of that kind stale, never silently reused.
+The registry, not the experiment, puts the version of the code that computes a
+cell into its spec (:func:`versioned`, which the runner's store applies), so
+changing that code and bumping its ``VERSION`` makes every stored cell of that
+kind stale, never silently reused.
 
-Modules are looked up by name through :mod:`importlib` (``simulations.NAME``),
-so this module imports no experiment and none imports it back at load time.
+Modules are looked up by name through :mod:`importlib` (``simulations.NAME``)
+when first asked for, so this module imports no experiment at load time: the
+runner, the Dask path and the experiments import it, never the other way round.
 :func:`register` adds an experiment defined elsewhere (a module object) to this
 process only (tests; a Dask worker, another process, does not see it).
 """
