@@ -36,6 +36,7 @@ from pathlib import Path
 
 from metastructure import runtime
 
+from . import report as _report
 from . import runner
 from ._io import atomic_write, check_writable
 
@@ -105,7 +106,7 @@ class _UserError(Exception):
 
 def _main(ap: argparse.ArgumentParser, args: argparse.Namespace, *, compile_cache: bool) -> int:
     if args.command == "list":
-        for name in runner.NAMES:
+        for name in runner.names():
             print(f"{name:18s} {_first_line(name)}")
         return 0
     if args.out is None:
@@ -116,18 +117,17 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace, *, compile_cach
         except OSError as e:
             raise _UserError(f"--out: {e}") from None
     if args.command == "report":
-        from . import report as _report
-
         doc = args.doc or args.out / "README.md"
         text = _report.render(args.out, doc_path=doc)
         doc.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(doc, text.encode())
         print(f"wrote {doc} from {args.out}/*.json", flush=True)
         return 0
-    names = list(runner.NAMES) if args.command == "all" else args.names
-    unknown = [n for n in names if n not in runner.NAMES]
+    known = runner.names()
+    names = list(known) if args.command == "all" else args.names
+    unknown = [n for n in names if n not in known]
     if unknown:
-        ap.error(f"unknown experiment(s) {unknown}; choose from {', '.join(runner.NAMES)}")
+        ap.error(f"unknown experiment(s) {unknown}; choose from {', '.join(known)}")
     if args.command == "plot":
         for name in names:
             try:

@@ -62,10 +62,11 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from .runner import CellFailure, CellsFailed
+from .registry import CellFailure, CellsFailed, compute_cell
 from .store import Store
 
 try:
@@ -152,11 +153,9 @@ def setup_process(*, cores: list[int] | None = None, local_directory: str | None
 
 def _cell(spec: dict) -> dict:
     """The task a worker runs: one cell, timed, with the compile time it took."""
-    from . import runner
-
     compiled = compile_seconds()
     t0 = time.perf_counter()
-    out = runner.compute_cell(spec)
+    out = compute_cell(spec)
     result, arrays = out if isinstance(out, tuple) else (out, None)
     return {"result": result, "arrays": arrays, "seconds": time.perf_counter() - t0,
             "compile_seconds": compile_seconds() - compiled}

@@ -26,6 +26,7 @@ from theory import curves
 
 from . import _cells
 from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
+from ._text import DATA, g, listing, mean, num, para, pm, span
 
 SETTINGS = [("clean",), ("sample", 0.5), ("sample", 0.1), ("sample", 0.05), ("sample", 0.01),
             ("flip", 0.3, 0.3), ("flip", 0.45, 0.45)]
@@ -141,3 +142,51 @@ def plot(record: dict, path: Path, store=None) -> None:
     save_figure(fig, path,
                 f"decision_boundary: U-Net {record['config']['net']}, fresh draws, NUC-like, mean +- sd over {n} "
                 "seed(s)" + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "the same boundary from clean, sampled and flipped labels"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    cfg, res = record["config"], record["results"]
+    steps, st = res["steps"], res["settings"]
+    floor = mean(res["clean_seed_floor"][-1]) if res["clean_seed_floor"] else None  # None: a single seed
+    noisy = [k for k in st if k != "clean"]
+    final = {k: mean(st[k]["to_clean"][-1]) for k in noisy}
+    falls = all(final[k] < mean(st[k]["to_clean"][0]) for k in noisy)
+    order = sorted(noisy, key=final.__getitem__)
+    text = (f"Networks trained with a fresh draw at every step ({cfg['opt']['steps']} steps, "
+            f"{DATA.get(cfg['data']['name'], cfg['data']['name'])} images), each thresholded at its own t*. The "
+            f"distance (ASSD) from each noisy-trained network's boundary to the clean-trained one "
+            + ("falls through training for every label type" if falls else "does not fall for every label type")
+            + ", to " + listing([f"{num(final[k], 2)} px (`{k}`)" for k in order])
+            + (f" at step {steps[-1]}, against {num(floor, 2)} px between two clean networks of different seeds "
+               f"(the floor)." if floor is not None else
+               f" at step {steps[-1]} (one seed: no clean-vs-clean floor to compare with)."))
+    near = [k for k in order if floor is not None and final[k] <= 2 * floor]
+    far = [k for k in order if floor is not None and final[k] > 2 * floor]
+    dice = {k: st[k]["dice_tstar"][-1] for k in st}
+    if near:
+        text += (f" Within {steps[-1]} steps " + listing([f"`{k}`" for k in near]) + f" reach twice the floor "
+                 f"({num(2 * floor, 2)} px; Dice at t* {span(mean(dice[k]) for k in near)})")
+    if far:
+        text += ("; " if near else " ") + listing([f"`{k}`" for k in far]) + (" are" if len(far) > 1 else " is") + \
+            " still beyond it (Dice " + ", ".join(num(mean(dice[k])) for k in far) + "): sparser and noisier labels " \
+            "converge more slowly (fewer labelled pixels, or less signal, per step)"
+        slow = far[-1]
+        text += (f". The slowest, `{slow}`, falls from {num(mean(st[slow]['to_clean'][0]), 2)} px at step "
+                 f"{steps[0]} to {num(final[slow], 2)} px, with Dice at t* {pm(dice[slow])} against "
+                 f"{pm(dice['clean'])} for clean labels.")
+    elif near:
+        text += "."
+    levels = [(k, mean(st[k]["mean_fg"]), mean(st[k]["mean_bg"]), st[k]["predicted_fg"], st[k]["predicted_bg"])
+              for k in st]
+    dev, where = max(max((abs(f - pf), f"`{k}` on objects"), (abs(b - pb), f"`{k}` on background"))
+                     for k, f, b, pf, pb in levels)
+    text2 = ("Mean outputs on objects / background against the levels the theory predicts: "
+             + "; ".join(f"`{k}` {num(f)} / {num(b)} ({g(round(pf, 6))} / {g(round(pb, 6))})"
+                         for k, f, b, pf, pb in levels)
+             + f". The largest departure is {num(dev)} ({where}).")
+    return [para(text), para(text2)]

@@ -18,6 +18,7 @@ import numpy as np
 from metastructure import metrics
 
 from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
+from ._text import FAMILY, mean, num, para, pm, span
 
 TYPES = [("clean",), ("sample", 0.1), ("flip", 0.3, 0.3), ("dilate", 2), ("erode", 2), ("skeleton",),
          ("random", 0.3)]
@@ -88,3 +89,38 @@ def plot(record: dict, path: Path, store=None) -> None:
               title="(b) similar features, similar segmentation")
     save_figure(fig, path, f"feature_maps: U-Net {cfg['net']} on NUC-like images, {cfg['seeds']} seed(s), mean +- sd"
                  + (f"\n{res['note']}" if res.get("note") else ""), fontsize=10)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "how similar are the learned features?"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    res = record["results"]
+    types = res["types"]
+    fam = {name: FAMILY.get(name.split()[0], "?") for name in types}
+    order = sorted(types, key=lambda n: -types[n]["mean_cka"]["mean"])
+    text = (f"Linear CKA of every layer's features ({', '.join(res['layers'])}) to a clean network of another seed, "
+            "NUC-like images. Mean over layers: "
+            + ", ".join(f"`{n}` {pm(types[n]['mean_cka'])}" + (" (the seed-to-seed floor)" if fam[n] == "CL" else "")
+                        for n in order) + ".")
+    rl = [n for n in types if fam[n] == "RL"]
+    rest = [n for n in types if fam[n] != "RL"]
+    if rl and rest:
+        low = max(types[n]["mean_cka"]["mean"] for n in rl)
+        nxt = min(types[n]["mean_cka"]["mean"] for n in rest)
+        text += (f" Random labels stand apart, lowest ({num(low)} against at least {num(nxt)} for the others), as "
+                 f"the paper says." if low < nxt else
+                 f" Random labels are not the lowest ({num(low)} against {num(nxt)}), unlike in the paper.")
+    o = res["ordering"]
+    sep = o["rcl_min"] > o["pcl_max"]
+    dice = {f: [mean(types[n]["oracle_dice"]) for n in types if fam[n] == f] for f in ("RCL", "PCL")}
+    dsep = min(dice["RCL"]) > max(dice["PCL"])
+    text += (f" CKA {'separates' if sep else 'does not separate'} RCL from PCL here (lowest RCL "
+             f"{num(o['rcl_min'])} {'>' if sep else '<='} highest PCL {num(o['pcl_max'])}, with sd over seeds up "
+             f"to {num(o['largest_sd'], 2)}), so the paper's RCL ~ CL > PCL ordering is "
+             f"{'reproduced' if sep else 'not reproduced'} by the features; their oracle Dice "
+             f"{'does' if dsep else 'does not either'} separate them ({span(dice['RCL'])} for RCL against "
+             f"{span(dice['PCL'])} for PCL).")
+    return [para(text)]

@@ -28,6 +28,7 @@ from theory import curves
 
 from . import _cells
 from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
+from ._text import g, listing, mean, num, para, pct, pm, slash, span
 
 P = 0.1
 PROFILES = {
@@ -129,3 +130,59 @@ def plot(record: dict, path: Path, store=None) -> None:
     save_figure(fig, path,
                 f"memorisation: 10% sampling, U-Net {cfg['net']}, {cfg['opt']['steps']} steps, {cfg['seeds']} "
                 "seed(s), mean +- sd", fontsize=10)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "where one fixed draw gets memorised"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    cfg, res = record["config"], record["results"]
+    rows = res["rows"]
+
+    def row(regime: str, n: int) -> dict | None:
+        return rows.get(f"{regime} n={n}")
+
+    sizes = cfg["sizes"]
+    text = (f"{pct(res['p'])} sampling on {listing([str(n) for n in sizes])} training images, "
+            f"{cfg['opt']['steps']} steps. With one fixed draw, Dice at t*:")
+    bits = []
+    for n in sizes:
+        r = row("fixed", n)
+        curve = [mean(s) for s in r["dice_tstar"]]
+        top = max(range(len(curve)), key=curve.__getitem__)
+        bits.append(f"on {n} images it peaks at step {r['steps'][top]} ({num(curve[top])}) and ends at "
+                    f"{pm(r['final'])}")
+    text += " " + "; ".join(bits) + "."
+    fresh = [row("fresh", n) for n in sizes]
+    drops = [mean(r["drop"]) for r in fresh]
+    text += (" Fresh draws " + ("never fall" if max(drops) < 0.01 else f"fall by at most {num(max(drops))}")
+             + f" (final {slash([mean(r['final']) for r in fresh])}; largest drop from the peak {num(max(drops))}),"
+             f" and clean labels end at {span(mean(row('clean', n)['final']) for n in sizes)}.")
+    idx = [mean(row("fixed", n)["memorisation_index"]) for n in sizes]
+    k, params = res["fitted_k"], res["num_params"]
+    text2 = (f"The memorisation index (mean output on the drawn pixels minus on the foreground left out) is "
+             f"{slash(idx)} on {slash([str(n) for n in sizes])} images: `theory.curves.memorised_fraction`, "
+             f"min(1, k / n_fg) (the k-group model: k outputs, each fitted to its group's drawn fraction, give "
+             f"k / n_fg whatever the ratio p = {g(res['p'])}), fits it with an "
+             f"effective capacity k = {k:,.0f} (rms error {num(res['fit_rmse'])}), about 1/{params / k:.0f} of the "
+             f"network's {params:,} weights.")
+    mid = cfg["middle"]
+    base = row("fixed", mid)
+
+    def effect(r: dict) -> str:
+        a, b = mean(base["memorisation_index"]), mean(r["memorisation_index"])
+        word = ("prevents it" if b < 0.2 * a else "reduces it" if b < 0.8 * a else "barely changes it")
+        return f"{word} (index {num(b)} against {num(a)}, final Dice {pm(r['final'])})"
+
+    aug, wd = rows.get(f"fixed+augment n={mid}"), rows.get(f"fixed+weight decay n={mid}")
+    if aug:
+        text2 += f" At {mid} images, dihedral augmentation {effect(aug)}"
+    if wd:
+        text2 += (";" if aug else f" At {mid} images,") + f" AdamW weight decay {g(cfg['weight_decay'])} {effect(wd)}"
+    text2 += "."
+    best = [mean(row("fixed", n)["dice_best"][-1]) for n in sizes]
+    text2 += (f" The best threshold hides the damage ({span(best)} at the end of the fixed-draw runs): the output "
+              f"still ranks pixels well, its level does not.")
+    return [para(text), para(text2)]

@@ -15,6 +15,7 @@ decision pools (n_eff), is fitted and reported. Beyond the collapse, undoing T
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from theory import curves
 
 from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
+from ._text import g, listing, mean, num, para, pct, pm, span, steps_note
 
 M = 4
 PROFILES = {
@@ -100,3 +102,47 @@ def plot(record: dict, path: Path, store=None) -> None:
     save_figure(fig, path,
                 f"multiclass: M = {M} synthetic scenes, U-Net {cfg['net']}, one fixed draw, {cfg['seeds']} seed(s)",
                 fontsize=10)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "mIoU under sampling and symmetric flipping"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    res = record["results"]
+    rows, collapse = res["rows"], res["collapse"]
+    m = round(1 / (1 - collapse))
+    clean = rows.get("clean")
+    samp = [r for r in rows.values() if r["kind"] == "sample_classes"]
+    sym = [r for r in rows.values() if r["kind"] == "symmetric"]
+    pre = [r for r in sym if r["rate"] < collapse]
+    post = [r for r in sym if r["rate"] > collapse]
+    steps = steps_note(record, default_steps)
+    text = (f"Scenes of M = {m} classes (so the collapse (M-1)/M is at {g(collapse)}), softmax cross-entropy"
+            + (f", {steps}" if steps else "") + " (the number of training images is set in "
+            "`simulations/multiclass.py`; the record does not hold it). mIoU: clean "
+            + (pm(clean["miou"]) if clean else "n/a") + "; sampling each class (the rest ignored) "
+            + ", ".join(f"{pct(r['rate'])}: {pm(r['miou'])}" for r in samp) + "; symmetric flipping "
+            + ", ".join(f"e = {g(r['rate'])}: {pm(r['miou'])}" for r in pre))
+    if post:
+        text += ("; past the collapse, where the argmax picks a wrong class, "
+                 + ", ".join(f"e = {g(r['rate'])}: {pm(r['miou'])}" for r in post))
+    text += "."
+    paper = res.get("paper_cityscapes")
+    if paper:
+        def rng(k: str) -> str:
+            mt = re.search(r"_(\d+)_(\d+)$", k)
+            return f" {mt.group(1)}-{mt.group(2)}%" if mt else ""
+        bits = []
+        for k, v in paper.items():
+            label = k.split("_")[0]
+            bits.append(f"{label}{rng(k)} " + (span(v, 1) if isinstance(v, list) else num(v, 1)))
+        text += " The paper's Cityscapes: " + ", ".join(bits) + " mIoU."
+    text += (f" The prediction (`theory.curves.miou_symmetric_flip`, n_eff = {res['fit']['n_eff']:.0f} fitted) has "
+             f"rms error {num(res['fit']['rmse'])}.")
+    if post:
+        better = all(mean(r["miou_corrected"]) > mean(r["miou"]) for r in post)
+        text += (" Undoing T (Theorem 2: argmax of (T^T)^-1 q) " + ("recovers " if better else "gives ")
+                 + listing([f"{num(mean(r['miou_corrected']))} at e = {g(r['rate'])}" for r in post]) + ".")
+    return [para(text)]

@@ -26,6 +26,7 @@ from metastructure import data, planner
 
 from . import _cells
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
+from ._text import listing, num, para, pct, pm
 
 VERSION = 1  # bump when compute's results change: the runner versions every planner cell with it
 TOLERANCE = 0.05  # the issue's target: every validation point within this much Dice
@@ -171,3 +172,63 @@ def plot(record: dict, path: Path, store=None) -> None:
     save_figure(fig, path, f"planner on real nuclei: {res['tile_size']} px tiles (train {tiles['train']}, test "
                 f"{tiles['test']}), U-Net {list(cfg['recipe']['widths'])}, {cfg['recipe']['steps']} steps, "
                 f"augment={cfg['recipe']['augment']}")
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "the annotation planner, predicted against measured"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    res, cfg = record["results"], record["config"]
+    cal, rows, tol = res["calibration"], res["rows"], res["tolerance"]
+    val = {n: r for n, r in rows.items() if r["validation"]}
+    beyond = {n: r for n, r in rows.items() if not r["validation"]}
+    tiles = res["tiles"]
+    text = (f"`metastructure.planner` predicts the Dice of a network trained on cheaper labels from the masks and "
+            f"two numbers of the training recipe, which `planner.calibrate` measures: here on the {tiles['train']} "
+            f"training tiles of the real nuclei ({res['tile_size']} px; {cal['n_train']} trained on, "
+            f"{cal['n_holdout']} scored), clean Dice {num(cal['clean_dice'])} and, from one fixed "
+            f"`{cal['label']}` draw (Dice {num(cal['sparse_dice'])} at t*), n_eff = {cal['n_eff']:.0f} labels per "
+            f"decision. Networks trained with the calibration's `fit_kwargs` (U-Net {list(cfg['recipe']['widths'])}, "
+            f"{cfg['recipe']['steps']} steps, augmentation {'on' if cfg['recipe']['augment'] else 'off'}) on all "
+            f"training tiles, {cfg['seeds']} seed(s) each with its own fixed draw, scored on the {tiles['test']} test "
+            "tiles at the planner's threshold, against its prediction: "
+            + "; ".join(f"`{n}` {pm(r['measured'])} against {num(r['predicted'])} ({r['diff']:+.3f})"
+                        for n, r in val.items()) + ".")
+    worst = max(val, key=lambda n: abs(val[n]["diff"]))
+    cal_types = [n for n, r in val.items() if r.get("calibration_type")]
+    misses = [n for n, r in val.items() if not r.get("calibration_type")
+              and abs(r["measured"]["mean"] - cal["clean_dice"]) > tol]
+    text += (f" {'Every' if res['all_within'] else 'Not every'} validation point lies within {tol:g} of its "
+             f"prediction (the largest gap: `{worst}`, {val[worst]['diff']:+.3f}).")
+    if res.get("rmse_other") is not None:
+        text += (f" {listing([f'`{n}`' for n in cal_types])} are the calibration's own label types (other tiles, "
+                 f"other networks); on the {res['n_other']} others the rms gap is {num(res['rmse_other'])}, while "
+                 f"predicting the clean Dice for every label type would land within {tol:g} on "
+                 f"{res['constant_within']} of them"
+                 + (f" (it misses {listing([f'`{n}`' for n in misses])})" if misses else "")
+                 + f": on this image a {tol:g} target separates little, so the gaps, not the target, say how well "
+                 "the model does.")
+    pcl = {n: r for n, r in val.items() if "product" in r}
+    out = [para(text)]
+    if pcl:
+        prod = {n: r["measured"]["mean"] - r["product"] for n, r in pcl.items()}
+        w = max(prod, key=lambda n: abs(prod[n]))
+        t2 = ("For structured errors the prediction reads the perturbation's overlap error and the clean "
+              "network's own as a boundary shift and a normal boundary jitter, an assumption of the model, and "
+              "combines them as the mean of |shift + jitter| (`theory.curves.pcl_dice`; the integral is "
+              "`derivations.pcl_overlap`'s claim `jittered_shift`): the errors overlap. The plain product "
+              f"clean Dice x Dice(T(M), M), which adds them, is off by up to {prod[w]:+.3f} (`{w}`)"
+              + (f", beyond the {tol:g} target" if abs(prod[w]) > tol else "") + ".")
+        out.append(para(t2))
+    for n, r in beyond.items():
+        side = "pessimistic" if r["diff"] > 0 else "optimistic"
+        out.append(para(
+            f"Beyond the validated range, `{n}` (one fixed draw labels {pct(float(n.split()[1]))} of the foreground "
+            f"pixels): measured {pm(r['measured'])} against {num(r['predicted'])}, the prediction {side} by "
+            f"{num(abs(r['diff']), 2)}{'' if abs(r['diff']) <= tol else f', outside {tol:g}'}. With so few labelled "
+            "pixels the normal approximation and a single n_eff fitted at another ratio no longer describe the "
+            "network: the planner's number there is " + ("conservative" if r["diff"] > 0 else "too hopeful")
+            + " on these images; measure before relying on it."))
+    return out

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _cells
 from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
+from ._text import g, mean, num, para, pm
 
 PROFILES = {
     "quick": base("quick", n_train=8, rate=0.3, opt={"steps": 60, "batch": 8, "lr": 0.003}),
@@ -77,3 +78,31 @@ def plot(record: dict, path: Path, store=None) -> None:
         a.legend(fontsize=8)
     save_figure(fig, path, f"random_labels: Bernoulli({cfg['rate']}) labels on {cfg['n_train']} NUC-like images, U-Net "
                  f"{cfg['net']}, {cfg['seeds']} seed(s), mean +- sd", fontsize=10)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "learned nothing, then memorised"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    cfg, res = record["config"], record["results"]
+    fx, fr = res["fixed"], res["fresh"]
+    chance, h = res["chance_dice"], res["entropy"]
+    curve = [mean(s) for s in fx["dice_best"]]
+    top = max(range(len(curve)), key=curve.__getitem__)
+    at_chance = abs(mean(fx["final_dice"]) - chance) < 0.005
+    below_h = mean(fx["final_loss"]) < h
+    text = (f"Bernoulli({g(cfg['rate'])}) labels on {cfg['n_train']} images, {cfg['opt']['steps']} steps. With "
+            f"one fixed draw the held-out Dice at the best threshold peaks early (highest mean at step "
+            f"{fx['steps'][top]}: {num(curve[top])}; per-seed peaks {pm(fx['peak_dice'])}) against a chance level "
+            f"of {num(chance)} (calling everything foreground), and ends at {pm(fx['final_dice'])}"
+            + (", chance," if at_chance else ",")
+            + f" as the training loss falls {'below' if below_h else 'to'} the labels' entropy "
+              f"H({g(cfg['rate'])}) = {num(h)} nats, to {pm(fx['final_loss'])}"
+            + (": the network memorises the draw." if below_h and at_chance else "."))
+    aucs = [mean(s) for s in fr["auc"]]
+    text += (f" With fresh draws the loss stays at {pm(fr['final_loss'])} (nothing to memorise) and the mean AUC "
+             f"stays between {num(min(aucs))} and {num(max(aucs))} over training (chance 0.5). The early peak of "
+             f"the fixed draw is {num(mean(fx['peak_dice']) - chance)} above chance.")
+    return [para(text)]

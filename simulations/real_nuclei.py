@@ -20,6 +20,7 @@ from metastructure import data
 
 from . import _cells
 from ._common import base, dataset, protocol_dice, pyplot, save_figure, spec, stats
+from ._text import FAMILY, mean, num, para, pct, pm
 
 TYPES = [("clean", (), "fixed"), ("sample", (0.1,), "fixed"), ("sample", (0.1,), "fresh"),
          ("flip", (0.3, 0.3), "fixed"), ("dilate", (2,), "fixed"), ("random", (0.3,), "fixed")]
@@ -86,3 +87,38 @@ def plot(record: dict, path: Path, store=None) -> None:
                  f"{tiles['val']}, test {tiles['test']}), U-Net {cfg['net']}, {cfg['seeds']} seed(s), mean +- sd",
                  fontsize=10)
     save_figure(fig, path, None)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "the real packaged image"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document (markdown blocks), from its record."""
+    res = record["results"]
+    tiles, types = res["tiles"], res["types"]
+    fam = {n: FAMILY.get(n.split()[0], "?") for n in types}
+    text = (f"The DSB 2018 nuclei image cut into {res['tile_size']} x {res['tile_size']} tiles ({tiles['train']} "
+            f"train, {tiles['val']} validation, {tiles['test']} test; foreground {pct(res['foreground_fraction_test'])}"
+            f" of the test pixels). Dice at t* (oracle): "
+            + "; ".join(f"`{n}` {pm(r['t_star'])} ({num(mean(r['oracle']))})" if mean(r["t_star"]) is not None
+                        else f"`{n}` no t*, oracle {num(mean(r['oracle']))} (AUC {num(mean(r['auc']))})"
+                        for n, r in types.items()) + ".")
+    t = {f: [mean(types[n]["t_star"]) for n in types if fam[n] == f and mean(types[n]["t_star"]) is not None]
+         for f in ("CL", "RCL", "PCL")}
+    if all(t.values()):
+        rl_no_t = all(mean(types[n]["t_star"]) is None for n in types if fam[n] == "RL")
+        ok = min(t["CL"]) > max(t["RCL"]) and min(t["RCL"]) > max(t["PCL"]) and rl_no_t
+        margin = min(t["RCL"]) - max(t["PCL"])
+        sd = max(types[n]["t_star"]["std"] for n in types if fam[n] in ("RCL", "PCL"))
+        text += (f" At t* the ordering CL > RCL > PCL > RL {'holds' if ok else 'does not hold'} here"
+                 + f" (the lowest RCL lies {num(abs(margin))} {'above' if margin > 0 else 'below'} the PCL, "
+                   + ("a margin within the seeds' spread: sd up to " if abs(margin) < sd else "with sd up to ")
+                 + f"{num(sd)}).")
+    fixed = next((n for n in types if n.startswith("sample") and "fixed" in n), None)
+    fresh = next((n for n in types if n.startswith("sample") and "fresh" in n), None)
+    if fixed and fresh:
+        a, b = mean(types[fixed]["t_star"]), mean(types[fresh]["t_star"])
+        text += (f" Fresh draws {'beat' if b > a else 'do not beat'} one fixed draw of the same sampling "
+                 f"({num(b)} against {num(a)}).")
+    return [para(text)]

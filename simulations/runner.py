@@ -1,21 +1,11 @@
 """Running an experiment: its cells through the store, then its figure from the store.
 
-An experiment is a module with
-
-* ``PROFILES = {"quick": {...}, "full": {...}}``: configurations (``seeds`` among them);
-* ``REQUIRES``: experiments whose cells it reads (run first; shared cells cost nothing);
-* ``cells(config) -> list[spec]``: every cell it needs, in order;
-* ``summarise(config, store) -> dict``: the numbers behind the figure, read from the store;
-* ``plot(record, path, store)``: the figure, drawn from the record (and, for
-  images, the arrays of the cells it names in the store);
-* for cells of its own kind (``spec["kind"]`` equal to the experiment's name):
-  ``compute(spec)`` (one cell's result, or ``(result, arrays)``) and
-  ``VERSION``. Cells of kind ``"train"`` are the shared training cell
-  (:func:`simulations._cells.train_cell`, version ``_cells.VERSION``).
-
-The runner, not the experiment, puts the version of the code that computes a
-cell into its spec (:func:`versioned`), so changing that code and bumping its
-``VERSION`` makes every stored cell of that kind stale, never silently reused.
+What an experiment module provides, and which experiments there are, is
+:mod:`simulations.registry`'s (its names, lookup, versions and failure types
+are importable from here too). The runner, not the experiment, puts the version
+of the code that computes a cell into its spec (:func:`versioned`), so changing
+that code and bumping its ``VERSION`` makes every stored cell of that kind
+stale, never silently reused.
 
 :func:`run_experiment` computes the missing cells (a tqdm bar on a terminal),
 writes ``OUT/NAME.json`` (config, cell keys, summary, versions) and draws
@@ -25,105 +15,32 @@ writes ``OUT/NAME.json`` (config, cell keys, summary, versions) and draws
 
 from __future__ import annotations
 
-import importlib
-import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
-from typing import Iterable
 
-from . import _cells
 from ._io import check_writable, draw_png, load, save
+from .registry import (
+    NAMES,
+    CellFailure,
+    CellsFailed,
+    cell_version,
+    compute_cell,
+    config_of,
+    experiment,
+    names,
+    unavailable,
+    versioned,
+)
 from .store import Store
 
-
-class CellFailure(dict):
-    """One cell that raised: ``{"key", "label", "spec", "error", "traceback"}``."""
-
-    def __str__(self) -> str:
-        return (f"cell {self['label']!r} ({self['key']}) failed: {self['error']}\n"
-                f"  spec: {json.dumps(self['spec'], sort_keys=True)}")
-
-
-class CellsFailed(RuntimeError):
-    """Some cells raised; the others were computed and stored. ``failures`` lists them."""
-
-    def __init__(self, failures: list[CellFailure], skipped: Iterable[str] = ()):
-        self.failures = list(failures)
-        self.skipped = list(skipped)
-        lines = [f"{len(self.failures)} cell(s) failed"
-                 + (f"; not written: {', '.join(self.skipped)}" if self.skipped else "")]
-        super().__init__("\n".join(lines + [str(f) for f in self.failures]))
-
-
-NAMES = (
-    "meta_structure",
-    "theory_curves",
-    "decision_boundary",
-    "rcl_sampling",
-    "rcl_flipping",
-    "pcl",
-    "random_labels",
-    "multiclass",
-    "ntm_information",
-    "feature_maps",
-    "memorisation",
-    "real_nuclei",
-    "planner",
-    "igtt",
-)
-
-
-def experiment(name: str) -> ModuleType:
-    if name not in NAMES:
-        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(NAMES)}")
-    return importlib.import_module(f"simulations.{name}")
-
-
-def cell_version(kind: str) -> int:
-    """The version of the code that computes cells of ``kind`` ("train" or an experiment's name)."""
-    if kind == "train":
-        return _cells.VERSION
-    version = getattr(experiment(kind), "VERSION", None)
-    if not isinstance(version, int):
-        raise TypeError(f"experiment {kind!r} computes cells of its own kind, so it must set an int VERSION")
-    return version
-
-
-def versioned(spec: dict) -> dict:
-    """``spec`` with ``"v"``, the version of the code that computes it (idempotent)."""
-    return {**spec, "v": cell_version(spec["kind"])}
-
-
-def compute_cell(spec: dict):
-    """Compute one cell: the shared training cell, or the ``compute`` of the experiment named by its kind."""
-    if spec["kind"] == "train":
-        return _cells.train_cell(spec)
-    return experiment(spec["kind"]).compute(spec)
+__all__ = ["NAMES", "CellFailure", "CellsFailed", "cell_version", "compute_cell", "config_of", "experiment", "names",
+           "open_store", "replot", "run_experiment", "run_experiments", "unavailable", "versioned"]
 
 
 def open_store(out: str | Path) -> Store:
     """The results store under ``OUT/store``, with cells versioned by :func:`versioned`."""
     return Store(Path(out) / "store", stamp=versioned)
-
-
-def unavailable(name: str) -> str | None:
-    """Why experiment ``name`` cannot run on this machine (e.g. missing optional data), or None."""
-    check = getattr(experiment(name), "unavailable", None)
-    return check() if check else None
-
-
-def config_of(name: str, profile: str, seeds: int | None = None) -> dict:
-    mod = experiment(name)
-    if profile not in mod.PROFILES:
-        raise ValueError(f"profile must be one of {sorted(mod.PROFILES)}, got {profile!r}")
-    config = dict(mod.PROFILES[profile])
-    if seeds is not None:
-        if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
-        config["seeds"] = int(seeds)
-    return config
 
 
 def _bar(total: int, desc: str, progress: bool | None):
@@ -256,7 +173,7 @@ def run_experiments(
             if on_record is not None:
                 on_record(rec)
         return records
-    from . import cluster
+    from . import cluster  # here, not at the top: it imports Dask (the optional cluster extra)
 
     store = open_store(out)
     t0 = time.perf_counter()
