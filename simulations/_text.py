@@ -3,8 +3,9 @@
 :mod:`simulations.report` writes the document's skeleton and each experiment
 module its own section (its ``report``); both format numbers and sentences
 with these helpers, so that a value prints alike wherever it appears. Also the
-names the sections share: data sets (:data:`DATA`, :data:`SHORT`) and the
-paper's label families (:data:`FAMILY`).
+names the sections share: data sets (:data:`DATA`, :data:`SHORT`). A label
+type's family (CL / RCL / PCL / RL) is its class's ``family``
+(:class:`metastructure.noise.LabelNoise`), never read from a name.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import Any
 WIDTH = 100  # line width of the paragraphs
 DATA = {"er": "ER-like", "mito": "MITO-like", "nuclei": "NUC-like", "real_nuclei": "real nuclei"}  # in sentences
 SHORT = {"er": "ER", "mito": "MITO", "nuclei": "NUC", "real_nuclei": "real"}  # in tables and lists
-FAMILY = {"clean": "CL", "sample": "RCL", "flip": "RCL", "dilate": "PCL", "erode": "PCL", "skeleton": "PCL",
-          "random": "RL"}  # the paper's family of each label kind: clean, random-corrupted, perturbed, random
 
 
 def num(x: float | None, nd: int = 3) -> str:

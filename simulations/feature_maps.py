@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from metastructure import metrics
+from metastructure.noise import LabelNoise
 
 from ._common import base, dataset, errorbar, pyplot, save_figure, spec, stats
-from ._text import FAMILY, mean, num, para, pm, span
+from ._text import mean, num, para, pm, span
 
 TYPES = [("clean",), ("sample", 0.1), ("flip", 0.3, 0.3), ("dilate", 2), ("erode", 2), ("skeleton",),
          ("random", 0.3)]
@@ -29,6 +30,11 @@ REQUIRES = ()
 
 def _name(t) -> str:
     return " ".join([t[0], *(f"{v:g}" for v in t[1:2])])
+
+
+def _family(t) -> str:
+    """The paper's family of a configured label type (``("flip", 0.3, 0.3)``: RCL)."""
+    return LabelNoise(*t).family
 
 
 def _spec(config: dict, t, seed: int) -> dict:
@@ -57,8 +63,8 @@ def summarise(config: dict, store) -> dict:
             "oracle_dice": stats([max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"])
                                   for r in res]),
         }
-    rcl = [out["types"][k]["mean_cka"]["mean"] for k in out["types"] if k.split()[0] in ("sample", "flip")]
-    pcl = [out["types"][k]["mean_cka"]["mean"] for k in out["types"] if k.split()[0] in ("dilate", "erode", "skeleton")]
+    rcl = [out["types"][_name(t)]["mean_cka"]["mean"] for t in config["types"] if _family(t) == "RCL"]
+    pcl = [out["types"][_name(t)]["mean_cka"]["mean"] for t in config["types"] if _family(t) == "PCL"]
     sds = [v["mean_cka"]["std"] for v in out["types"].values()]
     out["ordering"] = {"rcl_min": min(rcl) if rcl else None, "pcl_max": max(pcl) if pcl else None,
                        "largest_sd": max(sds)}
@@ -99,7 +105,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
     """This experiment's section of the results document (markdown blocks), from its record."""
     res = record["results"]
     types = res["types"]
-    fam = {name: FAMILY.get(name.split()[0], "?") for name in types}
+    fam = {_name(t): _family(t) for t in record["config"]["types"]}
     order = sorted(types, key=lambda n: -types[n]["mean_cka"]["mean"])
     text = (f"Linear CKA of every layer's features ({', '.join(res['layers'])}) to a clean network of another seed, "
             "NUC-like images. Mean over layers: "

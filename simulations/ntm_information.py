@@ -36,10 +36,6 @@ def cells(config: dict) -> list[dict]:
     return []  # reads the cells of REQUIRES
 
 
-def _family(kind: str) -> str:
-    return {"clean": "CL", "sample": "RCL", "flip": "RCL", "random": "RL"}.get(kind, "PCL")
-
-
 def summarise(config: dict, store) -> dict:
     groups: dict[tuple, dict] = {}
     for req in REQUIRES:
@@ -53,7 +49,7 @@ def summarise(config: dict, store) -> dict:
                 continue
             g = groups.setdefault(key, {"name": f"{spec['data']['name']} {_cells.label_noise(lab).name}",
                                         "dataset": spec["data"]["name"], "kind": lab["kind"],
-                                        "family": _family(spec["labels"]["kind"]), "seeds": [], "dice": [],
+                                        "family": _cells.label_noise(lab).family, "seeds": [], "dice": [],
                                         "transition": []})
             r = store.result(spec)
             g["seeds"].append(spec["seed"])

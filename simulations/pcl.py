@@ -42,8 +42,11 @@ def _types(config: dict) -> list[tuple]:
 
 
 def _name(t: tuple) -> str:
-    return {"clean": "CL clean", "sample": "RCL sample 10%", "skeleton": "PCL skeleton",
-            "random": "RL random 30%"}.get(t[0], f"PCL {t[0]} r={t[-1]}")
+    """A row's name: the label type's family, then what it is ("RCL sample 10%", "PCL dilate r=2")."""
+    ln = noise.LabelNoise(*t)
+    what = ln.kind if not ln.params else (f"{ln.kind} {100 * ln.params[0]:g}%" if ln.random
+                                          else f"{ln.kind} r={ln.params[0]:g}")
+    return f"{ln.family} {what}"
 
 
 def _spec(config: dict, name: str, t: tuple, seed: int) -> dict:
@@ -170,7 +173,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         "px):"), table(header, rows)]
 
     def fam(n: str) -> str:
-        return n.split()[0]
+        return noise.LabelNoise(*res[ds[0]][n]["type"]).family
 
     txt = ""
     dil = [(d, n) for d in ds for n in rows_names if n.startswith("PCL dilate")]

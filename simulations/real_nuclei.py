@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from metastructure import data
+from metastructure.noise import LabelNoise
 
 from . import _cells
 from ._common import base, dataset, protocol_dice, pyplot, save_figure, spec, stats
-from ._text import FAMILY, mean, num, para, pct, pm
+from ._text import mean, num, para, pct, pm
 
 TYPES = [("clean", (), "fixed"), ("sample", (0.1,), "fixed"), ("sample", (0.1,), "fresh"),
          ("flip", (0.3, 0.3), "fixed"), ("dilate", (2,), "fixed"), ("random", (0.3,), "fixed")]
@@ -29,9 +30,14 @@ PROFILES = {"quick": base("quick", types=TYPES[:2] + TYPES[3:4]), "full": base("
 REQUIRES = ()
 
 
+def _label(t) -> LabelNoise:
+    kind, params, _ = t
+    return LabelNoise(kind, *params)
+
+
 def _name(t) -> str:
     kind, params, regime = t
-    return " ".join([kind, *(f"{v:g}" for v in params[:1])]) + ("" if kind in ("clean", "dilate") else f" ({regime})")
+    return " ".join([kind, *(f"{v:g}" for v in params[:1])]) + (f" ({regime})" if _label(t).random else "")
 
 
 def _spec(config: dict, t, seed: int) -> dict:
@@ -97,7 +103,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
     """This experiment's section of the results document (markdown blocks), from its record."""
     res = record["results"]
     tiles, types = res["tiles"], res["types"]
-    fam = {n: FAMILY.get(n.split()[0], "?") for n in types}
+    fam = {_name(t): _label(t).family for t in record["config"]["types"]}
     text = (f"The DSB 2018 nuclei image cut into {res['tile_size']} x {res['tile_size']} tiles ({tiles['train']} "
             f"train, {tiles['val']} validation, {tiles['test']} test; foreground {pct(res['foreground_fraction_test'])}"
             f" of the test pixels). Dice at t* (oracle): "
