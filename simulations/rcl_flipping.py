@@ -21,7 +21,7 @@ import numpy as np
 from theory import curves
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, protocol_dice, pyplot, save_figure, spec, stats
+from ._common import base, clean_fields, dataset, errorbar, fit_n_eff, protocol_dice, pyplot, save_figure, spec, stats
 
 PROFILES = {
     "quick": base("quick", rates=[0.0, 0.3, 0.5, 0.7], asymmetric=[[0.6, 0.2]]),
@@ -67,10 +67,11 @@ def summarise(config: dict, store) -> dict:
                         clean)
     grid = np.linspace(0.0, 0.98, 50)
     scale = clean
+    fields = clean_fields(masks)
     return {
         "symmetric": sym, "asymmetric": asym, "fit": fit,
-        "curve_rate": grid.tolist(), "curve": (scale * curves.pooled_dice(masks, fit["n_eff"], grid, grid)).tolist(),
-        "asymmetric_predicted": (scale * curves.pooled_dice(masks, fit["n_eff"], [r["f"] for r in asym],
+        "curve_rate": grid.tolist(), "curve": (scale * curves.pooled_dice(fields, fit["n_eff"], grid, grid)).tolist(),
+        "asymmetric_predicted": (scale * curves.pooled_dice(fields, fit["n_eff"], [r["f"] for r in asym],
                                                         [r["b"] for r in asym])).tolist(),
     }
 
@@ -93,7 +94,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     ax[0].legend(fontsize=8, loc="lower left")
     asym = res["asymmetric"]
     pred = res["asymmetric_predicted"]
-    for i, (r, pv) in enumerate(zip(asym, pred)):
+    for i, (r, pv) in enumerate(zip(asym, pred, strict=False)):
         ax[1].errorbar([pv], [r["t_star"]["mean"]], yerr=[r["t_star"]["std"]], fmt="o", color=f"C{i}", capsize=3,
                        label=f"f = {r['f']:g}, b = {r['b']:g}")
     ax[1].plot([0, 1], [0, 1], color="gray", lw=1)

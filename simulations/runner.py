@@ -8,6 +8,10 @@ An experiment is a module with
 * ``summarise(config, store) -> dict``: the numbers behind the figure, read from the store;
 * ``plot(record, path, store)``: the figure, drawn from the record (and, for
   images, the arrays of the cells it names in the store);
+* optionally ``publish(results)``: what a measurement changes outside the
+  output folder (the planner's measured defaults); the runner calls it after
+  writing the record, only at the full profile with the profile's own
+  configuration (:func:`publishes`), never for quick runs;
 * for cells of its own kind (``spec["kind"]`` equal to the experiment's name):
   ``compute(spec)`` (one cell's result, or ``(result, arrays)``) and
   ``VERSION``. Cells of kind ``"train"`` are the shared training cell
@@ -29,9 +33,9 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable
 
 from . import _cells
 from ._io import check_writable, draw_png, load, save
@@ -149,14 +153,25 @@ def _order(names: list[str]) -> list[str]:
     return out
 
 
+def publishes(name: str, profile: str, config: dict) -> bool:
+    """Whether a run of ``name`` with ``config`` publishes its results (the experiment's ``publish``): only
+    at the full profile with exactly that profile's configuration."""
+    return (hasattr(experiment(name), "publish") and profile == "full"
+            and config == config_of(name, "full"))
+
+
 def _write(name: str, out: Path, profile: str, config: dict, specs: list[dict], store: Store,
            seconds: float) -> dict:
-    """Summarise ``name`` from the store and write ``OUT/NAME.json`` and ``OUT/NAME.png``."""
+    """Summarise ``name`` from the store and write ``OUT/NAME.json`` and ``OUT/NAME.png`` (then, where
+    :func:`publishes`, the experiment's ``publish``)."""
     mod = experiment(name)
     summary = mod.summarise(config, store)
     record = {"experiment": name, "profile": profile, "config": config,
               "cells": [store.key(s) for s in specs], "results": summary, "seconds": seconds}
-    return save(out, name, record, lambda path: mod.plot(record, path, store))
+    saved = save(out, name, record, lambda path: mod.plot(record, path, store))
+    if publishes(name, profile, config):
+        mod.publish(summary)
+    return saved
 
 
 def run_experiment(
