@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 import scipy.signal
 
 from . import _checks
@@ -76,6 +77,7 @@ __all__ = [
     "matched_threshold",
     "matched_threshold_or_none",
     "partition",
+    "sampling_fields",
     "smooth",
 ]
 
@@ -210,10 +212,10 @@ def _spectrum_1d(n: int, kernel: str, bandwidth: float) -> tuple[int, np.ndarray
 def _spectrum_nd(shape: tuple[int, ...], kernel: str, bandwidth: float) -> tuple[tuple[int, ...], np.ndarray]:
     f = _radial(kernel, bandwidth, len(shape), tuple(n - 1 for n in shape))  # offsets that meet the image
     res = [(k - 1) // 2 for k in f.shape]
-    ms = tuple(scipy.fft.next_fast_len(n + re, real=True) for n, re in zip(shape, res))
+    ms = tuple(scipy.fft.next_fast_len(n + re, real=True) for n, re in zip(shape, res, strict=True))
     kpad = np.zeros(ms)
     # place the footprint circularly: offset t goes to index t mod m
-    idx = np.ix_(*[np.arange(-re, re + 1) % m for re, m in zip(res, ms)])
+    idx = np.ix_(*[np.arange(-re, re + 1) % m for re, m in zip(res, ms, strict=True)])
     kpad[idx] = f
     return ms, np.fft.rfftn(kpad).astype(np.complex64)
 
@@ -431,6 +433,48 @@ def intensity_field(
 
 
 # ------------------------------------------------------------------- Lemma 1, t*
+def sampling_fields(mask: Any, bandwidth: float, *, kernel: str = "gaussian") -> tuple[np.ndarray, ...]:
+    r"""``(D, S_fg, S_bg)`` of a binary mask on its pixel grid: what the finite-sampling variance needs.
+
+    With the border-correct weights :math:`w(x, y) = K(x - y) / \sum_{y'} K(x - y')`
+    over the image, D is :func:`fraction_field`,
+    :math:`S_{fg} = \sum_y w^2 y` and :math:`S_{bg} = \sum_y w^2 (1 - y)`; a
+    draw of (f, b)-noisy labels has variance :math:`f(1-f) S_{fg} + b(1-b) S_{bg}`
+    around its mean field (theory/README.md, step 11): the arrays
+    ``theory.curves.predicted_dice`` takes. D and the denominator come from
+    :func:`fraction_field` and :func:`smooth` (float32), the squared-kernel sums
+    from a float64 ``scipy.ndimage`` correlation; all three are returned in float64.
+
+    Args:
+        mask: a binary mask (H, W), bool or 0 / 1.
+        bandwidth: the kernel's bandwidth in pixels.
+        kernel: one of :data:`KERNELS`.
+
+    Returns:
+        Three float64 (H, W) arrays ``(D, S_fg, S_bg)``.
+
+    Raises:
+        ValueError: a mask that is not 2-D or not binary, or a bad kernel or bandwidth.
+
+    >>> import numpy as np
+    >>> d, s_fg, s_bg = sampling_fields(np.ones((9, 9), bool), 1.0)
+    >>> bool(np.allclose(d, 1) and np.all(s_fg > 0) and np.all(s_bg == 0))
+    True
+    """
+    _checks.check_binary("mask", mask)
+    m = np.asarray(mask).astype(bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be a 2-D (H, W) array, got shape {m.shape}")
+    k = kernel_weights(kernel, bandwidth)
+    ones = np.ones(m.shape, np.float32)
+    den = np.asarray(smooth(ones, bandwidth, kernel=kernel), float)
+    D = np.asarray(fraction_field(m, bandwidth, kernel=kernel), float)
+    sq = k**2  # sum_y K(x-y)^2 y: the squared kernel, correlated exactly (any size)
+    s_fg = scipy.ndimage.correlate(m.astype(float), sq, mode="constant") / den**2
+    s_all = scipy.ndimage.correlate(ones.astype(float), sq, mode="constant") / den**2
+    return D, s_fg, s_all - s_fg
+
+
 class MatchedThreshold(NamedTuple):
     """The threshold t* on a noisy-trained output that recovers the clean boundary.
 

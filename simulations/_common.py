@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from metastructure import density
+from theory import curves
+
 from ._cells import train_spec
 
 # quick: tiny sizes that run every experiment in minutes; full: the README's figures
@@ -79,10 +82,10 @@ def protocol_dice(final: dict, protocol: str) -> float | None:
 def errorbar(ax, x, st: list[dict], *, band: bool = False, **kw: Any) -> None:
     """Mean +- sd over seeds (None values skipped); ``band`` shades the spread instead of bars
     (clipped at mean / 3 from below so that it stays visible on a log axis)."""
-    pts = [(xi, s["mean"], s["std"]) for xi, s in zip(x, st) if s["mean"] is not None]
+    pts = [(xi, s["mean"], s["std"]) for xi, s in zip(x, st, strict=False) if s["mean"] is not None]
     if not pts:
         return
-    xs, m, sd = map(np.asarray, zip(*pts))
+    xs, m, sd = map(np.asarray, zip(*pts, strict=True))
     if band:
         line = ax.plot(xs, m, **kw)[0]
         ax.fill_between(xs, np.maximum(m - sd, m / 3), m + sd, color=line.get_color(), alpha=0.15, lw=0)
@@ -94,17 +97,21 @@ def errorbar(ax, x, st: list[dict], *, band: bool = False, **kw: Any) -> None:
 N_EFF = tuple(float(v) for v in np.geomspace(1.0, 1e5, 51).round(3))
 
 
+def clean_fields(masks: Any) -> np.ndarray:
+    """The clean fraction fields D (N, H, W) of binary masks (N, H, W) at 1 px, float64: what
+    ``theory.curves.pooled_dice`` takes."""
+    return np.asarray(density.fraction_field(np.asarray(masks).astype(bool), 1.0), float)
+
+
 def fit_n_eff(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: float) -> dict:
     """The one free parameter of the prediction ``clean * theory.curves.pooled_dice``: the effective
     number of labels a network's decision pools, n_eff, fitted by least squares (over :data:`N_EFF`)
     to the measured points."""
-    from theory import curves
-
     f, b, y = (np.asarray(v, float) for v in (fg_to_bg, bg_to_fg, measured))
-    d = curves.clean_fields(masks)  # once: they hold no n_eff
+    d = clean_fields(masks)  # once: they hold no n_eff
     best = None
     for n in N_EFF:
-        err = float(np.sqrt(np.mean((clean * curves.pooled_dice(masks, n, f, b, fields=d) - y) ** 2)))
+        err = float(np.sqrt(np.mean((clean * curves.pooled_dice(d, n, f, b) - y) ** 2)))
         if best is None or err < best["rmse"]:
             best = {"n_eff": n, "rmse": err}
     return best

@@ -14,6 +14,13 @@ k-group model (k free outputs, each fitted to its group's drawn fraction) the
 index is m = min(1, k / n_fg) whatever p (``theory.curves.memorised_fraction``),
 n_fg the training set's foreground pixels: memorisation falls like 1/n_fg. k is
 fitted (one number) and reported beside the network's parameter count.
+
+The fitted k of the full profile (no augmentation) is the planner's
+``NO_AUGMENT_CAPACITY``: run at the full profile (as the profile defines it,
+no overrides), the runner calls :func:`publish`, which writes it to the
+package's ``metastructure/planner/calibration.json``
+(``planner.write_constants``). Quick runs, and full runs with other settings,
+write nothing there.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from metastructure import nets
+from metastructure import nets, planner
 from theory import curves
 
 from . import _cells
@@ -94,6 +101,13 @@ def summarise(config: dict, store) -> dict:
     return {"rows": rows, "p": P, "fitted_k": k, "fit_rmse": float(np.sqrt(min(err))),
             "num_params": int(params), "curve_n_fg": grid.tolist(),
             "curve": curves.memorised_fraction(grid, k).tolist()}
+
+
+def publish(results: dict, *, path: str | Path | None = None) -> dict:
+    """Write the fitted k of a full run's ``results`` as the planner's ``NO_AUGMENT_CAPACITY``
+    (``planner.write_constants`` to ``path``, default: the package's calibration.json). Returns the record
+    written."""
+    return planner.write_constants(no_augment_capacity=results["fitted_k"], path=path)
 
 
 def plot(record: dict, path: Path, store=None) -> None:

@@ -5,7 +5,8 @@ eroded or skeletonized masks, beside clean (CL), 10%-sampled (RCL) and random
 (RL) labels. Scores: test Dice at t* (where Theorem 1 makes its
 prediction) and at the oracle threshold (the paper's protocol).
 
-The prediction (Theorem 1): a network trained on a perturbed label learns the
+The prediction (Theorem 1, ``theory.curves.pcl_label_dice`` through
+``metastructure.planner.Masks.label_dice``): a network trained on a perturbed label learns the
 perturbed meta-structure, so at its t* (1/2 for dilate / erode;
 s/2 for skeletons, s the kept fraction) its Dice against the truth is that of the perturbed test
 masks themselves, Dice(dilate_r(M), M), scaled by the clean network's Dice.
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metastructure import density, metrics, noise
+from metastructure import planner
+from metastructure.noise import LabelNoise
 
 from . import _cells, registry
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
@@ -43,7 +45,7 @@ def _types(config: dict) -> list[tuple]:
 
 def _name(t: tuple) -> str:
     """A row's name: the label type's family, then what it is ("RCL sample 10%", "PCL dilate r=2")."""
-    ln = noise.LabelNoise(*t)
+    ln = LabelNoise(*t)
     what = ln.kind if not ln.params else (f"{ln.kind} {100 * ln.params[0]:g}%" if ln.random
                                           else f"{ln.kind} r={ln.params[0]:g}")
     return f"{ln.family} {what}"
@@ -57,17 +59,14 @@ def cells(config: dict) -> list[dict]:
     return [_spec(config, n, t, s) for n in config["datasets"] for t in _types(config) for s in range(config["seeds"])]
 
 
-def _predicted(masks: np.ndarray, t: tuple, h: float) -> float | None:
-    """Dice against the truth of what Theorem 1 says the network learns (before scaling)."""
-    m = np.asarray(masks).astype(bool)
-    if t[0] in ("dilate", "erode"):
-        return float(metrics.dice(noise.LabelNoise(*t)(None, m), m))
-    if t[0] == "skeleton":
-        thr = noise.LabelNoise("skeleton").matched_threshold(masks=m)  # s/2
-        return float(metrics.dice(thr.apply(density.fraction_field(np.asarray(noise.skeletonize(m)), h)), m))
-    if t[0] == "clean":
-        return 1.0
-    return None  # random labels: no meta-structure, no prediction beyond chance
+def _label_dice(summary: planner.Masks, t: tuple, h: float) -> float | None:
+    """Theorem 1's Dice against the truth (before scaling) of label type ``t``: ``summary.label_dice`` with the
+    skeleton's field at bandwidth ``h``, rounded to float32 as the records have always held it (it was
+    ``metrics.dice``, which divides in float32); None for sampled and random labels (no perturbed
+    meta-structure)."""
+    if t[0] not in ("clean", "dilate", "erode", "skeleton"):
+        return None
+    return float(np.float32(summary.label_dice(LabelNoise(*t), bandwidth=h)))
 
 
 def summarise(config: dict, store) -> dict:
@@ -76,6 +75,7 @@ def summarise(config: dict, store) -> dict:
     out = {}
     for name in config["datasets"]:
         masks = _cells.load_data(_spec(config, name, ("clean",), 0)["data"])["test"].masks
+        summary = planner.Masks(masks)
         rows = {}
         for t in _types(config):
             res = [store.result(_spec(config, name, t, s)) for s in range(config["seeds"])]
@@ -84,7 +84,7 @@ def summarise(config: dict, store) -> dict:
                               "t_star": stats([protocol_dice(r["final"], key) for r in res]),
                               "oracle": stats([r["final"]["oracle"]["dice"] for r in res]),
                               "auc": stats([r["final"]["auc"]["value"] for r in res]),
-                              "label_dice": _predicted(masks, t, config["skeleton_bandwidth"])}
+                              "label_dice": _label_dice(summary, t, config["skeleton_bandwidth"])}
         clean = rows["CL clean"]["t_star"]["mean"]
         for r in rows.values():
             r["predicted"] = None if r["label_dice"] is None else clean * r["label_dice"]
@@ -173,7 +173,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         "px):"), table(header, rows)]
 
     def fam(n: str) -> str:
-        return noise.LabelNoise(*res[ds[0]][n]["type"]).family
+        return LabelNoise(*res[ds[0]][n]["type"]).family
 
     txt = ""
     dil = [(d, n) for d in ds for n in rows_names if n.startswith("PCL dilate")]

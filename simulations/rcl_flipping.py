@@ -21,7 +21,7 @@ import numpy as np
 from theory import curves
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, protocol_dice, pyplot, save_figure, spec, stats
+from ._common import base, clean_fields, dataset, errorbar, fit_n_eff, protocol_dice, pyplot, save_figure, spec, stats
 from ._text import g, listing, mean, num, para, pm
 
 PROFILES = {
@@ -68,10 +68,11 @@ def summarise(config: dict, store) -> dict:
                         clean)
     grid = np.linspace(0.0, 0.98, 50)
     scale = clean
+    fields = clean_fields(masks)
     return {
         "symmetric": sym, "asymmetric": asym, "fit": fit,
-        "curve_rate": grid.tolist(), "curve": (scale * curves.pooled_dice(masks, fit["n_eff"], grid, grid)).tolist(),
-        "asymmetric_predicted": (scale * curves.pooled_dice(masks, fit["n_eff"], [r["f"] for r in asym],
+        "curve_rate": grid.tolist(), "curve": (scale * curves.pooled_dice(fields, fit["n_eff"], grid, grid)).tolist(),
+        "asymmetric_predicted": (scale * curves.pooled_dice(fields, fit["n_eff"], [r["f"] for r in asym],
                                                         [r["b"] for r in asym])).tolist(),
     }
 

@@ -21,7 +21,7 @@ import numpy as np
 from theory import curves
 
 from . import _cells
-from ._common import base, dataset, errorbar, fit_n_eff, pyplot, save_figure, spec, stats
+from ._common import base, clean_fields, dataset, errorbar, fit_n_eff, pyplot, save_figure, spec, stats
 from ._text import DATA, SHORT, g, listing, mean, num, para, pct, pm, slash, span, table
 
 PROTOCOLS = ("t_star", "validation", "oracle", "otsu", "fixed_0.5")
@@ -61,9 +61,10 @@ def summarise(config: dict, store) -> dict:
         masks = _cells.load_data(_spec(config, name, 1.0, 0)["data"])["test"].masks
         fit = fit_n_eff(masks, 1 - ratios, 0 * ratios, measured, clean)
         grid = np.geomspace(min(0.002, ratios.min()), 1.0, 40)
-        curve = clean * curves.pooled_dice(masks, fit["n_eff"], 1 - grid, 0.0)
+        fields = clean_fields(masks)
+        curve = clean * curves.pooled_dice(fields, fit["n_eff"], 1 - grid, 0.0)
         out[name] = {"by_ratio": rows, "fit": fit, "curve_ratio": grid.tolist(), "curve": curve.tolist(),
-                     "predicted_at_ratio": (clean * curves.pooled_dice(masks, fit["n_eff"], 1 - ratios, 0.0)
+                     "predicted_at_ratio": (clean * curves.pooled_dice(fields, fit["n_eff"], 1 - ratios, 0.0)
                                            ).tolist()}
     return out
 
@@ -72,7 +73,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     plt = pyplot()
     res, cfg = record["results"], record["config"]
     fig, ax = plt.subplots(1, len(res), figsize=(6 * len(res), 4.4), constrained_layout=True, squeeze=False)
-    for a, (name, r) in zip(ax[0], res.items()):
+    for a, (name, r) in zip(ax[0], res.items(), strict=False):
         ratios = [float(p) for p in r["by_ratio"]]
         for i, proto in enumerate(PROTOCOLS):
             errorbar(a, ratios, [r["by_ratio"][str(p)][proto] for p in cfg["ratios"]], color=f"C{i}", marker="o",

@@ -6,6 +6,9 @@ are importable from here too). The runner, not the experiment, puts the version
 of the code that computes a cell into its spec (:func:`versioned`), so changing
 that code and bumping its ``VERSION`` makes every stored cell of that kind
 stale, never silently reused.
+After writing a record at the full profile with the profile's own configuration
+(:func:`publishes`), the runner calls the experiment's optional ``publish(results)``:
+what the measurement changes outside the output folder (the planner's measured defaults).
 
 :func:`run_experiment` computes the missing cells (a tqdm bar on a terminal),
 writes ``OUT/NAME.json`` (config, cell keys, summary, versions) and draws
@@ -66,14 +69,25 @@ def _order(names: list[str]) -> list[str]:
     return out
 
 
+def publishes(name: str, profile: str, config: dict) -> bool:
+    """Whether a run of ``name`` with ``config`` publishes its results (the experiment's ``publish``): only
+    at the full profile with exactly that profile's configuration."""
+    return (hasattr(experiment(name), "publish") and profile == "full"
+            and config == config_of(name, "full"))
+
+
 def _write(name: str, out: Path, profile: str, config: dict, specs: list[dict], store: Store,
            seconds: float) -> dict:
-    """Summarise ``name`` from the store and write ``OUT/NAME.json`` and ``OUT/NAME.png``."""
+    """Summarise ``name`` from the store and write ``OUT/NAME.json`` and ``OUT/NAME.png`` (then, where
+    :func:`publishes`, the experiment's ``publish``)."""
     mod = experiment(name)
     summary = mod.summarise(config, store)
     record = {"experiment": name, "profile": profile, "config": config,
               "cells": [store.key(s) for s in specs], "results": summary, "seconds": seconds}
-    return save(out, name, record, lambda path: mod.plot(record, path, store))
+    saved = save(out, name, record, lambda path: mod.plot(record, path, store))
+    if publishes(name, profile, config):
+        mod.publish(summary)
+    return saved
 
 
 def run_experiment(

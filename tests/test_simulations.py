@@ -10,15 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from matplotlib import image as plt_image
 
-from metastructure import data, metrics
+from metastructure import data, metrics, planner
 from simulations import __main__ as cli
 from simulations import runner
 from simulations.store import Store, cell_key
 
 ROOT = Path(__file__).resolve().parent.parent
+# the package's measured defaults as this module found them, before any run below (quick runs must not touch them)
+CONSTANTS_BEFORE = (planner.CONSTANTS_FILE.stat().st_mtime_ns, planner.CONSTANTS_FILE.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def _line(ax, label_start):
 
 
 def _drawn_rcl_sampling(fig, res):
-    for ax, (name, r) in zip(fig.axes, res.items()):
+    for ax, (name, r) in zip(fig.axes, res.items(), strict=False):
         assert ax.get_title() == name
         np.testing.assert_allclose(_line(ax, "theory at t*"), r["curve"])
 
@@ -231,16 +232,36 @@ def test_planner_validation_record(quick):
     rows = res["rows"]
     assert rows["sample 0.1"]["threshold"] == 0.05 and rows["dilate 1"]["threshold"] == 0.5
     assert rows["flip 0.3 0.3"]["threshold"] == 0.5 and not rows["flip 0.3 0.3"]["inverted"]
-    from metastructure import planner
     from metastructure.noise import LabelNoise
 
     test = data.real_nuclei(tile=res["tile_size"])["test"]
     c = planner.Calibration.from_dict(cal)
-    for name, r in rows.items():  # the record's predictions are the planner's, for the test masks
+    for r in rows.values():  # the record's predictions are the planner's, for the test masks
         assert r["predicted"] == pytest.approx(planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c).dice)
         assert r["within"] == (abs(r["measured"]["mean"] - r["predicted"]) <= 0.05)
     assert "product" in rows["dilate 1"] and rows["sample 0.1"]["calibration_type"]
     assert res["all_within"] == all(r["within"] for r in rows.values() if r["validation"])
+
+
+def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypatch):
+    """Every quick run above left the package's measured defaults alone; the runner publishes (the experiment's
+    ``publish``, after writing its record) only at the full profile with that profile's own configuration."""
+    assert (planner.CONSTANTS_FILE.stat().st_mtime_ns, planner.CONSTANTS_FILE.read_bytes()) == CONSTANTS_BEFORE
+    for name in ("planner", "memorisation"):
+        assert runner.publishes(name, "full", runner.config_of(name, "full"))
+        assert not runner.publishes(name, "quick", runner.config_of(name, "quick"))
+        assert not runner.publishes(name, "full", runner.config_of(name, "full", seeds=1))
+    assert not runner.publishes("pcl", "full", runner.config_of("pcl", "full"))  # no publish: nothing to write
+    from simulations import theory_curves
+
+    calls = []
+    monkeypatch.setattr(theory_curves, "publish", calls.append, raising=False)
+    small = {"draws": 2, "widths": [6]}
+    runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    assert calls == []  # quick: not published
+    monkeypatch.setattr(runner, "publishes", lambda name, profile, config: True)
+    rec = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    assert len(calls) == 1 and calls[0] == rec["results"]
 
 
 def test_store_keys_and_atomic_cells(tmp_path):

@@ -4,6 +4,7 @@
 import jax
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import sympy as sp
 from scipy.special import ndtr
 
@@ -17,6 +18,11 @@ def stripe_mask(w, shape=(64, 96)):
     top = shape[0] // 2 - w // 2
     m[top : top + w, :] = True
     return m
+
+
+def predicted(mask, h, f, b):
+    """curves.predicted_dice of a mask's fields at bandwidth h."""
+    return curves.predicted_dice(density.sampling_fields(mask, h), mask, f, b)
 
 
 def test_output_levels_match_the_affine_posterior():
@@ -45,7 +51,7 @@ def test_pcl_curves_match_the_symbolic_formulas():
 def test_vectorised_shapes():
     ps = np.array([[1.0, 0.5], [0.1, 0.01]])
     assert curves.dice_stripe(8, 2, 1 - ps, 0.0).shape == (2, 2)
-    assert curves.predicted_dice(stripe_mask(8), 2.0, 1 - ps, 0.0).shape == (2, 2)
+    assert predicted(stripe_mask(8), 2.0, 1 - ps, 0.0).shape == (2, 2)
     assert curves.miou_symmetric_flip(np.linspace(0, 1, 5), 19, n_eff=100).shape == (5,)
     assert curves.boundary_error(np.array([1.0, 10.0])).shape == (2,)
 
@@ -62,7 +68,7 @@ def test_continuous_stripe_agrees_with_the_grid():
     # (not p = 1: without noise the grid's band is whole pixels, the continuum's is not)
     ps = np.array([0.5, 0.3, 0.05])
     for w, h in ((9, 2.0), (5, 3.0)):
-        grid = curves.predicted_dice(stripe_mask(w, (64, 64)), h, 1 - ps, 0.0)
+        grid = predicted(stripe_mask(w, (64, 64)), h, 1 - ps, 0.0)
         cont = curves.dice_stripe(w, h, 1 - ps, 0.0)
         np.testing.assert_allclose(grid, cont, atol=0.03)
 
@@ -70,7 +76,7 @@ def test_continuous_stripe_agrees_with_the_grid():
 def test_flip_curve_is_symmetric_through_the_inversion():
     m = stripe_mask(10)
     fs = np.array([0.1, 0.3, 0.45])
-    np.testing.assert_allclose(curves.predicted_dice(m, 2.0, fs, fs), curves.predicted_dice(m, 2.0, 1 - fs, 1 - fs))
+    np.testing.assert_allclose(predicted(m, 2.0, fs, fs), predicted(m, 2.0, 1 - fs, 1 - fs))
     at_collapse = curves.fg_probability(0.8, 1e-3, 1e-3, 0.6, 0.4)
     assert float(at_collapse) == 0.5
 
@@ -96,7 +102,7 @@ def test_predicted_dice_matches_monte_carlo(f, b):
         return metrics.dice(t.apply(density.fraction_field(y, h)), m)
 
     mc = float(np.mean(np.asarray(jax.vmap(one)(keys), np.float64)))
-    assert mc == pytest.approx(float(curves.predicted_dice(m, h, f, b)), abs=0.03)
+    assert mc == pytest.approx(float(predicted(m, h, f, b)), abs=0.03)
 
 
 def test_boundary_error_scaling_against_the_grid():
@@ -105,7 +111,7 @@ def test_boundary_error_scaling_against_the_grid():
     m = np.zeros((n, 40), bool)
     m[: n // 2] = True
     for p, h in ((0.1, 2.0), (0.3, 4.0)):
-        D, s_fg, s_bg = curves.grid_fields(m, h)
+        D, s_fg, s_bg = density.sampling_fields(m, h)
         prob = curves.fg_probability(D, s_fg, s_bg, 1 - p, 0.0)
         c = p * h * h / (1 - p)
         col = np.where(m, 1 - prob, prob)[10 : n - 10, 20]  # one column, away from the ends
@@ -142,7 +148,7 @@ def test_miou_symmetric_flip_collapse_and_monte_carlo():
         t = ntm.symmetric_matrix(rate, m4)
         keys = jax.random.split(jax.random.key(23), 40)
         preds = jax.vmap(
-            lambda k: density.partition(density.fraction_field(noise.corrupt(k, lab, t), h, num_classes=m4),
+            lambda k: density.partition(density.fraction_field(noise.corrupt(k, lab, t), h, num_classes=m4),  # noqa: B023
                                         multiclass=True)
         )(keys)
         acc = float(np.mean(np.asarray(preds)[:, interior] == lab[interior]))
@@ -156,7 +162,7 @@ def test_pooled_dice_against_monte_carlo_of_its_model():
     """Each pixel averages n_eff noisy labels of mean b + (1-f-b) D and is called at t*: simulate it."""
     yy, xx = np.mgrid[:40, :40]
     mask = np.hypot(yy - 20, xx - 20) <= 9
-    d = curves.grid_fields(mask, 1.0)[0]
+    d = np.asarray(density.fraction_field(mask, 1.0), float)
     rng = np.random.default_rng(0)
     for f, b, n_eff in [(0.9, 0.0, 200), (0.3, 0.3, 50), (0.7, 0.6, 400)]:
         t = density.matched_threshold(ntm.flip_matrix(f, b))
@@ -166,10 +172,10 @@ def test_pooled_dice_against_monte_carlo_of_its_model():
         ref = d > 0.5
         tp, fp, fn = (pred & ref).sum(), (pred & ~ref).sum(), (~pred & ref).sum()
         mc = 2 * tp / (2 * tp + fp + fn)
-        assert curves.pooled_dice(mask[None], n_eff, f, b)[0] == pytest.approx(mc, abs=0.02), (f, b, n_eff)
-    assert curves.pooled_dice(mask[None], 10, 0.0, 0.0)[0] == pytest.approx(1.0)  # clean labels lose nothing
-    several = curves.pooled_dice(mask[None], 100, [0.5, 0.9, 0.99], 0.0)
-    assert several[2] == curves.pooled_dice(mask[None], 100, 0.99, 0.0)[0] and several[0] > several[1] > several[2]
+        assert curves.pooled_dice(d[None], n_eff, f, b)[0] == pytest.approx(mc, abs=0.02), (f, b, n_eff)
+    assert curves.pooled_dice(d[None], 10, 0.0, 0.0)[0] == pytest.approx(1.0)  # clean labels lose nothing
+    several = curves.pooled_dice(d, 100, [0.5, 0.9, 0.99], 0.0)
+    assert several[2] == curves.pooled_dice(d[None], 100, 0.99, 0.0)[0] and several[0] > several[1] > several[2]
 
 
 def test_an_eroded_stripe_below_the_critical_width_vanishes_as_in_the_fields():
@@ -182,3 +188,81 @@ def test_an_eroded_stripe_below_the_critical_width_vanishes_as_in_the_fields():
         dice = float(curves.overlap_pcl("stripe", width, r, op="erode", bandwidth=h)[0])
         left = width - 2 * r
         assert (left > curves.critical_width(h)) == (field_max > 0.5) == (dice > 0), (width, r, field_max, dice)
+
+
+# ------------------------------------------------------------------ Theorem 1 on arrays
+def _dice(a, b):
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2 * np.sum(a & b) / (a.sum() + b.sum())
+
+
+def test_pcl_label_dice_against_scipy_morphology_and_a_direct_dice():
+    """Dilated / eroded masks (scipy.ndimage, disk footprint) at 1/2, a blurred perturbed mask (scipy's gaussian
+    filter, float32) at a t*, masks of different sizes pooled by counts (not a mean of Dice)."""
+    yy, xx = np.mgrid[-3:4, -3:4]
+    rng = np.random.default_rng(5)
+    a = ndi.gaussian_filter(rng.random((40, 52)), 3) > 0.5
+    b = ndi.gaussian_filter(rng.random((24, 30)), 2) > 0.52
+    for r in (1, 2, 3):
+        fp = yy[3 - r : 4 + r, 3 - r : 4 + r] ** 2 + xx[3 - r : 4 + r, 3 - r : 4 + r] ** 2 <= r * r
+        dil = ndi.binary_dilation(a, structure=fp)
+        ero = ndi.binary_erosion(a, structure=fp, border_value=1)
+        got = curves.pcl_label_dice(dil.astype(np.int32), a.astype(np.int32))
+        assert got == pytest.approx(_dice(dil, a), abs=1e-15)
+        assert curves.pcl_label_dice(ero, a) == pytest.approx(_dice(ero, a), abs=1e-15)
+        both = [ndi.binary_dilation(m, structure=fp) for m in (a, b)]
+        pooled = 2 * sum(np.sum(t & m) for t, m in zip(both, (a, b), strict=True)) / sum(
+            t.sum() + m.sum() for t, m in zip(both, (a, b), strict=True))
+        assert curves.pcl_label_dice(both, [a, b]) == pytest.approx(pooled, abs=1e-15)
+        assert pooled != pytest.approx(np.mean([_dice(t, m) for t, m in zip(both, (a, b), strict=True)]), abs=1e-6)
+    field = ndi.gaussian_filter(ndi.binary_dilation(a, iterations=2).astype(np.float32), 1.5)
+    for t in (0.2, 0.5, 0.8):
+        assert curves.pcl_label_dice(field, a, threshold=t) == pytest.approx(_dice(field > np.float32(t), a), abs=1e-15)
+    # the project's metric agrees (it counts in int32 and divides in float32)
+    want = float(metrics.dice(field > 0.3, a))
+    assert curves.pcl_label_dice(field, a, threshold=0.3) == pytest.approx(want, rel=1e-6)
+
+
+def test_pcl_label_dice_is_theorem_1s_stripe_overlap():
+    """A stripe of width w dilated by r on the grid: Theorem 1's Dice w / (w + r) (curves.overlap_pcl) exactly;
+    eroded: (w - 2r) / (w - r); both empty: 1; a partition that misses entirely: 0."""
+    for w, r in ((6, 1), (9, 2), (12, 4)):
+        m = stripe_mask(w)
+        wide, thin = np.zeros_like(m), np.zeros_like(m)
+        top = m.shape[0] // 2 - w // 2
+        wide[top - r : top + w + r] = True
+        thin[top + r : top + w - r] = True
+        assert curves.pcl_label_dice(wide, m) == pytest.approx(float(curves.overlap_pcl("stripe", w, r)[0]), abs=1e-12)
+        assert curves.pcl_label_dice(thin, m) == pytest.approx(
+            float(curves.overlap_pcl("stripe", w, r, op="erode")[0]), abs=1e-12)
+    z = np.zeros((4, 4), bool)
+    assert curves.pcl_label_dice(z, z) == 1.0 and curves.pcl_label_dice(z, ~z) == 0.0
+
+
+@pytest.mark.parametrize("how", ["shapes", "counts", "not binary", "nan"])
+def test_pcl_label_dice_refuses_bad_input(how):
+    m = stripe_mask(6, (16, 16))
+    with pytest.raises(ValueError) as e:
+        if how == "shapes":
+            curves.pcl_label_dice(m[:8], m)
+        elif how == "counts":
+            curves.pcl_label_dice([m, m], [m])
+        elif how == "not binary":
+            curves.pcl_label_dice(m, m * 2)
+        else:
+            curves.pcl_label_dice(np.full(m.shape, np.nan), m)
+    assert {"shapes": "same shapes", "counts": "arrays", "not binary": "binary", "nan": "NaN"}[how] in str(e.value)
+
+
+def test_predicted_and_pooled_dice_take_arrays_and_refuse_bad_ones():
+    m = stripe_mask(6, (16, 16))
+    with pytest.raises(ValueError, match="three arrays"):
+        curves.predicted_dice(density.sampling_fields(m, 1.0)[:2], m, 0.5, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        curves.predicted_dice(density.sampling_fields(m[:8], 1.0), m, 0.5, 0.0)
+    with pytest.raises(ValueError, match="fractions"):
+        curves.pooled_dice(np.full((4, 4), 2.0), 10.0, 0.5, 0.0)
+    with pytest.raises(ValueError, match="n_eff"):
+        curves.pooled_dice(np.zeros((4, 4)), 0.0, 0.5, 0.0)
+    with pytest.raises(ValueError, match="a mask"):  # the masks themselves, as the old signature took them
+        curves.pooled_dice(m[None].astype(np.int32), 10.0, 0.5, 0.0)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import sympy as sp
-from conftest import blobs
 from scipy.optimize import minimize_scalar
 
+from conftest import blobs
 from metastructure import density, noise, ntm
 from theory import curves
 from theory import derivations as d
@@ -118,7 +118,7 @@ def test_dilation_has_full_rank_yet_the_boundary_is_not_recovered():
 # ------------------------------------------------------------ 1, 2
 def test_proper_scoring_numerically():
     for pi in (0.05, 0.3, 0.8):
-        res = minimize_scalar(lambda q: -(pi * math.log(q) + (1 - pi) * math.log(1 - q)),
+        res = minimize_scalar(lambda q, pi=pi: -(pi * math.log(q) + (1 - pi) * math.log(1 - q)),
                               bounds=(1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-10})
         assert res.x == pytest.approx(pi, abs=1e-6)
 
@@ -226,7 +226,7 @@ def test_finite_sampling_variance_and_misclassification_by_monte_carlo():
     fields = np.asarray(
         jax.vmap(lambda key: density.fraction_field(noise.sample(key, m, p, exact=False), h))(keys), np.float64
     )
-    D, s_fg, s_bg = curves.grid_fields(m, h)
+    D, s_fg, s_bg = density.sampling_fields(m, h)
     # variance: p (1 - p) S_fg; the sample variance of 2000 draws has relative sd ~ 3%
     var = fields.var(0)
     pred = p * (1 - p) * s_fg

@@ -1,7 +1,10 @@
 r"""Closed-form predictions, as fast numpy functions vectorised over the swept parameter.
 
 These are the numeric forms of :mod:`theory.derivations` that the simulations
-draw beside measured points. The network is modelled as a kernel smoother of
+draw beside measured points. They are mathematics on arrays (numpy, scipy) and
+import nothing of :mod:`metastructure`: a prediction about a mask takes the
+mask's fields, which ``metastructure.density`` computes (``fraction_field``,
+``sampling_fields``). The network is modelled as a kernel smoother of
 bandwidth ``h`` (its effective receptive field, a parameter to fit, not a known
 constant) of **one draw** of the noisy labels: its output is the smoothed noisy
 field of that draw, whose *mean* over draws is the expected noisy fraction field
@@ -39,7 +42,6 @@ from scipy import special, stats
 __all__ = [
     "boundary_error",
     "bulk_error",
-    "clean_fields",
     "critical_width",
     "dice_from_probability",
     "dice_skeleton_stripe",
@@ -47,12 +49,12 @@ __all__ = [
     "disk_level_radius",
     "disk_level_shift",
     "fg_probability",
-    "grid_fields",
     "memorised_fraction",
     "miou_symmetric_flip",
     "output_levels",
     "overlap_pcl",
     "pcl_dice",
+    "pcl_label_dice",
     "pooled_dice",
     "predicted_dice",
     "skeleton_half_width",
@@ -142,37 +144,29 @@ def dice_from_probability(prob: np.ndarray, mask: np.ndarray, axes: tuple[int, .
     return 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300)
 
 
-def grid_fields(mask: Any, bandwidth: float, *, kernel: str = "gaussian") -> tuple[np.ndarray, ...]:
-    """D, S_fg, S_bg of a binary mask on its pixel grid (border-correct weights).
+def predicted_dice(fields: Any, mask: Any, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
+    """Predicted Dice against ``mask`` of a kernel smoother trained on (f, b)-noisy labels (theory/README.md, step 12).
 
-    w(x, y) = K(x - y) / sum_y' K(x - y') over the image; S_fg = sum_y w^2 y and
-    S_bg = sum_y w^2 (1 - y). Computed with :mod:`metastructure.density` in float32.
+    Each pixel is called foreground at t* with the probability
+    :func:`fg_probability` gives from the mask's fields, and the expected
+    counts against ``mask`` give the Dice (:func:`dice_from_probability`).
+    Vectorised over the rates; sampling with ratio p is ``fg_to_bg = 1 - p``.
+
+    Args:
+        fields: ``(D, S_fg, S_bg)`` of the mask on its pixel grid at the
+            kernel's bandwidth, each (H, W): the clean fraction field and the
+            squared-weight sums over foreground and background
+            (``metastructure.density.sampling_fields``).
+        mask: the binary mask (H, W) the fields belong to, the truth scored against.
+        fg_to_bg, bg_to_fg: rates f and b, of any broadcastable shape.
+
+    Returns:
+        One value per (f, b), of their broadcast shape.
+
+    Raises:
+        ValueError: ``fields`` is not three arrays of ``mask``'s shape.
     """
-    from metastructure import density
-
-    m = np.asarray(mask).astype(bool)
-    k = density.kernel_weights(kernel, bandwidth)
-    ones = np.ones(m.shape, np.float32)
-    den = np.asarray(density.smooth(ones, bandwidth, kernel=kernel), float)
-    D = np.asarray(density.fraction_field(m, bandwidth, kernel=kernel), float)
-    # sum_y K(x-y)^2 y: convolution with the squared kernel, via scipy (exact, any size)
-    import scipy.ndimage as ndi
-
-    sq = k**2
-    s_fg = ndi.correlate(m.astype(float), sq, mode="constant") / den**2
-    s_all = ndi.correlate(ones.astype(float), sq, mode="constant") / den**2
-    return D, s_fg, s_all - s_fg
-
-
-def predicted_dice(
-    mask: Any, bandwidth: float, fg_to_bg: Any, bg_to_fg: Any, *, kernel: str = "gaussian"
-) -> np.ndarray:
-    """Predicted Dice against ``mask`` of a network trained on (f, b)-noisy labels.
-
-    Vectorised over the rates (any broadcastable shape); the mask's fields are
-    computed once. Sampling with ratio p is ``fg_to_bg = 1 - p``.
-    """
-    D, s_fg, s_bg = grid_fields(mask, bandwidth, kernel=kernel)
+    D, s_fg, s_bg = _three_fields(fields, np.shape(mask))
     f = np.asarray(fg_to_bg, float)
     b = np.asarray(bg_to_fg, float)
     shape = np.broadcast(f, b).shape
@@ -182,44 +176,57 @@ def predicted_dice(
     return dice_from_probability(prob, np.asarray(mask, bool)[None], axes=(1, 2)).reshape(shape)
 
 
-def clean_fields(masks: Any, *, bandwidth: float = 1.0) -> np.ndarray:
-    """The clean fraction fields D (N, H, W) of binary masks (N, H, W): :func:`grid_fields` of each, gaussian."""
-    return np.stack([grid_fields(m, bandwidth)[0] for m in np.asarray(masks).astype(bool)])
+def _three_fields(fields: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    try:
+        D, s_fg, s_bg = (np.asarray(a, float) for a in fields)
+    except (TypeError, ValueError):
+        raise ValueError("fields must be the three arrays (D, S_fg, S_bg)") from None
+    if not (D.shape == s_fg.shape == s_bg.shape == tuple(shape)):
+        raise ValueError(f"fields must be three arrays of the mask's shape {tuple(shape)}, got shapes "
+                         f"{D.shape}, {s_fg.shape}, {s_bg.shape}")
+    return D, s_fg, s_bg
 
 
-def pooled_dice(masks: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any, *, bandwidth: float = 1.0,
-                fields: Any = None) -> np.ndarray:
+def pooled_dice(fields: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
     """The share of the clean Dice that (f, b) label noise leaves a network whose decisions pool ``n_eff`` labels.
 
     The finite-sampling model of a trained network (theory/README.md, steps
     11-12, with the window replaced by one number): at each pixel the network
     estimates E[y*] = b + (1-f-b) D from ``n_eff`` noisy labels drawn around
-    it, D the clean fraction field of the mask at a sharp ``bandwidth`` (1 px:
+    it, D the clean fraction field of the mask at a sharp bandwidth (1 px:
     a network sees the image, so its clean boundary is the mask's), so
     S_fg = D / n_eff and S_bg = (1 - D) / n_eff in :func:`fg_probability`. The
     probability that a pixel is called foreground at t* (inverted when
     f + b > 1) gives expected TP / FP / FN against the clean partition
-    {D > 1/2}, pooled over the masks (:func:`dice_from_probability`). Clean
-    labels give 1; multiply by a network's measured clean Dice to predict its
+    {D > 1/2}, pooled over every pixel of ``fields`` (:func:`dice_from_probability`).
+    Clean labels give 1; multiply by a network's measured clean Dice to predict its
     Dice. n_eff is a parameter to fit to trained networks.
 
     Args:
-        masks: binary masks (N, H, W).
-        n_eff: labels pooled per decision.
+        fields: the clean fraction fields D of the masks, any shape (e.g.
+            (N, H, W)), values in [0, 1]: ``metastructure.density.fraction_field(masks, 1.0)``.
+        n_eff: labels pooled per decision, > 0.
         fg_to_bg, bg_to_fg: rates f and b, scalars or 1-D arrays of one shape.
-        bandwidth: the gaussian bandwidth of the clean fields.
-        fields: ``clean_fields(masks, bandwidth=bandwidth)``, if already
-            computed (they do not depend on n_eff or the rates).
 
     Returns:
         One value per (f, b), shape (K,).
+
+    Raises:
+        ValueError: ``fields`` empty, outside [0, 1] or a mask (0 and 1 only), or ``n_eff`` not positive.
     """
-    d = clean_fields(masks, bandwidth=bandwidth) if fields is None else np.asarray(fields)
+    d = np.asarray(fields, float)
+    if d.size == 0 or not np.all((d >= 0) & (d <= 1)):
+        raise ValueError(f"fields must be a non-empty array of fractions in [0, 1], got shape {d.shape}")
+    if np.all((d == 0) | (d == 1)) and d.min() < d.max():
+        raise ValueError("fields holds only 0 and 1, a mask: pass the masks' clean fraction fields "
+                         "(metastructure.density.fraction_field(masks, 1.0))")
+    if not float(n_eff) > 0:
+        raise ValueError(f"n_eff must be positive, got {n_eff}")
     f = np.atleast_1d(np.asarray(fg_to_bg, float))
     b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
-    prob = fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff,
-                          f[:, None, None, None], b[:, None, None, None])
-    return dice_from_probability(prob, d[None] > 0.5, axes=(1, 2, 3))
+    extra = (None,) * d.ndim
+    prob = fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff, f[(...,) + extra], b[(...,) + extra])
+    return dice_from_probability(prob, d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
 
 
 def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:
@@ -311,6 +318,73 @@ def overlap_pcl(shape: str, size: Any, radius: Any, *, op: str = "dilate",
         raise ValueError(f"op must be 'dilate' or 'erode', got {op!r}")
     inter = np.minimum(a, bsz)
     return 2 * inter / (a + bsz), inter / np.maximum(a + bsz - inter, 1e-300)
+
+
+def pcl_label_dice(learned: Any, masks: Any, *, threshold: float = 0.5) -> float:
+    r"""Theorem 1 for structured label errors: the Dice against the truth of what a network trained on them learns.
+
+    A network trained on structurally perturbed labels T(M) (dilated, eroded,
+    skeletonized) learns *their* meta-structure (arXiv 2103.11594, Theorem 1;
+    theory/README.md, step 10), so thresholded at their t* it calls the
+    partition P = {learned > threshold} of that meta-structure, whose boundary
+    no threshold moves back to the truth. Its Dice against the clean masks M,
+    pooled over every pixel (of every array, when given sequences),
+
+        2 |P & M| / (|P| + |M|)      (1 when both are empty),
+
+    is the error the perturbation costs. For dilated or eroded labels
+    ``learned`` is the perturbed masks themselves (0 / 1) at 1/2, so P = T(M);
+    for skeletons it is the skeleton's fraction field at t* = s/2, s the kept
+    fraction. A trained network adds its own boundary error: combine with its
+    clean Dice by :func:`pcl_dice` (or the plain product, which counts both errors
+    in full).
+
+    Args:
+        learned: the perturbed labels' meta-structure, an array the shape of
+            its mask, or a sequence of such arrays (pooled). A floating field
+            is compared with ``threshold`` in its own precision.
+        masks: the clean binary masks (0 / 1 or bool), matching ``learned``.
+        threshold: t*, the level the network is cut at.
+
+    Returns:
+        The pooled Dice, a float in [0, 1].
+
+    Raises:
+        ValueError: ``learned`` and ``masks`` differ in number or shapes, masks
+            that are not binary, or NaN in ``learned``.
+
+    >>> pcl_label_dice([[1, 1, 1, 0]], [[0, 1, 1, 0]])  # a mask dilated by one pixel: 2 * 2 / (3 + 2)
+    0.8
+    """
+    pairs = _pairs("learned", learned, "masks", masks)
+    inter = total = 0
+    for field, mask in pairs:
+        if field.dtype.kind == "f" and np.isnan(field).any():
+            raise ValueError("learned holds NaN: the meta-structure is undefined there")
+        t = np.asarray(threshold, field.dtype) if field.dtype.kind == "f" else float(threshold)
+        part = field > t
+        inter += int(np.count_nonzero(part & mask))
+        total += int(np.count_nonzero(part)) + int(np.count_nonzero(mask))
+    return 1.0 if total == 0 else 2 * inter / total
+
+
+def _pairs(name_a: str, a: Any, name_b: str, b: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(a, b) as matched pairs of arrays, b binary (bool): one pair, or one per item of two sequences."""
+    many = isinstance(a, (list, tuple)) and len(a) > 0 and np.ndim(a[0]) >= 2
+    items_a = [np.asarray(x) for x in a] if many else [np.asarray(a)]
+    items_b = [np.asarray(x) for x in b] if isinstance(b, (list, tuple)) and many else [np.asarray(b)]
+    if len(items_a) != len(items_b):
+        raise ValueError(f"{name_a} has {len(items_a)} arrays, {name_b} {len(items_b)}")
+    out = []
+    for x, y in zip(items_a, items_b, strict=True):
+        if x.shape != y.shape:
+            raise ValueError(f"{name_a} and {name_b} must have the same shapes, got {x.shape} and {y.shape}")
+        if y.dtype != bool:
+            if y.dtype.kind not in "biuf" or not np.all((y == 0) | (y == 1)):
+                raise ValueError(f"{name_b} must be binary (0 / 1), got values {np.unique(y)[:6].tolist()}")
+            y = y.astype(bool)
+        out.append((x, y))
+    return out
 
 
 def pcl_dice(label_dice: Any, clean_dice: Any) -> np.ndarray:

@@ -1,0 +1,101 @@
+r"""Annotation planner: what a network trained on cheaper labels will reach, on masks like yours.
+
+A lab deciding how to annotate asks: if we label only 10% of the foreground
+pixels, or our outlines are 2 px too wide, or 30% of the labels are wrong, what
+Dice do we get, and where do we threshold the output? The theory answers from
+the masks alone, once two numbers of the training recipe are known
+(theory/README.md; arXiv 2103.11594, Theorems 1-2 and Section 4):
+
+* **Random label errors** (RCL: sampling a ratio p of the foreground, flipping
+  foreground to background with rate f and background to foreground with rate
+  b): the network learns the noisy meta-structure b + (1 - f - b) D of the
+  clean fraction field D (Lemma 1), so thresholding at the matched t* =
+  (1 + b - f)/2 recovers the clean boundary (inverted beyond f + b = 1). What
+  is lost comes from finite sampling: each decision pools about ``n_eff``
+  noisy labels, so pixels near the boundary are called wrong with the
+  probability :func:`theory.curves.pooled_dice` gives. Predicted Dice =
+  ``clean_dice * pooled_dice(D, n_eff, f, b)``, at t*, D the masks' clean
+  fraction fields at 1 px.
+* **Structured errors** (PCL: dilated, eroded or skeletonized outlines):
+  Theorem 1, the network learns the perturbed meta-structure, whose boundary no
+  threshold moves back: at 1/2 it calls T(M), the perturbed masks (for
+  skeletons: the skeleton's fraction field at bandwidth 1 px cut at t* = s/2,
+  s the kept fraction), whose pooled Dice against the masks M is the
+  perturbation's error (:func:`theory.curves.pcl_label_dice`). The network
+  adds its own boundary error, the one its clean Dice shows; the two overlap
+  instead of adding: :func:`theory.curves.pcl_dice` (``Dice(T(M), M)``, ``clean_dice``).
+* **Random labels** (RL, and flipping at f + b = 1): no meta-structure; chance,
+  the Dice of calling everything foreground, 2 pi / (1 + pi) for a foreground
+  fraction pi; no threshold.
+
+The two numbers, ``n_eff`` and ``clean_dice``, depend on the network, the
+recipe and the images, not on the label type: :func:`calibrate` measures them
+on the user's own images (two short trainings, clean labels and one fixed
+sparse draw, on a split of the data, scored on the rest), and without a
+calibration :data:`DEFAULT` (measured on the packaged real nuclei by the
+``planner`` simulation, simulations/README.md, and read from the package's
+``calibration.json``) stands in.
+:func:`predict` answers for one label type, :func:`table` for a whole plan,
+with the training-set size below which one fixed draw gets memorised
+(theory/README.md, step 13: index k / n_fg). ``python -m metastructure plan
+MASKS [--images IMAGES]`` prints the plan and draws it.
+
+Where the model is known to be weak: with very few labelled pixels per object
+(sampling 1% of small objects: about one labelled pixel per kernel window or
+fewer) the normal approximation and an n_eff fitted at another ratio no longer
+describe the network, and a fixed draw on little data is memorised (the table
+says when). simulations/README.md reports the
+measured gaps, and those of the plain product ``clean_dice * Dice(T(M), M)``
+for structured errors, which counts the two boundary errors in full.
+
+The parts, each with its public seam (every name is re-exported here):
+
+* :mod:`~metastructure.planner.calibration`: the :class:`Calibration` record,
+  the recipe (:data:`DEFAULT_RECIPE`, :func:`fit_kwargs`) and the measured
+  defaults (:data:`DEFAULT`, :data:`NO_AUGMENT_CAPACITY`, read from its JSON;
+  :func:`write_constants`);
+* :mod:`~metastructure.planner.model`: the prediction model (:class:`Masks`,
+  :func:`predict`, :func:`solve_n_eff`);
+* :mod:`~metastructure.planner.training`: :func:`calibrate`, the part that trains networks;
+* :mod:`~metastructure.planner.plan`: the presentation (:class:`Plan`, :func:`table`).
+"""
+
+from __future__ import annotations
+
+from .calibration import (
+    CONSTANTS_FILE,
+    DEFAULT,
+    DEFAULT_RECIPE,
+    NO_AUGMENT_CAPACITY,
+    Calibration,
+    fit_kwargs,
+    read_constants,
+    write_constants,
+)
+from .model import N_EFF_MAX, N_EFF_MIN, Masks, Prediction, predict, solve_n_eff
+from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
+from .training import calibrate
+
+__all__ = [
+    "CONSTANTS_FILE",
+    "DEFAULT",
+    "DEFAULT_RECIPE",
+    "FLIPS",
+    "NO_AUGMENT_CAPACITY",
+    "N_EFF_MAX",
+    "N_EFF_MIN",
+    "RADII",
+    "RATIOS",
+    "VALIDATED",
+    "Calibration",
+    "Masks",
+    "Plan",
+    "Prediction",
+    "calibrate",
+    "fit_kwargs",
+    "predict",
+    "read_constants",
+    "solve_n_eff",
+    "table",
+    "write_constants",
+]

@@ -1,0 +1,293 @@
+"""The prediction model: what a network trained on a label type reaches, from the masks and a calibration.
+
+:class:`Masks` summarises binary masks once (the clean fraction field's
+histogram, the perturbed masks, the skeletons); :func:`predict` answers for one
+label type (:mod:`metastructure.planner`: the formula of each family) and
+:func:`solve_n_eff` inverts the finite-sampling prediction. The arithmetic is
+:mod:`theory.curves` (``fg_probability``, ``dice_from_probability``,
+``pcl_label_dice``, ``pcl_dice``) on arrays computed here with
+:mod:`metastructure.density` and :mod:`metastructure.noise`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from theory import curves
+
+from .. import density, noise
+from ..noise import LabelNoise
+from .calibration import DEFAULT, Calibration
+
+__all__ = ["N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff"]
+
+#: n_eff is searched on [N_EFF_MIN, N_EFF_MAX] (labels per decision).
+N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
+
+_HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2
+
+
+class Prediction(NamedTuple):
+    """What a network trained on one label type is predicted to reach.
+
+    Attributes:
+        label: the ``LabelNoise``.
+        dice: predicted pooled Dice against the clean masks.
+        threshold: the threshold to use on the network's output (t* for
+            random errors, 1/2 for dilate / erode, s/2 for skeletons), None
+            where none recovers anything (random labels, f + b = 1).
+        inverted: True beyond f + b = 1: call foreground *below* the threshold.
+        family: "CL", "RCL", "PCL" or "RL" (arXiv 2103.11594, Table 1).
+        model: which formula gave ``dice`` (:mod:`metastructure.planner`).
+    """
+
+    label: LabelNoise
+    dice: float
+    threshold: float | None
+    inverted: bool
+    family: str
+    model: str
+
+
+def _as_mask_list(masks: Any, names: Sequence[str] | None) -> list[np.ndarray]:
+    if not isinstance(masks, (list, tuple)):  # one array
+        arr = np.asarray(masks)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ValueError(f"masks must be (N, H, W), (H, W) or a list of (H, W) arrays, got shape {arr.shape}")
+        items = list(arr)
+    else:
+        items = [np.asarray(m) for m in masks]
+    if not items:
+        raise ValueError("no masks given")
+    names = list(names) if names is not None else [f"mask {i}" for i in range(len(items))]
+    if len(names) != len(items):
+        raise ValueError(f"{len(names)} names for {len(items)} masks")
+    out = []
+    for name, m in zip(names, items, strict=True):
+        if m.ndim != 2 or m.size == 0:
+            raise ValueError(f"{name}: a mask must be a non-empty (H, W) array, got shape {m.shape}")
+        if m.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: a mask must be numeric, got dtype {m.dtype}")
+        if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+            raise ValueError(f"{name}: the mask holds NaN or infinite values")
+        values = np.unique(m)
+        if not np.all(np.isin(values, (0, 1))):
+            raise ValueError(f"{name}: the planner needs binary masks (0 background, 1 foreground), found values "
+                             f"{values[:6].tolist()}{'...' if values.size > 6 else ''}")
+        out.append(m.astype(bool))
+    return out
+
+
+class Masks:
+    """Binary masks summarised once for many predictions (fields, histograms and perturbations cached).
+
+    ``Masks(masks, names=None)``: an (N, H, W) or (H, W) array or a list of
+    (H, W) arrays of differing sizes, values 0 / 1 (``names`` label the masks
+    in error messages, e.g. file names). Every prediction pools over all
+    pixels of all masks.
+
+    Raises:
+        ValueError: no masks, a mask that is not a non-empty 2-D 0/1 array
+            (naming it), or masks without any foreground.
+    """
+
+    def __init__(self, masks: Any, *, names: Sequence[str] | None = None):
+        if isinstance(masks, Masks):  # the same summary (and its caches), perhaps with other names
+            self.__dict__.update(masks.__dict__)
+            if names is not None:
+                if len(names) != len(self.masks):
+                    raise ValueError(f"{len(names)} names for {len(self.masks)} masks")
+                self.names = list(names)
+            return
+        self.names = list(names) if names is not None else None
+        self.masks = _as_mask_list(masks, names)
+        self.n_fg = int(sum(int(m.sum()) for m in self.masks))
+        self.n_pixels = int(sum(m.size for m in self.masks))
+        if self.n_fg == 0:
+            raise ValueError(f"the {len(self.masks)} mask(s) hold no foreground pixel: nothing to plan for")
+        by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
+        for m in self.masks:
+            by_shape.setdefault(m.shape, []).append(m)
+        self.stacks = [np.stack(ms) for ms in by_shape.values()]  # (N_g, H, W) bool, one per mask size
+        self._label_dice: dict[tuple[str, float | None], float] = {}
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    @property
+    def foreground_fraction(self) -> float:
+        """Foreground pixels / all pixels, over all masks."""
+        return self.n_fg / self.n_pixels
+
+    @functools.cached_property
+    def histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(d, count, inside)``: the clean fraction field D (``density.fraction_field`` at 1 px, gaussian, the
+        fields :func:`theory.curves.pooled_dice` takes) of every pixel, binned: bin means, pixel counts and
+        whether the bin lies in the clean partition {D > 1/2}."""
+        cnt = np.zeros(2 * _HIST_BINS)
+        tot = np.zeros(2 * _HIST_BINS)
+        for stack in self.stacks:
+            d = np.asarray(density.fraction_field(stack, 1.0)).ravel()
+            b = np.minimum((d * _HIST_BINS).astype(np.int32), _HIST_BINS - 1)  # bin i: [i/B, (i+1)/B)
+            b += np.where(d > 0.5, 0, _HIST_BINS).astype(np.int32)  # first half: inside {D > 1/2}; second: outside
+            cnt += np.bincount(b, minlength=2 * _HIST_BINS)
+            tot += np.bincount(b, weights=d, minlength=2 * _HIST_BINS)
+        keep = cnt > 0
+        inside = np.arange(2 * _HIST_BINS) < _HIST_BINS
+        return tot[keep] / cnt[keep], cnt[keep], inside[keep]
+
+    def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
+        """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
+        of 1/2, each pixel at its bin's mean)."""
+        d, cnt, inside = self.histogram
+        f = np.atleast_1d(np.asarray(fg_to_bg, float))
+        b = np.broadcast_to(np.asarray(bg_to_fg, float), f.shape)
+        prob = curves.fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff, f[:, None], b[:, None])
+        return curves.dice_from_probability(prob, inside[None], axes=(1,), weight=cnt[None])
+
+    def label_dice(self, label: Any, *, bandwidth: float = 1.0) -> float:
+        """Theorem 1 on these masks: :func:`theory.curves.pcl_label_dice`, the pooled Dice against the masks of
+        what a network trained on ``label`` learns, cut at its threshold: for "dilate r" / "erode r" the
+        perturbed masks at 1/2, for "skeleton" the skeletons' fraction field at ``bandwidth`` (gaussian; the
+        planner's model: 1 px) at :attr:`skeleton_threshold` (s/2), for "clean" the masks themselves (1).
+
+        Raises:
+            ValueError: a label type of another family (sampled, flipped, random: no perturbed meta-structure).
+            TypeError: ``label`` is not a label type.
+        """
+        lab = _as_label(label)
+        if lab.kind not in ("clean", "dilate", "erode", "skeleton"):
+            raise ValueError(f"label must be clean, dilate, erode or skeleton (structured errors), got {lab.name!r}")
+        key = (lab.name, float(bandwidth)) if lab.kind == "skeleton" else (lab.name, None)
+        if key not in self._label_dice:
+            if lab.kind == "skeleton":
+                learned = [density.fraction_field(sk, bandwidth) for sk in self.skeletons]
+                threshold = self.skeleton_threshold.threshold
+            else:
+                learned, threshold = [lab(None, m) for m in self.stacks], 0.5
+            self._label_dice[key] = curves.pcl_label_dice(learned, self.stacks, threshold=threshold)
+        return self._label_dice[key]
+
+    @functools.cached_property
+    def skeletons(self) -> list[np.ndarray]:
+        """``noise.skeletonize`` of each stack of equal-size masks."""
+        return [np.asarray(noise.skeletonize(m)) for m in self.stacks]
+
+    @functools.cached_property
+    def skeleton_threshold(self) -> Any:
+        """The skeleton labels' t* = s/2, s = |skeleton| / |mask| pooled over all masks:
+        ``density.matched_threshold`` of the transition the (mask, skeleton) pairs show
+        (what ``LabelNoise("skeleton").matched_threshold(masks=...)`` gives for one stack)."""
+        kept = sum(int(np.count_nonzero(sk & m)) for sk, m in zip(self.skeletons, self.stacks, strict=True))
+        stray = sum(int(np.count_nonzero(sk & ~m)) for sk, m in zip(self.skeletons, self.stacks, strict=True))
+        s_, b_ = kept / self.n_fg, stray / max(self.n_pixels - self.n_fg, 1)
+        return density.matched_threshold(np.array([[1 - b_, b_], [1 - s_, s_]]))
+
+
+def _family(label: LabelNoise) -> str:
+    if label.kind == "clean":
+        return "CL"
+    if label.kind in ("sample", "flip"):
+        f, b = _rates(label)
+        return "RL" if abs(f + b - 1) < 1e-12 else "RCL"
+    if label.kind == "random":
+        return "RL"
+    return "PCL"
+
+
+def _rates(label: LabelNoise) -> tuple[float, float]:
+    p = [float(v) for v in label.params]
+    return (1 - p[0], 0.0) if label.kind == "sample" else (p[0], p[1])
+
+
+def _as_label(label: Any) -> LabelNoise:
+    if isinstance(label, str):
+        parts = label.split()
+        if not parts:
+            raise ValueError("label is an empty string; give a label type such as 'sample 0.1'")
+        label = LabelNoise(parts[0], *[float(v) if parts[0] not in ("dilate", "erode") else int(v)
+                                       for v in parts[1:]])
+    if not isinstance(label, LabelNoise):
+        raise TypeError("label must be a noise.LabelNoise (or its name, e.g. 'sample 0.1'), "
+                        f"got {type(label).__name__}")
+    if label.num_classes not in (None, 2) or label.kind in ("sample_classes", "symmetric"):
+        raise ValueError(f"the planner is binary; {label!r} is multi-class")
+    return label
+
+
+def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -> Prediction:
+    """The predicted pooled Dice, threshold and polarity of a network trained on ``label`` for masks like ``masks``.
+
+    Args:
+        masks: binary masks (see :class:`Masks`), or a :class:`Masks`.
+        label: a binary :class:`~metastructure.noise.LabelNoise` (or its name,
+            ``"sample 0.1"``, ``"flip 0.3 0.3"``, ``"dilate 2"``...). Sampled
+            and flipped labels are one fixed draw, as a real annotation is.
+        calibration: from :func:`metastructure.planner.calibrate`; default
+            :data:`metastructure.planner.DEFAULT`.
+
+    Returns:
+        A :class:`Prediction` (:mod:`metastructure.planner`: the formula of each family).
+
+    Raises:
+        ValueError: bad masks (:class:`Masks`), a multi-class label type.
+        TypeError: ``label`` is not a label type.
+    """
+    m = masks if isinstance(masks, Masks) else Masks(masks)
+    label = _as_label(label)
+    cal = calibration or DEFAULT
+    fam = _family(label)
+    if label.kind == "clean":
+        return Prediction(label, float(cal.clean_dice), 0.5, False, fam, "calibrated clean Dice")
+    if fam == "RL":
+        pi = m.foreground_fraction
+        return Prediction(label, 2 * pi / (1 + pi), None, False, fam, "chance (all foreground)")
+    if fam == "RCL":
+        f, b = _rates(label)
+        mt = label.matched_threshold()
+        dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
+        return Prediction(label, dice, float(mt.threshold), bool(mt.invert), fam,
+                          f"finite sampling, n_eff = {cal.n_eff:.3g}")
+    dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
+    if label.kind == "skeleton":
+        return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,
+                          "Theorem 1 + jitter, skeleton field at 1 px")
+    return Prediction(label, dice, 0.5, False, fam, "Theorem 1 + jitter, perturbed masks")
+
+
+def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -> tuple[float, str | None]:
+    """The n_eff at which a network trained on ``label`` (sampled or flipped) is predicted to score ``measured``:
+    ``clean_dice * Masks(masks).pooled_dice(n_eff, f, b) = measured``, solved by bisection in log n_eff
+    (the left side rises with n_eff), and which end of [N_EFF_MIN, N_EFF_MAX] clipped it ("min", "max";
+    None when inside).
+
+    Raises:
+        ValueError: bad masks, or a label type without finite sampling (not "sample" / "flip", or f + b = 1).
+    """
+    hold = masks if isinstance(masks, Masks) else Masks(masks)
+    lab = _as_label(label)
+    if _family(lab) != "RCL":
+        raise ValueError(f"n_eff belongs to sampled or flipped labels (f + b != 1), got {lab.name!r}")
+    f, b = _rates(lab)
+    clean = float(clean_dice)
+
+    def g(log_n: float) -> float:
+        return clean * float(hold.pooled_dice(math.exp(log_n), f, b)[0]) - measured
+
+    lo, hi = math.log(N_EFF_MIN), math.log(N_EFF_MAX)
+    if g(hi) <= 0:
+        return N_EFF_MAX, "max"
+    if g(lo) >= 0:
+        return N_EFF_MIN, "min"
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if g(mid) < 0 else (lo, mid)
+    return float(math.exp(0.5 * (lo + hi))), None
+

@@ -1,0 +1,154 @@
+"""The presentation: a whole annotation plan for some masks, as a table, a text and a figure.
+
+:func:`table` runs :func:`metastructure.planner.predict` over every label type
+(clean, sampling ratios, flip rates, dilation and erosion radii, skeletons,
+random labels) and adds when one fixed draw gets memorised; a :class:`Plan`
+prints itself (:meth:`Plan.text`), draws itself (:meth:`Plan.plot`) and
+serialises (:meth:`Plan.to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from theory import curves
+
+from ..noise import LabelNoise
+from .calibration import DEFAULT, NO_AUGMENT_CAPACITY, Calibration
+from .model import Masks, Prediction, predict
+
+__all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
+
+#: the label types the ``planner`` simulation checks against trained networks (simulations/README.md)
+VALIDATED = "sample 0.5 to 0.05, flip 0.3 0.3, dilate 1 and 2, erode 1"
+RATIOS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+FLIPS = (0.1, 0.2, 0.3, 0.4)
+RADII = (1, 2, 3)
+
+
+@dataclasses.dataclass
+class Plan:
+    """A whole annotation plan for some masks (:func:`table`).
+
+    Attributes:
+        rows: one :class:`Prediction` per label type, clean first.
+        calibration: the :class:`Calibration` used.
+        masks: ``{"count", "pixels", "foreground_fraction", "foreground_pixels"}``.
+        memorisation: when one fixed draw gets memorised: ``{"n_fg", "capacity",
+            "index", "below", "capacity_no_augment", "index_no_augment",
+            "below_no_augment", "remedy"}`` (theory/README.md, step 13: index
+            min(1, k / n_fg) for a training set of n_fg foreground pixels;
+            "below": the n_fg under which the index exceeds 1/2, i.e. 2k).
+    """
+
+    rows: list[Prediction]
+    calibration: Calibration
+    masks: dict
+    memorisation: dict
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"calibration": self.calibration.to_dict(), "masks": self.masks, "memorisation": self.memorisation,
+                "rows": [{"label": r.label.name, "kind": r.label.kind, "params": [float(v) for v in r.label.params],
+                          "family": r.family, "dice": r.dice, "threshold": r.threshold, "inverted": r.inverted,
+                          "model": r.model} for r in self.rows]}
+
+    def text(self) -> str:
+        """The plan as a readable table."""
+        c, mk, mem = self.calibration, self.masks, self.memorisation
+        lines = [f"{mk['count']} mask(s), {mk['pixels']} pixels, foreground {100 * mk['foreground_fraction']:.1f}%",
+                 f"calibration ({c.source}): clean Dice {c.clean_dice:.3f}, n_eff {c.n_eff:.3g} labels per decision"
+                 + (f", fitted on '{c.label}' (Dice {c.sparse_dice:.3f})" if c.sparse_dice is not None else ""),
+                 "", f"{'labels':<16}{'family':<8}{'Dice':>6}  {'threshold':<22}model", "-" * 78]
+        for r in self.rows:
+            thr = "none" if r.threshold is None else f"{r.threshold:.3g}" + (" (inverted: below)" if r.inverted
+                                                                               else "")
+            lines.append(f"{r.label.name:<16}{r.family:<8}{r.dice:>6.3f}  {thr:<22}{r.model}")
+        lines += ["", f"memorisation of one fixed sparse draw (index k / n_fg; these masks: n_fg = {mem['n_fg']}):"]
+        if mem["capacity"] is not None:
+            lines.append(f"  this recipe (augment={c.recipe.get('augment')}): k = {mem['capacity']:.3g}, index "
+                         f"{mem['index']:.3f}; memorised (index > 1/2) below n_fg = {mem['below']:.3g}")
+        lines.append(f"  without augmentation (k fitted by simulations.memorisation, 400 steps): "
+                     f"k = {mem['capacity_no_augment']:.4g}, index "
+                     f"{mem['index_no_augment']:.3f}; memorised below n_fg = {mem['below_no_augment']:.4g}")
+        lines.append(f"  remedy: {mem['remedy']}")
+        lines.append("\nchecked against trained networks on real nuclei (simulations/README.md): " + VALIDATED
+                     + "; the other rows are the same model, unchecked")
+        return "\n".join(lines)
+
+    def plot(self, path: Any) -> None:
+        """Write the plan's figure (predicted Dice against sampling ratio, flip rate and outline error, with the
+        calibration's measured points) to ``path`` (PNG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        c = self.calibration
+        by = {r.label.kind: [] for r in self.rows}
+        for r in self.rows:
+            by[r.label.kind].append(r)
+        clean = next(r.dice for r in self.rows if r.label.kind == "clean")
+        fig, ax = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+        s = by.get("sample", [])
+        ax[0].plot([1.0] + [float(r.label.params[0]) for r in s], [clean] + [r.dice for r in s], "o-",
+                   label="predicted, at t* = p/2")
+        if c.sparse_dice is not None and c.label.startswith("sample"):
+            ax[0].plot([1.0, float(c.label.split()[1])], [c.clean_dice, c.sparse_dice], "k*", ms=12,
+                       label=f"calibration points ({c.source}; measured on held-out images)")
+        ax[0].set(xscale="log", xlabel="sampling ratio p (fraction of foreground pixels labelled)",
+                  ylabel="predicted pooled Dice", title="sparse labels (RCL)")
+        fl = [r for r in by.get("flip", []) if abs(float(r.label.params[0]) - float(r.label.params[1])) < 1e-12]
+        ax[1].plot([0.0] + [float(r.label.params[0]) for r in fl], [clean] + [r.dice for r in fl], "o-",
+                   label="predicted, at t* = 1/2")
+        ax[1].set(xlabel="flip rate f = b (labels wrong in both classes)", title="flipped labels (RCL)")
+        pcl = sorted([(-float(r.label.params[0]), r.dice) for r in by.get("erode", [])]
+                     + [(0.0, clean)] + [(float(r.label.params[0]), r.dice) for r in by.get("dilate", [])])
+        ax[2].plot([p[0] for p in pcl], [p[1] for p in pcl], "o-", label="predicted, at 1/2 (Theorem 1)")
+        ax[2].set(xlabel="outline error (px): erode < 0 < dilate", title="outlines too wide / too narrow (PCL)")
+        chance = next((r.dice for r in self.rows if r.family == "RL"), None)
+        for a in ax:
+            if chance is not None:
+                a.axhline(chance, color="0.5", ls=":", lw=1, label="chance (random labels)")
+            a.axhline(clean, color="C2", ls="--", lw=1, label="clean labels")
+            a.set_ylim(0, 1.02)
+            a.legend(fontsize=8, loc="lower left")
+        fig.suptitle(f"annotation plan: {self.masks['count']} mask(s), foreground "
+                     f"{100 * self.masks['foreground_fraction']:.1f}%; calibration {c.source} (clean Dice "
+                     f"{c.clean_dice:.3f}, n_eff {c.n_eff:.3g})", fontsize=10)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequence[float] = RATIOS,
+          flips: Sequence[float] = FLIPS, radii: Sequence[int] = RADII, skeleton: bool = True) -> Plan:
+    """The whole plan for masks like ``masks``: :func:`predict` for clean labels, every sampling ratio,
+    symmetric flip rate (f = b), dilation and erosion radius, skeletons and random labels, and when one
+    fixed draw gets memorised.
+
+    The memorisation block treats ``masks`` as the training set (n_fg = its
+    foreground pixels): index = min(1, k / n_fg) with k the calibration's
+    ``capacity`` (this recipe) and :data:`NO_AUGMENT_CAPACITY` (no augmentation).
+    """
+    m = masks if isinstance(masks, Masks) else Masks(masks)
+    cal = calibration or DEFAULT
+    labels = ([LabelNoise("clean")] + [LabelNoise("sample", float(p)) for p in ratios]
+              + [LabelNoise("flip", float(f), float(f)) for f in flips]
+              + [LabelNoise("dilate", int(r)) for r in radii] + [LabelNoise("erode", int(r)) for r in radii]
+              + ([LabelNoise("skeleton")] if skeleton else []) + [LabelNoise("random", 0.5)])
+    rows = [predict(m, lab, calibration=cal) for lab in labels]
+    k = cal.capacity
+    mem = {"n_fg": m.n_fg, "capacity": k,
+           "index": None if k is None else float(curves.memorised_fraction(m.n_fg, k)),
+           "below": None if k is None else 2 * k,
+           "capacity_no_augment": NO_AUGMENT_CAPACITY,
+           "index_no_augment": float(curves.memorised_fraction(m.n_fg, NO_AUGMENT_CAPACITY)),
+           "below_no_augment": 2 * NO_AUGMENT_CAPACITY,
+           "remedy": "dihedral augmentation (train.fit(augment=True), in the recipe) or fresh draws "
+                     "(train.fit(noise=...)) keep a sparse draw from being memorised"}
+    info = {"count": len(m), "pixels": m.n_pixels, "foreground_fraction": m.foreground_fraction,
+            "foreground_pixels": m.n_fg}
+    return Plan(rows, cal, info, mem)
+

@@ -1,0 +1,165 @@
+"""metastructure.planner.model: the predictions against their oracles, Theorem 1 on masks, bad input."""
+
+import jax
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from conftest import blobs
+from metastructure import density, noise, planner
+from metastructure.noise import LabelNoise
+from metastructure.planner import model
+from theory import curves
+
+CAL = planner.Calibration(n_eff=300.0, clean_dice=0.9, recipe=dict(planner.DEFAULT_RECIPE), source="test")
+
+
+@pytest.fixture(scope="module")
+def masks():
+    return np.stack([blobs((48, 48), seed=s, sigma=2.5, level=0.75) for s in range(4)]).astype(np.int32)
+
+
+
+def fields(masks):
+    """The clean fraction fields at 1 px that curves.pooled_dice takes, one mask at a time."""
+    return np.stack([np.asarray(density.fraction_field(m.astype(bool), 1.0), float) for m in masks])
+
+
+def test_the_package_reexports_the_model():
+    assert planner.predict is model.predict and planner.Masks is model.Masks
+    assert planner.solve_n_eff is model.solve_n_eff and planner.N_EFF_MAX == model.N_EFF_MAX
+
+
+# ------------------------------------------------------------------ predictions and their oracles
+def test_binned_pooled_dice_equals_the_per_pixel_sum(masks):
+    m = planner.Masks(masks)
+    f = np.array([0.9, 0.95, 0.3, 0.7, 0.0])
+    b = np.array([0.0, 0.0, 0.3, 0.6, 0.1])
+    for n in (3.0, 100.0, 5000.0):
+        np.testing.assert_allclose(m.pooled_dice(n, f, b), curves.pooled_dice(fields(masks), n, f, b), atol=2e-5)
+
+
+def test_rcl_predictions_threshold_and_polarity(masks):
+    m = planner.Masks(masks)
+    p = planner.predict(m, "sample 0.1", calibration=CAL)
+    assert (p.threshold, p.inverted, p.family) == (0.05, False, "RCL")
+    assert p.dice == pytest.approx(0.9 * curves.pooled_dice(fields(masks), 300.0, 0.9, 0.0)[0], abs=2e-5)
+    inv = planner.predict(m, LabelNoise("flip", 0.7, 0.6), calibration=CAL)
+    assert inv.inverted and inv.threshold == pytest.approx(0.45) and inv.family == "RCL"
+    assert inv.dice == pytest.approx(0.9 * curves.pooled_dice(fields(masks), 300.0, 0.7, 0.6)[0], abs=2e-5)
+    # sampling 10% at a given n_eff is exactly flipping f = 0.9, b = 0, by the closed form
+    assert planner.predict(m, "clean", calibration=CAL).dice == 0.9
+
+
+def test_random_labels_and_the_collapse_predict_chance(masks):
+    pi = masks.mean()
+    for lab in ("random 0.3", "flip 0.5 0.5", LabelNoise("flip", 0.2, 0.8)):
+        p = planner.predict(masks, lab, calibration=CAL)
+        assert p.family == "RL" and p.threshold is None and p.dice == pytest.approx(2 * pi / (1 + pi))
+
+
+def test_pcl_prediction_against_scipy_dilation(masks):
+    """Dice(T(M), M) from scipy.ndimage (noise.disk footprint; erosion: outside is foreground), by curves.pcl_dice."""
+    for r in (1, 2):
+        fp = noise.disk(r).astype(bool)
+        for kind, op, border in (("dilate", ndi.binary_dilation, 0), ("erode", ndi.binary_erosion, 1)):
+            t = np.stack([op(mk.astype(bool), structure=fp, border_value=border) for mk in masks])
+            label_dice = 2 * np.sum(t & (masks == 1)) / (t.sum() + masks.sum())
+            p = planner.predict(masks, f"{kind} {r}", calibration=CAL)
+            assert p.threshold == 0.5 and p.family == "PCL"
+            assert p.dice == pytest.approx(float(curves.pcl_dice(label_dice, 0.9)), abs=1e-9)
+    sk = planner.predict(masks, "skeleton", calibration=CAL)
+    assert 0 < sk.threshold < 0.5 and 0 < sk.dice < 0.9
+    assert sk.threshold == pytest.approx(LabelNoise("skeleton").matched_threshold(masks=masks).threshold)
+
+
+
+
+def test_label_dice_is_theorem_1_against_direct_oracles(masks):
+    """Masks.label_dice: scipy.ndimage morphology (dilate / erode) and a skeleton field cut at s/2, the Dice
+    counted directly; any bandwidth for skeletons; a label type without a perturbed meta-structure refused."""
+    m = planner.Masks(masks)
+    truth = masks.astype(bool)
+    fp = noise.disk(2).astype(bool)
+    dil = np.stack([ndi.binary_dilation(t, structure=fp) for t in truth])
+    assert m.label_dice("dilate 2") == pytest.approx(2 * np.sum(dil & truth) / (dil.sum() + truth.sum()), abs=1e-12)
+    assert m.label_dice("clean") == 1.0
+    sk = np.asarray(noise.skeletonize(truth)).astype(bool)
+    s = sk.sum() / truth.sum()
+    for h in (1.0, 2.5):
+        field = np.asarray(density.fraction_field(sk, h))  # float32, cut at s/2 in float32 as MatchedThreshold does
+        part = field > np.float32(s / 2)
+        want = 2 * np.sum(part & truth) / (part.sum() + truth.sum())
+        assert m.label_dice(LabelNoise("skeleton"), bandwidth=h) == pytest.approx(want, abs=1e-12)
+    assert m.label_dice("skeleton", bandwidth=2.5) != m.label_dice("skeleton")  # the bandwidth is not ignored
+    with pytest.raises(ValueError, match="structured"):
+        m.label_dice("sample 0.1")
+
+
+def test_pcl_dice_is_the_folded_normal_mean_by_monte_carlo():
+    """1 - pcl_dice = E|mu + e|, e ~ N(0, s^2), s = (1 - clean) sqrt(pi/2): a fixed-key Monte Carlo."""
+    z = np.asarray(jax.random.normal(jax.random.key(0), (400_000,)), float)
+    for label_dice, clean in ((0.9, 0.92), (0.7, 0.95), (0.97, 0.8), (1.0, 0.9), (0.8, 1.0)):
+        mu, s = 1 - label_dice, (1 - clean) * np.sqrt(np.pi / 2)
+        mc = np.mean(np.abs(mu + s * z))
+        assert 1 - curves.pcl_dice(label_dice, clean) == pytest.approx(mc, abs=2e-3 * max(s, 0.01))
+    # it never beats either error alone, and never loses more than both
+    ld, cd = np.meshgrid(np.linspace(0.5, 1, 11), np.linspace(0.5, 1, 11))
+    out = curves.pcl_dice(ld, cd)
+    assert np.all(out <= np.minimum(ld, cd) + 1e-12) and np.all(out >= ld + cd - 1 - 1e-12)
+
+
+def test_masks_of_different_sizes_pool_their_pixels():
+    a, b = blobs((40, 40), seed=3).astype(int), blobs((24, 56), seed=4).astype(int)
+    both = planner.Masks([a, b])
+    assert both.n_fg == a.sum() + b.sum() and both.n_pixels == a.size + b.size
+    inter = sum(np.sum(np.asarray(noise.dilate(m, 1)).astype(bool) & (m == 1)) for m in (a, b))
+    tot = sum(np.asarray(noise.dilate(m, 1)).sum() + m.sum() for m in (a, b))
+    assert both.label_dice(LabelNoise("dilate", 1)) == pytest.approx(2 * inter / tot)
+    cnt = both.histogram[1]
+    assert cnt.sum() == a.size + b.size
+
+
+
+
+def test_solve_n_eff_inverts_the_prediction(masks):
+    m = planner.Masks(masks)
+    for n in (12.0, 400.0, 9000.0):
+        for lab, (f, b) in (("sample 0.1", (0.9, 0.0)), ("flip 0.3 0.2", (0.3, 0.2))):
+            measured = 0.9 * float(m.pooled_dice(n, f, b)[0])
+            got, clipped = planner.solve_n_eff(m, lab, clean_dice=0.9, measured=measured)
+            assert clipped is None and got == pytest.approx(n, rel=1e-3)
+    assert planner.solve_n_eff(m, "sample 0.1", clean_dice=0.9, measured=0.95) == (planner.N_EFF_MAX, "max")
+    assert planner.solve_n_eff(m, "sample 0.1", clean_dice=0.9, measured=0.01) == (planner.N_EFF_MIN, "min")
+    with pytest.raises(ValueError, match="sampled or flipped"):
+        planner.solve_n_eff(m, "dilate 1", clean_dice=0.9, measured=0.8)
+
+
+
+
+@pytest.mark.parametrize("how", ["values", "empty list", "no foreground", "3-d", "nan", "multiclass", "type"])
+def test_predict_refuses_bad_masks_by_name(masks, how):
+    bad = masks.copy()
+    err = ValueError
+    if how == "values":
+        bad[1, 0, 0] = 2
+        arg, lab = bad, "sample 0.1"
+    elif how == "empty list":
+        arg, lab = [], "sample 0.1"
+    elif how == "no foreground":
+        arg, lab = np.zeros_like(masks), "sample 0.1"
+    elif how == "3-d":
+        arg, lab = [masks], "sample 0.1"
+    elif how == "nan":
+        arg, lab = [np.full((4, 4), np.nan)], "sample 0.1"
+    elif how == "multiclass":
+        arg, lab = masks, LabelNoise("symmetric", 0.2, num_classes=3)
+    else:
+        arg, lab, err = masks, 0.1, TypeError
+    with pytest.raises(err) as e:
+        planner.predict(arg, lab, calibration=CAL)
+    if how == "values":
+        assert "mask 1" in str(e.value) and "binary" in str(e.value)
+    if how == "no foreground":
+        assert "no foreground" in str(e.value)
+
