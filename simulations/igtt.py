@@ -48,7 +48,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from metastructure import metrics, nets, train
+from metastructure import metrics, nets, thresholds, train
 from metastructure import unsupervised as uns
 
 from . import _cells
@@ -205,7 +205,7 @@ def _bootstrap(spec: dict, tr) -> dict:
                 p = fit.predict(tr.images, batch_size=8)
                 auc = float(metrics.roc_auc(p, tr.masks))
                 sel = np.asarray(uns.select_pseudo_labels(p))
-                per_auc = np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(p, tr.masks)])
+                per_auc = np.array([float(metrics.roc_auc(pi, mi)) for pi, mi in zip(p, tr.masks, strict=True)])
                 # the size rule keeps the high side unless it covers over half: right where that is the objects'
                 right = (sel.mean(axis=(1, 2)) <= 0.5) == (per_auc >= 0.5)
                 rows.append({"auc_gap": abs(auc - 0.5), "selected_fraction": float(sel.mean()),
@@ -222,7 +222,7 @@ def compute(spec: dict) -> dict:
     if m == "bootstrap":
         return _bootstrap(spec, tr)
     if m in ("otsu", "adaptive", "kmeans"):
-        pred = {"otsu": uns.otsu, "kmeans": uns.kmeans, "adaptive": uns.adaptive}[m](te.images)
+        pred = {"otsu": thresholds.otsu, "kmeans": thresholds.kmeans, "adaptive": thresholds.adaptive}[m](te.images)
         res = _honest(pred, te.masks)
         return {"honest": res, "paper": {"dice": res["dice"]}}
     if m == "oracle_intensity":
@@ -249,7 +249,7 @@ def compute(spec: dict) -> dict:
     init = None
     if m == "basin":
         x = np.asarray(tr.images)
-        init = {"truth": truth, "otsu": uns.otsu(x), "adaptive": uns.adaptive(x)}[spec["from"]]
+        init = {"truth": truth, "otsu": thresholds.otsu(x), "adaptive": thresholds.adaptive(x)}[spec["from"]]
     try:
         r = uns.igtt(key, tr.images, config=fit_cfg, init_labels=init, monitor=monitor,
                      monitor_every=spec["monitor_every"], progress=False)
@@ -293,7 +293,7 @@ def summarise(config: dict, store) -> dict:
         for m in IMAGE_SCALE:
             if m in rows:  # its test images are not the others': the best threshold on them, for comparison
                 te = _cells.load_data(_spec(config, name, m, 0)["data"])["test"]
-                rows[m]["otsu_same_images"] = float(metrics.dice(uns.otsu(te.images), te.masks))
+                rows[m]["otsu_same_images"] = float(metrics.dice(thresholds.otsu(te.images), te.masks))
     return {"datasets": out, "paper_er_dice_percent": PAPER_ER}
 
 
@@ -301,8 +301,8 @@ def _start_dice(config: dict, name: str) -> dict:
     """Dice of each stage-1 start's masks (before EMS) on the training images."""
     tr = _cells.load_data(_data(config, name))["train"]
     x, truth = np.asarray(tr.images), np.asarray(tr.masks).astype(bool)
-    return {"truth": float(metrics.dice(truth, truth)), "otsu": float(metrics.dice(uns.otsu(x), truth)),
-            "adaptive": float(metrics.dice(uns.adaptive(x), truth))}
+    return {"truth": float(metrics.dice(truth, truth)), "otsu": float(metrics.dice(thresholds.otsu(x), truth)),
+            "adaptive": float(metrics.dice(thresholds.adaptive(x), truth))}
 
 
 def _basin(config: dict, name: str, store, *, start_dice: dict) -> dict:
@@ -324,7 +324,7 @@ def _wins(ours: list[float], other: list[float]) -> int:
     """Seeds where ``ours`` beats ``other``: against one value (a deterministic baseline) or seed by seed
     (the same seed index; seeds the other lacks are compared with its mean)."""
     ref = [other[i] if i < len(other) and len(other) > 1 else float(np.mean(other)) for i in range(len(ours))]
-    return int(sum(a > b for a, b in zip(ours, ref)))
+    return int(sum(a > b for a, b in zip(ours, ref, strict=True)))
 
 
 def outcome(r: dict) -> str:
@@ -345,7 +345,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     names = list(res)
     fig, ax = plt.subplots(2, max(len(names), 3), figsize=(7.0 * max(len(names), 3), 10),
                            constrained_layout=True, squeeze=False)
-    for a, name in zip(ax[0], names):
+    for a, name in zip(ax[0], names, strict=False):
         r = res[name]
         meths = [m for m in r["methods"]]
         x = np.arange(len(meths))
@@ -388,7 +388,7 @@ def plot(record: dict, path: Path, store=None) -> None:
     e = ax[1, 2]
     basin = [(n, res[n]["basin"]) for n in names if "basin" in res[n]]
     for n, b in basin:
-        for which, ls in zip(b, ("-", "--")):
+        for which, ls in zip(b, ("-", "--"), strict=False):
             for k, (st, row) in enumerate(b[which].items()):
                 e.plot([0] + row["rounds"], [row["start_dice"]] + row["dice_selected"], ls, color=f"C{k}", marker=".",
                        label=f"{which} from EMS({st})")
