@@ -10,22 +10,26 @@ Modules (one concept each):
 * :mod:`metastructure.metrics`: Dice, IoU, accuracy, ROC-AUC, mIoU, and
   :func:`~metastructure.metrics.evaluate`, every threshold protocol side by side.
 * :mod:`metastructure.data`: synthetic NUC / MITO / ER images and multi-class
-  scenes, the packaged real nuclei, a user's folder of image/mask pairs.
+  scenes, the packaged real nuclei, a user's folder of image/mask pairs, and
+  ``as_images``, the one image normaliser.
 * :mod:`metastructure.nets`: small U-Net and FCN as ``(init, apply)`` pairs.
 * :mod:`metastructure.losses`: BCE, cross-entropy with ``ignore``, soft IoU, DMI.
-* :mod:`metastructure.train`: ``init``/``step``, ``fit`` (fixed or fresh noisy
-  labels; the result knows its label type), ``fit_many``.
+* :mod:`metastructure.train`: ``init``/``step``, ``make_step`` (the one jitted
+  training step), ``fit`` (fixed or fresh noisy labels; the result knows its
+  label type), ``fit_many``.
 * :mod:`metastructure.planner`: what a network trained on cheaper labels of
   masks like yours reaches, and where to threshold it (``calibrate``,
   ``predict``, ``table``; ``python -m metastructure plan``).
-* :mod:`metastructure.unsupervised`: iGTT with EMS, pseudo-label selection by
-  DMI, and the Otsu / adaptive / k-means baselines.
+* :mod:`metastructure.thresholds`: Otsu, adaptive and exact k-means thresholds,
+  and the ground-truth-free local separation score of a mask.
+* :mod:`metastructure.unsupervised`: iGTT with EMS and pseudo-label selection
+  by DMI or Otsu's criterion, starting from those thresholds.
 * :mod:`metastructure.runtime`: :func:`configure_cpu`, process set-up for fast
   CPU training, and ``use_compilation_cache`` (compiled programs kept on disk
   for the next process); call them before the first JAX computation.
 """
 
-from . import data, density, losses, metrics, nets, noise, ntm, planner, runtime, train, unsupervised
+from . import data, density, losses, metrics, nets, noise, ntm, planner, runtime, thresholds, train, unsupervised
 from .density import (
     MatchedThreshold,
     expected_fraction_field,
@@ -56,6 +60,7 @@ __all__ = [
     "partition",
     "planner",
     "runtime",
+    "thresholds",
     "train",
     "unsupervised",
 ]

@@ -43,6 +43,7 @@ from .density import smooth
 
 __all__ = [
     "Dataset",
+    "as_images",
     "er",
     "er_uneven",
     "load_folder",
@@ -74,9 +75,41 @@ def _rng(key: jax.Array) -> np.random.Generator:
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
-    axes = tuple(range(1, x.ndim))
-    return ((x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-6)).astype(np.float32)
+def as_images(images: Any, *, name: str = "images", strict: bool = True, zscore: bool = False,
+              dtype: Any = np.float32) -> np.ndarray:
+    r"""The package's one image normaliser: ``images`` checked and returned as a float array (N, H, W, C).
+
+    Layouts: (N, H, W, C); with ``strict=False`` also (N, H, W) (single-channel
+    images: a channel axis is added) and (H, W) (one single-channel image).
+    With ``zscore`` each image becomes (x - mean) / (sd + 1e-6), mean and
+    standard deviation over its (H, W, C), computed in the input's precision
+    (float64 for bool or integer input) before the cast to ``dtype`` (what
+    every generator of this module and :func:`load_pairs` return).
+    :func:`metastructure.train.fit`, :func:`metastructure.unsupervised.igtt`
+    (strict) and the thresholds of :mod:`metastructure.thresholds` (not strict,
+    float64) read their images through it.
+
+    Raises:
+        ValueError: another number of axes, no element, NaN or infinite values (messages name ``name``).
+        TypeError: a non-real dtype.
+
+    >>> x = as_images(np.arange(6).reshape(2, 3), strict=False, zscore=True)  # (H, W): one image
+    >>> x.shape, x.dtype.name, x[0, :, :, 0].astype(np.float64).round(2).tolist()
+    ((1, 2, 3, 1), 'float32', [[-1.46, -0.88, -0.29], [0.29, 0.88, 1.46]])
+    """
+    x = np.asarray(images)
+    layouts = "(N, H, W, C)" if strict else "(N, H, W, C), (N, H, W) or (H, W)"
+    if x.ndim not in ((4,) if strict else (2, 3, 4)):
+        raise ValueError(f"{name} must be {layouts}, got shape {x.shape}")
+    _checks.check_nonempty(name, x)
+    _checks.check_finite(name, x)
+    if x.ndim == 2:
+        x = x[None]
+    if zscore:
+        axes = tuple(range(1, x.ndim))
+        x = (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-6)
+    x = x.astype(dtype, copy=False)
+    return x if x.ndim == 4 else x[..., None]
 
 
 def microscope(
@@ -102,7 +135,7 @@ def microscope(
     lam = photons * (background + blurred)
     counts = np.asarray(jax.random.poisson(k1, jnp.asarray(lam)), np.float32)
     img = counts / photons + read_noise * np.asarray(jax.random.normal(k2, s.shape))
-    return _zscore(img)[..., None]
+    return as_images(img, strict=False, zscore=True)
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +323,7 @@ def er_uneven(key: jax.Array, n: int, *, size: int = 128, spacing: float = 11.0,
     lam = photons * gains * (0.15 + blurred + haze * hazy)
     counts = np.asarray(jax.random.poisson(k1, jnp.asarray(lam)), np.float32)
     img = counts / photons + 0.03 * np.asarray(jax.random.normal(k2, lam.shape))
-    return Dataset(_zscore(img)[..., None], masks.astype(np.int32))
+    return Dataset(as_images(img, strict=False, zscore=True), masks.astype(np.int32))
 
 
 def scenes(key: jax.Array, n: int, *, size: int = 64, num_classes: int = 4, regions: int = 10,
@@ -324,7 +357,7 @@ def scenes(key: jax.Array, n: int, *, size: int = 64, num_classes: int = 4, regi
             tex /= tex.std() + 1e-6
             imgs[i][lab == c] = (palette[c] + 0.35 * tex)[lab == c]
         imgs[i] += noise * rng.standard_normal((size, size, 3))
-    return Dataset(_zscore(imgs), labels)
+    return Dataset(as_images(imgs, zscore=True), labels)
 
 
 # ------------------------------------------------------------------- real data
@@ -384,7 +417,7 @@ def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.
     for name, locs in parts.items():
         ims = np.stack([img[y : y + tile, x : x + tile] for y, x in locs])
         ms = np.stack([(inst[y : y + tile, x : x + tile] > 0) for y, x in locs]).astype(np.int32)
-        out[name] = Dataset(_zscore(ims)[..., None], ms)
+        out[name] = Dataset(as_images(ims, strict=False, zscore=True), ms)
     return out
 
 
@@ -528,7 +561,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: b
     if len(shapes) > 1:
         raise ValueError(f"all images must share one size, got {sorted(shapes)}")
     _warn_rescaled("load_folder", rescaled)
-    return Dataset(_zscore(np.stack(ims)), np.stack(ms))
+    return Dataset(as_images(np.stack(ims), zscore=True), np.stack(ms))
 
 
 def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks",

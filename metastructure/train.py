@@ -1,4 +1,5 @@
-r"""Training: a pure ``init`` / ``step`` pair, ``fit`` for one run and ``fit_many`` for many.
+r"""Training: a pure ``init`` / ``step`` pair, the jitted step builder ``make_step``, ``fit`` for one run and
+``fit_many`` for many.
 
 Two label-noise regimes, both first-class (theory/README.md, steps 3 and 13):
 
@@ -16,6 +17,12 @@ again. Same key, same data: bitwise identical parameters on CPU.
 
 The losses live in :mod:`metastructure.losses`; ``fit(loss=...)`` takes their
 names or any ``loss(logits, targets)``.
+
+:func:`make_step` is the package's one training step (batch, targets made at
+load, augmentation, gradient step, pseudo-labels selected from the batch's
+output): :func:`fit` runs it, and so does
+:func:`metastructure.unsupervised.igtt`, with :func:`progress_bar`,
+:func:`fresh_state` and :class:`FitResult` for the rest of its loop.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _checks, losses, metrics, nets
+from . import _checks, data, losses, metrics, nets
 from .noise import Clean, LabelNoise, Skeleton
 
 __all__ = [
@@ -41,8 +48,11 @@ __all__ = [
     "dihedral",
     "fit",
     "fit_many",
+    "fresh_state",
     "init",
     "make_optimizer",
+    "make_step",
+    "progress_bar",
     "step",
 ]
 
@@ -91,22 +101,37 @@ def make_optimizer(
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
 
 
+def fresh_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
+    """``params`` with a fresh optimizer state (``optimizer.init(params)``) at step 0: a start, or a restart of
+    the optimizer on trained weights."""
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
 def init(key: jax.Array, model: nets.Model, in_channels: int, optimizer: optax.GradientTransformation) -> TrainState:
     """Fresh parameters (``model.init(key, in_channels)``), the optimizer's state and step 0."""
-    params = model.init(key, in_channels)
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return fresh_state(model.init(key, in_channels), optimizer)
+
+
+def _gradient_step(state: TrainState, images: jax.Array, targets: jax.Array, model: nets.Model,
+                   optimizer: optax.GradientTransformation, loss: Callable) -> tuple[TrainState, jax.Array, jax.Array]:
+    """:func:`step`, also returning the batch's logits before the update."""
+
+    def objective(params):
+        logits = model.apply(params, images)
+        return loss(logits, targets), logits
+
+    (value, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), value, logits
 
 
 def step(state: TrainState, images: jax.Array, targets: jax.Array, *, model: nets.Model,
          optimizer: optax.GradientTransformation, loss: Callable) -> tuple[TrainState, jax.Array]:
-    """One gradient step on a batch; pure (jit it with ``model``, ``optimizer``, ``loss`` closed over)."""
-
-    def objective(params):
-        return loss(model.apply(params, images), targets)
-
-    value, grads = jax.value_and_grad(objective)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), value
+    """One gradient step on a batch: ``loss(model.apply(params, images), targets)`` differentiated and applied by
+    ``optimizer``; returns the new state and the loss before the update. Pure (jit it with ``model``,
+    ``optimizer``, ``loss`` closed over; :func:`make_step` builds the jitted step with the batch around it)."""
+    new, value, _ = _gradient_step(state, images, targets, model, optimizer, loss)
+    return new, value
 
 
 def _dihedral_static(y: jax.Array, i: int, *, inverse: bool, axes: tuple[int, int]) -> jax.Array:
@@ -208,29 +233,80 @@ class FitResult(NamedTuple):
                                 validation=val, num_classes=self.num_classes)
 
 
-@functools.lru_cache(maxsize=64)
-def _train_step(model: nets.Model, opt, loss_fn, noise_def, augment: bool, bs: int):
-    """One jitted step per configuration, shared by every run (data are arguments).
+def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, loss: Callable,
+              batch_size: int | None = None, targets: Callable | None = None, augment: bool = False,
+              select: Callable | None = None) -> Callable:
+    """The package's training step, jitted: ``step(state, key, images, labels, aux=None, idx=None, store=None)
+    -> (state, loss value, store)``. :func:`fit` and :func:`metastructure.unsupervised.igtt` run it.
 
-    ``noise_def`` is None, a plain callable (closed over: one compile per
-    function object), or the treedef of a :class:`~metastructure.noise.LabelNoise`
-    whose rates arrive as traced leaves (one compile per label kind, any rate).
+    Built once per configuration (cached: equal arguments give the same function, so every run with them
+    reuses one compiled program; the data are arguments). A step:
+
+    1. **batch**: with ``batch_size``, that many distinct indices drawn uniformly from ``images``' N
+       (``jax.random.choice`` without replacement); with ``batch_size=None``, the caller's ``idx``. The key
+       splits into the batch's, the targets' and the augmentation's keys (``jax.random.split(key, 3)``), or,
+       with ``idx`` given, the targets' and the augmentation's (``split(key, 2)``).
+    2. **targets**: ``labels[idx]``, or ``targets(key, labels[idx], aux)`` where given: labels made at load
+       (a fresh noise draw, EMS); ``aux`` is any pytree of arrays the call passes through (a
+       :class:`~metastructure.noise.LabelNoise`'s rates, a flag), traced, so new values do not recompile.
+    3. **augment**: each sample's image and targets get the dihedral transform ``t`` (:func:`dihedral`),
+       ``t`` uniform in 0..7 per sample (:func:`augment_dihedral`).
+    4. **gradient step** of ``optimizer`` on ``loss(model.apply(params, images), targets)`` (:func:`step`;
+       the logits carry the model's channel axis).
+    5. **select**: ``select(logits)`` of the batch's train-mode logits before the update (no gradient) gives
+       masks (B, H, W), which the inverse transform of step 3 maps back and which are written into ``store``
+       (N, H, W) at the batch's indices: pseudo-labels chosen inside the step, as the iGTT paper's loop does
+       (:func:`metastructure.unsupervised.select_pseudo_labels`, per image or batch-shared). Without
+       ``select`` the ``store`` argument comes back as it went in.
+
+    ``loss``, ``targets`` and ``select`` are closed over (one compile per function object: pass the same
+    objects to reuse a compiled step).
+
+    Raises:
+        ValueError: ``batch_size`` not a positive integer or None.
+        TypeError: ``loss``, ``targets`` or ``select`` not callable.
     """
+    if batch_size is not None:
+        batch_size = _checks.check_int("batch_size", batch_size, minimum=1)
+    for name, fn, optional in (("loss", loss, False), ("targets", targets, True), ("select", select, True)):
+        if not (callable(fn) or (optional and fn is None)):
+            raise TypeError(f"{name} must be callable, got {fn!r}")
+    return _build_step(model, optimizer, loss, batch_size, targets, bool(augment), select)
+
+
+@functools.lru_cache(maxsize=64)
+def _build_step(model, optimizer, loss, batch_size, targets, augment, select):
+    """The jitted function of :func:`make_step` (kept apart: its body draws random numbers from the step's key)."""
 
     @jax.jit
-    def train_step(state, k, x, y, noise_leaves):
-        kb, kn, ka = jax.random.split(k, 3)
-        idx = jax.random.choice(kb, x.shape[0], (bs,), replace=False)
-        xb, yb = x[idx], y[idx]
-        if isinstance(noise_def, jax.tree_util.PyTreeDef):
-            yb = jax.tree_util.tree_unflatten(noise_def, noise_leaves)(kn, yb)
-        elif noise_def is not None:
-            yb = noise_def(kn, yb)
+    def run(state, key, images, labels, aux=None, idx=None, store=None):
+        if batch_size is None:
+            k_targets, k_augment = jax.random.split(key)
+        else:
+            k_batch, k_targets, k_augment = jax.random.split(key, 3)
+            idx = jax.random.choice(k_batch, images.shape[0], (batch_size,), replace=False)
+        xb, yb = images[idx], labels[idx]
+        if targets is not None:
+            yb = targets(k_targets, yb, aux)
         if augment:
-            xb, yb = augment_dihedral(ka, xb, yb)
-        return step(state, xb, yb, model=model, optimizer=opt, loss=loss_fn)
+            t = jax.random.randint(k_augment, (xb.shape[0],), 0, 8)
+            xb, yb = dihedral(t, xb), dihedral(t, yb)
+        new, value, logits = _gradient_step(state, xb, yb, model, optimizer, loss)
+        if select is not None:
+            sel = select(jax.lax.stop_gradient(logits))
+            store = store.at[idx].set(dihedral(t, sel, inverse=True) if augment else sel)
+        return new, value, store
 
-    return train_step
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_targets(noise_def: Any) -> Callable:
+    """``fit``'s targets: a LabelNoise rebuilt from its treedef and traced rates (one compile per label kind, any
+    rate), or a plain callable ``noise(key, labels)`` (one compile per function object)."""
+    if isinstance(noise_def, jax.tree_util.PyTreeDef):
+        return lambda k, y, leaves: jax.tree_util.tree_unflatten(noise_def, leaves)(k, y)
+    return lambda k, y, _: noise_def(k, y)
 
 
 @functools.lru_cache(maxsize=64)
@@ -238,7 +314,9 @@ def _apply_jit(model: nets.Model):
     return jax.jit(model.apply)
 
 
-def _progress(total: int, enabled: bool | None, desc: str):
+def progress_bar(total: int, *, enabled: bool | None = None, desc: str = "") -> Any:
+    """A tqdm bar over ``total`` steps (``tqdm.auto``, left off the screen when closed), or None when
+    ``enabled`` is False (default None: when stderr is a terminal). Callers ``update`` and ``close`` it."""
     show = sys.stderr.isatty() if enabled is None else enabled
     if not show:
         return None
@@ -261,15 +339,6 @@ def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
                              "pass label_type=ntm.skeleton_matrix(masks, skeletons)")
         label_type = label_type.transition(masks=np.asarray(labels))  # fresh: labels are the clean masks
     return label_type
-
-
-def _check_images(name: str, images: Any) -> np.ndarray:
-    x = np.asarray(images)
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be (N, H, W, C), got shape {x.shape}")
-    _checks.check_nonempty(name, x)
-    _checks.check_finite(name, x)
-    return x
 
 
 def _check_labels(name: str, labels: Any, shape: tuple[int, ...], num_classes: int | None, *,
@@ -360,7 +429,7 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a pair (images, masks)")
-        vx = _check_images("validation images", validation[0])
+        vx = data.as_images(validation[0], name="validation images")
         if vx.shape[1:] != x.shape[1:]:
             raise ValueError(f"validation images must be (n, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) like "
                              f"the training images, got {vx.shape}")
@@ -393,7 +462,7 @@ def fit(
 
     Each step draws a batch of ``batch_size`` images without replacement, makes
     its labels (``noise`` applied afresh, then ``augment``) and takes one
-    gradient step of ``optimizer`` on ``loss`` (:func:`step`, jitted once per
+    gradient step of ``optimizer`` on ``loss`` (:func:`make_step`, jitted once per
     configuration and reused by every run).
 
     Args:
@@ -450,7 +519,7 @@ def fit(
     """
     if num_classes is not None:
         num_classes = _checks.check_num_classes(num_classes)
-    x_host = _check_images("images", images)
+    x_host = data.as_images(images)
     out_ch = 1 if num_classes is None else num_classes
     model = model or nets.unet(out_channels=out_ch)
     _check_fit_args(x_host, labels, model=model, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
@@ -468,7 +537,7 @@ def fit(
     if init_params is not None:
         if jax.tree_util.tree_structure(init_params) != jax.tree_util.tree_structure(state.params):
             raise ValueError("init_params must have the structure of model.init's parameters")
-        state = TrainState(init_params, opt.init(init_params), state.step)
+        state = fresh_state(init_params, opt)
     n = x.shape[0]
     bs = min(batch_size, n)
 
@@ -477,15 +546,16 @@ def fit(
         leaves = [jnp.asarray(v, jnp.float32) for v in leaves]
     else:
         leaves, noise_def = [], noise
-    train_step = _train_step(model, opt, loss_fn, noise_def, bool(augment), bs)
+    train_step = make_step(model, opt, loss=loss_fn, batch_size=bs, augment=bool(augment),
+                           targets=None if noise_def is None else _noise_targets(noise_def))
 
     history: dict = {"step": [], "loss": [], "val_step": [], "val": [], "callback": [], "seconds": 0.0}
-    bar = _progress(steps, progress, f"fit {model.name}")
+    bar = progress_bar(steps, enabled=progress, desc=f"fit {model.name}")
     t0 = time.perf_counter()
     regime = "fresh" if noise is not None else "fixed"
     result = FitResult(state.params, model, history, regime, num_classes, label_type)
     for i in range(steps):
-        state, value = train_step(state, jax.random.fold_in(k_loop, i), x, y, leaves)
+        state, value, _ = train_step(state, jax.random.fold_in(k_loop, i), x, y, leaves)
         history["step"].append(i + 1)
         history["loss"].append(value)
         if (validation is not None or callback is not None) and ((i + 1) % val_every == 0 or i + 1 == steps):

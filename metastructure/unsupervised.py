@@ -10,7 +10,7 @@ the facts of their public code.
 
 * ``"recommended"`` (the defaults, ``igtt(key, images)``): start from a
   threshold's masks (Otsu or a 35-px adaptive threshold, chosen without the
-  truth by :func:`thick_share` and :func:`local_separation`), turn them into
+  truth by :func:`thick_share` and :func:`~metastructure.thresholds.local_separation`), turn them into
   sparse labels with :func:`ems` (10% of a shifted skeleton for thin
   structures, of the masks themselves for thick objects: a threshold's
   systematic, PCL-like errors become sampling-like ones whose meta-structure
@@ -28,27 +28,31 @@ uniformly within ``radius``, keep a random ``ratio`` of them. Selection (:func:`
 thresholds evenly spaced between an image's smallest and largest output,
 scored by DMI (the paper's) or Otsu's criterion.
 
-Baselines: :func:`otsu`, :func:`adaptive` (local mean threshold, scikit-image)
-and :func:`kmeans` (two clusters on intensity, the exact optimum).
+The thresholds it starts from, and the baselines it is measured against
+(Otsu, adaptive, exact k-means) live in :mod:`metastructure.thresholds`.
+:func:`minority_side` (EMS's size rule) and :func:`thick_share` (thin or thick
+objects: what EMS samples and where ``start="auto"`` looks) stay here: they
+orient and measure masks for EMS, not threshold intensities. The training step
+is :func:`metastructure.train.make_step`, with iGTT's labels at load and
+in-step selection as its hooks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from . import _checks, losses, metrics, nets, noise, train
+from . import _checks, data, losses, nets, noise, thresholds, train
 
-__all__ = ["EMS_SOURCES", "IGTTConfig", "IGTTResult", "PRESETS", "SELECTIONS", "STARTS", "adaptive", "ems", "igtt",
-           "igtt_masks", "kmeans", "local_separation", "minority_side", "otsu", "select_pseudo_labels", "start_masks",
-           "thick_share"]
+__all__ = ["EMS_SOURCES", "IGTTConfig", "IGTTResult", "PRESETS", "SELECTIONS", "STARTS", "ems", "igtt", "igtt_masks",
+           "minority_side", "select_pseudo_labels", "start_masks", "thick_share"]
 
 
 # ------------------------------------------------------------------ EMS
@@ -172,68 +176,34 @@ def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30, selection: str
 
 
 # ------------------------------------------------------------------ starts
-def local_separation(images: Any, masks: Any, *, window: int = 35) -> np.ndarray:
-    r"""Per image, how well ``masks`` split the intensity locally: the mean over pixels of the
-    between-class share of the intensity's variance within a ``window`` x ``window`` box around each pixel.
-
-    In each window, with pi the mask's share and m1, m0 the mean intensity on
-    and off the mask, the share is pi (1 - pi) (m1 - m0)^2 / var (Otsu's
-    criterion, 0 where the window holds one class). A global threshold
-    maximises the global share by construction; under uneven illumination a
-    local threshold splits each neighbourhood better, and this score says
-    so without ground truth (:func:`igtt`'s ``start="auto"`` picks the
-    start with the larger mean score).
-
-    Returns:
-        (N,) float64 in [0, 1].
-    """
-    from scipy import ndimage
-
-    x = _gray(images)
-    m = np.asarray(masks, np.float64).reshape(x.shape)
-    w = int(window)
-    if w < 3:
-        raise ValueError(f"window must be >= 3, got {window}")
-    out = []
-    for xi, mi in zip(x, m):
-        f = lambda a: ndimage.uniform_filter(a, w, mode="reflect")  # noqa: E731
-        mu, pm, mx = f(xi), f(mi), f(mi * xi)
-        var = f(xi * xi) - mu * mu
-        m1 = mx / np.maximum(pm, 1e-9)
-        m0 = (mu - mx) / np.maximum(1 - pm, 1e-9)
-        share = pm * (1 - pm) * (m1 - m0) ** 2 / np.maximum(var, 1e-12)
-        out.append(float(np.mean(np.clip(share, 0.0, 1.0))))
-    return np.asarray(out)
-
-
 def start_masks(images: Any, *, start: str = "auto", block_size: int = 35,
                 thick_radius: float = 3.0) -> tuple[np.ndarray, str]:
     """The masks a run of :func:`igtt` starts from, and the start's name.
 
-    ``start``: "black" (all background, the paper's), "otsu", "adaptive"
-    (:func:`adaptive` with ``block_size``), or "auto": Otsu when its objects
+    ``start``: "black" (all background, the paper's), "otsu" (:func:`metastructure.thresholds.otsu`), "adaptive"
+    (:func:`metastructure.thresholds.adaptive` with ``block_size``), or "auto": Otsu when its objects
     are thick (over half their area holds a disc of ``thick_radius``,
     :func:`thick_share`: blobs, whose insides a local threshold splits as
     readily as their edges), else
     whichever of Otsu and adaptive has the larger mean
-    :func:`local_separation` (window ``block_size``) over the images: the
+    :func:`~metastructure.thresholds.local_separation` (window ``block_size``) over the images: the
     local threshold where illumination is uneven, the global one where it is
     not. No ground truth.
     """
-    x = _gray(images)
+    x = thresholds.grayscale(images)
     if start == "black":
         return np.zeros(x.shape, bool), "black"
     if start == "otsu":
-        return otsu(x), "otsu"
+        return thresholds.otsu(x), "otsu"
     if start == "adaptive":
-        return adaptive(x, block_size=block_size), "adaptive"
+        return thresholds.adaptive(x, block_size=block_size), "adaptive"
     if start != "auto":
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
-    global_masks = otsu(x)
+    global_masks = thresholds.otsu(x)
     if _thick(global_masks, thick_radius, minority=False):  # the bright side: a threshold's objects
         return global_masks, "otsu"
-    cand = {"otsu": global_masks, "adaptive": adaptive(x, block_size=block_size)}
-    score = {k: float(np.mean(local_separation(x, v, window=block_size))) for k, v in cand.items()}
+    cand = {"otsu": global_masks, "adaptive": thresholds.adaptive(x, block_size=block_size)}
+    score = {k: float(np.mean(thresholds.local_separation(x, v, window=block_size))) for k, v in cand.items()}
     best = max(score, key=score.get)
     return cand[best], best
 
@@ -290,9 +260,10 @@ class IGTTConfig:
         widths, norm, init: the U-Net (:func:`metastructure.nets.unet`).
         num_thresholds: candidates per selection.
         block_size: the adaptive threshold's window (starts "adaptive" and "auto"), and the window of
-            :func:`local_separation` for ``keep="best"``.
+            :func:`~metastructure.thresholds.local_separation` for ``keep="best"``.
         keep: "last" (the network after the last round) or "best": the round whose selections on the
-            training images have the largest mean :func:`local_separation` (no ground truth; each
+            training images have the largest mean :func:`~metastructure.thresholds.local_separation` (no
+            ground truth; each
             round's score is in its history record as ``separation``).
     """
 
@@ -415,35 +386,26 @@ def _pooled_loss(cfg: IGTTConfig):
 
 
 @functools.lru_cache(maxsize=32)
-def _igtt_step(cfg: IGTTConfig, model: nets.Model, opt, bs: int):
-    """One jitted step of a configuration: labels at load, augmentation, the step, in-step selection."""
-    loss_fn = _pooled_loss(cfg)
+def _step_hooks(cfg: IGTTConfig) -> tuple[Callable, Callable, Callable | None]:
+    """A configuration's hooks of :func:`metastructure.train.make_step` (the same objects for equal
+    configurations, so the compiled step is reused): the loss on the logit channel, the batch's labels at
+    load (EMS drawn afresh with ``ems_fresh``; all background in the black start's round, the step's ``aux``
+    flag), and the in-step selection (``select_when="step"``)."""
+    pooled = _pooled_loss(cfg)
 
-    @jax.jit
-    def run(state, key, x, base, store, idx, black):
-        k_ems, k_aug = jax.random.split(key)
-        xb, yb = x[idx], base[idx]
+    def loss(logits, y):
+        return pooled(logits[..., 0], y)
+
+    def targets(key, y, black):
         if cfg.use_ems and cfg.ems_fresh:
-            yb = ems(k_ems, yb, radius=cfg.radius, ratio=cfg.ratio, invert=cfg.orient == "size",
-                     source=cfg.ems_source)
-        yb = jnp.where(black, False, yb).astype(jnp.float32)
-        t = jax.random.randint(k_aug, (bs,), 0, 8) if cfg.augment else jnp.zeros((bs,), jnp.int32)
-        xb, yb = train.dihedral(t, xb), train.dihedral(t, yb)
+            y = ems(key, y, radius=cfg.radius, ratio=cfg.ratio, invert=cfg.orient == "size", source=cfg.ems_source)
+        return jnp.where(black, False, y).astype(jnp.float32)
 
-        def objective(params):
-            logits = model.apply(params, xb)[..., 0]
-            return loss_fn(logits, yb), logits
+    def select(logits):
+        return _select(jax.nn.sigmoid(logits[..., 0]), num_thresholds=cfg.num_thresholds, selection=cfg.selection,
+                       shared=cfg.shared)
 
-        (value, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = opt.update(grads, state.opt_state, state.params)
-        new = train.TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1)
-        if cfg.select_when == "step":
-            sel = _select(jax.nn.sigmoid(jax.lax.stop_gradient(logits)), num_thresholds=cfg.num_thresholds,
-                          selection=cfg.selection, shared=cfg.shared)
-            store = store.at[idx].set(train.dihedral(t, sel, inverse=True))
-        return new, store, value
-
-    return run
+    return loss, targets, select if cfg.select_when == "step" else None
 
 
 def _labels_from(cfg: IGTTConfig, key: jax.Array, sel: np.ndarray) -> np.ndarray:
@@ -513,10 +475,7 @@ def igtt(
         TypeError: an unknown option.
         FloatingPointError: training diverged (a round's mean loss or the weights not finite).
     """
-    x_host = np.asarray(images, np.float32)
-    if x_host.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C), got shape {x_host.shape}")
-    _checks.check_finite("images", x_host)
+    x_host = data.as_images(images)
     if config is None:
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
@@ -540,31 +499,32 @@ def igtt(
     opt = train.make_optimizer(cfg.optimizer, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                momentum=cfg.momentum, decay_factor=cfg.decay_factor,
                                decay_every=None if cfg.decay_every is None else cfg.decay_every * steps)
-    run = _igtt_step(cfg, model, opt, bs)
+    loss_fn, targets, select = _step_hooks(cfg)
+    run = train.make_step(model, opt, loss=loss_fn, targets=targets, augment=cfg.augment, select=select)
     k_init, k_loop = jax.random.split(key)
     state = train.init(k_init, model, x_host.shape[-1], opt)
     x = jnp.asarray(x_host)
     black = start == "black"
     history = []
     best: tuple[float, Any, np.ndarray] | None = None
-    bar = train._progress(cfg.rounds * steps, progress, "igtt")
+    bar = train.progress_bar(cfg.rounds * steps, enabled=progress, desc="igtt")
     labels = sel
     for r in range(cfg.rounds):
         k_round = jax.random.fold_in(k_loop, r)
         k_lab, k_perm = jax.random.split(jax.random.fold_in(k_round, 1 << 20))
         if r and not cfg.carry_optimizer:
-            state = train.TrainState(state.params, opt.init(state.params), jnp.zeros((), jnp.int32))
+            state = train.fresh_state(state.params, opt)
         labels = np.zeros_like(sel) if (black and r == 0) else _labels_from(cfg, k_lab, sel)
         base = jnp.asarray(sel if (cfg.use_ems and cfg.ems_fresh) else labels)
-        store = jnp.asarray(sel)
+        store = jnp.asarray(sel) if select is not None else None  # the in-step selections' store
         # passes over the images in shuffled order, each batch without repeats (a pass's tail wraps around)
         order = np.concatenate([np.asarray(jax.random.permutation(jax.random.fold_in(k_perm, i), n))
                                 for i in range(-(-steps * bs // n) + 1)])
         values = []
         for s in range(steps):
             idx = jnp.asarray(order[s * bs:(s + 1) * bs])
-            state, store, v = run(state, jax.random.fold_in(k_round, s), x, base, store, idx,
-                                  jnp.asarray(black and r == 0))
+            state, v, store = run(state, jax.random.fold_in(k_round, s), x, base, jnp.asarray(black and r == 0),
+                                  idx, store)
             values.append(v)
             if bar is not None:
                 bar.update(1)
@@ -573,7 +533,7 @@ def igtt(
         if not (np.isfinite(loss) and finite):
             raise FloatingPointError(f"training diverged in round {r + 1}: loss {loss}, "
                                      f"{'finite' if finite else 'non-finite'} weights (lower learning_rate)")
-        fit = train.FitResult(state.params, model, {}, "fixed", None, None)
+        fit = train.FitResult(params=state.params, model=model, history={}, regime="fixed", num_classes=None)
         if cfg.select_when == "round":
             probs = fit.predict(x_host, tta=cfg.tta)
             store = _select(jnp.asarray(probs), num_thresholds=cfg.num_thresholds, selection=cfg.selection,
@@ -584,7 +544,8 @@ def igtt(
                                "inverted_fraction": float(big.mean())}
         if cfg.keep == "best":
             oriented = minority_side(sel) if cfg.orient == "size" else sel
-            rec["separation"] = float(np.mean(local_separation(x_host, oriented, window=cfg.block_size)))
+            rec["separation"] = float(np.mean(thresholds.local_separation(x_host, oriented,
+                                                                          window=cfg.block_size)))
             if best is None or rec["separation"] > best[0]:
                 best = (rec["separation"], state.params, sel)
         if monitor is not None and ((r + 1) % monitor_every == 0 or r + 1 == cfg.rounds):
@@ -595,7 +556,8 @@ def igtt(
     params = state.params
     if best is not None:
         _, params, sel = best
-    fit = train.FitResult(params, model, {"loss": [h["loss"] for h in history]}, "fixed", None, None)
+    fit = train.FitResult(params=params, model=model, history={"loss": [h["loss"] for h in history]},
+                          regime="fixed", num_classes=None)
     return IGTTResult(fit, cfg, start, np.asarray(labels), sel, history)
 
 
@@ -653,65 +615,3 @@ def igtt_masks(result: IGTTResult, images: Any) -> np.ndarray:
     sel = np.asarray(select_pseudo_labels(result.predict(images), num_thresholds=cfg.num_thresholds,
                                           selection=cfg.selection))
     return minority_side(sel) if cfg.orient == "size" else sel
-
-
-# ------------------------------------------------------------------ baselines
-def _gray(images: Any) -> np.ndarray:
-    x = np.asarray(images, np.float64)
-    if x.ndim == 4:
-        x = x.mean(-1)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3:
-        raise ValueError(f"images must be (N, H, W[, C]) or (H, W), got shape {np.shape(images)}")
-    _checks.check_finite("images", x)
-    return x
-
-
-def otsu(images: Any) -> np.ndarray:
-    """Per image, intensity > Otsu's threshold (bright objects)."""
-    x = _gray(images)
-    return np.stack([im > float(metrics.otsu_threshold(im)) for im in x])
-
-
-def adaptive(images: Any, *, block_size: int = 35, offset: float = 0.0) -> np.ndarray:
-    """Per image, intensity > the local mean over a ``block_size`` window minus ``offset``
-    (``skimage.filters.threshold_local``, method "mean")."""
-    from skimage.filters import threshold_local
-
-    if block_size % 2 == 0 or block_size < 3:
-        raise ValueError(f"block_size must be an odd integer >= 3, got {block_size}")
-    x = _gray(images)
-    return np.stack([im > threshold_local(im, block_size, method="mean", offset=offset) for im in x])
-
-
-def kmeans(images: Any) -> np.ndarray:
-    r"""Per image, two-cluster k-means on intensity, solved exactly; the brighter cluster is foreground.
-
-    In one dimension the two clusters of an optimal k-means split are the
-    intensities below and above a cut, so the global optimum is found by
-    trying every cut between distinct sorted values: the within-cluster sum of
-    squares is :math:`SST - \frac{k (n-k)}{n} (m_1 - m_2)^2` for a lower cluster
-    of k values with mean :math:`m_1`, so the cut maximises
-    :math:`k (n-k) (m_1 - m_2)^2` (Otsu's between-class variance, on the exact
-    values instead of a histogram). Deterministic: no initialisation, no
-    iteration cap. A constant image is all background.
-
-    >>> kmeans(np.array([[0.1, 0.2, 0.9, 1.0]]))[0].astype(int).tolist()  # (H, W) in, (1, H, W) out
-    [[0, 0, 1, 1]]
-    """
-    x = _gray(images)
-    out = []
-    for im in x:
-        v = np.sort(im.ravel())
-        n = v.size
-        k = np.arange(1, n, dtype=np.float64)  # size of the lower cluster
-        c = np.cumsum(v)
-        m1 = c[:-1] / k
-        m2 = (c[-1] - c[:-1]) / (n - k)
-        between = np.where(v[1:] > v[:-1], k * (n - k) * (m1 - m2) ** 2, -np.inf)  # cuts between distinct values
-        if n < 2 or not np.isfinite(between).any():
-            out.append(np.zeros(im.shape, bool))
-            continue
-        out.append(im > v[int(np.argmax(between))])
-    return np.stack(out)

@@ -48,7 +48,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from metastructure import metrics, nets, train
+from metastructure import metrics, nets, thresholds, train
 from metastructure import unsupervised as uns
 
 from . import _cells
@@ -223,7 +223,7 @@ def compute(spec: dict) -> dict:
     if m == "bootstrap":
         return _bootstrap(spec, tr)
     if m in ("otsu", "adaptive", "kmeans"):
-        pred = {"otsu": uns.otsu, "kmeans": uns.kmeans, "adaptive": uns.adaptive}[m](te.images)
+        pred = {"otsu": thresholds.otsu, "kmeans": thresholds.kmeans, "adaptive": thresholds.adaptive}[m](te.images)
         res = _honest(pred, te.masks)
         return {"honest": res, "paper": {"dice": res["dice"]}}
     if m == "oracle_intensity":
@@ -250,7 +250,7 @@ def compute(spec: dict) -> dict:
     init = None
     if m == "basin":
         x = np.asarray(tr.images)
-        init = {"truth": truth, "otsu": uns.otsu(x), "adaptive": uns.adaptive(x)}[spec["from"]]
+        init = {"truth": truth, "otsu": thresholds.otsu(x), "adaptive": thresholds.adaptive(x)}[spec["from"]]
     try:
         r = uns.igtt(key, tr.images, config=fit_cfg, init_labels=init, monitor=monitor,
                      monitor_every=spec["monitor_every"], progress=False)
@@ -294,7 +294,7 @@ def summarise(config: dict, store) -> dict:
         for m in IMAGE_SCALE:
             if m in rows:  # its test images are not the others': the best threshold on them, for comparison
                 te = _cells.load_data(_spec(config, name, m, 0)["data"])["test"]
-                rows[m]["otsu_same_images"] = float(metrics.dice(uns.otsu(te.images), te.masks))
+                rows[m]["otsu_same_images"] = float(metrics.dice(thresholds.otsu(te.images), te.masks))
     return {"datasets": out, "paper_er_dice_percent": PAPER_ER}
 
 
@@ -302,8 +302,8 @@ def _start_dice(config: dict, name: str) -> dict:
     """Dice of each stage-1 start's masks (before EMS) on the training images."""
     tr = _cells.load_data(_data(config, name))["train"]
     x, truth = np.asarray(tr.images), np.asarray(tr.masks).astype(bool)
-    return {"truth": float(metrics.dice(truth, truth)), "otsu": float(metrics.dice(uns.otsu(x), truth)),
-            "adaptive": float(metrics.dice(uns.adaptive(x), truth))}
+    return {"truth": float(metrics.dice(truth, truth)), "otsu": float(metrics.dice(thresholds.otsu(x), truth)),
+            "adaptive": float(metrics.dice(thresholds.adaptive(x), truth))}
 
 
 def _basin(config: dict, name: str, store, *, start_dice: dict) -> dict:

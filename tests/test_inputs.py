@@ -298,7 +298,7 @@ def test_load_folder_binarises_two_valued_masks_and_says_so(tmp_path):
 def test_fit_refuses_bad_input_before_compiling(case, monkeypatch):
     """Regression: fit trained silently on 0/255 masks, NaN pixels, out-of-range classes; ZeroDivisionError for
     val_every=0; a TypeError from deep inside for steps=2.5. Every case is refused before anything compiles."""
-    monkeypatch.setattr(train, "_train_step", lambda *a, **k: pytest.fail("compiled a step for bad input"))
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: pytest.fail("compiled a step for bad input"))
     x, y = IMAGES, MASK
     m3 = nets.unet(widths=(2, 4), out_channels=3)
     kw: dict = {"model": SMALL, "steps": 2, "progress": False}

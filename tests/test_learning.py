@@ -32,6 +32,33 @@ def test_generators_are_deterministic_by_key(gen):
     np.testing.assert_allclose(a.images.mean(axis=(1, 2, 3)), 0, atol=1e-4)  # z-scored per image
 
 
+def test_as_images_checks_layouts_and_zscores_per_image():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(3, 5, 6, 2))
+    z = data.as_images(x, zscore=True)
+    assert z.dtype == np.float32 and z.shape == x.shape
+    flat = x.reshape(3, -1)  # the oracle: each image over all its pixels and channels, population sd
+    want = (flat - flat.mean(1, keepdims=True)) / flat.std(1, keepdims=True)
+    np.testing.assert_allclose(z.reshape(3, -1), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(data.as_images(x, dtype=np.float64), x)  # no z-score: the values as given
+    assert data.as_images(x.astype(np.uint8)).dtype == np.float32
+    gray = data.as_images(x[..., 0], strict=False, zscore=True)  # (N, H, W): one channel, z-scored per image
+    np.testing.assert_allclose(gray, data.as_images(x[..., :1], zscore=True), rtol=1e-6, atol=1e-6)
+    assert data.as_images(x[0, ..., 0], strict=False).shape == (1, 5, 6, 1)  # (H, W): one image
+    with pytest.raises(ValueError, match=r"images must be \(N, H, W, C\), got shape \(3, 5, 6\)"):
+        data.as_images(x[..., 0])  # strict: only (N, H, W, C)
+    with pytest.raises(ValueError, match="pictures must be"):
+        data.as_images(x[None], name="pictures", strict=False)
+    bad = x.copy()
+    bad[1, 2, 3, 0] = np.inf
+    with pytest.raises(ValueError, match="images contains NaN or infinite"):
+        data.as_images(bad)
+    with pytest.raises(ValueError, match="empty"):
+        data.as_images(np.zeros((0, 4, 4, 1)))
+    with pytest.raises(TypeError, match="real-valued"):
+        data.as_images(x.astype(complex))
+
+
 def test_structure_widths():
     er = data.er(jax.random.key(3), 6, size=96)
     mi = data.mito(jax.random.key(3), 6, size=96)
@@ -185,10 +212,10 @@ def test_same_key_bitwise_identical_and_fit_many(small):
     b = train.fit(jax.random.key(3), tr.images, tr.masks, **kw)
     c = train.fit(jax.random.key(4), tr.images, tr.masks, **kw)
     la, lb, lc = (jax.tree_util.tree_leaves(r.params) for r in (a, b, c))
-    assert all(np.array_equal(x, y) for x, y in zip(la, lb))
-    assert not all(np.array_equal(x, y) for x, y in zip(la, lc))
+    assert all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(la, lc, strict=True))
     many = train.fit_many(jnp.stack([jax.random.key(3), jax.random.key(4)]), tr.images, [tr.masks, tr.masks], **kw)
-    assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(many[1].params), lc))
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(many[1].params), lc, strict=True))
     assert a.regime == "fixed" and len(a.history["loss"]) == 5
 
 
@@ -217,7 +244,7 @@ def test_label_noise_compiles_once_per_kind_and_matches_a_closure(small):
     assert _Compiles.count > before  # another kind is another program
     b = train.fit(jax.random.key(3), tr.images, tr.masks, noise=lambda k, y: noise.sample(k, y, 0.1), **kw)
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a.params),
-                                                    jax.tree_util.tree_leaves(b.params)))
+                                                    jax.tree_util.tree_leaves(b.params), strict=True))
     # the result knows its label type: validation at t* without passing T
     c = train.fit(jax.random.key(3), tr.images, tr.masks, noise=noise.LabelNoise("flip", 0.2, 0.1),
                   validation=(te.images[:2], te.masks[:2]), val_every=3, **kw)
@@ -284,11 +311,12 @@ def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(s
         want_losses.append(float(value))
         want_params[i + 1] = state.params
     np.testing.assert_allclose(r.history["loss"], want_losses, rtol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(r.params), jax.tree_util.tree_leaves(want_params[steps])):
+    for a, b in zip(jax.tree_util.tree_leaves(r.params), jax.tree_util.tree_leaves(want_params[steps]),
+                    strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     # the callback ran every val_every steps and at the last, with the parameters of that step
     assert [i for i, _ in seen] == [3, 4] and r.history["callback"] == [3, 4] and r.history["val_step"] == [3, 4]
-    for a, b in zip(jax.tree_util.tree_leaves(seen[0][1]), jax.tree_util.tree_leaves(want_params[3])):
+    for a, b in zip(jax.tree_util.tree_leaves(seen[0][1]), jax.tree_util.tree_leaves(want_params[3]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     # the loop really used each ingredient: without augmentation or from a fresh init, other numbers
     plain = train.fit(key, x, y, model=model, steps=steps, batch_size=bs, init_params=start, progress=False)
@@ -296,7 +324,84 @@ def test_fit_is_the_documented_loop_with_augmentation_init_params_and_callback(s
     assert plain.history["loss"] != r.history["loss"] and fresh.history["loss"][0] != r.history["loss"][0]
     zero = train.fit(key, x, y, model=model, steps=0, init_params=start, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(zero.params),
-                                                    jax.tree_util.tree_leaves(start)))
+                                                    jax.tree_util.tree_leaves(start), strict=True))
+
+
+def test_make_step_is_fits_step(small, monkeypatch):
+    """fit runs the step make_step builds for its configuration (cached: one object), from train.init, with
+    the step's key fold_in(k_loop, i): the same loop by hand gives fit's parameters and losses bitwise."""
+    tr, _ = small
+    x, y = tr.images[:8], tr.masks[:8]
+    opt = train.make_optimizer("adam", learning_rate=1e-3, weight_decay=0.0)  # fit's call: the same object
+    step = train.make_step(SMALL, opt, loss=losses.bce_with_logits, batch_size=4, augment=True)
+    assert train.make_step(SMALL, opt, loss=losses.bce_with_logits, batch_size=4, augment=True) is step
+    built = []
+    real = train.make_step
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    r = train.fit(jax.random.key(2), x, y, model=SMALL, steps=3, batch_size=4, augment=True, progress=False)
+    assert built == [step]
+    k_init, k_loop = jax.random.split(jax.random.key(2))
+    state = train.init(k_init, SMALL, 1, opt)
+    assert int(state.step) == 0
+    values = []
+    for i in range(3):
+        state, v, store = step(state, jax.random.fold_in(k_loop, i), jnp.asarray(x), jnp.asarray(y))
+        values.append(float(v))
+    assert store is None and int(state.step) == 3 and values == r.history["loss"]
+    for a, b in zip(jax.tree_util.tree_leaves(r.params), jax.tree_util.tree_leaves(state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_make_step_with_given_batches_targets_at_load_and_in_step_selection():
+    """A per-pixel model commutes with the dihedral transforms, so the selection written back for the batch
+    is the selection of the untransformed images; targets(key, labels, aux) gets the step's first key of
+    split(key, 2) and the call's aux; the loss is the loss of those targets."""
+    def init(key, cin):
+        return {"w": jnp.ones((cin, 1)), "b": jnp.zeros((1,))}
+
+    model = nets.Model(init, lambda p, x: x @ p["w"] + p["b"], name="pixel")
+    opt = train.make_optimizer("sgd", learning_rate=1e-3)
+    seen = []
+
+    def targets(k, yb, rate):
+        seen.append(rate)
+        return noise.sample(k, yb, rate).astype(jnp.float32)
+
+    step = train.make_step(model, opt, loss=losses.bce_with_logits, targets=targets, augment=True,
+                           select=lambda logits: logits[..., 0] > 0.0)
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(6, 8, 8, 1)), jnp.float32)
+    y = jnp.asarray(rng.random((6, 8, 8)) < 0.5, jnp.int32)
+    idx = jnp.asarray([4, 1, 2])
+    key = jax.random.key(11)
+    state0 = train.fresh_state(model.init(None, 1), opt)
+    state, value, store = step(state0, key, x, y, jnp.float32(0.5), idx, jnp.zeros((6, 8, 8), bool))
+    assert int(state.step) == 1 and len(seen) == 1  # traced once
+    want = np.zeros((6, 8, 8), bool)
+    want[[4, 1, 2]] = np.asarray(x)[[4, 1, 2], ..., 0] > 0  # the output before the update, in place
+    np.testing.assert_array_equal(store, want)
+    ty = noise.sample(jax.random.split(key)[0], y[idx], 0.5).astype(jnp.float32)
+    # the per-pixel loss is a mean over pixels: the augmentation only reorders them
+    assert float(value) == pytest.approx(float(losses.bce_with_logits(x[idx], ty)), rel=1e-5)
+    assert not np.array_equal(np.asarray(state.params["w"]), np.asarray(state0.params["w"]))
+    with pytest.raises(ValueError, match="batch_size"):
+        train.make_step(model, opt, loss=losses.bce_with_logits, batch_size=0)
+    with pytest.raises(TypeError, match="select"):
+        train.make_step(model, opt, loss=losses.bce_with_logits, select="otsu")
+
+
+def test_progress_bar_and_fresh_state():
+    assert train.progress_bar(3, enabled=False) is None
+    bar = train.progress_bar(3, enabled=True, desc="x")
+    assert bar.total == 3
+    bar.close()
+    opt = train.make_optimizer("sgd", learning_rate=0.1)
+    params = {"w": jnp.ones(3)}
+    s = train.fresh_state(params, opt)
+    assert int(s.step) == 0 and s.params is params
+    ref = opt.init(params)
+    for a, b in zip(jax.tree_util.tree_leaves(s.opt_state), jax.tree_util.tree_leaves(ref), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_augmentation_keeps_image_and_label_aligned():

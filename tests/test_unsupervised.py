@@ -1,4 +1,5 @@
-"""EMS, pseudo-label selection, iGTT mechanics and the baselines (the iGTT model of arXiv 2103.11594)."""
+"""EMS, pseudo-label selection and iGTT mechanics (the iGTT model of arXiv 2103.11594); the thresholds it starts
+from are tested in test_thresholds.py."""
 
 import math
 
@@ -6,10 +7,9 @@ import jax
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from skimage.filters import threshold_local, threshold_otsu
 from skimage.morphology import skeletonize
 
-from metastructure import data, losses, metrics, nets, noise
+from metastructure import data, losses, metrics, nets, noise, thresholds
 from metastructure import unsupervised as u
 
 
@@ -99,32 +99,6 @@ def test_selection_recovers_the_mask_from_a_clean_bimodal_output():
     assert not np.asarray(u.select_pseudo_labels(np.full((8, 8), 0.3))).any()  # constant output: nothing
     with pytest.raises(ValueError, match="num_thresholds"):
         u.select_pseudo_labels(probs, num_thresholds=0)
-
-
-def test_baselines_against_scikit_image():
-    ds = data.er(jax.random.key(0), 3, size=48)
-    im = ds.images[..., 0]
-    np.testing.assert_array_equal(u.adaptive(ds.images, block_size=15),
-                                  np.stack([x > threshold_local(x, 15, method="mean") for x in im]))
-    ours = u.otsu(ds.images)
-    ref = np.stack([x > threshold_otsu(x) for x in im])
-    assert np.mean(ours != ref) < 0.005  # float32 histogram vs scikit-image's float64: a bin may differ
-    km = u.kmeans(ds.images)
-    for x, k in zip(im, km):  # the bright cluster: every foreground pixel brighter than every background one
-        assert x[k].min() >= x[~k].max() - 1e-9
-        # the global optimum: no cut between distinct intensities has a smaller within-cluster sum of squares
-        v = np.sort(x.ravel().astype(np.float64))
-
-        def sse(cut):
-            lo, hi = v[:cut], v[cut:]
-            return ((lo - lo.mean()) ** 2).sum() + ((hi - hi.mean()) ** 2).sum()
-
-        ours = sse(int((~k).sum()))
-        cuts = np.flatnonzero(v[1:] > v[:-1]) + 1
-        assert ours <= min(sse(c) for c in cuts[:: max(1, len(cuts) // 400)]) + 1e-9 * ours
-    assert not u.kmeans(np.ones((1, 4, 4))).any()  # constant image: no cut, all background
-    with pytest.raises(ValueError, match="block_size"):
-        u.adaptive(ds.images, block_size=4)
 
 
 def test_dmi_of_a_candidate_is_minus_log_covariance():
@@ -259,12 +233,12 @@ def test_paper_preset_first_round_on_all_background_has_zero_gradient():
     kw = dict(preset="paper", rounds=1, weight_decay=0.0, **TINY)
     a = u.igtt(jax.random.key(5), tr.images, learning_rate=0.05, **kw)
     b = u.igtt(jax.random.key(5), tr.images, learning_rate=5.0, **kw)
-    for la, lb in zip(jax.tree_util.tree_leaves(a.fit.params), jax.tree_util.tree_leaves(b.fit.params)):
+    for la, lb in zip(jax.tree_util.tree_leaves(a.fit.params), jax.tree_util.tree_leaves(b.fit.params), strict=True):
         np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
     assert not a.labels.any() and a.start == "black" and a.selected.any()
     c = u.igtt(jax.random.key(5), tr.images, preset="paper", rounds=1, **TINY)  # weight decay alone moves them
-    assert any(not np.array_equal(np.asarray(la), np.asarray(lc))
-               for la, lc in zip(jax.tree_util.tree_leaves(a.fit.params), jax.tree_util.tree_leaves(c.fit.params)))
+    leaves_a, leaves_c = jax.tree_util.tree_leaves(a.fit.params), jax.tree_util.tree_leaves(c.fit.params)
+    assert any(not np.array_equal(np.asarray(la), np.asarray(lc)) for la, lc in zip(leaves_a, leaves_c, strict=True))
 
 
 def test_otsu_selection_is_otsus_criterion_and_dmi_prefers_half_masks():
@@ -288,16 +262,15 @@ def test_er_uneven_calibration():
     for seed in range(3):
         d = data.er_uneven(jax.random.key(seed), 16)
         assert d.images.shape == (16, 128, 128, 1) and 0.2 <= d.masks.mean() <= 0.35
-        o = float(metrics.dice(u.otsu(d.images), d.masks))
-        a = float(metrics.dice(u.adaptive(d.images, block_size=35), d.masks))
+        o = float(metrics.dice(thresholds.otsu(d.images), d.masks))
+        a = float(metrics.dice(thresholds.adaptive(d.images, block_size=35), d.masks))
         assert 0.60 <= o <= 0.72 and a >= o + 0.05, (seed, o, a)
     np.testing.assert_array_equal(data.er_uneven(jax.random.key(0), 2, size=64).masks,
                                   data.er_uneven(jax.random.key(0), 2, size=64).masks)
 
 
 def test_auto_start_picks_the_local_threshold_only_under_uneven_illumination():
-    """local_separation (no truth) ranks adaptive above Otsu on er_uneven and below it on er; brute-force
-    check of the score on one window."""
+    """local_separation (no truth) ranks adaptive above Otsu on er_uneven and below it on er."""
     uneven = data.er_uneven(jax.random.key(7), 6)
     even = data.er(jax.random.key(7), 6, size=64)
     assert u.start_masks(uneven.images, start="auto")[1] == "adaptive"
@@ -311,20 +284,6 @@ def test_auto_start_picks_the_local_threshold_only_under_uneven_illumination():
     confluent[:, 4:60, 4:60] = True  # objects over most of the image: thick on the side EMS samples (orient high)
     assert u.igtt(jax.random.key(0), even.images, rounds=1, steps=1, init_labels=confluent,
                   **TINY).config.ems_source == "mask"
-    # brute force on a small image: every pixel's window (scipy's "reflect" border is numpy's "symmetric")
-    rng = np.random.default_rng(9)
-    x = rng.normal(size=(12, 14)) + np.linspace(0, 3, 14)
-    m = x > np.median(x)
-    m[:5, :5] = True  # a window of one class scores 0
-    xp, mp = np.pad(x, 2, mode="symmetric"), np.pad(m, 2, mode="symmetric")
-    shares = []
-    for i in range(12):
-        for j in range(14):
-            w, mw = xp[i:i + 5, j:j + 5], mp[i:i + 5, j:j + 5]
-            pi = mw.mean()
-            shares.append(0.0 if pi in (0.0, 1.0) else pi * (1 - pi) * (w[mw].mean() - w[~mw].mean()) ** 2 / w.var())
-    s = u.local_separation(x[None], m[None], window=5)
-    assert s.shape == (1,) and s[0] == pytest.approx(np.mean(shares), rel=1e-6)
 
 
 def test_batchnorm_unet_normalises_with_the_batch_and_normal_init():
@@ -365,4 +324,5 @@ def test_recommended_igtt_beats_thresholds_on_er_uneven():
     tr, te = data.er_uneven(jax.random.fold_in(key, 0), 48), data.er_uneven(jax.random.fold_in(key, 2), 16)
     r = u.igtt(jax.random.key(0), tr.images)
     d = float(metrics.dice(u.igtt_masks(r, te.images), te.masks))
-    assert d > float(metrics.dice(u.adaptive(te.images), te.masks)) > float(metrics.dice(u.otsu(te.images), te.masks))
+    assert d > float(metrics.dice(thresholds.adaptive(te.images), te.masks)) > float(
+        metrics.dice(thresholds.otsu(te.images), te.masks))
