@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .. import metrics, train
+from .. import data, metrics, train
 from ..noise import LabelNoise
 from .calibration import DEFAULT_RECIPE, Calibration, fit_kwargs
 from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, _family, solve_n_eff
@@ -59,9 +59,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
             50 foreground pixels (masks too sparse for any n_eff to fit; the
             message lists the sparsest masks).
     """
-    x = np.asarray(images, np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
+    x = data.as_images(images, strict=False)
     ms = Masks(masks, names=names)
     y = ms.stacks[0] if len(ms.stacks) == 1 else None  # masks in their given order when all share one size
     if x.ndim != 4 or y is None or y.shape != x.shape[:3]:
