@@ -64,9 +64,10 @@ def _label_dice(summary: planner.Masks, t: tuple, h: float) -> float | None:
     skeleton's field at bandwidth ``h``, rounded to float32 as the records have always held it (it was
     ``metrics.dice``, which divides in float32); None for sampled and random labels (no perturbed
     meta-structure)."""
-    if t[0] not in ("clean", "dilate", "erode", "skeleton"):
+    lab = LabelNoise(*t)
+    if lab.family not in ("CL", "PCL"):
         return None
-    return float(np.float32(summary.label_dice(LabelNoise(*t), bandwidth=h)))
+    return float(np.float32(summary.label_dice(lab, bandwidth=h)))
 
 
 def summarise(config: dict, store) -> dict:
@@ -79,7 +80,7 @@ def summarise(config: dict, store) -> dict:
         rows = {}
         for t in _types(config):
             res = [store.result(_spec(config, name, t, s)) for s in range(config["seeds"])]
-            key = "fixed_0.5" if t[0] == "clean" else "t_star"
+            key = "fixed_0.5" if LabelNoise(*t).family == "CL" else "t_star"
             rows[_name(t)] = {"type": list(t),
                               "t_star": stats([protocol_dice(r["final"], key) for r in res]),
                               "oracle": stats([r["final"]["oracle"]["dice"] for r in res]),

@@ -27,7 +27,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from metastructure import data, planner
+from metastructure import data, noise, planner
+from metastructure.noise import LabelNoise
 
 from . import _cells
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
@@ -108,16 +109,15 @@ def _name(t: tuple) -> str:
 
 
 def summarise(config: dict, store) -> dict:
-    from metastructure.noise import LabelNoise
-
     cal = planner.Calibration.from_dict(store.result(_calibration_spec(config)))
     d = _cells.load_data(_data(config))
     masks = planner.Masks(d["test"].masks)
     rows = {}
     for t in config["types"] + config["beyond"]:
-        pred = planner.predict(masks, LabelNoise(*t), calibration=cal)
+        lab = LabelNoise(*t)
+        pred = planner.predict(masks, lab, calibration=cal)
         res = [store.result(_train(config, t, s)) for s in range(config["seeds"])]
-        proto = "fixed_0.5" if t[0] in ("clean", "dilate", "erode") else "t_star"
+        proto = "t_star" if lab.random else "fixed_0.5"  # the cells' t* of a deterministic type is 1/2
         for r in res:  # the cell scored at the planner's threshold: t* = p/2, (1 + b - f)/2, or 1/2
             used = r["final"][proto]["threshold"]
             if abs(used - pred.threshold) > 1e-6:
@@ -128,9 +128,9 @@ def summarise(config: dict, store) -> dict:
                "oracle": stats([r["final"]["oracle"]["dice"] for r in res]),
                "diff": measured["mean"] - pred.dice, "validation": t in [tuple(v) for v in config["types"]]}
         row["within"] = abs(row["diff"]) <= TOLERANCE
-        row["calibration_type"] = t[0] == "clean" or LabelNoise(*t).name == cal.label  # calibrated on (other tiles)
+        row["calibration_type"] = lab.family == "CL" or lab.name == cal.label  # calibrated on (other tiles)
         if pred.family == "PCL":
-            row["product"] = cal.clean_dice * masks.label_dice(LabelNoise(*t))
+            row["product"] = cal.clean_dice * masks.label_dice(lab)
         rows[_name(t)] = row
     grid = np.geomspace(0.005, 1.0, 60)
     val = [r for r in rows.values() if r["validation"]]
@@ -157,11 +157,11 @@ def plot(record: dict, path: Path, store=None) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
     ax[0].plot(res["curve_ratio"], res["curve"], "-", color="C0", lw=2, alpha=0.5,
                label=f"predicted at t* = p/2 (n_eff = {cal['n_eff']:.0f}, clean Dice {cal['clean_dice']:.3f})")
-    smp = sorted((r["label"][1], r) for r in rows.values() if r["label"][0] == "sample")
+    smp = sorted((lab.ratio, r) for r in rows.values() if isinstance(lab := LabelNoise(*r["label"]), noise.Sample))
     errorbar(ax[0], [p for p, _ in smp], [r["measured"] for _, r in smp], color="C0", marker="o", ls="none",
              label=f"measured on test tiles, mean +- sd of {cfg['seeds']} seed(s)")
     if cal.get("sparse_dice") is not None:
-        ax[0].plot([float(cal["label"].split()[1])], [cal["sparse_dice"]], "k*", ms=12,
+        ax[0].plot([float(LabelNoise.parse(cal["label"]).ratio)], [cal["sparse_dice"]], "k*", ms=12,
                    label=f"calibration point ({cal['n_holdout']} held-out training tiles)")
     ax[0].set(xscale="log", xlabel="sampling ratio p (one fixed draw)", ylabel="pooled test Dice", ylim=(0, 1),
               title="(a) sparse labels: the planner's curve and the networks")
@@ -238,8 +238,9 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         out.append(para(t2))
     for n, r in beyond.items():
         side = "pessimistic" if r["diff"] > 0 else "optimistic"
+        ratio = float(LabelNoise(*r["label"]).params[0])
         out.append(para(
-            f"Beyond the validated range, `{n}` (one fixed draw labels {pct(float(n.split()[1]))} of the foreground "
+            f"Beyond the validated range, `{n}` (one fixed draw labels {pct(ratio)} of the foreground "
             f"pixels): measured {pm(r['measured'])} against {num(r['predicted'])}, the prediction {side} by "
             f"{num(abs(r['diff']), 2)}{'' if abs(r['diff']) <= tol else f', outside {tol:g}'}. With so few labelled "
             "pixels the normal approximation and a single n_eff fitted at another ratio no longer describe the "

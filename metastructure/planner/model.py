@@ -163,11 +163,14 @@ class Masks:
             TypeError: ``label`` is not a label type.
         """
         lab = _as_label(label)
-        if lab.kind not in ("clean", "dilate", "erode", "skeleton"):
+        if lab.family == "CL":
+            return 1.0
+        if not isinstance(lab, (noise.Dilate, noise.Erode, noise.Skeleton)):
             raise ValueError(f"label must be clean, dilate, erode or skeleton (structured errors), got {lab.name!r}")
-        key = (lab.name, float(bandwidth)) if lab.kind == "skeleton" else (lab.name, None)
+        skeleton = isinstance(lab, noise.Skeleton)
+        key = (lab.name, float(bandwidth)) if skeleton else (lab.name, None)
         if key not in self._label_dice:
-            if lab.kind == "skeleton":
+            if skeleton:
                 learned = [density.fraction_field(sk, bandwidth) for sk in self.skeletons]
                 threshold = self.skeleton_threshold.threshold
             else:
@@ -191,33 +194,23 @@ class Masks:
         return density.matched_threshold(np.array([[1 - b_, b_], [1 - s_, s_]]))
 
 
-def _family(label: LabelNoise) -> str:
-    if label.kind == "clean":
-        return "CL"
-    if label.kind in ("sample", "flip"):
-        f, b = _rates(label)
-        return "RL" if abs(f + b - 1) < 1e-12 else "RCL"
-    if label.kind == "random":
-        return "RL"
-    return "PCL"
-
-
 def _rates(label: LabelNoise) -> tuple[float, float]:
-    p = [float(v) for v in label.params]
-    return (1 - p[0], 0.0) if label.kind == "sample" else (p[0], p[1])
+    """(f, b) of a class-conditional binary label type: T[1, 0] and T[0, 1] of its transition matrix."""
+    t = label.transition()
+    return float(t[1, 0]), float(t[0, 1])
 
 
 def _as_label(label: Any) -> LabelNoise:
+    """``label`` as a binary label type: a :class:`~metastructure.noise.LabelNoise`, or its name
+    (:meth:`LabelNoise.parse <metastructure.noise.LabelNoise.parse>`)."""
     if isinstance(label, str):
-        parts = label.split()
-        if not parts:
+        if not label.strip():
             raise ValueError("label is an empty string; give a label type such as 'sample 0.1'")
-        label = LabelNoise(parts[0], *[float(v) if parts[0] not in ("dilate", "erode") else int(v)
-                                       for v in parts[1:]])
+        label = LabelNoise.parse(label)
     if not isinstance(label, LabelNoise):
         raise TypeError("label must be a noise.LabelNoise (or its name, e.g. 'sample 0.1'), "
                         f"got {type(label).__name__}")
-    if label.num_classes not in (None, 2) or label.kind in ("sample_classes", "symmetric"):
+    if label.num_classes not in (None, 2) or isinstance(label, (noise.SampleClasses, noise.SymmetricFlip)):
         raise ValueError(f"the planner is binary; {label!r} is multi-class")
     return label
 
@@ -243,8 +236,8 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
     m = masks if isinstance(masks, Masks) else Masks(masks)
     label = _as_label(label)
     cal = calibration or DEFAULT
-    fam = _family(label)
-    if label.kind == "clean":
+    fam = label.family
+    if fam == "CL":
         return Prediction(label, float(cal.clean_dice), 0.5, False, fam, "calibrated clean Dice")
     if fam == "RL":
         pi = m.foreground_fraction
@@ -256,7 +249,7 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         return Prediction(label, dice, float(mt.threshold), bool(mt.invert), fam,
                           f"finite sampling, n_eff = {cal.n_eff:.3g}")
     dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
-    if label.kind == "skeleton":
+    if isinstance(label, noise.Skeleton):
         return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,
                           "Theorem 1 + jitter, skeleton field at 1 px")
     return Prediction(label, dice, 0.5, False, fam, "Theorem 1 + jitter, perturbed masks")
@@ -273,7 +266,7 @@ def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -
     """
     hold = masks if isinstance(masks, Masks) else Masks(masks)
     lab = _as_label(label)
-    if _family(lab) != "RCL":
+    if lab.family != "RCL":
         raise ValueError(f"n_eff belongs to sampled or flipped labels (f + b != 1), got {lab.name!r}")
     f, b = _rates(lab)
     clean = float(clean_dice)

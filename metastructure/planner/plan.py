@@ -15,6 +15,7 @@ from typing import Any
 
 from theory import curves
 
+from .. import noise
 from ..noise import LabelNoise
 from .calibration import DEFAULT, NO_AUGMENT_CAPACITY, Calibration
 from .model import Masks, Prediction, predict
@@ -87,25 +88,26 @@ class Plan:
         import matplotlib.pyplot as plt
 
         c = self.calibration
-        by = {r.label.kind: [] for r in self.rows}
+        by: dict[type, list] = {}
         for r in self.rows:
-            by[r.label.kind].append(r)
-        clean = next(r.dice for r in self.rows if r.label.kind == "clean")
+            by.setdefault(type(r.label), []).append(r)
+        clean = next(r.dice for r in self.rows if r.family == "CL")
         fig, ax = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
-        s = by.get("sample", [])
+        s = by.get(noise.Sample, [])
         ax[0].plot([1.0] + [float(r.label.params[0]) for r in s], [clean] + [r.dice for r in s], "o-",
                    label="predicted, at t* = p/2")
-        if c.sparse_dice is not None and c.label.startswith("sample"):
-            ax[0].plot([1.0, float(c.label.split()[1])], [c.clean_dice, c.sparse_dice], "k*", ms=12,
+        sparse = LabelNoise.parse(c.label)
+        if c.sparse_dice is not None and isinstance(sparse, noise.Sample):
+            ax[0].plot([1.0, float(sparse.ratio)], [c.clean_dice, c.sparse_dice], "k*", ms=12,
                        label=f"calibration points ({c.source}; measured on held-out images)")
         ax[0].set(xscale="log", xlabel="sampling ratio p (fraction of foreground pixels labelled)",
                   ylabel="predicted pooled Dice", title="sparse labels (RCL)")
-        fl = [r for r in by.get("flip", []) if abs(float(r.label.params[0]) - float(r.label.params[1])) < 1e-12]
+        fl = [r for r in by.get(noise.Flip, []) if abs(float(r.label.params[0]) - float(r.label.params[1])) < 1e-12]
         ax[1].plot([0.0] + [float(r.label.params[0]) for r in fl], [clean] + [r.dice for r in fl], "o-",
                    label="predicted, at t* = 1/2")
         ax[1].set(xlabel="flip rate f = b (labels wrong in both classes)", title="flipped labels (RCL)")
-        pcl = sorted([(-float(r.label.params[0]), r.dice) for r in by.get("erode", [])]
-                     + [(0.0, clean)] + [(float(r.label.params[0]), r.dice) for r in by.get("dilate", [])])
+        pcl = sorted([(-float(r.label.params[0]), r.dice) for r in by.get(noise.Erode, [])]
+                     + [(0.0, clean)] + [(float(r.label.params[0]), r.dice) for r in by.get(noise.Dilate, [])])
         ax[2].plot([p[0] for p in pcl], [p[1] for p in pcl], "o-", label="predicted, at 1/2 (Theorem 1)")
         ax[2].set(xlabel="outline error (px): erode < 0 < dilate", title="outlines too wide / too narrow (PCL)")
         chance = next((r.dice for r in self.rows if r.family == "RL"), None)

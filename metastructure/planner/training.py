@@ -18,7 +18,7 @@ import numpy as np
 from .. import data, metrics, train
 from ..noise import LabelNoise
 from .calibration import DEFAULT_RECIPE, Calibration, fit_kwargs
-from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, _family, solve_n_eff
+from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff
 
 __all__ = ["calibrate"]
 
@@ -71,7 +71,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     if not 0 < float(holdout) < 1:
         raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
     lab = _as_label(label)
-    if _family(lab) != "RCL":
+    if lab.family != "RCL":
         raise ValueError(f"calibrate on a sparse or flipped label type ('sample p' or 'flip f b', f + b != 1), "
                          f"got {lab.name!r}")
     kw = fit_kwargs(**(recipe or {}))
