@@ -66,6 +66,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from metastructure import runtime
+
 from .registry import CellFailure, CellsFailed, compute_cell
 from .store import Store
 
@@ -129,8 +131,6 @@ def setup_process(*, cores: list[int] | None = None, local_directory: str | None
     ``local_directory/jax-cache`` where its directory cannot be written),
     compile time counted. Must come before JAX's backend starts.
     """
-    from metastructure import runtime
-
     done: dict[str, Any] = {"cores": None, "cache": None, "allocator": False}
     if not runtime.backend_started():
         # glibc gives each thread (a Dask worker computes in an executor thread) an arena that it trims

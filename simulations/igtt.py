@@ -48,7 +48,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from metastructure import metrics, nets, thresholds, train
+from metastructure import data, metrics, nets, thresholds, train
 from metastructure import unsupervised as uns
 
 from . import _cells
@@ -163,8 +163,6 @@ def _diag_spec(config: dict, name: str) -> dict:
 
 
 def _datasets(config: dict) -> list[str]:
-    from metastructure import data
-
     return [d for d in config["datasets"] if d != "real_nuclei" or data.real_available()]
 
 

@@ -1,8 +1,10 @@
-"""simulations.registry: one list of experiments, no import cycle, and a new experiment is one module (no training)."""
+"""simulations.registry: one list of experiments, and a new experiment is one module (no training).
+
+That nothing imports back (no cycle, the registry imports only the shared cell) is tests/test_layers.py's.
+"""
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import re
@@ -143,53 +145,3 @@ def test_every_listed_experiment_is_a_complete_module():
         assert all(callable(getattr(mod, f)) for f in ("cells", "summarise", "plot", "report")), name
         assert isinstance(mod.TITLE, str) and mod.TITLE, name
         assert all(r in registry.NAMES for r in getattr(mod, "REQUIRES", ())), name
-
-
-def _imports() -> dict[str, dict[str, bool]]:
-    """Each module of simulations/ -> the modules of simulations/ it imports, anywhere in its code
-    (value: True when the import sits inside a function)."""
-    mods = {p.stem for p in PACKAGE.glob("*.py")}
-    graph: dict[str, dict[str, bool]] = {}
-    for p in PACKAGE.glob("*.py"):
-        tree = ast.parse(p.read_text())
-        nested = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  for n in ast.walk(f) if n is not f}
-        edges: dict[str, bool] = {}
-        for node in ast.walk(tree):
-            targets = []
-            if isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level == 1 or base == "simulations":
-                    targets = [base] if node.level == 1 and base else [a.name for a in node.names]
-                elif base.startswith("simulations."):
-                    targets = [base.split(".")[1]]
-            elif isinstance(node, ast.Import):
-                targets = [a.name.split(".")[1] for a in node.names if a.name.startswith("simulations.")]
-            for t in targets:
-                if t in mods:
-                    edges[t] = edges.get(t, True) and id(node) in nested
-        graph[p.stem] = edges
-    return graph
-
-
-def test_no_import_cycle_in_simulations():
-    graph = _imports()
-    state: dict[str, int] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for n in graph.get(m, {}):
-            assert state.get(n) != 1, " -> ".join(path + [m, n])
-            if n not in state:
-                visit(n, path + [m])
-        state[m] = 2
-
-    for m in graph:
-        if m not in state:
-            visit(m, [])
-    # the registry finds experiments by name, and imports only the shared training cell
-    assert set(graph["registry"]) == {"_cells"}
-    assert all("runner" not in graph[m] and "report" not in graph[m] for m in (*registry.NAMES, "cluster"))
-    # the only imports inside functions: the Dask path (simulations.cluster imports the optional distributed)
-    assert {(m, n) for m, e in graph.items() for n, inside in e.items() if inside} == {("runner", "cluster"),
-                                                                                      ("__main__", "cluster")}
