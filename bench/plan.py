@@ -75,7 +75,7 @@ def main() -> None:
         d = data.nuclei(jax.random.key(0), a.images, size=a.image_size)
         (root / "im").mkdir()
         (root / "mk").mkdir()
-        for i, (x, m) in enumerate(zip(np.asarray(d.images[..., 0]), np.asarray(d.masks))):
+        for i, (x, m) in enumerate(zip(np.asarray(d.images[..., 0]), np.asarray(d.masks), strict=True)):
             x8 = ((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
             Image.fromarray(x8).save(root / "im" / f"n{i:02d}.png")
             Image.fromarray(m.astype(np.uint8)).save(root / "mk" / f"n{i:02d}.png")

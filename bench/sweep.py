@@ -149,7 +149,7 @@ def main() -> None:
                   f"of cell time (first cell {r['first_cell'][1]:.1f} of {r['first_cell'][0]:.1f} s)"
                   + (f"; cluster start {r['cluster_start']:.1f} s" if "cluster_start" in r else ""), flush=True)
         print("numbers against in-process (same cells, same seeds):")
-        for (name, _), store in zip(rows[1:], stores[1:]):
+        for (name, _), store in zip(rows[1:], stores[1:], strict=True):
             print(f"  {name:46s} {agreement(args, stores[0], store)}")
         print("numbers against the same configuration's first run (the cache changes none):")
         for i, (config, _, name, _) in enumerate(runs):

@@ -32,7 +32,7 @@ rather than a silently wrong class.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -24,8 +24,9 @@ similarity experiments). One logit for binary segmentation, M for M classes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +133,7 @@ def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1, norm:
     return _unet(tuple(int(w) for w in widths), int(out_channels), norm, init)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, init_kind: str = "he") -> Model:
     if len(widths) < 2 or min(widths) < 1:
         raise ValueError(f"widths must list at least two positive widths, got {widths!r}")
@@ -201,7 +202,7 @@ def fcn(*, widths: tuple[int, ...] = (32, 32, 32, 32), out_channels: int = 1,
     return _fcn(widths, int(out_channels), dil)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fcn(widths: tuple[int, ...], out_channels: int, dil: tuple[int, ...]) -> Model:
     if len(dil) != len(widths):
         raise ValueError(f"dilations must match widths in length, got {dil} for {widths}")
@@ -209,7 +210,7 @@ def _fcn(widths: tuple[int, ...], out_channels: int, dil: tuple[int, ...]) -> Mo
     def init(key: jax.Array, in_channels: int = 1) -> dict:
         keys = jax.random.split(key, len(widths) + 1)
         layers, cin = [], in_channels
-        for k, w in zip(keys[:-1], widths):
+        for k, w in zip(keys[:-1], widths, strict=True):
             layers.append(_conv_init(k, 3, 3, cin, w))
             cin = w
         return {"layers": layers, "head": _conv_init(keys[-1], 1, 1, cin, out_channels)}
@@ -217,7 +218,7 @@ def _fcn(widths: tuple[int, ...], out_channels: int, dil: tuple[int, ...]) -> Mo
     def apply(params: dict, x: jax.Array, *, features: bool = False):
         feats = {}
         h = x
-        for i, (p, d) in enumerate(zip(params["layers"], dil)):
+        for i, (p, d) in enumerate(zip(params["layers"], dil, strict=True)):
             h = jax.nn.relu(_conv(p, h, d))
             feats[f"layer{i}"] = h
         logits = _conv(params["head"], h)

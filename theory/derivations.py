@@ -66,7 +66,8 @@ class Claim(NamedTuple):
 
 @dataclass(frozen=True)
 class Derivation:
-    """A derived result: ``claims`` are equations that hold identically; ``uses`` names the definitions they start from."""
+    """A derived result: ``claims`` are equations that hold identically; ``uses`` names the definitions they start
+    from."""
 
     name: str
     statement: str
@@ -418,7 +419,7 @@ def theorem2() -> Derivation:
     for m in (2, 3):
         t = _stochastic(m)
         F = sp.Matrix(_simplex("F", m))
-        noisy = sp.Matrix(m, 1, lambda k, _: sum(F[j] * noisy_given_clean(t, j, k) for j in range(m)))
+        noisy = sp.Matrix(m, 1, lambda k, _, t=t, F=F, m=m: sum(F[j] * noisy_given_clean(t, j, k) for j in range(m)))
         claims[f"recover_M{m}"] = Claim(t.T.adjugate() * noisy, t.det() * F,
                                         f"M = {m}: adj(T^T) E[F*] = det(T) F, for every T")
         parts[f"adjugate_M{m}"] = t.T.adjugate()
@@ -540,7 +541,7 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
     ws = sp.symbols(f"w0:{n_pixels}", positive=True)
     ys = sp.symbols(f"y0:{n_pixels}", nonnegative=True)
     bs = [sps.Bernoulli(f"B{i}", p) for i in range(n_pixels)]
-    dstar = sum(w * y * bb for w, y, bb in zip(ws, ys, bs))
+    dstar = sum(w * y * bb for w, y, bb in zip(ws, ys, bs, strict=True))
     mean = sp.simplify(sps.E(dstar))
     var = sp.simplify(sps.variance(dstar))
     d = sp.Symbol("d", real=True)
@@ -566,8 +567,9 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
         "finite_sampling",
         "Var D* = p(1-p) sum w^2 y; boundary error depends on p and h through p h^2/(1-p).",
         claims={
-            "mean": Claim(mean, p * sum(w * y for w, y in zip(ws, ys)), "E D* = p D of a Bernoulli(p)-sampled field"),
-            "variance": Claim(var, p * (1 - p) * sum(w**2 * y**2 for w, y in zip(ws, ys)),
+            "mean": Claim(mean, p * sum(w * y for w, y in zip(ws, ys, strict=True)),
+                          "E D* = p D of a Bernoulli(p)-sampled field"),
+            "variance": Claim(var, p * (1 - p) * sum(w**2 * y**2 for w, y in zip(ws, ys, strict=True)),
                               "Var D* = p(1-p) sum w^2 y^2 (= sum w^2 y for a 0/1 mask y)"),
             "squared_kernel_line": Claim(sq_line, 1 / (2 * sp.sqrt(sp.pi) * h), "integral of phi_h^2 on a line"),
             "squared_kernel_half_plane": Claim(S_half, _Phi(sp.sqrt(2) * d / h) / (4 * sp.pi * h**2),
@@ -658,8 +660,8 @@ def pcl_overlap() -> Derivation:
         "PCL predictions are the perturbed fields' level sets: Dice of dilated/eroded stripes and disks; "
         "thin eroded stripes vanish; the skeleton's t* band is set by h, not w.",
         claims={
-            "stripe_level_set_at_the_perturbed_edge": Claim(edge_offset, -_Phi(-wp / h),
-                                                            "the perturbed field at the perturbed edge: 1/2 - Phi(-w'/h)"),
+            "stripe_level_set_at_the_perturbed_edge": Claim(
+                edge_offset, -_Phi(-wp / h), "the perturbed field at the perturbed edge: 1/2 - Phi(-w'/h)"),
             "stripe_dilate_dice": Claim(dil[0], w / (w + r), "dilated stripe: Dice from the overlap integral"),
             "stripe_dilate_iou": Claim(dil[1], w / (w + 2 * r), "... IoU"),
             "stripe_erode_dice": Claim(ero[0], q / (q + r), "eroded stripe (w' = w - 2r > w_c): Dice (w-2r)/(w-r)"),
@@ -672,8 +674,9 @@ def pcl_overlap() -> Derivation:
             "disk_erode_iou": Claim(dero[1], q**2 / (q + r) ** 2, "... IoU"),
             "skeleton_label_dice": Claim(stripe(1 + g, 1)[0], 2 / ((1 + g) + 1),
                                          "a skeleton (width-1 centre line) against its stripe of width w = 1 + g"),
-            "skeleton_band": Claim(sp.simplify(sols[0] ** 2 - band**2), 0,
-                                   "the skeleton field's t* = 1/(2w) level set: |x| = h sqrt(2 log(2w/(sqrt(2 pi) h)))"),
+            "skeleton_band": Claim(
+                sp.simplify(sols[0] ** 2 - band**2), 0,
+                "the skeleton field's t* = 1/(2w) level set: |x| = h sqrt(2 log(2w/(sqrt(2 pi) h)))"),
             "jittered_shift": Claim(jitter, sd * sp.sqrt(2 / sp.pi) * sp.exp(-mu**2 / (2 * sd**2))
                                     + mu * (1 - 2 * _Phi(-mu / sd)),
                                     "a boundary shifted by mu with N(0, s^2) jitter: E|mu + e| (folded normal mean)"),
@@ -760,10 +763,10 @@ def linearity_and_memorisation(n_pixels: int = 3) -> Derivation:
     def ell(qq, tt):
         return -tt * sp.log(qq) - (1 - tt) * sp.log(1 - qq)
 
-    gap = sum(ell(qq, yy) - ell(qq, mm) for qq, yy, mm in zip(qs, ys, ybs)) / n
+    gap = sum(ell(qq, yy) - ell(qq, mm) for qq, yy, mm in zip(qs, ys, ybs, strict=True)) / n
     logit = [sp.log(qq) - sp.log(1 - qq) for qq in qs]
-    gap_form = -sum((yy - mm) * lg for yy, mm, lg in zip(ys, ybs, logit)) / n
-    var_form = sum(mm * (1 - mm) * lg**2 for mm, lg in zip(ybs, logit)) / n**2
+    gap_form = -sum((yy - mm) * lg for yy, mm, lg in zip(ys, ybs, logit, strict=True)) / n
+    var_form = sum(mm * (1 - mm) * lg**2 for mm, lg in zip(ybs, logit, strict=True)) / n**2
 
     yh, ng = sp.symbols("yhat n_g", positive=True)
     kl = yh * sp.log(yh / yb) + (1 - yh) * sp.log((1 - yh) / (1 - yb))
@@ -789,7 +792,8 @@ def linearity_and_memorisation(n_pixels: int = 3) -> Derivation:
         claims={
             "bce_linear": Claim(sps.E(bce), bce_at_mean, "E over a Bernoulli target of BCE = BCE at its mean"),
             "ce_linear": Claim(sps.E(ce), ce_at_mean, "the same for softmax CE (M = 3)"),
-            "gap_form": Claim(sp.expand(gap - gap_form), 0, "fixed-draw loss minus soft-label loss = -(1/n) sum (y*-ybar) logit q"),
+            "gap_form": Claim(sp.expand(gap - gap_form), 0,
+                              "fixed-draw loss minus soft-label loss = -(1/n) sum (y*-ybar) logit q"),
             "gap_mean": Claim(sps.E(gap_form), 0, "the gap has mean 0"),
             "gap_variance": Claim(sps.variance(gap_form), var_form, "... and variance sum ybar(1-ybar) logit^2 / n^2"),
             "kl_second_order": Claim(kl2, (yh - yb) ** 2 / (2 * yb * (1 - yb)), "KL at second order"),
