@@ -21,6 +21,11 @@ is one module ``simulations/NAME.py`` and one line here (see
   ``VERSION``. Cells of kind ``"train"`` are the shared training cell
   (:func:`simulations._cells.train_cell`, version ``_cells.VERSION``);
 * optionally ``unavailable() -> str | None``: why it cannot run on this machine.
+* optionally ``publish(results)``: what its measurement changes outside the
+  output folder (the planner's measured defaults, read by the library from a
+  JSON inside the package); the runner calls it after writing the record, only
+  at the full profile with the profile's own configuration
+  (:func:`simulations.runner.publishes`).
 
 The registry, not the experiment, puts the version of the code that computes a
 cell into its spec (:func:`versioned`, which the runner's store applies), so
