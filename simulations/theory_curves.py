@@ -82,14 +82,15 @@ def sampling_panel(key: jax.Array, config: dict) -> dict:
     out = {}
     for i, w in enumerate(config["widths"]):
         m = stripe(w)
+        fields = density.sampling_fields(m, h)
         pts = [_mc_dice(jax.random.fold_in(key, 100 * i + j), m, 1 - p, 0.0, h, draws) for j, p in enumerate(ratios)]
         out[str(w)] = {
             "ratio": ratios.tolist(),
             "mc_mean": [p[0] for p in pts],
             "mc_sd": [p[1] for p in pts],
-            "predicted_at_ratio": curves.predicted_dice(m, h, 1 - ratios, 0.0).tolist(),
+            "predicted_at_ratio": curves.predicted_dice(fields, m, 1 - ratios, 0.0).tolist(),
             "curve_ratio": grid.tolist(),
-            "curve": curves.predicted_dice(m, h, 1 - grid, 0.0).tolist(),
+            "curve": curves.predicted_dice(fields, m, 1 - grid, 0.0).tolist(),
         }
     return out
 
@@ -98,6 +99,7 @@ def flipping_panel(key: jax.Array, config: dict) -> dict:
     """(b) Dice at t* vs symmetric flip rate on an 8-px stripe, through the collapse at f + b = 1."""
     h, draws = config["bandwidth"], config["draws"]
     m = stripe(8)
+    fields = density.sampling_fields(m, h)
     rates = np.array([0.0, 0.2, 0.35, 0.45, 0.55, 0.65, 0.8, 0.95])
     fgrid = np.linspace(0, 0.99, 100)
     pts = []
@@ -111,9 +113,9 @@ def flipping_panel(key: jax.Array, config: dict) -> dict:
         "rate": rates.tolist(),
         "mc_mean": [p[0] for p in pts],
         "mc_sd": [p[1] for p in pts],
-        "predicted_at_rate": curves.predicted_dice(m, h, rates, rates).tolist(),
+        "predicted_at_rate": curves.predicted_dice(fields, m, rates, rates).tolist(),
         "curve_rate": fgrid.tolist(),
-        "curve": curves.predicted_dice(m, h, fgrid, fgrid).tolist(),
+        "curve": curves.predicted_dice(fields, m, fgrid, fgrid).tolist(),
     }
 
 
@@ -135,7 +137,7 @@ def pcl_panel(config: dict) -> dict:
     tsk = density.matched_threshold(ntm.skeleton_matrix(ms, sk))
     pcl["skeleton_grid"] = float(metrics.dice(tsk.apply(density.fraction_field(sk, h)), ms))
     pcl["skeleton_theory"] = float(curves.dice_skeleton_stripe(1 / float(ntm.skeleton_matrix(ms, sk)[1, 1]), h))
-    pcl["sampling_10pct_theory"] = float(curves.predicted_dice(ms, h, 0.9, 0.0))
+    pcl["sampling_10pct_theory"] = float(curves.predicted_dice(density.sampling_fields(ms, h), ms, 0.9, 0.0))
     return pcl
 
 
