@@ -100,7 +100,8 @@ N_EFF = tuple(float(v) for v in np.geomspace(1.0, 1e5, 51).round(3))
 def clean_fields(masks: Any) -> np.ndarray:
     """The clean fraction fields D (N, H, W) of binary masks (N, H, W) at 1 px, float64: what
     ``theory.curves.pooled_dice`` takes."""
-    return np.asarray(density.fraction_field(np.asarray(masks).astype(bool), 1.0), float)
+    # one mask at a time, as the published fits were computed (a batched field differs in float32 rounding)
+    return np.stack([np.asarray(density.fraction_field(m, 1.0), float) for m in np.asarray(masks).astype(bool)])
 
 
 def fit_n_eff(masks: Any, fg_to_bg: Any, bg_to_fg: Any, measured: Any, clean: float) -> dict:
