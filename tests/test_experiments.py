@@ -1,11 +1,8 @@
-"""The simulations end to end (quick profile), the results store and resume, and the README/CI contract."""
+"""Every experiment end to end (quick profile, one run shared by this file's tests): its figure, its record's
+numbers, and the tests that need a finished quick run (a damaged store repaired to its numbers, the planner's
+defaults left alone by quick runs, the default output folder's report)."""
 
 import json
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +12,10 @@ from matplotlib import image as plt_image
 from metastructure import data, metrics, planner
 from simulations import __main__ as cli
 from simulations import runner
-from simulations.store import Store, cell_key
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 # the package's measured defaults as this module found them, before any run below (quick runs must not touch them)
 CONSTANTS_BEFORE = (planner.CONSTANTS_FILE.stat().st_mtime_ns, planner.CONSTANTS_FILE.read_bytes())
 
@@ -95,6 +93,8 @@ def _drawn_random_labels(fig, res):
 
 DRAWN = {"rcl_sampling": _drawn_rcl_sampling, "rcl_flipping": _drawn_rcl_flipping,
          "theory_curves": _drawn_theory_curves, "random_labels": _drawn_random_labels}
+
+
 QUICK_SEEDS = {"feature_maps": 2}  # its clean reference must be another seed's network
 
 
@@ -221,7 +221,6 @@ def test_igtt_protocols_attribution_and_bootstrap(quick):
     assert all(0 <= d <= 1 for v in basin.values() for row in v.values() for d in row["dice_selected"])
 
 
-# ------------------------------------------------------------------ store and resume
 def test_planner_validation_record(quick):
     """The planner's quick validation: a calibration, one row per label type scored at the planner's threshold."""
     if runner.unavailable("planner"):
@@ -264,98 +263,6 @@ def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypat
     assert len(calls) == 1 and calls[0] == rec["results"]
 
 
-def test_store_keys_and_atomic_cells(tmp_path):
-    a = {"kind": "t", "x": 1, "y": [1, 2]}
-    assert cell_key(a) == cell_key({"y": [1, 2], "x": 1, "kind": "t"})  # order does not matter
-    assert cell_key(a) != cell_key({**a, "x": 2})
-    st = Store(tmp_path)
-
-    def boom(spec):
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        st.compute(a, boom)
-    assert not st.has(a) and not list(tmp_path.rglob("*.json"))  # nothing half-finished
-    res, computed = st.compute(a, lambda s: ({"v": np.float32(0.5)}, {"m": np.arange(3)}))
-    assert computed and res == {"v": 0.5} and st.result(a) == res
-    np.testing.assert_array_equal(st.arrays(a)["m"], np.arange(3))
-    assert st.compute(a, boom) == (res, False)  # finished: never recomputed
-    assert st.compute(a, lambda s: {"v": 1.0}, force=True) == ({"v": 1.0}, True)
-
-
-def test_the_cell_lock_makes_concurrent_computes_run_once(tmp_path):
-    """Two threads (each its own open file, so flock excludes them as it does processes) compute one missing
-    cell at the same moment: the function runs once, and both get its result."""
-    import threading
-
-    st = Store(tmp_path)
-    calls, barrier = [], threading.Barrier(2)
-
-    def slow(spec):
-        calls.append(1)
-        time.sleep(0.5)  # the other thread reaches the lock meanwhile
-        return {"v": 1.0}
-
-    results = []
-
-    def worker():
-        barrier.wait()
-        results.append(st.compute({"kind": "t", "x": 1}, slow))
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(calls) == 1 and sorted(c for _, c in results) == [False, True]
-    assert all(r == {"v": 1.0} for r, _ in results)
-
-
-def test_store_verifies_what_it_reads(tmp_path):
-    """Regression: an edited, foreign, truncated or empty cell JSON was used silently or crashed every reader
-    with a traceback naming no file; a missing .npz raised KeyError forever. Each is now recomputed, with a
-    warning naming the file, and a reader that meets one gets CorruptCell naming it."""
-    from simulations.store import CorruptCell
-
-    st = Store(tmp_path)
-    calls = []
-
-    def fn(spec):
-        calls.append(spec["x"])
-        return {"v": spec["x"] / 3}, {"m": np.arange(spec["x"])}
-
-    a, b = {"kind": "t", "x": 4}, {"kind": "t", "x": 5}
-    good_a, _ = st.compute(a, fn)
-    st.compute(b, fn)
-    ja, jb, za = st.path(a), st.path(b), st.path(a, ".npz")
-    original = ja.read_bytes()
-    edited = json.loads(original)
-    edited["result"]["v"] = 0.0
-    damage = {
-        "not valid JSON": lambda: ja.write_bytes(original[: len(original) // 2]),
-        "empty file": lambda: ja.write_bytes(b""),
-        "another cell": lambda: ja.write_bytes(jb.read_bytes()),
-        "result was changed": lambda: ja.write_text(json.dumps(edited)),
-        "is missing": lambda: za.unlink(),
-        "npz was changed": lambda: za.write_bytes(st.path(b, ".npz").read_bytes()),
-    }
-    for why, hurt in damage.items():
-        hurt()
-        assert st.problem(a) is not None, why
-        with pytest.raises(CorruptCell, match=re.escape(ja.name if "npz" not in why and "missing" not in why
-                                                        else za.name)):
-            st.arrays(a)
-        calls.clear()
-        with pytest.warns(RuntimeWarning, match=re.escape(ja.name)):
-            res, computed = st.compute(a, fn)
-        assert computed and calls == [4] and res == good_a, why  # recomputed once, the same numbers
-        assert st.problem(a) is None and st.problem(b) is None
-        np.testing.assert_array_equal(st.arrays(a)["m"], np.arange(4))
-        assert ja.read_bytes() != b""
-    with pytest.raises(KeyError, match="not in the store"):
-        st.load({"kind": "t", "x": 6})
-
-
 def test_a_damaged_store_is_repaired_to_an_untouched_runs_numbers(quick, tmp_path):
     """Corrupt, empty, foreign and half-deleted cells of a finished experiment: the run recomputes exactly
     those (a warning names each) and writes the numbers of the untouched run."""
@@ -379,103 +286,6 @@ def test_a_damaged_store_is_repaired_to_an_untouched_runs_numbers(quick, tmp_pat
     assert rec["results"] == record(quick, "feature_maps")["results"]
 
 
-def test_two_runs_on_one_output_folder(tmp_path):
-    """Regression: two runs on one --out died on a shared temporary file name. Both finish now, every cell is
-    computed once (a lock per cell), and the numbers are one run's."""
-    cmd = [sys.executable, "-m", "simulations", "run", "meta_structure", "--seeds", "3", "--out", str(tmp_path / "x")]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    computed = [int(re.search(r"\((\d+) computed", o[0]).group(1)) for o in outs]
-    assert sum(computed) == 3, outs  # each of the three cells once
-    one = runner.run_experiment("meta_structure", tmp_path / "one", seeds=3, progress=False)
-    assert record(tmp_path / "x", "meta_structure")["results"] == one["results"]
-    assert not list((tmp_path / "x").glob(".*.png"))  # no temporary figure left behind
-
-
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    """Regression: an unwritable --out was found after the first cell trained, and plot without its JSON gave
-    a traceback."""
-    (tmp_path / "file").write_text("")
-    for argv in (["run", "pcl", "--out", str(tmp_path / "file")], ["plot", "pcl", "--out", str(tmp_path)]):
-        assert cli.main(argv) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    assert "run `python -m simulations run pcl" in err
-
-
-@pytest.mark.slow  # a fresh process compiles again
-def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path, takes_ctrl_c):
-    """Regression: Ctrl-C gave a traceback. Now one line says how to resume, the exit status is 130 and the
-    finished cells stay in the store."""
-    out = tmp_path / "x"
-    proc = subprocess.Popen([sys.executable, "-m", "simulations", "run", "meta_structure", "--seeds", "40",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not list(out.glob("store/*/*.json")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert err.strip().splitlines()[-1].startswith("interrupted: finished cells are kept in") and "Traceback" not in err
-    store = runner.open_store(out)
-    kept = [s for s in runner.experiment("meta_structure").cells(runner.config_of("meta_structure", "quick", 40))
-            if store.has(s)]
-    assert 1 <= len(kept) < 40 and all(store.problem(s) is None for s in kept)
-
-
-@pytest.mark.slow  # a fresh process compiles everything again (~30 s of CPU)
-def test_killed_run_resumes_without_recomputing(tmp_path):
-    """Kill a run mid-way (SIGKILL), resume it: finished cells are reused, the numbers are the same."""
-    whole = runner.run_experiment("rcl_sampling", tmp_path / "whole", progress=False)  # uninterrupted
-    tmp_path = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "simulations", "run", "rcl_sampling", "--out", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(list(tmp_path.glob("store/*/*.json"))) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(tmp_path.glob("store/*/*.json")))
-    assert 2 <= done < 6, "the run should have been killed part-way"
-    rec = runner.run_experiment("rcl_sampling", tmp_path, progress=False)
-    assert (rec["computed"], rec["reused"]) == (6 - done, done)
-    assert rec["results"] == whole["results"]  # same as the uninterrupted run
-    again = runner.run_experiment("rcl_sampling", tmp_path, progress=False)
-    assert (again["computed"], again["reused"]) == (0, 6)
-    forced = runner.run_experiment("rcl_sampling", tmp_path, progress=False, force=True,
-                                    config={"datasets": ["nuclei"], "ratios": [0.1]})
-    assert (forced["computed"], forced["reused"]) == (1, 0)
-
-
-def test_seeds_flag_adds_cells(tmp_path):
-    small = {"settings": [["sample", 0.1]]}
-    one = runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small)
-    two = runner.run_experiment("decision_boundary", tmp_path, progress=False, config=small, seeds=2)
-    assert (one["computed"], two["computed"], two["reused"]) == (2, 2, 2)  # clean is always there
-    assert two["config"]["seeds"] == 2 and two["results"]["settings"]["sample p=0.1"]["mean_fg"]["n"] == 2
-
-
-def test_every_cell_is_versioned_by_the_runner(tmp_path, monkeypatch):
-    """Regression: theory_curves' cells carried no version, so a change to its computation reused stale
-    results. The runner now versions every cell by the code that computes it; bumping that version is a miss."""
-    from simulations import theory_curves
-
-    for name in runner.NAMES:
-        mod = runner.experiment(name)
-        for spec in mod.cells(runner.config_of(name, "quick")):
-            assert "v" not in spec, f"{name} writes a version by hand"
-            assert runner.versioned(spec)["v"] == runner.cell_version(spec["kind"])
-    small = {"draws": 2, "widths": [6]}
-    first = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
-    again = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
-    assert (first["computed"], again["computed"]) == (1, 0)
-    monkeypatch.setattr(theory_curves, "VERSION", theory_curves.VERSION + 1)
-    bumped = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
-    assert bumped["computed"] == 1 and bumped["cells"] != first["cells"]
-    assert bumped["results"] == first["results"]  # same code: same numbers, under a new key
-
-
 def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, capsys):
     """Regression: --out defaulted to a folder beside the installed package."""
     import shutil
@@ -495,33 +305,3 @@ def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, c
     assert cli.main(["report"]) == 0  # the results document, from ./figures/quick/*.json
     doc = (tmp_path / "figures" / "quick" / "README.md").read_text()
     assert "](pcl.png)" in doc and "Profile of the records: quick" in doc
-
-
-# ------------------------------------------------------------------ CLI and README
-def test_cli_list_and_errors(capsys):
-    assert cli.main(["list"]) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in runner.NAMES)
-    proc = subprocess.run([sys.executable, "-m", "simulations", "run", "nope"], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == 2 and "unknown experiment" in proc.stderr
-    with pytest.raises(SystemExit):
-        cli.main(["run", "pcl", "--seeds", "0"])
-
-
-def test_missing_real_data_is_said_not_crashed(monkeypatch, capsys):
-    monkeypatch.setattr(data, "real_available", lambda: False)
-    assert "stardist" in runner.unavailable("real_nuclei") and runner.unavailable("pcl") is None
-    with pytest.raises(SystemExit):  # `run real_nuclei` stops with the reason; `all` skips it and says so
-        cli.main(["run", "real_nuclei"])
-    assert "stardist" in capsys.readouterr().err
-
-
-def test_readme_test_command_is_what_ci_runs():
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.DOTALL)
-    commands = [line.strip() for b in blocks[:2] for line in b.strip().splitlines()]
-    assert len(commands) == 2, "README starts with exactly two set-up commands"
-    ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
-          if ln.strip() and not ln.startswith("#") and not ln.startswith(("set ", "cd "))]
-    assert commands[1] in ci
