@@ -1,14 +1,13 @@
 """metastructure.data: the generators, the image normaliser, real nuclei, and loading folders."""
 
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from helpers import blobs, write_pngs
 from PIL import Image
 
-from conftest import blobs
 from metastructure import data
 
 EIGHT = np.ones((3, 3), bool)
@@ -135,22 +134,16 @@ def masks():
     return np.stack([blobs((48, 48), seed=s, sigma=2.5, level=0.75) for s in range(4)]).astype(np.int32)
 
 
-def _write(folder: Path, arrays, scale=1):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, a in enumerate(arrays):
-        Image.fromarray((np.asarray(a) * scale).astype(np.uint8)).save(folder / f"img{i:02d}.png")
-
-
 def test_load_masks_and_load_pairs(tmp_path, masks):
-    _write(tmp_path / "m", masks[:2], scale=255)
+    write_pngs(tmp_path / "m", masks[:2], scale=255)
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "m" / "small.png")  # masks may differ in size
     with pytest.warns(UserWarning, match="255 -> 1"):
         names, ms = data.load_masks(tmp_path / "m")
     assert names == ["img00.png", "img01.png", "small.png"] and ms[2].shape == (20, 30)
     assert all(m.dtype == np.int32 and set(np.unique(m)) <= {0, 1} for m in ms)
     np.testing.assert_array_equal(ms[0], masks[0])
-    _write(tmp_path / "i", np.full((2, 48, 48), 7))
-    _write(tmp_path / "m2", masks[:2])
+    write_pngs(tmp_path / "i", np.full((2, 48, 48), 7))
+    write_pngs(tmp_path / "m2", masks[:2])
     d = data.load_pairs(tmp_path / "i", tmp_path / "m2")
     assert d.images.shape == (2, 48, 48, 1) and d.masks.shape == (2, 48, 48)
     with pytest.raises(FileNotFoundError, match="expected a folder"):

@@ -2,11 +2,11 @@
 numbers, and the tests that need a finished quick run (a damaged store repaired to its numbers, the planner's
 defaults left alone by quick runs, the default output folder's report)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import record
 from matplotlib import image as plt_image
 
 from metastructure import data, metrics, planner
@@ -26,10 +26,6 @@ def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")
     assert cli.main(["all", "--out", str(out)]) == 0
     return out
-
-
-def record(out: Path, name: str) -> dict:
-    return json.loads((out / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("name", runner.NAMES)

@@ -4,14 +4,12 @@ as one line naming the file)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import blobs, write_pngs
 
-from conftest import blobs
 from metastructure import data, planner
 
 
@@ -26,19 +24,13 @@ def tiny():
 
 
 # ------------------------------------------------------------------ the command
-def _write(folder: Path, arrays, scale=1):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, a in enumerate(arrays):
-        Image.fromarray((np.asarray(a) * scale).astype(np.uint8)).save(folder / f"img{i:02d}.png")
-
-
 def _plan(*args, cwd):
     return subprocess.run([sys.executable, "-m", "metastructure", "plan", *map(str, args)], capture_output=True,
                           text=True, check=False, cwd=cwd, timeout=300)
 
 
 def test_plan_command_masks_only(tmp_path, masks):
-    _write(tmp_path / "masks", masks, scale=255)
+    write_pngs(tmp_path / "masks", masks, scale=255)
     proc = _plan(tmp_path / "masks", "--out", tmp_path / "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "sample 0.1" in proc.stdout and "dilate 2" in proc.stdout and "memorised" in proc.stdout
@@ -53,8 +45,8 @@ def test_plan_command_masks_only(tmp_path, masks):
 def test_plan_command_calibrates_on_images(tmp_path, tiny):
     ims = np.asarray(tiny.images[..., 0])
     ims = ((ims - ims.min()) / (ims.max() - ims.min()) * 255)
-    _write(tmp_path / "masks", tiny.masks)
-    _write(tmp_path / "images", ims)
+    write_pngs(tmp_path / "masks", tiny.masks)
+    write_pngs(tmp_path / "images", ims)
     proc = _plan(tmp_path / "masks", "--images", tmp_path / "images", "--steps", "20", "--out", tmp_path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((tmp_path / "plan.json").read_text())
@@ -73,24 +65,24 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
     elif how == "not binary":
         bad = masks.copy()
         bad[2, :3, :3] = 2
-        _write(mdir, bad)
+        write_pngs(mdir, bad)
         want = "masks/img02.png"
     elif how == "no masks for images":
-        _write(mdir, masks[:2])
-        _write(idir, np.zeros((3, 48, 48)))
+        write_pngs(mdir, masks[:2])
+        write_pngs(idir, np.zeros((3, 48, 48)))
         extra, want = ["--images", idir], "images without a mask ['img02']"
     elif how == "too sparse":
         sparse = np.zeros((8, 32, 32), np.uint8)
         sparse[:, 5, 5] = 1
-        _write(mdir, sparse)
-        _write(idir, np.asarray(tiny.images[..., 0]) * 30 + 100)
+        write_pngs(mdir, sparse)
+        write_pngs(idir, np.asarray(tiny.images[..., 0]) * 30 + 100)
         extra, want = ["--images", idir, "--steps", "1"], "too sparse"
     elif how == "out is a file":
-        _write(mdir, masks)
+        write_pngs(mdir, masks)
         (tmp_path / "out").write_text("")
         want = "out"
     elif how == "steps without images":
-        _write(mdir, masks)
+        write_pngs(mdir, masks)
         extra, want = ["--steps", "5"], "needs --images"
     else:
         want = "expected a folder"

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from helpers import blobs
 
-from conftest import blobs
 from metastructure import planner
 from metastructure.planner import plan as plan_module
 

@@ -1,20 +1,15 @@
 """simulations.runner: resume after a killed run, --force, --seeds, cell versioning, two runs on one folder."""
 
-import json
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import record
 
 from simulations import runner
-
-
-def record(out: Path, name: str) -> dict:
-    return json.loads((out / f"{name}.json").read_text())
 
 
 def test_two_runs_on_one_output_folder(tmp_path):
