@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import record
 from matplotlib import image as plt_image
+from scipy.stats import spearmanr
 
 from metastructure import data, metrics, planner
 from simulations import __main__ as cli
@@ -146,11 +147,14 @@ def test_multiclass_and_ntm_information(quick):
     res = record(quick, "ntm_information")["results"]
     pts = {p["name"]: p for p in res["points"]}
     # one point per distinct (data, label type) of the experiments it reads, shared cells counted once
-    want = set()
+    want, cells = set(), {}
+    store = runner.open_store(quick)
     for req in ("rcl_sampling", "rcl_flipping", "pcl"):
         for spec in runner.experiment(req).cells(record(quick, req)["config"]):
             lab = spec["labels"]
-            want.add(f"{spec['data']['name']} {' '.join([lab['kind'], *(f'{v:g}' for v in lab['params'])])}")
+            name = f"{spec['data']['name']} {' '.join([lab['kind'], *(f'{v:g}' for v in lab['params'])])}"
+            want.add(name)
+            cells.setdefault(name, {})[store.key(spec)] = spec
     assert set(pts) == want and len(res["points"]) == len(want)
     # each point's T is what its cells recorded: closed forms for RCL / RL, estimated for PCL
     np.testing.assert_allclose(pts["nuclei sample 0.1"]["transition"], [[1, 0], [0.9, 0.1]])
@@ -159,7 +163,27 @@ def test_multiclass_and_ntm_information(quick):
     assert dil[1, 1] == 1.0 and 0 < dil[0, 1] < 0.5 and pts["er dilate 1"]["det"] == pytest.approx(1 - dil[0, 1])
     assert pts["nuclei random 0.3"]["numerical_rank"] == 1 and pts["nuclei flip 0.5 0.5"]["numerical_rank"] == 1
     assert all(p["numerical_rank"] == 2 for p in res["points"] if p["kind"] in ("sample", "dilate", "erode"))
-    assert all(-1 <= c["spearman"] <= 1 for c in res["spearman"].values())
+    # each point's numbers through another path (catches a wrong determinant, e.g. det Q for det T, a rank with
+    # the wrong tolerance, or a point given another point's Dice): det T by its 2x2 closed form; the numerical
+    # rank from the singular values' ratio, s_min^2 and s_max^2 being the roots of x^2 - |T|_F^2 x + det^2; the
+    # Dice as the mean over the point's stored cells of the oracle Dice in either orientation
+    for name, p in pts.items():
+        t = np.asarray(p["transition"])
+        det = t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]
+        assert p["det"] == pytest.approx(det, abs=1e-12), name
+        fro2 = float(np.sum(t**2))
+        s2 = np.roots([1.0, -fro2, det**2]).real
+        assert p["numerical_rank"] == 1 + int(np.sqrt(max(s2.min(), 0)) > 1e-3 * np.sqrt(s2.max())), name
+        finals = [store.result(s)["final"] for s in cells[name].values()]
+        assert p["dice"] == pytest.approx(np.mean([max(f["oracle"]["dice"], f["oracle_inverted"]["dice"])
+                                                   for f in finals]), abs=1e-12), name
+    # the Spearman correlations, recomputed by scipy from the points' (measure, Dice) pairs (catches a measure
+    # paired with another point's Dice, or one measure's correlation reported under another's name)
+    dice = [p["dice"] for p in res["points"]]
+    assert set(res["spearman"]) == {"det", "abs_det", "numerical_rank", "mutual_information", "dmi"}
+    for m, c in res["spearman"].items():
+        vals = [abs(p["det"]) if m == "abs_det" else p[m] for p in res["points"]]
+        assert c["n"] == len(dice) and c["spearman"] == pytest.approx(spearmanr(vals, dice)[0], abs=1e-9), m
 
 
 def test_feature_maps_and_memorisation(quick):
