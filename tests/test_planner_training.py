@@ -116,14 +116,17 @@ def test_calibrate_refuses_bad_input(tiny, how):
         assert "m0.png" in msg or "m1.png" in msg
 
 
-def test_calibrate_with_flipped_labels_and_list_widths(tiny):
+def test_calibrate_with_flipped_labels_and_list_widths(tiny, monkeypatch):
     """A flip label: the labelled foreground and the memorisation index count foreground pixels only; widths given
     as a list (as JSON has them) still round-trip."""
     recipe = {"widths": [4, 8], "steps": 30, "learning_rate": 5e-3}
+    calls = spy_on_fit(monkeypatch)
     cal = planner.calibrate(jax.random.key(1), tiny.images, tiny.masks, label="flip 0.3 0.1", recipe=recipe,
                             progress=False)
     assert cal.label == "flip 0.3 0.1" and cal.recipe["widths"] == (4, 8) and cal.capacity is not None
-    assert -1 <= cal.memorisation_index <= 1
+    # the index from the sparse network on foreground pixels only (catches a flip's foreground labels on background
+    # pixels counted as drawn); t* of flip f = 0.3, b = 0.1 is (1 + b - f) / 2 = 0.4
+    check_against_its_networks(cal, calls, tiny.images, tiny.masks, t_star=0.4)
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
     with pytest.raises(ValueError, match="empty string"):
         planner.predict(tiny.masks, "", calibration=CAL)
