@@ -293,7 +293,8 @@ def test_planner_validation_record(quick):
     """The planner's quick validation: a calibration, one row per label type scored at the planner's threshold."""
     if runner.unavailable("planner"):
         pytest.skip("needs the packaged real nuclei")
-    res = record(quick, "planner")["results"]
+    rec = record(quick, "planner")
+    res = rec["results"]
     cal = res["calibration"]
     assert cal["source"] == "calibrated" and 1 <= cal["n_eff"] <= 1e6 and 0 < cal["clean_dice"] <= 1
     rows = res["rows"]
@@ -303,11 +304,35 @@ def test_planner_validation_record(quick):
 
     test = data.real_nuclei(tile=res["tile_size"])["test"]
     c = planner.Calibration.from_dict(cal)
-    for r in rows.values():  # the record's predictions are the planner's, for the test masks
-        assert r["predicted"] == pytest.approx(planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c).dice)
-        assert r["within"] == (abs(r["measured"]["mean"] - r["predicted"]) <= 0.05)
+    # the stored cells: the calibration cell, and per label type its seeds' final scores
+    store = runner.open_store(quick)
+    scores: dict[str, list[dict]] = {}
+    for spec in runner.experiment("planner").cells(rec["config"]):
+        if spec["kind"] == "planner":
+            assert planner.Calibration.from_dict(store.result(spec)) == c  # the record's calibration is the cell's
+        else:
+            lab = spec["labels"]
+            scores.setdefault(" ".join([lab["kind"], *(f"{v:g}" for v in lab["params"])]), []).append(
+                store.result(spec)["final"])
+    assert set(scores) == set(rows)
+    within = {}
+    for name, r in rows.items():
+        # predicted: the planner's, for the test masks; measured: the mean over the stored cells of their test
+        # Dice at the planner's threshold (each fixed protocol of the cell at that threshold; catches a row
+        # measured under another protocol, e.g. the oracle threshold, or another label type's cells)
+        predicted = planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c).dice
+        assert r["predicted"] == pytest.approx(predicted)
+        at = [[e["dice"] for k, e in f.items() if k not in ("oracle", "oracle_inverted", "validation")
+               and isinstance(e, dict) and not e.get("invert") and abs(e.get("threshold", -1) - r["threshold"]) < 1e-6]
+              for f in scores[name]]
+        assert all(a and max(a) - min(a) < 1e-12 for a in at), (name, at)
+        measured = float(np.mean([a[0] for a in at]))
+        assert r["measured"]["n"] == len(at), name
+        assert r["measured"]["mean"] == pytest.approx(measured, abs=1e-12), name
+        within[name] = abs(measured - predicted) <= 0.05  # the issue's target, from the two numbers found above
+        assert r["within"] == within[name], name
     assert "product" in rows["dilate 1"] and rows["sample 0.1"]["calibration_type"]
-    assert res["all_within"] == all(r["within"] for r in rows.values() if r["validation"])
+    assert res["all_within"] == all(within[n] for n, r in rows.items() if r["validation"])
 
 
 def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypatch):
