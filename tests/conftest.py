@@ -1,17 +1,11 @@
-"""Shared fixtures: small masks with known geometry; a child process that takes Ctrl-C."""
+"""Shared fixtures (fixtures only; the helpers they use are in helpers.py): small masks with known geometry;
+a child process that takes Ctrl-C."""
 
 import signal
 
 import numpy as np
 import pytest
-import scipy.ndimage as ndi
-
-
-def blobs(shape, *, seed=0, sigma=3.0, level=0.55):
-    """A random binary map of smooth blobs (deterministic by seed)."""
-    rng = np.random.default_rng(seed)
-    x = ndi.gaussian_filter(rng.random(shape), sigma)
-    return x > np.quantile(x, level)
+from helpers import blobs
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import textwrap
 import pytest
 
 import metastructure
+from simulations import registry
 
 MODULES = [f"metastructure.{m}" for m in metastructure.__all__
            if inspect.ismodule(getattr(metastructure, m, None))] + ["theory.curves"]
@@ -258,3 +259,52 @@ def test_importing_theory_loads_nothing_of_metastructure():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+# ------------------------------------------------------------------ one test file per module
+# private helper modules, covered by the tests of the modules that use them (no test file of their own):
+# metastructure._checks (test_inputs.py: every public function's bad input), simulations._cells /
+# _common / _io / _text (test_experiments.py, test_report.py, test_store.py through the experiments and the store)
+PRIVATE_HELPERS = ("metastructure/_checks.py", "simulations/_cells.py", "simulations/_common.py",
+                   "simulations/_io.py", "simulations/_text.py")
+
+
+def expected_test_file(rel: str) -> str | None:
+    """The test file a module's tests live in (None: none of its own). ``rel`` is the module's path from the root:
+    metastructure/X.py -> test_X.py (``__main__``: test_metastructure_cli.py), metastructure/planner/X.py ->
+    test_planner_X.py, theory/X.py -> test_theory_X.py, simulations/X.py -> test_X.py (``__main__``:
+    test_simulations_cli.py). Packages' ``__init__``, private helpers ``_*.py`` and the experiment modules
+    (simulations/NAME.py for NAME in registry.NAMES, each covered by test_experiments.py) have none."""
+    parts = rel.removesuffix(".py").split("/")
+    stem = parts[-1]
+    if stem == "__init__":
+        return None
+    if stem == "__main__":
+        return {"metastructure": "test_metastructure_cli.py", "simulations": "test_simulations_cli.py"}[parts[0]]
+    if stem.startswith("_"):
+        return None
+    if parts[0] == "simulations" and len(parts) == 2 and stem in registry.NAMES:
+        return None
+    if parts[0] == "theory":
+        return f"test_theory_{stem}.py"
+    return f"test_{'_'.join(parts[1:])}.py"
+
+
+def test_every_module_has_its_test_file():
+    """Each module of metastructure (planner parts included), theory and simulations (not the experiments, not
+    the private helpers listed in PRIVATE_HELPERS) has its tests/test_<module>.py; a missing one fails with its
+    name."""
+    modules = sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+    assert "metastructure/planner/training.py" in modules and "simulations/store.py" in modules  # the walk works
+    private = sorted(m for m in modules if m.rsplit("/", 1)[-1].startswith("_") and not m.endswith("__.py"))
+    assert private == sorted(PRIVATE_HELPERS), "list the new private helper and which tests cover it"
+    missing = [f"{m} -> tests/{expected_test_file(m)}" for m in modules
+               if expected_test_file(m) and not (ROOT / "tests" / expected_test_file(m)).exists()]
+    assert not missing, "modules without their test file: " + "; ".join(missing)
+    # the mapping itself, on known answers
+    assert [expected_test_file(m) for m in ("metastructure/noise.py", "metastructure/planner/model.py",
+                                            "theory/curves.py", "simulations/store.py", "simulations/__main__.py",
+                                            "metastructure/__main__.py", "simulations/pcl.py",
+                                            "simulations/_text.py")] == [
+        "test_noise.py", "test_planner_model.py", "test_theory_curves.py", "test_store.py", "test_simulations_cli.py",
+        "test_metastructure_cli.py", None, None]

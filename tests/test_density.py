@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from conftest import blobs
+from helpers import blobs
 
 from metastructure import density, noise, ntm
 

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from helpers import blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import blobs
 from metastructure import noise, ntm
 
 KEY = jax.random.key(0)

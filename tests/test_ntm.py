@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from conftest import blobs
+from helpers import blobs
 
 from metastructure import noise, ntm
 

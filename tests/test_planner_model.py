@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from helpers import blobs
 
-from conftest import blobs
 from metastructure import density, noise, planner
 from metastructure.noise import LabelNoise
 from metastructure.planner import model

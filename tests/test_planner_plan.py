@@ -1,17 +1,13 @@
-"""metastructure.planner.plan: the whole plan (table, text, JSON), and the `plan` command."""
+"""metastructure.planner.plan: the whole plan (table, text, JSON); the `plan` command is in
+test_metastructure_cli.py."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import blobs
 
-from conftest import blobs
-from metastructure import data, planner
+from metastructure import planner
 from metastructure.planner import plan as plan_module
 
 CAL = planner.Calibration(n_eff=300.0, clean_dice=0.9, recipe=dict(planner.DEFAULT_RECIPE), source="test")
@@ -20,13 +16,6 @@ CAL = planner.Calibration(n_eff=300.0, clean_dice=0.9, recipe=dict(planner.DEFAU
 @pytest.fixture(scope="module")
 def masks():
     return np.stack([blobs((48, 48), seed=s, sigma=2.5, level=0.75) for s in range(4)]).astype(np.int32)
-
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return data.nuclei(jax.random.key(3), 8, size=32)
-
 
 
 def test_the_package_reexports_the_plan():
@@ -47,8 +36,6 @@ def test_predictions_fall_with_worse_labels(masks):
     assert [r.family for r in plan.rows][0] == "CL" and plan.rows[-1].family == "RL"
 
 
-
-
 def test_table_memorisation_block(masks):
     cal = planner.Calibration(n_eff=300.0, clean_dice=0.9, recipe=dict(planner.DEFAULT_RECIPE), capacity=500.0)
     plan = planner.table(masks, calibration=cal)
@@ -60,95 +47,3 @@ def test_table_memorisation_block(masks):
     assert "sample 0.1" in text and "inverted" not in text and "memorised" in text
     rec = json.loads(json.dumps(plan.to_dict()))
     assert planner.Calibration.from_dict(rec["calibration"]) == cal and len(rec["rows"]) == len(plan.rows)
-
-
-
-# ------------------------------------------------------------------ the command
-def _write(folder: Path, arrays, scale=1):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, a in enumerate(arrays):
-        Image.fromarray((np.asarray(a) * scale).astype(np.uint8)).save(folder / f"img{i:02d}.png")
-
-
-def _plan(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "metastructure", "plan", *map(str, args)], capture_output=True,
-                          text=True, check=False, cwd=cwd, timeout=300)
-
-
-def test_plan_command_masks_only(tmp_path, masks):
-    _write(tmp_path / "masks", masks, scale=255)
-    proc = _plan(tmp_path / "masks", "--out", tmp_path / "out", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "sample 0.1" in proc.stdout and "dilate 2" in proc.stdout and "memorised" in proc.stdout
-    assert "255 -> 1" in proc.stderr  # the 8-bit masks were read as binary, and the user is told
-    rec = json.loads((tmp_path / "out" / "plan.json").read_text())
-    assert rec["files"] == [f"img{i:02d}.png" for i in range(4)]
-    assert rec["calibration"]["source"] == planner.DEFAULT.source
-    assert rec["masks"]["foreground_pixels"] == masks.sum()
-    assert (tmp_path / "out" / "plan.png").stat().st_size > 20_000
-
-
-def test_plan_command_calibrates_on_images(tmp_path, tiny):
-    ims = np.asarray(tiny.images[..., 0])
-    ims = ((ims - ims.min()) / (ims.max() - ims.min()) * 255)
-    _write(tmp_path / "masks", tiny.masks)
-    _write(tmp_path / "images", ims)
-    proc = _plan(tmp_path / "masks", "--images", tmp_path / "images", "--steps", "20", "--out", tmp_path, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    rec = json.loads((tmp_path / "plan.json").read_text())
-    assert rec["calibration"]["source"] == "calibrated" and rec["calibration"]["recipe"]["steps"] == 20
-    assert "calibration (calibrated)" in proc.stdout
-
-
-@pytest.mark.parametrize("how", ["empty", "not binary", "no masks for images", "too sparse", "missing", "out is a file",
-                                 "steps without images"])
-def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks, tiny):
-    mdir, idir = tmp_path / "masks", tmp_path / "images"
-    extra = []
-    if how == "empty":
-        mdir.mkdir()
-        want = "no PNG or TIFF"
-    elif how == "not binary":
-        bad = masks.copy()
-        bad[2, :3, :3] = 2
-        _write(mdir, bad)
-        want = "masks/img02.png"
-    elif how == "no masks for images":
-        _write(mdir, masks[:2])
-        _write(idir, np.zeros((3, 48, 48)))
-        extra, want = ["--images", idir], "images without a mask ['img02']"
-    elif how == "too sparse":
-        sparse = np.zeros((8, 32, 32), np.uint8)
-        sparse[:, 5, 5] = 1
-        _write(mdir, sparse)
-        _write(idir, np.asarray(tiny.images[..., 0]) * 30 + 100)
-        extra, want = ["--images", idir, "--steps", "1"], "too sparse"
-    elif how == "out is a file":
-        _write(mdir, masks)
-        (tmp_path / "out").write_text("")
-        want = "out"
-    elif how == "steps without images":
-        _write(mdir, masks)
-        extra, want = ["--steps", "5"], "needs --images"
-    else:
-        want = "expected a folder"
-    proc = _plan(mdir, *extra, "--out", tmp_path / "out", cwd=tmp_path)
-    assert proc.returncode == 2 and want in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
-
-
-def test_load_masks_and_load_pairs(tmp_path, masks):
-    _write(tmp_path / "m", masks[:2], scale=255)
-    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "m" / "small.png")  # masks may differ in size
-    with pytest.warns(UserWarning, match="255 -> 1"):
-        names, ms = data.load_masks(tmp_path / "m")
-    assert names == ["img00.png", "img01.png", "small.png"] and ms[2].shape == (20, 30)
-    assert all(m.dtype == np.int32 and set(np.unique(m)) <= {0, 1} for m in ms)
-    np.testing.assert_array_equal(ms[0], masks[0])
-    _write(tmp_path / "i", np.full((2, 48, 48), 7))
-    _write(tmp_path / "m2", masks[:2])
-    d = data.load_pairs(tmp_path / "i", tmp_path / "m2")
-    assert d.images.shape == (2, 48, 48, 1) and d.masks.shape == (2, 48, 48)
-    with pytest.raises(FileNotFoundError, match="expected a folder"):
-        data.load_masks(tmp_path / "nope")
-

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import sympy as sp
+from helpers import blobs
 from scipy.optimize import minimize_scalar
 
-from conftest import blobs
 from metastructure import density, noise, ntm
 from theory import curves
 from theory import derivations as d

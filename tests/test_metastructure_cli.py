@@ -1,0 +1,91 @@
+"""metastructure.__main__: the `python -m metastructure plan` command (masks only, calibrating on images, bad input
+as one line naming the file)."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from helpers import blobs, write_pngs
+
+from metastructure import data, planner
+
+
+@pytest.fixture(scope="module")
+def masks():
+    return np.stack([blobs((48, 48), seed=s, sigma=2.5, level=0.75) for s in range(4)]).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return data.nuclei(jax.random.key(3), 8, size=32)
+
+
+# ------------------------------------------------------------------ the command
+def _plan(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "metastructure", "plan", *map(str, args)], capture_output=True,
+                          text=True, check=False, cwd=cwd, timeout=300)
+
+
+def test_plan_command_masks_only(tmp_path, masks):
+    write_pngs(tmp_path / "masks", masks, scale=255)
+    proc = _plan(tmp_path / "masks", "--out", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sample 0.1" in proc.stdout and "dilate 2" in proc.stdout and "memorised" in proc.stdout
+    assert "255 -> 1" in proc.stderr  # the 8-bit masks were read as binary, and the user is told
+    rec = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert rec["files"] == [f"img{i:02d}.png" for i in range(4)]
+    assert rec["calibration"]["source"] == planner.DEFAULT.source
+    assert rec["masks"]["foreground_pixels"] == masks.sum()
+    assert (tmp_path / "out" / "plan.png").stat().st_size > 20_000
+
+
+def test_plan_command_calibrates_on_images(tmp_path, tiny):
+    ims = np.asarray(tiny.images[..., 0])
+    ims = ((ims - ims.min()) / (ims.max() - ims.min()) * 255)
+    write_pngs(tmp_path / "masks", tiny.masks)
+    write_pngs(tmp_path / "images", ims)
+    proc = _plan(tmp_path / "masks", "--images", tmp_path / "images", "--steps", "20", "--out", tmp_path, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((tmp_path / "plan.json").read_text())
+    assert rec["calibration"]["source"] == "calibrated" and rec["calibration"]["recipe"]["steps"] == 20
+    assert "calibration (calibrated)" in proc.stdout
+
+
+@pytest.mark.parametrize("how", ["empty", "not binary", "no masks for images", "too sparse", "missing", "out is a file",
+                                 "steps without images"])
+def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks, tiny):
+    mdir, idir = tmp_path / "masks", tmp_path / "images"
+    extra = []
+    if how == "empty":
+        mdir.mkdir()
+        want = "no PNG or TIFF"
+    elif how == "not binary":
+        bad = masks.copy()
+        bad[2, :3, :3] = 2
+        write_pngs(mdir, bad)
+        want = "masks/img02.png"
+    elif how == "no masks for images":
+        write_pngs(mdir, masks[:2])
+        write_pngs(idir, np.zeros((3, 48, 48)))
+        extra, want = ["--images", idir], "images without a mask ['img02']"
+    elif how == "too sparse":
+        sparse = np.zeros((8, 32, 32), np.uint8)
+        sparse[:, 5, 5] = 1
+        write_pngs(mdir, sparse)
+        write_pngs(idir, np.asarray(tiny.images[..., 0]) * 30 + 100)
+        extra, want = ["--images", idir, "--steps", "1"], "too sparse"
+    elif how == "out is a file":
+        write_pngs(mdir, masks)
+        (tmp_path / "out").write_text("")
+        want = "out"
+    elif how == "steps without images":
+        write_pngs(mdir, masks)
+        extra, want = ["--steps", "5"], "needs --images"
+    else:
+        want = "expected a folder"
+    proc = _plan(mdir, *extra, "--out", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 2 and want in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
