@@ -19,9 +19,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
-import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -162,7 +160,6 @@ PACKAGES = ("metastructure", "theory", "simulations")
 
 
 def _tracked(*suffixes: str) -> list:
-    import subprocess
 
     try:
         names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -215,50 +212,7 @@ def test_no_private_name_crosses_a_package():
     assert not bad, "make public what others need: " + "; ".join(bad)
 
 
-# ------------------------------------------------------------------ layers: theory <- metastructure <- simulations
-LAYERS = {"theory": ("metastructure", "simulations"), "metastructure": ("simulations",)}
-
-
-def _imports(tree) -> list[tuple[int, str, bool]]:
-    """``(line, top-level module, inside a function)`` of every import statement of a module."""
-    out = []
-
-    def walk(node, in_function):
-        for child in ast.iter_child_nodes(node):
-            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-            if isinstance(child, ast.Import):
-                out.extend((child.lineno, a.name.split(".")[0], in_function) for a in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                out.append((child.lineno, child.module.split(".")[0], in_function))
-            walk(child, inside)
-
-    walk(tree, False)
-    return out
-
-
-def test_layers_import_only_downwards_and_never_from_inside_a_function():
-    """theory imports nothing of metastructure or simulations, metastructure nothing of simulations, anywhere in
-    the code (a function-level import dodging a cycle is still a cycle); metastructure imports theory at module
-    top only."""
-    bad = []
-    for path in _tracked(".py"):
-        rel = path.relative_to(ROOT)
-        if rel.parts[0] not in LAYERS:
-            continue
-        for line, top, in_function in _imports(ast.parse(path.read_text())):
-            if top in LAYERS[rel.parts[0]]:
-                bad.append(f"{rel}:{line} imports {top}")
-            elif rel.parts[0] == "metastructure" and top == "theory" and in_function:
-                bad.append(f"{rel}:{line} imports theory inside a function")
-    assert not bad, "; ".join(bad)
-
-
-def test_importing_theory_loads_nothing_of_metastructure():
-    code = ("import sys, theory, theory.curves, theory.derivations; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('metastructure', 'simulations')))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout.strip() == "[]", proc.stdout
+# layers and import cycles: tests/test_layers.py
 
 
 # ------------------------------------------------------------------ one test file per module

@@ -28,12 +28,18 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, modules: set[str], root: Path = ROOT) -> set[str]:
-    """The project modules ``path`` imports (anywhere in the file), as dotted names present in ``modules``."""
+def imports_of(path: Path, modules: set[str], root: Path = ROOT, *, in_functions: bool = False) -> set[str]:
+    """The project modules ``path`` imports (anywhere in the file; only inside functions with ``in_functions``),
+    as dotted names present in ``modules``."""
     name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = ast.walk(tree)
+    if in_functions:
+        nodes = (n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                 for n in ast.walk(f))
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in nodes:
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -52,10 +58,11 @@ def imports_of(path: Path, modules: set[str], root: Path = ROOT) -> set[str]:
     return found
 
 
-def graph() -> dict[str, set[str]]:
+def graph(*, in_functions: bool = False) -> dict[str, set[str]]:
+    """Each module of the three packages -> the project modules it imports (inside functions only, if asked)."""
     files = [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
     modules = {module_name(p) for p in files}
-    return {module_name(p): imports_of(p, modules) for p in files}
+    return {module_name(p): imports_of(p, modules, in_functions=in_functions) for p in files}
 
 
 def cycles(g: dict[str, set[str]]) -> list[list[str]]:
@@ -99,6 +106,13 @@ def test_no_package_imports_a_layer_above_it():
     assert not back, "imports against the layers (theory < metastructure < simulations):\n" + "\n".join(back)
 
 
+def test_imports_across_packages_sit_at_module_top():
+    """metastructure imports theory, and simulations both, where a reader sees it: at the top of the module."""
+    inner = sorted(f"{m} -> {t}" for m, ts in graph(in_functions=True).items() for t in ts
+                   if t.partition(".")[0] != m.partition(".")[0])
+    assert not inner, "imports of another package inside a function:\n" + "\n".join(inner)
+
+
 def test_no_module_cycle():
     found = cycles(graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
@@ -114,6 +128,8 @@ def test_the_graph_sees_function_level_and_relative_imports(tmp_path):
     mods = {"pkg", "pkg.a", "pkg.b", "pkg.c"}
     assert imports_of(src / "a.py", mods, tmp_path) == {"pkg.b"}
     assert imports_of(src / "b.py", mods, tmp_path) == {"pkg.a", "pkg.c"}  # inside a function too
+    assert imports_of(src / "b.py", mods, tmp_path, in_functions=True) == {"pkg.a", "pkg.c"}
+    assert imports_of(src / "a.py", mods, tmp_path, in_functions=True) == set()
     assert cycles({"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}) == [["pkg.a", "pkg.b"]]
 
 

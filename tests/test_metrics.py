@@ -43,7 +43,7 @@ def test_overlap_metrics_against_numpy():
     assert float(metrics.iou(p, t)) == pytest.approx(tp / (tp + fp + fn))
     assert float(metrics.accuracy(p, t)) == pytest.approx((p == t).mean())
     per = np.asarray(metrics.dice(p, t, per_image=True))
-    want = [2 * (a & b).sum() / (a.sum() + b.sum()) for a, b in zip(p, t)]
+    want = [2 * (a & b).sum() / (a.sum() + b.sum()) for a, b in zip(p, t, strict=True)]
     np.testing.assert_allclose(per, want, rtol=1e-6)
 
 
@@ -245,9 +245,9 @@ def test_linear_cka_invariances_and_hsic_oracle():
     assert metrics.linear_cka(x, 2.5 * x @ q + 7) == pytest.approx(1.0)
     # the HSIC form with Gram matrices K = X X^T and centring H (Gretton et al.): an independent route
     h = np.eye(80) - 1 / 80
-    k, l = x @ x.T, y @ y.T
+    kx, ky = x @ x.T, y @ y.T
     hsic = lambda a, b: np.trace(a @ h @ b @ h)  # noqa: E731
-    ref = hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+    ref = hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
     assert metrics.linear_cka(x, y) == pytest.approx(ref, rel=1e-10)
     assert 0 < metrics.linear_cka(x, y) < 1
     assert metrics.linear_cka(x, rng.normal(size=(80, 5))) < 0.2  # unrelated features
