@@ -40,6 +40,16 @@ def _pm3(st: dict) -> str | None:
     return f"{st['mean']:.3f} +- {st['std']:.3f}" if st["std"] >= 0.0005 else None
 
 
+def test_committed_document_is_the_rendering_of_the_committed_records(monkeypatch):
+    """The whole text: every experiment module's section, rendered from figures/*.json, is what is committed."""
+    monkeypatch.chdir(ROOT)  # the document names its commands relative to where they run: the repository root
+    expected = render(Path("figures"), doc_path=Path("simulations/README.md"))
+    assert DOC.read_text() == expected, (
+        "simulations/README.md is not the rendering of figures/*.json: regenerate it with "
+        "`python -m simulations report --profile full --doc simulations/README.md` (never edit it by hand)")
+    assert "`python -m simulations report --profile full --doc simulations/README.md`" in expected
+
+
 def _rcl_rows(record: dict) -> dict[float, str]:
     """The rcl_sampling table's rows, by ratio, from the record: Dice at t* (validation, oracle) per data set."""
     res, cfg = record["results"], record["config"]
