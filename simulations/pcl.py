@@ -80,9 +80,8 @@ def summarise(config: dict, store) -> dict:
         rows = {}
         for t in _types(config):
             res = [store.result(_spec(config, name, t, s)) for s in range(config["seeds"])]
-            key = "fixed_0.5" if LabelNoise(*t).family == "CL" else "t_star"
             rows[_name(t)] = {"type": list(t),
-                              "t_star": stats([protocol_dice(r["final"], key) for r in res]),
+                              "t_star": stats([protocol_dice(r["final"], "t_star") for r in res]),
                               "oracle": stats([r["final"]["oracle"]["dice"] for r in res]),
                               "auc": stats([r["final"]["auc"]["value"] for r in res]),
                               "label_dice": _label_dice(summary, t, config["skeleton_bandwidth"])}

@@ -117,7 +117,7 @@ def summarise(config: dict, store) -> dict:
         lab = LabelNoise(*t)
         pred = planner.predict(masks, lab, calibration=cal)
         res = [store.result(_train(config, t, s)) for s in range(config["seeds"])]
-        proto = "t_star" if lab.random else "fixed_0.5"  # the cells' t* of a deterministic type is 1/2
+        proto = "t_star"  # each cell is scored at its label type's t* (1/2 for clean, dilated, eroded masks)
         for r in res:  # the cell scored at the planner's threshold: t* = p/2, (1 + b - f)/2, or 1/2
             used = r["final"][proto]["threshold"]
             if abs(used - pred.threshold) > 1e-6:

@@ -47,10 +47,9 @@ def cells(config: dict) -> list[dict]:
 
 def _row(config: dict, store, f: float, b: float) -> dict:
     res = [store.result(_spec(config, f, b, s)) for s in range(config["seeds"])]
-    key = "fixed_0.5" if f == b == 0 else "t_star"
     return {
         "f": f, "b": b,
-        "t_star": stats([protocol_dice(r["final"], key) for r in res]),
+        "t_star": stats([protocol_dice(r["final"], "t_star") for r in res]),
         "oracle": stats([max(r["final"]["oracle"]["dice"], r["final"]["oracle_inverted"]["dice"]) for r in res]),
         "auc": stats([r["final"]["auc"]["value"] for r in res]),
         "mean_fg": stats([r["final"]["mean_fg"]["value"] for r in res]),

@@ -48,9 +48,8 @@ def summarise(config: dict, store) -> dict:
         rows = {}
         for p in config["ratios"]:
             res = [store.result(_spec(config, name, p, s)) for s in range(config["seeds"])]
-            key = "t_star" if p < 1.0 else "fixed_0.5"  # clean labels: t* = 1/2
-            rows[str(p)] = {
-                proto: stats([r["final"][key if proto == "t_star" else proto]["dice"] for r in res])
+            rows[str(p)] = {  # t_star: each cell at its label type's t* (clean labels: 1/2)
+                proto: stats([r["final"][proto]["dice"] for r in res])
                 for proto in PROTOCOLS
             }
             rows[str(p)]["auc"] = stats([r["final"]["auc"]["value"] for r in res])

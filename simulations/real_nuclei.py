@@ -66,8 +66,7 @@ def summarise(config: dict, store) -> dict:
         res = [store.result(_spec(config, t, s)) for s in range(config["seeds"])]
         row = {}
         for proto in PROTOCOLS:
-            key = "fixed_0.5" if proto == "t_star" and not _label(t).random else proto  # deterministic: t* = 1/2
-            row[proto] = stats([protocol_dice(r["final"], key) for r in res])
+            row[proto] = stats([protocol_dice(r["final"], proto) for r in res])  # t_star: 1/2 for clean, dilate
         row["auc"] = stats([r["final"]["auc"]["value"] for r in res])
         row["mean_fg"] = stats([r["final"]["mean_fg"]["value"] for r in res])
         out["types"][_name(t)] = row
