@@ -17,10 +17,11 @@ fitted (one number) and reported beside the network's parameter count.
 
 The fitted k of the full profile (no augmentation) is the planner's
 ``NO_AUGMENT_CAPACITY``: run at the full profile (as the profile defines it,
-no overrides), the runner calls :func:`publish`, which writes it to the
-package's ``metastructure/planner/calibration.json``
-(``planner.write_constants``). Quick runs, and full runs with other settings,
-write nothing there.
+no overrides) into the published ``figures/``, the runner calls
+:func:`publish`, which writes it to the package's
+``metastructure/planner/calibration.json`` (``planner.write_constants``).
+Quick runs, and runs with other settings or into other folders, write
+nothing there.
 """
 
 from __future__ import annotations

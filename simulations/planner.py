@@ -14,10 +14,12 @@ structured errors the plain product ``clean_dice * Dice(T(M), M)`` is
 reported beside the planner's prediction.
 
 The calibration is the planner's default: run at the full profile (as the
-profile defines it, no overrides), the runner calls :func:`publish`, which
+profile defines it, no overrides) into the published ``figures/``, the
+runner calls :func:`publish`, which
 writes it to the package's ``metastructure/planner/calibration.json``
 (``planner.write_constants``), where ``planner.DEFAULT`` is read from at
-import. Quick runs, and full runs with other settings, write nothing there.
+import. Quick runs, and runs with other settings or into other folders, write
+nothing there.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ is one module ``simulations/NAME.py`` and one line here (see
 * optionally ``publish(results)``: what its measurement changes outside the
   output folder (the planner's measured defaults, read by the library from a
   JSON inside the package); the runner calls it after writing the record, only
-  at the full profile with the profile's own configuration
-  (:func:`simulations.runner.publishes`).
+  at the full profile with the profile's own configuration, into the published
+  ``figures/`` (:func:`simulations.runner.publishes`).
 
 The registry, not the experiment, puts the version of the code that computes a
 cell into its spec (:func:`versioned`, which the runner's store applies), so

@@ -6,8 +6,8 @@ are importable from here too). The runner, not the experiment, puts the version
 of the code that computes a cell into its spec (:func:`versioned`), so changing
 that code and bumping its ``VERSION`` makes every stored cell of that kind
 stale, never silently reused.
-After writing a record at the full profile with the profile's own configuration
-(:func:`publishes`), the runner calls the experiment's optional ``publish(results)``:
+After writing a record of the published figures (:data:`PUBLISHED`) at the full profile with the
+profile's own configuration (:func:`publishes`), the runner calls the experiment's optional ``publish(results)``:
 what the measurement changes outside the output folder (the planner's measured defaults).
 
 :func:`run_experiment` computes the missing cells (a tqdm bar on a terminal),
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ._io import check_writable, draw_png, load, save
@@ -69,11 +70,17 @@ def _order(names: list[str]) -> list[str]:
     return out
 
 
-def publishes(name: str, profile: str, config: dict) -> bool:
-    """Whether a run of ``name`` with ``config`` publishes its results (the experiment's ``publish``): only
-    at the full profile with exactly that profile's configuration."""
+PUBLISHED = Path(__file__).resolve().parents[1] / "figures"
+"""The folder of the published records (the repository's ``figures/``), whose runs the package's measured
+defaults come from."""
+
+
+def publishes(name: str, profile: str, config: dict, out: str | Path) -> bool:
+    """Whether a run of ``name`` with ``config`` into ``out`` publishes its results (the experiment's
+    ``publish``): only at the full profile, with exactly that profile's configuration, written to
+    :data:`PUBLISHED` (a run into another folder, a scratch copy, leaves the package's defaults alone)."""
     return (hasattr(experiment(name), "publish") and profile == "full"
-            and config == config_of(name, "full"))
+            and config == config_of(name, "full") and Path(out).resolve() == PUBLISHED)
 
 
 def _write(name: str, out: Path, profile: str, config: dict, specs: list[dict], store: Store,
@@ -85,8 +92,12 @@ def _write(name: str, out: Path, profile: str, config: dict, specs: list[dict], 
     record = {"experiment": name, "profile": profile, "config": config,
               "cells": [store.key(s) for s in specs], "results": summary, "seconds": seconds}
     saved = save(out, name, record, lambda path: mod.plot(record, path, store))
-    if publishes(name, profile, config):
-        mod.publish(summary)
+    if publishes(name, profile, config, out):
+        try:
+            mod.publish(summary)
+        except OSError as e:  # a read-only install: the record stands, the defaults stay as they were
+            warnings.warn(f"{name}: could not write the package's measured defaults ({e})", RuntimeWarning,
+                          stacklevel=2)
     return saved
 
 

@@ -342,11 +342,13 @@ def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypat
     """Every quick run above left the package's measured defaults alone; the runner publishes (the experiment's
     ``publish``, after writing its record) only at the full profile with that profile's own configuration."""
     assert (planner.CONSTANTS_FILE.stat().st_mtime_ns, planner.CONSTANTS_FILE.read_bytes()) == CONSTANTS_BEFORE
+    figures = runner.PUBLISHED
     for name in ("planner", "memorisation"):
-        assert runner.publishes(name, "full", runner.config_of(name, "full"))
-        assert not runner.publishes(name, "quick", runner.config_of(name, "quick"))
-        assert not runner.publishes(name, "full", runner.config_of(name, "full", seeds=1))
-    assert not runner.publishes("pcl", "full", runner.config_of("pcl", "full"))  # no publish: nothing to write
+        assert runner.publishes(name, "full", runner.config_of(name, "full"), figures)
+        assert not runner.publishes(name, "full", runner.config_of(name, "full"), tmp_path)  # a scratch folder
+        assert not runner.publishes(name, "quick", runner.config_of(name, "quick"), figures)
+        assert not runner.publishes(name, "full", runner.config_of(name, "full", seeds=1), figures)
+    assert not runner.publishes("pcl", "full", runner.config_of("pcl", "full"), figures)  # nothing to write
     from simulations import theory_curves
 
     calls = []
@@ -354,9 +356,17 @@ def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypat
     small = {"draws": 2, "widths": [6]}
     runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
     assert calls == []  # quick: not published
-    monkeypatch.setattr(runner, "publishes", lambda name, profile, config: True)
+    monkeypatch.setattr(runner, "publishes", lambda name, profile, config, out: True)
     rec = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
     assert len(calls) == 1 and calls[0] == rec["results"]
+
+    def read_only(results):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(theory_curves, "publish", read_only, raising=False)
+    with pytest.warns(RuntimeWarning, match="could not write the package's measured defaults"):
+        again = runner.run_experiment("theory_curves", tmp_path, progress=False, config=small)
+    assert again["results"] == rec["results"]  # the record stands
 
 
 def test_a_damaged_store_is_repaired_to_an_untouched_runs_numbers(quick, tmp_path):
