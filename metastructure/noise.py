@@ -506,7 +506,18 @@ def _number(token: str) -> int | float:
         return float(token)
 
 
-class _Rate:
+class _Param:
+    """A kind of parameter: whether it is a pytree leaf, how a name's token reads, its canonical value, its check."""
+
+    leaf = False
+    parse = staticmethod(_number)
+
+    @staticmethod
+    def canonical(value: Any) -> Any:
+        return value
+
+
+class _Rate(_Param):
     """A rate in [0, 1]: a pytree leaf (traced under ``jit``, batched under ``vmap``)."""
 
     leaf = True
@@ -517,11 +528,8 @@ class _Rate:
         _checks.check_unit_interval(f"{name} (a {kind} rate)", value, scalar=True)
 
 
-class _Radius:
+class _Radius(_Param):
     """A static non-negative radius (it fixes the structuring element)."""
-
-    leaf = False
-    parse = staticmethod(_number)
 
     @staticmethod
     def check(kind: str, name: str, value: Any) -> None:
@@ -538,11 +546,13 @@ class _IntRadius(_Radius):
             raise ValueError(f"{name} of {kind} must be an integer, got {value!r}")
 
 
-class _Steps:
+class _Steps(_Param):
     """A static count of steps, an int >= 0."""
 
-    leaf = False
-    parse = staticmethod(_number)
+    @staticmethod
+    def canonical(value: Any) -> Any:
+        """An integral float (stored specs hold every parameter as a float: 2.0) as the int it is."""
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
     @staticmethod
     def check(kind: str, name: str, value: Any) -> None:
@@ -633,9 +643,10 @@ class LabelNoise(metaclass=_ByKind):
 
     def _set(self, *values: Any, num_classes: int | None = None) -> None:
         """Check and store the parameters (in ``_PARAMS`` order) and ``num_classes``."""
+        values = tuple(ptype.canonical(v) for (_, ptype), v in zip(self._PARAMS, values, strict=True))
         for (pname, ptype), v in zip(self._PARAMS, values, strict=True):
             ptype.check(self.kind, pname, v)
-        self.params = tuple(values)
+        self.params = values
         self.num_classes = num_classes
 
     @classmethod

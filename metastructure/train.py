@@ -245,7 +245,7 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     1. **batch**: with ``batch_size``, that many distinct indices drawn uniformly from ``images``' N
        (``jax.random.choice`` without replacement); with ``batch_size=None``, the caller's ``idx``. The key
        splits into the batch's, the targets' and the augmentation's keys (``jax.random.split(key, 3)``), or,
-       with ``idx`` given, the targets' and the augmentation's (``split(key, 2)``).
+       with ``batch_size=None``, the targets' and the augmentation's (``split(key, 2)``).
     2. **targets**: ``labels[idx]``, or ``targets(key, labels[idx], aux)`` where given: labels made at load
        (a fresh noise draw, EMS); ``aux`` is any pytree of arrays the call passes through (a
        :class:`~metastructure.noise.LabelNoise`'s rates, a flag), traced, so new values do not recompile.

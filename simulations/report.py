@@ -165,6 +165,3 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
                        "each cell once, with the numbers an in-process run gives on one core "
                        "(`simulations.cluster`; the README says how they differ from a run on more cores)."))
     return blocks
-
-
-# ------------------------------------------------------------------ sections

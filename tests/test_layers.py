@@ -28,9 +28,11 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, modules: set[str], root: Path = ROOT, *, in_functions: bool = False) -> set[str]:
+def imports_of(path: Path, modules: set[str], root: Path = ROOT, *, in_functions: bool = False,
+               ancestors: bool = False) -> set[str]:
     """The project modules ``path`` imports (anywhere in the file; only inside functions with ``in_functions``),
-    as dotted names present in ``modules``."""
+    as dotted names present in ``modules``; with ``ancestors``, only the packages that contain ``path`` itself
+    (``from metastructure import x`` in a module of metastructure: x from the package's ``__init__``)."""
     name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -53,7 +55,7 @@ def imports_of(path: Path, modules: set[str], root: Path = ROOT, *, in_functions
         for t in targets:
             while t and t not in modules:  # ``from pkg import name``: name may be a module or an attribute
                 t = t.rpartition(".")[0]
-            if t and t != name and not name.startswith(t + "."):  # a module's own packages run first anyway
+            if t and t != name and name.startswith(t + ".") == ancestors:
                 found.add(t)
     return found
 
@@ -113,6 +115,16 @@ def test_imports_across_packages_sit_at_module_top():
     assert not inner, "imports of another package inside a function:\n" + "\n".join(inner)
 
 
+def test_no_module_imports_from_its_own_package_init():
+    """A package's ``__init__`` imports its modules, so a module that takes a name from it (``from metastructure
+    import configure_cpu`` inside metastructure) closes a cycle that the module graph cannot show: import the
+    defining module instead."""
+    files = [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
+    modules = {module_name(p) for p in files}
+    found = sorted(f"{module_name(p)} -> {t}" for p in files for t in imports_of(p, modules, ancestors=True))
+    assert not found, "imports from the module's own package __init__:\n" + "\n".join(found)
+
+
 def test_no_module_cycle():
     found = cycles(graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
@@ -130,6 +142,9 @@ def test_the_graph_sees_function_level_and_relative_imports(tmp_path):
     assert imports_of(src / "b.py", mods, tmp_path) == {"pkg.a", "pkg.c"}  # inside a function too
     assert imports_of(src / "b.py", mods, tmp_path, in_functions=True) == {"pkg.a", "pkg.c"}
     assert imports_of(src / "a.py", mods, tmp_path, in_functions=True) == set()
+    (src / "c.py").write_text("from pkg import d\n")  # d: a name of pkg/__init__, not a module
+    assert imports_of(src / "c.py", mods, tmp_path) == set()
+    assert imports_of(src / "c.py", mods, tmp_path, ancestors=True) == {"pkg"}
     assert cycles({"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}) == [["pkg.a", "pkg.b"]]
 
 

@@ -596,3 +596,14 @@ def test_the_pytree_compiles_once_per_label_type_and_vmaps_over_rates():
     ys = jax.vmap(lambda kk: noise.Sample(0.5)(kk, m[0]))(keys)
     for kk, y in zip(keys, ys, strict=True):
         np.testing.assert_array_equal(y, noise.sample(kk, m[0], 0.5))
+
+
+def test_a_stored_spec_float_step_count_is_the_int_it_is():
+    """Simulation specs store every parameter as a float: ``boundary_noise 2.0`` is ``boundary_noise 2`` (same
+    draw, same name, equal), and a non-integral count is still refused."""
+    m = blobs((24, 24), seed=2)
+    a, b = noise.LabelNoise("boundary_noise", 2.0, 0.5, 0.0), noise.LabelNoise("boundary_noise", 2, 0.5, 0.0)
+    assert a == b and a.params[0] == 2 and isinstance(a.params[0], int) and a.name == "boundary_noise 2 0.5 0"
+    np.testing.assert_array_equal(a(jax.random.key(0), m), b(jax.random.key(0), m))
+    with pytest.raises(TypeError, match="steps must be an int"):
+        noise.LabelNoise("boundary_noise", 2.5, 0.5, 0.0)

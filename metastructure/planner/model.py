@@ -168,7 +168,7 @@ class Masks:
         if not isinstance(lab, (noise.Dilate, noise.Erode, noise.Skeleton)):
             raise ValueError(f"label must be clean, dilate, erode or skeleton (structured errors), got {lab.name!r}")
         skeleton = isinstance(lab, noise.Skeleton)
-        key = (lab.name, float(bandwidth)) if skeleton else (lab.name, None)
+        key = (lab, float(bandwidth) if skeleton else None)  # label types hash by value
         if key not in self._label_dice:
             if skeleton:
                 learned = [density.fraction_field(sk, bandwidth) for sk in self.skeletons]
