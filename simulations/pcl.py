@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from metastructure import planner
-from metastructure.noise import LabelNoise
+from metastructure.noise import Dilate, LabelNoise
 
 from . import _cells, registry
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
@@ -172,11 +172,13 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         + listing([DATA.get(d, d) for d in ds]) + f" images (radii r = {listing([str(r) for r in cfg['radii']])} "
         "px):"), table(header, rows)]
 
+    label = {n: LabelNoise(*res[ds[0]][n]["type"]) for n in rows_names}
+
     def fam(n: str) -> str:
-        return LabelNoise(*res[ds[0]][n]["type"]).family
+        return label[n].family
 
     txt = ""
-    dil = [(d, n) for d in ds for n in rows_names if n.startswith("PCL dilate")]
+    dil = [(d, n) for d in ds for n in rows_names if isinstance(label[n], Dilate)]
     if dil:
         diff = [mean(res[d][n]["t_star"]) - res[d][n]["predicted"] for d, n in dil]
         sds = [res[d][n]["t_star"]["std"] for d, n in dil]
@@ -188,7 +190,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         txt += ("; the learned boundary lies slightly inside the dilated one (a network's output follows the "
                 "image's edges a little)." if sign == "beat" else ".")
     other = [(d, n) for d in ds for n in rows_names
-             if fam(n) == "PCL" and not n.startswith("PCL dilate") and mean(res[d][n]["t_star"]) is not None]
+             if fam(n) == "PCL" and not isinstance(label[n], Dilate) and mean(res[d][n]["t_star"]) is not None]
     if other:
         diff = [abs(mean(res[d][n]["t_star"]) - res[d][n]["predicted"]) for d, n in other]
         txt += (f" For erosion and the skeleton, measured and predicted differ by at most {num(max(diff))}.")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from metastructure import data
-from metastructure.noise import LabelNoise
+from metastructure.noise import LabelNoise, Sample
 
 from . import _cells
 from ._common import base, dataset, protocol_dice, pyplot, save_figure, spec, stats
@@ -120,8 +120,8 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
                  + f" (the lowest RCL lies {num(abs(margin))} {'above' if margin > 0 else 'below'} the PCL, "
                    + ("a margin within the seeds' spread: sd up to " if abs(margin) < sd else "with sd up to ")
                  + f"{num(sd)}).")
-    fixed = next((n for n in types if n.startswith("sample") and "fixed" in n), None)
-    fresh = next((n for n in types if n.startswith("sample") and "fresh" in n), None)
+    sampled = {t[2]: _name(t) for t in record["config"]["types"] if isinstance(_label(t), Sample)}
+    fixed, fresh = sampled.get("fixed"), sampled.get("fresh")
     if fixed and fresh:
         a, b = mean(types[fixed]["t_star"]), mean(types[fresh]["t_star"])
         text += (f" Fresh draws {'beat' if b > a else 'do not beat'} one fixed draw of the same sampling "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from statistics import NormalDist
 
 import jax
 import numpy as np
@@ -265,7 +264,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
     else:
         a += f". At p = {p_last} prediction minus measurement is {span(last.values())} over the widths"
     t = samp[thin]
-    crit = 2 * NormalDist().inv_cdf(0.75) * h  # theory.curves.critical_width
+    crit = float(curves.critical_width(h))
     if float(thin) < crit and t["mc_mean"][0] < 0.01:
         best = max(range(1, len(t["ratio"])), key=lambda i: t["mc_mean"][i])
         a += (f". The {thin}-px stripe vanishes from the clean field (w < {num(crit / h)} h = {num(crit, 2)} px, "
