@@ -165,8 +165,14 @@ def augment_dihedral(key: jax.Array, images: jax.Array, labels: jax.Array) -> tu
     """Each sample gets one of the 8 flips/rotations (images NHWC, labels NHW[...]): :func:`dihedral`
     with ``t`` drawn uniformly per sample, the same for a sample's image and labels (non-square images:
     one of the 4 transforms that keep their shape, uniformly)."""
-    ks = jax.random.randint(key, (images.shape[0],), 0, 8)
+    ks = _dihedral_draw(key, images.shape[0])
     return dihedral(ks, images), dihedral(ks, labels)
+
+
+def _dihedral_draw(key: jax.Array, n: int) -> jax.Array:
+    """Each of ``n`` samples' transform index t, uniform in 0..7 (what :func:`augment_dihedral` and
+    :func:`make_step` apply, and ``make_step`` undoes for its in-step selection)."""
+    return jax.random.randint(key, (n,), 0, 8)
 
 
 # ------------------------------------------------------------------------ fit
@@ -289,7 +295,7 @@ def _build_step(model, optimizer, loss, batch_size, targets, augment, select):
         if targets is not None:
             yb = targets(k_targets, yb, aux)
         if augment:
-            t = jax.random.randint(k_augment, (xb.shape[0],), 0, 8)
+            t = _dihedral_draw(k_augment, xb.shape[0])
             xb, yb = dihedral(t, xb), dihedral(t, yb)
         new, value, logits = _gradient_step(state, xb, yb, model, optimizer, loss)
         if select is not None:
