@@ -82,7 +82,11 @@ def _work(args: argparse.Namespace):
     """Read the masks (and images), calibrate when there are images: ``(names, Masks, calibration or None)``."""
     from . import data, planner
 
-    names, masks = data.load_masks(args.masks)
+    try:
+        names, masks = data.load_masks(args.masks)
+    except data.NotBinaryMaskError as e:  # its advice (binary=False) is the library's; here, what the user can do
+        raise ValueError(f"{e.path}: {e.summary()} (an instance or class map? the plan is for binary masks: save "
+                         "each mask binarised, every label > 0 as 1, and run the command again)") from None
     paths = [str(args.masks / n) for n in names]
     summary = planner.Masks(masks, names=paths)
     if args.images is None:

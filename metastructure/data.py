@@ -43,6 +43,7 @@ from .density import smooth
 
 __all__ = [
     "Dataset",
+    "NotBinaryMaskError",
     "as_images",
     "er",
     "er_uneven",
@@ -84,7 +85,11 @@ def as_images(images: Any, *, name: str = "images", strict: bool = True, zscore:
     With ``zscore`` each image becomes (x - mean) / (sd + 1e-6), mean and
     standard deviation over its (H, W, C), computed in the input's precision
     (float64 for bool or integer input) before the cast to ``dtype`` (what
-    every generator of this module and :func:`load_pairs` return).
+    every generator of this module and :func:`load_pairs` return). Values too
+    large for that precision's squares (beyond about 1e13 in float32, any
+    float16) are computed in float64, and images beyond about 1e148 scaled
+    by a power of two first (the 1e-6 with them), so that huge finite values
+    keep their contrast: the result is the z-score of the exact values.
     :func:`metastructure.train.fit`, :func:`metastructure.unsupervised.igtt`
     (strict) and the thresholds of :mod:`metastructure.thresholds` (not strict,
     float64) read their images through it.
@@ -107,9 +112,27 @@ def as_images(images: Any, *, name: str = "images", strict: bool = True, zscore:
         x = x[None]
     if zscore:
         axes = tuple(range(1, x.ndim))
-        x = (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-6)
+        if x.dtype.kind == "f" and np.max(np.abs(x)) > _safe_peak(x.dtype):
+            x = _zscore_wide(x, axes)
+        else:  # the arithmetic of every generator, unchanged
+            x = (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-6)
     x = x.astype(dtype, copy=False)
     return x if x.ndim == 4 else x[..., None]
+
+
+def _safe_peak(dtype: Any) -> float:
+    """The largest |value| whose squares, summed over 2^40 pixels, stay finite in ``dtype``."""
+    return float(np.sqrt(np.finfo(dtype).max)) / 2.0**20
+
+
+def _zscore_wide(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The z-score of each image of ``x`` in float64, images beyond float64's safe peak first scaled by an exact
+    power of two (so is the 1e-6): the value (x - mean) / (sd + 1e-6) of the exact numbers, without overflow."""
+    x = x.astype(np.float64)
+    peak = np.max(np.abs(x), axis=axes, keepdims=True)
+    exponent = np.where(peak > _safe_peak(np.float64), np.frexp(peak)[1], 0)
+    x = np.ldexp(x, -exponent)
+    return (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + np.ldexp(1e-6, -exponent))
 
 
 def microscope(
@@ -426,12 +449,23 @@ _OTHER_IMAGES = (".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jp2", ".j2k")
 
 
 def _listing(folder: Path) -> dict[str, Path]:
-    """Readable files of ``folder`` by stem; hidden files (``.name``, e.g. macOS ``._a.png``) are skipped."""
+    """Readable files of ``folder`` by stem; hidden files (``.name``, e.g. macOS ``._a.png``) are skipped.
+
+    An entry named like an image that is not a readable file (a folder ``a.tif``, a broken link) is an error
+    naming it: skipped, it would leave its pair unmatched, or a mask silently out."""
     files: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
-        if f.name.startswith(".") or not f.is_file():
+        if f.name.startswith("."):
             continue
         ext = f.suffix.lower()
+        if not f.is_file():
+            if ext not in _READABLE + _OTHER_IMAGES:
+                continue
+            if f.is_symlink() and not f.exists():
+                raise ValueError(f"{f}: a broken symbolic link (its target {os.readlink(f)} does not exist); "
+                                 "remove it or point it at an image file")
+            what = "a folder" if f.is_dir() else "not a regular file"
+            raise ValueError(f"{f}: {what}, not an image file; rename or move it out of {folder}")
         if ext in _OTHER_IMAGES:
             raise ValueError(f"{f}: unsupported format {ext} (load_folder reads PNG or TIFF; convert the file, "
                              "and prefer lossless formats for masks)")
@@ -443,18 +477,78 @@ def _listing(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _read_tiff(p: Path) -> tuple[np.ndarray, str, int]:
+    """The first image (series) of a TIFF file, its axes as tifffile names them, and the number of series."""
+    with _tifffile().TiffFile(p) as tif:
+        series = tif.series
+        if not series:
+            raise ValueError("no image in the file")
+        return series[0].asarray(), series[0].axes, len(series)
+
+
+def _planes(p: Path, arr: np.ndarray, axes: str, count: int) -> np.ndarray:
+    """A TIFF series as one 2-D image, (H, W) or (H, W, C), read from the file's own axes: Y and X, channels as
+    samples (S) or as ImageJ / OME channel pages (C); any other axis longer than 1 (Z, T, or tifffile's
+    unnamed Q of a plain multi-page file) makes a stack, which the loaders refuse."""
+    if count > 1:
+        raise ValueError(f"{p}: the file holds {count} images (TIFF series); the loaders read one 2-D image per file")
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"{p}: not a 2-D image (TIFF axes {axes}, shape {arr.shape})")
+    stack = {a: n for a, n in zip(axes, arr.shape, strict=True) if a not in "YXSC" and n > 1}
+    if stack:
+        raise ValueError(f"{p}: a stack of {int(np.prod(list(stack.values())))} planes "
+                         f"({', '.join(f'{a}={n}' for a, n in stack.items())}; TIFF axes {axes}, shape {arr.shape}): "
+                         "the loaders read 2-D images, (H, W) or (H, W, C) with the channels as TIFF samples or as "
+                         "ImageJ / OME channels; save one plane per file"
+                         + (" (a multi-channel image written as pages? tifffile.imwrite(path, image, "
+                            "photometric='minisblack', planarconfig='contig') keeps (H, W, C) one page)"
+                            if "Q" in stack else ""))
+    keep = [i for i, a in enumerate(axes) if a in "YXSC"]
+    arr = arr.reshape([arr.shape[i] for i in keep])  # drops the axes of length 1
+    kept = "".join(axes[i] for i in keep)
+    order = [kept.index("Y"), kept.index("X")] + [i for i, a in enumerate(kept) if a in "SC"]
+    arr = np.transpose(arr, order)
+    return arr if arr.ndim <= 3 else arr.reshape(arr.shape[0], arr.shape[1], -1)
+
+
 def _read_image_file(p: Path) -> np.ndarray:
+    """The array of one PNG or TIFF file: (H, W) or (H, W, C); a stack or an animation is refused naming ``p``."""
     try:
         if p.suffix.lower() == ".png":
             from PIL import Image  # pillow comes with matplotlib
 
             with Image.open(p) as im:
-                return np.asarray(im)
-        return _tifffile().imread(p)
+                frames = getattr(im, "n_frames", 1)
+                arr = np.asarray(im)
+        else:
+            arr, axes, count = _read_tiff(p)
     except ImportError:
         raise
     except Exception as e:  # PIL / tifffile errors name neither the file nor the problem in our terms
         raise ValueError(f"{p}: cannot read it as {p.suffix.lower()[1:].upper()} ({type(e).__name__}: {e})") from e
+    if p.suffix.lower() != ".png":
+        return _planes(p, arr, axes, count)
+    if frames > 1:
+        raise ValueError(f"{p}: an animated PNG of {frames} frames: the loaders read one 2-D image per file")
+    return arr
+
+
+class NotBinaryMaskError(ValueError):
+    """A mask file read with ``binary=True`` that holds more than two values, or a negative one (an instance or
+    class map?): ``path`` names the file, ``values`` its distinct values (sorted), ``count`` how many. A
+    ``ValueError``; callers that cannot pass ``binary=False`` (a command line) catch it to give their own advice."""
+
+    def __init__(self, path: str | os.PathLike, values: Any):
+        self.path = Path(path)
+        self.values = np.unique(np.asarray(values)).tolist()
+        self.count = len(self.values)
+        super().__init__(f"{self.path}: {self.summary()} (an instance or class map? pass binary=False to keep the "
+                         "classes, or save the mask binarised: every label > 0 as 1)")
+
+    def summary(self) -> str:
+        """What is wrong, without the advice: the values found."""
+        shown = ", ".join(f"{v:g}" for v in self.values[:6]) + (", ..." if self.count > 6 else "")
+        return f"a binary mask holds 0 and one other value, found {self.count} values [{shown}]"
 
 
 def _read_mask(path: Path, m: np.ndarray, binary: bool, rescaled: list[str]) -> np.ndarray:
@@ -473,9 +567,7 @@ def _read_mask(path: Path, m: np.ndarray, binary: bool, rescaled: list[str]) -> 
     if binary:
         other = values[values != 0]
         if other.size > 1 or np.any(other < 0):
-            raise ValueError(f"{path}: a binary mask holds 0 and one other value, found {other.size + 1} "
-                             f"values {values[:6].tolist()}{'...' if values.size > 6 else ''} (an instance "
-                             "or class map? pass binary=False to keep the classes, or binarise with > 0)")
+            raise NotBinaryMaskError(path, values)
         if other.size and other[0] != 1:
             rescaled.append(f"{path.name} ({other[0]:g} -> 1)")
         return (m != 0).astype(np.int32)
@@ -511,9 +603,11 @@ def load_masks(path: str | os.PathLike, *, binary: bool = True) -> tuple[list[st
 
     Raises:
         FileNotFoundError: ``path`` is not a folder.
-        ValueError: no PNG or TIFF file in it, or a file that is not a mask (the
-            message names the file: unreadable, lossy format, not 2-D, empty,
-            non-integer, NaN, more than two values with ``binary=True``).
+        ValueError: no PNG or TIFF file in it, an entry named like one that is
+            not a file (a folder, a broken link), or a file that is not a mask
+            (the message names the file: unreadable, lossy format, a stack or
+            not 2-D, empty, non-integer, NaN; more than two values with
+            ``binary=True``: :class:`NotBinaryMaskError`).
     """
     files = _folder(path, "mask files")
     rescaled: list[str] = []
@@ -527,6 +621,10 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: b
 
     The conventions and errors of :func:`load_folder` (which calls this with
     ``path/images`` and ``path/masks``).
+
+    Raises:
+        FileNotFoundError: ``images`` or ``masks`` is not a folder.
+        ValueError: as :func:`load_folder` (every message names its file).
     """
     di, dm = Path(images), Path(masks)
     for d in (di, dm):
@@ -548,7 +646,6 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: b
         if im.dtype.kind not in "biuf" or m.dtype.kind not in "biuf":
             raise ValueError(f"{fi[name]} and {fm[name].name}: image and mask must be real-valued, "
                              f"got dtypes {im.dtype} and {m.dtype}")
-        im = im.astype(np.float32)
         if im.shape[:2] != m.shape[:2]:
             raise ValueError(f"{name}: image shape {im.shape} and mask shape {m.shape} differ")
         if im.ndim not in (2, 3) or im.size == 0:
@@ -569,9 +666,16 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
     """A user's image/mask pairs: ``path/images/NAME.ext`` with ``path/masks/NAME.ext``.
 
     PNG or TIFF, matched by file stem (hidden files such as macOS's ``._a.png``
-    are skipped). Images become float32 (N, H, W, C) z-scored per image; all
-    pairs must share one size (:func:`load_pairs` takes two folders anywhere,
-    :func:`load_masks` masks alone).
+    are skipped). Images become float32 (N, H, W, C) z-scored per image (in
+    float64, scaled first where huge: :func:`as_images`, so any finite values
+    keep their contrast); all pairs must share one size (:func:`load_pairs`
+    takes two folders anywhere, :func:`load_masks` masks alone).
+
+    One 2-D image per file, as the file's own metadata says: a TIFF's axes
+    (tifffile's series) must be Y and X, with channels as samples (RGB,
+    ``planarconfig``) or as ImageJ / OME channel pages, which become C; any
+    other axis longer than 1 (Z, T, or the pages of a plain multi-page file)
+    is a stack, refused whatever its length. An animated PNG is refused too.
 
     Masks, ``binary=True`` (the default): each mask must hold at most two
     values, 0 and one other (1, or 255 / 65535 for ordinary 8- / 16-bit mask
@@ -582,11 +686,14 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
     Raises:
         FileNotFoundError: missing folders.
         ValueError: every problem names its file: unsupported formats (JPEG
-            and other lossy or non-PNG/TIFF images), two files with one stem, a
-            file that cannot be read, unmatched names, size mismatches, NaN or
-            infinite image values, non-integer masks, masks that are not binary
-            (with ``binary=True``: more than two values, e.g. instance labels)
-            or hold values outside int32 / below -1.
+            and other lossy or non-PNG/TIFF images), two files with one stem,
+            an entry named like an image that is a folder or a broken link, a
+            file that cannot be read, a stack (several TIFF pages along Z, T
+            or unnamed, several series, an animated PNG), unmatched names,
+            size mismatches, NaN or infinite image values, non-integer masks,
+            masks that are not binary (with ``binary=True``: more than two
+            values, e.g. instance labels: :class:`NotBinaryMaskError`) or hold
+            values outside int32 / below -1.
     """
     root = Path(path)
     return load_pairs(root / images, root / masks, binary=binary)

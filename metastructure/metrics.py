@@ -96,35 +96,51 @@ def confusion(
     return count(p & t), count(p & ~t & valid), count(~p & t), count(~p & ~t & valid)
 
 
-def _ratio(num, den):
+def _ratio(num, den, labelled):
+    """num / den; 1 where den is 0 but some pixel is labelled (both masks empty); NaN where none is."""
     num = jnp.asarray(num, jnp.float32)
     den = jnp.asarray(den, jnp.float32)
-    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 1.0)
+    out = jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 1.0)
+    return jnp.where(jnp.asarray(labelled) > 0, out, jnp.nan)
 
 
 def dice(pred: Any, target: Any, *, per_image: bool = False, ignore: int | None = None, ndim: int = 2) -> jax.Array:
-    """Dice = F1 = 2TP / (2TP + FP + FN); 1 when both masks are empty.
+    """Dice = F1 = 2TP / (2TP + FP + FN); 1 when both masks are empty; NaN with no labelled pixel.
+
+    No labelled pixel (every target pixel is ``ignore``, or none at all) leaves
+    Dice undefined: NaN (per image with ``per_image``), as :func:`iou`,
+    :func:`accuracy`, :func:`threshold_sweep` and :func:`miou` (and
+    :func:`roc_auc` when a class is absent).
 
     >>> import numpy as np
     >>> float(dice(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 1, 0]])))
     0.5
+    >>> float(dice(np.array([[1, 0]]), np.array([[-1, -1]]), ignore=-1))
+    nan
     """
-    tp, fp, fn, _ = confusion(pred, target, per_image=per_image, ignore=ignore, ndim=ndim)
-    return _ratio(2 * tp, 2 * tp + fp + fn)
+    tp, fp, fn, tn = confusion(pred, target, per_image=per_image, ignore=ignore, ndim=ndim)
+    return _ratio(2 * tp, 2 * tp + fp + fn, tp + fp + fn + tn)
 
 
 def iou(pred: Any, target: Any, *, per_image: bool = False, ignore: int | None = None, ndim: int = 2) -> jax.Array:
-    """IoU (Jaccard) = TP / (TP + FP + FN); 1 when both masks are empty."""
-    tp, fp, fn, _ = confusion(pred, target, per_image=per_image, ignore=ignore, ndim=ndim)
-    return _ratio(tp, tp + fp + fn)
+    """IoU (Jaccard) = TP / (TP + FP + FN); 1 when both masks are empty; NaN with no labelled pixel (:func:`dice`)."""
+    tp, fp, fn, tn = confusion(pred, target, per_image=per_image, ignore=ignore, ndim=ndim)
+    return _ratio(tp, tp + fp + fn, tp + fp + fn + tn)
 
 
 def accuracy(
     pred: Any, target: Any, *, per_image: bool = False, ignore: int | None = None, ndim: int = 2
 ) -> jax.Array:
-    """Pixel accuracy (TP + TN) / (labelled pixels)."""
+    """Pixel accuracy (TP + TN) / (labelled pixels); NaN with no labelled pixel (as :func:`dice`)."""
     tp, fp, fn, tn = confusion(pred, target, per_image=per_image, ignore=ignore, ndim=ndim)
-    return _ratio(tp + tn, tp + fp + fn + tn)
+    return _ratio(tp + tn, tp + fp + fn + tn, tp + fp + fn + tn)
+
+
+def _check_labelled(name: str, target: Any, ignore: int | None) -> None:
+    """``ValueError`` (concrete ``target`` only) when every pixel is ``ignore``: nothing to score."""
+    t = _checks.concrete(target)
+    if t is not None and ignore is not None and t.dtype != bool and t.size and np.all(t == ignore):
+        raise ValueError(f"{name} has no labelled pixel: every pixel is ignore={ignore}, nothing to score")
 
 
 def _scores_target(scores: Any, target: Any, ignore: int | None):
@@ -167,6 +183,9 @@ def roc_auc(scores: Any, target: Any, *, ignore: int | None = None) -> jax.Array
 def miou(pred: Any, target: Any, num_classes: int, *, ignore: int | None = -1) -> jax.Array:
     """Mean over classes of the pooled IoU; classes absent from both are skipped.
 
+    NaN with no labelled pixel (every target pixel is ``ignore``, or none at
+    all), as :func:`dice`.
+
     >>> import numpy as np
     >>> float(miou(np.array([0, 1, 2, 2]), np.array([0, 1, 2, -1]), 3))
     1.0
@@ -187,14 +206,16 @@ def miou(pred: Any, target: Any, num_classes: int, *, ignore: int | None = -1) -
     union = jnp.sum(pc | tc, axis=axes, dtype=jnp.int32)
     present = union > 0
     ious = inter.astype(jnp.float32) / jnp.maximum(union, 1)
-    return jnp.sum(jnp.where(present, ious, 0.0)) / jnp.maximum(jnp.sum(present), 1)
+    mean = jnp.sum(jnp.where(present, ious, 0.0)) / jnp.maximum(jnp.sum(present), 1)
+    return jnp.where(jnp.any(present), mean, jnp.nan)
 
 
 def threshold_sweep(scores: Any, target: Any, thresholds: Any, *, ignore: int | None = None) -> dict[str, jax.Array]:
     """Pooled Dice and IoU of ``scores > t`` for every t in ``thresholds`` (by sorting).
 
     Returns:
-        ``{"threshold", "dice", "iou"}``, arrays of the thresholds' length.
+        ``{"threshold", "dice", "iou"}``, arrays of the thresholds' length (NaN
+        with no labelled pixel, as :func:`dice`).
 
     >>> import numpy as np
     >>> r = threshold_sweep(np.array([0.1, 0.9]), np.array([0, 1]), np.array([0.0, 0.5]))
@@ -212,7 +233,8 @@ def threshold_sweep(scores: Any, target: Any, thresholds: Any, *, ignore: int | 
     tp = n1 - pos_le
     fp = n0 - neg_le
     fn = pos_le
-    return {"threshold": th, "dice": _ratio(2 * tp, 2 * tp + fp + fn), "iou": _ratio(tp, tp + fp + fn)}
+    n = n0 + n1
+    return {"threshold": th, "dice": _ratio(2 * tp, 2 * tp + fp + fn, n), "iou": _ratio(tp, tp + fp + fn, n)}
 
 
 def _default_grid(scores: jax.Array) -> jax.Array:
@@ -232,37 +254,75 @@ def best_threshold(
 
     Returns:
         ``(threshold, value)`` as Python floats.
+
+    Raises:
+        ValueError: ``metric`` unknown; ``scores`` or ``target`` invalid (as
+            :func:`roc_auc`), or ``target`` without a labelled pixel (every
+            pixel ``ignore``: no threshold is better than another).
     """
     if metric not in ("iou", "dice"):
         raise ValueError(f"metric must be 'iou' or 'dice', got {metric!r}")
     _scores_target(scores, target, ignore)  # checked before the grid is built from them
+    _check_labelled("target", target, ignore)
     grid = _default_grid(jnp.asarray(scores)) if thresholds is None else thresholds
     r = threshold_sweep(scores, target, grid, ignore=ignore)
     i = int(jnp.argmax(r[metric]))
     return float(r["threshold"][i]), float(r[metric][i])
 
 
-def otsu_threshold(scores: Any, *, bins: int = 256) -> jax.Array:
+def _otsu(xp: Any, s: Any, bins: int) -> Any:
+    """Otsu's threshold of the flat array ``s`` with the array module ``xp`` (numpy or jax.numpy), in ``s``'s
+    precision. The histogram is taken of u = (s - lo) / (hi - lo) in [0, 1] (halves first, so that hi - lo never
+    overflows), and the threshold mapped back as lo (1 - c) + hi c: no intermediate exceeds max |s|."""
+    lo, hi = xp.min(s), xp.max(s)
+    half_span = hi * 0.5 - lo * 0.5
+    span = xp.where(half_span > 0, half_span, 1.0)
+    if xp is np:
+        u = (s * 0.5 - lo * 0.5) / span
+    else:  # XLA:CPU divides by a reciprocal, 0 (flushed) beyond ~1e38: twice by the square root, kept apart
+        root = jnp.sqrt(span)
+        u = jax.lax.optimization_barrier((s * 0.5 - lo * 0.5) / root) / root
+    idx = xp.clip(xp.floor(u * bins).astype(xp.int32), 0, bins - 1)
+    if xp is np:
+        hist = np.bincount(idx, minlength=bins).astype(s.dtype)
+    else:
+        hist = jnp.zeros(bins, s.dtype).at[idx].add(1.0)
+    centres = (xp.arange(bins, dtype=s.dtype) + 0.5) / bins  # in units of hi - lo, from lo
+    w1 = xp.cumsum(hist)
+    w2 = xp.cumsum(hist[::-1])[::-1]
+    m1 = xp.cumsum(hist * centres) / xp.maximum(w1, 1)
+    m2 = (xp.cumsum((hist * centres)[::-1]) / xp.maximum(xp.cumsum(hist[::-1]), 1))[::-1]
+    var = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
+    c = centres[xp.argmax(var)]
+    return xp.where(hi > lo, lo * (1 - c) + hi * c, lo)
+
+
+def otsu_threshold(scores: Any, *, bins: int = 256) -> Any:
     """Otsu's threshold: maximises the between-class variance of a ``bins`` histogram.
 
     Same definition as ``skimage.filters.threshold_otsu`` (histogram on
     [min, max], the threshold is a bin centre, foreground is ``scores > t``).
+    Concrete scores are computed in float64 on the host and give a NumPy
+    float64 scalar, so close values far from 0 (1e8 ... 1e8 + 3) keep their
+    bins and values near the float limits (+-3e38) no infinity; inside
+    ``jax.jit`` (traced scores) in float32, JAX's default, giving a float32
+    array. No intermediate exceeds max |scores| (the histogram is taken of
+    the scores shifted and scaled to [0, 1]).
+
+    Raises:
+        ValueError: ``bins`` below 2, ``scores`` empty or with NaN / infinite values.
+        TypeError: ``bins`` not an int, ``scores`` not real-valued.
+
+    >>> float(otsu_threshold(np.array([1e8, 1e8 + 1, 1e8 + 2, 1e8 + 3]), bins=4))
+    100000001.125
     """
     bins = _checks.check_int("bins", bins, minimum=2)
     _checks.check_finite("scores", scores)
     _checks.check_nonempty("scores", scores)
-    s = jnp.asarray(scores, jnp.float32).ravel()
-    lo, hi = jnp.min(s), jnp.max(s)
-    width = jnp.maximum(hi - lo, 1e-30) / bins
-    idx = jnp.clip(jnp.floor((s - lo) / width).astype(jnp.int32), 0, bins - 1)
-    hist = jnp.zeros(bins, jnp.float32).at[idx].add(1.0)
-    centers = lo + (jnp.arange(bins, dtype=jnp.float32) + 0.5) * width
-    w1 = jnp.cumsum(hist)
-    w2 = jnp.cumsum(hist[::-1])[::-1]
-    m1 = jnp.cumsum(hist * centers) / jnp.maximum(w1, 1)
-    m2 = (jnp.cumsum((hist * centers)[::-1]) / jnp.maximum(jnp.cumsum(hist[::-1]), 1))[::-1]
-    var = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
-    return jnp.where(hi > lo, centers[jnp.argmax(var)], lo)
+    host = _checks.concrete(scores)
+    if host is not None:
+        return _otsu(np, np.asarray(host, np.float64).ravel(), bins)[()]
+    return _otsu(jnp, jnp.asarray(scores, jnp.float32).ravel(), bins)
 
 
 #: The binary threshold protocols :func:`evaluate` reports.
@@ -361,6 +421,12 @@ def evaluate(
     Returns:
         A dict of plain Python floats, bools and dicts (JSON-ready).
 
+    Raises:
+        ValueError: ``metric`` or ``protocols`` unknown, ``probs`` not finite
+            or outside [0, 1], ``masks`` not binary (or classes) or not
+            ``probs``' shape, or ``masks`` without a labelled pixel (every
+            pixel ``ignore``: nothing to score).
+
     >>> import numpy as np
     >>> from metastructure import noise
     >>> m = np.zeros((1, 8, 8), bool); m[0, 2:6, 2:6] = True
@@ -385,6 +451,7 @@ def evaluate(
     _checks.check_unit_interval("probs", probs)
     _checks.check_same_shape("probs", probs, "masks", masks)
     _checks.check_binary("masks", masks, ignore=ignore)
+    _check_labelled("masks", masks, ignore)
     host = np.asarray(probs, np.float32)
     target = np.asarray(masks)
     s = jnp.asarray(host)
@@ -427,6 +494,7 @@ def _evaluate_multiclass(probs: Any, masks: Any, num_classes: int, *, label_type
     ignore = -1 if ignore is None else ignore
     if p.shape[:-1] != t.shape or p.shape[-1] != num_classes:
         raise ValueError(f"probs must be (..., H, W, {num_classes}) over masks of shape {t.shape}, got {p.shape}")
+    _check_labelled("masks", t, ignore)
     pred = p.argmax(-1)
     valid = t != ignore
     out: dict[str, Any] = {"miou": float(miou(pred, t, num_classes, ignore=ignore)),
@@ -467,6 +535,11 @@ def boundary_distance(pred: Any, target: Any, *, per_image: bool = False) -> dic
     Pooled over the leading axes (``per_image=False``) like :func:`dice`, or
     one value per image (arrays). Host-side (numpy/scipy), not jittable.
 
+    Raises:
+        ValueError: ``pred`` and ``target`` of different shapes, not binary,
+            with fewer than 2 axes, or empty (no image, or no pixel).
+        TypeError: a non-numeric dtype.
+
     >>> a = np.zeros((9, 9), bool); a[2:7, 2:7] = True
     >>> b = np.zeros((9, 9), bool); b[2:7, 3:8] = True
     >>> {k: round(float(v), 3) for k, v in boundary_distance(a, b).items()}
@@ -479,6 +552,7 @@ def boundary_distance(pred: Any, target: Any, *, per_image: bool = False) -> dic
     _checks.check_binary("target", t)
     if p.ndim < 2:
         raise ValueError(f"pred and target must be (..., H, W) masks, got shape {p.shape}")
+    _checks.check_nonempty("pred", p)
     p = p.reshape(-1, *p.shape[-2:]).astype(bool)
     t = t.reshape(-1, *t.shape[-2:]).astype(bool)
     per: list[np.ndarray | None] = []

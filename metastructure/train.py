@@ -233,10 +233,14 @@ class FitResult(NamedTuple):
     def evaluate(self, images: Any, masks: Any, *, validation: tuple[Any, Any] | None = None) -> dict:
         """Every score of the prediction on (images, masks): :func:`metastructure.metrics.evaluate`
         with this result's ``label_type`` (so t* comes from what it was trained on) and, with
-        ``validation=(val_images, val_masks)``, the validation threshold."""
+        ``validation=(val_images, val_masks)``, the validation threshold. Mask pixels equal to
+        :data:`metastructure.losses.IGNORE` are left out of every score, as in training.
+
+        Raises:
+            ValueError: as :func:`metastructure.metrics.evaluate` (e.g. masks without a labelled pixel)."""
         val = None if validation is None else (self.predict(validation[0]), np.asarray(validation[1]))
         return metrics.evaluate(self.predict(images), np.asarray(masks), label_type=self.label_type,
-                                validation=val, num_classes=self.num_classes)
+                                validation=val, num_classes=self.num_classes, ignore=losses.IGNORE)
 
 
 def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, loss: Callable,
@@ -439,7 +443,10 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
         if vx.shape[1:] != x.shape[1:]:
             raise ValueError(f"validation images must be (n, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) like "
                              f"the training images, got {vx.shape}")
-        _check_labels("validation masks", validation[1], vx.shape, num_classes, soft=False)
+        vy = _check_labels("validation masks", validation[1], vx.shape, num_classes, soft=False)
+        if vy.ndim == 3 and vy.size and np.all(vy == losses.IGNORE):
+            raise ValueError(f"validation masks have no labelled pixel (every pixel is {losses.IGNORE}, ignore): "
+                             "nothing to score")
 
 
 def fit(
@@ -497,7 +504,7 @@ def fit(
         validation: (images, masks) scored every ``val_every`` steps and at the
             last (:meth:`FitResult.evaluate`: every threshold protocol, t*
             included where the label type has one; multi-class: mIoU) into
-            ``history["val"]``.
+            ``history["val"]``; -1 pixels of the masks are left out of the scores.
         callback: ``callback(step, result)`` called every ``val_every`` steps
             (and at the last) with the current :class:`FitResult`; what it
             returns is appended to ``history["callback"]`` (custom evaluation).
@@ -517,8 +524,9 @@ def fit(
 
     Raises:
         ValueError: a bad value or an inconsistent shape (the message names the
-            argument), an unknown loss, ``init_params`` of another structure, or
-            a label type fit cannot resolve.
+            argument; validation masks with no labelled pixel among them), an
+            unknown loss, ``init_params`` of another structure, or a label type
+            fit cannot resolve.
         TypeError: a non-integer count, a non-numeric array, a loss or noise
             that is not callable.
         FloatingPointError: the training loss became NaN or infinite.

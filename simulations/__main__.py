@@ -17,8 +17,9 @@ JSON alone; ``report`` writes the results document (every number from
 Parallel cells (needs ``pip install 'metastructure[cluster]'``): ``--workers N``
 computes the cells on a Dask LocalCluster of N worker processes, each on
 ``--threads-per-worker T`` cores of its own (default 1); ``--scheduler ADDRESS``
-on a running Dask cluster instead. Without either, cells run one after another
-in this process and Dask is not imported.
+on a running Dask cluster instead (one that does not answer within
+:data:`simulations.cluster.CONNECT_TIMEOUT_S`, 5 s, is an error). Without either,
+cells run one after another in this process and Dask is not imported.
 
 Compiled programs are kept in JAX's persistent compilation cache
 (:func:`metastructure.runtime.use_compilation_cache`: by default under
@@ -30,6 +31,7 @@ Numbers are the same with and without it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None, *, compile_cache: bool = False) -> int:
         par.add_argument("--workers", type=int, default=None, metavar="N",
                          help="compute cells on a Dask LocalCluster of N worker processes")
         par.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                         help="compute cells on a running Dask cluster (e.g. tcp://host:8786)")
+                         help="compute cells on a running Dask cluster (e.g. tcp://host:8786), which must answer "
+                         "within 5 s")
         p.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
                        help="cores per local worker process, i.e. XLA's threads (default 1)")
     args = ap.parse_args(argv)
@@ -118,9 +121,17 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace, *, compile_cach
             raise _UserError(f"--out: {e}") from None
     if args.command == "report":
         doc = args.doc or args.out / "README.md"
-        text = _report.render(args.out, doc_path=doc)
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(doc, text.encode())
+        try:
+            text = _report.render(args.out, doc_path=doc)
+        except ValueError as e:  # a record that is not JSON, not a record, or lacks what its section reads
+            raise _UserError(str(e)) from None
+        try:
+            doc.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(doc, text.encode())
+        except OSError as e:  # a --doc under a regular file, a read-only folder
+            file = next((a for a in (doc.parent, *doc.parent.parents) if a.exists() and not a.is_dir()), None)
+            raise _UserError(f"--doc: cannot write {doc}: "
+                             + (f"{file} is a file, not a folder" if file else str(e.strerror or e))) from None
         print(f"wrote {doc} from {args.out}/*.json", flush=True)
         return 0
     known = runner.names()
@@ -171,8 +182,12 @@ def _main(ap: argparse.ArgumentParser, args: argparse.Namespace, *, compile_cach
             from . import cluster
         except ImportError as e:
             raise _UserError(str(e)) from None
-        with cluster.open_client(args.workers, threads_per_worker=args.threads_per_worker,
-                                 scheduler=args.scheduler) as client:
+        with contextlib.ExitStack() as stack:
+            try:  # only the connection's errors are the user's to fix: those of the run stay tracebacks
+                client = stack.enter_context(cluster.open_client(
+                    args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler))
+            except (OSError, ValueError) as e:
+                raise _UserError(f"{'--scheduler' if args.scheduler is not None else '--workers'}: {e}") from None
             runner.run_experiments(names, args.out, client=client, **kw)
     print(f"total {time.perf_counter() - t_all:.1f} s", flush=True)
     return 0

@@ -78,15 +78,32 @@ def load(out: str | Path, stem: str) -> dict:
 
     Raises:
         FileNotFoundError: no ``OUT/stem.json`` (the message says how to make it).
-        ValueError: the file is not valid JSON.
+        ValueError: the file is not valid JSON (truncated, edited), or not an
+            experiment's record: not an object with the keys :data:`RECORD_KEYS`
+            (``config`` and ``results`` objects), or another experiment's.
     """
     path = Path(out) / f"{stem}.json"
+    again = f"run `python -m simulations run {stem} --out {out}` again to rewrite it"
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist: run `python -m simulations run {stem} --out {out}` "
                                 "first (plot redraws a figure from the JSON a run wrote)") from None
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise ValueError(f"{path} cannot be read as a JSON record ({type(e).__name__}): {again}") from None
     try:
-        return json.loads(text)
+        record = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg}): run the experiment again to rewrite it") from None
+        raise ValueError(f"{path} is not valid JSON ({e.msg}): {again}") from None
+    missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
+    if missing:
+        raise ValueError(f"{path} is not an experiment's record (no {', '.join(map(repr, missing))}): {again}")
+    if not isinstance(record["config"], dict) or not isinstance(record["results"], dict):
+        raise ValueError(f"{path} is not an experiment's record (its config and results must be objects): {again}")
+    if record["experiment"] != stem:
+        raise ValueError(f"{path} holds the record of {record['experiment']!r}, not {stem!r}: {again}")
+    return record
+
+
+#: The keys every experiment's JSON record has (:func:`load` checks them).
+RECORD_KEYS = ("experiment", "profile", "config", "results")

@@ -77,8 +77,12 @@ try:
 except ImportError:  # pragma: no cover - the message says what to install
     raise ImportError("running cells on Dask needs distributed: pip install 'metastructure[cluster]'") from None
 
-__all__ = ["CellFailure", "CellWorker", "CellsFailed", "compile_seconds", "compute_cells", "core_sets",
-           "count_compile_time", "open_client", "setup_process", "worker_info"]
+__all__ = ["CONNECT_TIMEOUT_S", "CellFailure", "CellWorker", "CellsFailed", "compile_seconds", "compute_cells",
+           "core_sets", "count_compile_time", "open_client", "setup_process", "worker_info"]
+
+#: Seconds :func:`open_client` waits for a running scheduler to answer (Dask's own default is 30): a scheduler
+#: that is up answers in milliseconds; an address where none listens should fail while the user still watches.
+CONNECT_TIMEOUT_S = 5.0
 
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
@@ -198,9 +202,29 @@ def core_sets(workers: int, threads: int, available: Iterable[int] | None = None
     return [cpus[(i % per_round) * threads:(i % per_round) * threads + threads] for i in range(workers)]
 
 
+def _check_address(scheduler: Any) -> str:
+    """``scheduler`` as a Dask address (``tcp://host:port``, or another scheme Dask knows); ``ValueError`` naming it."""
+    if not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be an address string such as tcp://host:8786, got {scheduler!r}")
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, loc = parse_address(scheduler)
+        get_backend(scheme)  # an unknown scheme raises
+        if scheme in ("tcp", "tls"):
+            host, _ = parse_host_port(loc)
+            if not host:
+                raise ValueError("no host")
+    except ValueError as e:
+        raise ValueError(f"scheduler must be a Dask scheduler address such as tcp://host:8786, got {scheduler!r} "
+                         f"({e})") from None
+    return scheduler
+
+
 @contextlib.contextmanager
 def open_client(workers: int | None = None, *, threads_per_worker: int = 1, scheduler: str | None = None,
-                progress: bool = False) -> Iterator[Any]:
+                progress: bool = False, connect_timeout: float | None = None) -> Iterator[Any]:
     """A Dask ``Client`` for the cells, closed (with its LocalCluster) on exit.
 
     Args:
@@ -211,10 +235,16 @@ def open_client(workers: int | None = None, *, threads_per_worker: int = 1, sche
             most the cores this process may use, else workers share cores (warned).
         scheduler: the address of a running scheduler (``tcp://host:8786``)
             instead of a local cluster; its workers keep their own cores.
+        connect_timeout: seconds to wait for ``scheduler`` to answer (default
+            :data:`CONNECT_TIMEOUT_S`, read at each call).
 
     Raises:
         ImportError: Dask distributed is not installed (``pip install metastructure[cluster]``).
-        ValueError: neither or both of ``workers`` and ``scheduler``, or counts below 1.
+        ValueError: neither or both of ``workers`` and ``scheduler``, counts below 1, a
+            ``scheduler`` that is not an address (no port, an unknown scheme), or a
+            ``connect_timeout`` that is not a positive number.
+        TypeError: a ``scheduler`` that is not a string.
+        OSError: no scheduler answered at ``scheduler`` within ``connect_timeout``.
     """
     if (workers is None) == (scheduler is None):
         raise ValueError("give one of workers (a local cluster) or scheduler (an address)")
@@ -225,7 +255,16 @@ def open_client(workers: int | None = None, *, threads_per_worker: int = 1, sche
     import logging
 
     if scheduler is not None:
-        with distributed.Client(scheduler) as client:
+        scheduler = _check_address(scheduler)
+        timeout = CONNECT_TIMEOUT_S if connect_timeout is None else connect_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
+        try:
+            client = distributed.Client(scheduler, timeout=timeout)
+        except OSError as e:
+            raise OSError(f"no Dask scheduler answered at {scheduler} within {timeout:g} s (is `dask scheduler` "
+                          f"running there, and reachable from here?): {e}") from None
+        with client:
             client.register_plugin(CellWorker(None))
             yield client
         return

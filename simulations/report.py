@@ -23,10 +23,10 @@ An experiment whose record is missing gets one line saying how to run it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from ._io import load
 from ._text import g, listing, para
 from .registry import experiment, names
 
@@ -41,12 +41,17 @@ def render(figures_dir: str | os.PathLike, *, doc_path: str | os.PathLike) -> st
 
     Image links point at ``figures_dir/NAME.png`` relative to the folder of
     ``doc_path``; a missing record gives a line saying how to run it.
+
+    Raises:
+        ValueError: a record that cannot be used (not JSON, not an
+            experiment's record: the checks of ``simulations._io.load``, or
+            without what its section reads), naming its file.
     """
     figures_dir, doc_path = Path(figures_dir), Path(doc_path)
     records = {}
     for name in names():
         path = figures_dir / f"{name}.json"
-        records[name] = json.loads(path.read_text()) if path.is_file() else None
+        records[name] = load(figures_dir, name) if path.exists() else None
 
     def link(name: str) -> str:
         return os.path.relpath(figures_dir / f"{name}.png", doc_path.parent).replace(os.sep, "/")
@@ -63,7 +68,12 @@ def render(figures_dir: str | os.PathLike, *, doc_path: str | os.PathLike) -> st
             blocks.append(missing(name, cmd))  # one line, unwrapped
             continue
         blocks.append(f"![{name}]({link(name)})")
-        blocks.extend(mod.report(rec, records, default))
+        try:
+            blocks.extend(mod.report(rec, records, default))
+        except (KeyError, TypeError, IndexError, ValueError) as e:  # a record of another version, or edited by hand
+            raise ValueError(f"{figures_dir / f'{name}.json'} lacks what its section reads ({type(e).__name__}: "
+                             f"{e}): run `python -m simulations run {name} --out {figures_dir}` again to rewrite "
+                             "it") from e
     return "\n\n".join(blocks) + "\n"
 
 

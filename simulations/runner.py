@@ -252,6 +252,16 @@ def run_experiments(
 
 
 def replot(name: str, out: str | Path) -> None:
-    """Redraw ``OUT/NAME.png`` from ``OUT/NAME.json`` alone."""
+    """Redraw ``OUT/NAME.png`` from ``OUT/NAME.json`` alone.
+
+    Raises:
+        FileNotFoundError: no ``OUT/NAME.json``.
+        ValueError: a record that cannot be used (not JSON, not ``NAME``'s
+            record, or without what its figure reads), naming its file.
+    """
     record = load(out, name)
-    draw_png(out, name, lambda path: experiment(name).plot(record, path, open_store(out)))
+    try:
+        draw_png(out, name, lambda path: experiment(name).plot(record, path, open_store(out)))
+    except (KeyError, TypeError, IndexError, ValueError) as e:  # a record of another version, or edited by hand
+        raise ValueError(f"{Path(out) / f'{name}.json'} lacks what its figure reads ({type(e).__name__}: {e}): "
+                         f"run `python -m simulations run {name} --out {out}` again to rewrite it") from e

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -170,6 +171,27 @@ def test_cli_parallel_options(capsys, tmp_path):
         cli.main(["all", "--help"])
     out = capsys.readouterr().out
     assert "--workers N" in out and "--scheduler ADDRESS" in out and "--threads-per-worker T" in out
+
+
+def test_cli_scheduler_errors_are_one_line_and_an_unreachable_one_fails_fast(capsys, tmp_path, monkeypatch):
+    """Regression (issue 31): --scheduler not-an-address gave a traceback (ValueError: missing port number), and
+    tcp://127.0.0.1:1 one after 30 s (OSError: Timed out trying to connect)."""
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 0.5)  # the default is read at each call
+    for address, want in [("not-an-address", "scheduler must be a Dask scheduler address such as tcp://host:8786, "
+                                             "got 'not-an-address' (missing port number"),
+                          ("foo://h:1", "unknown address scheme 'foo'"),
+                          ("tcp://127.0.0.1:1", "no Dask scheduler answered at tcp://127.0.0.1:1 within 0.5 s")]:
+        t0 = time.perf_counter()
+        assert cli.main(["run", "meta_structure", "--out", str(tmp_path), "--scheduler", address]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --scheduler: ") and len(err.splitlines()) == 1 and want in err, err
+        assert time.perf_counter() - t0 < 10, address
+    with pytest.raises(ValueError, match="connect_timeout must be a positive number"):
+        with cluster.open_client(scheduler="tcp://127.0.0.1:1", connect_timeout=0):
+            pass
+    with pytest.raises(TypeError, match="scheduler must be an address string"):
+        with cluster.open_client(scheduler=8786):
+            pass
 
 
 @pytest.mark.slow  # starts a cluster in a fresh process and waits for cells (~40 s)

@@ -148,3 +148,103 @@ def test_load_masks_and_load_pairs(tmp_path, masks):
     assert d.images.shape == (2, 48, 48, 1) and d.masks.shape == (2, 48, 48)
     with pytest.raises(FileNotFoundError, match="expected a folder"):
         data.load_masks(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------ issue 31: stacks, huge values, odd entries
+def _zscore(x):
+    """The oracle: (x - mean) / sd of one image in float64 (population sd), from the exact values."""
+    x = np.asarray(x, np.float64)
+    return (x - x.mean()) / x.std()
+
+
+def _mask_png(folder, mask, name="a"):
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(mask, np.uint8)).save(folder / f"{name}.png")
+
+
+def test_load_pairs_reads_the_tiff_axes_and_refuses_stacks(tmp_path):
+    """Regression (issue 31, item 5): a (Z, H, W) stack with Z == H was read as an (H, W) image of Z channels."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    mask = (rng.random((8, 8)) < 0.5).astype(np.uint8)
+    stacks = {"plain": ({}, "Q=8"), "imagej": ({"imagej": True, "metadata": {"axes": "ZYX"}}, "Z=8")}
+    for name, (kw, axis) in stacks.items():
+        (tmp_path / name / "i").mkdir(parents=True)
+        tifffile.imwrite(tmp_path / name / "i" / "a.tif", rng.random((8, 8, 8)).astype(np.float32), **kw)
+        _mask_png(tmp_path / name / "m", mask)
+        with pytest.raises(ValueError, match=rf"i/a\.tif: a stack of 8 planes \({axis};"):
+            data.load_pairs(tmp_path / name / "i", tmp_path / name / "m")
+        (tmp_path / name / "m" / "a.png").unlink()
+        tifffile.imwrite(tmp_path / name / "m" / "a.tif", np.stack([mask] * 8), **kw)
+        with pytest.raises(ValueError, match=r"m/a\.tif: a stack of 8 planes"):
+            data.load_masks(tmp_path / name / "m")
+    # channels the file names as such are channels: RGB samples (contiguous or planar) and ImageJ channel pages
+    img = rng.integers(0, 255, (3, 8, 8)).astype(np.uint8)  # (C, H, W)
+    for name, arr, kw in [("rgb", img.transpose(1, 2, 0), {"photometric": "rgb"}),
+                          ("planar", img, {"photometric": "rgb", "planarconfig": "separate"}),
+                          ("ij_channels", img, {"imagej": True, "metadata": {"axes": "CYX"}})]:
+        (tmp_path / name / "i").mkdir(parents=True)
+        tifffile.imwrite(tmp_path / name / "i" / "a.tif", arr, **kw)
+        _mask_png(tmp_path / name / "m", mask)
+        d = data.load_pairs(tmp_path / name / "i", tmp_path / name / "m")
+        assert d.images.shape == (1, 8, 8, 3), name
+        np.testing.assert_allclose(d.images[0], _zscore(img.transpose(1, 2, 0)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale,dtype", [(1e19, np.float32), (1e36, np.float32), (1e300, np.float64)])
+def test_load_pairs_keeps_the_contrast_of_huge_values(tmp_path, scale, dtype):
+    """Regression (issue 31, item 5): |values| near 1e19 or more became all zeros (float32 overflow in the
+    z-score); float64 files beyond float32's range were called infinite."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (12, 10)).astype(np.float64)
+    (tmp_path / "i").mkdir()
+    _mask_png(tmp_path / "m", x > 128)
+    Image.fromarray(x.astype(np.uint8)).save(tmp_path / "i" / "a.png")
+    small = data.load_pairs(tmp_path / "i", tmp_path / "m").images[0, ..., 0]
+    (tmp_path / "i" / "a.png").unlink()
+    tifffile.imwrite(tmp_path / "i" / "a.tif", (x * scale).astype(dtype))
+    huge = data.load_pairs(tmp_path / "i", tmp_path / "m").images[0, ..., 0]
+    np.testing.assert_allclose(huge, _zscore(x), rtol=1e-6, atol=1e-6)  # the same normalised values
+    np.testing.assert_allclose(huge, small, rtol=1e-6, atol=1e-6)
+    # as_images itself: huge float32 images keep their contrast; ordinary ones are what they were
+    z = data.as_images((np.stack([x, x]) * np.array([1.0, 1e30])[:, None, None]).astype(np.float32), strict=False,
+                       zscore=True)
+    np.testing.assert_allclose(z[1], z[0], rtol=1e-5, atol=1e-5)
+
+
+def test_loaders_name_folders_and_broken_links_named_like_images(tmp_path, masks):
+    """Regression (issue 31): a folder ``a.tif`` or a dangling link among the images gave "unmatched names ...
+    masks without an image ['a']"; load_masks skipped them silently."""
+    write_pngs(tmp_path / "i", np.full((2, 48, 48), 7))
+    write_pngs(tmp_path / "m", masks[:2])
+    (tmp_path / "i" / "img01.png").unlink()
+    (tmp_path / "i" / "img01.png").mkdir()  # a folder named like an image
+    with pytest.raises(ValueError, match=r"i/img01\.png: a folder, not an image file"):
+        data.load_pairs(tmp_path / "i", tmp_path / "m")
+    (tmp_path / "i" / "img01.png").rmdir()
+    (tmp_path / "i" / "img01.png").symlink_to(tmp_path / "gone.png")  # a broken link
+    with pytest.raises(ValueError, match=r"i/img01\.png: a broken symbolic link"):
+        data.load_pairs(tmp_path / "i", tmp_path / "m")
+    (tmp_path / "m" / "img01.png").unlink()
+    (tmp_path / "m" / "img01.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(ValueError, match=r"m/img01\.png: a broken symbolic link"):
+        data.load_masks(tmp_path / "m")
+    (tmp_path / "m" / "img01.png").unlink()
+    (tmp_path / "m" / "notes").mkdir()  # a folder with another name is none of the loaders' business
+    assert data.load_masks(tmp_path / "m")[0] == ["img00.png"]
+
+
+def test_instance_masks_are_refused_with_advice_the_caller_can_follow(tmp_path, masks):
+    """Regression (issue 31): the error advised binary=False, which `python -m metastructure plan` cannot pass
+    (its own advice: tests/test_metastructure_cli.py)."""
+    inst = masks[:1] * np.arange(1, 48 * 48 + 1).reshape(48, 48) % 5
+    write_pngs(tmp_path / "m", inst)
+    with pytest.raises(data.NotBinaryMaskError, match=r"img00\.png: .* found 5 values \[0, 1, 2, 3, 4\].*"
+                       "binary=False") as info:
+        data.load_masks(tmp_path / "m")
+    assert info.value.path == tmp_path / "m" / "img00.png" and info.value.values == [0, 1, 2, 3, 4]
+    assert isinstance(info.value, ValueError)
+    assert data.load_masks(tmp_path / "m", binary=False)[1][0].max() == 4

@@ -479,3 +479,89 @@ def test_dmi_tells_a_joint_from_a_transition():
     with pytest.raises(ValueError, match="joint distribution"):
         ntm.determinant(Q2)
     assert ntm.dmi(ntm.joint_from_transition(ntm.flip_matrix(0.1, 0.1), [0.5, 0.5])) == pytest.approx(0.2)
+
+
+# ======================================================================================================================
+# issue 31, the loaders (data.load_folder / load_pairs / load_masks): folders with corrupted or unusual files, each
+# read right (against an oracle computed here) or refused with a ValueError naming the file. Self-contained section.
+# ======================================================================================================================
+_LOADER_CASES = {  # how -> what must happen: "read" (checked against the oracle) or the refusal's words
+    "constant image": "read", "blank image": "read", "all-foreground 0/255 mask": "read",
+    "all-foreground 0/1 mask": "read", "blank mask": "read", "huge float32 image": "read",
+    "huge float64 image": "read", "offset 1e8 image": "read", "stack Z == H": "a stack of 8 planes",
+    "ImageJ stack": "a stack of 8 planes", "stacked mask": "a stack of 2 planes",
+    "folder named like an image": "a folder, not an image file", "broken link": "a broken symbolic link",
+}
+
+
+def _loader_oracle(x: np.ndarray) -> np.ndarray:
+    """One image's z-score from its exact values, float64: the number the loaders must give (0 for a constant)."""
+    x = np.asarray(x, np.float64)
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+@pytest.mark.parametrize("how", sorted(_LOADER_CASES))
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(scale=st.sampled_from([1e19, 1e30, 1e36]), seed=st.integers(0, 2**16))
+def test_loaders_read_corrupted_folders_right_or_refuse_by_name(tmp_path_factory, how, scale, seed):
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = tmp_path_factory.mktemp("loaders")
+    idir, mdir = root / "images", root / "masks"
+    idir.mkdir()
+    mdir.mkdir()
+    x = rng.integers(0, 256, (8, 8)).astype(np.float64)  # the values the bad pair's image stands for
+    mask = (rng.random((8, 8)) < 0.4).astype(np.uint8)
+    Image.fromarray((IMAGES[0, ..., 0] * 40 + 100).astype(np.uint8)).save(idir / "a.png")  # the good pair
+    Image.fromarray(MASK[0].astype(np.uint8)).save(mdir / "a.png")
+    image, want_image = x.astype(np.float32), _loader_oracle(x)
+    bad = idir / "b.tif"
+    if how in ("constant image", "blank image"):
+        image = np.full((8, 8), 7.0 if how == "constant image" else 0.0, np.float32)
+        want_image = np.zeros((8, 8))
+    if how == "huge float32 image":
+        image = (x * scale).astype(np.float32)
+    if how == "huge float64 image":
+        image = x * scale * 1e250
+    if how == "offset 1e8 image":
+        image = x + 1e8  # float64: exact
+    if how in ("all-foreground 0/255 mask", "all-foreground 0/1 mask", "blank mask"):
+        mask = np.full((8, 8), 0 if how == "blank mask" else 255 if "255" in how else 1, np.uint8)
+    tifffile.imwrite(idir / "b.tif", image)
+    Image.fromarray(mask).save(mdir / "b.png")
+    if how == "stack Z == H":
+        tifffile.imwrite(bad, np.stack([image] * 8))
+    if how == "ImageJ stack":
+        tifffile.imwrite(bad, np.stack([image] * 8), imagej=True, metadata={"axes": "ZYX"})
+    if how == "stacked mask":
+        (mdir / "b.png").unlink()
+        tifffile.imwrite(mdir / "b.tif", np.stack([mask] * 2))
+        bad = mdir / "b.tif"
+    if how in ("folder named like an image", "broken link"):
+        (mdir / "b.png").unlink()
+        bad = mdir / "b.png"
+        bad.mkdir() if how == "folder named like an image" else bad.symlink_to(root / "gone.png")
+    readers = [lambda: data.load_folder(root)]
+    if bad.parent == mdir:
+        readers.append(lambda: data.load_masks(mdir))
+    for read in readers:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 0/255 masks are read as binary with a note
+            if _LOADER_CASES[how] != "read":
+                with pytest.raises(ValueError, match=re.escape(f"{bad}: {_LOADER_CASES[how]}")):
+                    read()
+                continue
+            out = read()
+        if isinstance(out, data.Dataset):
+            assert out.images.dtype == np.float32 and np.all(np.isfinite(out.images)), how
+            np.testing.assert_allclose(out.images[1, ..., 0], want_image, rtol=1e-5, atol=1e-5, err_msg=how)
+            np.testing.assert_array_equal(out.masks[1], mask != 0)
+            good = _loader_oracle((IMAGES[0, ..., 0] * 40 + 100).astype(np.uint8))
+            np.testing.assert_allclose(out.images[0, ..., 0], good, rtol=1e-5, atol=1e-5)  # the good pair
+        else:
+            names, masks = out
+            assert names == ["a.png", "b.png"]
+            np.testing.assert_array_equal(masks[1], mask != 0)

@@ -99,3 +99,12 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
         err = capsys.readouterr().err
     assert rc == 2 and want in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_plan_command_advises_what_its_user_can_do_with_instance_masks(tmp_path, masks, capsys):
+    """Regression (issue 31): the instance-mask error advised binary=False, which the command cannot pass."""
+    write_pngs(tmp_path / "masks", masks[:2] * (1 + np.arange(48 * 48).reshape(48, 48) % 3))
+    assert cli.main(["plan", str(tmp_path / "masks"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "masks/img00.png: a binary mask holds 0 and one other value" in err, err
+    assert "binary=False" not in err and "save each mask binarised, every label > 0 as 1" in err

@@ -175,7 +175,61 @@ def test_jit_agrees():
     t = rng.random((2, 16, 16)) < 0.5
     assert float(jax.jit(metrics.roc_auc)(s, t)) == float(metrics.roc_auc(s, t))
     assert float(jax.jit(metrics.dice)(s > 0.5, t)) == float(metrics.dice(s > 0.5, t))
-    assert float(jax.jit(metrics.otsu_threshold)(s)) == float(metrics.otsu_threshold(s))
+    # concrete scores are computed in float64, traced ones in float32: equal to float32 precision
+    assert float(jax.jit(metrics.otsu_threshold)(s)) == pytest.approx(float(metrics.otsu_threshold(s)), rel=1e-6)
+
+
+def test_no_labelled_pixel_scores_nan_and_hosts_refuse_it():
+    """Regression (issue 31, item 8): dice, iou and accuracy were 1.0 when every pixel was ignored (roc_auc NaN)."""
+    pred = np.array([[[1, 1, 0, 0], [0, 0, 0, 0]], [[1, 0, 1, 0], [0, 1, 0, 0]]])
+    target = np.array([[[-1, -1, -1, -1], [-1, -1, -1, -1]], [[1, 1, 0, 0], [-1, 0, 0, 1]]])
+    for fn in (metrics.dice, metrics.iou, metrics.accuracy):
+        assert np.isnan(float(fn(pred[0], target[0], ignore=-1))), fn.__name__
+        per = np.asarray(fn(pred, target, per_image=True, ignore=-1))
+        assert np.isnan(per[0]) and np.isfinite(per[1]), fn.__name__
+    # the labelled image by hand: 7 labelled pixels, TP 1, FP 2, FN 2, TN 2
+    per = [float(np.asarray(f(pred, target, per_image=True, ignore=-1))[1])
+           for f in (metrics.dice, metrics.iou, metrics.accuracy)]
+    assert per == pytest.approx([2 / 6, 1 / 5, 3 / 7])
+    assert float(metrics.dice(pred, target, ignore=-1)) == pytest.approx(2 / 6)  # pooled: the ignored image adds 0
+    assert np.isnan(float(metrics.miou(np.zeros((2, 2), int), np.full((2, 2), -1), 2)))
+    sweep = metrics.threshold_sweep(np.linspace(0, 1, 8), np.full(8, -1), np.array([0.2, 0.5]), ignore=-1)
+    assert np.isnan(np.asarray(sweep["dice"])).all() and np.isnan(np.asarray(sweep["iou"])).all()
+    with pytest.raises(ValueError, match="target has no labelled pixel"):
+        metrics.best_threshold(np.linspace(0, 1, 8), np.full(8, -1), ignore=-1)
+    with pytest.raises(ValueError, match="masks has no labelled pixel"):
+        metrics.evaluate(np.full((1, 2, 4), 0.3), target[:1], ignore=-1)
+    with pytest.raises(ValueError, match="masks has no labelled pixel"):
+        metrics.evaluate(np.full((1, 2, 4, 3), 1 / 3), target[:1], num_classes=3)
+    assert float(metrics.dice(np.zeros((2, 2)), np.zeros((2, 2)))) == 1.0  # both empty, labelled: agreement
+
+
+@pytest.mark.parametrize("case", ["1e8 + k", "+-3e38 float32", "+-1e300"])
+def test_otsu_keeps_huge_and_close_values_apart(case):
+    """Regression (issue 31, item 10): in float32 1e8 ... 1e8 + 3 collapsed to one value (nothing above the
+    threshold) and values spanning +-3e38 gave inf. skimage (float64) is the oracle."""
+    rng = np.random.default_rng(3)
+    if case == "1e8 + k":
+        s = 1e8 + np.concatenate([rng.integers(0, 2, 300), rng.integers(2, 4, 100)]).astype(np.float64)
+    elif case == "+-3e38 float32":
+        s = np.concatenate([rng.uniform(-3.3e38, -2e38, 300), rng.uniform(1e38, 3.3e38, 100)]).astype(np.float32)
+    else:
+        s = np.concatenate([rng.uniform(-1e300, -5e299, 300), rng.uniform(2e299, 1e300, 100)])
+    t = float(metrics.otsu_threshold(s))
+    scale = 2.0 ** -1000 if case == "+-1e300" else 1.0  # skimage squares its values: exact powers of two
+    assert t == pytest.approx(threshold_otsu(s.astype(np.float64) * scale) / scale, rel=1e-12)
+    assert 0 < np.sum(s > t) < s.size
+    if case != "+-1e300":  # traced: float32, JAX's default precision
+        assert float(jax.jit(metrics.otsu_threshold)(s)) == pytest.approx(t, rel=1e-5 if case[0] == "+" else 1e-3)
+
+
+def test_boundary_distance_refuses_empty_batches():
+    """Regression (issue 31): an empty batch raised numpy's "need at least one array to concatenate" (pooled)
+    and an IndexError (per image)."""
+    for shape in ((0, 8, 8), (8, 0)):
+        for per_image in (False, True):
+            with pytest.raises(ValueError, match="pred is empty"):
+                metrics.boundary_distance(np.zeros(shape, bool), np.zeros(shape, bool), per_image=per_image)
 
 
 @pytest.mark.parametrize(

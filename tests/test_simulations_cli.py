@@ -1,5 +1,6 @@
 """simulations.__main__: errors as one line, Ctrl-C, list, missing real data, and the README/CI command."""
 
+import json
 import re
 import signal
 import subprocess
@@ -25,6 +26,36 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert "run `python -m simulations run pcl" in err
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    """Regression (issue 31): `report` on a truncated record gave a JSONDecodeError traceback (plot said it in one
+    line), on `{}` a KeyError 'profile', and with --doc under a regular file a FileExistsError."""
+    out = tmp_path / "out"
+    out.mkdir()
+    good = json.loads((ROOT / "figures" / "pcl.json").read_text())
+    edited = json.loads(json.dumps(good))
+    for rows in (v for k, v in edited["results"].items() if not k.startswith("_")):
+        del rows["CL clean"]  # a row the section and the figure read
+    cases = {"truncated": (json.dumps(good)[:200], "out/pcl.json is not valid JSON"),
+             "empty object": ("{}", "out/pcl.json is not an experiment's record (no 'experiment', 'profile', "
+                                    "'config', 'results')"),
+             "another's": (json.dumps({**good, "experiment": "igtt"}), "holds the record of 'igtt', not 'pcl'"),
+             "edited": (json.dumps(edited), "out/pcl.json lacks what its")}
+    for how, (text, want) in cases.items():
+        (out / "pcl.json").write_text(text)
+        for command in (["report"], ["plot", "pcl"]):
+            assert cli.main([*command, "--out", str(out)]) == 2, (how, command)
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("error: ") and len(err.splitlines()) == 1 and want in err, (how, command, err)
+            assert "run `python -m simulations run pcl --out" in err
+    (out / "pcl.json").unlink()
+    (tmp_path / "file").write_text("")
+    assert cli.main(["report", "--out", str(out), "--doc", str(tmp_path / "file" / "sub" / "README.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --doc: cannot write {tmp_path}/file/sub/README.md: {tmp_path}/file is a file, not a folder"
+    assert cli.main(["report", "--out", str(out), "--doc", str(tmp_path / "doc" / "README.md")]) == 0
+    assert "`pcl` has not been run" in (tmp_path / "doc" / "README.md").read_text()
 
 
 @pytest.mark.slow  # a fresh process compiles again

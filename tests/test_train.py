@@ -304,6 +304,22 @@ def test_fit_rejects_bad_input(small):
         train.fit(jax.random.key(0), tr.images, tr.masks, steps=1, loss="hinge")
 
 
+def test_validation_masks_leave_ignore_pixels_out_and_need_a_labelled_one(small):
+    """Regression (issue 31, item 8's callers): fit accepted -1 in binary validation masks, then its first
+    validation refused them (metrics.evaluate without ignore); all -1 would have scored NaN (1.0 before)."""
+    tr, te = small
+    vm = te.masks[:2].copy()
+    vm[:, :4] = -1
+    r = train.fit(jax.random.key(0), tr.images, tr.masks, steps=1, batch_size=4, validation=(te.images[:2], vm),
+                  progress=False, model=SMALL)
+    p, keep, oracle = r.predict(te.images[:2]), vm != -1, r.history["val"][-1]["oracle"]
+    pred, truth = p[keep] > oracle["threshold"], vm[keep] == 1  # the labelled pixels alone, counted by hand
+    assert oracle["dice"] == pytest.approx(2 * np.sum(pred & truth) / (pred.sum() + truth.sum()), abs=1e-6)
+    with pytest.raises(ValueError, match="validation masks have no labelled pixel"):
+        train.fit(jax.random.key(0), tr.images, tr.masks, steps=1, validation=(te.images[:2], np.full_like(vm, -1)),
+                  progress=False, model=SMALL)
+
+
 # ------------------------------------------------------------------ the claims
 @pytest.fixture(scope="module", params=[0, 1], ids=["key0", "key1"])
 def seed(request):
