@@ -122,6 +122,66 @@ def test_masks_of_different_sizes_pool_their_pixels():
 
 
 
+# ------------------------------------------------------------------ thin structures
+def _scipy_fraction_field(mask):
+    """The border-correct gaussian fraction field at 1 px from scipy: smoothed mask over smoothed ones."""
+    num = ndi.gaussian_filter(mask.astype(float), 1.0, mode="constant", truncate=4.0)
+    den = ndi.gaussian_filter(np.ones(mask.shape), 1.0, mode="constant", truncate=4.0)
+    return num / den
+
+
+def _lines(width=1):
+    m = np.zeros((64, 64), np.int32)
+    for r in range(4, 60, 8):
+        m[r:r + width, 2:62] = 1
+    return m
+
+
+@pytest.mark.parametrize("shape", ["lines 1", "lines 2", "lines 3", "spots 2", "spots 3", "blobs"])
+def test_resolved_is_the_dice_of_the_clean_partition_against_scipy(masks, shape):
+    if shape.startswith("lines"):
+        m = _lines(int(shape[-1]))[None]
+    elif shape.startswith("spots"):
+        k = int(shape[-1])
+        m = np.zeros((1, 48, 48), np.int32)
+        for r in range(4, 44, 8):
+            for c in range(4, 44, 8):
+                m[0, r:r + k, c:c + k] = 1
+    else:
+        m = masks
+    inside = np.stack([_scipy_fraction_field(x) > 0.5 for x in m])
+    want = 2 * np.sum(inside & (m == 1)) / (inside.sum() + m.sum())
+    assert planner.Masks(m).resolved == pytest.approx(want, abs=1e-12)
+    if shape in ("lines 1", "spots 2"):  # gone from the 1-px partition
+        assert want == 0
+    if shape in ("lines 3", "blobs"):
+        assert want > 0.9
+
+
+def test_thin_masks_refuse_sampled_and_flipped_labels_but_not_the_rest():
+    """1-px lines vanish from the 1-px clean partition: the finite-sampling rows are refused (they used to read
+    Dice 0, even for labels equal to the clean ones, and below chance), the others keep their formulas."""
+    m = planner.Masks(_lines(1))
+    assert m.resolved < planner.MIN_RESOLVED
+    for lab in ("sample 0.1", "flip 0.1 0.1", "flip 0.3 0.2", LabelNoise("sample", 0.5)):
+        with pytest.raises(ValueError, match=r"masks: .*too thin.*Masks.resolved"):
+            planner.predict(m, lab, calibration=CAL)
+    with pytest.raises(ValueError, match="too thin"):
+        planner.solve_n_eff(m, "sample 0.1", clean_dice=0.9, measured=0.8)
+    assert planner.predict(m, "flip 0 0", calibration=CAL).dice == planner.predict(m, "clean", calibration=CAL).dice
+    assert planner.predict(m, "clean", calibration=CAL).dice == 0.9
+    # dilating a 1-px line by 1 triples it: Dice(T(M), M) = 2 / (1 + 3), then the clean network's jitter
+    dil = planner.predict(m, "dilate 1", calibration=CAL)
+    assert m.label_dice(LabelNoise("dilate", 1)) == pytest.approx(2 * 60 / (60 + 3 * 60 + 2), rel=0.02)
+    assert 0 < dil.dice <= 0.5
+    assert planner.predict(m, "erode 1", calibration=CAL).dice == 0  # nothing is left to learn
+    assert planner.predict(m, "random 0.5", calibration=CAL).family == "RL"
+    # 3-px lines are resolved, and their sampled rows fall with the ratio from the clean Dice
+    thick = planner.Masks(_lines(3))
+    got = [planner.predict(thick, f"sample {p}", calibration=CAL).dice for p in (0.5, 0.1, 0.01)]
+    assert 0.9 > got[0] > got[1] > got[2] > 0
+
+
 def test_solve_n_eff_inverts_the_prediction(masks):
     m = planner.Masks(masks)
     for n in (12.0, 400.0, 9000.0):

@@ -40,6 +40,15 @@ with the training-set size below which one fixed draw gets memorised
 (theory/README.md, step 13: index k / n_fg). ``python -m metastructure plan
 MASKS [--images IMAGES]`` prints the plan and draws it.
 
+Thin structures: the finite-sampling model compares the noisy partition with
+the clean partition {D > 1/2} of the 1-px fraction field, which keeps tubules
+1.5 px wide and more but loses 1-px lines and spots of 2 x 2 px
+(:attr:`Masks.resolved` measures how much of the masks it keeps, as a Dice).
+Sampled and flipped labels are predicted only where that reaches
+:data:`MIN_RESOLVED`; below it :func:`predict` refuses them and says why (the
+``planner`` simulation checks the model on ER-like tubules 1-3 and 1-1.5 px
+wide, simulations/README.md).
+
 Where the model is known to be weak: with very few labelled pixels per object
 (sampling 1% of small objects: about one labelled pixel per kernel window or
 fewer) the normal approximation and an n_eff fitted at another ratio no longer
@@ -72,7 +81,7 @@ from .calibration import (
     read_constants,
     write_constants,
 )
-from .model import N_EFF_MAX, N_EFF_MIN, Masks, Prediction, predict, solve_n_eff
+from .model import MIN_RESOLVED, N_EFF_MAX, N_EFF_MIN, Masks, Prediction, predict, solve_n_eff
 from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
 from .training import calibrate
 
@@ -81,6 +90,7 @@ __all__ = [
     "DEFAULT",
     "DEFAULT_RECIPE",
     "FLIPS",
+    "MIN_RESOLVED",
     "NO_AUGMENT_CAPACITY",
     "N_EFF_MAX",
     "N_EFF_MIN",

@@ -24,10 +24,15 @@ from .. import density, noise
 from ..noise import LabelNoise
 from .calibration import DEFAULT, Calibration
 
-__all__ = ["N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff"]
+__all__ = ["MIN_RESOLVED", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff"]
 
 #: n_eff is searched on [N_EFF_MIN, N_EFF_MAX] (labels per decision).
 N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
+
+#: sampled and flipped labels are predicted only on masks whose :attr:`Masks.resolved` reaches this: the
+#: finite-sampling model compares the noisy and the clean partition of the 1-px fraction field, so it speaks only
+#: for the part of the masks that partition keeps (the ``planner`` simulation checks it on thin tubules).
+MIN_RESOLVED = 0.5
 
 _HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2
 
@@ -131,17 +136,32 @@ class Masks:
         """``(d, count, inside)``: the clean fraction field D (``density.fraction_field`` at 1 px, gaussian, the
         fields :func:`theory.curves.pooled_dice` takes) of every pixel, binned: bin means, pixel counts and
         whether the bin lies in the clean partition {D > 1/2}."""
+        return self._clean_summary[0]
+
+    @property
+    def resolved(self) -> float:
+        """How much of the masks the model resolves: the pooled Dice between the masks and the clean partition
+        {D > 1/2} of their 1-px fraction field (``density.fraction_field``, gaussian). Near 1 for structures
+        wider than about 2 px; 0 for 1-px lines and single pixels, whose field stays below 1/2."""
+        return self._clean_summary[1]
+
+    @functools.cached_property
+    def _clean_summary(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float]:
         cnt = np.zeros(2 * _HIST_BINS)
         tot = np.zeros(2 * _HIST_BINS)
+        overlap = called = 0
         for stack in self.stacks:
-            d = np.asarray(density.fraction_field(stack, 1.0)).ravel()
+            d = np.asarray(density.fraction_field(stack, 1.0))
+            overlap += int(np.count_nonzero((d > 0.5) & stack))
+            called += int(np.count_nonzero(d > 0.5))
+            d = d.ravel()
             b = np.minimum((d * _HIST_BINS).astype(np.int32), _HIST_BINS - 1)  # bin i: [i/B, (i+1)/B)
             b += np.where(d > 0.5, 0, _HIST_BINS).astype(np.int32)  # first half: inside {D > 1/2}; second: outside
             cnt += np.bincount(b, minlength=2 * _HIST_BINS)
             tot += np.bincount(b, weights=d, minlength=2 * _HIST_BINS)
         keep = cnt > 0
         inside = np.arange(2 * _HIST_BINS) < _HIST_BINS
-        return tot[keep] / cnt[keep], cnt[keep], inside[keep]
+        return (tot[keep] / cnt[keep], cnt[keep], inside[keep]), 2 * overlap / (called + self.n_fg)
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
         """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
@@ -194,6 +214,16 @@ class Masks:
         return density.matched_threshold(np.array([[1 - b_, b_], [1 - s_, s_]]))
 
 
+def _check_resolved(m: Masks, label: LabelNoise) -> None:
+    if m.resolved < MIN_RESOLVED:
+        raise ValueError(
+            f"masks: the structures are too thin for the finite-sampling model of {label.name!r}: the clean partition "
+            f"of their 1-px fraction field keeps only {m.resolved:.2f} of them (Masks.resolved, a Dice; at least "
+            f"{MIN_RESOLVED:g} needed: lines about 1 px wide and spots of 2 x 2 px or smaller vanish from it), so "
+            "sampled and flipped labels cannot be predicted for these masks; clean labels, structured errors (dilate, "
+            "erode, skeleton) and random labels can")
+
+
 def _rates(label: LabelNoise) -> tuple[float, float]:
     """(f, b) of a class-conditional binary label type: T[1, 0] and T[0, 1] of its transition matrix."""
     t = label.transition()
@@ -230,7 +260,8 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         A :class:`Prediction` (:mod:`metastructure.planner`: the formula of each family).
 
     Raises:
-        ValueError: bad masks (:class:`Masks`), a multi-class label type.
+        ValueError: bad masks (:class:`Masks`), a multi-class label type, sampled or flipped labels on masks too
+            thin for the model (:attr:`Masks.resolved` below :data:`MIN_RESOLVED`).
         TypeError: ``label`` is not a label type.
     """
     m = masks if isinstance(masks, Masks) else Masks(masks)
@@ -243,6 +274,7 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         pi = m.foreground_fraction
         return Prediction(label, 2 * pi / (1 + pi), None, False, fam, "chance (all foreground)")
     if fam == "RCL":
+        _check_resolved(m, label)
         f, b = _rates(label)
         mt = label.matched_threshold()
         dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
@@ -262,12 +294,14 @@ def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -
     None when inside).
 
     Raises:
-        ValueError: bad masks, or a label type without finite sampling (not "sample" / "flip", or f + b = 1).
+        ValueError: bad masks, a label type without finite sampling (not "sample" / "flip", or f + b = 1), or masks
+            too thin for the model (:attr:`Masks.resolved` below :data:`MIN_RESOLVED`).
     """
     hold = masks if isinstance(masks, Masks) else Masks(masks)
     lab = _as_label(label)
     if lab.family != "RCL":
         raise ValueError(f"n_eff belongs to sampled or flipped labels (f + b != 1), got {lab.name!r}")
+    _check_resolved(hold, lab)
     f, b = _rates(lab)
     clean = float(clean_dice)
 
