@@ -19,6 +19,11 @@ within a window. :func:`metastructure.unsupervised.igtt` starts from these
 thresholds (``start="auto"`` picks the one with the larger score) and keeps its
 best round by the score; the ``igtt`` experiment of the simulations uses them
 as baselines.
+
+Every function reads huge values as well as ordinary ones: an image beyond 2^32 in magnitude is first scaled
+down by a power of two (exact, and the thresholds and the score are scale-free), so that its squares and the
+float32 histogram of Otsu's threshold stay finite. A constant image (no contrast) is all background for every
+threshold.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from . import data, metrics
+from . import _checks, data, metrics
 
 __all__ = ["adaptive", "grayscale", "kmeans", "local_separation", "otsu"]
 
@@ -46,30 +51,53 @@ def grayscale(images: Any) -> np.ndarray:
     return data.as_images(images, strict=False, dtype=np.float64).mean(-1)
 
 
+_HUGE = 2.0**32  # beyond this magnitude an image is scaled down by a power of two (see the module's docstring)
+
+
+def _gray(images: Any) -> np.ndarray:
+    """:func:`grayscale`, each image beyond ``_HUGE`` in magnitude scaled down to it by a power of two."""
+    x = grayscale(images)
+    top = np.max(np.abs(x), axis=(1, 2))
+    shift = np.where(top > _HUGE, np.frexp(top)[1] - 33, 0)
+    return np.ldexp(x, -shift[:, None, None])
+
+
+def _flat(im: np.ndarray) -> bool:
+    return bool(im.max() == im.min())
+
+
 def otsu(images: Any) -> np.ndarray:
     """Per image, intensity > Otsu's threshold (:func:`metastructure.metrics.otsu_threshold`: a 256-bin
-    histogram on [min, max], the threshold a bin centre; a constant image is all background).
+    histogram on [min, max], the threshold a bin centre); a constant image is all background.
+
+    Raises:
+        ValueError, TypeError: images as for :func:`grayscale`.
 
     >>> otsu(np.array([[0.1, 0.2, 0.9, 1.0]])).astype(int).tolist()
     [[[0, 0, 1, 1]]]
     """
-    x = grayscale(images)
-    return np.stack([im > float(metrics.otsu_threshold(im)) for im in x])
+    x = _gray(images)
+    return np.stack([np.zeros(im.shape, bool) if _flat(im) else im > float(metrics.otsu_threshold(im)) for im in x])
 
 
 def adaptive(images: Any, *, block_size: int = 35, offset: float = 0.0) -> np.ndarray:
     """Per image, intensity > the local mean over a ``block_size`` window minus ``offset``
-    (equal to ``skimage.filters.threshold_local(image, block_size, method="mean", offset=offset)``).
+    (equal to ``skimage.filters.threshold_local(image, block_size, method="mean", offset=offset)``);
+    a constant image is all background (where the local mean's rounding would otherwise cut it).
 
     Raises:
-        ValueError: ``block_size`` not an odd integer >= 3.
+        ValueError: ``block_size`` not an odd integer >= 3; images as for :func:`grayscale`.
+        TypeError: ``block_size`` not an int; images as for :func:`grayscale`.
     """
     from skimage.filters import threshold_local  # scikit-image loads slowly: only when a caller needs it
 
+    _checks.check_int("block_size", block_size)
     if block_size % 2 == 0 or block_size < 3:
         raise ValueError(f"block_size must be an odd integer >= 3, got {block_size}")
-    x = grayscale(images)
-    return np.stack([im > threshold_local(im, block_size, method="mean", offset=offset) for im in x])
+    offset = _checks.check_real_number("offset", offset)
+    x = _gray(images)
+    return np.stack([np.zeros(im.shape, bool) if _flat(im) else
+                     im > threshold_local(im, block_size, method="mean", offset=offset) for im in x])
 
 
 def kmeans(images: Any) -> np.ndarray:
@@ -84,10 +112,13 @@ def kmeans(images: Any) -> np.ndarray:
     values instead of a histogram). Deterministic: no initialisation, no
     iteration cap. A constant image is all background.
 
+    Raises:
+        ValueError, TypeError: images as for :func:`grayscale`.
+
     >>> kmeans(np.array([[0.1, 0.2, 0.9, 1.0]]))[0].astype(int).tolist()  # (H, W) in, (1, H, W) out
     [[0, 0, 1, 1]]
     """
-    x = grayscale(images)
+    x = _gray(images)
     out = []
     for im in x:
         v = np.sort(im.ravel())
@@ -118,22 +149,26 @@ def local_separation(images: Any, masks: Any, *, window: int = 35) -> np.ndarray
 
     Args:
         images: as for :func:`otsu`.
-        masks: (N, H, W) (or any shape with the images' N * H * W elements), read as 0/1.
+        masks: 0/1 (bool, or integers or floats equal to 0 or 1) of the images' (N, H, W) (or (H, W) for
+            one (H, W) image).
 
     Returns:
         (N,) float64 in [0, 1].
 
     Raises:
-        ValueError: ``window`` < 3, masks of another size than the images.
+        ValueError: ``window`` < 3; masks of another shape than the images' (N, H, W), or not 0/1 (soft,
+            NaN); images as for :func:`grayscale`.
+        TypeError: ``window`` not an int; masks of a non-real dtype; images as for :func:`grayscale`.
     """
-    x = grayscale(images)
-    m = np.asarray(masks, np.float64)
-    if m.size != x.size:
-        raise ValueError(f"masks must be (N, H, W) = {x.shape}, got shape {m.shape}")
-    m = m.reshape(x.shape)
-    w = int(window)
+    x = _gray(images)
+    w = _checks.check_int("window", window)
     if w < 3:
         raise ValueError(f"window must be >= 3, got {window}")
+    m = np.asarray(masks)
+    if m.shape != x.shape and not (x.shape[0] == 1 and m.shape == x.shape[1:]):
+        raise ValueError(f"masks must have the images' shape (N, H, W) = {x.shape}, got shape {m.shape}")
+    _checks.check_binary("masks", m)
+    m = m.reshape(x.shape).astype(np.float64)
     out = []
     for xi, mi in zip(x, m, strict=True):
         f = lambda a: ndimage.uniform_filter(a, w, mode="reflect")  # noqa: E731

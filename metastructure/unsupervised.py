@@ -175,6 +175,34 @@ def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30, selection: str
     return out[0] if single else out
 
 
+# ------------------------------------------------------------------ the images as iGTT reads them
+_HUGE = 2.0**256  # beyond this magnitude an image is first scaled down by a power of two (its squares stay finite)
+
+
+def _read_images(images: Any, *, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` as :func:`igtt`'s network reads them ((N, H, W, C) float32), and which of them are flat ((N,)
+    bool); the rule is stated in :func:`igtt`'s docstring.
+
+    Raises:
+        ValueError: images not (N, H, W, C), empty, NaN or infinite (:func:`metastructure.data.as_images`);
+            another number of channels than ``channels``.
+        TypeError: a non-real dtype.
+    """
+    x = data.as_images(images, dtype=np.float64)
+    if channels is not None and x.shape[-1] != channels:
+        raise ValueError(f"images must have {channels} channel(s), as those the network was trained on, got "
+                         f"{x.shape[-1]} (shape {x.shape})")
+    top = np.max(np.abs(x), axis=(1, 2, 3))
+    shift = np.where(top > _HUGE, np.frexp(top)[1] - 257, 0)
+    x = np.ldexp(x, -shift[:, None, None, None])  # exact: a power of two
+    mean, sd = x.mean(axis=(1, 2, 3)), x.std(axis=(1, 2, 3))
+    standard = (np.abs(mean) <= 1e-3) & (np.abs(sd - 1) <= 1e-3)
+    z = data.as_images(x, zscore=True)
+    z[standard] = x[standard].astype(np.float32)  # as given: the cast data.as_images(images) makes
+    flat = np.all(z.std(axis=(1, 2), dtype=np.float64) <= 0.5, axis=-1)
+    return z, flat
+
+
 # ------------------------------------------------------------------ starts
 def start_masks(images: Any, *, start: str = "auto", block_size: int = 35,
                 thick_radius: float = 3.0) -> tuple[np.ndarray, str]:
@@ -265,6 +293,13 @@ class IGTTConfig:
             training images have the largest mean :func:`~metastructure.thresholds.local_separation` (no
             ground truth; each
             round's score is in its history record as ``separation``).
+
+    Raises:
+        ValueError: a choice not among its allowed values, a count below 1, ``ratio`` outside [0, 1],
+            ``thick_radius`` or ``learning_rate`` not positive.
+        TypeError: a count (``rounds``, ``steps``, ``batch_size``, ``num_thresholds``, ``block_size``,
+            ``decay_every``) that is not an int (``steps=2.5`` is refused, as :func:`metastructure.train.fit`
+            refuses it).
     """
 
     start: str = "auto"
@@ -308,13 +343,13 @@ class IGTTConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("rounds", "batch_size", "num_thresholds"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.steps is not None and int(self.steps) < 1:
-            raise ValueError(f"steps must be >= 1 or None (one pass), got {self.steps!r}")
-        if self.decay_every is not None and int(self.decay_every) < 1:
-            raise ValueError(f"decay_every must be >= 1 or None, got {self.decay_every!r}")
+        # counts are integers (as train.fit's steps): 2.5 steps is refused, not run as 2
+        for name in ("rounds", "batch_size", "num_thresholds", "block_size"):
+            _checks.check_int(name, getattr(self, name), minimum=1)
+        if self.steps is not None:
+            _checks.check_int("steps", self.steps, minimum=1)
+        if self.decay_every is not None:
+            _checks.check_int("decay_every", self.decay_every, minimum=1)
         _checks.check_unit_interval("ratio", self.ratio)
         _checks.check_positive("thick_radius", self.thick_radius)
         _checks.check_positive("learning_rate", self.learning_rate)
@@ -368,9 +403,22 @@ class IGTTResult(NamedTuple):
     history: list
 
     def predict(self, images: Any) -> np.ndarray:
-        """The trained network's probabilities (N, H, W) for ``images`` (N, H, W, C); averaged over the
-        dihedral transforms when the configuration's ``tta`` is on."""
-        return self.fit.predict(images, tta=self.config.tta)
+        """The trained network's probabilities (N, H, W) for ``images`` (N, H, W, C), read as :func:`igtt`
+        reads its images (standardised per image); averaged over the dihedral transforms when the
+        configuration's ``tta`` is on.
+
+        Raises:
+            ValueError: images not (N, H, W, C), empty, NaN or infinite, or with another number of channels
+                than the training images.
+            TypeError: images of a non-real dtype.
+        """
+        x, _ = _read_images(images, channels=_in_channels(self.fit))
+        return self.fit.predict(x, tta=self.config.tta)
+
+
+def _in_channels(fit: train.FitResult) -> int:
+    """The number of image channels the U-Net of :func:`igtt` was built for (its first convolution's input)."""
+    return int(np.shape(fit.params["enc"][0][0]["w"])[2])
 
 
 def _pooled_loss(cfg: IGTTConfig):
@@ -460,7 +508,25 @@ def igtt(
     the batch), stored for the next round; DMI + soft IoU per image; SGD
     carried across rounds.
 
-    ``init_labels`` (N, H, W) replaces the start's masks. ``monitor(round,
+    **Images.** Each image is standardised as the package's normaliser does it
+    (:func:`metastructure.data.as_images` with ``zscore=True``: (x - mean) / (sd + 1e-6) over its (H, W, C),
+    here in float64), so ``x + 1e8`` or ``x * 1e30`` train as ``x`` does; an image that already is
+    standardised (mean within 1e-3 of 0, standard deviation within 1e-3 of 1: what every generator and
+    loader of :mod:`metastructure.data` returns) is taken as it is, and one beyond 2^256 in magnitude is first
+    scaled down by a power of two so that its squares stay finite. :meth:`IGTTResult.predict` and
+    :func:`igtt_masks` read images the same way; ``result.fit`` (and the monitor's ``fit``) take images so
+    standardised. An image is **flat** when every channel of its standardised version has a standard
+    deviation over (H, W) of at most 1/2, that is, in the image's own units, at most 1e-6 (the normaliser's
+    floor): a constant or blank image, or a constant one with variations below 1e-6. A flat image shows the
+    network nothing (its output there is only the response of its zero padding), so it has no object: its
+    start masks and its selections are empty, as :func:`igtt_masks`'s masks of it are (Otsu, adaptive and
+    k-means give a constant image no foreground either; unlike iGTT they are scale-free and split variations
+    of any size).
+
+    ``init_labels`` (N, H, W), 0/1 only (bool, or integers or floats equal to 0 or 1), replaces the start's
+    masks (``start`` is then "given"). Soft maps and the ignore value -1 are refused: EMS samples the labels
+    as a binary mask and the losses read every pixel, and the first round's selection replaces them.
+    ``monitor(round,
     fit, selected)`` (every ``monitor_every`` rounds and after the last) gets
     the network so far (a :class:`~metastructure.train.FitResult`: ``fit.predict``)
     and the stored selections (N, H, W); what it returns (a dict) joins that
@@ -470,12 +536,13 @@ def igtt(
     image: the ones EMS's size rule inverts when ``orient="size"``).
 
     Raises:
-        ValueError: images not (N, H, W, C), an unknown preset or a bad option value,
-            init_labels of another shape.
-        TypeError: an unknown option.
+        ValueError: images not (N, H, W, C), empty, NaN or infinite; an unknown preset or a bad option value;
+            init_labels of another shape or not 0/1 (soft, -1, NaN).
+        TypeError: an unknown option; a count option that is not an int (``steps=2.5``); images or
+            init_labels of a non-real dtype (strings).
         FloatingPointError: training diverged (a round's mean loss or the weights not finite).
     """
-    x_host = data.as_images(images)
+    x_host, flat = _read_images(images)
     if config is None:
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
@@ -484,10 +551,13 @@ def igtt(
     n = x_host.shape[0]
     if init_labels is None:
         sel, start = start_masks(x_host, start=cfg.start, block_size=cfg.block_size, thick_radius=cfg.thick_radius)
+        sel = np.where(flat[:, None, None], False, sel)
     else:
+        # 0/1 only: EMS and the losses read labels as binary masks, and the first selection replaces them
+        _checks.check_binary("init_labels", init_labels)
         sel, start = np.asarray(init_labels).astype(bool), "given"
         if sel.shape != x_host.shape[:3]:
-            raise ValueError(f"init_labels must be (N, H, W) = {x_host.shape[:3]}, got {sel.shape}")
+            raise ValueError(f"init_labels must be (N, H, W) = {x_host.shape[:3]}, got shape {sel.shape}")
     if cfg.ems_source == "auto":
         # the side EMS samples: the minority side under the size rule, the masks as given otherwise
         cfg = cfg.replace(ems_source="mask" if _thick(sel, cfg.thick_radius, minority=cfg.orient == "size")
@@ -538,7 +608,7 @@ def igtt(
             probs = fit.predict(x_host, tta=cfg.tta)
             store = _select(jnp.asarray(probs), num_thresholds=cfg.num_thresholds, selection=cfg.selection,
                             shared=False)
-        sel = np.asarray(store)
+        sel = np.where(flat[:, None, None], False, np.asarray(store))
         big = sel.mean(axis=(-2, -1)) > 0.5
         rec: dict[str, Any] = {"round": r + 1, "loss": loss, "selected_fraction": float(sel.mean()),
                                "inverted_fraction": float(big.mean())}
@@ -608,10 +678,22 @@ def _thick(masks: Any, radius: float, *, minority: bool) -> bool:
 
 
 def igtt_masks(result: IGTTResult, images: Any) -> np.ndarray:
-    """Binary masks (N, H, W) of ``images`` by a trained :func:`igtt`: per image, its configuration's
-    selection on the network's output (one threshold per image), on the minority side with
-    ``orient="size"``, on the high side with ``orient="high"``."""
+    """Binary masks (N, H, W) of ``images`` (N, H, W, C) by a trained :func:`igtt`: per image, its
+    configuration's selection on the network's output (:meth:`IGTTResult.predict`, one threshold per image),
+    on the minority side with ``orient="size"``, on the high side with ``orient="high"``. A flat image (no
+    contrast: a constant or blank image, or variations below 1e-6; the rule is in :func:`igtt`'s docstring)
+    has no object: its mask is empty, as Otsu's, adaptive's and k-means' masks of a constant image are.
+
+    Raises:
+        TypeError: ``result`` not an :class:`IGTTResult`; images of a non-real dtype.
+        ValueError: images not (N, H, W, C), empty, NaN or infinite, or with another number of channels
+            than the images ``result`` was trained on.
+    """
+    if not isinstance(result, IGTTResult):
+        raise TypeError(f"result must be an IGTTResult (what igtt returns), got {type(result).__name__}")
     cfg = result.config
-    sel = np.asarray(select_pseudo_labels(result.predict(images), num_thresholds=cfg.num_thresholds,
+    x, flat = _read_images(images, channels=_in_channels(result.fit))
+    sel = np.asarray(select_pseudo_labels(result.fit.predict(x, tta=cfg.tta), num_thresholds=cfg.num_thresholds,
                                           selection=cfg.selection))
-    return minority_side(sel) if cfg.orient == "size" else sel
+    sel = minority_side(sel) if cfg.orient == "size" else sel
+    return np.where(flat[:, None, None], False, sel)

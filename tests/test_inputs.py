@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metastructure import data, density, losses, metrics, nets, noise, ntm, train
+from metastructure import data, density, losses, metrics, nets, noise, ntm, thresholds, train
+from metastructure import unsupervised as uns
 
 KEY = jax.random.key(0)
 _rng = np.random.default_rng(0)
@@ -565,3 +566,125 @@ def test_loaders_read_corrupted_folders_right_or_refuse_by_name(tmp_path_factory
             names, masks = out
             assert names == ["a.png", "b.png"]
             np.testing.assert_array_equal(masks[1], mask != 0)
+
+
+# ============================================================== unsupervised: igtt, igtt_masks, start_masks, thresholds
+# Corrupted images (blank, constant, near-constant, huge finite values, NaN, inf, strings, wrong layouts) and
+# corrupted init_labels (soft, the ignore value, NaN, strings, wrong shape): a right answer (no object where there
+# is no contrast; huge values read as the image they scale) or a ValueError / TypeError naming the argument.
+
+UNS = {"widths": (2, 4), "rounds": 1, "steps": 1, "progress": False, "augment": False, "tta": False, "use_ems": False}
+BLOBS = data.nuclei(jax.random.key(3), 2, size=16)  # standardised images with objects, and their truth
+REFUSED = ("nan", "inf", "string", "complex", "none", "empty", "5-D")
+FLAT = ("blank", "constant", "near-constant")
+HUGE = ("huge scale", "huge offset")
+
+
+def _images(how: str, draw) -> np.ndarray:
+    """BLOBS' images corrupted ``how`` (N, H, W, C)."""
+    x = np.asarray(BLOBS.images, np.float64)
+    if how == "blank":
+        return np.zeros_like(x)
+    if how == "constant":
+        return np.full_like(x, draw(st.sampled_from([-3.7, 0.1, 5.0, 1e8 + 0.1, 1e30, -1e300, 1e300])))
+    if how == "near-constant":  # variations far below the normaliser's floor (1e-6)
+        return draw(st.sampled_from([0.0, 0.3, -2.0])) + 1e-9 * np.random.default_rng(0).normal(size=x.shape)
+    if how == "huge scale":
+        return x * draw(st.sampled_from([1e10, 1e30, 3e38, 1e200, 1e300]))
+    if how == "huge offset":
+        return x + draw(st.sampled_from([1e4, -1e6, 1e8]))
+    if how in ("nan", "inf"):
+        bad = x.copy()
+        bad[draw(st.integers(0, 1)), draw(st.integers(0, 15)), 3, 0] = np.nan if how == "nan" else -np.inf
+        return bad
+    return {"string": x.astype(str), "complex": x.astype(np.complex64), "none": None, "empty": x[:0],
+            "5-D": x[None], "(N, H, W)": x[..., 0], "(H, W)": x[0, ..., 0], "3 channels": np.repeat(x, 3, -1)}[how]
+
+
+def _refused_by_name(call, name: str) -> None:
+    with pytest.raises((ValueError, TypeError)) as e:
+        call()
+    assert name in str(e.value), str(e.value)
+
+
+def _agree(a, b) -> float:
+    return float(np.mean(np.asarray(a) == np.asarray(b)))
+
+
+@pytest.fixture(scope="module")
+def igtt_trained():
+    """An IGTTResult of the recommended configuration around an untrained U-Net (igtt_masks reads only the
+    network and the configuration; no training to compile)."""
+    model = nets.unet(widths=(2, 4))
+    fit = train.FitResult(model.init(KEY, 1), model, {}, "fixed", None)
+    return uns.IGTTResult(fit, uns.PRESETS["recommended"].replace(widths=(2, 4)), "otsu", None, None, [])
+
+
+@pytest.mark.parametrize("how", REFUSED + FLAT + ("huge scale", "(N, H, W)", "(H, W)", "3 channels"))
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_thresholds_on_corrupted_images(how, draw):
+    x = _images(how, draw.draw)
+    calls = {"otsu": thresholds.otsu, "adaptive": lambda a: thresholds.adaptive(a, block_size=5),
+             "kmeans": thresholds.kmeans, "start_masks": lambda a: uns.start_masks(a, block_size=5)[0]}
+    if how in REFUSED:
+        for call in (*calls.values(), thresholds.grayscale, lambda a: thresholds.local_separation(a, BLOBS.masks)):
+            _refused_by_name(lambda: call(x), "images")  # noqa: B023
+        return
+    n = 1 if how == "(H, W)" else 2
+    clean = {k: np.asarray(f(BLOBS.images[:n])) for k, f in calls.items()}  # start_masks looks at the whole batch
+    for k, f in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way
+            out = np.asarray(f(x))
+            sep = thresholds.local_separation(x, out, window=5)
+        assert out.dtype == bool and out.shape == (n, 16, 16), k
+        assert np.all(np.isfinite(sep)) and np.all((sep >= 0) & (sep <= 1)), k
+        if how in ("blank", "constant"):
+            assert not out.any(), k  # no contrast, no object
+        elif how != "near-constant":  # the thresholds split any variation: the same cut at any scale or layout
+            assert _agree(out, clean[k]) >= 0.95, k
+
+
+@pytest.mark.parametrize("how", REFUSED + FLAT + HUGE + ("(N, H, W)", "(H, W)", "3 channels"))
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_igtt_masks_on_corrupted_images(igtt_trained, how, draw):
+    x = _images(how, draw.draw)
+    if how in REFUSED + ("(N, H, W)", "(H, W)", "3 channels"):
+        _refused_by_name(lambda: uns.igtt_masks(igtt_trained, x), "images")
+        _refused_by_name(lambda: igtt_trained.predict(x), "images")
+        return
+    masks = uns.igtt_masks(igtt_trained, x)
+    assert masks.dtype == bool and masks.shape == (2, 16, 16)
+    if how in FLAT:
+        assert not masks.any()  # no contrast, no object (not the network's response to its own padding)
+    else:
+        assert _agree(masks, uns.igtt_masks(igtt_trained, BLOBS.images)) >= 0.95
+
+
+@pytest.mark.parametrize("arg, how", [("images", h) for h in REFUSED + FLAT + HUGE + ("(N, H, W)", "(H, W)")]
+                         + [("init_labels", h) for h in ("soft", "ignore", "nan", "255", "string", "shape", "bool",
+                                                         "int", "float")])
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_igtt_on_corrupted_images_and_init_labels(arg, how, draw):
+    if arg == "images":
+        x, labels = _images(how, draw.draw), None
+    else:
+        x = BLOBS.images
+        m = np.asarray(BLOBS.masks, np.float64)
+        bad = m.copy()
+        bad[draw.draw(st.integers(0, 1)), draw.draw(st.integers(0, 15)), 5] = {
+            "soft": draw.draw(st.floats(0.01, 0.99)), "ignore": -1, "nan": np.nan, "255": 255}.get(how, 1)
+        labels = {"string": m.astype(str), "shape": m[:1], "bool": m > 0, "int": m.astype(np.int32),
+                  "float": m.astype(np.float32)}.get(how, bad)
+    if how in REFUSED + ("(N, H, W)", "(H, W)", "soft", "ignore", "nan", "255", "string", "shape"):
+        _refused_by_name(lambda: uns.igtt(KEY, x, init_labels=labels, **UNS), arg)
+        return
+    r = uns.igtt(KEY, x, init_labels=labels, **UNS)
+    assert np.isfinite(r.history[0]["loss"]) and r.selected.shape == (2, 16, 16)
+    if labels is not None:
+        assert r.start == "given"
+    if how in FLAT:  # nothing to start from, nothing selected, nothing found
+        assert not r.selected.any() and not r.labels.any() and not uns.igtt_masks(r, x).any()

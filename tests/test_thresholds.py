@@ -119,3 +119,42 @@ def test_local_separation_prefers_the_local_threshold_only_under_uneven_illumina
         assert (np.mean(ad == truth) > np.mean(ot == truth)) == local_wins  # the premise
         s_ot, s_ad = (thresholds.local_separation(x, m)[0] for m in (ot, ad))
         assert 0 <= min(s_ot, s_ad) and max(s_ot, s_ad) <= 1 and (s_ad > s_ot) == local_wins
+
+
+def test_local_separation_refuses_masks_of_another_shape_or_not_binary():
+    """Masks are 0/1 of the images' (N, H, W): the same number of pixels in another shape, soft or NaN masks and
+    strings are refused by name (they used to be reshaped or read as weights)."""
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 1))
+    m = x[..., 0] > 0
+    for bad in (m.reshape(2, 8, 32), m[..., None], m[:1], m.astype(float) * 0.5 + 0.25, np.where(m, np.nan, 0.0)):
+        with pytest.raises(ValueError, match="masks"):
+            thresholds.local_separation(x, bad, window=5)
+    with pytest.raises(TypeError, match="masks"):
+        thresholds.local_separation(x, m.astype(str), window=5)
+    with pytest.raises(TypeError, match="window"):
+        thresholds.local_separation(x, m, window=5.5)
+    assert thresholds.local_separation(x, m.astype(np.float32), window=5).tolist() == thresholds.local_separation(
+        x, m, window=5).tolist()
+
+
+def test_thresholds_are_scale_free_on_huge_values_and_empty_on_constant_images():
+    """Each threshold and the score are invariant to scaling the image (the oracle: their result on x itself, and
+    scikit-image's threshold_otsu on x); values near the float64 limit no longer overflow to NaN or cut nothing.
+    A constant image, at any level, is all background."""
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 24, 24)) + 2.0 * (np.mgrid[:24, :24][1] % 8 < 3)
+    ref = {"otsu": thresholds.otsu(x), "adaptive": thresholds.adaptive(x, block_size=7), "kmeans": thresholds.kmeans(x)}
+    assert np.mean(ref["otsu"] == np.stack([im > threshold_otsu(im) for im in x])) > 0.99
+    for s in (1e30, 1e200, 1e300):
+        xs = x * s
+        np.testing.assert_array_equal(thresholds.otsu(xs), ref["otsu"])
+        np.testing.assert_array_equal(thresholds.adaptive(xs, block_size=7), ref["adaptive"])
+        np.testing.assert_array_equal(thresholds.kmeans(xs), ref["kmeans"])
+        np.testing.assert_allclose(thresholds.local_separation(xs, ref["otsu"], window=5),
+                                   thresholds.local_separation(x, ref["otsu"], window=5), rtol=1e-9)
+    for level in (0.0, -3.7, 1e8 + 0.1, 1e300):
+        c = np.full((1, 16, 16), level)
+        for f in (thresholds.otsu, thresholds.adaptive, thresholds.kmeans):
+            assert not f(c).any(), (f.__name__, level)

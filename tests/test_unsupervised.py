@@ -202,6 +202,102 @@ def test_igtt_options_are_checked():
     assert u.IGTTConfig(**u.PRESETS["paper"].to_dict()) == u.PRESETS["paper"]
 
 
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny recommended iGTT trained on 4 nuclei images of 32^2 (20 steps: it segments them, Dice ~0.87)."""
+    tr = data.nuclei(jax.random.key(0), 4, size=32)
+    return tr, u.igtt(jax.random.key(1), tr.images, rounds=1, steps=20, progress=False, **TINY)
+
+
+def test_igtt_masks_find_no_object_in_images_without_contrast(trained):
+    """A blank, constant or near-constant image (variations below 1e-6) has no object: the masks are empty, as
+    Otsu's, adaptive's and k-means' masks of a constant image are (the oracle); an image with contrast in the
+    same batch still gets its objects. Trained on a batch holding a blank image, iGTT starts and selects
+    nothing there."""
+    tr, r = trained
+    rng = np.random.default_rng(0)
+    flat = np.stack([np.zeros((32, 32, 1)), np.full((32, 32, 1), 5.0), np.full((32, 32, 1), -3.7),
+                     np.full((32, 32, 1), 1e8 + 0.1), 0.3 + 1e-9 * rng.normal(size=(32, 32, 1))])
+    for f in (thresholds.otsu, thresholds.adaptive, thresholds.kmeans):
+        assert not f(flat[:4]).any(), f.__name__
+    masks = u.igtt_masks(r, np.concatenate([flat, tr.images[:1].astype(np.float64)]))
+    assert not masks[:5].any()
+    np.testing.assert_array_equal(masks[5], u.igtt_masks(r, tr.images[:1])[0])
+    assert metrics.dice(masks[5], tr.masks[0]) > 0.5
+    two_channels = np.concatenate([np.zeros((1, 32, 32, 1)), np.ones((1, 32, 32, 1))], axis=-1)  # each constant
+    r2 = u.igtt(jax.random.key(1), np.concatenate([two_channels, two_channels + rng.normal(size=(1, 32, 32, 2))]),
+                rounds=1, steps=1, progress=False, **TINY)
+    assert not u.igtt_masks(r2, two_channels).any()
+    x = np.concatenate([tr.images, np.zeros((1, 32, 32, 1), np.float32)])
+    r3 = u.igtt(jax.random.key(1), x, rounds=1, steps=2, start="adaptive", progress=False, **TINY)
+    assert not r3.selected[4].any() and not r3.labels[4].any() and r3.selected[:4].any()
+
+
+@pytest.mark.parametrize("bad", [0.3, -1, np.nan, 2, "a"], ids=["soft", "ignore", "nan", "two", "string"])
+def test_igtt_init_labels_must_be_zero_one(bad):
+    """init_labels are binary masks (EMS and the losses read them so): soft maps, the ignore value, NaN and
+    strings are refused by name; bool, integer and float 0/1 are accepted."""
+    x = data.nuclei(jax.random.key(0), 2, size=16).images
+    labels = np.zeros((2, 16, 16), object if bad == "a" else float)
+    labels[:, 4:8, 4:8] = 1
+    labels[0, 0, 0] = bad
+    with pytest.raises(TypeError if bad == "a" else ValueError, match="init_labels"):
+        u.igtt(jax.random.key(0), x, init_labels=labels.astype(str) if bad == "a" else labels, rounds=1, steps=1,
+               progress=False, **TINY)
+    if bad == 0.3:
+        for ok in (labels > 0.5, (labels > 0.5).astype(np.int32), (labels > 0.5).astype(np.float32)):
+            assert u.igtt(jax.random.key(0), x, init_labels=ok, rounds=1, steps=1, progress=False,
+                          **TINY).start == "given"
+
+
+def test_igtt_segments_large_valued_images_as_the_images_themselves(trained):
+    """x + 1e8 and x * 1e30 are standardised per image: trained on them, iGTT's masks are those of x, and their
+    Dice to the truth is of Otsu's order on x (the oracle; Otsu's own threshold on x + 1e8 is float32's
+    business, metrics.otsu_threshold)."""
+    tr, r = trained
+    x = tr.images.astype(np.float64)
+    otsu_dice = float(metrics.dice(thresholds.otsu(x), tr.masks))
+    ours = u.igtt_masks(r, x)
+    for big in (x + 1e8, x * 1e30, x * 1e300):
+        rb = u.igtt(jax.random.key(1), big, rounds=1, steps=20, progress=False, **TINY)
+        mb = u.igtt_masks(rb, big)
+        assert float(metrics.dice(mb, tr.masks)) >= otsu_dice - 0.1
+        assert float(metrics.dice(mb, ours)) >= 0.95 and float(metrics.dice(u.igtt_masks(r, big), ours)) >= 0.95
+
+
+def test_igtt_refuses_non_integer_counts():
+    """As train.fit does: steps=2.5 is not run as 2 steps."""
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    for name, value in (("steps", 2.5), ("rounds", 1.5), ("batch_size", 2.0), ("num_thresholds", 30.5),
+                        ("decay_every", 2.5), ("block_size", 35.0)):
+        with pytest.raises(TypeError, match=name):
+            u.igtt(jax.random.key(0), x, **{name: value})
+        with pytest.raises(TypeError, match=name):
+            u.IGTTConfig(**{name: value})
+
+
+@pytest.mark.parametrize("case", ["3 channels", "(N, H, W)", "(H, W)", "empty", "nan", "strings", "no result"])
+def test_igtt_masks_refuse_bad_images_and_results_by_name(trained, case):
+    tr, r = trained
+    x = tr.images
+    nan = x.copy()
+    nan[1, 3, 3, 0] = np.nan
+    images, result, err, name = {
+        "3 channels": (np.repeat(x, 3, axis=-1), r, ValueError, "images must have 1 channel"),
+        "(N, H, W)": (x[..., 0], r, ValueError, "images must be"),
+        "(H, W)": (x[0, ..., 0], r, ValueError, "images must be"),
+        "empty": (x[:0], r, ValueError, "images is empty"),
+        "nan": (nan, r, ValueError, "images contains NaN"),
+        "strings": (x.astype(str), r, TypeError, "images"),
+        "no result": (x, None, TypeError, "result must be an IGTTResult"),
+    }[case]
+    with pytest.raises(err, match=name):
+        u.igtt_masks(result, images)
+    if result is not None:
+        with pytest.raises(err, match=name):
+            r.predict(images)
+
+
 def test_in_step_selection_comes_from_each_batch_output_before_its_step():
     """select_when="step": with a vanishing learning rate the stored selections are those of the output
     before the step; with shared=True one threshold index serves the batch; with augmentation each stored
