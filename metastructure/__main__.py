@@ -14,8 +14,11 @@ It writes ``plan.json`` (every number, the calibration included) and
 error) to ``--out`` (default: the current directory).
 
 A problem with the input (no folder, no mask files, a mask that is not binary,
-images without masks, masks too sparse to calibrate on) prints one line naming
-the file and exits with status 2.
+masks without foreground or without background, images without masks, images
+without contrast, masks too sparse to calibrate on) prints one line naming the
+file and exits with status 2, as does a plan whose every sampled, flipped and
+outlined row the model predicts at Dice 0 (masks it cannot describe: no table
+of zeros is printed, nothing is written).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ def _plan(args: argparse.Namespace) -> int:
             for msg in dict.fromkeys(str(w.message) for w in caught):  # once each, in order
                 print(f"note: {msg}", file=sys.stderr)
     plan = planner.table(summary, calibration=cal)
+    modelled = [r for r in plan.rows if r.family in ("RCL", "PCL")]  # clean and random rows need no model
+    if modelled and all(r.dice < 5e-4 for r in modelled):  # every one would print as 0.000
+        raise ValueError(f"{args.masks}: the model predicts Dice 0 for every sampled, flipped and outlined label "
+                         f"type of these {len(summary)} mask(s) ({summary.n_fg} foreground pixels): it cannot "
+                         "describe them, so there is no plan to print (nothing written)")
     record = {"masks_folder": str(args.masks), "images_folder": None if args.images is None else str(args.images),
               "files": names, **plan.to_dict()}
     (out / "plan.json").write_text(json.dumps(record, indent=1) + "\n")
