@@ -82,7 +82,8 @@ def test_the_constants_ship_as_package_data():
     assert planner.CONSTANTS_FILE.parent == Path(calibration.__file__).parent
 
 
-BAD_VALUES = [("n_eff", -5.0), ("n_eff", 0.0), ("n_eff", float("nan")), ("n_eff", float("inf")),
+BAD_VALUES = [("n_eff", -5.0), ("n_eff", 0.0), ("n_eff", float("nan")), ("n_eff", float("inf")), ("n_eff", 0.5),
+              ("n_eff", 5e-324), ("n_eff", 1e308),
               ("clean_dice", 1.7), ("clean_dice", -0.1), ("clean_dice", float("nan")), ("sparse_dice", 1.01),
               ("capacity", -1.0), ("capacity", float("inf")), ("memorisation_index", 1.5),
               ("memorisation_index", float("nan")), ("n_train", -1), ("n_holdout", -3), ("label", "dilate 1"),

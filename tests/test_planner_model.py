@@ -215,3 +215,13 @@ def test_solve_n_eff_refuses_a_value_that_is_not_a_dice(masks, arg, value):
 def test_predict_refuses_a_calibration_that_is_not_one(masks):
     with pytest.raises(TypeError, match="calibration must be a planner.Calibration"):
         planner.predict(masks, "sample 0.1", calibration=CAL.to_dict())
+
+
+def test_a_radius_beyond_the_masks_diagonal_is_refused(masks):
+    """The perturbed masks of such a radius are all foreground or all background; main computed them one disk row
+    at a time (2 r + 1 shifts: a radius of 1e6 never returned)."""
+    reach = np.hypot(48, 48)
+    assert planner.predict(masks, LabelNoise("erode", 60), calibration=CAL).family == "PCL"  # within: predicted
+    for lab in (LabelNoise("dilate", 1000), LabelNoise("erode", reach + 0.5), "dilate 1e6"):
+        with pytest.raises(ValueError, match="radius beyond the masks' diagonal"):
+            planner.predict(masks, lab, calibration=CAL)

@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULT",
     "DEFAULT_RECIPE",
     "NO_AUGMENT_CAPACITY",
+    "N_EFF_MAX",
+    "N_EFF_MIN",
     "Calibration",
     "fit_kwargs",
     "read_constants",
@@ -50,6 +52,10 @@ DEFAULT_RECIPE: dict[str, Any] = {"widths": (8, 16, 32), "steps": 300, "batch_si
 
 #: The JSON file (package data) that holds the measured defaults.
 CONSTANTS_FILE = Path(__file__).with_name("calibration.json")
+
+#: n_eff lies in [N_EFF_MIN, N_EFF_MAX] (labels per decision): the range a :class:`Calibration` accepts and
+#: :func:`metastructure.planner.solve_n_eff` searches.
+N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
 
 #: Significant digits each measured number is stored with (:func:`write_constants`).
 SIGNIFICANT = {"n_eff": 6, "clean_dice": 5, "sparse_dice": 5, "capacity": 5, "memorisation_index": 5,
@@ -118,15 +124,16 @@ class Calibration:
             on the foreground pixels the draw left out).
         n_train, n_holdout: images trained on and scored on.
         source: "calibrated", or where a default comes from; a calibration
-            whose n_eff sits at an end of its search range ([N_EFF_MIN,
-            N_EFF_MAX] of :mod:`metastructure.planner.model`: a bound, not a
-            measurement) says so here (:func:`metastructure.planner.calibrate`).
+            whose n_eff sits at an end of its search range ([:data:`N_EFF_MIN`,
+            :data:`N_EFF_MAX`]: a bound, not a measurement) says so here
+            (:func:`metastructure.planner.calibrate`).
 
     Every value is checked when the record is built (the constructor and
     :meth:`from_dict` alike), numbers stored as floats and ints.
 
     Raises:
-        ValueError: ``n_eff`` not a finite number > 0; ``clean_dice`` or
+        ValueError: ``n_eff`` not a finite number in [:data:`N_EFF_MIN`,
+            :data:`N_EFF_MAX`]; ``clean_dice`` or
             ``sparse_dice`` not a Dice (finite, in [0, 1]); ``capacity`` not a
             finite number >= 0; ``memorisation_index`` not finite in [-1, 1]
             (a difference of two mean outputs in [0, 1]); ``n_train`` or
@@ -152,7 +159,11 @@ class Calibration:
 
     def __post_init__(self):
         put = functools.partial(object.__setattr__, self)
-        put("n_eff", _checks.check_real_number("n_eff", self.n_eff, minimum=0.0, strict=True))
+        n_eff = _checks.check_real_number("n_eff", self.n_eff)
+        if not N_EFF_MIN <= n_eff <= N_EFF_MAX:
+            raise ValueError(f"n_eff must lie in [N_EFF_MIN, N_EFF_MAX] = [{N_EFF_MIN:g}, {N_EFF_MAX:g}] (labels "
+                             f"per decision), got {self.n_eff!r}")
+        put("n_eff", n_eff)
         put("clean_dice", _dice_value("clean_dice", self.clean_dice))
         if self.sparse_dice is not None:
             put("sparse_dice", _dice_value("sparse_dice", self.sparse_dice))

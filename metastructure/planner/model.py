@@ -22,12 +22,9 @@ from theory import curves
 
 from .. import density, noise
 from ..noise import LabelNoise
-from .calibration import DEFAULT, Calibration, _dice_value
+from .calibration import DEFAULT, N_EFF_MAX, N_EFF_MIN, Calibration, _dice_value
 
 __all__ = ["N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff"]
-
-#: n_eff is searched on [N_EFF_MIN, N_EFF_MAX] (labels per decision).
-N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
 
 _HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2
 
@@ -251,7 +248,8 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
     Raises:
         ValueError: bad masks (:class:`Masks`: none, not binary, no foreground
             or no background pixel), a multi-class label type, a label name
-            that does not parse (naming ``label``, with the grammar).
+            that does not parse (naming ``label``, with the grammar), a dilate /
+            erode radius beyond the masks' diagonal.
         TypeError: ``label`` is not a label type, ``calibration`` not a
             :class:`Calibration` (its values are checked when it is built).
     """
@@ -270,6 +268,12 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
         return Prediction(label, dice, float(mt.threshold), bool(mt.invert), fam,
                           f"finite sampling, n_eff = {cal.n_eff:.3g}")
+    if isinstance(label, (noise.Dilate, noise.Erode)):
+        reach = max(math.hypot(*stack.shape[1:]) for stack in m.stacks)
+        if float(label.params[0]) > reach:
+            raise ValueError(f"label {label.name!r}: a radius beyond the masks' diagonal ({reach:.1f} px) makes "
+                             "every perturbed mask all foreground (dilate) or all background (erode); give a radius "
+                             "up to it")
     dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
     if isinstance(label, noise.Skeleton):
         return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,
