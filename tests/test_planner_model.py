@@ -222,6 +222,6 @@ def test_a_radius_beyond_the_masks_diagonal_is_refused(masks):
     at a time (2 r + 1 shifts: a radius of 1e6 never returned)."""
     reach = np.hypot(48, 48)
     assert planner.predict(masks, LabelNoise("erode", 60), calibration=CAL).family == "PCL"  # within: predicted
-    for lab in (LabelNoise("dilate", 1000), LabelNoise("erode", reach + 0.5), "dilate 1e6"):
+    for lab in (LabelNoise("erode", reach + 0.5), LabelNoise("dilate", 1000), "dilate 1e6"):
         with pytest.raises(ValueError, match="radius beyond the masks' diagonal"):
             planner.predict(masks, lab, calibration=CAL)
