@@ -217,7 +217,7 @@ def _as_label(label: Any) -> LabelNoise:
         raise TypeError("label must be a noise.LabelNoise (or its name, e.g. 'sample 0.1'), "
                         f"got {type(label).__name__}")
     if label.num_classes not in (None, 2) or isinstance(label, (noise.SampleClasses, noise.SymmetricFlip)):
-        raise ValueError(f"the planner is binary; {label!r} is multi-class")
+        raise ValueError(f"label must be a binary label type (the planner is binary); {label!r} is multi-class")
     return label
 
 
