@@ -106,18 +106,18 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
 
 
 def test_plan_command_never_prints_a_table_of_zeros(tmp_path, masks, monkeypatch, capsys):
-    """Masks the model cannot describe (main: thin lines, every sampled, flipped and outlined row at Dice 0) gave
-    a table of zeros with exit 0. Whatever the cause, such a plan is refused: status 2, one line, no plan.json."""
+    """Masks the model cannot describe (main: 1 px lines, every sampled and flipped row at Dice 0) gave a table of
+    zeros with exit 0. Whatever the cause, such a plan is refused: status 2, one line, no plan.json."""
     real = plan_module.predict
 
     def zero(m, label, *, calibration=None):
         p = real(m, label, calibration=calibration)
-        return p._replace(dice=0.0) if p.family in ("RCL", "PCL") else p
+        return p._replace(dice=0.0) if p.family == "RCL" else p
 
     monkeypatch.setattr(plan_module, "predict", zero)
     write_pngs(tmp_path / "masks", masks)
     rc = cli.main(["plan", str(tmp_path / "masks"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr()
-    assert rc == 2 and "the model predicts Dice 0 for every sampled, flipped and outlined label type" in out.err
+    assert rc == 2 and "the model predicts Dice 0 for every sampled and flipped label type" in out.err
     assert "Traceback" not in out.err and len(out.err.strip().splitlines()) <= 2 and "dilate" not in out.out
     assert not (tmp_path / "out" / "plan.json").exists()
