@@ -14,8 +14,11 @@ It writes ``plan.json`` (every number, the calibration included) and
 error) to ``--out`` (default: the current directory).
 
 A problem with the input (no folder, no mask files, a mask that is not binary,
-images without masks, masks too sparse to calibrate on) prints one line naming
-the file and exits with status 2.
+masks without foreground or without background, images without masks, images
+without contrast, masks too sparse to calibrate on) prints one line naming the
+file and exits with status 2, as does a plan whose every sampled and flipped
+row the model predicts at Dice 0 (masks it cannot describe: no table of zeros
+is printed, nothing is written).
 """
 
 from __future__ import annotations
@@ -69,6 +72,12 @@ def _plan(args: argparse.Namespace) -> int:
             for msg in dict.fromkeys(str(w.message) for w in caught):  # once each, in order
                 print(f"note: {msg}", file=sys.stderr)
     plan = planner.table(summary, calibration=cal)
+    sampled = [r for r in plan.rows if r.family == "RCL"]  # sample 0.5 ... 0.01, flip 0.1 ... 0.4
+    if sampled and all(r.dice < 5e-4 for r in sampled):  # every one would print as 0.000: a table of zeros
+        raise ValueError(f"{args.masks}: the model predicts Dice 0 for every sampled and flipped label type of these "
+                         f"{len(summary)} mask(s) ({summary.n_fg} foreground pixels), even for half the pixels "
+                         "labelled: it cannot describe them (structures too thin or too small for it?), so there is "
+                         "no plan to print (nothing written)")
     record = {"masks_folder": str(args.masks), "images_folder": None if args.images is None else str(args.images),
               "files": names, **plan.to_dict()}
     (out / "plan.json").write_text(json.dumps(record, indent=1) + "\n")

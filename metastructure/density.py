@@ -70,6 +70,7 @@ __all__ = [
     "DENSE_MAX",
     "KERNELS",
     "MatchedThreshold",
+    "TRANSITION_ATOL",
     "expected_fraction_field",
     "fraction_field",
     "intensity_field",
@@ -86,6 +87,11 @@ KERNELS = ("gaussian", "box", "epanechnikov")
 DENSE_MAX = 320
 #: Largest absolute difference from a float64 scipy.ndimage oracle that the tests allow.
 ACCURACY = 2e-5
+#: The one tolerance of the decisions taken on a binary transition matrix T = [[1-b, b], [f, 1-f]]: at
+#: |1 - f - b| <= TRANSITION_ATOL the noisy labels carry no information, so :func:`matched_threshold` has no t*
+#: (:func:`matched_threshold_or_none` gives None) and ``noise.LabelNoise.family`` says "RL"; a label type's family
+#: and its t* therefore always agree. ``LabelNoise.family`` also calls T within it of the identity clean ("CL").
+TRANSITION_ATOL = 1e-9
 _UNDEFINED = 1e-6
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -493,7 +499,7 @@ class MatchedThreshold(NamedTuple):
         return jnp.where(self.invert, scores < self.threshold, scores > self.threshold)
 
 
-def matched_threshold(transition: Any, *, atol: float = 1e-9) -> MatchedThreshold:
+def matched_threshold(transition: Any, *, atol: float = TRANSITION_ATOL) -> MatchedThreshold:
     r"""t* of a binary transition matrix T = [[1-b, b], [f, 1-f]].
 
     Proper scoring makes the noisy-trained output :math:`q = b + (1-f-b) P`, so the
@@ -502,7 +508,8 @@ def matched_threshold(transition: Any, *, atol: float = 1e-9) -> MatchedThreshol
 
     Args:
         transition: a 2 x 2 row-stochastic matrix (rows: true bg, fg).
-        atol: |1 - f - b| below this means the labels carry no information.
+        atol: |1 - f - b| at or below this means the labels carry no information (default
+            :data:`TRANSITION_ATOL`, the tolerance ``LabelNoise.family`` decides "RL" with).
 
     Returns:
         :class:`MatchedThreshold` ``(threshold, invert)``.
@@ -531,7 +538,7 @@ def matched_threshold(transition: Any, *, atol: float = 1e-9) -> MatchedThreshol
     return MatchedThreshold(round((1.0 + b - f) / 2.0, 15), f + b > 1.0)
 
 
-def matched_threshold_or_none(transition: Any, *, atol: float = 1e-9) -> MatchedThreshold | None:
+def matched_threshold_or_none(transition: Any, *, atol: float = TRANSITION_ATOL) -> MatchedThreshold | None:
     """:func:`matched_threshold`, or ``None`` where no threshold exists (|1 - f - b| <= ``atol``).
 
     For callers that score every label type side by side, random labels

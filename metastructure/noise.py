@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks, ntm
-from .density import MatchedThreshold, matched_threshold_or_none
+from .density import TRANSITION_ATOL, MatchedThreshold, matched_threshold_or_none
 
 __all__ = [
     "BoundaryNoise",
@@ -495,9 +495,6 @@ def boundary_noise(
 
 
 # ------------------------------------------------------------ label types as values
-_ATOL = 1e-12  # T within this of the identity is clean (CL); an eigenvalue within it of 0 makes T singular (RL)
-
-
 def _number(token: str) -> int | float:
     """An int literal as an int (a radius or a step count), anything else as a float."""
     try:
@@ -673,7 +670,10 @@ class LabelNoise(metaclass=_ByKind):
 
         ``parse(x.name, num_classes=x.num_classes) == x`` for parameters that
         ``name`` prints exactly (6 significant digits). Rates are read as
-        floats, radii and steps as ints when written as ints.
+        floats, radii and steps as ints when written as ints; an integral float
+        (``"dilate 2.0"``, ``"shift 2.0"``) is the same label type as the int
+        (``"dilate 2"``), and a radius of dilate / erode may be fractional
+        (``"dilate 1.5"``: a disk of radius 1.5).
 
         Args:
             text: e.g. ``"clean"``, ``"sample 0.1"``, ``"flip 0.3 0.3"``,
@@ -683,10 +683,11 @@ class LabelNoise(metaclass=_ByKind):
 
         Raises:
             ValueError: an unknown kind, a wrong number of parameters, a
-                parameter that is not a number or out of range (the message
-                lists the names allowed), ``num_classes`` missing or given to a
-                binary type, or a name of another class than the one called
-                (``Flip.parse("sample 0.1")``).
+                parameter that is not a number (``"sample 10%"``, ``"flip 0.3,
+                0.3"``) or out of range, ``num_classes`` missing or given to a
+                binary type (each message names ``text`` and gives the grammar:
+                every kind with its parameters), or a name of another class than
+                the one called (``Flip.parse("sample 0.1")``).
             TypeError: ``text`` is not a string.
 
         >>> LabelNoise.parse("flip 0.3 0.2"), LabelNoise.parse("symmetric 0.9", num_classes=19).name
@@ -707,11 +708,12 @@ class LabelNoise(metaclass=_ByKind):
             try:
                 values.append(ptype.parse(token))
             except ValueError:
-                raise ValueError(f"text {text!r}: {pname} of {kind!r} must be a number, got {token!r}") from None
+                raise ValueError(f"text {text!r}: {pname} of {kind!r} must be a number, got "
+                                 f"{token!r}; allowed: {_usage()}") from None
         try:
             out = LabelNoise(kind, *values, num_classes=num_classes)
-        except TypeError as e:
-            raise ValueError(f"text {text!r}: {e}") from e
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"text {text!r}: {e}; allowed: {_usage()}") from e
         if not isinstance(out, cls):
             raise ValueError(f"text {text!r} names a {type(out).__name__}, not a {cls.__name__}")
         return out
@@ -768,11 +770,14 @@ class LabelNoise(metaclass=_ByKind):
         r"""The family of arXiv 2103.11594, Table 1: ``"CL"``, ``"RCL"``, ``"PCL"`` or ``"RL"``.
 
         * class-conditional types (clean, sample, flip, random, sample_classes,
-          symmetric), from their T: CL when T is the identity (within 1e-12:
-          clean, ``sample 1``, ``flip 0 0``, ``symmetric 0``, ``sample_classes``,
-          whose T on the labelled pixels is the identity); RL when T is singular,
-          rank < M, i.e. an eigenvalue within 1e-12 of 0 (random labels;
-          ``sample 0``; flip with :math:`|1 - f - b| \le 10^{-12}`, e.g.
+          symmetric), from their T, with the one tolerance
+          :data:`metastructure.density.TRANSITION_ATOL` (1e-9): CL when T is the
+          identity within it (clean, ``sample 1``, ``flip 0 0``, ``symmetric 0``,
+          ``sample_classes``, whose T on the labelled pixels is the identity); RL
+          when T is singular, rank < M, i.e. an eigenvalue within it of 0; for a
+          binary T that eigenvalue is 1 - f - b, tested as :func:`matched_threshold`
+          tests it, so RL is exactly where t* is None (random labels; ``sample 0``,
+          ``sample 1e-9``; flip with :math:`|1 - f - b| \le 10^{-9}`, e.g.
           ``flip 0.5 0.5``, ``flip 0.3 0.7``; symmetric at :math:`e = (M-1)/M`);
           else RCL (inverted ones, f + b > 1, included);
         * spatially structured types (dilate, erode, skeleton, shift, boundary
@@ -846,11 +851,13 @@ class _ClassConditional(LabelNoise):
         """CL (T = I), RL (T singular) or RCL, from :meth:`transition` (see :attr:`LabelNoise.family`)."""
         self._concrete_params("family")
         t = self.transition()
-        if np.max(np.abs(t - np.eye(t.shape[0]))) <= _ATOL:
+        if np.max(np.abs(t - np.eye(t.shape[0]))) <= TRANSITION_ATOL:
             return "CL"
-        if np.min(np.abs(np.linalg.eigvals(t))) <= _ATOL:
-            return "RL"
-        return "RCL"
+        if t.shape == (2, 2):  # the very test matched_threshold_or_none makes: RL exactly where it has no t*
+            singular = abs(1.0 - t[1, 0] - t[0, 1]) <= TRANSITION_ATOL
+        else:
+            singular = np.min(np.abs(np.linalg.eigvals(t))) <= TRANSITION_ATOL
+        return "RL" if singular else "RCL"
 
     def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
         """``density.matched_threshold_or_none(self.transition())`` (binary only); ``masks`` are not needed."""

@@ -6,6 +6,7 @@ that stay ignored)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metastructure import data, density, losses, metrics, nets, noise, ntm, thresholds, train
+from metastructure import data, density, losses, metrics, nets, noise, ntm, planner, thresholds, train
 from metastructure import unsupervised as uns
 
 KEY = jax.random.key(0)
@@ -688,3 +689,168 @@ def test_igtt_on_corrupted_images_and_init_labels(arg, how, draw):
         assert r.start == "given"
     if how in FLAT:  # nothing to start from, nothing selected, nothing found
         assert not r.selected.any() and not r.labels.any() and not uns.igtt_masks(r, x).any()
+
+
+# ======================================================================================================================
+# planner (issue 31): predict, table, Calibration and calibrate's entry checks, fed hostile masks (blank, constant,
+# all-foreground, huge values, NaN, thin lines and spots), label names and calibration values. Either a refusal naming
+# the argument, or a plan whose every number is a Dice (finite, in [0, 1]) with a threshold exactly where the family
+# has one.
+# ======================================================================================================================
+
+P_CAL = planner.Calibration(n_eff=300.0, clean_dice=0.9, recipe=dict(planner.DEFAULT_RECIPE), source="test")
+P_SHAPES = [(1, 1), (2, 3), (8, 8), (16, 12), (24, 24)]
+P_MASKS = ["blank", "all foreground", "constant", "huge", "nan", "soft", "thin lines", "spots", "blobs"]
+
+
+def _planner_masks(how: str, draw) -> tuple[np.ndarray, bool]:
+    """Masks corrupted ``how`` (2 of one drawn size) and whether the planner must refuse them."""
+    h, w = draw(st.sampled_from(P_SHAPES))
+    if how == "blank":
+        return np.zeros((2, h, w), draw(st.sampled_from([np.int32, np.uint8, bool, np.float32]))), True
+    if how == "all foreground":
+        return np.ones((2, h, w), draw(st.sampled_from([np.int32, np.uint8, bool, np.float32]))), True
+    if how == "constant":  # one value everywhere that is not 0 or 1
+        return np.full((2, h, w), draw(st.sampled_from([0.5, 7, 255, -1, 1e30, -3e38]))), True
+    m = np.zeros((2, max(h, 8), max(w, 8)), np.float64)
+    if how in ("thin lines", "spots"):
+        step = draw(st.integers(3, 8))
+        if how == "thin lines":  # 1 px wide lines, every ``step`` rows
+            m[:, draw(st.integers(0, step - 1))::step, 1:-1] = 1
+        else:  # 1 x 1 or 2 x 2 spots on a grid
+            s = draw(st.sampled_from([1, 2]))
+            for i in range(0, m.shape[1] - s, step):
+                for j in range(0, m.shape[2] - s, step):
+                    m[:, i:i + s, j:j + s] = 1
+        return m, False
+    m[:, 2:6, 2:6] = 1
+    m[:, :, -1] = _rng.random(m.shape[1]) < 0.5
+    if how == "blobs":
+        return m, False
+    if how == "huge":  # foreground stored as a huge finite value
+        return m * draw(st.sampled_from([1e8, 1e30, 1e300])), True
+    bad = m.copy()
+    bad.reshape(-1)[draw(st.integers(0, bad.size - 1))] = np.nan if how == "nan" else 0.5
+    return bad, True
+
+
+P_LABELS_BAD = ["sample 10%", "flip 0.3, 0.3", "sample abc", "dilate -1", "shift 1.5", "", "   ", "sample 1.5",
+                "symmetric 0.3", "sample nan", "flip 0.3", "dilate 1e6", "blur 2"]
+
+
+def _planner_label(draw) -> tuple[object, bool]:
+    """A label argument and whether it must be refused."""
+    kind = draw(st.sampled_from(["sample", "flip", "dilate", "erode", "other", "bad name", "not a label"]))
+    rate = st.one_of(st.sampled_from([0.0, 1e-12, 1e-10, 1e-9, 2e-9, 1e-3, 0.5, 1.0]), st.floats(0, 1))
+    if kind == "sample":
+        p = draw(rate)
+        return draw(st.sampled_from([f"sample {p!r}", noise.LabelNoise("sample", p)])), False
+    if kind == "flip":
+        return noise.LabelNoise("flip", draw(rate), draw(rate)), False
+    if kind in ("dilate", "erode"):
+        r = draw(st.sampled_from([0, 1, 1.5, 2.0, 3]))
+        return draw(st.sampled_from([f"{kind} {r}", noise.LabelNoise(kind, r)])), False
+    if kind == "other":
+        return draw(st.sampled_from(["clean", "skeleton", "random 0.3", "flip 0.5 0.5", "sample 1"])), False
+    if kind == "bad name":
+        return draw(st.sampled_from(P_LABELS_BAD)), True
+    return draw(st.sampled_from([0.1, None, noise.LabelNoise("symmetric", 0.2, num_classes=3), ["sample 0.1"]])), True
+
+
+def _check_prediction(p) -> None:
+    assert isinstance(p.dice, float) and math.isfinite(p.dice) and 0.0 <= p.dice <= 1.0, p
+    assert (p.threshold is None) == (p.family == "RL"), p
+    if p.threshold is not None:
+        assert 0.0 < p.threshold < 1.0, p
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_planner_predict_refuses_by_name_or_predicts_a_dice(draw):
+    masks, refuse_masks = _planner_masks(draw.draw(st.sampled_from(P_MASKS)), draw.draw)
+    label, refuse_label = _planner_label(draw.draw)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = planner.predict(masks, label, calibration=P_CAL)
+    except (ValueError, TypeError) as e:
+        assert refuse_masks or refuse_label, f"refused valid input: {type(e).__name__}: {e}"
+        assert "mask" in str(e) if refuse_masks else "label" in str(e), str(e)
+        return
+    assert not (refuse_masks or refuse_label), f"accepted masks {masks.ravel()[:4]}..., label {label!r}: {p}"
+    _check_prediction(p)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_planner_table_refuses_bad_rows_by_name_or_gives_a_plan_of_dice(draw):
+    masks, _ = _planner_masks(draw.draw(st.sampled_from(["thin lines", "spots", "blobs"])), draw.draw)
+    arg = draw.draw(st.sampled_from(["ratios", "flips", "radii"]))
+    value = draw.draw(st.sampled_from([float("nan"), -0.1, 1.5, 1e-9, 0.0, 1.0, "0.1", None, 1e6, float("inf")]))
+    kw = {arg: (0.1, value) if draw.draw(st.booleans()) else value}
+    must = value in (float("inf"), "0.1", None) or value != value or value == -0.1 or (
+        arg != "radii" and value in (1.5, 1e6)) or (arg == "radii" and value == 1e6) or not isinstance(kw[arg], tuple)
+    try:
+        plan = planner.table(masks, calibration=P_CAL, **kw)
+    except (ValueError, TypeError) as e:
+        assert must, f"table({arg}={kw[arg]!r}) refused: {e}"
+        assert arg in str(e) or (arg == "radii" and "radius" in str(e)), str(e)
+        return
+    assert not must, f"table accepted {arg}={kw[arg]!r}"
+    for row in plan.rows:
+        _check_prediction(row)
+    json.dumps(plan.to_dict(), allow_nan=False)
+
+
+P_FIELDS = ["n_eff", "clean_dice", "sparse_dice", "capacity", "memorisation_index", "n_train", "n_holdout", "label",
+            "source", "recipe"]
+P_VALUES = [float("nan"), float("inf"), -float("inf"), -1, 0, 0.5, 1.7, 3, 1e308, 5e-324, 2.5, "a", "sample 0.2",
+            None, True, [], {}, {"steps": 0}, {"steps": 10}, {"widths": "8"}]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_planner_calibration_refuses_bad_values_by_name_or_predicts_a_dice(draw):
+    """Through the constructor or from_dict (a hand-edited plan.json): refused naming the field, or a calibration
+    whose predictions are Dice values and whose record survives strict JSON (no NaN) unchanged."""
+    field = draw.draw(st.sampled_from(P_FIELDS))
+    value = draw.draw(st.sampled_from(P_VALUES))
+    record = {**P_CAL.to_dict(), field: value}
+    build = draw.draw(st.sampled_from([lambda r: planner.Calibration(**r), planner.Calibration.from_dict]))
+    try:
+        cal = build(record)
+    except (ValueError, TypeError) as e:
+        assert field in str(e), f"{field}={value!r}: {e}"
+        return
+    assert not (isinstance(value, float) and not math.isfinite(value)), f"accepted {field}={value!r}"
+    masks, _ = _planner_masks("blobs", draw.draw)
+    for label in ("sample 0.1", "flip 0.3 0.2", "dilate 1", "clean"):
+        _check_prediction(planner.predict(masks, label, calibration=cal))
+    assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict(), allow_nan=False))) == cal
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(draw=st.data())
+def test_planner_calibrate_refuses_bad_input_before_training(draw, monkeypatch):
+    """calibrate trains two networks; each of these inputs is refused, naming it, before the first one trains."""
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("calibrate trained on bad input"))
+    x = _rng.normal(size=(8, 16, 16)).astype(np.float32)
+    y = np.zeros((8, 16, 16), np.int32)
+    y[:, 3:13, 3:13] = 1
+    args = {"images": x, "masks": y, "holdout": 0.25, "recipe": {"widths": (2, 4), "steps": 1}, "label": "sample 0.5"}
+    arg = draw.draw(st.sampled_from(sorted(args)))
+    bad = {
+        "images": [np.zeros_like(x), np.full_like(x, 3e38), x[:1], x[:, :8], np.where(x > 2, np.nan, x), x[..., None]
+                   * np.ones(2, np.float32) * 0 + 1],
+        "masks": [np.zeros_like(y), np.ones_like(y), y * 255, y + 0.5, y[:, :8]],
+        "holdout": [0.0, 1.0, float("nan"), "a", None, -0.5],
+        "recipe": [{"steps": 0}, {"width": 3}, [("steps", 1)], {"widths": "8"}, {"learning_rate": float("nan")},
+                   {"steps": 2.5}],
+        "label": ["dilate 1", "random 0.5", "sample 10%", "flip 0.5 0.5", 0.1, "clean"],
+    }[arg]
+    value = draw.draw(st.sampled_from(bad))
+    names = {"images": ("images", "constant"), "masks": ("mask",), "holdout": ("holdout",), "recipe": ("recipe",),
+             "label": ("label", "sparse or flipped")}[arg]
+    with pytest.raises((ValueError, TypeError)) as e:
+        planner.calibrate(KEY, **{**args, arg: value}, progress=False)
+    assert any(n in str(e.value) for n in names), f"{arg}: {e.value}"

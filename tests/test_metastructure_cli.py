@@ -12,6 +12,7 @@ from helpers import blobs, write_pngs
 
 from metastructure import __main__ as cli
 from metastructure import data, planner
+from metastructure.planner import plan as plan_module
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,8 @@ def test_plan_command_calibrates_on_images(tmp_path, tiny):
     assert "calibration (calibrated)" in proc.stdout
 
 
-@pytest.mark.parametrize("how", ["empty", "not binary", "no masks for images", "too sparse", "missing", "out is a file",
-                                 "steps without images"])
+@pytest.mark.parametrize("how", ["empty", "not binary", "all foreground", "no masks for images", "too sparse",
+                                 "missing", "out is a file", "steps without images"])
 def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks, tiny, capsys):
     """Exit status 2 and one line. In this process, but for the case that trains: the command sets up the
     process for training first (``runtime.configure_cpu``), which a test process that has trained already
@@ -71,6 +72,9 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
         bad[2, :3, :3] = 2
         write_pngs(mdir, bad)
         want = "masks/img02.png"
+    elif how == "all foreground":  # 0/255 masks with no background pixel: main printed a plan, exit 0 (issue 31)
+        write_pngs(mdir, np.ones((3, 16, 16), np.uint8), scale=255)
+        want = "the 3 mask(s) hold no background pixel"
     elif how == "no masks for images":
         write_pngs(mdir, masks[:2])
         write_pngs(idir, np.zeros((3, 48, 48)))
@@ -108,3 +112,21 @@ def test_plan_command_advises_what_its_user_can_do_with_instance_masks(tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "masks/img00.png: a binary mask holds 0 and one other value" in err, err
     assert "binary=False" not in err and "save each mask binarised, every label > 0 as 1" in err
+
+
+def test_plan_command_never_prints_a_table_of_zeros(tmp_path, masks, monkeypatch, capsys):
+    """Masks the model cannot describe (main: 1 px lines, every sampled and flipped row at Dice 0) gave a table of
+    zeros with exit 0. Whatever the cause, such a plan is refused: status 2, one line, no plan.json."""
+    real = plan_module.predict
+
+    def zero(m, label, *, calibration=None):
+        p = real(m, label, calibration=calibration)
+        return p._replace(dice=0.0) if p.family == "RCL" else p
+
+    monkeypatch.setattr(plan_module, "predict", zero)
+    write_pngs(tmp_path / "masks", masks)
+    rc = cli.main(["plan", str(tmp_path / "masks"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    assert rc == 2 and "the model predicts Dice 0 for every sampled and flipped label type" in out.err
+    assert "Traceback" not in out.err and len(out.err.strip().splitlines()) <= 2 and "dilate" not in out.out
+    assert not (tmp_path / "out" / "plan.json").exists()

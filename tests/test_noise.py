@@ -607,3 +607,42 @@ def test_a_stored_spec_float_step_count_is_the_int_it_is():
     np.testing.assert_array_equal(a(jax.random.key(0), m), b(jax.random.key(0), m))
     with pytest.raises(TypeError, match="steps must be an int"):
         noise.LabelNoise("boundary_noise", 2.5, 0.5, 0.0)
+
+
+@pytest.mark.parametrize("ln", [
+    noise.Sample(1e-13), noise.Sample(1e-12), noise.Sample(5e-12), noise.Sample(1e-10), noise.Sample(1e-9),
+    noise.Sample(2e-9), noise.Sample(1e-8), noise.Flip(0.5, 0.5 - 1e-10), noise.Flip(0.5, 0.5 - 1e-9),
+    noise.Flip(0.3, 0.7 + 1e-10), noise.RandomLabels(1e-10),
+], ids=lambda v: v.name if isinstance(v, noise.LabelNoise) else v)
+def test_family_and_matched_threshold_agree_near_no_information(ln):
+    """RL exactly where no t* exists, on both sides of the tolerance (issue 31: "sample 1e-9" was RCL without a
+    t*, and the planner raised AttributeError on its None threshold); where a t* exists it is (1 + b - f) / 2."""
+    mt = ln.matched_threshold()
+    assert (ln.family == "RL") == (mt is None)
+    if mt is not None:
+        t = ln.transition()
+        assert mt.threshold == pytest.approx((1 + t[0, 1] - t[1, 0]) / 2, abs=1e-15)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("sample 10%", "ratio of 'sample' must be a number, got '10%'"),
+    ("flip 0.3, 0.3", "fg_to_bg of 'flip' must be a number, got '0.3,'"),
+    ("sample abc", "ratio"), ("sample 2", "must lie in"), ("shift 1.5", "integer"),
+])
+def test_parse_errors_name_text_and_give_the_grammar(text, match):
+    with pytest.raises(ValueError, match=match) as e:
+        noise.LabelNoise.parse(text)
+    msg = str(e.value)
+    assert msg.startswith(f"text {text!r}: ")
+    assert "allowed: clean; sample RATIO; flip FG_TO_BG BG_TO_FG;" in msg and "dilate RADIUS" in msg
+
+
+def test_parse_reads_integral_and_fractional_radii():
+    assert noise.LabelNoise.parse("dilate 2.0") == noise.Dilate(2) and noise.LabelNoise.parse("dilate 2.0").name \
+        == "dilate 2"
+    assert noise.LabelNoise.parse("shift 2.0") == noise.Shift(2)
+    half = noise.LabelNoise.parse("dilate 1.5")
+    m = np.zeros((9, 9), np.int32)
+    m[4, 4] = 1
+    # a disk of radius 1.5 around one pixel: the 3 x 3 square (every offset with dx^2 + dy^2 <= 2.25)
+    np.testing.assert_array_equal(np.asarray(half(None, m)), ndi.binary_dilation(m, np.ones((3, 3))).astype(int))

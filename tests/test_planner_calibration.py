@@ -80,3 +80,41 @@ def test_the_constants_ship_as_package_data():
     declared = cfg["tool"]["setuptools"]["package-data"]["metastructure.planner"]
     assert planner.CONSTANTS_FILE.name in declared
     assert planner.CONSTANTS_FILE.parent == Path(calibration.__file__).parent
+
+
+BAD_VALUES = [("n_eff", -5.0), ("n_eff", 0.0), ("n_eff", float("nan")), ("n_eff", float("inf")), ("n_eff", 0.5),
+              ("n_eff", 5e-324), ("n_eff", 1e308),
+              ("clean_dice", 1.7), ("clean_dice", -0.1), ("clean_dice", float("nan")), ("sparse_dice", 1.01),
+              ("capacity", -1.0), ("capacity", float("inf")), ("memorisation_index", 1.5),
+              ("memorisation_index", float("nan")), ("n_train", -1), ("n_holdout", -3), ("label", "dilate 1"),
+              ("label", "sample 10%"), ("label", "random 0.5"), ("source", ""), ("recipe", {"width": 3}),
+              ("recipe", {"steps": 0}), ("recipe", {"learning_rate": -1e-3})]
+BAD_TYPES = [("n_eff", "many"), ("n_eff", None), ("clean_dice", True), ("n_train", 2.5), ("n_holdout", "8"),
+             ("label", 0.1), ("source", None), ("recipe", [("steps", 3)]), ("recipe", {"widths": "8"}),
+             ("recipe", {"steps": 2.5}), ("recipe", {"augment": "yes"})]
+
+
+@pytest.mark.parametrize("field, value, err", [(f, v, ValueError) for f, v in BAD_VALUES]
+                         + [(f, v, TypeError) for f, v in BAD_TYPES])
+def test_calibration_values_are_checked_on_every_path(field, value, err):
+    """Calibration(n_eff=-5, clean_dice=1.7) predicted Dice 1.7 on main, n_eff NaN or 0 the clean Dice, and a
+    hand-edited plan.json flowed through from_dict: the constructor and from_dict refuse the value, naming it."""
+    record = {**CAL.to_dict(), field: value}
+    with pytest.raises(err, match=field):
+        planner.Calibration(**record)
+    with pytest.raises(err, match=field):
+        planner.Calibration.from_dict(record)
+
+
+def test_a_valid_calibration_keeps_its_values_and_from_dict_names_bad_records():
+    cal = planner.Calibration(n_eff=7, clean_dice=1, recipe={"widths": [4, 8], "steps": 5}, capacity=0,
+                              memorisation_index=-0.25, n_train=3, sparse_dice=0.0, label="flip 0.3 0.1")
+    assert (cal.n_eff, cal.clean_dice, cal.capacity, cal.memorisation_index) == (7.0, 1.0, 0.0, -0.25)
+    assert cal.recipe == {"widths": (4, 8), "steps": 5} and type(cal.n_eff) is float
+    assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    with pytest.raises(ValueError, match=r"unknown keys \['clean'\]"):
+        planner.Calibration.from_dict({**CAL.to_dict(), "clean": 0.9})
+    with pytest.raises(ValueError, match=r"missing \['n_eff'\]"):
+        planner.Calibration.from_dict({k: v for k, v in CAL.to_dict().items() if k != "n_eff"})
+    with pytest.raises(TypeError, match="d must be a dict"):
+        planner.Calibration.from_dict([("n_eff", 3.0)])

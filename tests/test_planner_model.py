@@ -223,3 +223,65 @@ def test_predict_refuses_bad_masks_by_name(masks, how):
     if how == "no foreground":
         assert "no foreground" in str(e.value)
 
+
+
+@pytest.mark.parametrize("how", ["0/1", "0/255 read as 0/1", "1 x 1", "list"])
+def test_masks_without_background_are_refused(masks, how):
+    """No background pixel, no boundary: main printed random labels at Dice 1.000 and every dilate / erode row
+    equal to clean (issue 31, item 6). Refused as all-background masks are, naming the count."""
+    arg = {"0/1": np.ones((2, 16, 16), np.int32), "0/255 read as 0/1": np.ones((3, 8, 8), np.uint8),
+           "1 x 1": np.ones((1, 1)), "list": [np.ones((4, 4)), np.ones((6, 5), bool)]}[how]
+    count = {"0/1": 2, "0/255 read as 0/1": 3, "1 x 1": 1, "list": 2}[how]
+    with pytest.raises(ValueError, match=f"the {count} mask\\(s\\) hold no background pixel"):
+        planner.Masks(arg)
+    with pytest.raises(ValueError, match="no background"):
+        planner.predict(arg, "random 0.5", calibration=CAL)
+    # one all-foreground mask among others still has a boundary: the pooled chance Dice 2 pi / (1 + pi)
+    mixed = [masks[0], np.ones((8, 8))]
+    pi = (masks[0].sum() + 64) / (masks[0].size + 64)
+    assert planner.predict(mixed, "random 0.5", calibration=CAL).dice == pytest.approx(2 * pi / (1 + pi))
+
+
+@pytest.mark.parametrize("p", [1e-9, 5e-10, 1e-11])
+def test_a_ratio_within_the_tolerance_of_no_information_is_chance(masks, p):
+    """'sample 1e-9' raised AttributeError ('NoneType' has no attribute 'threshold'): its family said RCL while
+    its t* was None. A label type whose T is singular within the tolerance is RL: chance, no threshold."""
+    pred = planner.predict(masks, f"sample {p:g}", calibration=CAL)
+    pi = masks.mean()
+    assert (pred.family, pred.threshold) == ("RL", None) and pred.dice == pytest.approx(2 * pi / (1 + pi))
+    # just above the tolerance: a t* = p / 2 and finite sampling
+    above = planner.predict(masks, "sample 1e-8", calibration=CAL)
+    assert above.family == "RCL" and above.threshold == pytest.approx(5e-9)
+
+
+@pytest.mark.parametrize("text", ["sample abc", "flip 0.3, 0.3", "sample 10%", "shift 1.5", "sample 2"])
+def test_a_label_name_that_does_not_parse_is_refused_naming_label(masks, text):
+    with pytest.raises(ValueError) as e:
+        planner.predict(masks, text, calibration=CAL)
+    msg = str(e.value)
+    assert msg.startswith(f"label {text!r} is not a label type's name: ") and "allowed: clean; sample RATIO" in msg
+
+
+@pytest.mark.parametrize("arg, value", [("measured", float("nan")), ("measured", 1.5), ("measured", -0.1),
+                                        ("clean_dice", float("nan")), ("clean_dice", 1.7), ("clean_dice", -1.0),
+                                        ("measured", float("inf"))])
+def test_solve_n_eff_refuses_a_value_that_is_not_a_dice(masks, arg, value):
+    """main returned (1.0, None), as if in range, for measured = NaN."""
+    kw = {"clean_dice": 0.9, "measured": 0.8, arg: value}
+    with pytest.raises(ValueError, match=arg):
+        planner.solve_n_eff(masks, "sample 0.1", **kw)
+
+
+def test_predict_refuses_a_calibration_that_is_not_one(masks):
+    with pytest.raises(TypeError, match="calibration must be a planner.Calibration"):
+        planner.predict(masks, "sample 0.1", calibration=CAL.to_dict())
+
+
+def test_a_radius_beyond_the_masks_diagonal_is_refused(masks):
+    """The perturbed masks of such a radius are all foreground or all background; main computed them one disk row
+    at a time (2 r + 1 shifts: a radius of 1e6 never returned)."""
+    reach = np.hypot(48, 48)
+    assert planner.predict(masks, LabelNoise("erode", 60), calibration=CAL).family == "PCL"  # within: predicted
+    for lab in (LabelNoise("erode", reach + 0.5), LabelNoise("dilate", 1000), "dilate 1e6"):
+        with pytest.raises(ValueError, match="radius beyond the masks' diagonal"):
+            planner.predict(masks, lab, calibration=CAL)

@@ -47,3 +47,28 @@ def test_table_memorisation_block(masks):
     assert "sample 0.1" in text and "inverted" not in text and "memorised" in text
     rec = json.loads(json.dumps(plan.to_dict()))
     assert planner.Calibration.from_dict(rec["calibration"]) == cal and len(rec["rows"]) == len(plan.rows)
+
+
+def test_table_rows_are_the_label_types_of_the_values_given(masks):
+    """radii=(1.5,) printed "dilate 1" (the radius truncated by int()) on main, and ratios=(1e-9,) raised
+    AttributeError. Each row is now the label type built from the value as given."""
+    plan = planner.table(masks, calibration=CAL, ratios=(1e-9, 0.1), flips=(0.25,), radii=(1.5, 2.0))
+    names = [r.label.name for r in plan.rows]
+    assert names == ["clean", "sample 1e-09", "sample 0.1", "flip 0.25 0.25", "dilate 1.5", "dilate 2",
+                     "erode 1.5", "erode 2", "skeleton", "random 0.5"]
+    by = {r.label.name: r for r in plan.rows}
+    for name in ("dilate 1.5", "erode 1.5", "flip 0.25 0.25"):
+        assert by[name].dice == planner.predict(masks, name, calibration=CAL).dice
+    # a disk of radius 1.5 is the 3 x 3 square, radius 1 the cross: the two rows differ
+    assert by["dilate 1.5"].dice != planner.predict(masks, "dilate 1", calibration=CAL).dice
+    assert by["sample 1e-09"].family == "RL" and by["sample 1e-09"].threshold is None
+    assert "dilate 1.5" in plan.text() and json.loads(json.dumps(plan.to_dict()))["rows"][4]["params"] == [1.5]
+
+
+@pytest.mark.parametrize("arg, value, err", [("ratios", (0.1, 1.5), ValueError), ("flips", (-0.1,), ValueError),
+                                             ("radii", (-1,), ValueError), ("radii", (float("nan"),), ValueError),
+                                             ("ratios", "0.1", TypeError), ("radii", 2, TypeError),
+                                             ("flips", ("0.1",), TypeError), ("calibration", {}, TypeError)])
+def test_table_refuses_bad_rows_naming_the_argument(masks, arg, value, err):
+    with pytest.raises(err, match=arg):
+        planner.table(masks, **{"calibration": CAL, arg: value})

@@ -130,3 +130,38 @@ def test_calibrate_with_flipped_labels_and_list_widths(tiny, monkeypatch):
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
     with pytest.raises(ValueError, match="empty string"):
         planner.predict(tiny.masks, "", calibration=CAL)
+
+
+@pytest.mark.parametrize("images", ["zeros", "ones x 7", "constant per image"])
+def test_calibrate_refuses_constant_images_before_training(tiny, images, monkeypatch):
+    """Constant images finished on main with n_eff pinned at 1e6 and source "calibrated": no contrast, nothing
+    to learn; refused before any network trains."""
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("calibrate trained on constant images"))
+    y = np.asarray(tiny.masks)
+    x = {"zeros": np.zeros((8, 32, 32)), "ones x 7": np.full((8, 32, 32, 2), 7.0),
+         "constant per image": np.arange(8.0)[:, None, None] * np.ones((8, 32, 32))}[images]
+    with pytest.raises(ValueError, match="images: all 8 images are constant"):
+        planner.calibrate(jax.random.key(0), x, y, recipe={"widths": (2, 4), "steps": 1}, progress=False)
+
+
+class _Oracle:
+    """A stand-in for a trained network that outputs the clean masks of the images it is shown (found by value)."""
+
+    def __init__(self, images, masks):
+        self.lookup = [(np.asarray(im), np.asarray(m, np.float32)) for im, m in zip(images, masks, strict=True)]
+
+    def predict(self, x):
+        return np.stack([next(m for im, m in self.lookup if np.array_equal(im, xi)) for xi in np.asarray(x)])
+
+
+def test_a_clipped_n_eff_is_not_passed_off_as_calibrated(tiny, monkeypatch):
+    """Two networks that both call the clean masks exactly (sparse Dice 1 = clean Dice 1): no n_eff in range
+    predicts that, n_eff is N_EFF_MAX, and the calibration says so in its source, with a warning."""
+    x = np.asarray(tiny.images)
+    monkeypatch.setattr(train, "fit", lambda key, images, labels, **kw: _Oracle(x, tiny.masks))
+    with pytest.warns(UserWarning, match="the calibration's source says so"):
+        cal = planner.calibrate(jax.random.key(0), x, tiny.masks, recipe={"widths": (2, 4), "steps": 1},
+                                progress=False)
+    assert (cal.clean_dice, cal.sparse_dice, cal.n_eff) == (1.0, 1.0, planner.N_EFF_MAX)
+    assert cal.source != "calibrated" and cal.source.startswith("calibrated, n_eff clipped at N_EFF_MAX")
+    assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal

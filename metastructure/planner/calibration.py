@@ -21,19 +21,24 @@ has already imported the planner keeps the values it read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .. import nets
+from .. import _checks, nets
+from ..noise import LabelNoise
 
 __all__ = [
     "CONSTANTS_FILE",
     "DEFAULT",
     "DEFAULT_RECIPE",
     "NO_AUGMENT_CAPACITY",
+    "N_EFF_MAX",
+    "N_EFF_MIN",
     "Calibration",
     "fit_kwargs",
     "read_constants",
@@ -48,9 +53,43 @@ DEFAULT_RECIPE: dict[str, Any] = {"widths": (8, 16, 32), "steps": 300, "batch_si
 #: The JSON file (package data) that holds the measured defaults.
 CONSTANTS_FILE = Path(__file__).with_name("calibration.json")
 
+#: n_eff lies in [N_EFF_MIN, N_EFF_MAX] (labels per decision): the range a :class:`Calibration` accepts and
+#: :func:`metastructure.planner.solve_n_eff` searches.
+N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
+
 #: Significant digits each measured number is stored with (:func:`write_constants`).
 SIGNIFICANT = {"n_eff": 6, "clean_dice": 5, "sparse_dice": 5, "capacity": 5, "memorisation_index": 5,
                "no_augment_capacity": 6}
+
+
+def _dice_value(name: str, value: Any) -> float:
+    """``value`` as a float Dice: a finite real number in [0, 1]; ``ValueError`` / ``TypeError`` naming ``name``."""
+    v = _checks.check_real_number(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be a Dice, a number in [0, 1], got {value!r}")
+    return v
+
+
+def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """``recipe`` (some of :data:`DEFAULT_RECIPE`'s keys) checked, ``widths`` as a tuple of ints."""
+    unknown = set(recipe) - set(DEFAULT_RECIPE)
+    if unknown:
+        raise ValueError(f"unknown recipe keys {sorted(unknown)}; a recipe has {sorted(DEFAULT_RECIPE)}")
+    out = dict(recipe)
+    if "widths" in out:
+        w = out["widths"]
+        if isinstance(w, (str, bytes)) or not isinstance(w, (list, tuple)) or not w:
+            raise TypeError(f"recipe widths must be a non-empty list of channel counts, got {w!r}")
+        out["widths"] = tuple(_checks.check_int("recipe widths", v, minimum=1) for v in w)
+    for k in ("steps", "batch_size"):
+        if k in out:
+            out[k] = _checks.check_int(f"recipe {k}", out[k], minimum=1)
+    if "learning_rate" in out:
+        out["learning_rate"] = _checks.check_real_number("recipe learning_rate", out["learning_rate"], minimum=0.0,
+                                                         strict=True)
+    if "augment" in out and not isinstance(out["augment"], bool):
+        raise TypeError(f"recipe augment must be True or False, got {out['augment']!r}")
+    return out
 
 
 def fit_kwargs(**recipe: Any) -> dict[str, Any]:
@@ -59,15 +98,13 @@ def fit_kwargs(**recipe: Any) -> dict[str, Any]:
     ``augment``), e.g. ``fit_kwargs(steps=100)``.
 
     Raises:
-        ValueError: a key that is not a recipe key.
+        ValueError: a key that is not a recipe key, a count below 1, a learning rate that is not a finite
+            number > 0.
+        TypeError: widths not a non-empty list of ints, steps / batch_size not an int, augment not a bool.
     """
-    r = {**DEFAULT_RECIPE, **recipe}
-    unknown = set(r) - set(DEFAULT_RECIPE)
-    if unknown:
-        raise ValueError(f"unknown recipe keys {sorted(unknown)}; a recipe has {sorted(DEFAULT_RECIPE)}")
-    return {"model": nets.unet(widths=tuple(int(w) for w in r["widths"])), "steps": int(r["steps"]),
-            "batch_size": int(r["batch_size"]), "learning_rate": float(r["learning_rate"]),
-            "augment": bool(r["augment"])}
+    r = _check_recipe({**DEFAULT_RECIPE, **recipe})
+    return {"model": nets.unet(widths=r["widths"]), "steps": r["steps"], "batch_size": r["batch_size"],
+            "learning_rate": r["learning_rate"], "augment": r["augment"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +123,27 @@ class Calibration:
         memorisation_index: that index (mean output on the drawn pixels minus
             on the foreground pixels the draw left out).
         n_train, n_holdout: images trained on and scored on.
-        source: "calibrated", or where a default comes from.
+        source: "calibrated", or where a default comes from; a calibration
+            whose n_eff sits at an end of its search range ([:data:`N_EFF_MIN`,
+            :data:`N_EFF_MAX`]: a bound, not a measurement) says so here
+            (:func:`metastructure.planner.calibrate`).
+
+    Every value is checked when the record is built (the constructor and
+    :meth:`from_dict` alike), numbers stored as floats and ints.
+
+    Raises:
+        ValueError: ``n_eff`` not a finite number in [:data:`N_EFF_MIN`,
+            :data:`N_EFF_MAX`]; ``clean_dice`` or
+            ``sparse_dice`` not a Dice (finite, in [0, 1]); ``capacity`` not a
+            finite number >= 0; ``memorisation_index`` not finite in [-1, 1]
+            (a difference of two mean outputs in [0, 1]); ``n_train`` or
+            ``n_holdout`` negative; ``label`` not the name of a sampled or
+            flipped label type (f + b != 1); an empty ``source``; a recipe
+            key that is not one of :data:`DEFAULT_RECIPE`'s, or a recipe
+            value out of range (:func:`fit_kwargs`).
+        TypeError: a value of the wrong type (a number that is not real, a
+            count that is not an int, a recipe that is not a dict, a label or
+            source that is not a str).
     """
 
     n_eff: float
@@ -101,8 +158,40 @@ class Calibration:
     source: str = "calibrated"
 
     def __post_init__(self):
-        rec = {k: tuple(int(w) for w in v) if k == "widths" else v for k, v in self.recipe.items()}
-        object.__setattr__(self, "recipe", rec)
+        put = functools.partial(object.__setattr__, self)
+        n_eff = _checks.check_real_number("n_eff", self.n_eff)
+        if not N_EFF_MIN <= n_eff <= N_EFF_MAX:
+            raise ValueError(f"n_eff must lie in [N_EFF_MIN, N_EFF_MAX] = [{N_EFF_MIN:g}, {N_EFF_MAX:g}] (labels "
+                             f"per decision), got {self.n_eff!r}")
+        put("n_eff", n_eff)
+        put("clean_dice", _dice_value("clean_dice", self.clean_dice))
+        if self.sparse_dice is not None:
+            put("sparse_dice", _dice_value("sparse_dice", self.sparse_dice))
+        if self.capacity is not None:
+            put("capacity", _checks.check_real_number("capacity", self.capacity, minimum=0.0))
+        if self.memorisation_index is not None:
+            index = _checks.check_real_number("memorisation_index", self.memorisation_index)
+            if not -1.0 <= index <= 1.0:
+                raise ValueError(f"memorisation_index must lie in [-1, 1] (a difference of two mean outputs), "
+                                 f"got {self.memorisation_index!r}")
+            put("memorisation_index", index)
+        for name in ("n_train", "n_holdout"):
+            put(name, _checks.check_int(name, getattr(self, name), minimum=0))
+        if not isinstance(self.recipe, Mapping):
+            raise TypeError(f"recipe must be a dict of training settings, got {type(self.recipe).__name__}")
+        put("recipe", _check_recipe(self.recipe))
+        if not isinstance(self.label, str):
+            raise TypeError(f"label must be a label type's name (a str), got {self.label!r}")
+        try:
+            family = LabelNoise.parse(self.label).family
+        except ValueError as e:
+            raise ValueError(f"label {self.label!r} is not a label type's name: {e}") from None
+        if family != "RCL":
+            raise ValueError(f"label must name the sampled or flipped label type calibrated on ('sample p' or "
+                             f"'flip f b', f + b != 1), got {self.label!r}")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise (TypeError if not isinstance(self.source, str) else ValueError)(
+                f"source must be a non-empty str, got {self.source!r}")
 
     @property
     def fit_kwargs(self) -> dict[str, Any]:
@@ -115,7 +204,23 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        """The calibration :meth:`to_dict` wrote (e.g. read back from a ``plan.json``)."""
+        """The calibration :meth:`to_dict` wrote (e.g. read back from a ``plan.json``), its values checked as the
+        constructor checks them.
+
+        Raises:
+            TypeError: ``d`` is not a dict, or a value of the wrong type (the constructor's).
+            ValueError: ``d`` lacks ``n_eff``, ``clean_dice`` or ``recipe``, has a key that is not a field, or a
+                value out of range (the constructor's).
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"d must be a dict (what Calibration.to_dict wrote), got {type(d).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(fields))
+        missing = [k for k in ("n_eff", "clean_dice", "recipe") if k not in d]
+        if unknown or missing:
+            raise ValueError(f"d is not a calibration record: {f'unknown keys {unknown}' if unknown else ''}"
+                             f"{'; ' if unknown and missing else ''}{f'missing {missing}' if missing else ''} "
+                             f"(the keys are {fields})")
         return cls(**d)
 
 

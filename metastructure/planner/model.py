@@ -22,12 +22,9 @@ from theory import curves
 
 from .. import density, noise
 from ..noise import LabelNoise
-from .calibration import DEFAULT, Calibration
+from .calibration import DEFAULT, N_EFF_MAX, N_EFF_MIN, Calibration, _dice_value
 
 __all__ = ["MIN_RESOLVED", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff"]
-
-#: n_eff is searched on [N_EFF_MIN, N_EFF_MAX] (labels per decision).
-N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
 
 #: sampled and flipped labels are predicted only on masks whose :attr:`Masks.resolved` reaches this: the
 #: finite-sampling model compares the noisy and the clean partition of the 1-px fraction field, so it speaks only
@@ -100,7 +97,9 @@ class Masks:
 
     Raises:
         ValueError: no masks, a mask that is not a non-empty 2-D 0/1 array
-            (naming it), or masks without any foreground.
+            (naming it), or masks without any foreground or without any
+            background pixel (no boundary: every label type would score as
+            clean labels do, random ones 1).
     """
 
     def __init__(self, masks: Any, *, names: Sequence[str] | None = None):
@@ -117,6 +116,9 @@ class Masks:
         self.n_pixels = int(sum(m.size for m in self.masks))
         if self.n_fg == 0:
             raise ValueError(f"the {len(self.masks)} mask(s) hold no foreground pixel: nothing to plan for")
+        if self.n_fg == self.n_pixels:
+            raise ValueError(f"the {len(self.masks)} mask(s) hold no background pixel (all {self.n_pixels} pixels "
+                             "are foreground): no boundary, nothing to plan for")
         by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
         for m in self.masks:
             by_shape.setdefault(m.shape, []).append(m)
@@ -236,13 +238,27 @@ def _as_label(label: Any) -> LabelNoise:
     if isinstance(label, str):
         if not label.strip():
             raise ValueError("label is an empty string; give a label type such as 'sample 0.1'")
-        label = LabelNoise.parse(label)
+        try:
+            label = LabelNoise.parse(label)
+        except ValueError as e:  # parse names its own argument, text: say which one of ours it was
+            reason = str(e).removeprefix(f"text {label!r}: ")
+            raise ValueError(f"label {label!r} is not a label type's name: {reason}") from None
     if not isinstance(label, LabelNoise):
         raise TypeError("label must be a noise.LabelNoise (or its name, e.g. 'sample 0.1'), "
                         f"got {type(label).__name__}")
     if label.num_classes not in (None, 2) or isinstance(label, (noise.SampleClasses, noise.SymmetricFlip)):
-        raise ValueError(f"the planner is binary; {label!r} is multi-class")
+        raise ValueError(f"label must be a binary label type (the planner is binary); {label!r} is multi-class")
     return label
+
+
+def _as_calibration(calibration: Any) -> Calibration:
+    """``calibration``, or :data:`DEFAULT` for None; ``TypeError`` for anything but a :class:`Calibration`."""
+    if calibration is None:
+        return DEFAULT
+    if not isinstance(calibration, Calibration):
+        raise TypeError("calibration must be a planner.Calibration (Calibration.from_dict reads a stored one) or "
+                        f"None, got {type(calibration).__name__}")
+    return calibration
 
 
 def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -> Prediction:
@@ -260,13 +276,18 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         A :class:`Prediction` (:mod:`metastructure.planner`: the formula of each family).
 
     Raises:
-        ValueError: bad masks (:class:`Masks`), a multi-class label type, sampled or flipped labels on masks too
-            thin for the model (:attr:`Masks.resolved` below :data:`MIN_RESOLVED`).
-        TypeError: ``label`` is not a label type.
+        ValueError: bad masks (:class:`Masks`: none, not binary, no foreground
+            or no background pixel), a multi-class label type, a label name
+            that does not parse (naming ``label``, with the grammar), a dilate /
+            erode radius beyond the masks' diagonal, sampled, flipped or skeleton
+            labels on masks too thin for the model (:attr:`Masks.resolved` below
+            :data:`MIN_RESOLVED`).
+        TypeError: ``label`` is not a label type, ``calibration`` not a
+            :class:`Calibration` (its values are checked when it is built).
     """
     m = masks if isinstance(masks, Masks) else Masks(masks)
     label = _as_label(label)
-    cal = calibration or DEFAULT
+    cal = _as_calibration(calibration)
     fam = label.family
     if fam == "CL":
         return Prediction(label, float(cal.clean_dice), 0.5, False, fam, "calibrated clean Dice")
@@ -280,6 +301,12 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
         return Prediction(label, dice, float(mt.threshold), bool(mt.invert), fam,
                           f"finite sampling, n_eff = {cal.n_eff:.3g}")
+    if isinstance(label, (noise.Dilate, noise.Erode)):
+        reach = max(math.hypot(*stack.shape[1:]) for stack in m.stacks)
+        if float(label.params[0]) > reach:
+            raise ValueError(f"label {label.name!r}: a radius beyond the masks' diagonal ({reach:.1f} px) makes "
+                             "every perturbed mask all foreground (dilate) or all background (erode); give a radius "
+                             "up to it")
     dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
     if isinstance(label, noise.Skeleton):
         return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,
@@ -294,16 +321,19 @@ def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -
     None when inside).
 
     Raises:
-        ValueError: bad masks, a label type without finite sampling (not "sample" / "flip", or f + b = 1), or masks
-            too thin for the model (:attr:`Masks.resolved` below :data:`MIN_RESOLVED`).
+        ValueError: bad masks, a label type without finite sampling (not "sample" / "flip", or f + b = 1), masks
+            too thin for the model (:attr:`Masks.resolved` below :data:`MIN_RESOLVED`), or ``clean_dice`` /
+            ``measured`` not a finite number in [0, 1] (a Dice).
+        TypeError: ``clean_dice`` / ``measured`` not a real number.
     """
+    clean = _dice_value("clean_dice", clean_dice)
+    measured = _dice_value("measured", measured)
     hold = masks if isinstance(masks, Masks) else Masks(masks)
     lab = _as_label(label)
     if lab.family != "RCL":
         raise ValueError(f"n_eff belongs to sampled or flipped labels (f + b != 1), got {lab.name!r}")
     _check_resolved(hold, lab)
     f, b = _rates(lab)
-    clean = float(clean_dice)
 
     def g(log_n: float) -> float:
         return clean * float(hold.pooled_dice(math.exp(log_n), f, b)[0]) - measured

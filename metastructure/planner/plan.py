@@ -10,15 +10,15 @@ serialises (:meth:`Plan.to_dict`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from theory import curves
 
 from .. import noise
 from ..noise import LabelNoise
-from .calibration import DEFAULT, NO_AUGMENT_CAPACITY, Calibration
-from .model import Masks, Prediction, predict
+from .calibration import NO_AUGMENT_CAPACITY, Calibration
+from .model import Masks, Prediction, _as_calibration, predict
 
 __all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
 
@@ -124,21 +124,48 @@ class Plan:
         plt.close(fig)
 
 
+def _row_labels(name: str, values: Any, what: str, make: Callable[[Any], LabelNoise]) -> list[LabelNoise]:
+    """The label types ``make`` builds from each of ``values`` (the argument ``name`` of :func:`table`), in order;
+    a value the label type refuses raises its error, naming ``name``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence of numbers (each a {what}), got {values!r}")
+    out: list[LabelNoise] = []
+    for v in values:
+        try:
+            out.append(make(v))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{name}: {v!r} is not a {what}: {e}") from None
+    return out
+
+
 def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequence[float] = RATIOS,
-          flips: Sequence[float] = FLIPS, radii: Sequence[int] = RADII, skeleton: bool = True) -> Plan:
+          flips: Sequence[float] = FLIPS, radii: Sequence[float] = RADII, skeleton: bool = True) -> Plan:
     """The whole plan for masks like ``masks``: :func:`predict` for clean labels, every sampling ratio,
     symmetric flip rate (f = b), dilation and erosion radius, skeletons and random labels, and when one
     fixed draw gets memorised.
 
+    Each row is the label type itself, built from the value as given
+    (``LabelNoise("sample", p)``, ``("flip", f, f)``, ``("dilate", r)``,
+    ``("erode", r)``), so its name is that type's name: a radius of 1.5 is
+    the row "dilate 1.5", as :class:`~metastructure.noise.Dilate` accepts it.
+
     The memorisation block treats ``masks`` as the training set (n_fg = its
     foreground pixels): index = min(1, k / n_fg) with k the calibration's
     ``capacity`` (this recipe) and :data:`NO_AUGMENT_CAPACITY` (no augmentation).
+
+    Raises:
+        ValueError: bad masks (:class:`Masks`), a ratio or flip rate outside [0, 1], a negative or non-finite
+            radius (each naming ``ratios``, ``flips`` or ``radii``).
+        TypeError: ``ratios``, ``flips`` or ``radii`` not a sequence of numbers, ``calibration`` not a
+            :class:`Calibration`.
     """
     m = masks if isinstance(masks, Masks) else Masks(masks)
-    cal = calibration or DEFAULT
-    labels = ([LabelNoise("clean")] + [LabelNoise("sample", float(p)) for p in ratios]
-              + [LabelNoise("flip", float(f), float(f)) for f in flips]
-              + [LabelNoise("dilate", int(r)) for r in radii] + [LabelNoise("erode", int(r)) for r in radii]
+    cal = _as_calibration(calibration)
+    labels = ([LabelNoise("clean")]
+              + _row_labels("ratios", ratios, "sampling ratio in [0, 1]", lambda p: LabelNoise("sample", p))
+              + _row_labels("flips", flips, "flip rate in [0, 1]", lambda f: LabelNoise("flip", f, f))
+              + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("dilate", r))
+              + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("erode", r))
               + ([LabelNoise("skeleton")] if skeleton else []) + [LabelNoise("random", 0.5)])
     rows = [predict(m, lab, calibration=cal) for lab in labels]
     k = cal.capacity

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from .. import data, metrics, train
+from .. import _checks, data, metrics, train
 from ..noise import LabelNoise
 from .calibration import DEFAULT_RECIPE, Calibration, fit_kwargs
 from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff
@@ -36,7 +36,10 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     annotation is drawn once). ``clean_dice`` is the first's pooled Dice on the
     held-out images at 1/2; ``n_eff`` solves ``clean_dice *
     pooled_dice(held-out masks, n_eff, f, b) = `` the second's pooled Dice at its
-    t* (clipped to [N_EFF_MIN, N_EFF_MAX] with a warning). The sparse network's
+    t*. When no n_eff in [N_EFF_MIN, N_EFF_MAX] reaches it (a sparse network as
+    good as the clean one, or one that failed), n_eff is that end of the range,
+    with a warning, and ``source`` says so: ``"calibrated, n_eff clipped at
+    N_EFF_MAX = 1e+06: ..."`` in place of ``"calibrated"``. The sparse network's
     memorisation index on its training images (output on the drawn pixels
     minus on the left-out foreground) gives the recipe's ``capacity`` k =
     index x n_fg.
@@ -53,11 +56,16 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
         progress: tqdm bars for the two trainings (default: on a terminal).
 
     Raises:
-        ValueError: bad masks (naming them), images and masks of different
-            shapes, fewer than 2 images, a label type without finite sampling,
-            held-out masks without foreground, or a draw that labels fewer than
-            50 foreground pixels (masks too sparse for any n_eff to fit; the
-            message lists the sparsest masks).
+        ValueError: bad masks (naming them; all-foreground or all-background
+            ones included), images and masks of different shapes, fewer than 2
+            images, images that are all constant (no contrast: nothing to
+            learn), ``holdout`` outside (0, 1), a bad recipe
+            (:func:`fit_kwargs`), a label type without finite sampling,
+            held-out masks without foreground or without background, or a draw
+            that labels fewer than 50 foreground pixels (masks too sparse for
+            any n_eff to fit; the message lists the sparsest masks).
+        TypeError: ``holdout`` not a real number, ``recipe`` not a dict, a
+            recipe value of the wrong type, ``label`` not a label type.
     """
     x = data.as_images(images, strict=False)
     ms = Masks(masks, names=names)
@@ -68,12 +76,18 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"calibration needs at least 2 images (some to train on, some to score), got {n}")
-    if not 0 < float(holdout) < 1:
+    flat = x.reshape(n, -1, x.shape[-1])
+    if np.all(flat.max(axis=1) == flat.min(axis=1)):
+        raise ValueError(f"images: all {n} images are constant (no contrast, in the float32 the networks train "
+                         "on): there is nothing to learn from them, so nothing to calibrate")
+    if not 0 < _checks.check_real_number("holdout", holdout) < 1:
         raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
     lab = _as_label(label)
     if lab.family != "RCL":
         raise ValueError(f"calibrate on a sparse or flipped label type ('sample p' or 'flip f b', f + b != 1), "
                          f"got {lab.name!r}")
+    if recipe is not None and not isinstance(recipe, Mapping):
+        raise TypeError(f"recipe must be a dict of overrides of DEFAULT_RECIPE or None, got {type(recipe).__name__}")
     kw = fit_kwargs(**(recipe or {}))
     rec = {**DEFAULT_RECIPE, **(recipe or {})}
     k_split, k_draw, k_clean, k_sparse = jax.random.split(key, 4)
@@ -81,9 +95,10 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     perm = np.asarray(jax.random.permutation(k_split, n))
     tr, ho = np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
     label_names = ms.names or [f"mask {i}" for i in range(n)]
-    if not y[ho].any():
-        raise ValueError("the held-out masks hold no foreground: " + ", ".join(label_names[i] for i in ho)
-                         + " (more images, or a larger holdout)")
+    for what, empty in (("foreground", not y[ho].any()), ("background", y[ho].all())):
+        if empty:
+            raise ValueError(f"the held-out masks hold no {what}: " + ", ".join(label_names[i] for i in ho)
+                             + " (more images, or a larger holdout)")
     noisy = np.asarray(lab(k_draw, y[tr]))
     drawn = (noisy == 1) & (y[tr] == 1)  # foreground pixels the draw labels foreground (flips add background ones)
     labelled = int(drawn.sum())
@@ -100,11 +115,14 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     mt = lab.matched_threshold()
     sparse = float(metrics.dice(np.asarray(mt.apply(sparse_net.predict(x[ho]))), y[ho]))
     n_eff, clipped = solve_n_eff(y[ho], lab, clean_dice=clean, measured=sparse)
+    source = "calibrated"
     if clipped:
+        source = f"calibrated, n_eff clipped at N_EFF_{clipped.upper()} = {n_eff:g}: a bound, not a measurement"
         warnings.warn(f"calibrate: the sparse network's Dice {sparse:.3f} against clean {clean:.3f} lies "
                       f"{'above' if clipped == 'max' else 'below'} what any n_eff in [{N_EFF_MIN:g}, {N_EFF_MAX:g}] "
                       f"predicts; n_eff = {n_eff:g} (a {'noise-free' if clipped == 'max' else 'failed'} sparse "
-                      "run: check the images and the recipe)", UserWarning, stacklevel=2)
+                      "run: check the images and the recipe); the calibration's source says so", UserWarning,
+                      stacklevel=2)
     p_tr = sparse_net.predict(x[tr])
     left = ~drawn & (y[tr] == 1)
     index = float(p_tr[drawn].mean() - p_tr[left].mean()) if left.any() else None
@@ -112,4 +130,4 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     cap = None if index is None else max(index, 0.0) * n_fg
     return Calibration(n_eff=n_eff, clean_dice=clean, recipe={k: rec[k] for k in DEFAULT_RECIPE}, label=lab.name,
                        sparse_dice=sparse, capacity=cap, memorisation_index=index, n_train=len(tr),
-                       n_holdout=len(ho), source="calibrated")
+                       n_holdout=len(ho), source=source)
