@@ -81,7 +81,7 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
         extra, want = ["--images", idir], "images without a mask ['img02']"
     elif how == "too sparse":
         sparse = np.zeros((8, 32, 32), np.uint8)
-        sparse[:, 5, 5] = 1
+        sparse[:, 5:11, 5:11] = 1  # one 6 x 6 square an image: resolved by the model, too few pixels for a 10% draw
         write_pngs(mdir, sparse)
         write_pngs(idir, np.asarray(tiny.images[..., 0]) * 30 + 100)
         extra, want = ["--images", idir, "--steps", "1"], "too sparse"
@@ -130,3 +130,17 @@ def test_plan_command_never_prints_a_table_of_zeros(tmp_path, masks, monkeypatch
     assert rc == 2 and "the model predicts Dice 0 for every sampled and flipped label type" in out.err
     assert "Traceback" not in out.err and len(out.err.strip().splitlines()) <= 2 and "dilate" not in out.out
     assert not (tmp_path / "out" / "plan.json").exists()
+
+
+def test_plan_command_on_thin_masks_says_what_it_cannot_predict(tmp_path, capsys):
+    """1-px lines (issue 31: every sampled and flipped row printed 0.000): the plan prints the rows the model can
+    answer for and names the others with the reason, exit 0."""
+    lines = np.zeros((3, 48, 48), np.uint8)
+    lines[:, 4::8, 2:46] = 1
+    write_pngs(tmp_path / "masks", lines)
+    assert cli.main(["plan", str(tmp_path / "masks"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "not predicted: sample 0.5" in out and "too thin" in out and "dilate 1" in out
+    assert not any(ln.startswith(("sample", "flip")) for ln in out.splitlines())
+    rec = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert {r["label"] for r in rec["not_predicted"]} >= {"sample 0.1", "flip 0.3 0.3", "skeleton"}

@@ -72,3 +72,21 @@ def test_table_rows_are_the_label_types_of_the_values_given(masks):
 def test_table_refuses_bad_rows_naming_the_argument(masks, arg, value, err):
     with pytest.raises(err, match=arg):
         planner.table(masks, **{"calibration": CAL, arg: value})
+
+
+def test_a_plan_of_thin_masks_lists_what_it_cannot_predict():
+    """1-px lines: the sampled, flipped and skeleton rows are not predicted (they used to read Dice 0 and the
+    skeleton an arbitrary number); clean, dilation, erosion and random labels are, and the text says which not."""
+    m = np.zeros((64, 64), np.int32)
+    m[4::8, 2:62] = 1
+    p = planner.table(m, ratios=(0.5, 0.1), flips=(0.2,), radii=(1,))
+    assert [r.label.name for r in p.rows] == ["clean", "dilate 1", "erode 1", "random 0.5"]
+    assert [lab.name for lab, _ in p.not_predicted] == ["sample 0.5", "sample 0.1", "flip 0.2 0.2", "skeleton"]
+    assert all("too thin" in why for _, why in p.not_predicted)
+    text = p.text()
+    assert "not predicted: sample 0.5, sample 0.1, flip 0.2 0.2, skeleton" in text and "sample 0.5      RCL" not in text
+    d = json.loads(json.dumps(p.to_dict()))
+    assert [r["label"] for r in d["not_predicted"]] == ["sample 0.5", "sample 0.1", "flip 0.2 0.2", "skeleton"]
+    thick = np.zeros((64, 64), np.int32)
+    thick[10:40, 10:40] = 1
+    assert planner.table(thick).not_predicted == []

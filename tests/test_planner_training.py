@@ -105,7 +105,7 @@ def test_calibrate_refuses_bad_input(tiny, how):
             planner.calibrate(jax.random.key(0), x, y, label="dilate 1", **kw)
         elif how == "too sparse":
             sparse = np.zeros_like(y)
-            sparse[:, 10:12, 10:12] = 1  # 4 foreground pixels an image: a 10% draw labels a handful
+            sparse[:, 10:16, 10:16] = 1  # 36 foreground pixels an image: a 10% draw labels a handful
             planner.calibrate(jax.random.key(0), x, sparse, names=[f"m{i}.png" for i in range(8)], **kw)
         else:
             planner.calibrate(jax.random.key(0), x, y, recipe={"width": 3})
@@ -165,3 +165,14 @@ def test_a_clipped_n_eff_is_not_passed_off_as_calibrated(tiny, monkeypatch):
     assert (cal.clean_dice, cal.sparse_dice, cal.n_eff) == (1.0, 1.0, planner.N_EFF_MAX)
     assert cal.source != "calibrated" and cal.source.startswith("calibrated, n_eff clipped at N_EFF_MAX")
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+
+
+def test_calibrate_refuses_masks_too_thin_for_the_model_before_training(monkeypatch):
+    """1-px lines: the held-out masks leave the model's 1-px partition empty, so no n_eff can be solved on them;
+    refused with the reason before any network trains (it used to train both and solve on an empty partition)."""
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("calibrate trained on masks it cannot use"))
+    y = np.zeros((8, 32, 32), np.int32)
+    y[:, 4::8, 2:30] = 1
+    x = y[..., None] + np.random.default_rng(0).normal(0, 0.1, y.shape + (1,))
+    with pytest.raises(ValueError, match=r"too thin.*Masks.resolved.*cannot calibrate"):
+        planner.calibrate(jax.random.key(0), x, y, recipe={"widths": (2, 4), "steps": 1}, progress=False)

@@ -41,13 +41,14 @@ with the training-set size below which one fixed draw gets memorised
 MASKS [--images IMAGES]`` prints the plan and draws it.
 
 Thin structures: the finite-sampling model compares the noisy partition with
-the clean partition {D > 1/2} of the 1-px fraction field, which keeps tubules
-1.5 px wide and more but loses 1-px lines and spots of 2 x 2 px
-(:attr:`Masks.resolved` measures how much of the masks it keeps, as a Dice).
-Sampled and flipped labels are predicted only where that reaches
-:data:`MIN_RESOLVED`; below it :func:`predict` refuses them and says why (the
-``planner`` simulation checks the model on ER-like tubules 1-3 and 1-1.5 px
-wide, simulations/README.md).
+the clean partition {D > 1/2} of the 1-px fraction field, and the skeleton
+model cuts the skeleton's 1-px field; that partition loses 1-px lines and
+spots of 2 x 2 px entirely, and part of structures up to about 2 px wide
+(:attr:`Masks.resolved` measures how much of the masks it keeps, as a Dice). Sampled, flipped and skeleton labels are
+predicted only where that reaches :data:`MIN_RESOLVED`; below it
+:func:`predict` refuses them and says why (:func:`unresolved`), and
+:func:`table` lists them as not predicted. The ``planner`` simulation checks
+the model on ER-like tubules (simulations/README.md).
 
 Where the model is known to be weak: with very few labelled pixels per object
 (sampling 1% of small objects: about one labelled pixel per kernel window or
@@ -81,7 +82,7 @@ from .calibration import (
     read_constants,
     write_constants,
 )
-from .model import MIN_RESOLVED, N_EFF_MAX, N_EFF_MIN, Masks, Prediction, predict, solve_n_eff
+from .model import MIN_RESOLVED, N_EFF_MAX, N_EFF_MIN, Masks, Prediction, predict, solve_n_eff, unresolved
 from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
 from .training import calibrate
 
@@ -107,5 +108,6 @@ __all__ = [
     "read_constants",
     "solve_n_eff",
     "table",
+    "unresolved",
     "write_constants",
 ]

@@ -24,12 +24,12 @@ from .. import density, noise
 from ..noise import LabelNoise
 from .calibration import DEFAULT, N_EFF_MAX, N_EFF_MIN, Calibration, _dice_value
 
-__all__ = ["MIN_RESOLVED", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff"]
+__all__ = ["MIN_RESOLVED", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff", "unresolved"]
 
-#: sampled and flipped labels are predicted only on masks whose :attr:`Masks.resolved` reaches this: the
-#: finite-sampling model compares the noisy and the clean partition of the 1-px fraction field, so it speaks only
-#: for the part of the masks that partition keeps (the ``planner`` simulation checks it on thin tubules).
-MIN_RESOLVED = 0.5
+#: sampled, flipped and skeleton labels are predicted only on masks whose :attr:`Masks.resolved` reaches this:
+#: their models read the 1-px clean partition of the masks, so they speak only for the part of the masks it keeps
+#: (:func:`unresolved`; the ``planner`` simulation checks the model on thin tubules).
+MIN_RESOLVED = 0.8
 
 _HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2
 
@@ -216,14 +216,33 @@ class Masks:
         return density.matched_threshold(np.array([[1 - b_, b_], [1 - s_, s_]]))
 
 
+def unresolved(masks: Any, label: Any) -> str | None:
+    """Why :func:`predict` cannot answer for ``label`` on ``masks`` because the structures are too thin, or None.
+
+    Sampled and flipped labels (the finite-sampling model) and skeletons (the
+    skeleton's 1-px fraction field) are read on the 1-px clean partition of the
+    masks; where :attr:`Masks.resolved` lies below :data:`MIN_RESOLVED` that
+    partition has lost too much of them. Clean labels, dilation, erosion and
+    random labels do not depend on it.
+
+    Raises:
+        ValueError, TypeError: bad masks or label (as :func:`predict`).
+    """
+    m = masks if isinstance(masks, Masks) else Masks(masks)
+    lab = _as_label(label)
+    if not (lab.family == "RCL" or isinstance(lab, noise.Skeleton)) or m.resolved >= MIN_RESOLVED:
+        return None
+    return (f"masks: the structures are too thin to predict {lab.name!r}: the clean partition of their 1-px "
+            f"fraction field keeps {m.resolved:.2f} of them (Masks.resolved, a Dice; the model needs "
+            f"{MIN_RESOLVED:g}, which 1-px lines and spots of 3 x 3 px or less fall short of), so sampled, flipped "
+            "and skeleton labels are not predicted for these masks; clean labels, dilation, erosion and random labels "
+            "are")
+
+
 def _check_resolved(m: Masks, label: LabelNoise) -> None:
-    if m.resolved < MIN_RESOLVED:
-        raise ValueError(
-            f"masks: the structures are too thin for the finite-sampling model of {label.name!r}: the clean partition "
-            f"of their 1-px fraction field keeps only {m.resolved:.2f} of them (Masks.resolved, a Dice; at least "
-            f"{MIN_RESOLVED:g} needed: lines about 1 px wide and spots of 2 x 2 px or smaller vanish from it), so "
-            "sampled and flipped labels cannot be predicted for these masks; clean labels, structured errors (dilate, "
-            "erode, skeleton) and random labels can")
+    why = unresolved(m, label)
+    if why:
+        raise ValueError(why)
 
 
 def _rates(label: LabelNoise) -> tuple[float, float]:
@@ -307,6 +326,7 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
             raise ValueError(f"label {label.name!r}: a radius beyond the masks' diagonal ({reach:.1f} px) makes "
                              "every perturbed mask all foreground (dilate) or all background (erode); give a radius "
                              "up to it")
+    _check_resolved(m, label)
     dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
     if isinstance(label, noise.Skeleton):
         return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,

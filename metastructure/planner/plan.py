@@ -18,7 +18,7 @@ from theory import curves
 from .. import noise
 from ..noise import LabelNoise
 from .calibration import NO_AUGMENT_CAPACITY, Calibration
-from .model import Masks, Prediction, _as_calibration, predict
+from .model import Masks, Prediction, _as_calibration, predict, unresolved
 
 __all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
 
@@ -42,19 +42,23 @@ class Plan:
             "below_no_augment", "remedy"}`` (theory/README.md, step 13: index
             min(1, k / n_fg) for a training set of n_fg foreground pixels;
             "below": the n_fg under which the index exceeds 1/2, i.e. 2k).
+        not_predicted: the label types of the plan the model cannot answer for on these masks (structures too
+            thin: :func:`~metastructure.planner.unresolved`), with the reason; empty for most masks.
     """
 
     rows: list[Prediction]
     calibration: Calibration
     masks: dict
     memorisation: dict
+    not_predicted: list[tuple[LabelNoise, str]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"calibration": self.calibration.to_dict(), "masks": self.masks, "memorisation": self.memorisation,
                 "rows": [{"label": r.label.name, "kind": r.label.kind, "params": [float(v) for v in r.label.params],
                           "family": r.family, "dice": r.dice, "threshold": r.threshold, "inverted": r.inverted,
-                          "model": r.model} for r in self.rows]}
+                          "model": r.model} for r in self.rows],
+                "not_predicted": [{"label": lab.name, "reason": why} for lab, why in self.not_predicted]}
 
     def text(self) -> str:
         """The plan as a readable table."""
@@ -67,6 +71,9 @@ class Plan:
             thr = "none" if r.threshold is None else f"{r.threshold:.3g}" + (" (inverted: below)" if r.inverted
                                                                                else "")
             lines.append(f"{r.label.name:<16}{r.family:<8}{r.dice:>6.3f}  {thr:<22}{r.model}")
+        if self.not_predicted:
+            lines += ["", "not predicted: " + ", ".join(lab.name for lab, _ in self.not_predicted),
+                      f"  ({self.not_predicted[0][1]})"]
         lines += ["", f"memorisation of one fixed sparse draw (index k / n_fg; these masks: n_fg = {mem['n_fg']}):"]
         if mem["capacity"] is not None:
             lines.append(f"  this recipe (augment={c.recipe.get('augment')}): k = {mem['capacity']:.3g}, index "
@@ -149,6 +156,11 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
     ``("erode", r)``), so its name is that type's name: a radius of 1.5 is
     the row "dilate 1.5", as :class:`~metastructure.noise.Dilate` accepts it.
 
+    Label types the model cannot answer for on these masks (sampled, flipped
+    and skeleton labels of structures too thin for it,
+    :func:`~metastructure.planner.unresolved`) are left out of the rows and
+    listed in :attr:`Plan.not_predicted` with the reason.
+
     The memorisation block treats ``masks`` as the training set (n_fg = its
     foreground pixels): index = min(1, k / n_fg) with k the calibration's
     ``capacity`` (this recipe) and :data:`NO_AUGMENT_CAPACITY` (no augmentation).
@@ -167,7 +179,8 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
               + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("dilate", r))
               + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("erode", r))
               + ([LabelNoise("skeleton")] if skeleton else []) + [LabelNoise("random", 0.5)])
-    rows = [predict(m, lab, calibration=cal) for lab in labels]
+    not_predicted = [(lab, why) for lab in labels if (why := unresolved(m, lab))]
+    rows = [predict(m, lab, calibration=cal) for lab in labels if lab not in {lab for lab, _ in not_predicted}]
     k = cal.capacity
     mem = {"n_fg": m.n_fg, "capacity": k,
            "index": None if k is None else float(curves.memorised_fraction(m.n_fg, k)),
@@ -179,5 +192,5 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
                      "(train.fit(noise=...)) keep a sparse draw from being memorised"}
     info = {"count": len(m), "pixels": m.n_pixels, "foreground_fraction": m.foreground_fraction,
             "foreground_pixels": m.n_fg}
-    return Plan(rows, cal, info, mem)
+    return Plan(rows, cal, info, mem, not_predicted)
 

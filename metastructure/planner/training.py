@@ -18,7 +18,7 @@ import numpy as np
 from .. import _checks, data, metrics, train
 from ..noise import LabelNoise
 from .calibration import DEFAULT_RECIPE, Calibration, fit_kwargs
-from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff
+from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff, unresolved
 
 __all__ = ["calibrate"]
 
@@ -61,9 +61,11 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
             images, images that are all constant (no contrast: nothing to
             learn), ``holdout`` outside (0, 1), a bad recipe
             (:func:`fit_kwargs`), a label type without finite sampling,
-            held-out masks without foreground or without background, or a draw
-            that labels fewer than 50 foreground pixels (masks too sparse for
-            any n_eff to fit; the message lists the sparsest masks).
+            held-out masks without foreground or without background, held-out
+            masks too thin for the model (:func:`~metastructure.planner.unresolved`),
+            or a draw that labels fewer than 50 foreground pixels (masks too
+            sparse for any n_eff to fit; the message lists the sparsest masks).
+            All of these before any training.
         TypeError: ``holdout`` not a real number, ``recipe`` not a dict, a
             recipe value of the wrong type, ``label`` not a label type.
     """
@@ -99,6 +101,9 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
         if empty:
             raise ValueError(f"the held-out masks hold no {what}: " + ", ".join(label_names[i] for i in ho)
                              + " (more images, or a larger holdout)")
+    held = Masks(y[ho])
+    if why := unresolved(held, lab):  # n_eff would be solved on a partition that has lost the masks: say so now
+        raise ValueError(f"{why} (calibration solves n_eff on the held-out masks, so it cannot calibrate on them)")
     noisy = np.asarray(lab(k_draw, y[tr]))
     drawn = (noisy == 1) & (y[tr] == 1)  # foreground pixels the draw labels foreground (flips add background ones)
     labelled = int(drawn.sum())
@@ -114,7 +119,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = "sample 0
     sparse_net = train.fit(k_sparse, x[tr], noisy, label_type=lab, progress=progress, **kw)
     mt = lab.matched_threshold()
     sparse = float(metrics.dice(np.asarray(mt.apply(sparse_net.predict(x[ho]))), y[ho]))
-    n_eff, clipped = solve_n_eff(y[ho], lab, clean_dice=clean, measured=sparse)
+    n_eff, clipped = solve_n_eff(held, lab, clean_dice=clean, measured=sparse)
     source = "calibrated"
     if clipped:
         source = f"calibrated, n_eff clipped at N_EFF_{clipped.upper()} = {n_eff:g}: a bound, not a measurement"
