@@ -341,16 +341,20 @@ def _shift_zero(x: jax.Array, offset: int, axis: int) -> jax.Array:
 
 def _dilate(m: jax.Array, r: float, ndim: int) -> jax.Array:
     """Binary dilation by a disk, as a union of shifted 1-D row dilations (exact)."""
-    n = int(math.floor(r))
     x = m.astype(jnp.uint8)
     out = jnp.zeros_like(x)
-    outer = [(0,)] if ndim == 2 else [(dz,) for dz in range(-n, n + 1)]
+    # a shift by the image's size or more moves everything out, and a row window of 2 (W - 1) + 1 already spans a
+    # whole row: offsets are capped there (same result; a huge radius costs no more than the image's size)
+    n = int(min(math.floor(r), max(x.shape[-2:] if ndim == 2 else x.shape[-3:])))
+    width = x.shape[-1]
+    outer = [(0,)] if ndim == 2 else [(dz,) for dz in range(-min(n, x.shape[-3] - 1), min(n, x.shape[-3] - 1) + 1)]
     for (dz,) in outer:
-        for dy in range(-n, n + 1):
+        for dy in range(-min(n, x.shape[-2] - 1), min(n, x.shape[-2] - 1) + 1):
             rest = r * r - dy * dy - (dz * dz if ndim == 3 else 0)
             if rest < 0:
                 continue
-            w = math.isqrt(int(math.floor(rest)))  # largest w with w^2 <= rest
+            # largest w with w^2 <= rest, capped at W - 1
+            w = width - 1 if rest >= (width - 1) ** 2 else math.isqrt(int(math.floor(rest)))
             s = _shift_zero(x, dy, x.ndim - 2)
             if ndim == 3:
                 s = _shift_zero(s, dz, x.ndim - 3)

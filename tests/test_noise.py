@@ -646,3 +646,19 @@ def test_parse_reads_integral_and_fractional_radii():
     m[4, 4] = 1
     # a disk of radius 1.5 around one pixel: the 3 x 3 square (every offset with dx^2 + dy^2 <= 2.25)
     np.testing.assert_array_equal(np.asarray(half(None, m)), ndi.binary_dilation(m, np.ones((3, 3))).astype(int))
+
+
+def test_a_radius_beyond_the_image_is_exact_and_costs_no_more_than_the_image():
+    """Regression (issue 31): dilate / erode shifted the masks 2 r + 1 times, so radius 1e6 never returned. Offsets
+    are capped at the image's size; the result is scipy's disk dilation (all foreground where a mask has any)."""
+    rng = np.random.default_rng(3)
+    m = rng.random((2, 9, 23)) < 0.08
+    m[1] = False
+    for r in (8.5, 22.0, 30.0):
+        rr = int(r)
+        yy, xx = np.mgrid[-rr:rr + 1, -rr:rr + 1]
+        want = np.stack([ndi.binary_dilation(mi, (yy ** 2 + xx ** 2) <= r * r) for mi in m])
+        np.testing.assert_array_equal(np.asarray(noise.dilate(m, r)), want)
+    huge = np.asarray(noise.dilate(m, 1e6))
+    assert huge[0].all() and not huge[1].any()
+    assert not np.asarray(noise.erode(m, 1e300)).any()
