@@ -177,6 +177,7 @@ def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30, selection: str
 
 # ------------------------------------------------------------------ the images as iGTT reads them
 _HUGE = 2.0**256  # beyond this magnitude an image is first scaled down by a power of two (its squares stay finite)
+_FLAT_SD = 1e-6  # a channel whose standard deviation over (H, W) is at most this (the normaliser's floor) shows nothing
 
 
 def _read_images(images: Any, *, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +200,9 @@ def _read_images(images: Any, *, channels: int | None = None) -> tuple[np.ndarra
     standard = (np.abs(mean) <= 1e-3) & (np.abs(sd - 1) <= 1e-3)
     z = data.as_images(x, zscore=True)
     z[standard] = x[standard].astype(np.float32)  # as given: the cast data.as_images(images) makes
-    flat = np.all(z.std(axis=(1, 2), dtype=np.float64) <= 0.5, axis=-1)
+    # every channel's own spread, in the image's units (the power of two undone on the floor), not the
+    # standardised one: channels of differing means each have a small share of the image's spread
+    flat = np.all(x.std(axis=(1, 2)) <= np.ldexp(_FLAT_SD, -shift)[:, None], axis=-1)
     return z, flat
 
 
@@ -515,9 +518,9 @@ def igtt(
     loader of :mod:`metastructure.data` returns) is taken as it is, and one beyond 2^256 in magnitude is first
     scaled down by a power of two so that its squares stay finite. :meth:`IGTTResult.predict` and
     :func:`igtt_masks` read images the same way; ``result.fit`` (and the monitor's ``fit``) take images so
-    standardised. An image is **flat** when every channel of its standardised version has a standard
-    deviation over (H, W) of at most 1/2, that is, in the image's own units, at most 1e-6 (the normaliser's
-    floor): a constant or blank image, or a constant one with variations below 1e-6. A flat image shows the
+    standardised. An image is **flat** when every channel has a standard deviation over (H, W) of at most
+    1e-6 in the image's own units (the normaliser's floor): a constant or blank image, or a constant one with
+    variations below 1e-6 (channels of different constant values included). A flat image shows the
     network nothing (its output there is only the response of its zero padding), so it has no object: its
     start masks and its selections are empty, as :func:`igtt_masks`'s masks of it are (Otsu, adaptive and
     k-means give a constant image no foreground either; unlike iGTT they are scale-free and split variations

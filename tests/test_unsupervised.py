@@ -228,6 +228,11 @@ def test_igtt_masks_find_no_object_in_images_without_contrast(trained):
     r2 = u.igtt(jax.random.key(1), np.concatenate([two_channels, two_channels + rng.normal(size=(1, 32, 32, 2))]),
                 rounds=1, steps=1, progress=False, **TINY)
     assert not u.igtt_masks(r2, two_channels).any()
+    # channels of differing means, each with contrast, are not flat (their standardised spread is small only
+    # beside the gap between the means)
+    rgb = np.stack([200 + 5 * rng.normal(size=(32, 32)), 50 + 5 * rng.normal(size=(32, 32)),
+                    10 + 5 * rng.normal(size=(32, 32))], axis=-1)[None]
+    assert not u._read_images(rgb)[1].any() and u._read_images(rgb[..., :1] * 0 + 7.0)[1].all()
     x = np.concatenate([tr.images, np.zeros((1, 32, 32, 1), np.float32)])
     r3 = u.igtt(jax.random.key(1), x, rounds=1, steps=2, start="adaptive", progress=False, **TINY)
     assert not r3.selected[4].any() and not r3.labels[4].any() and r3.selected[:4].any()
