@@ -478,20 +478,23 @@ def _listing(folder: Path) -> dict[str, Path]:
 
 
 def _read_tiff(p: Path) -> tuple[np.ndarray, str, int]:
-    """The first image (series) of a TIFF file, its axes as tifffile names them, and the number of series."""
+    """The first image (series) of a TIFF file, its axes as tifffile names them, and the number of series of its
+    shape (other series, of other shapes, are thumbnails or previews)."""
     with _tifffile().TiffFile(p) as tif:
         series = tif.series
         if not series:
             raise ValueError("no image in the file")
-        return series[0].asarray(), series[0].axes, len(series)
+        return series[0].asarray(), series[0].axes, sum(s.shape == series[0].shape for s in series)
 
 
 def _planes(p: Path, arr: np.ndarray, axes: str, count: int) -> np.ndarray:
     """A TIFF series as one 2-D image, (H, W) or (H, W, C), read from the file's own axes: Y and X, channels as
     samples (S) or as ImageJ / OME channel pages (C); any other axis longer than 1 (Z, T, or tifffile's
-    unnamed Q of a plain multi-page file) makes a stack, which the loaders refuse."""
+    unnamed Q of a plain multi-page file), or ``count`` > 1 series of its shape, makes a stack, which the
+    loaders refuse."""
     if count > 1:
-        raise ValueError(f"{p}: the file holds {count} images (TIFF series); the loaders read one 2-D image per file")
+        raise ValueError(f"{p}: the file holds {count} images of one size (TIFF series), a stack; the loaders read "
+                         "one 2-D image per file")
     if "Y" not in axes or "X" not in axes:
         raise ValueError(f"{p}: not a 2-D image (TIFF axes {axes}, shape {arr.shape})")
     stack = {a: n for a, n in zip(axes, arr.shape, strict=True) if a not in "YXSC" and n > 1}

@@ -248,3 +248,22 @@ def test_instance_masks_are_refused_with_advice_the_caller_can_follow(tmp_path, 
     assert info.value.path == tmp_path / "m" / "img00.png" and info.value.values == [0, 1, 2, 3, 4]
     assert isinstance(info.value, ValueError)
     assert data.load_masks(tmp_path / "m", binary=False)[1][0].max() == 4
+
+
+def test_a_tiff_with_a_thumbnail_reads_its_image_and_series_of_one_size_are_a_stack(tmp_path):
+    """A second TIFF series of another shape (a thumbnail or preview) is not a stack: the first series is the
+    image, as tifffile.imread reads it; series of the image's own shape are planes of a stack, refused by name."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    image = rng.random((16, 16)).astype(np.float32)
+    mask = (rng.random((16, 16)) < 0.5).astype(np.uint8)
+    for name, extra in (("thumb", image[:4, :4]), ("stack", image[::-1])):
+        (tmp_path / name / "i").mkdir(parents=True)
+        tifffile.imwrite(tmp_path / name / "i" / "a.tif", image)
+        tifffile.imwrite(tmp_path / name / "i" / "a.tif", extra, append=True)
+        _mask_png(tmp_path / name / "m", mask)
+    got = data.load_pairs(tmp_path / "thumb" / "i", tmp_path / "thumb" / "m")
+    np.testing.assert_allclose(got.images[0, ..., 0], (image - image.mean()) / (image.std() + 1e-6), atol=1e-5)
+    with pytest.raises(ValueError, match=r"a\.tif: the file holds 2 images of one size"):
+        data.load_pairs(tmp_path / "stack" / "i", tmp_path / "stack" / "m")
