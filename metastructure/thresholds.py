@@ -21,8 +21,8 @@ best round by the score; the ``igtt`` experiment of the simulations uses them
 as baselines.
 
 Every function reads huge values as well as ordinary ones: an image beyond 2^32 in magnitude is first scaled
-down by a power of two (exact, and the thresholds and the score are scale-free), so that its squares and the
-float32 histogram of Otsu's threshold stay finite. A constant image (no contrast) is all background for every
+down by a power of two (exact, and the thresholds and the score are scale-free; :func:`adaptive`'s ``offset``
+with it), so that its squares stay finite. A constant image (no contrast) is all background for every
 threshold.
 """
 
@@ -54,12 +54,14 @@ def grayscale(images: Any) -> np.ndarray:
 _HUGE = 2.0**32  # beyond this magnitude an image is scaled down by a power of two (see the module's docstring)
 
 
-def _gray(images: Any) -> np.ndarray:
-    """:func:`grayscale`, each image beyond ``_HUGE`` in magnitude scaled down to it by a power of two."""
+def _gray(images: Any, *, shifts: bool = False) -> Any:
+    """:func:`grayscale`, each image beyond ``_HUGE`` in magnitude scaled down to it by a power of two (with
+    ``shifts``: and the exponents, (N,) ints, that it was scaled by: ``x / 2**shift``)."""
     x = grayscale(images)
     top = np.max(np.abs(x), axis=(1, 2))
     shift = np.where(top > _HUGE, np.frexp(top)[1] - 33, 0)
-    return np.ldexp(x, -shift[:, None, None])
+    x = np.ldexp(x, -shift[:, None, None])
+    return (x, shift) if shifts else x
 
 
 def _flat(im: np.ndarray) -> bool:
@@ -95,9 +97,10 @@ def adaptive(images: Any, *, block_size: int = 35, offset: float = 0.0) -> np.nd
     if block_size % 2 == 0 or block_size < 3:
         raise ValueError(f"block_size must be an odd integer >= 3, got {block_size}")
     offset = _checks.check_real_number("offset", offset)
-    x = _gray(images)
-    return np.stack([np.zeros(im.shape, bool) if _flat(im) else
-                     im > threshold_local(im, block_size, method="mean", offset=offset) for im in x])
+    x, shift = _gray(images, shifts=True)
+    return np.stack([np.zeros(im.shape, bool) if _flat(im) else  # the offset in the scaled image's units
+                     im > threshold_local(im, block_size, method="mean", offset=float(np.ldexp(offset, -sh)))
+                     for im, sh in zip(x, shift, strict=True)])
 
 
 def kmeans(images: Any) -> np.ndarray:

@@ -151,6 +151,8 @@ def test_thresholds_are_scale_free_on_huge_values_and_empty_on_constant_images()
         xs = x * s
         np.testing.assert_array_equal(thresholds.otsu(xs), ref["otsu"])
         np.testing.assert_array_equal(thresholds.adaptive(xs, block_size=7), ref["adaptive"])
+        np.testing.assert_array_equal(thresholds.adaptive(xs, block_size=7, offset=0.25 * s),  # offset scales too
+                                      thresholds.adaptive(x, block_size=7, offset=0.25))
         np.testing.assert_array_equal(thresholds.kmeans(xs), ref["kmeans"])
         np.testing.assert_allclose(thresholds.local_separation(xs, ref["otsu"], window=5),
                                    thresholds.local_separation(x, ref["otsu"], window=5), rtol=1e-9)
