@@ -16,9 +16,10 @@ error) to ``--out`` (default: the current directory).
 A problem with the input (no folder, no mask files, a mask that is not binary,
 masks without foreground or without background, images without masks, images
 without contrast, masks too sparse to calibrate on) prints one line naming the
-file and exits with status 2, as does a plan whose every sampled and flipped
-row the model predicts at Dice 0 (masks it cannot describe: no table of zeros
-is printed, nothing is written).
+file and exits with status 2. Masks too thin for the model (1-px lines, tiny
+spots: ``planner.unresolved``) get the rows it can predict and a line naming
+the others; should every sampled and flipped row still come out at Dice 0, the
+command refuses the plan (no table of zeros is printed, nothing is written).
 """
 
 from __future__ import annotations

@@ -548,6 +548,9 @@ class NotBinaryMaskError(ValueError):
         super().__init__(f"{self.path}: {self.summary()} (an instance or class map? pass binary=False to keep the "
                          "classes, or save the mask binarised: every label > 0 as 1)")
 
+    def __reduce__(self):  # pickles (a Dask or multiprocessing worker raising it) by its arguments, not its message
+        return type(self), (self.path, self.values)
+
     def summary(self) -> str:
         """What is wrong, without the advice: the values found."""
         shown = ", ".join(f"{v:g}" for v in self.values[:6]) + (", ..." if self.count > 6 else "")

@@ -1,6 +1,8 @@
 """metastructure.data: the generators, the image normaliser, real nuclei, and loading folders."""
 
 
+import pickle
+
 import jax
 import numpy as np
 import pytest
@@ -247,6 +249,8 @@ def test_instance_masks_are_refused_with_advice_the_caller_can_follow(tmp_path, 
         data.load_masks(tmp_path / "m")
     assert info.value.path == tmp_path / "m" / "img00.png" and info.value.values == [0, 1, 2, 3, 4]
     assert isinstance(info.value, ValueError)
+    again = pickle.loads(pickle.dumps(info.value))  # as a Dask worker sends it back
+    assert str(again) == str(info.value) and again.values == info.value.values
     assert data.load_masks(tmp_path / "m", binary=False)[1][0].max() == 4
 
 

@@ -18,7 +18,7 @@ from theory import curves
 from .. import noise
 from ..noise import LabelNoise
 from .calibration import NO_AUGMENT_CAPACITY, Calibration
-from .model import Masks, Prediction, _as_calibration, predict, unresolved
+from .model import MIN_RESOLVED, Masks, Prediction, _as_calibration, predict, unresolved
 
 __all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
 
@@ -36,7 +36,8 @@ class Plan:
     Attributes:
         rows: one :class:`Prediction` per label type, clean first.
         calibration: the :class:`Calibration` used.
-        masks: ``{"count", "pixels", "foreground_fraction", "foreground_pixels"}``.
+        masks: ``{"count", "pixels", "foreground_fraction", "foreground_pixels", "resolved"}``
+            (:attr:`Masks.resolved`).
         memorisation: when one fixed draw gets memorised: ``{"n_fg", "capacity",
             "index", "below", "capacity_no_augment", "index_no_augment",
             "below_no_augment", "remedy"}`` (theory/README.md, step 13: index
@@ -73,7 +74,8 @@ class Plan:
             lines.append(f"{r.label.name:<16}{r.family:<8}{r.dice:>6.3f}  {thr:<22}{r.model}")
         if self.not_predicted:
             lines += ["", "not predicted: " + ", ".join(lab.name for lab, _ in self.not_predicted),
-                      f"  ({self.not_predicted[0][1]})"]
+                      f"  (structures too thin for the model: Masks.resolved {mk['resolved']:.2f}, below "
+                      f"{MIN_RESOLVED:g}; planner.unresolved says why for each)"]
         lines += ["", f"memorisation of one fixed sparse draw (index k / n_fg; these masks: n_fg = {mem['n_fg']}):"]
         if mem["capacity"] is not None:
             lines.append(f"  this recipe (augment={c.recipe.get('augment')}): k = {mem['capacity']:.3g}, index "
@@ -179,8 +181,13 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
               + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("dilate", r))
               + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("erode", r))
               + ([LabelNoise("skeleton")] if skeleton else []) + [LabelNoise("random", 0.5)])
-    not_predicted = [(lab, why) for lab in labels if (why := unresolved(m, lab))]
-    rows = [predict(m, lab, calibration=cal) for lab in labels if lab not in {lab for lab, _ in not_predicted}]
+    rows, not_predicted = [], []
+    for lab in labels:
+        why = unresolved(m, lab)
+        if why:
+            not_predicted.append((lab, why))
+        else:
+            rows.append(predict(m, lab, calibration=cal))
     k = cal.capacity
     mem = {"n_fg": m.n_fg, "capacity": k,
            "index": None if k is None else float(curves.memorised_fraction(m.n_fg, k)),
@@ -191,6 +198,6 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
            "remedy": "dihedral augmentation (train.fit(augment=True), in the recipe) or fresh draws "
                      "(train.fit(noise=...)) keep a sparse draw from being memorised"}
     info = {"count": len(m), "pixels": m.n_pixels, "foreground_fraction": m.foreground_fraction,
-            "foreground_pixels": m.n_fg}
+            "foreground_pixels": m.n_fg, "resolved": m.resolved}
     return Plan(rows, cal, info, mem, not_predicted)
 
