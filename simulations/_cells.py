@@ -78,6 +78,8 @@ def _load(dspec_json: str) -> dict[str, data.Dataset]:
     kw = {"size": d["size"]}
     if name == "scenes":
         kw["num_classes"] = d["num_classes"]
+    if "width" in d:  # the tubules' width range (er, er_uneven)
+        kw["width"] = tuple(d["width"])
     return {split: gen(jax.random.fold_in(key, i), d[f"n_{split}"], **kw)
             for i, split in enumerate(("train", "val", "test"))}
 

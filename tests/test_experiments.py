@@ -2,8 +2,10 @@
 numbers, and the tests that need a finished quick run (a damaged store repaired to its numbers, the planner's
 defaults left alone by quick runs, the default output folder's report)."""
 
+import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from helpers import record
@@ -292,50 +294,70 @@ def test_igtt_outcome_rule_on_known_numbers():
     assert igtt.outcome(result(0.65, 0.72, otsu=0.8, adaptive=0.5)) == "fails"  # Otsu is the best threshold here
 
 
+def _test_set(dspec: dict) -> data.Dataset:
+    """The test images of a dataset spec, made from the spec's own fields (the packaged image cut into tiles, or
+    the generator's third split: key fold_in(key(seed), 2))."""
+    if dspec["name"] == "real_nuclei":
+        return data.real_nuclei(tile=dspec["size"], split=tuple(dspec["split"]))["test"]
+    extra = {"width": tuple(dspec["width"])} if "width" in dspec else {}
+    gen = getattr(data, dspec["name"])
+    return gen(jax.random.fold_in(jax.random.key(dspec["seed"]), 2), dspec["n_test"], size=dspec["size"], **extra)
+
+
 def test_planner_validation_record(quick):
-    """The planner's quick validation: a calibration, one row per label type scored at the planner's threshold."""
+    """The planner's quick validation: per data set (the real nuclei, then the thin tubules) a calibration, and one
+    row per label type scored at the planner's threshold, each against its own stored cells."""
     if runner.unavailable("planner"):
         pytest.skip("needs the packaged real nuclei")
     rec = record(quick, "planner")
     res = rec["results"]
-    cal = res["calibration"]
-    assert cal["source"] == "calibrated" and 1 <= cal["n_eff"] <= 1e6 and 0 < cal["clean_dice"] <= 1
     rows = res["rows"]
     assert rows["sample 0.1"]["threshold"] == 0.05 and rows["dilate 1"]["threshold"] == 0.5
     assert rows["flip 0.3 0.3"]["threshold"] == 0.5 and not rows["flip 0.3 0.3"]["inverted"]
+    assert "product" in rows["dilate 1"] and rows["sample 0.1"]["calibration_type"]
+    assert [t["data"] for t in res["thin"]] == ["er"] and res["thin"][0]["width"] == [1.0, 3.0]
     from metastructure.noise import LabelNoise
 
-    test = data.real_nuclei(tile=res["tile_size"])["test"]
-    c = planner.Calibration.from_dict(cal)
-    # the stored cells: the calibration cell, and per label type its seeds' final scores
     store = runner.open_store(quick)
-    scores: dict[str, list[dict]] = {}
-    for spec in runner.experiment("planner").cells(rec["config"]):
-        if spec["kind"] == "planner":
-            assert planner.Calibration.from_dict(store.result(spec)) == c  # the record's calibration is the cell's
-        else:
-            lab = spec["labels"]
-            scores.setdefault(" ".join([lab["kind"], *(f"{v:g}" for v in lab["params"])]), []).append(
-                store.result(spec)["final"])
-    assert set(scores) == set(rows)
-    within = {}
-    for name, r in rows.items():
-        # predicted: the planner's, for the test masks; measured: the mean over the stored cells of their test
-        # Dice at the planner's threshold (each fixed protocol of the cell at that threshold; catches a row
-        # measured under another protocol, e.g. the oracle threshold, or another label type's cells)
-        predicted = planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c).dice
-        assert r["predicted"] == pytest.approx(predicted)
-        at = [[e["dice"] for k, e in f.items() if k not in ("oracle", "oracle_inverted", "validation")
-               and isinstance(e, dict) and not e.get("invert") and abs(e.get("threshold", -1) - r["threshold"]) < 1e-6]
-              for f in scores[name]]
-        assert all(a and max(a) - min(a) < 1e-12 for a in at), (name, at)
-        measured = float(np.mean([a[0] for a in at]))
-        assert r["measured"]["n"] == len(at), name
-        assert r["measured"]["mean"] == pytest.approx(measured, abs=1e-12), name
-        within[name] = abs(measured - predicted) <= 0.05  # the issue's target, from the two numbers found above
-        assert r["within"] == within[name], name
-    assert "product" in rows["dilate 1"] and rows["sample 0.1"]["calibration_type"]
-    assert res["all_within"] == all(within[n] for n, r in rows.items() if r["validation"])
+    by_data: dict[str, list[dict]] = {}  # the cells of each data set, in the experiment's order (nuclei, then thin)
+    for sp in runner.experiment("planner").cells(rec["config"]):
+        by_data.setdefault(json.dumps(sp["data"], sort_keys=True), []).append(sp)
+    assert len(by_data) == 1 + len(res["thin"])
+    for part, (dspec, mine) in zip([res, *res["thin"]], by_data.items(), strict=True):
+        test = _test_set(json.loads(dspec))
+        assert part["tiles"]["test"] == len(test) and part["tile_size"] == test.images.shape[1]
+        cal = part["calibration"]
+        assert 1 <= cal["n_eff"] <= 1e6 and 0 < cal["clean_dice"] <= 1
+        c = planner.Calibration.from_dict(cal)
+        # the stored cells of this set: its calibration cell, and per label type its seeds' final scores
+        scores: dict[str, list[dict]] = {}
+        for spec in mine:
+            if spec["kind"] == "planner":
+                assert planner.Calibration.from_dict(store.result(spec)) == c  # the record's calibration is the cell's
+            else:
+                lab = spec["labels"]
+                scores.setdefault(" ".join([lab["kind"], *(f"{v:g}" for v in lab["params"])]), []).append(
+                    store.result(spec)["final"])
+        assert set(scores) == set(part["rows"])
+        assert part["resolved_test"] == pytest.approx(planner.Masks(test.masks).resolved)
+        within = {}
+        for label, r in part["rows"].items():
+            # predicted: the planner's, for the test masks; measured: the mean over the stored cells of their test
+            # Dice at the planner's threshold (each fixed protocol of the cell at that threshold; catches a row
+            # measured under another protocol, e.g. the oracle threshold, or another label type's cells)
+            predicted = planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c).dice
+            assert r["predicted"] == pytest.approx(predicted)
+            thr = r.get("cell_threshold", r["threshold"])  # a skeleton's cells cut at s/2 of their training masks
+            at = [[e["dice"] for k, e in f.items() if k not in ("oracle", "oracle_inverted", "validation")
+                   and isinstance(e, dict) and not e.get("invert") and abs(e.get("threshold", -1) - thr) < 1e-6]
+                  for f in scores[label]]
+            assert all(a and max(a) - min(a) < 1e-12 for a in at), (label, at)
+            measured = float(np.mean([a[0] for a in at]))
+            assert r["measured"]["n"] == len(at), label
+            assert r["measured"]["mean"] == pytest.approx(measured, abs=1e-12), label
+            within[label] = abs(measured - predicted) <= 0.05  # the issue's target, from the two numbers found above
+            assert r["within"] == within[label], label
+        assert part["all_within"] == all(within[n] for n, r in part["rows"].items() if r["validation"])
 
 
 def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypatch):

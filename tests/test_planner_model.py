@@ -182,6 +182,28 @@ def test_thin_masks_refuse_sampled_and_flipped_labels_but_not_the_rest():
     assert 0.9 > got[0] > got[1] > got[2] > 0
 
 
+def test_skeletons_need_more_resolution_than_sampled_labels_and_check_resolved_false_answers_anyway():
+    """4 x 4 spots keep 12 of 16 pixels in the 1-px partition (Masks.resolved = 2 x 12 / 28): enough for sampled
+    and flipped labels, not for skeletons (MIN_RESOLVED_SKELETON); check_resolved=False gives the model's number,
+    the same formula (Theorem 1 + jitter on the skeleton field)."""
+    m = np.zeros((48, 48), np.int32)
+    for r in range(4, 44, 8):
+        for c in range(4, 44, 8):
+            m[r:r + 4, c:c + 4] = 1
+    held = planner.Masks(m)
+    assert held.resolved == pytest.approx(2 * 12 / 28)
+    assert planner.MIN_RESOLVED <= held.resolved < planner.MIN_RESOLVED_SKELETON
+    assert planner.unresolved(held, "sample 0.1") is None and planner.unresolved(held, "dilate 1") is None
+    assert "skeleton model needs 0.9" in planner.unresolved(held, "skeleton")
+    with pytest.raises(ValueError, match="too thin to predict 'skeleton'"):
+        planner.predict(held, "skeleton", calibration=CAL)
+    anyway = planner.predict(held, "skeleton", calibration=CAL, check_resolved=False)
+    assert anyway.dice == pytest.approx(float(curves.pcl_dice(held.label_dice(LabelNoise("skeleton")), 0.9)))
+    assert planner.predict(held, "sample 0.1", calibration=CAL).dice > 0
+    with pytest.raises(TypeError, match="check_resolved"):
+        planner.predict(held, "sample 0.1", calibration=CAL, check_resolved=1)
+
+
 def test_solve_n_eff_inverts_the_prediction(masks):
     m = planner.Masks(masks)
     for n in (12.0, 400.0, 9000.0):

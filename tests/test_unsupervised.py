@@ -229,10 +229,11 @@ def test_igtt_masks_find_no_object_in_images_without_contrast(trained):
                 rounds=1, steps=1, progress=False, **TINY)
     assert not u.igtt_masks(r2, two_channels).any()
     # channels of differing means, each with contrast, are not flat (their standardised spread is small only
-    # beside the gap between the means)
-    rgb = np.stack([200 + 5 * rng.normal(size=(32, 32)), 50 + 5 * rng.normal(size=(32, 32)),
-                    10 + 5 * rng.normal(size=(32, 32))], axis=-1)[None]
-    assert not u._read_images(rgb)[1].any() and u._read_images(rgb[..., :1] * 0 + 7.0)[1].all()
+    # beside the gap between the means): iGTT starts from their objects and selects some
+    objects = np.asarray(tr.masks[:2], float)
+    rgb = np.stack([base + 5 * rng.normal(size=objects.shape) + 30 * objects for base in (200, 50, 10)], axis=-1)
+    r4 = u.igtt(jax.random.key(2), rgb, rounds=1, steps=2, start="otsu", progress=False, **TINY)
+    assert r4.selected[0].any() and r4.selected[1].any()
     x = np.concatenate([tr.images, np.zeros((1, 32, 32, 1), np.float32)])
     r3 = u.igtt(jax.random.key(1), x, rounds=1, steps=2, start="adaptive", progress=False, **TINY)
     assert not r3.selected[4].any() and not r3.labels[4].any() and r3.selected[:4].any()

@@ -44,11 +44,13 @@ Thin structures: the finite-sampling model compares the noisy partition with
 the clean partition {D > 1/2} of the 1-px fraction field, and the skeleton
 model cuts the skeleton's 1-px field; that partition loses 1-px lines and
 spots of 2 x 2 px entirely, and part of structures up to about 2 px wide
-(:attr:`Masks.resolved` measures how much of the masks it keeps, as a Dice). Sampled, flipped and skeleton labels are
-predicted only where that reaches :data:`MIN_RESOLVED`; below it
-:func:`predict` refuses them and says why (:func:`unresolved`), and
-:func:`table` lists them as not predicted. The ``planner`` simulation checks
-the model on ER-like tubules (simulations/README.md).
+(:attr:`Masks.resolved` measures how much of the masks it keeps, as a Dice).
+Sampled and flipped labels are predicted only where that reaches
+:data:`MIN_RESOLVED`, skeletons where it reaches
+:data:`MIN_RESOLVED_SKELETON`; below it :func:`predict` refuses them and
+says why (:func:`unresolved`), and :func:`table` lists them as not
+predicted. The ``planner`` simulation checks the model on ER-like tubules
+(simulations/README.md).
 
 Where the model is known to be weak: with very few labelled pixels per object
 (sampling 1% of small objects: about one labelled pixel per kernel window or
@@ -82,7 +84,17 @@ from .calibration import (
     read_constants,
     write_constants,
 )
-from .model import MIN_RESOLVED, N_EFF_MAX, N_EFF_MIN, Masks, Prediction, predict, solve_n_eff, unresolved
+from .model import (
+    MIN_RESOLVED,
+    MIN_RESOLVED_SKELETON,
+    N_EFF_MAX,
+    N_EFF_MIN,
+    Masks,
+    Prediction,
+    predict,
+    solve_n_eff,
+    unresolved,
+)
 from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
 from .training import calibrate
 
@@ -92,6 +104,7 @@ __all__ = [
     "DEFAULT_RECIPE",
     "FLIPS",
     "MIN_RESOLVED",
+    "MIN_RESOLVED_SKELETON",
     "NO_AUGMENT_CAPACITY",
     "N_EFF_MAX",
     "N_EFF_MIN",

@@ -24,12 +24,15 @@ from .. import density, noise
 from ..noise import LabelNoise
 from .calibration import DEFAULT, N_EFF_MAX, N_EFF_MIN, Calibration, _dice_value
 
-__all__ = ["MIN_RESOLVED", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict", "solve_n_eff", "unresolved"]
+__all__ = ["MIN_RESOLVED", "MIN_RESOLVED_SKELETON", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict",
+           "solve_n_eff", "unresolved"]
 
-#: sampled, flipped and skeleton labels are predicted only on masks whose :attr:`Masks.resolved` reaches this:
-#: their models read the 1-px clean partition of the masks, so they speak only for the part of the masks it keeps
-#: (:func:`unresolved`; the ``planner`` simulation checks the model on thin tubules).
+#: sampled and flipped labels are predicted only on masks whose :attr:`Masks.resolved` reaches this, skeletons
+#: only where it reaches :data:`MIN_RESOLVED_SKELETON`: their models read the 1-px clean partition of the masks, so
+#: they speak only for the part of the masks it keeps (:func:`unresolved`; the levels are where the ``planner``
+#: simulation finds the models within its tolerance on thin tubules, simulations/README.md).
 MIN_RESOLVED = 0.8
+MIN_RESOLVED_SKELETON = 0.9
 
 _HIST_BINS = 4096  # bins of the clean fraction field per side of 1/2
 
@@ -221,22 +224,27 @@ def unresolved(masks: Any, label: Any) -> str | None:
 
     Sampled and flipped labels (the finite-sampling model) and skeletons (the
     skeleton's 1-px fraction field) are read on the 1-px clean partition of the
-    masks; where :attr:`Masks.resolved` lies below :data:`MIN_RESOLVED` that
-    partition has lost too much of them. Clean labels, dilation, erosion and
-    random labels do not depend on it.
+    masks; where :attr:`Masks.resolved` lies below :data:`MIN_RESOLVED`
+    (:data:`MIN_RESOLVED_SKELETON` for skeletons) that partition has lost too
+    much of them. Clean labels, dilation, erosion and random labels do not
+    depend on it.
 
     Raises:
         ValueError, TypeError: bad masks or label (as :func:`predict`).
     """
     m = masks if isinstance(masks, Masks) else Masks(masks)
     lab = _as_label(label)
-    if not (lab.family == "RCL" or isinstance(lab, noise.Skeleton)) or m.resolved >= MIN_RESOLVED:
+    skeleton = isinstance(lab, noise.Skeleton)
+    if not (lab.family == "RCL" or skeleton):
+        return None
+    need = MIN_RESOLVED_SKELETON if skeleton else MIN_RESOLVED
+    if m.resolved >= need:
         return None
     return (f"masks: the structures are too thin to predict {lab.name!r}: the clean partition of their 1-px "
-            f"fraction field keeps {m.resolved:.2f} of them (Masks.resolved, a Dice; the model needs "
-            f"{MIN_RESOLVED:g}, which 1-px lines and spots of 3 x 3 px or less fall short of), so sampled, flipped "
-            "and skeleton labels are not predicted for these masks; clean labels, dilation, erosion and random labels "
-            "are")
+            f"fraction field keeps {m.resolved:.2f} of them (Masks.resolved, a Dice; the "
+            f"{'skeleton' if skeleton else 'finite-sampling'} model needs {need:g}, which 1-px lines and spots of "
+            "3 x 3 px or less fall short of), so it is not predicted for these masks; clean labels, dilation, "
+            "erosion and random labels are")
 
 
 def _check_resolved(m: Masks, label: LabelNoise) -> None:
@@ -280,7 +288,8 @@ def _as_calibration(calibration: Any) -> Calibration:
     return calibration
 
 
-def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -> Prediction:
+def predict(masks: Any, label: Any, *, calibration: Calibration | None = None,
+            check_resolved: bool = True) -> Prediction:
     """The predicted pooled Dice, threshold and polarity of a network trained on ``label`` for masks like ``masks``.
 
     Args:
@@ -290,6 +299,10 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
             and flipped labels are one fixed draw, as a real annotation is.
         calibration: from :func:`metastructure.planner.calibrate`; default
             :data:`metastructure.planner.DEFAULT`.
+        check_resolved: refuse what :func:`unresolved` refuses (default). False
+            answers anyway, with the same formula, for studying the model where
+            it is known not to hold (the ``planner`` simulation does, to show
+            where it stops).
 
     Returns:
         A :class:`Prediction` (:mod:`metastructure.planner`: the formula of each family).
@@ -299,14 +312,19 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
             or no background pixel), a multi-class label type, a label name
             that does not parse (naming ``label``, with the grammar), a dilate /
             erode radius beyond the masks' diagonal, sampled, flipped or skeleton
-            labels on masks too thin for the model (:attr:`Masks.resolved` below
-            :data:`MIN_RESOLVED`).
+            labels on masks too thin for the model (:func:`unresolved`; unless
+            ``check_resolved`` is False).
         TypeError: ``label`` is not a label type, ``calibration`` not a
-            :class:`Calibration` (its values are checked when it is built).
+            :class:`Calibration` (its values are checked when it is built),
+            ``check_resolved`` not a bool.
     """
+    if not isinstance(check_resolved, bool):
+        raise TypeError(f"check_resolved must be True or False, got {check_resolved!r}")
     m = masks if isinstance(masks, Masks) else Masks(masks)
     label = _as_label(label)
     cal = _as_calibration(calibration)
+    if check_resolved:
+        _check_resolved(m, label)
     fam = label.family
     if fam == "CL":
         return Prediction(label, float(cal.clean_dice), 0.5, False, fam, "calibrated clean Dice")
@@ -314,7 +332,6 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
         pi = m.foreground_fraction
         return Prediction(label, 2 * pi / (1 + pi), None, False, fam, "chance (all foreground)")
     if fam == "RCL":
-        _check_resolved(m, label)
         f, b = _rates(label)
         mt = label.matched_threshold()
         dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
@@ -326,7 +343,6 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None) -
             raise ValueError(f"label {label.name!r}: a radius beyond the masks' diagonal ({reach:.1f} px) makes "
                              "every perturbed mask all foreground (dilate) or all background (erode); give a radius "
                              "up to it")
-    _check_resolved(m, label)
     dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
     if isinstance(label, noise.Skeleton):
         return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,

@@ -18,12 +18,14 @@ from theory import curves
 from .. import noise
 from ..noise import LabelNoise
 from .calibration import NO_AUGMENT_CAPACITY, Calibration
-from .model import MIN_RESOLVED, Masks, Prediction, _as_calibration, predict, unresolved
+from .model import MIN_RESOLVED, MIN_RESOLVED_SKELETON, Masks, Prediction, _as_calibration, predict, unresolved
 
 __all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
 
 #: the label types the ``planner`` simulation checks against trained networks (simulations/README.md)
-VALIDATED = "sample 0.5 to 0.05, flip 0.3 0.3, dilate 1 and 2, erode 1"
+VALIDATED = ("on real nuclei sample 0.5 to 0.05, flip 0.3 0.3, dilate 1 and 2, erode 1; on ER-like tubules 1-3 "
+             "and 1-2 px wide sample 0.5 to 0.05, flip 0.3 0.3 and 0.45 0.45, dilate 1, erode 1 (outside the 0.05 "
+             "target on 1-2 px tubules) and, on 1-3 px, skeleton")
 RATIOS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 FLIPS = (0.1, 0.2, 0.3, 0.4)
 RADII = (1, 2, 3)
@@ -75,7 +77,8 @@ class Plan:
         if self.not_predicted:
             lines += ["", "not predicted: " + ", ".join(lab.name for lab, _ in self.not_predicted),
                       f"  (structures too thin for the model: Masks.resolved {mk['resolved']:.2f}, below "
-                      f"{MIN_RESOLVED:g}; planner.unresolved says why for each)"]
+                      f"{MIN_RESOLVED:g} for sampled and flipped labels, {MIN_RESOLVED_SKELETON:g} for skeletons; "
+                      "planner.unresolved says why for each)"]
         lines += ["", f"memorisation of one fixed sparse draw (index k / n_fg; these masks: n_fg = {mem['n_fg']}):"]
         if mem["capacity"] is not None:
             lines.append(f"  this recipe (augment={c.recipe.get('augment')}): k = {mem['capacity']:.3g}, index "
@@ -84,7 +87,7 @@ class Plan:
                      f"k = {mem['capacity_no_augment']:.4g}, index "
                      f"{mem['index_no_augment']:.3f}; memorised below n_fg = {mem['below_no_augment']:.4g}")
         lines.append(f"  remedy: {mem['remedy']}")
-        lines.append("\nchecked against trained networks on real nuclei (simulations/README.md): " + VALIDATED
+        lines.append("\nchecked against trained networks (simulations/README.md): " + VALIDATED
                      + "; the other rows are the same model, unchecked")
         return "\n".join(lines)
 
