@@ -266,3 +266,14 @@ def test_predicted_and_pooled_dice_take_arrays_and_refuse_bad_ones():
         curves.pooled_dice(np.zeros((4, 4)), 0.0, 0.5, 0.0)
     with pytest.raises(ValueError, match="a mask"):  # the masks themselves, as the old signature took them
         curves.pooled_dice(m[None].astype(np.int32), 10.0, 0.5, 0.0)
+
+
+def test_pcl_dice_is_a_dice_even_where_the_errors_exceed_the_overlap():
+    """A clean Dice near 0 with any shift: the overlap-units error E|mu + e| exceeds 1, which read as a Dice was
+    negative (-0.03 for a shift of 0.1 at clean Dice 0); the Dice is 0 there, and in [0, 1] everywhere."""
+    label, clean = np.meshgrid(np.linspace(0, 1, 41), np.linspace(0, 1, 41))
+    got = curves.pcl_dice(label, clean)
+    assert np.all((got >= 0) & (got <= 1))
+    assert float(curves.pcl_dice(0.9, 0.0)) == 0.0 and float(curves.pcl_dice(1.0, 0.0)) == 0.0
+    # where it was a Dice already, unchanged: the two ends of the model
+    np.testing.assert_allclose(curves.pcl_dice(label[0], 1.0), label[0])

@@ -404,7 +404,9 @@ def pcl_dice(label_dice: Any, clean_dice: Any) -> np.ndarray:
     The errors overlap rather than add: clean_dice = 1 gives label_dice
     (Theorem 1 alone), label_dice = 1 gives clean_dice, and a shift much larger
     than the jitter costs only itself. (The product clean_dice * label_dice
-    counts both errors in full.)
+    counts both errors in full.) Where the two errors together exceed the
+    whole overlap (a clean Dice near 0 with any shift) the Dice is 0: the
+    result is clipped to [0, 1].
 
     >>> float(pcl_dice(0.8, 1.0)), float(pcl_dice(1.0, 0.9))
     (0.8, 0.9)
@@ -415,7 +417,7 @@ def pcl_dice(label_dice: Any, clean_dice: Any) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(s > 0, mu / np.where(s > 0, s, 1.0), np.inf)
         jit = np.where(s > 0, err * np.exp(-0.5 * np.minimum(ratio, 1e150) ** 2), 0.0)
-    return 1.0 - (jit + mu * (1 - 2 * _phi_cdf(-ratio)))
+    return np.clip(1.0 - (jit + mu * (1 - 2 * _phi_cdf(-ratio))), 0.0, 1.0)
 
 
 def skeleton_half_width(width: Any, bandwidth: Any) -> np.ndarray:
