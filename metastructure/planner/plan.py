@@ -122,6 +122,12 @@ class Plan:
                      + [(0.0, clean)] + [(float(r.label.params[0]), r.dice) for r in by.get(noise.Dilate, [])])
         ax[2].plot([p[0] for p in pcl], [p[1] for p in pcl], "o-", label="predicted, at 1/2 (Theorem 1)")
         ax[2].set(xlabel="outline error (px): erode < 0 < dilate", title="outlines too wide / too narrow (PCL)")
+        withheld = {type(lab) for lab, _ in self.not_predicted}
+        for a, kinds in ((ax[0], (noise.Sample,)), (ax[1], (noise.Flip,))):
+            if withheld & set(kinds) and not any(isinstance(r.label, kinds) for r in self.rows):
+                a.text(0.5, 0.5, f"not predicted:\nstructures too thin for the model\n(Masks.resolved "
+                       f"{self.masks['resolved']:.2f})", transform=a.transAxes, ha="center", va="center",
+                       fontsize=10, color="C3")
         chance = next((r.dice for r in self.rows if r.family == "RL"), None)
         for a in ax:
             if chance is not None:
