@@ -82,7 +82,25 @@ __all__ = ["CONNECT_TIMEOUT_S", "CellFailure", "CellWorker", "CellsFailed", "com
 
 #: Seconds :func:`open_client` waits for a running scheduler to answer (Dask's own default is 30): a scheduler
 #: that is up answers in milliseconds; an address where none listens should fail while the user still watches.
+#: A Dask configuration that sets ``distributed.comm.timeouts.connect`` to another value than Dask's wins.
 CONNECT_TIMEOUT_S = 5.0
+_CONNECT_KEY = "distributed.comm.timeouts.connect"
+
+
+def _connect_timeout() -> float:
+    """:data:`CONNECT_TIMEOUT_S`, or the user's own ``distributed.comm.timeouts.connect`` where their Dask
+    configuration (a YAML file, an environment variable, ``dask.config.set``) changed it from Dask's default."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    shipped = set()  # the value Dask's own default configuration files give
+    for defaults in dask.config.defaults:
+        with contextlib.suppress(KeyError, TypeError):
+            shipped.add(defaults["distributed"]["comm"]["timeouts"]["connect"])
+    configured = dask.config.get(_CONNECT_KEY, None)
+    if configured is None or configured in shipped:
+        return CONNECT_TIMEOUT_S
+    return float(parse_timedelta(configured, default="seconds"))
 
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
@@ -236,7 +254,8 @@ def open_client(workers: int | None = None, *, threads_per_worker: int = 1, sche
         scheduler: the address of a running scheduler (``tcp://host:8786``)
             instead of a local cluster; its workers keep their own cores.
         connect_timeout: seconds to wait for ``scheduler`` to answer (default
-            :data:`CONNECT_TIMEOUT_S`, read at each call).
+            :data:`CONNECT_TIMEOUT_S`, read at each call, or your Dask
+            configuration's ``distributed.comm.timeouts.connect`` where you set one).
 
     Raises:
         ImportError: Dask distributed is not installed (``pip install metastructure[cluster]``).
@@ -256,7 +275,7 @@ def open_client(workers: int | None = None, *, threads_per_worker: int = 1, sche
 
     if scheduler is not None:
         scheduler = _check_address(scheduler)
-        timeout = CONNECT_TIMEOUT_S if connect_timeout is None else connect_timeout
+        timeout = _connect_timeout() if connect_timeout is None else connect_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
         try:

@@ -189,6 +189,16 @@ def test_cli_scheduler_errors_are_one_line_and_an_unreachable_one_fails_fast(cap
     with pytest.raises(ValueError, match="connect_timeout must be a positive number"):
         with cluster.open_client(scheduler="tcp://127.0.0.1:1", connect_timeout=0):
             pass
+    # a user's own Dask setting wins over the module's default (review: 5 s overrode it for slow tunnels)
+    import dask
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 60.0)
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.6s"}):
+        t0 = time.perf_counter()
+        with pytest.raises(OSError, match=r"within 0.6 s"):
+            with cluster.open_client(scheduler="tcp://127.0.0.1:1"):
+                pass
+        assert time.perf_counter() - t0 < 10
     with pytest.raises(TypeError, match="scheduler must be an address string"):
         with cluster.open_client(scheduler=8786):
             pass
