@@ -203,8 +203,8 @@ def _read_images(images: Any, *, channels: int | None = None) -> tuple[np.ndarra
     # every channel's own spread, in the image's units (the power of two undone on the floor), not the
     # standardised one: channels of differing means each have a small share of the image's spread. Taken about
     # one of its pixels, so that a constant channel has exactly 0 (its mean can be off by an ulp of a huge value)
-    sd = (x - x[:, :1, :1, :]).std(axis=(1, 2))
-    flat = np.all(sd <= np.ldexp(_FLAT_SD, -shift)[:, None], axis=-1)
+    spread = (x - x[:, :1, :1, :]).std(axis=(1, 2))
+    flat = np.all(spread <= np.ldexp(_FLAT_SD, -shift)[:, None], axis=-1)
     return z, flat
 
 
