@@ -695,7 +695,7 @@ def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str =
             and other lossy or non-PNG/TIFF images), two files with one stem,
             an entry named like an image that is a folder or a broken link, a
             file that cannot be read, a stack (several TIFF pages along Z, T
-            or unnamed, several series, an animated PNG), unmatched names,
+            or unnamed, several series of one size, an animated PNG), unmatched names,
             size mismatches, NaN or infinite image values, non-integer masks,
             masks that are not binary (with ``binary=True``: more than two
             values, e.g. instance labels: :class:`NotBinaryMaskError`) or hold

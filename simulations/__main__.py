@@ -18,7 +18,9 @@ Parallel cells (needs ``pip install 'metastructure[cluster]'``): ``--workers N``
 computes the cells on a Dask LocalCluster of N worker processes, each on
 ``--threads-per-worker T`` cores of its own (default 1); ``--scheduler ADDRESS``
 on a running Dask cluster instead (one that does not answer within
-:data:`simulations.cluster.CONNECT_TIMEOUT_S`, 5 s, is an error). Without either,
+:data:`simulations.cluster.CONNECT_TIMEOUT_S`, 5 s, or your Dask
+configuration's ``distributed.comm.timeouts.connect`` where you set one, is an
+error). Without either,
 cells run one after another in this process and Dask is not imported.
 
 Compiled programs are kept in JAX's persistent compilation cache
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None, *, compile_cache: bool = False) -> int:
                          help="compute cells on a Dask LocalCluster of N worker processes")
         par.add_argument("--scheduler", default=None, metavar="ADDRESS",
                          help="compute cells on a running Dask cluster (e.g. tcp://host:8786), which must answer "
-                         "within 5 s")
+                         "within 5 s (or Dask's distributed.comm.timeouts.connect, where you set it)")
         p.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
                        help="cores per local worker process, i.e. XLA's threads (default 1)")
     args = ap.parse_args(argv)
