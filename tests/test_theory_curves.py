@@ -277,3 +277,63 @@ def test_pcl_dice_is_a_dice_even_where_the_errors_exceed_the_overlap():
     assert float(curves.pcl_dice(0.9, 0.0)) == 0.0 and float(curves.pcl_dice(1.0, 0.0)) == 0.0
     # where it was a Dice already, unchanged: the two ends of the model
     np.testing.assert_allclose(curves.pcl_dice(label[0], 1.0), label[0])
+
+
+def _disks():
+    yy, xx = np.mgrid[:48, :48]
+    return np.stack([np.hypot(yy - 24, xx - 24) <= r for r in (6, 9, 13)])
+
+
+def test_critical_flip_rate_is_where_the_pooled_dice_loses_the_gap():
+    """f_c from lambda_c (found once, at another rate and n_eff) loses exactly the gap at every n_eff: the
+    pooled Dice depends on f and n_eff only through lambda (derivations.pooling_and_scale). Oracle: the pooled
+    Dice on the full fields, solved for the rate by scipy's brentq."""
+    from scipy.optimize import brentq
+
+    fields = np.stack([np.asarray(density.fraction_field(m, 1.0), float) for m in _disks()])
+    loss = 0.02
+    f0 = 0.2  # lambda_c: the n_eff at which flipping at f0 loses the gap, as lambda
+    n0 = brentq(lambda n: curves.pooled_dice(fields, n, f0, f0)[0] - (1 - loss), 1e-2, 1e6)
+    lam_c = (1 - 2 * f0) ** 2 * n0 / (f0 * (1 - f0))
+    for n_eff in (50.0, 800.0, 3e4):
+        oracle = brentq(lambda f, n=n_eff: curves.pooled_dice(fields, n, f, f)[0] - (1 - loss), 1e-4, 0.5 - 1e-9)
+        assert float(curves.critical_flip_rate(n_eff, lam_c)) == pytest.approx(oracle, abs=1e-6)
+    # more pooled labels, a higher critical rate, tending to 1/2
+    rates = curves.critical_flip_rate(np.array([1e2, 1e4, 1e8]), lam_c)
+    assert np.all(np.diff(rates) > 0) and rates[-1] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_scale_n_eff_adds_the_two_variances():
+    """1/n_eff = 1/(rate N P) + m/ratio: fresh draws (m = 0) average every label seen, a fixed draw is capped
+    at ratio/m however many images, and the inverse variances combine as independent errors do (Monte Carlo
+    of a mean of rate N P labels plus a memorised error of variance q(1-q) m / ratio)."""
+    assert float(curves.scale_n_eff(64, 6, 0.0, rate=2.0, ratio=1.5)) == pytest.approx(2.0 * 64 * 6)
+    assert float(curves.scale_n_eff(1e15, 6, 0.01, rate=2.0, ratio=1.5)) == pytest.approx(150.0)
+    assert float(curves.scale_n_eff(64, 6, -0.001, rate=2.0, ratio=1.5)) == pytest.approx(768.0)  # noise on 0
+    got = curves.scale_n_eff([64, 256], [6, 24], [0.001, 0.007], rate=0.75, ratio=1.35)
+    assert got.shape == (2,) and np.all(got < [0.75 * 64 * 6, 0.75 * 256 * 24])
+    rng = np.random.default_rng(0)
+    q, n_a, m, ratio = 0.45, 300, 0.004, 1.35
+    labels = rng.binomial(n_a, q, size=200_000) / n_a
+    memorised = rng.normal(0.0, np.sqrt(q * (1 - q) * m / ratio), size=labels.size)
+    n_mc = q * (1 - q) / np.var(labels + memorised)
+    assert n_mc == pytest.approx(float(curves.scale_n_eff(n_a, 1, m, rate=1.0, ratio=ratio)), rel=0.02)
+    with pytest.raises(ValueError, match="positive"):
+        curves.scale_n_eff(0, 6, 0.0, rate=1.0, ratio=1.0)
+
+
+def test_pooled_variance_and_index_by_monte_carlo():
+    """The k-group model on held-out and training pixels (derivations.pooling_and_scale): a group of n_g
+    labels, a fraction D of them foreground flipped with f and the rest background flipped with b, has mean
+    b + (1-f-b) D and variance (D f(1-f) + (1-D) b(1-b)) / n_g, and a pixel's own label moves the mean by
+    1/n_g, so n_eff = 1/m."""
+    rng = np.random.default_rng(1)
+    n_g, frac, f, b = 40, 0.3, 0.35, 0.2
+    n_fg = int(frac * n_g)
+    fg = rng.random((100_000, n_fg)) >= f  # label 1 with probability 1 - f
+    bg = rng.random((100_000, n_g - n_fg)) < b
+    out = (fg.sum(1) + bg.sum(1)) / n_g
+    assert out.mean() == pytest.approx(b + (1 - f - b) * frac, abs=2e-3)
+    assert out.var() == pytest.approx((frac * f * (1 - f) + (1 - frac) * b * (1 - b)) / n_g, rel=0.03)
+    index = out[fg[:, 0]].mean() - out[~fg[:, 0]].mean()
+    assert index == pytest.approx(1 / n_g, rel=0.05)

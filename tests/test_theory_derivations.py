@@ -61,11 +61,12 @@ def test_the_checker_rejects_false_identities():
 
 # the model changed, not the result: each wrong model must make some claim fail
 NEGATIVE_CONTROLS = {
-    "T for T^T": ("noisy_given_clean", lambda t, j, m: t[m, j], (d.proper_scoring, d.lemma1, d.theorem2)),
+    "T for T^T": ("noisy_given_clean", lambda t, j, m: t[m, j],
+                  (d.proper_scoring, d.lemma1, d.theorem2, d.pooling_and_scale)),
     "unnormalised kernel": ("kernel", lambda u, h, normalised=d.kernel: 2 * normalised(u, h),
                             (d.kernel_geometry, d.pcl_overlap, d.finite_sampling)),
     "wrong noise rate": ("flip_matrix", lambda f, b: sp.Matrix([[1 - b, b], [f / 2, 1 - f / 2]]),
-                         (d.affine_posterior, d.transition_matrices, d.theorem2)),
+                         (d.affine_posterior, d.transition_matrices, d.theorem2, d.pooling_and_scale)),
 }
 
 

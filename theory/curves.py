@@ -42,6 +42,7 @@ from scipy import special, stats
 __all__ = [
     "boundary_error",
     "bulk_error",
+    "critical_flip_rate",
     "critical_width",
     "dice_from_probability",
     "dice_skeleton_stripe",
@@ -57,6 +58,7 @@ __all__ = [
     "pcl_label_dice",
     "pooled_dice",
     "predicted_dice",
+    "scale_n_eff",
     "skeleton_half_width",
     "stripe_fields",
     "stripe_peak",
@@ -491,3 +493,64 @@ def memorised_fraction(n_fg: Any, capacity: Any) -> np.ndarray:
     """
     n = np.asarray(n_fg, float)
     return np.minimum(1.0, np.asarray(capacity, float) / n)
+
+
+# ------------------------------------------------------------------ 14: data, passes and memorisation
+def scale_n_eff(n_images: Any, passes: Any, memorisation: Any, *, rate: float, ratio: float) -> np.ndarray:
+    r"""The law of n_eff over training-set size and training length (theory/README.md, step 14).
+
+    Two independent errors of a decision add (``derivations.pooling_and_scale``,
+    ``variances_add``): an estimate that has averaged the labels seen so far,
+    n_a = ``rate`` * N * P labels for N images seen P times each, and the
+    memorised draw, n_m = ``ratio`` / m, m the memorisation index of the
+    training labels (the k-group model gives n_m = 1/m exactly,
+    ``n_eff_is_inverse_index``; ``ratio`` absorbs what a network does
+    differently). So
+
+        1 / n_eff = 1 / (rate N P) + m / ratio,
+
+    with ``rate`` and ``ratio`` the two numbers fitted per dataset
+    (``simulations.scale``); m is measured on the training images (or, to
+    forecast, read off at the same number of passes on another training-set
+    size, which the experiment finds it does not depend on). Fresh draws have
+    nothing to memorise: m = 0 and n_eff = rate N P. At fixed passes, more
+    images raise n_eff only up to the ceiling ratio / m(P).
+
+    Args:
+        n_images, passes: N and P, > 0, broadcastable.
+        memorisation: m >= 0 (negative values, noise around 0, count as 0).
+        rate, ratio: > 0.
+
+    Returns:
+        n_eff, the broadcast shape.
+
+    Raises:
+        ValueError: a non-positive N, P, ``rate`` or ``ratio``.
+
+    >>> float(scale_n_eff(100, 5, 0.0, rate=2.0, ratio=2.0))
+    1000.0
+    >>> round(float(scale_n_eff(1e12, 5, 0.01, rate=2.0, ratio=2.0)))  # the ceiling ratio / m
+    200
+    """
+    n, p = np.asarray(n_images, float), np.asarray(passes, float)
+    m = np.maximum(np.asarray(memorisation, float), 0.0)
+    if not (np.all(n > 0) and np.all(p > 0) and rate > 0 and ratio > 0):
+        raise ValueError(f"n_images, passes, rate and ratio must be positive, got {n_images}, {passes}, {rate}, "
+                         f"{ratio}")
+    return 1.0 / (1.0 / (rate * n * p) + m / ratio)
+
+
+def critical_flip_rate(n_eff: Any, lambda_c: float) -> np.ndarray:
+    r"""The largest symmetric flip rate f = b whose loss stays within the gap that defines ``lambda_c``.
+
+    The decision depends on f and n_eff only through lambda = (1-2f)^2 n_eff / (f(1-f))
+    (``derivations.pooling_and_scale``, ``flip_through_lambda``), so the rate at
+    which lambda falls to ``lambda_c`` (the value at which the masks' pooled
+    Dice loses the gap, computed once on them) is
+    f_c = (1 - sqrt(lambda_c / (lambda_c + 4 n_eff))) / 2 (``critical_flip_rate``).
+
+    >>> round(float(critical_flip_rate(1e4, 100.0)), 3)
+    0.475
+    """
+    n = np.asarray(n_eff, float)
+    return (1.0 - np.sqrt(lambda_c / (lambda_c + 4.0 * n))) / 2.0

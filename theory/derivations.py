@@ -35,6 +35,7 @@ __all__ = [
     "linearity_and_memorisation",
     "noisy_given_clean",
     "pcl_overlap",
+    "pooling_and_scale",
     "proper_scoring",
     "random_labels",
     "table",
@@ -810,9 +811,105 @@ def linearity_and_memorisation(n_pixels: int = 3) -> Derivation:
     )
 
 
+# --------------------------------------------------------------------- 14
+def pooling_and_scale(n_pixels: int = 3) -> Derivation:
+    r"""One pooling number for held-out variance and training-set memorisation; the critical noise it implies.
+
+    The k-group model of :func:`linearity_and_memorisation`, read on held-out
+    images: the network's output at a pixel is the mean of the n_g drawn labels
+    of the group it falls in (pixels it cannot tell apart), n_g = n / k for n
+    labelled pixels and k groups.
+
+    * A group holding a fraction D of foreground pixels (labels Bernoulli(1-f))
+      and 1 - D of background (Bernoulli(b)) outputs a mean of expectation
+      b + (1-f-b) D and variance (D f(1-f) + (1-D) b(1-b)) / n_g (binomial
+      moments from the generating functions): the variance of
+      :func:`theory.curves.pooled_dice` with n_eff = n_g.
+    * On the training images, a pixel's own label moves its group's output by
+      1/n_g whatever the other labels' means (``sympy.stats`` conditional
+      expectations on ``n_pixels`` Bernoulli labels of distinct means): the
+      memorisation index m = 1/n_g, so the held-out variance is m times the mean
+      label variance, **n_eff = 1/m**: a number measured on the training images
+      fixes the noise on images never seen.
+    * Two independent error sources of a decision (an estimate that has not yet
+      averaged enough labels, variance v/n_a, and the memorised draw, v/n_m)
+      add: 1/n_eff = 1/n_a + 1/n_m.
+    * Symmetric flipping f = b: the decision margin over its sd is
+      (1-2f)(D - 1/2) / sqrt(f(1-f)/n_eff), which depends on f and n_eff only
+      through lambda = (1-2f)^2 n_eff / (f(1-f)); the largest rate whose loss
+      stays below a given Dice gap, whose lambda is lambda_c (computed once on
+      the masks), is f_c = (1 - sqrt(lambda_c / (lambda_c + 4 n_eff))) / 2,
+      which tends to 1/2 as n_eff grows. Sampling with ratio p: through
+      mu = p n_eff / (1-p), so p_c = mu_c / (mu_c + n_eff).
+
+    How n_a and n_m depend on the number of images and of passes is not derived
+    here: it is the phenomenological part of the law (theory/README.md, step
+    14; :func:`theory.curves.scale_n_eff`), fitted by ``simulations.scale``.
+    """
+    f, b, D, ng = sp.symbols("f b D n_g", positive=True)
+    s_ = sp.Symbol("s", real=True)
+
+    def moments(n, q):  # E d and E d^2 of d ~ Binomial(n, q), from its generating function
+        mgf = (1 - q + q * sp.exp(s_)) ** n
+        return tuple(sp.diff(mgf, s_, k).subs(s_, 0) for k in (1, 2))
+
+    t = flip_matrix(f, b)  # a foreground pixel's label is 1 with noisy_given_clean(T, 1, 1), a background's with (0, 1)
+    (m1, m2), (o1, o2) = moments(D * ng, noisy_given_clean(t, 1, 1)), moments((1 - D) * ng, noisy_given_clean(t, 0, 1))
+    mean = (m1 + o1) / ng
+    second = (m2 + 2 * m1 * o1 + o2) / ng**2  # d_fg and d_bg independent
+    variance = sp.simplify(second - mean**2)
+
+    qs = sp.symbols(f"q0:{n_pixels}", positive=True)
+    ys = [sps.Bernoulli(f"Y{i}", q) for i, q in enumerate(qs)]
+    out = sum(ys) / n_pixels
+    index = sp.simplify(sps.E(out, sp.Eq(ys[0], 1)) - sps.E(out, sp.Eq(ys[0], 0)))
+    held_out_variance = sps.variance(out)
+    mean_label_variance = sum(q * (1 - q) for q in qs) / n_pixels
+
+    v, na, nm = sp.symbols("v n_a n_m", positive=True)
+    ea, em = sps.Normal("E_a", 0, sp.sqrt(v / na)), sps.Normal("E_m", 0, sp.sqrt(v / nm))
+
+    n, lam_c, mu_c, p = sp.symbols("n lambda_c mu_c p", positive=True)
+    ratio_flip = ((1 - 2 * f) * (D - sp.Rational(1, 2))) ** 2 / (f * (1 - f) / n)
+    lam = (1 - 2 * f) ** 2 * n / (f * (1 - f))
+    f_c = (1 - sp.sqrt(lam_c / (lam_c + 4 * n))) / 2
+    ratio_sample = (p * (D - sp.Rational(1, 2))) ** 2 / (p * (1 - p) * D / n)
+    mu = p * n / (1 - p)
+    p_c = mu_c / (mu_c + n)
+    return Derivation(
+        "pooling_and_scale",
+        "One pooling number: held-out variance v/n_g and training index 1/n_g; the critical rate it implies.",
+        claims={
+            "pooled_mean": Claim(sp.simplify(mean), b + (1 - f - b) * D,
+                                 "a group's mean label: b + (1-f-b) D (Lemma 1 on a group)"),
+            "pooled_variance": Claim(variance, (D * f * (1 - f) + (1 - D) * b * (1 - b)) / ng,
+                                     "... its variance (D f(1-f) + (1-D) b(1-b)) / n_g: pooled_dice's, n_eff = n_g"),
+            "own_label_index": Claim(index, sp.Rational(1, n_pixels),
+                                     f"a pixel's own label moves its group's output by 1/n_g (n_g = {n_pixels}, "
+                                     "labels of distinct means)"),
+            "n_eff_is_inverse_index": Claim(sp.simplify(held_out_variance), index * mean_label_variance,
+                                            "held-out variance = index x mean label variance: n_eff = 1/m"),
+            "variances_add": Claim(sps.variance(ea + em), v * (1 / na + 1 / nm),
+                                   "independent averaging and memorisation errors: 1/n_eff = 1/n_a + 1/n_m"),
+            "flip_through_lambda": Claim(sp.simplify(ratio_flip), lam * (D - sp.Rational(1, 2)) ** 2,
+                                         "f = b: the decision depends on f and n_eff only through "
+                                         "lambda = (1-2f)^2 n_eff / (f(1-f))"),
+            "critical_flip_rate": Claim(sp.simplify(lam.subs(f, f_c)), lam_c,
+                                        "f_c = (1 - sqrt(lambda_c / (lambda_c + 4 n_eff))) / 2 has lambda = lambda_c"),
+            "sample_through_mu": Claim(sp.simplify(ratio_sample), mu * (D - sp.Rational(1, 2)) ** 2 / D,
+                                       "sampling: only through mu = p n_eff / (1-p)"),
+            "critical_sampling_ratio": Claim(sp.simplify(mu.subs(p, p_c)), mu_c,
+                                             "p_c = mu_c / (mu_c + n_eff) has mu = mu_c"),
+        },
+        parts={"variance": variance, "index": index, "lambda": lam, "f_c": f_c, "mu": mu, "p_c": p_c},
+        uses="flip_matrix, noisy_given_clean; binomial groups (generating functions); Bernoulli labels and normal "
+             "errors (sympy.stats)",
+    )
+
+
 #: Every derivation, in the order of the proof outline (theory/README.md).
 ALL = (proper_scoring, affine_posterior, linearity_and_memorisation, lemma1, transition_matrices, lemma2, theorem2,
-       random_labels, kernel_geometry, pcl_overlap, finite_sampling)
+       random_labels, kernel_geometry, pcl_overlap, finite_sampling, pooling_and_scale)
 
 
 def table(derivations: list[Derivation] | None = None) -> str:
