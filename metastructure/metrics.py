@@ -51,6 +51,7 @@ __all__ = [
     "dice",
     "evaluate",
     "iou",
+    "label_fit",
     "linear_cka",
     "matched_threshold_of",
     "miou",
@@ -615,3 +616,72 @@ def linear_cka(x: Any, y: Any) -> float:
     if den == 0:
         raise ValueError("x or y is constant over the examples: CKA is undefined")
     return float(np.linalg.norm(b.T @ a) ** 2 / den)
+
+
+def _entropy(q: float) -> float:
+    """Binary entropy in nats (0 at q = 0 or 1)."""
+    return float(-sum(v * np.log(v) for v in (q, 1.0 - q) if v > 0))
+
+
+def label_fit(probs: Any, masks: Any, *, labels: Any = None) -> dict[str, Any]:
+    """How closely a network's outputs on its training images fit the one drawn set of labels it trained on.
+
+    * ``memorisation``: the memorisation index (theory/README.md, steps 13-14),
+      per clean class: the mean output on the pixels whose drawn label is 1
+      minus on those whose drawn label is 0, averaged over the classes whose
+      draw holds both labels (sampling: the foreground only). A network that
+      learnt the meta-structure outputs the same on both (0); one that learnt
+      the draw outputs it (1). The k-group model gives 1/n_g, n_g the labels
+      each output pools, which is also its n_eff on images it never saw.
+      None where no class holds both labels (clean labels).
+    * ``train_loss``: the mean binary cross-entropy (nats) of ``probs``
+      (clipped to [1e-7, 1 - 1e-7]) against the labels;
+    * ``label_entropy``: sum over the clean classes of (their share of the
+      pixels) times the binary entropy of their drawn fraction: the lowest
+      training loss of a network that cannot tell drawn pixels from the others
+      of their class. A training loss below it is memorisation.
+
+    Args:
+        probs: outputs in [0, 1], any shape (e.g. (N, H, W)).
+        masks: the clean binary masks, the same shape.
+        labels: the drawn binary labels, the same shape; None (fresh draws:
+            nothing fixed to fit) gives only ``train_loss`` against ``masks``.
+
+    Returns:
+        ``{"train_loss", "memorisation", "label_entropy"}`` as floats (or None), only
+        ``{"train_loss"}`` without ``labels``.
+
+    Raises:
+        ValueError: ``probs`` not finite or outside [0, 1], ``masks`` / ``labels``
+            not binary or not ``probs``' shape, or empty arrays.
+
+    >>> m = np.array([[1, 1, 0, 0]]); y = np.array([[1, 0, 0, 0]])
+    >>> label_fit(np.array([[0.9, 0.1, 0.0, 0.0]]), m, labels=y)["memorisation"]
+    0.8
+    """
+    for name, a in (("probs", probs), ("masks", masks)):
+        _checks.check_nonempty(name, a)
+    _checks.check_finite("probs", probs)
+    _checks.check_unit_interval("probs", probs)
+    _checks.check_same_shape("probs", probs, "masks", masks)
+    _checks.check_binary("masks", masks)
+    if labels is not None:
+        _checks.check_same_shape("probs", probs, "labels", labels)
+        _checks.check_binary("labels", labels)
+    q = np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7)
+    clean = np.asarray(masks).astype(bool)
+    y = clean if labels is None else np.asarray(labels).astype(bool)
+    out: dict[str, Any] = {"train_loss": float(-np.mean(np.where(y, np.log(q), np.log1p(-q))))}
+    if labels is None:
+        return out
+    index, entropy = [], 0.0
+    for cls in (clean, ~clean):
+        if not cls.any():
+            continue
+        drawn = y[cls]
+        entropy += float(cls.mean()) * _entropy(float(drawn.mean()))
+        if drawn.any() and not drawn.all():
+            index.append(float(q[cls & y].mean() - q[cls & ~y].mean()))
+    out["memorisation"] = float(np.mean(index)) if index else None
+    out["label_entropy"] = entropy
+    return out

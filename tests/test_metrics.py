@@ -309,3 +309,33 @@ def test_linear_cka_invariances_and_hsic_oracle():
         metrics.linear_cka(x, y[:10])
     with pytest.raises(ValueError, match="constant"):
         metrics.linear_cka(np.ones((5, 2)), x[:5])
+
+
+def test_label_fit_is_the_memorisation_index_and_the_loss_against_the_draw():
+    """label_fit against a direct count: per clean class, output on drawn-1 minus drawn-0 pixels, averaged over
+    the classes that hold both; the BCE against the draw; the entropy of the draw given the clean class."""
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 16, 16)) < 0.3
+    labels = np.where(masks, rng.random(masks.shape) >= 0.4, rng.random(masks.shape) < 0.2)  # f = 0.4, b = 0.2
+    probs = np.clip(0.5 * labels + 0.3 * masks + 0.1 * rng.random(masks.shape), 0, 1)
+    got = metrics.label_fit(probs, masks, labels=labels)
+    per_class = [probs[c & labels].mean() - probs[c & ~labels].mean() for c in (masks, ~masks)]
+    assert got["memorisation"] == pytest.approx(np.mean(per_class))
+    q = np.clip(probs, 1e-7, 1 - 1e-7)
+    assert got["train_loss"] == pytest.approx(-np.mean(labels * np.log(q) + (1 - labels) * np.log(1 - q)))
+
+    def h(x):
+        return -(x * np.log(x) + (1 - x) * np.log(1 - x))
+
+    want = masks.mean() * h(labels[masks].mean()) + (~masks).mean() * h(labels[~masks].mean())
+    assert got["label_entropy"] == pytest.approx(want)
+    # sampling: only the foreground holds both labels; clean labels hold none; fresh draws: the loss alone
+    sampled = masks & (rng.random(masks.shape) < 0.1)
+    assert metrics.label_fit(probs, masks, labels=sampled)["memorisation"] == pytest.approx(
+        probs[masks & sampled].mean() - probs[masks & ~sampled].mean())
+    assert metrics.label_fit(probs, masks, labels=masks)["memorisation"] is None
+    assert set(metrics.label_fit(probs, masks)) == {"train_loss"}
+    with pytest.raises(ValueError, match="labels"):
+        metrics.label_fit(probs, masks, labels=labels[:2])
+    with pytest.raises(ValueError, match="probs"):
+        metrics.label_fit(probs + 1, masks, labels=labels)
