@@ -54,13 +54,24 @@ def label_noise(lspec: dict) -> noise.LabelNoise:
 
 
 def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int, *,
-               every: int, masks: bool = False, features: bool = False) -> dict:
-    """A training cell's spec with a readable label (see the module docstring)."""
+               every: int, masks: bool = False, features: bool = False, track: bool = False,
+               at: list[int] | None = None) -> dict:
+    """A training cell's spec with a readable label (see the module docstring). ``track`` adds, at every
+    evaluation, the validation-threshold Dice and the fit to the training labels (:func:`evaluate_step`);
+    ``at`` evaluates only at those steps (multiples of ``every``) instead of every ``every`` steps. Each
+    enters the spec only when set, so cells without them keep their keys."""
     lab = label_noise(labels).name
     size = f"n{dataset['n_train']}" if "n_train" in dataset else "tiles"
     label = f"{dataset['name']} {size} {lab} {labels['regime']} s{seed}"
+    ev = {"every": every, "masks": masks, "features": features}
+    if track:
+        ev["track"] = True
+    if at is not None:
+        if not at or any(int(a) != a or a < 1 or a % every for a in at):
+            raise ValueError(f"at must list steps that are multiples of every = {every}, got {at}")
+        ev["at"] = sorted(int(a) for a in at)
     return {"kind": "train", "label": label, "data": dataset, "labels": labels, "net": list(net),
-            "opt": opt, "eval": {"every": every, "masks": masks, "features": features}, "seed": seed}
+            "opt": opt, "eval": ev, "seed": seed}
 
 
 @functools.lru_cache(maxsize=16)
@@ -131,13 +142,17 @@ def label_type(ln: noise.LabelNoise, clean: np.ndarray) -> tuple[Any, np.ndarray
     return ln, ln.transition()
 
 
-def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, keep_mask: bool) -> dict:
+def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, keep_mask: bool,
+                  track: tuple[data.Dataset, data.Dataset, np.ndarray | None] | None = None) -> dict:
     """Step 3: the scores of the current network on the test images (one history row).
 
     Binary: ``dice_0.5``, ``dice_best`` (the oracle threshold), ``auc``,
     ``mean_fg`` / ``mean_bg``, and where the label type has a t*: ``dice_tstar``
     and the boundary distance of the t* mask to the truth (``bd_mean``,
     ``bd_hd95``); with ``keep_mask`` the packed t* mask under ``"_mask"``.
+    With ``track = (train, val, labels)`` (binary): ``dice_val``, the test Dice at
+    the threshold chosen on the validation images, and ``metrics.label_fit`` of the
+    training labels (``labels`` None for fresh draws: only the clean masks' fit).
     Multi-class: ``miou``.
     """
     p = result.predict(test.images)
@@ -148,6 +163,11 @@ def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, kee
     row: dict[str, Any] = {"step": step, "dice_0.5": e["fixed_0.5"]["dice"], "dice_best": e["oracle"]["dice"],
                            "auc": e["auc"]["value"], "mean_fg": e["mean_fg"]["value"],
                            "mean_bg": e["mean_bg"]["value"]}
+    if track is not None:
+        tr, va, labels = track
+        val = (result.predict(va.images), np.asarray(va.masks))
+        row["dice_val"] = metrics.evaluate(p, masks, validation=val, protocols="validation")["validation"]["dice"]
+        row.update(metrics.label_fit(result.predict(tr.images), np.asarray(tr.masks), labels=labels))
     if e.get("t_star") is not None:
         pred = np.asarray(metrics.matched_threshold_of(result.label_type).apply(p))
         row["dice_tstar"] = e["t_star"]["dice"]
@@ -181,6 +201,8 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
     clean = np.asarray(tr.masks)
     labels, fresh = make_labels(spec, clean)
     lt, t = label_type(label_noise(spec["labels"]), clean)
+    track = (tr, d["val"], None if fresh is not None else labels) if ev.get("track") else None
+    at = set(ev["at"]) if "at" in ev else None
 
     res = train.fit(jax.random.key(spec["seed"]), tr.images, labels,
                     model=nets.unet(widths=tuple(spec["net"]), out_channels=m or 1),
@@ -188,8 +210,9 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
                     weight_decay=opt.get("wd", 0.0), loss="ce" if m else "bce", noise=fresh,
                     label_type=None if fresh is not None else lt, augment=opt.get("augment", False),
                     num_classes=m, val_every=ev["every"], progress=False,
-                    callback=lambda step, r: evaluate_step(step, r, te, keep_mask=ev["masks"]))
-    history = res.history["callback"]
+                    callback=lambda step, r: evaluate_step(step, r, te, keep_mask=ev["masks"], track=track)
+                    if at is None or step in at else None)
+    history = [row for row in res.history["callback"] if row is not None]
     masks_at = [row.pop("_mask") for row in history if "_mask" in row]
     losses = res.history["loss"]
     every = ev["every"]
