@@ -64,6 +64,7 @@ NAMES = (
     "ntm_information",
     "feature_maps",
     "memorisation",
+    "scale",
     "real_nuclei",
     "planner",
     "igtt",

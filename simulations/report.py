@@ -156,7 +156,8 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
         seen = steps * batches[0] / data["n_train"]
         text += (f" Synthetic data sets have {data['n_train']} training, {data['n_val']} validation and "
                  f"{data['n_test']} test images unless stated, so a training image is seen about "
-                 f"{seen:.0f} times: the regime where the paper's claim holds.")
+                 f"{seen:.0f} times (the paper trained 100 epochs; the `scale` section maps how the loss to "
+                 "clean labels changes with the number of images and of passes).")
     text += (" Noisy labels are drawn once per image before training (*fixed*, the paper's protocol) unless "
              "a section says *fresh* (a new draw at every step).")
     odd = [f"`{n}`: U-Net {'-'.join(map(str, r['config']['net']))}" for n, r in learn.items()

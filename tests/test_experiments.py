@@ -137,6 +137,38 @@ def test_rcl_flipping_has_no_t_star_at_the_collapse(quick):
     assert min(res["curve"]) < 0.7 * max(res["curve"])
 
 
+def test_scale_law_is_recomputable_from_its_record(quick):
+    """Every point's law Dice is clean * pooled_dice(scale_n_eff(N, P, m(P))) on the test masks, with m(P) the
+    index averaged over the fit sizes; the fitted (rate, ratio) is a least-squares minimum of its domain;
+    each run evaluates at the profile's passes, its first steps those of a shorter run."""
+    from simulations import scale
+    from theory import curves
+
+    rec = record(quick, "scale")
+    cfg, res = rec["config"], rec["results"]
+    for d in res["datasets"].values():
+        curve = {s: dict((float(p), m) for p, m in v) for s, v in d["memorisation_curve"].items()}
+        test = data.nuclei(jax.random.fold_in(jax.random.key(0), 2), cfg["n_test"], size=32).masks
+        masks = planner.Masks(np.asarray(test))
+        for p in d["points"]:
+            m = 0.0 if p["fresh"] else curve[p["setting"]][min(curve[p["setting"]],
+                                                                  key=lambda q: abs(np.log(q / p["passes"])))]
+            n_eff = curves.scale_n_eff(p["n"], p["passes"], m, rate=d["law"]["rate"], ratio=d["law"]["ratio"])
+            want = p["clean"]["mean"] * masks.pooled_dice(float(n_eff), p["f"], p["b"])[0]
+            assert p["predicted"] == pytest.approx(want, abs=1e-9)
+        fit = [p for p in d["points"] if p["role"] == "fit" and p["in_domain"]]
+        if len(fit) >= 2:
+            base = scale.law_dice(masks, fit, curve, d["law"]["rate"], d["law"]["ratio"])
+            y = np.array([p["measured"]["mean"] for p in fit])
+            for k in (0.7, 1.4):
+                worse = scale.law_dice(masks, fit, curve, d["law"]["rate"] * k, d["law"]["ratio"])
+                assert np.mean((worse - y) ** 2) >= np.mean((base - y) ** 2) - 1e-12
+    steps = {c["label"]: (c["opt"]["steps"], c["eval"]["at"]) for c in scale.cells(cfg)}
+    assert all(at[-1] == total and all(a % at[0] == 0 for a in at) for total, at in steps.values())
+    with pytest.raises(ValueError, match="multiples"):
+        scale.cells({**cfg, "eval_passes": [2, 3]})
+
+
 def test_pcl_erosion_hurts_thin_structures(quick):
     er = record(quick, "pcl")["results"]["er"]
     assert er["PCL erode r=2"]["t_star"]["mean"] < er["CL clean"]["t_star"]["mean"] - 0.2
