@@ -549,8 +549,13 @@ def critical_flip_rate(n_eff: Any, lambda_c: float) -> np.ndarray:
     Dice loses the gap, computed once on them) is
     f_c = (1 - sqrt(lambda_c / (lambda_c + 4 n_eff))) / 2 (``critical_flip_rate``).
 
+    Raises:
+        ValueError: ``n_eff`` or ``lambda_c`` not positive.
+
     >>> round(float(critical_flip_rate(1e4, 100.0)), 3)
     0.475
     """
     n = np.asarray(n_eff, float)
+    if not (np.all(n > 0) and float(lambda_c) > 0):
+        raise ValueError(f"n_eff and lambda_c must be positive, got {n_eff} and {lambda_c}")
     return (1.0 - np.sqrt(lambda_c / (lambda_c + 4.0 * n))) / 2.0

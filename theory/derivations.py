@@ -870,10 +870,13 @@ def pooling_and_scale(n_pixels: int = 3) -> Derivation:
     ea, em = sps.Normal("E_a", 0, sp.sqrt(v / na)), sps.Normal("E_m", 0, sp.sqrt(v / nm))
 
     n, lam_c, mu_c, p = sp.symbols("n lambda_c mu_c p", positive=True)
-    ratio_flip = ((1 - 2 * f) * (D - sp.Rational(1, 2))) ** 2 / (f * (1 - f) / n)
+    # the decision's squared margin over its variance, from the group's own mean and variance at t* (n_g = n)
+    t_star = b + (1 - f - b) / 2
+    z2 = (mean - t_star) ** 2 / variance.subs(ng, n)
+    ratio_flip = z2.subs(b, f)
+    ratio_sample = z2.subs({f: 1 - p, b: 0})
     lam = (1 - 2 * f) ** 2 * n / (f * (1 - f))
     f_c = (1 - sp.sqrt(lam_c / (lam_c + 4 * n))) / 2
-    ratio_sample = (p * (D - sp.Rational(1, 2))) ** 2 / (p * (1 - p) * D / n)
     mu = p * n / (1 - p)
     p_c = mu_c / (mu_c + n)
     return Derivation(
@@ -892,12 +895,17 @@ def pooling_and_scale(n_pixels: int = 3) -> Derivation:
             "variances_add": Claim(sps.variance(ea + em), v * (1 / na + 1 / nm),
                                    "independent averaging and memorisation errors: 1/n_eff = 1/n_a + 1/n_m"),
             "flip_through_lambda": Claim(sp.simplify(ratio_flip), lam * (D - sp.Rational(1, 2)) ** 2,
-                                         "f = b: the decision depends on f and n_eff only through "
-                                         "lambda = (1-2f)^2 n_eff / (f(1-f))"),
+                                         "f = b: the margin over the sd at t*, from the group's mean and variance, "
+                                         "depends on f and n_eff only through lambda = (1-2f)^2 n_eff / (f(1-f))"),
+            "lambda_falls_with_f": Claim(sp.factor(sp.simplify(sp.diff(lam, f))),
+                                         -n * (1 - 2 * f) / (f**2 * (1 - f) ** 2),
+                                         "d lambda / df < 0 on (0, 1/2): one rate reaches lambda_c, the largest "
+                                         "within the gap"),
             "critical_flip_rate": Claim(sp.simplify(lam.subs(f, f_c)), lam_c,
-                                        "f_c = (1 - sqrt(lambda_c / (lambda_c + 4 n_eff))) / 2 has lambda = lambda_c"),
+                                        "f_c = (1 - sqrt(lambda_c / (lambda_c + 4 n_eff))) / 2 (< 1/2) has "
+                                        "lambda = lambda_c"),
             "sample_through_mu": Claim(sp.simplify(ratio_sample), mu * (D - sp.Rational(1, 2)) ** 2 / D,
-                                       "sampling: only through mu = p n_eff / (1-p)"),
+                                       "sampling (f = 1-p, b = 0): only through mu = p n_eff / (1-p)"),
             "critical_sampling_ratio": Claim(sp.simplify(mu.subs(p, p_c)), mu_c,
                                              "p_c = mu_c / (mu_c + n_eff) has mu = mu_c"),
         },
