@@ -564,7 +564,9 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
             f"predicted loss above {g(res['max_gap'])}, the measured Dice lies above the law's at {above}"
             + (": there the law is pessimistic (one reading: it gives every pixel the same n_eff, while a network "
                "may pool far more labels for pixels deep inside objects and background than at the boundary)."
-               if far and above >= 2 * len(far) / 3 else ": it misses in both directions." if far else ".")))
+               if far and above >= 2 * len(far) / 3 else
+               ": there the law is optimistic (the networks lose more than it predicts)."
+               if far and above <= len(far) / 3 else ": it misses in both directions." if far else ".")))
         c = d["critical"]
         blocks.append(para(
             f"Critical flip rate at {g(c['passes'])} passes (the largest f = b within {g(tol)} of clean): "
