@@ -14,7 +14,10 @@ entropy (``metastructure.metrics.label_fit``).
 The law (theory/README.md, step 14; ``theory.curves.scale_n_eff``): the
 finite-sampling prediction ``clean * theory.curves.pooled_dice`` with n_eff
 from the number of images and of passes, two numbers fitted per dataset on
-the smaller sizes and used to predict the largest (held out).
+the smaller sizes and used to predict the largest (held out), inside the
+domain the law decides for itself: networks trained at least the profile's
+``min_steps`` steps (sparse labels are learnt slowly) and a predicted loss of
+at most :data:`MAX_GAP`.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ PROFILES = {
 }
 REQUIRES = ()
 
-MAX_GAP = 0.1  # ... and points where the law predicts a loss of at most this (the boundary decides)
+MAX_GAP = 0.1  # the law's domain: points it predicts to lose at most this, trained at least min_steps steps
 GOAL = 0.03  # the held-out rms error the law aims at
 MAX_REFITS = 10  # refits of the law's self-decided domain before giving up on a fixed point
 SAME_M = 1.5  # memorisation indices within this factor across N count as "the same"
