@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from metastructure import planner
+from metastructure import noise, planner
 from theory import curves
 
 from . import _cells
@@ -126,9 +126,8 @@ def _series(config: dict, store, name: str, n: int, setting: tuple) -> dict[str,
 
 
 def _rates(setting: str) -> tuple[float, float]:
-    """(f, b) of a setting's label type."""
-    kind, *params = setting.removesuffix(" fresh").split()
-    t = _cells.label_noise({"kind": kind, "params": [float(v) for v in params]}).transition()
+    """(f, b) of a setting's label type: T[1, 0] and T[0, 1] of its transition matrix."""
+    t = noise.LabelNoise.parse(setting.removesuffix(" fresh")).transition()
     return float(t[1, 0]), float(t[0, 1])
 
 
@@ -266,19 +265,13 @@ def _rmse(pts: list[dict]) -> float | None:
     return float(np.sqrt(np.mean([(p["predicted"] - mean(p["measured"])) ** 2 for p in pts])))
 
 
-def _lambda_c(masks: planner.Masks, loss: float) -> float:
-    """lambda at which the masks' pooled Dice share falls to 1 - ``loss`` (bisection in log lambda; the
-    share rises with lambda, ``derivations.pooling_and_scale``)."""
-    f = 0.25  # any rate: the share depends on f and n_eff only through lambda
-
-    def share(lam: float) -> float:
-        return float(masks.pooled_dice(lam * f * (1 - f) / (1 - 2 * f) ** 2, f, f)[0])
-
-    lo, hi = np.log(1e-3), np.log(1e9)
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if share(np.exp(mid)) < 1 - loss else (lo, mid)
-    return float(np.exp(0.5 * (lo + hi)))
+def _lambda_c(masks: planner.Masks, clean: float) -> float:
+    """lambda at which flipping loses TOLERANCE of a network's ``clean`` Dice on these masks: the n_eff that
+    ``planner.solve_n_eff`` finds for any rate (here f = b = 1/4; the loss depends on f and n_eff only through
+    lambda, ``derivations.pooling_and_scale``), as lambda = (1-2f)^2 n_eff / (f(1-f))."""
+    f = 0.25
+    n_eff, _ = planner.solve_n_eff(masks, f"flip {f} {f}", clean_dice=clean, measured=clean - TOLERANCE)
+    return (1 - 2 * f) ** 2 * n_eff / (f * (1 - f))
 
 
 def _critical(config: dict, masks: planner.Masks, pts: list[dict], curve: dict, law: dict) -> dict:
@@ -298,7 +291,7 @@ def _critical(config: dict, masks: planner.Masks, pts: list[dict], curve: dict, 
         ok = [p["f"] for p in at if mean(p["clean"]) - mean(p["measured"]) <= TOLERANCE]
         beyond = [p["f"] for p in at if mean(p["clean"]) - mean(p["measured"]) > TOLERANCE]
         top = max(ok) if ok else None
-        lam = _lambda_c(masks, TOLERANCE / clean) if clean else None
+        lam = _lambda_c(masks, clean) if clean else None
         n_eff = float(curves.scale_n_eff(n, rp, m, rate=law["rate"], ratio=law["ratio"]))
         rows.append({"n": n, "measured": top,
                      "first_beyond": min((f for f in beyond if top is None or f > top), default=None),
@@ -311,7 +304,7 @@ def _critical(config: dict, masks: planner.Masks, pts: list[dict], curve: dict, 
     big = [p for p in pts if p["n"] == max(config["sizes"]) and p["passes"] == rp]
     if not big:
         raise ValueError(f"the largest training-set size has no evaluation at {rp} passes")
-    lam = _lambda_c(masks, TOLERANCE / mean(big[0]["clean"]))
+    lam = _lambda_c(masks, mean(big[0]["clean"]))
     ne = curves.scale_n_eff(grid, rp, m, rate=law["rate"], ratio=law["ratio"])
     return {"passes": rp, "rows": rows, "curve_n": grid.tolist(),
             "curve": curves.critical_flip_rate(ne, lam).tolist(),
