@@ -301,10 +301,12 @@ def open_client(workers: int | None = None, *, threads_per_worker: int = 1, sche
                       RuntimeWarning, stacklevel=3)
     import dask
 
-    # the workers' statistical profiler samples the computing thread every 10 ms on the worker's own core
+    # the workers' statistical profiler samples the computing thread every 10 ms on the worker's own core;
+    # their logs stay quiet up to CRITICAL: a cell's error and a dead worker reach the driver, which reports
+    # them, while on Ctrl-C a worker whose scheduler has gone logs a heartbeat traceback at ERROR (a race)
     with dask.config.set({"distributed.worker.profile.enabled": False}):
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=None, silence_logs=logging.CRITICAL)
     try:
         with distributed.Client(cluster) as client:
             client.register_plugin(CellWorker(cores, local=True))
