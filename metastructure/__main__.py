@@ -1,4 +1,4 @@
-"""Command line: ``python -m metastructure plan MASK_FOLDER [--images IMAGE_FOLDER] [--out DIR]``.
+"""Command line: ``python -m metastructure plan MASK_FOLDER [--images IMAGE_FOLDER] [--n-images N] [--out DIR]``.
 
 ``plan`` reads the binary masks of MASK_FOLDER (PNG or TIFF, the conventions
 of :func:`metastructure.data.load_masks`) and prints the annotation plan of
@@ -7,8 +7,11 @@ sparse, flipped, dilated, eroded, skeletonized or random labels of masks like
 these, the threshold to use on its output, and when one fixed draw gets
 memorised. With ``--images`` (images matched to the masks by file name, as
 :func:`metastructure.data.load_pairs`) it first calibrates the training recipe
-on them (:func:`metastructure.planner.calibrate`: two short trainings);
+on them (:func:`metastructure.planner.calibrate`: a clean network and one per
+label family, at two training-set sizes, ``--repeats`` draws each);
 without, it uses the default calibration measured on the packaged real nuclei.
+``--n-images N`` predicts for a training set of N images at the recipe's steps
+(the calibration's scale law); each row gets its interval.
 It writes ``plan.json`` (every number, the calibration included) and
 ``plan.png`` (predicted Dice against sampling ratio, flip rate and outline
 error) to ``--out`` (default: the current directory).
@@ -39,11 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     plan = sub.add_parser("plan", help="predict what cheaper labels of masks like these give")
     plan.add_argument("masks", type=Path, metavar="MASK_FOLDER", help="a folder of binary masks (PNG or TIFF)")
     plan.add_argument("--images", type=Path, default=None, metavar="IMAGE_FOLDER",
-                      help="the images of the masks (same file names): calibrate on them (two short trainings)")
+                      help="the images of the masks (same file names): calibrate on them (short trainings)")
     plan.add_argument("--out", type=Path, default=Path("."), help="where plan.json and plan.png go (default: .)")
     plan.add_argument("--seed", type=int, default=0, help="the calibration's key (default 0)")
     plan.add_argument("--steps", type=int, default=None,
                       help="training steps of each calibration run (default: the recipe's)")
+    plan.add_argument("--n-images", type=int, default=None, metavar="N",
+                      help="predict for a training set of N images (default: the calibration's own number)")
+    plan.add_argument("--repeats", type=int, default=None, metavar="R",
+                      help="networks per label type and size in the calibration (default 2; more: a steadier "
+                           "calibration and narrower intervals, at about R times the training)")
     args = ap.parse_args(argv)
     try:
         return _plan(args)
@@ -59,10 +67,13 @@ def _plan(args: argparse.Namespace) -> int:
     from . import planner
 
     t0 = time.perf_counter()
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.steps is not None and args.images is None:
-        raise ValueError("--steps sets the calibration's training steps: it needs --images")
+    for flag, value in (("--steps", args.steps), ("--repeats", args.repeats)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+        if value is not None and args.images is None:
+            raise ValueError(f"{flag} sets how the calibration trains: it needs --images")
+    if args.n_images is not None and args.n_images < 1:
+        raise ValueError(f"--n-images must be >= 1, got {args.n_images}")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)  # before any work: an --out that cannot be a folder fails now
     with warnings.catch_warnings(record=True) as caught:
@@ -72,7 +83,7 @@ def _plan(args: argparse.Namespace) -> int:
         finally:
             for msg in dict.fromkeys(str(w.message) for w in caught):  # once each, in order
                 print(f"note: {msg}", file=sys.stderr)
-    plan = planner.table(summary, calibration=cal)
+    plan = planner.table(summary, calibration=cal, n_images=args.n_images)
     sampled = [r for r in plan.rows if r.family == "RCL"]  # sample 0.5 ... 0.01, flip 0.1 ... 0.4
     if sampled and all(r.dice < 5e-4 for r in sampled):  # every one would print as 0.000: a table of zeros
         raise ValueError(f"{args.masks}: the model predicts Dice 0 for every sampled and flipped label type of these "
@@ -107,9 +118,12 @@ def _work(args: argparse.Namespace):
     from . import runtime
 
     runtime.configure_cpu()
-    print(f"calibrating on {len(names)} image(s) of {args.images} (two trainings) ...", file=sys.stderr, flush=True)
+    repeats = args.repeats or 2
+    print(f"calibrating on {len(names)} image(s) of {args.images} (up to {2 + 4 * repeats} trainings) ...",
+          file=sys.stderr, flush=True)
     recipe = None if args.steps is None else {"steps": args.steps}
-    cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe, names=paths)
+    cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe, names=paths,
+                            repeats=repeats)
     return names, summary, cal
 
 

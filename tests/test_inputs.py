@@ -836,12 +836,13 @@ def test_planner_calibration_refuses_bad_values_by_name_or_predicts_a_dice(draw)
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(draw=st.data())
 def test_planner_calibrate_refuses_bad_input_before_training(draw, monkeypatch):
-    """calibrate trains two networks; each of these inputs is refused, naming it, before the first one trains."""
+    """calibrate trains networks; each of these inputs is refused, naming it, before the first one trains."""
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("calibrate trained on bad input"))
     x = _rng.normal(size=(8, 16, 16)).astype(np.float32)
     y = np.zeros((8, 16, 16), np.int32)
     y[:, 3:13, 3:13] = 1
-    args = {"images": x, "masks": y, "holdout": 0.25, "recipe": {"widths": (2, 4), "steps": 1}, "label": "sample 0.5"}
+    args = {"images": x, "masks": y, "holdout": 0.25, "recipe": {"widths": (2, 4), "steps": 1}, "label": "sample 0.5",
+            "repeats": 1}
     arg = draw.draw(st.sampled_from(sorted(args)))
     bad = {
         "images": [np.zeros_like(x), np.full_like(x, 3e38), x[:1], x[:, :8], np.where(x > 2, np.nan, x), x[..., None]
@@ -850,11 +851,13 @@ def test_planner_calibrate_refuses_bad_input_before_training(draw, monkeypatch):
         "holdout": [0.0, 1.0, float("nan"), "a", None, -0.5],
         "recipe": [{"steps": 0}, {"width": 3}, [("steps", 1)], {"widths": "8"}, {"learning_rate": float("nan")},
                    {"steps": 2.5}],
-        "label": ["dilate 1", "random 0.5", "sample 10%", "flip 0.5 0.5", 0.1, "clean"],
+        "label": ["dilate 1", "random 0.5", "sample 10%", "flip 0.5 0.5", 0.1, "clean", [],
+                  ["sample 0.5", "sample 0.2"], ["sample 0.5", "dilate 1"]],
+        "repeats": [0, -1, 1.5, "2", None, True],
     }[arg]
     value = draw.draw(st.sampled_from(bad))
     names = {"images": ("images", "constant"), "masks": ("mask",), "holdout": ("holdout",), "recipe": ("recipe",),
-             "label": ("label", "sparse or flipped")}[arg]
+             "label": ("label", "sparse or flipped"), "repeats": ("repeats",)}[arg]
     with pytest.raises((ValueError, TypeError)) as e:
         planner.calibrate(KEY, **{**args, arg: value}, progress=False)
     assert any(n in str(e.value) for n in names), f"{arg}: {e.value}"

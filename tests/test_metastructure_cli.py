@@ -49,15 +49,22 @@ def test_plan_command_calibrates_on_images(tmp_path, tiny):
     ims = ((ims - ims.min()) / (ims.max() - ims.min()) * 255)
     write_pngs(tmp_path / "masks", tiny.masks)
     write_pngs(tmp_path / "images", ims)
-    proc = _plan(tmp_path / "masks", "--images", tmp_path / "images", "--steps", "20", "--out", tmp_path, cwd=tmp_path)
+    proc = _plan(tmp_path / "masks", "--images", tmp_path / "images", "--steps", "20", "--repeats", "1",
+                 "--n-images", "40", "--out", tmp_path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((tmp_path / "plan.json").read_text())
-    assert rec["calibration"]["source"] == "calibrated" and rec["calibration"]["recipe"]["steps"] == 20
-    assert "calibration (calibrated)" in proc.stdout
+    cal = rec["calibration"]
+    assert cal["source"].startswith("calibrated") and cal["recipe"]["steps"] == 20
+    assert cal["n_train"] == 6 and len(cal["law"]["points"]) == 4  # 2 sizes x 2 label families x 1 repeat
+    # every row is for 40 training images, and every row but random labels has its interval around its Dice
+    assert {r["n_images"] for r in rec["rows"]} == {40} and "predicted for 40 training images" in proc.stdout
+    assert all(r["interval"][0] <= r["dice"] <= r["interval"][1] for r in rec["rows"] if r["family"] != "RL")
+    assert "calibration (calibrated" in proc.stdout and "(up to 6 trainings)" in proc.stderr
 
 
 @pytest.mark.parametrize("how", ["empty", "not binary", "all foreground", "no masks for images", "too sparse",
-                                 "missing", "out is a file", "steps without images"])
+                                 "missing", "out is a file", "steps without images", "repeats without images",
+                                 "no images"])
 def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks, tiny, capsys):
     """Exit status 2 and one line. In this process, but for the case that trains: the command sets up the
     process for training first (``runtime.configure_cpu``), which a test process that has trained already
@@ -89,9 +96,12 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
         write_pngs(mdir, masks)
         (tmp_path / "out").write_text("")
         want = "out"
-    elif how == "steps without images":
+    elif how in ("steps without images", "repeats without images"):
         write_pngs(mdir, masks)
-        extra, want = ["--steps", "5"], "needs --images"
+        extra, want = ["--" + how.split()[0], "5"], "needs --images"
+    elif how == "no images":
+        write_pngs(mdir, masks)
+        extra, want = ["--n-images", "0"], "--n-images must be >= 1"
     else:
         want = "expected a folder"
     argv = [mdir, *extra, "--out", tmp_path / "out"]
@@ -119,8 +129,8 @@ def test_plan_command_never_prints_a_table_of_zeros(tmp_path, masks, monkeypatch
     zeros with exit 0. Whatever the cause, such a plan is refused: status 2, one line, no plan.json."""
     real = plan_module.predict
 
-    def zero(m, label, *, calibration=None):
-        p = real(m, label, calibration=calibration)
+    def zero(m, label, *, calibration=None, n_images=None):
+        p = real(m, label, calibration=calibration, n_images=n_images)
         return p._replace(dice=0.0) if p.family == "RCL" else p
 
     monkeypatch.setattr(plan_module, "predict", zero)

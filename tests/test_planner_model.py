@@ -1,10 +1,15 @@
-"""metastructure.planner.model: the predictions against their oracles, Theorem 1 on masks, bad input."""
+"""metastructure.planner.model: the predictions against their oracles, Theorem 1 on masks, the scale law's
+predictions at another number of images, bad input."""
+
+import dataclasses
+import math
 
 import jax
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 from helpers import blobs
+from scipy import stats
 
 from metastructure import density, noise, planner
 from metastructure.noise import LabelNoise
@@ -307,3 +312,81 @@ def test_a_radius_beyond_the_masks_diagonal_is_refused(masks):
     for lab in (LabelNoise("erode", reach + 0.5), LabelNoise("dilate", 1000), "dilate 1e6"):
         with pytest.raises(ValueError, match="radius beyond the masks' diagonal"):
             planner.predict(masks, lab, calibration=CAL)
+
+
+# ------------------------------------------------------------------ n_images: the calibration's scale law
+LAW = planner.ScaleLaw(
+    rate=0.3, ratio=1.5, information=[[40.0, 5.0], [5.0, 20.0]], images_seen=2400, residual_sd=0.01, dof=6,
+    memorisation={"sample": {"alpha": -9.0, "beta": 1.2, "information": [[10.0, 1.0], [1.0, 3.0]], "sd": 0.3,
+                             "dof": 5},
+                  "flip": {"alpha": -9.8, "beta": 1.2, "information": [[10.0, 1.0], [1.0, 3.0]], "sd": 0.3,
+                           "dof": 5}},
+    clean=[(6, 0.86), (12, 0.9)])
+CAL_LAW = planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=dict(planner.DEFAULT_RECIPE), n_train=12,
+                              law=LAW, source="test")
+
+
+def test_predict_for_n_images_is_the_law_with_an_interval_around_it(masks):
+    """Sampled and flipped labels: clean Dice at N times pooled_dice at the family's n_eff at N; the interval holds
+    the prediction; more images (fewer passes, less memorisation) predict more; the default N is the
+    calibration's own."""
+    m = planner.Masks(masks)
+    previous = 0.0
+    for n, label, (f, b), kind in [(None, "sample 0.1", (0.9, 0.0), "sample"), (24, "sample 0.1", (0.9, 0.0), "sample"),
+                                   (96, "sample 0.1", (0.9, 0.0), "sample"), (24, "flip 0.4 0.4", (0.4, 0.4), "flip")]:
+        pred = planner.predict(m, label, calibration=CAL_LAW, n_images=n)
+        size = n or 12
+        assert pred.n_images == size and f"at {size} images" in pred.model
+        want = LAW.clean_dice(size) * float(m.pooled_dice(LAW.n_eff(kind, size), f, b)[0])
+        assert pred.dice == pytest.approx(want, rel=1e-9)
+        lo, hi = pred.interval
+        assert 0 <= lo < pred.dice < hi <= 1
+        if kind == "sample":
+            assert pred.dice > previous
+            previous = pred.dice
+    # the flipped draw is memorised less (alpha -9.8): at the same N it pools more labels than a sampled one
+    assert LAW.n_eff("flip", 24) > LAW.n_eff("sample", 24)
+
+
+def test_clean_and_structured_rows_get_two_networks_scatter_and_random_labels_none(masks):
+    """Clean: the clean Dice at N, +- sqrt(2) t(0.95, dof) residual_sd (the new network's and the calibration's
+    clean network's scatter); dilation the same about Theorem 1's prediction; random labels no interval."""
+    m = planner.Masks(masks)
+    half = math.sqrt(2) * stats.t.ppf(0.95, 6) * 0.01
+    pred = planner.predict(m, "clean", calibration=CAL_LAW, n_images=8)
+    assert pred.dice == pytest.approx(LAW.clean_dice(8))
+    assert LAW.clean_dice(8) == pytest.approx(0.86 + 0.04 * math.log2(8 / 6))
+    assert pred.interval == pytest.approx((pred.dice - half, pred.dice + half))
+    dil = planner.predict(m, "dilate 1", calibration=CAL_LAW, n_images=8)
+    assert dil.dice == pytest.approx(float(curves.pcl_dice(m.label_dice("dilate 1"), LAW.clean_dice(8))))
+    assert dil.interval == pytest.approx((dil.dice - half, dil.dice + half))
+    assert planner.predict(m, "random 0.5", calibration=CAL_LAW, n_images=8).interval is None
+
+
+def test_a_wider_scatter_or_a_vaguer_law_widens_the_interval(masks):
+    m = planner.Masks(masks)
+    width = lambda cal: np.diff(planner.predict(m, "sample 0.05", calibration=cal, n_images=48).interval)[0]  # noqa: E731
+    base = width(CAL_LAW)
+    vague = dataclasses.replace(LAW, information=[[0.4, 0.05], [0.05, 0.2]])
+    noisy = dataclasses.replace(LAW, residual_sd=0.03)
+    assert width(dataclasses.replace(CAL_LAW, law=vague)) > base
+    assert width(dataclasses.replace(CAL_LAW, law=noisy)) > base
+    # a law that leaves a direction open (singular information) still gives a finite interval: the bounds stop it
+    open_ = dataclasses.replace(LAW, information=[[40.0, 0.0], [0.0, 0.0]])
+    cal = dataclasses.replace(CAL_LAW, law=open_)
+    lo, hi = planner.predict(m, "sample 0.05", calibration=cal, n_images=48).interval
+    assert 0 <= lo < hi <= 1
+
+
+def test_a_calibration_without_a_law_predicts_only_at_its_own_size(masks):
+    m = planner.Masks(masks)
+    pred = planner.predict(m, "sample 0.1", calibration=CAL)  # made by hand: n_train 0, no law
+    assert pred.interval is None and pred.n_images is None and "n_eff = 300" in pred.model
+    own = dataclasses.replace(CAL, n_train=20)
+    assert planner.predict(m, "sample 0.1", calibration=own, n_images=20).dice == pytest.approx(pred.dice)
+    with pytest.raises(ValueError, match="no scale law"):
+        planner.predict(m, "sample 0.1", calibration=own, n_images=40)
+    with pytest.raises(ValueError, match="n_images"):
+        planner.predict(m, "sample 0.1", calibration=CAL_LAW, n_images=0)
+    with pytest.raises(TypeError, match="n_images"):
+        planner.predict(m, "sample 0.1", calibration=CAL_LAW, n_images=2.5)

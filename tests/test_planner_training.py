@@ -2,13 +2,15 @@
 index) and its refusals."""
 
 import json
+import math
 
 import jax
 import numpy as np
 import pytest
 
-from metastructure import data, planner, train
+from metastructure import data, noise, planner, train
 from metastructure.planner import training
+from theory import curves
 
 CAL = planner.Calibration(n_eff=300.0, clean_dice=0.9, recipe=dict(planner.DEFAULT_RECIPE), source="test")
 
@@ -41,56 +43,96 @@ def pooled_dice(pred, truth) -> float:
     return 2 * float((pred & truth).sum()) / float(pred.sum() + truth.sum())
 
 
-def check_against_its_networks(cal, calls, images, masks, *, t_star):
-    """The calibration's numbers from its two networks (the clean one, then the one on the fixed draw), which the
-    spy kept, by their definitions in calibrate's docstring: the held-out images are those neither network
-    trained on; clean_dice = pooled Dice of clean >= 1/2 there; sparse_dice = pooled Dice of sparse > t* there;
-    the memorisation index = the sparse network's mean output on its training images' drawn foreground pixels
-    minus on their left-out foreground pixels (a flip's foreground labels on background pixels are neither);
-    capacity = max(index, 0) x the training masks' foreground pixels."""
-    (x_tr, y_tr, clean_net), (x_tr2, noisy, sparse_net) = calls[:2]
-    np.testing.assert_array_equal(x_tr, x_tr2)  # both trained on the same images
+def label_index(out, labels, masks) -> float:
+    """The memorisation index by its definition: per clean class whose draw holds both labels, the mean output on
+    the pixels drawn 1 minus on those drawn 0; the mean over those classes."""
+    diffs = []
+    for c in (0, 1):
+        one, zero = (labels == 1) & (masks == c), (labels == 0) & (masks == c)
+        if one.any() and zero.any():
+            diffs.append(out[one].mean() - out[zero].mean())
+    return float(np.mean(diffs))
+
+
+def check_against_its_networks(cal, calls, images, masks, *, labels, repeats):
+    """The calibration's numbers from its networks, which the spy kept in training order (per size, all training
+    images then a half of them: the clean network, then ``repeats`` draws of each label type), by their
+    definitions in calibrate's docstring: the held-out images are those no network trained on, the half lies inside
+    the training images; clean_dice = pooled Dice of the first clean network >= 1/2 there; every draw's network's
+    Dice at its t* there and its memorisation index on its own training images are the law's points;
+    sparse_dice = the first label type's networks' mean at full size; the foreground index = their mean output
+    on the drawn foreground pixels minus on the left-out ones, averaged; capacity = max(index, 0) x n_fg."""
     images, masks = np.asarray(images), np.asarray(masks)
-    trained = [any(np.array_equal(im, x) for x in x_tr) for im in images]
-    held = ~np.asarray(trained)
+    per_size = 1 + len(labels) * repeats
+    assert len(calls) == 2 * per_size
+    full, half = calls[:per_size], calls[per_size:]
+    x_tr, y_tr, clean_net = full[0]
+    assert all(np.array_equal(x, x_tr) for x, _, _ in full) and all(np.array_equal(x, half[0][0]) for x, _, _ in half)
+    trained = np.array([any(np.array_equal(im, x) for x in x_tr) for im in images])
+    held = ~trained
     assert (held.sum(), len(x_tr)) == (cal.n_holdout, cal.n_train)
+    assert len(half[0][0]) == len(x_tr) // 2 and all(any(np.array_equal(h, x) for x in x_tr) for h in half[0][0])
     np.testing.assert_array_equal(y_tr, masks[~held])  # the clean network trained on the clean masks
     assert cal.clean_dice == pytest.approx(pooled_dice(clean_net.predict(images[held]) >= 0.5, masks[held]),
                                            abs=1e-6)
-    assert cal.sparse_dice == pytest.approx(pooled_dice(sparse_net.predict(images[held]) > t_star, masks[held]),
-                                            abs=1e-6)
-    out = sparse_net.predict(x_tr)
-    drawn = (noisy == 1) & (y_tr == 1)
-    left = (noisy == 0) & (y_tr == 1)
-    index = float(out[drawn].mean() - out[left].mean())
-    assert cal.memorisation_index == pytest.approx(index, abs=1e-5)
-    assert cal.capacity == pytest.approx(max(index, 0.0) * y_tr.sum(), rel=1e-5, abs=1e-6)
+    assert cal.law.clean[-1] == (len(x_tr), pytest.approx(cal.clean_dice))
+    sparse = full[1:] + half[1:]
+    assert len(cal.law.points) == len(sparse)
+    first, index = [], []
+    for (x, noisy, net), p in zip(sparse, cal.law.points, strict=True):
+        lab = noise.LabelNoise.parse(p["label"])
+        y = np.stack([masks[next(i for i, im in enumerate(images) if np.array_equal(im, xi))] for xi in x])
+        assert p["n_images"] == len(x) and p["label"] in labels
+        t_star = lab.matched_threshold().threshold
+        assert p["dice"] == pytest.approx(pooled_dice(net.predict(images[held]) > t_star, masks[held]), abs=1e-6)
+        out = net.predict(x)
+        assert p["memorisation"] == pytest.approx(label_index(out, noisy, y), abs=1e-5)
+        if p["label"] == labels[0] and len(x) == len(x_tr):
+            first.append(p["dice"])
+            index.append(float(out[(noisy == 1) & (y == 1)].mean() - out[(noisy == 0) & (y == 1)].mean()))
+    assert len(first) == repeats and cal.sparse_dice == pytest.approx(np.mean(first), abs=1e-6)
+    assert cal.memorisation_index == pytest.approx(np.mean(index), abs=1e-5)
+    assert cal.capacity == pytest.approx(max(np.mean(index), 0.0) * y_tr.sum(), rel=1e-5, abs=1e-6)
     return masks[held]
 
 
 def test_calibrate_end_to_end_tiny(tiny, monkeypatch):
     recipe = {"widths": (4, 8), "steps": 60, "learning_rate": 5e-3}
     calls = spy_on_fit(monkeypatch)
-    cal = planner.calibrate(jax.random.key(0), tiny.images, tiny.masks, recipe=recipe, progress=False)
+    cal = planner.calibrate(jax.random.key(1), tiny.images, tiny.masks, recipe=recipe, repeats=1, progress=False)
     assert cal.source == "calibrated" and cal.n_train == 6 and cal.n_holdout == 2
     assert 0.3 < cal.clean_dice <= 1 and planner.N_EFF_MIN <= cal.n_eff <= planner.N_EFF_MAX
     assert cal.recipe["widths"] == (4, 8) and cal.recipe["augment"] is True
-    # capacity and the index from the networks themselves (catches drawn and left-out pixels swapped, the
-    # held-out images scored in place of the training ones, or another n_fg), and both Dice scores
-    held = check_against_its_networks(cal, calls, tiny.images, tiny.masks, t_star=0.05)
+    assert cal.label == "sample 0.1" and cal.law.kinds == ("sample", "flip") and cal.law.images_seen == 60 * 8
+    # every number from the networks themselves (catches drawn and left-out pixels swapped, the held-out images
+    # scored in place of the training ones, another n_fg, points out of order)
+    held = check_against_its_networks(cal, calls, tiny.images, tiny.masks, labels=planner.CALIBRATION_LABELS,
+                                      repeats=1)
     kw = cal.fit_kwargs
     assert kw["steps"] == 60 and kw["model"].name == planner.fit_kwargs(**recipe)["model"].name
     res = train.fit(jax.random.key(1), tiny.images, tiny.masks, progress=False, **{**kw, "steps": 2})
     assert res.predict(tiny.images[:1]).shape == (1, 32, 32)
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
-    # n_eff is the planner's inversion of the measured sparse Dice: the calibration predicts, for its own label on
-    # the held-out masks, the Dice it measured (catches an n_eff solved on other masks, rates or clean Dice). This
-    # key's run lies inside [N_EFF_MIN, N_EFF_MAX] (not clipped), so the check is unconditional.
-    assert planner.N_EFF_MIN < cal.n_eff < planner.N_EFF_MAX
-    assert planner.predict(held, cal.label, calibration=cal).dice == pytest.approx(cal.sparse_dice, abs=1e-6)
+    # the law was fitted on the held-out masks with each network's own index: its residual sd is the rms of the
+    # networks' Dice about clean x pooled_dice(held, n_eff(own index)) at the fitted numbers (catches another set
+    # of masks, the curve's index in place of the network's, or another clean Dice)
+    law, m = cal.law, planner.Masks(held)
+    clean = dict(law.clean)
+    resid = [p["dice"] - clean[p["n_images"]] * float(m.pooled_dice(
+        min(float(curves.scale_n_eff(p["n_images"], 1.0, max(p["memorisation"], 0.0), rate=law.rate,
+                                     ratio=law.ratio)), planner.N_EFF_MAX),
+        *{"sample 0.1": (0.9, 0.0), "flip 0.4 0.4": (0.4, 0.4)}[p["label"]])[0]) for p in law.points]
+    assert law.dof == 2 and law.residual_sd == pytest.approx(math.sqrt(np.sum(np.square(resid)) / 2), rel=1e-6)
+    # the record's n_eff is the law's for the first label type at the calibration's size
+    assert cal.n_eff == pytest.approx(min(max(law.n_eff("sample", 6), planner.N_EFF_MIN), planner.N_EFF_MAX))
+    # calibration_split is the split calibrate made (its held-out masks are those no network trained on)
+    tr, ho = planner.calibration_split(jax.random.key(1), 8)
+    np.testing.assert_array_equal(np.asarray(tiny.masks)[ho], held)
+    assert len(tr) == 6 and set(tr) | set(ho) == set(range(8))
 
 
-@pytest.mark.parametrize("how", ["shapes", "one image", "holdout", "label", "too sparse", "recipe"])
+@pytest.mark.parametrize("how", ["shapes", "one image", "holdout", "label", "too sparse", "recipe", "one family twice",
+                                 "repeats"])
 def test_calibrate_refuses_bad_input(tiny, how):
     x, y = np.asarray(tiny.images), np.asarray(tiny.masks)
     kw = {"recipe": {"widths": (4, 8), "steps": 1}, "progress": False}
@@ -107,27 +149,34 @@ def test_calibrate_refuses_bad_input(tiny, how):
             sparse = np.zeros_like(y)
             sparse[:, 10:16, 10:16] = 1  # 36 foreground pixels an image: a 10% draw labels a handful
             planner.calibrate(jax.random.key(0), x, sparse, names=[f"m{i}.png" for i in range(8)], **kw)
+        elif how == "one family twice":
+            planner.calibrate(jax.random.key(0), x, y, label=["sample 0.1", "sample 0.2"], **kw)
+        elif how == "repeats":
+            planner.calibrate(jax.random.key(0), x, y, repeats=0, **kw)
         else:
             planner.calibrate(jax.random.key(0), x, y, recipe={"width": 3})
     msg = str(e.value)
     assert {"shapes": "must match", "one image": "at least 2", "holdout": "holdout", "label": "sparse or flipped",
-            "too sparse": "too sparse", "recipe": "unknown recipe"}[how] in msg
+            "too sparse": "too sparse", "recipe": "unknown recipe", "one family twice": "one label type per family",
+            "repeats": "repeats"}[how] in msg
     if how == "too sparse":
         assert "m0.png" in msg or "m1.png" in msg
 
 
-def test_calibrate_with_flipped_labels_and_list_widths(tiny, monkeypatch):
-    """A flip label: the labelled foreground and the memorisation index count foreground pixels only; widths given
-    as a list (as JSON has them) still round-trip."""
+def test_calibrate_with_one_flipped_label_two_repeats_and_list_widths(tiny, monkeypatch):
+    """One flip label, two draws per size: the foreground index counts foreground pixels only (a flip's foreground
+    labels on background pixels are not drawn foreground), both families are predicted from the one curve; widths
+    given as a list (as JSON has them) still round-trip."""
     recipe = {"widths": [4, 8], "steps": 30, "learning_rate": 5e-3}
     calls = spy_on_fit(monkeypatch)
     cal = planner.calibrate(jax.random.key(1), tiny.images, tiny.masks, label="flip 0.3 0.1", recipe=recipe,
-                            progress=False)
+                            repeats=2, progress=False)
     assert cal.label == "flip 0.3 0.1" and cal.recipe["widths"] == (4, 8) and cal.capacity is not None
-    # the index from the sparse network on foreground pixels only (catches a flip's foreground labels on background
-    # pixels counted as drawn); t* of flip f = 0.3, b = 0.1 is (1 + b - f) / 2 = 0.4
-    check_against_its_networks(cal, calls, tiny.images, tiny.masks, t_star=0.4)
+    assert cal.law.kinds == ("flip",) and cal.law.dof == 2
+    check_against_its_networks(cal, calls, tiny.images, tiny.masks, labels=("flip 0.3 0.1",), repeats=2)
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    pred = planner.predict(tiny.masks, "sample 0.2", calibration=cal, n_images=12)
+    assert "memorisation of flip draws (sample not calibrated)" in pred.model
     with pytest.raises(ValueError, match="empty string"):
         planner.predict(tiny.masks, "", calibration=CAL)
 

@@ -29,16 +29,26 @@ the masks alone, once two numbers of the training recipe are known
   fraction pi; no threshold.
 
 The two numbers, ``n_eff`` and ``clean_dice``, depend on the network, the
-recipe and the images, not on the label type: :func:`calibrate` measures them
-on the user's own images (two short trainings, clean labels and one fixed
-sparse draw, on a split of the data, scored on the rest), and without a
-calibration :data:`DEFAULT` (measured on the packaged real nuclei by the
-``planner`` simulation, simulations/README.md, and read from the package's
-``calibration.json``) stands in.
+recipe, the images and the training-set size, not on the label type's rates:
+:func:`calibrate` measures them on the user's own images. It trains, on a
+split of the data at two training-set sizes, a clean network and networks on
+fixed draws of a sampled and a flipped label type (``repeats`` draws each),
+scores them on the held-out images and fits the **scale law** of n_eff
+(:mod:`~metastructure.planner.law`; theory/README.md, step 14):
+1/n_eff = 1/(rate N) + m(P)/ratio for N training images, the label family
+entering only through m, the memorisation index of its draw at
+P = steps x batch / N passes (a flipped draw is memorised less than a sampled
+one). So
+``predict(..., n_images=N)`` answers for N training images at the recipe's
+steps, with an interval where one such network lands (at :data:`LEVEL`: the
+law's own uncertainty and one network's scatter, measured by the
+calibration). Without a calibration :data:`DEFAULT` (measured on the packaged
+real nuclei by the ``planner`` simulation, simulations/README.md, and read
+from the package's ``calibration.json``) stands in.
 :func:`predict` answers for one label type, :func:`table` for a whole plan,
 with the training-set size below which one fixed draw gets memorised
 (theory/README.md, step 13: index k / n_fg). ``python -m metastructure plan
-MASKS [--images IMAGES]`` prints the plan and draws it.
+MASKS [--images IMAGES] [--n-images N]`` prints the plan and draws it.
 
 Thin structures: the finite-sampling model compares the noisy partition with
 the clean partition {D > 1/2} of the 1-px fraction field, and the skeleton
@@ -66,9 +76,12 @@ The parts, each with its public seam (every name is re-exported here):
   the recipe (:data:`DEFAULT_RECIPE`, :func:`fit_kwargs`) and the measured
   defaults (:data:`DEFAULT`, :data:`NO_AUGMENT_CAPACITY`, read from its JSON;
   :func:`write_constants`);
+* :mod:`~metastructure.planner.law`: the scale law a calibration measures
+  (:class:`ScaleLaw`, :data:`LEVEL`);
 * :mod:`~metastructure.planner.model`: the prediction model (:class:`Masks`,
   :func:`predict`, :func:`solve_n_eff`);
-* :mod:`~metastructure.planner.training`: :func:`calibrate`, the part that trains networks;
+* :mod:`~metastructure.planner.training`: :func:`calibrate` (:data:`CALIBRATION_LABELS`,
+  :func:`calibration_split`), the part that trains networks;
 * :mod:`~metastructure.planner.plan`: the presentation (:class:`Plan`, :func:`table`).
 """
 
@@ -84,6 +97,7 @@ from .calibration import (
     read_constants,
     write_constants,
 )
+from .law import LEVEL, ScaleLaw
 from .model import (
     MIN_RESOLVED,
     MIN_RESOLVED_SKELETON,
@@ -96,13 +110,15 @@ from .model import (
     unresolved,
 )
 from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
-from .training import calibrate
+from .training import CALIBRATION_LABELS, calibrate, calibration_split
 
 __all__ = [
+    "CALIBRATION_LABELS",
     "CONSTANTS_FILE",
     "DEFAULT",
     "DEFAULT_RECIPE",
     "FLIPS",
+    "LEVEL",
     "MIN_RESOLVED",
     "MIN_RESOLVED_SKELETON",
     "NO_AUGMENT_CAPACITY",
@@ -110,12 +126,14 @@ __all__ = [
     "N_EFF_MIN",
     "RADII",
     "RATIOS",
+    "ScaleLaw",
     "VALIDATED",
     "Calibration",
     "Masks",
     "Plan",
     "Prediction",
     "calibrate",
+    "calibration_split",
     "fit_kwargs",
     "predict",
     "read_constants",

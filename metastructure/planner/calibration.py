@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import _checks, nets
 from ..noise import LabelNoise
+from .law import ScaleLaw
 
 __all__ = [
     "CONSTANTS_FILE",
@@ -122,7 +123,8 @@ class Calibration:
             from the sparse network's index on its training images (None: not measured).
         memorisation_index: that index (mean output on the drawn pixels minus
             on the foreground pixels the draw left out).
-        n_train, n_holdout: images trained on and scored on.
+        n_train, n_holdout: images trained on (the training-set size the
+            calibration describes; the steps are ``recipe["steps"]``) and scored on.
         source: "calibrated", or where a default comes from; a calibration
             whose n_eff sits at an end of its search range ([:data:`N_EFF_MIN`,
             :data:`N_EFF_MAX`]: a bound, not a measurement) says so here
@@ -156,6 +158,7 @@ class Calibration:
     n_train: int = 0
     n_holdout: int = 0
     source: str = "calibrated"
+    law: ScaleLaw | None = None
 
     def __post_init__(self):
         put = functools.partial(object.__setattr__, self)
@@ -189,6 +192,10 @@ class Calibration:
         if family != "RCL":
             raise ValueError(f"label must name the sampled or flipped label type calibrated on ('sample p' or "
                              f"'flip f b', f + b != 1), got {self.label!r}")
+        if isinstance(self.law, Mapping):
+            put("law", ScaleLaw.from_dict(self.law))
+        elif self.law is not None and not isinstance(self.law, ScaleLaw):
+            raise TypeError(f"law must be a planner.ScaleLaw, its dict or None, got {type(self.law).__name__}")
         if not isinstance(self.source, str) or not self.source.strip():
             raise (TypeError if not isinstance(self.source, str) else ValueError)(
                 f"source must be a non-empty str, got {self.source!r}")
@@ -200,7 +207,10 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``Calibration.from_dict`` reads it back)."""
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["recipe"] = dict(self.recipe)
+        out["law"] = None if self.law is None else self.law.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:

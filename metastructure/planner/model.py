@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy import stats
 
 from theory import curves
 
-from .. import density, noise
+from .. import _checks, density, noise
 from ..noise import LabelNoise
 from .calibration import DEFAULT, N_EFF_MAX, N_EFF_MIN, Calibration, _dice_value
+from .law import LEVEL, ScaleLaw
 
 __all__ = ["MIN_RESOLVED", "MIN_RESOLVED_SKELETON", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict",
            "solve_n_eff", "unresolved"]
@@ -49,6 +51,12 @@ class Prediction(NamedTuple):
         inverted: True beyond f + b = 1: call foreground *below* the threshold.
         family: "CL", "RCL", "PCL" or "RL" (arXiv 2103.11594, Table 1).
         model: which formula gave ``dice`` (:mod:`metastructure.planner`).
+        interval: (low, high): where one network trained this way is expected
+            to land, at :data:`~metastructure.planner.law.LEVEL` (from the
+            calibration's scale law: :func:`predict`); None without a law, or
+            for random labels.
+        n_images: the training-set size the prediction is for (None: a
+            calibration without a law, at its own size).
     """
 
     label: LabelNoise
@@ -57,6 +65,8 @@ class Prediction(NamedTuple):
     inverted: bool
     family: str
     model: str
+    interval: tuple[float, float] | None = None
+    n_images: int | None = None
 
 
 def _as_mask_list(masks: Any, names: Sequence[str] | None) -> list[np.ndarray]:
@@ -288,9 +298,28 @@ def _as_calibration(calibration: Any) -> Calibration:
     return calibration
 
 
-def predict(masks: Any, label: Any, *, calibration: Calibration | None = None,
+def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n_images: int | None = None,
             check_resolved: bool = True) -> Prediction:
     """The predicted pooled Dice, threshold and polarity of a network trained on ``label`` for masks like ``masks``.
+
+    With a calibration that holds a scale law (:func:`metastructure.planner.calibrate`
+    makes one; :mod:`metastructure.planner.law`), the prediction is for
+    ``n_images`` training images at the recipe's steps: the clean Dice at that
+    size (:meth:`ScaleLaw.clean_dice <metastructure.planner.law.ScaleLaw.clean_dice>`),
+    and for sampled and flipped labels n_eff of the label's family at that
+    size (:meth:`ScaleLaw.n_eff <metastructure.planner.law.ScaleLaw.n_eff>`:
+    the memorisation of that family at P = steps x batch / n_images passes).
+    The interval is where one such network lands, at
+    :data:`~metastructure.planner.law.LEVEL`: the law's numbers moved over
+    their confidence region (the law's two and the family's memorisation
+    curve, each at LEVEL, small-sample), the new network's own memorisation
+    index about the curve (its ``sd``), their effects added in quadrature, and the scatter
+    of two networks (the new one and the calibration's clean one; each
+    ``residual_sd``, times Student's t at LEVEL with the law's ``dof``) added
+    in quadrature; clean, dilated, eroded and skeleton labels get the
+    scatter only (their own model error is not in it: the ``planner``
+    simulation measures it). Without a law, n_eff is the calibration's and no
+    interval is given.
 
     Args:
         masks: binary masks (see :class:`Masks`), or a :class:`Masks`.
@@ -299,6 +328,7 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None,
             and flipped labels are one fixed draw, as a real annotation is.
         calibration: from :func:`metastructure.planner.calibrate`; default
             :data:`metastructure.planner.DEFAULT`.
+        n_images: training images, >= 1 (default: the calibration's ``n_train``).
         check_resolved: refuse what :func:`unresolved` refuses (default). False
             answers anyway, with the same formula, for studying the model where
             it is known not to hold (the ``planner`` simulation does, to show
@@ -313,41 +343,118 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None,
             that does not parse (naming ``label``, with the grammar), a dilate /
             erode radius beyond the masks' diagonal, sampled, flipped or skeleton
             labels on masks too thin for the model (:func:`unresolved`; unless
-            ``check_resolved`` is False).
+            ``check_resolved`` is False), ``n_images`` below 1, or ``n_images``
+            other than ``n_train`` for a calibration without a law.
         TypeError: ``label`` is not a label type, ``calibration`` not a
             :class:`Calibration` (its values are checked when it is built),
-            ``check_resolved`` not a bool.
+            ``check_resolved`` not a bool, ``n_images`` not an int.
     """
     if not isinstance(check_resolved, bool):
         raise TypeError(f"check_resolved must be True or False, got {check_resolved!r}")
     m = masks if isinstance(masks, Masks) else Masks(masks)
     label = _as_label(label)
     cal = _as_calibration(calibration)
+    law, n = _law_at(cal, n_images)
     if check_resolved:
         _check_resolved(m, label)
     fam = label.family
+    clean = cal.clean_dice if law is None else law.clean_dice(n)
+    # one network's scatter, twice: the new network's, and the calibration's clean network's, which every
+    # prediction at this size multiplies (assumed to scatter as the sparse networks do about the law)
+    scatter = 0.0 if law is None or not law.dof else (math.sqrt(2) * law.residual_sd
+                                                      * float(stats.t.ppf(0.5 + LEVEL / 2, law.dof)))
+
+    def done(dice: float, threshold, inverted: bool, model: str, spread: tuple[float, float] | None = None):
+        interval = None
+        if law is not None and law.dof and fam != "RL":
+            lo, hi = spread if spread is not None else (0.0, 0.0)
+            interval = (max(0.0, dice - math.hypot(lo, scatter)), min(1.0, dice + math.hypot(hi, scatter)))
+        return Prediction(label, float(dice), threshold, inverted, fam, model, interval, n)
+
     if fam == "CL":
-        return Prediction(label, float(cal.clean_dice), 0.5, False, fam, "calibrated clean Dice")
+        return done(clean, 0.5, False, "calibrated clean Dice" + ("" if law is None else f" at {n} images"))
     if fam == "RL":
         pi = m.foreground_fraction
-        return Prediction(label, 2 * pi / (1 + pi), None, False, fam, "chance (all foreground)")
+        return done(2 * pi / (1 + pi), None, False, "chance (all foreground)")
     if fam == "RCL":
         f, b = _rates(label)
         mt = label.matched_threshold()
-        dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
-        return Prediction(label, dice, float(mt.threshold), bool(mt.invert), fam,
-                          f"finite sampling, n_eff = {cal.n_eff:.3g}")
+        if law is None:
+            dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
+            return done(dice, float(mt.threshold), bool(mt.invert), f"finite sampling, n_eff = {cal.n_eff:.3g}")
+        kind = label.kind if label.kind in law.kinds else law.kinds[0]
+        n_eff, dice, spread = _law_dice(m, law, kind, n, f, b)
+        note = "" if kind == label.kind else f", memorisation of {kind} draws ({label.kind} not calibrated)"
+        return done(dice, float(mt.threshold), bool(mt.invert),
+                    f"scale law, n_eff = {n_eff:.3g} at {n} images ({law.passes(n):.3g} passes){note}", spread)
     if isinstance(label, (noise.Dilate, noise.Erode)):
         reach = max(math.hypot(*stack.shape[1:]) for stack in m.stacks)
         if float(label.params[0]) > reach:
             raise ValueError(f"label {label.name!r}: a radius beyond the masks' diagonal ({reach:.1f} px) makes "
                              "every perturbed mask all foreground (dilate) or all background (erode); give a radius "
                              "up to it")
-    dice = float(curves.pcl_dice(m.label_dice(label), cal.clean_dice))
+    dice = float(curves.pcl_dice(m.label_dice(label), clean))
     if isinstance(label, noise.Skeleton):
-        return Prediction(label, dice, float(m.skeleton_threshold.threshold), False, fam,
-                          "Theorem 1 + jitter, skeleton field at 1 px")
-    return Prediction(label, dice, 0.5, False, fam, "Theorem 1 + jitter, perturbed masks")
+        return done(dice, float(m.skeleton_threshold.threshold), False, "Theorem 1 + jitter, skeleton field at 1 px")
+    return done(dice, 0.5, False, "Theorem 1 + jitter, perturbed masks")
+
+
+def _law_at(cal: Calibration, n_images: Any) -> tuple[ScaleLaw | None, int | None]:
+    """The calibration's law and the training-set size to predict at (``n_images``, or the calibration's own)."""
+    if n_images is None:
+        return cal.law, cal.n_train or None
+    n = _checks.check_int("n_images", n_images, minimum=1)
+    if cal.law is None and n != cal.n_train:
+        raise ValueError(f"n_images = {n}: this calibration ({cal.source}) has no scale law, so it predicts only at "
+                         f"its own training-set size ({cal.n_train} images); planner.calibrate measures one")
+    return cal.law, n
+
+
+def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, f: float, b: float
+              ) -> tuple[float, float, tuple[float, float]]:
+    """(n_eff, Dice, (how far the uncertainty reaches below, above)) of a ``kind`` draw with rates (f, b) on ``n``
+    images. Three parts, added in quadrature: the region of (log rate, log ratio) and that of the family's
+    (alpha, beta), each the ellipse of its information at LEVEL with the small-sample radius (2 F(LEVEL; 2, dof)
+    in place of chi^2_2; clipped to the law's bounds where the information leaves a direction open) walked at 24
+    points; and the new network's own memorisation index, which scatters about the curve by its ``sd`` in log (at
+    Student's t of LEVEL with the curve's dof)."""
+    clean = law.clean_dice(n)
+    c = law.memorisation[kind]
+
+    def dice(log_law=None, curve=None) -> tuple[float, float]:
+        n_eff = float(np.clip(law.n_eff(kind, n, log_law=log_law, curve=curve), N_EFF_MIN, N_EFF_MAX))
+        return n_eff, clean * float(m.pooled_dice(n_eff, f, b)[0])
+
+    n_eff, d0 = dice()
+    theta = np.log([law.rate, law.ratio])
+    box = (np.array([ScaleLaw.LOG_RATE[0], ScaleLaw.LOG_RATIO[0]]),
+           np.array([ScaleLaw.LOG_RATE[1], ScaleLaw.LOG_RATIO[1]]))
+    regions = [(theta, np.asarray(law.information), box, law.dof, lambda t: dice(log_law=tuple(t))[1])]
+    if c["information"] is not None and c["dof"]:
+        regions.append((np.array([c["alpha"], c["beta"]]), np.asarray(c["information"]), None, c["dof"],
+                        lambda t: dice(curve=tuple(t))[1]))
+    below, above = [], []
+    for centre, info, bounds, dof, at in regions:
+        q = 2 * float(stats.f.ppf(LEVEL, 2, dof))  # the small-sample region of two numbers fitted with dof to spare
+        values = [d0]
+        for a in np.linspace(0, 2 * np.pi, 24, endpoint=False):
+            u = np.array([np.cos(a), np.sin(a)])
+            curv = float(u @ info @ u)
+            r = math.sqrt(q / curv) if curv > 1e-12 else np.inf
+            if bounds is not None:  # no further than the box along u
+                with np.errstate(divide="ignore"):
+                    reach = np.where(u > 0, (bounds[1] - centre) / u, np.where(u < 0, (bounds[0] - centre) / u, np.inf))
+                r = min(r, float(reach.min()))
+            if np.isfinite(r):
+                values.append(at(centre + r * u))
+        below.append(d0 - min(values))
+        above.append(max(values) - d0)
+    if c.get("sd") and c["dof"]:
+        z = float(stats.t.ppf(0.5 + LEVEL / 2, c["dof"])) * c["sd"]
+        own = [dice(curve=(c["alpha"] + s, c["beta"]))[1] for s in (-z, z)]  # less memorised: more Dice
+        below.append(max(d0 - min(own), 0.0))
+        above.append(max(max(own) - d0, 0.0))
+    return n_eff, d0, (math.hypot(*below), math.hypot(*above))
 
 
 def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -> tuple[float, str | None]:

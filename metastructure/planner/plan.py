@@ -18,14 +18,16 @@ from theory import curves
 from .. import noise
 from ..noise import LabelNoise
 from .calibration import NO_AUGMENT_CAPACITY, Calibration
-from .model import MIN_RESOLVED, MIN_RESOLVED_SKELETON, Masks, Prediction, _as_calibration, predict, unresolved
+from .law import LEVEL
+from .model import MIN_RESOLVED, MIN_RESOLVED_SKELETON, Masks, Prediction, _as_calibration, _law_at, predict, unresolved
 
 __all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
 
 #: the label types the ``planner`` simulation checks against trained networks (simulations/README.md)
-VALIDATED = ("on real nuclei sample 0.5 to 0.05, flip 0.3 0.3, dilate 1 and 2, erode 1; on ER-like tubules 1-3 "
-             "and 1-2 px wide sample 0.5 to 0.05, flip 0.3 0.3 and 0.45 0.45, dilate 1, erode 1 (outside the 0.05 "
-             "target on 1-2 px tubules) and, on 1-3 px, skeleton")
+VALIDATED = ("on real nuclei sample 0.5 to 0.05, flip 0.3 0.3 to 0.45 0.45, dilate 1 and 2, erode 1, also predicted "
+             "for twice the images a calibration saw; on ER-like tubules 1-3 and 1-2 px wide sample 0.5 to 0.05, "
+             "flip 0.3 0.3 and 0.45 0.45, dilate 1, erode 1 (outside the 0.05 target on 1-2 px tubules) and, on "
+             "1-3 px, skeleton")
 RATIOS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 FLIPS = (0.1, 0.2, 0.3, 0.4)
 RADII = (1, 2, 3)
@@ -60,7 +62,8 @@ class Plan:
         return {"calibration": self.calibration.to_dict(), "masks": self.masks, "memorisation": self.memorisation,
                 "rows": [{"label": r.label.name, "kind": r.label.kind, "params": [float(v) for v in r.label.params],
                           "family": r.family, "dice": r.dice, "threshold": r.threshold, "inverted": r.inverted,
-                          "model": r.model} for r in self.rows],
+                          "model": r.model, "interval": None if r.interval is None else list(r.interval),
+                          "n_images": r.n_images} for r in self.rows],
                 "not_predicted": [{"label": lab.name, "reason": why} for lab, why in self.not_predicted]}
 
     def text(self) -> str:
@@ -68,12 +71,21 @@ class Plan:
         c, mk, mem = self.calibration, self.masks, self.memorisation
         lines = [f"{mk['count']} mask(s), {mk['pixels']} pixels, foreground {100 * mk['foreground_fraction']:.1f}%",
                  f"calibration ({c.source}): clean Dice {c.clean_dice:.3f}, n_eff {c.n_eff:.3g} labels per decision"
-                 + (f", fitted on '{c.label}' (Dice {c.sparse_dice:.3f})" if c.sparse_dice is not None else ""),
-                 "", f"{'labels':<16}{'family':<8}{'Dice':>6}  {'threshold':<22}model", "-" * 78]
+                 + (f", fitted on '{c.label}' (Dice {c.sparse_dice:.3f})" if c.sparse_dice is not None else "")
+                 + (f", {c.n_train} training images" if c.n_train else "")]
+        n = next((r.n_images for r in self.rows if r.n_images is not None), None)
+        if c.law is not None and n is not None:
+            law = c.law
+            lines.append(f"predicted for {n} training images ({law.passes(n):.3g} passes of the recipe's "
+                         f"{c.recipe['steps']} steps); scale law rate {law.rate:.3g}, ratio {law.ratio:.3g}, one "
+                         f"network within {law.residual_sd:.3f} Dice of it (rms, {law.dof} dof); intervals at "
+                         f"{100 * LEVEL:.0f}%")
+        lines += ["", f"{'labels':<16}{'family':<8}{'Dice':>6}  {'interval':<14}{'threshold':<22}model", "-" * 92]
         for r in self.rows:
             thr = "none" if r.threshold is None else f"{r.threshold:.3g}" + (" (inverted: below)" if r.inverted
                                                                                else "")
-            lines.append(f"{r.label.name:<16}{r.family:<8}{r.dice:>6.3f}  {thr:<22}{r.model}")
+            iv = "" if r.interval is None else f"{r.interval[0]:.3f}-{r.interval[1]:.3f}"
+            lines.append(f"{r.label.name:<16}{r.family:<8}{r.dice:>6.3f}  {iv:<14}{thr:<22}{r.model}")
         if self.not_predicted:
             lines += ["", "not predicted: " + ", ".join(lab.name for lab, _ in self.not_predicted),
                       f"  (structures too thin for the model: Masks.resolved {mk['resolved']:.2f}, below "
@@ -122,6 +134,20 @@ class Plan:
                      + [(0.0, clean)] + [(float(r.label.params[0]), r.dice) for r in by.get(noise.Dilate, [])])
         ax[2].plot([p[0] for p in pcl], [p[1] for p in pcl], "o-", label="predicted, at 1/2 (Theorem 1)")
         ax[2].set(xlabel="outline error (px): erode < 0 < dilate", title="outlines too wide / too narrow (PCL)")
+        def bars(a, xs: list[float], rs: list[Prediction]) -> None:
+            pts = [(x, r) for x, r in zip(xs, rs, strict=True) if r.interval is not None]
+            if pts:
+                lo = [r.dice - r.interval[0] for _, r in pts]
+                hi = [r.interval[1] - r.dice for _, r in pts]
+                a.errorbar([x for x, _ in pts], [r.dice for _, r in pts], yerr=[lo, hi], fmt="none", ecolor="C0",
+                           alpha=0.5, capsize=3, label=f"one network, {100 * LEVEL:.0f}% interval")
+
+        bars(ax[0], [float(r.label.params[0]) for r in s], s)
+        bars(ax[1], [float(r.label.params[0]) for r in fl], fl)
+        pcl_rows = sorted(by.get(noise.Erode, []) + by.get(noise.Dilate, []),
+                          key=lambda r: float(r.label.params[0]) * (1 if isinstance(r.label, noise.Dilate) else -1))
+        bars(ax[2], [float(r.label.params[0]) * (1 if isinstance(r.label, noise.Dilate) else -1) for r in pcl_rows],
+             pcl_rows)
         withheld = {type(lab) for lab, _ in self.not_predicted}
         for a, kinds in ((ax[0], (noise.Sample,)), (ax[1], (noise.Flip,))):
             if withheld & set(kinds) and not any(isinstance(r.label, kinds) for r in self.rows):
@@ -135,9 +161,11 @@ class Plan:
             a.axhline(clean, color="C2", ls="--", lw=1, label="clean labels")
             a.set_ylim(0, 1.02)
             a.legend(fontsize=8, loc="lower left")
+        n = next((r.n_images for r in self.rows if r.n_images is not None), None)
         fig.suptitle(f"annotation plan: {self.masks['count']} mask(s), foreground "
                      f"{100 * self.masks['foreground_fraction']:.1f}%; calibration {c.source} (clean Dice "
-                     f"{c.clean_dice:.3f}, n_eff {c.n_eff:.3g})", fontsize=10)
+                     f"{c.clean_dice:.3f}, n_eff {c.n_eff:.3g})"
+                     + (f"; predicted for {n} training images" if n is not None else ""), fontsize=10)
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
@@ -156,11 +184,13 @@ def _row_labels(name: str, values: Any, what: str, make: Callable[[Any], LabelNo
     return out
 
 
-def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequence[float] = RATIOS,
-          flips: Sequence[float] = FLIPS, radii: Sequence[float] = RADII, skeleton: bool = True) -> Plan:
+def table(masks: Any, *, calibration: Calibration | None = None, n_images: int | None = None,
+          ratios: Sequence[float] = RATIOS, flips: Sequence[float] = FLIPS, radii: Sequence[float] = RADII,
+          skeleton: bool = True) -> Plan:
     """The whole plan for masks like ``masks``: :func:`predict` for clean labels, every sampling ratio,
     symmetric flip rate (f = b), dilation and erosion radius, skeletons and random labels, and when one
-    fixed draw gets memorised.
+    fixed draw gets memorised, for ``n_images`` training images (default: the calibration's own number;
+    :func:`predict` says how, and gives each row its interval).
 
     Each row is the label type itself, built from the value as given
     (``LabelNoise("sample", p)``, ``("flip", f, f)``, ``("dilate", r)``,
@@ -178,12 +208,13 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
 
     Raises:
         ValueError: bad masks (:class:`Masks`), a ratio or flip rate outside [0, 1], a negative or non-finite
-            radius (each naming ``ratios``, ``flips`` or ``radii``).
+            radius (each naming ``ratios``, ``flips`` or ``radii``), an ``n_images`` :func:`predict` refuses.
         TypeError: ``ratios``, ``flips`` or ``radii`` not a sequence of numbers, ``calibration`` not a
             :class:`Calibration`.
     """
     m = masks if isinstance(masks, Masks) else Masks(masks)
     cal = _as_calibration(calibration)
+    _law_at(cal, n_images)  # a bad n_images is refused even where no row gets predicted
     labels = ([LabelNoise("clean")]
               + _row_labels("ratios", ratios, "sampling ratio in [0, 1]", lambda p: LabelNoise("sample", p))
               + _row_labels("flips", flips, "flip rate in [0, 1]", lambda f: LabelNoise("flip", f, f))
@@ -196,7 +227,7 @@ def table(masks: Any, *, calibration: Calibration | None = None, ratios: Sequenc
         if why:
             not_predicted.append((lab, why))
         else:
-            rows.append(predict(m, lab, calibration=cal))
+            rows.append(predict(m, lab, calibration=cal, n_images=n_images))
     k = cal.capacity
     mem = {"n_fg": m.n_fg, "capacity": k,
            "index": None if k is None else float(curves.memorised_fraction(m.n_fg, k)),
