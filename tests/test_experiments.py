@@ -367,7 +367,11 @@ def test_planner_validation_record(quick):
         # the stored cells of this set: its calibration cell, and per label type its seeds' final scores
         scores: dict[str, list[dict]] = {}
         for spec in mine:
-            if spec["kind"] == "planner":
+            if spec["kind"] == "planner" and spec.get("subset"):  # the scale law's check: a calibration on a subset
+                mine_key = next(k for k in res["scale"]["keys"] if k["seed"] == spec["seed"])
+                assert planner.Calibration.from_dict(store.result(spec)) == planner.Calibration.from_dict(
+                    mine_key["calibration"]) and mine_key["calibration"]["n_train"] < part["tiles"]["train"]
+            elif spec["kind"] == "planner":
                 assert planner.Calibration.from_dict(store.result(spec)) == c  # the record's calibration is the cell's
             else:
                 lab = spec["labels"]
@@ -380,8 +384,11 @@ def test_planner_validation_record(quick):
             # predicted: the planner's, for the test masks; measured: the mean over the stored cells of their test
             # Dice at the planner's threshold (each fixed protocol of the cell at that threshold; catches a row
             # measured under another protocol, e.g. the oracle threshold, or another label type's cells)
-            predicted = planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c).dice
-            assert r["predicted"] == pytest.approx(predicted)
+            # for the networks' training-set size (every training tile), with the interval of one network
+            pred = planner.predict(test.masks, LabelNoise(*r["label"]), calibration=c,
+                                   n_images=part["n_images"] if c.law is not None else None, check_resolved=False)
+            predicted = pred.dice
+            assert r["predicted"] == pytest.approx(predicted) and part["n_images"] == part["tiles"]["train"]
             thr = r.get("cell_threshold", r["threshold"])  # a skeleton's cells cut at s/2 of their training masks
             at = [[e["dice"] for k, e in f.items() if k not in ("oracle", "oracle_inverted", "validation")
                    and isinstance(e, dict) and not e.get("invert") and abs(e.get("threshold", -1) - thr) < 1e-6]
@@ -390,9 +397,27 @@ def test_planner_validation_record(quick):
             measured = float(np.mean([a[0] for a in at]))
             assert r["measured"]["n"] == len(at), label
             assert r["measured"]["mean"] == pytest.approx(measured, abs=1e-12), label
+            if pred.interval is not None:  # the coverage counts the networks inside the interval
+                assert r["interval"] == pytest.approx(list(pred.interval))
+                assert r["inside"] == sum(pred.interval[0] <= a[0] <= pred.interval[1] for a in at), label
             within[label] = abs(measured - predicted) <= 0.05  # the issue's target, from the two numbers found above
             assert r["within"] == within[label], label
         assert part["all_within"] == all(within[n] for n, r in part["rows"].items() if r["validation"])
+        offered = [r for r in part["rows"].values() if r["validation"] and r["offered"] and r["interval"]]
+        assert part["coverage"]["inside"] == sum(r["inside"] for r in offered)
+    # the subset calibrations: each key's rows are its calibration's predictions for all the training tiles
+    sc = res["scale"]
+    nuclei = _test_set(json.loads(next(iter(by_data))))
+    assert sc["n_images"] == res["tiles"]["train"] and sc["points"] == sum(
+        r["offered"] for k in sc["keys"] for r in k["rows"].values())
+    for k in sc["keys"]:
+        c = planner.Calibration.from_dict(k["calibration"])
+        for r in k["rows"].values():
+            pred = planner.predict(nuclei.masks, LabelNoise(*r["label"]), calibration=c, n_images=sc["n_images"],
+                                   check_resolved=False)
+            assert r["predicted"] == pytest.approx(pred.dice) and r["interval"] == pytest.approx(list(pred.interval))
+            assert r["measured"] == res["rows"][" ".join([r["label"][0], *(f"{v:g}" for v in r["label"][1:])])][
+                "measured"]  # the same networks as the main validation
 
 
 def test_only_full_runs_publish_the_planners_defaults(quick, tmp_path, monkeypatch):
