@@ -78,6 +78,10 @@ def check_against_its_networks(cal, calls, images, masks, *, labels, repeats):
     assert cal.law.clean[-1] == (len(x_tr), pytest.approx(cal.clean_dice))
     sparse = full[1:] + half[1:]
     assert len(cal.law.points) == len(sparse)
+    for group in (full[1:], half[1:]):  # each repeat draws its own labels
+        for j in range(len(labels)):
+            draws = [noisy for _, noisy, _ in group[j * repeats:(j + 1) * repeats]]
+            assert all(not np.array_equal(draws[0], d) for d in draws[1:])
     first, index = [], []
     for (x, noisy, net), p in zip(sparse, cal.law.points, strict=True):
         lab = noise.LabelNoise.parse(p["label"])

@@ -37,8 +37,8 @@ scores them on the held-out images and fits the **scale law** of n_eff
 (:mod:`~metastructure.planner.law`; theory/README.md, step 14):
 1/n_eff = 1/(rate N) + m(P)/ratio for N training images, the label family
 entering only through m, the memorisation index of its draw at
-P = steps x batch / N passes (a flipped draw is memorised less than a sampled
-one). So
+P = steps x batch / N passes, measured per family (a flipped draw and a
+sampled one need not be memorised alike). So
 ``predict(..., n_images=N)`` answers for N training images at the recipe's
 steps, with an interval where one such network lands (at :data:`LEVEL`: the
 law's own uncertainty and one network's scatter, measured by the

@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import _checks, nets
 from ..noise import LabelNoise
-from .law import ScaleLaw
+from .law import N_EFF_MAX, N_EFF_MIN, ScaleLaw
 
 __all__ = [
     "CONSTANTS_FILE",
@@ -54,9 +54,6 @@ DEFAULT_RECIPE: dict[str, Any] = {"widths": (8, 16, 32), "steps": 300, "batch_si
 #: The JSON file (package data) that holds the measured defaults.
 CONSTANTS_FILE = Path(__file__).with_name("calibration.json")
 
-#: n_eff lies in [N_EFF_MIN, N_EFF_MAX] (labels per decision): the range a :class:`Calibration` accepts and
-#: :func:`metastructure.planner.solve_n_eff` searches.
-N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
 
 #: Significant digits each measured number is stored with (:func:`write_constants`).
 SIGNIFICANT = {"n_eff": 6, "clean_dice": 5, "sparse_dice": 5, "capacity": 5, "memorisation_index": 5,
@@ -139,7 +136,8 @@ class Calibration:
             ``sparse_dice`` not a Dice (finite, in [0, 1]); ``capacity`` not a
             finite number >= 0; ``memorisation_index`` not finite in [-1, 1]
             (a difference of two mean outputs in [0, 1]); ``n_train`` or
-            ``n_holdout`` negative; ``label`` not the name of a sampled or
+            ``n_holdout`` negative; a law with ``n_train`` below 1 or another
+            steps x batch than the recipe's; ``label`` not the name of a sampled or
             flipped label type (f + b != 1); an empty ``source``; a recipe
             key that is not one of :data:`DEFAULT_RECIPE`'s, or a recipe
             value out of range (:func:`fit_kwargs`).
@@ -196,6 +194,15 @@ class Calibration:
             put("law", ScaleLaw.from_dict(self.law))
         elif self.law is not None and not isinstance(self.law, ScaleLaw):
             raise TypeError(f"law must be a planner.ScaleLaw, its dict or None, got {type(self.law).__name__}")
+        if self.law is not None:
+            if self.n_train < 1:
+                raise ValueError("a calibration with a scale law needs its n_train (the training-set size it "
+                                 f"predicts at by default), got {self.n_train}")
+            seen = self.recipe["steps"] * self.recipe["batch_size"] if {"steps", "batch_size"} <= set(self.recipe) \
+                else None
+            if seen is not None and self.law.images_seen != seen:
+                raise ValueError(f"the law's images_seen ({self.law.images_seen}) is not the recipe's steps x "
+                                 f"batch_size ({seen})")
         if not isinstance(self.source, str) or not self.source.strip():
             raise (TypeError if not isinstance(self.source, str) else ValueError)(
                 f"source must be a non-empty str, got {self.source!r}")

@@ -41,10 +41,15 @@ from theory import curves
 
 from .. import _checks
 
-__all__ = ["LEVEL", "ScaleLaw"]
+__all__ = ["LEVEL", "N_EFF_MAX", "N_EFF_MIN", "ScaleLaw"]
 
 #: the confidence of the planner's prediction intervals
 LEVEL = 0.9
+
+#: n_eff lies in [N_EFF_MIN, N_EFF_MAX] (labels per decision): the range a
+#: :class:`~metastructure.planner.Calibration` accepts, :func:`metastructure.planner.solve_n_eff` searches and
+#: the law's predictions are clipped to.
+N_EFF_MIN, N_EFF_MAX = 1.0, 1e6
 
 
 def _matrix(name: str, value: Any) -> tuple[tuple[float, float], tuple[float, float]] | None:
@@ -85,6 +90,9 @@ class ScaleLaw:
         points: the calibration networks (label, n_images, key, Dice, memorisation, n_eff).
         averaging: "distinct" (the averaging term counts distinct training
             images) or "seen" (images seen, N P).
+        scatter: ``((n_images, sd, networks), ...)``: one network's scatter
+            about the law at each calibration size (the rms residual there,
+            inflated by networks / dof); empty: ``residual_sd`` at every size.
 
     Raises:
         ValueError: a number out of its range, a malformed matrix or curve, no clean point.
@@ -101,6 +109,7 @@ class ScaleLaw:
     dof: int
     points: Any = ()
     averaging: str = "distinct"
+    scatter: Any = ()
 
     #: (log) bounds of the law's numbers: the fit searches, and the intervals reach, no further
     LOG_RATE = (math.log(1e-4), math.log(1e4))
@@ -121,8 +130,8 @@ class ScaleLaw:
         curves_ = {}
         for kind, c in self.memorisation.items():
             if kind not in ("sample", "flip") or not isinstance(c, Mapping) or {"alpha", "beta"} - set(c):
-                raise ValueError(f"memorisation: {kind!r}: {c!r} is not a family's curve {{'alpha', 'beta', "
-                                 "'information'}} ('sample' or 'flip')")
+                raise ValueError(f"memorisation: {kind!r}: {c!r} is not a family's curve (needs 'alpha' and 'beta'; "
+                                 "'information', 'sd', 'dof' optional; families 'sample' and 'flip')")
             sd = c.get("sd")
             curves_[kind] = {"alpha": _checks.check_real_number(f"{kind} alpha", c["alpha"]),
                              "beta": _checks.check_real_number(f"{kind} beta", c["beta"]),
@@ -141,6 +150,9 @@ class ScaleLaw:
         put("points", tuple(dict(p) for p in self.points))
         if self.averaging not in ("distinct", "seen"):
             raise ValueError(f"averaging must be 'distinct' or 'seen', got {self.averaging!r}")
+        put("scatter", tuple(sorted((_checks.check_int("scatter n_images", n, minimum=1),
+                                     _checks.check_real_number("scatter sd", v, minimum=0.0),
+                                     _checks.check_int("scatter networks", k, minimum=1)) for n, v, k in self.scatter)))
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -168,6 +180,15 @@ class ScaleLaw:
         return float(curves.scale_n_eff(n_images, _averaged(self.averaging, self.passes(n_images)), m, rate=rate,
                                         ratio=ratio))
 
+    def scatter_at(self, n_images: float) -> tuple[float, int]:
+        """(sd, dof) of one network's scatter about the law for ``n_images`` training images: at the calibration
+        size nearest in log (the largest for more images), on its networks minus one degrees of freedom (at least
+        1); ``(residual_sd, dof)`` without per-size scatter."""
+        if not self.scatter:
+            return self.residual_sd, self.dof
+        n, sd, k = min(self.scatter, key=lambda t: (abs(math.log(t[0] / float(n_images))), -t[0]))
+        return sd, max(k - 1, 1)
+
     def clean_dice(self, n_images: float) -> float:
         """The clean network's Dice at ``n_images``: measured at the calibration's sizes, linear in log N between
         them, held at the nearest size outside (more images are not assumed to help a clean network)."""
@@ -182,6 +203,7 @@ class ScaleLaw:
         out["memorisation"] = {k: {**c, "information": None if c["information"] is None else
                                    [list(r) for r in c["information"]]} for k, c in self.memorisation.items()}
         out["clean"] = [list(p) for p in self.clean]
+        out["scatter"] = [list(p) for p in self.scatter]
         out["points"] = [dict(p) for p in self.points]
         return out
 
@@ -204,7 +226,7 @@ class ScaleLaw:
            from :func:`theory.curves.scale_n_eff` (the ``averaging`` form) at
            each network's own memorisation index (clipped to [N_EFF_MIN, N_EFF_MAX]);
            ``residual_sd`` = sqrt(SSR / dof), dof = networks - 2; information
-           J^T J / max(residual_sd, 1e-4)^2.
+           J^T J / max(residual_sd, 1e-4)^2; :attr:`scatter` per size.
 
         Args:
             points: one dict per network: ``label`` (a sampled or flipped label
@@ -242,13 +264,17 @@ class ScaleLaw:
             p["kind"] = lab.kind
             if p["n_images"] not in clean:
                 raise ValueError(f"no clean Dice at {p['n_images']} images (clean has {sorted(clean)})")
+            for k in ("dice", "memorisation"):
+                if p[k] is None or not math.isfinite(float(p[k])):
+                    raise ValueError(f"a point's {k} must be a finite number, got {p[k]!r} ({p['label']}, "
+                                     f"{p['n_images']} images)")
         images_seen = _checks.check_int("images_seen", images_seen, minimum=1)
         if averaging not in ("distinct", "seen"):
             raise ValueError(f"averaging must be 'distinct' or 'seen', got {averaging!r}")
         curves_ = _fit_memorisation([p["kind"] for p in pts], [images_seen / p["n_images"] for p in pts],
                                     [p["memorisation"] for p in pts])
         measured = np.array([p["dice"] for p in pts], float)
-        lo_n, hi_n = 1.0, 1e6  # planner.N_EFF_MIN, N_EFF_MAX (calibration imports this module)
+        lo_n, hi_n = N_EFF_MIN, N_EFF_MAX
 
         def predicted(theta: np.ndarray) -> np.ndarray:
             out = []
@@ -270,9 +296,18 @@ class ScaleLaw:
         sd = float(np.sqrt(np.sum(best.fun**2) / dof)) if dof else 0.0
         jac = np.asarray(best.jac)
         info = jac.T @ jac / max(sd, 1e-4) ** 2  # sd floored at 1e-4 Dice: a perfect fit is not infinite information
+        # one network's scatter at each size: the rms residual of its networks, inflated by n / dof for the two
+        # fitted numbers (smaller networks' sets scatter more than larger ones')
+        sizes = np.array([p["n_images"] for p in pts])
+        scatter = []
+        if dof:
+            for n in sorted(set(sizes.tolist())):
+                r = best.fun[sizes == n]
+                scatter.append((int(n), float(np.sqrt(np.mean(r**2) * len(pts) / dof)), int(r.size)))
         return cls(rate=float(np.exp(best.x[0])), ratio=float(np.exp(best.x[1])), information=info.tolist(),
                    memorisation=curves_, clean=[(int(n), float(d)) for n, d in clean.items()],
-                   images_seen=images_seen, residual_sd=sd, dof=dof, points=pts, averaging=averaging)
+                   images_seen=images_seen, residual_sd=sd, dof=dof, points=pts, averaging=averaging,
+                   scatter=scatter)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScaleLaw:
@@ -306,21 +341,21 @@ def _fit_memorisation(kinds: Sequence[str], passes: Sequence[float], index: Sequ
     Returns per family {"alpha", "beta", "information", "sd", "dof"}: the information of (alpha_kind, beta) is the
     inverse of their 2 x 2 block of s^2 (X^T X)^-1, s^2 the residual variance, and "sd" is s (how far one network's
     log m lies from the curve), with the regression's residual degrees of freedom (networks minus families minus
-    1); both None without one. With a single number of passes
-    there is no slope: beta = 0 (m the same at every size), information and sd None.
+    1); both None without one. Without a slope to tell (a single number of passes, or each family at one size
+    only) beta = 0 (m the same at every size), information and sd None.
     """
     names = list(dict.fromkeys(kinds))
     logp = np.log(np.asarray(passes, float))
     y = np.log(np.maximum(np.asarray(index, float), 1e-6))
     col = {k: np.array([float(k2 == k) for k2 in kinds]) for k in names}
-    if np.ptp(logp) < 1e-12:
+    x = np.stack([col[k] for k in names] + [logp], axis=1)
+    if np.ptp(logp) < 1e-12 or np.linalg.matrix_rank(x) < x.shape[1]:  # no slope to tell (one size per family)
         return {k: {"alpha": float(y[col[k] > 0].mean()), "beta": 0.0, "information": None, "sd": None, "dof": 0}
                 for k in names}
-    x = np.stack([col[k] for k in names] + [logp], axis=1)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     dof = len(y) - x.shape[1]
     cov, s2 = None, None
-    if dof > 0 and np.linalg.matrix_rank(x) == x.shape[1]:
+    if dof > 0:
         s2 = max(float(np.sum((y - x @ coef) ** 2)) / dof, 1e-12)
         cov = s2 * np.linalg.inv(x.T @ x)
     out = {}

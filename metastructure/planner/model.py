@@ -55,8 +55,8 @@ class Prediction(NamedTuple):
             to land, at :data:`~metastructure.planner.law.LEVEL` (from the
             calibration's scale law: :func:`predict`); None without a law, or
             for random labels.
-        n_images: the training-set size the prediction is for (None: a
-            calibration without a law, at its own size).
+        n_images: the training-set size the prediction is for (None: no
+            ``n_images`` given and a calibration whose ``n_train`` is 0).
     """
 
     label: LabelNoise
@@ -311,13 +311,13 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
     the memorisation of that family at P = steps x batch / n_images passes).
     The interval is where one such network lands, at
     :data:`~metastructure.planner.law.LEVEL`: the law's numbers moved over
-    their confidence region (the law's two and the family's memorisation
-    curve, each at LEVEL, small-sample), the new network's own memorisation
-    index about the curve (its ``sd``), their effects added in quadrature, and the scatter
-    of two networks (the new one and the calibration's clean one; each
-    ``residual_sd``, times Student's t at LEVEL with the law's ``dof``) added
-    in quadrature; clean, dilated, eroded and skeleton labels get the
-    scatter only (their own model error is not in it: the ``planner``
+    their joint confidence regions (the law's two and the family's memorisation
+    curve's two, each at LEVEL), the new network's own
+    memorisation index about the curve (its ``sd``), and the scatter of two
+    networks (the new one and the calibration's clean one; each
+    :meth:`ScaleLaw.scatter_at <metastructure.planner.law.ScaleLaw.scatter_at>`
+    this size, times Student's t at LEVEL), all added in quadrature; clean,
+    dilated, eroded and skeleton labels get the scatter only (their own model error is not in it: the ``planner``
     simulation measures it). Without a law, n_eff is the calibration's and no
     interval is given.
 
@@ -359,10 +359,12 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
         _check_resolved(m, label)
     fam = label.family
     clean = cal.clean_dice if law is None else law.clean_dice(n)
-    # one network's scatter, twice: the new network's, and the calibration's clean network's, which every
-    # prediction at this size multiplies (assumed to scatter as the sparse networks do about the law)
-    scatter = 0.0 if law is None or not law.dof else (math.sqrt(2) * law.residual_sd
-                                                      * float(stats.t.ppf(0.5 + LEVEL / 2, law.dof)))
+    # one network's scatter at this size, twice: the new network's, and the calibration's clean network's, which
+    # every prediction multiplies (assumed to scatter as the sparse networks do about the law)
+    scatter = 0.0
+    if law is not None and law.dof:
+        sd, dof = law.scatter_at(n)
+        scatter = math.sqrt(2) * sd * float(stats.t.ppf(0.5 + LEVEL / 2, dof))
 
     def done(dice: float, threshold, inverted: bool, model: str, spread: tuple[float, float] | None = None):
         interval = None
@@ -414,10 +416,11 @@ def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, f: float, b: float
               ) -> tuple[float, float, tuple[float, float]]:
     """(n_eff, Dice, (how far the uncertainty reaches below, above)) of a ``kind`` draw with rates (f, b) on ``n``
     images. Three parts, added in quadrature: the region of (log rate, log ratio) and that of the family's
-    (alpha, beta), each the ellipse of its information at LEVEL with the small-sample radius (2 F(LEVEL; 2, dof)
-    in place of chi^2_2; clipped to the law's bounds where the information leaves a direction open) walked at 24
-    points; and the new network's own memorisation index, which scatters about the curve by its ``sd`` in log (at
-    Student's t of LEVEL with the curve's dof)."""
+    (alpha, beta), each the joint region of its two numbers at LEVEL (the ellipse of its information, radius^2
+    2 F(LEVEL; 2, dof): wider than the delta method's t-interval of the one prediction, which the prediction's
+    curvature far from the calibration's sizes makes too narrow; clipped to the law's bounds where the information
+    leaves a direction open) walked at 24 points; and the new network's own memorisation index, which scatters
+    about the curve by its ``sd`` in log (at Student's t of LEVEL with the curve's dof)."""
     clean = law.clean_dice(n)
     c = law.memorisation[kind]
 
@@ -435,7 +438,10 @@ def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, f: float, b: float
                         lambda t: dice(curve=tuple(t))[1]))
     below, above = [], []
     for centre, info, bounds, dof, at in regions:
-        q = 2 * float(stats.f.ppf(LEVEL, 2, dof))  # the small-sample region of two numbers fitted with dof to spare
+        # the joint region of the two numbers (radius^2 2 F(LEVEL; 2, dof)), not the delta method's t: far from the
+        # calibration's sizes the prediction is not linear in them, and the t-interval under-covers there (the
+        # Monte Carlo of a known law in tests/test_planner_law.py)
+        q = 2 * float(stats.f.ppf(LEVEL, 2, dof))
         values = [d0]
         for a in np.linspace(0, 2 * np.pi, 24, endpoint=False):
             u = np.array([np.cos(a), np.sin(a)])

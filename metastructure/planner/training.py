@@ -25,8 +25,8 @@ from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff, unresolv
 
 __all__ = ["CALIBRATION_LABELS", "calibrate", "calibration_split"]
 
-#: the label types :func:`calibrate` trains on by default: one of each family, whose draws are memorised
-#: differently (a flipped draw less than a sampled one at the same passes)
+#: the label types :func:`calibrate` trains on by default: one of each family, so that each family's
+#: memorisation is measured on its own draws
 CALIBRATION_LABELS = ("sample 0.1", "flip 0.4 0.4")
 
 _MIN_LABELLED = 50  # fewest labelled foreground pixels a sparse calibration draw may have
@@ -80,8 +80,8 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
             or their names, one or a sequence (default
             :data:`CALIBRATION_LABELS`). A family not calibrated on is predicted
             with the other's memorisation.
-        repeats: networks (draws) per label type and size, >= 1 (with 1 the law has 2 residual degrees of
-            freedom: wide intervals, and a memorisation curve two networks decide).
+        repeats: networks (draws) per label type and size, >= 1 (the law has 2 x labels x repeats - 2
+            residual degrees of freedom: with one label type and 1 repeat none, and no interval).
         holdout: the fraction of images held out for scoring, in (0, 1).
         recipe: overrides of :data:`DEFAULT_RECIPE`.
         names: the masks' names (file names) for error messages.
