@@ -435,9 +435,9 @@ def _law_text(res: dict, cfg: dict) -> str:
             f"rate {num(law['rate'])}, ratio "
             f"{num(law['ratio'])}, one network within {num(law['residual_sd'])} Dice of the law (rms, "
             f"{law['dof']} degrees of freedom)"
-            + (f"; at the same passes a flipped draw's memorisation index is "
-               f"{math.exp(law['memorisation']['flip']['alpha'] - law['memorisation']['sample']['alpha']):.2f} x a "
-               "sampled one's (the curves' intercepts; one shared slope "
+            + (f"; at the same passes a flipped draw's memorisation index is {_flip_over_sample(law):.2f} x a "
+               "sampled one's here (the curves' intercepts; the subset calibrations below find other ratios; one "
+               "shared slope "
                f"{law['memorisation']['sample']['beta']:.2f} in log passes)"
                if {"flip", "sample"} <= set(law["memorisation"]) else "")
             + f". Every prediction above is for the {res['n_images']} tiles the "
@@ -457,6 +457,12 @@ def _law_text(res: dict, cfg: dict) -> str:
             + ".")
 
 
+def _flip_over_sample(law: dict) -> float:
+    """exp(alpha_flip - alpha_sample): a flipped draw's memorisation index over a sampled one's at equal passes."""
+    c = law["memorisation"]
+    return math.exp(c["flip"]["alpha"] - c["sample"]["alpha"]) if {"flip", "sample"} <= set(c) else float("nan")
+
+
 def _rcl_gap(v: dict) -> float:
     """The largest |measured - predicted| of a validation's offered sampled and flipped rows."""
     return max(abs(r["diff"]) for r in v["rows"].values() if r["offered"] and r["family"] == "RCL")
@@ -467,7 +473,8 @@ def _scale_text(sc: dict, tol: float) -> str:
     keys = sc["keys"]
     per_key = "; ".join(
         f"key {k['seed']}: n_eff at {sc['n_images']} tiles {k['n_eff'].get('sample', float('nan')):.0f} (sampled) / "
-        f"{k['n_eff'].get('flip', float('nan')):.0f} (flipped), largest gap {num(k['max_abs_diff'])}"
+        f"{k['n_eff'].get('flip', float('nan')):.0f} (flipped), a flipped draw's memorisation index "
+        f"{_flip_over_sample(k['calibration']['law']):.2f} x a sampled one's, largest gap {num(k['max_abs_diff'])}"
         f"{'' if k['all_within'] else f' (not all within {tol:g})'}, {_cover(k['coverage'])}" for k in keys)
     worst = max(((k["seed"], n, r) for k in keys for n, r in k["rows"].items() if r["offered"]),
                 key=lambda t: abs(t[2]["diff"]))
