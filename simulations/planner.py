@@ -3,15 +3,23 @@
 ``metastructure.planner`` predicts, from the masks and a short calibration,
 the Dice a network trained on cheaper labels reaches and the threshold to use.
 Here: calibrate on the training tiles of the packaged real nuclei image
-(``planner.calibrate``: clean labels and one fixed 10% draw, trained on three
-quarters of the tiles and scored on the rest); then train networks with the
-calibration's ``fit_kwargs`` on all training tiles, one fixed draw per seed,
-for sampling 0.5 / 0.1 / 0.05, flipping f = b = 0.3, dilation by 1 and 2 and
-erosion by 1 (the validation set), and for 1% sampling (beyond it: few
-labelled pixels per object); score them on the test tiles at the planner's
-thresholds and compare with ``planner.predict`` on the test masks. For
-structured errors the plain product ``clean_dice * Dice(T(M), M)`` is
-reported beside the planner's prediction.
+(``planner.calibrate``: clean labels and fixed draws of ``sample 0.1`` and
+``flip 0.4 0.4``, at three quarters of the tiles and half of those, scored on
+the other quarter; its scale law carries the answer to the full training
+set); then train networks with the calibration's ``fit_kwargs`` on all
+training tiles, one fixed draw per seed, for sampling 0.5 / 0.1 / 0.05,
+flipping f = b = 0.3 / 0.4 / 0.45, dilation by 1 and 2 and erosion by 1 (the
+validation set), and for 1% sampling (beyond it: few labelled pixels per
+object); score them on the test tiles at the planner's thresholds and compare
+with ``planner.predict`` for that many images on the test masks, and count the
+networks inside its intervals. For structured errors the plain product
+``clean_dice * Dice(T(M), M)`` is reported beside the planner's prediction.
+
+The scale law's own check: calibrations on a random ``subset`` of the
+training tiles (one per key of the profile) predict every validation label
+type for the full training set, against the same networks; and the law's
+other form (averaging over images seen, ``simulations.scale``'s) is refitted
+on each calibration's networks as a control.
 
 The calibration is the planner's default: run at the full profile (as the
 profile defines it, no overrides) into the published ``figures/``, the
