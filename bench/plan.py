@@ -3,8 +3,10 @@
 1. ``python -m metastructure plan MASKS`` on 100 masks of 512 x 512 (default
    calibration): target under 10 s.
 2. ``python -m metastructure plan MASKS --images IMAGES`` on 20 NUC-like images
-   of 256 x 256 (calibration: two trainings with the default recipe): target
-   under 5 minutes on 2 cores.
+   of 256 x 256 (the calibration: a clean network and ``--repeats`` draws of a
+   sampled and a flipped label type, at the training split and half of it,
+   each the default recipe; 10 trainings by default): target under 5 minutes
+   on 2 cores.
 
 Each is a fresh process (imports, JAX start-up and compilation included), on
 PNG files written first; the bench prints each time and its ratio to the
@@ -12,7 +14,7 @@ target. The masks of (1) are random
 disks (5-40 px radius, about 10-25% foreground), the images of (2)
 ``data.nuclei(key(0), 20, size=256)``.
 
-    python bench/plan.py [--masks 100] [--size 512] [--images 20] [--image-size 256]
+    python bench/plan.py [--masks 100] [--size 512] [--images 20] [--image-size 256] [--repeats R]
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--skip-calibration", action="store_true")
+    ap.add_argument("--repeats", type=int, default=None, help="the plan command's --repeats (default: its own)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -79,7 +82,8 @@ def main() -> None:
             x8 = ((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
             Image.fromarray(x8).save(root / "im" / f"n{i:02d}.png")
             Image.fromarray(m.astype(np.uint8)).save(root / "mk" / f"n{i:02d}.png")
-        wall, out = _run([str(root / "mk"), "--images", str(root / "im"), "--out", str(root / "out2")])
+        extra = [] if a.repeats is None else ["--repeats", str(a.repeats)]
+        wall, out = _run([str(root / "mk"), "--images", str(root / "im"), "--out", str(root / "out2"), *extra])
         cal = next(line for line in out.splitlines() if line.startswith("calibration"))
         print(f"plan --images, {a.images} images of {a.image_size}^2: {wall:.1f} s "
               f"(target 300 s: {wall / 300:.2f} of it)\n  {cal}")
