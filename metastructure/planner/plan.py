@@ -78,7 +78,8 @@ class Plan:
             law = c.law
             lines.append(f"predicted for {n} training images ({law.passes(n):.3g} passes of the recipe's "
                          f"{c.recipe['steps']} steps; {n / c.n_train:.3g} x the {c.n_train} the calibration trained "
-                         f"on, checked up to 2.7 x in simulations/README.md); scale law rate {law.rate:.3g}, ratio "
+                         "on; simulations/README.md checks more images than a calibration saw); scale law rate "
+                         f"{law.rate:.3g}, ratio "
                          f"{law.ratio:.3g}, one network within {law.residual_sd:.3f} Dice of it (rms, {law.dof} "
                          f"dof); intervals at {100 * LEVEL:.0f}%")
         lines += ["", f"{'labels':<16}{'family':<8}{'Dice':>6}  {'interval':<14}{'threshold':<22}model", "-" * 92]
