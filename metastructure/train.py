@@ -53,6 +53,7 @@ __all__ = [
     "make_optimizer",
     "make_step",
     "progress_bar",
+    "random_crop",
     "step",
 ]
 
@@ -245,7 +246,7 @@ class FitResult(NamedTuple):
 
 def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, loss: Callable,
               batch_size: int | None = None, targets: Callable | None = None, augment: bool = False,
-              select: Callable | None = None) -> Callable:
+              select: Callable | None = None, crop: tuple[int, int] | None = None) -> Callable:
     """The package's training step, jitted: ``step(state, key, images, labels, aux=None, idx=None, store=None)
     -> (state, loss value, store)``. :func:`fit` and :func:`metastructure.unsupervised.igtt` run it.
 
@@ -259,6 +260,9 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     2. **targets**: ``labels[idx]``, or ``targets(key, labels[idx], aux)`` where given: labels made at load
        (a fresh noise draw, EMS); ``aux`` is any pytree of arrays the call passes through (a
        :class:`~metastructure.noise.LabelNoise`'s rates, a flag), traced, so new values do not recompile.
+    2b. **crop** (with ``crop=(h, w)``): each sample's image and targets are cut to one h x w window
+       (:func:`random_crop`), after the targets are made (a structured fresh draw sees the whole mask). The
+       key then splits into four (batch, targets, augmentation, crop; with ``batch_size=None`` three).
     3. **augment**: each sample's image and targets get the dihedral transform ``t`` (:func:`dihedral`),
        ``t`` uniform in 0..7 per sample (:func:`augment_dihedral`).
     4. **gradient step** of ``optimizer`` on ``loss(model.apply(params, images), targets)`` (:func:`step`;
@@ -273,7 +277,8 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     objects to reuse a compiled step).
 
     Raises:
-        ValueError: ``batch_size`` not a positive integer or None.
+        ValueError: ``batch_size`` not a positive integer or None, ``crop`` not a pair of positive integers,
+            or ``crop`` with ``select`` (a window's pseudo-labels cannot fill a whole image's store).
         TypeError: ``loss``, ``targets`` or ``select`` not callable.
     """
     if batch_size is not None:
@@ -281,23 +286,61 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     for name, fn, optional in (("loss", loss, False), ("targets", targets, True), ("select", select, True)):
         if not (callable(fn) or (optional and fn is None)):
             raise TypeError(f"{name} must be callable, got {fn!r}")
-    return _build_step(model, optimizer, loss, batch_size, targets, bool(augment), select)
+    if crop is not None:
+        if not isinstance(crop, (tuple, list)) or len(crop) != 2:
+            raise ValueError(f"crop must be a pair (height, width) of positive integers or None, got {crop!r}")
+        crop = tuple(_checks.check_int("crop", v, minimum=1) for v in crop)
+        if select is not None:
+            raise ValueError("crop and select cannot be combined: select writes whole-image pseudo-labels into "
+                             "the store, and a cropped step sees only a window of each image")
+    return _build_step(model, optimizer, loss, batch_size, targets, bool(augment), select, crop)
+
+
+def random_crop(key: jax.Array, images: jax.Array, labels: jax.Array, size: tuple[int, int]) -> tuple[
+        jax.Array, jax.Array]:
+    """One ``size = (h, w)`` window per sample of images (N, H, W, C) and labels (N, H, W[, ...]), the same
+    window for a sample's image and labels, its top-left corner uniform over the (H - h + 1) x (W - w + 1)
+    positions that keep it inside the image.
+
+    Returns:
+        images (N, h, w, C) and labels (N, h, w[, ...]).
+
+    Raises:
+        ValueError: a window larger than the images.
+    """
+    h, w = size
+    n, height, width = images.shape[:3]
+    if not (0 < h <= height and 0 < w <= width):
+        raise ValueError(f"crop window {size} must fit in the images' {height} x {width}")
+    k_rows, k_cols = jax.random.split(key)
+    rows = jax.random.randint(k_rows, (n,), 0, height - h + 1)
+    cols = jax.random.randint(k_cols, (n,), 0, width - w + 1)
+
+    def one(x, y, r, c):
+        xs = jax.lax.dynamic_slice(x, (r, c, 0), (h, w, x.shape[-1]))
+        ys = jax.lax.dynamic_slice(y, (r, c) + (0,) * (y.ndim - 2), (h, w) + y.shape[2:])
+        return xs, ys
+
+    return jax.vmap(one)(images, labels, rows, cols)
 
 
 @functools.lru_cache(maxsize=64)
-def _build_step(model, optimizer, loss, batch_size, targets, augment, select):
+def _build_step(model, optimizer, loss, batch_size, targets, augment, select, crop):
     """The jitted function of :func:`make_step` (kept apart: its body draws random numbers from the step's key)."""
 
     @jax.jit
     def run(state, key, images, labels, aux=None, idx=None, store=None):
+        extra = 1 if crop is not None else 0
         if batch_size is None:
-            k_targets, k_augment = jax.random.split(key)
+            k_targets, k_augment, *k_crop = jax.random.split(key, 2 + extra)
         else:
-            k_batch, k_targets, k_augment = jax.random.split(key, 3)
+            k_batch, k_targets, k_augment, *k_crop = jax.random.split(key, 3 + extra)
             idx = jax.random.choice(k_batch, images.shape[0], (batch_size,), replace=False)
         xb, yb = images[idx], labels[idx]
         if targets is not None:
             yb = targets(k_targets, yb, aux)
+        if crop is not None:
+            xb, yb = random_crop(k_crop[0], xb, yb, crop)
         if augment:
             t = _dihedral_draw(k_augment, xb.shape[0])
             xb, yb = dihedral(t, xb), dihedral(t, yb)
@@ -400,9 +443,20 @@ def _output_shape(model: nets.Model, in_channels: int, height: int, width: int) 
     return tuple(jax.eval_shape(run).shape)
 
 
+def _crop_window(crop: Any, shape: tuple[int, int]) -> tuple[int, int] | None:
+    """``fit``'s ``crop`` as the window (h, w) a step cuts from images of ``shape`` (H, W), each side at most
+    the image's; None when there is nothing to cut (no crop, or one that covers the images)."""
+    if crop is None:
+        return None
+    crop = _checks.check_int("crop", crop, minimum=1)
+    window = (min(crop, int(shape[0])), min(crop, int(shape[1])))
+    return None if window == tuple(int(v) for v in shape) else window
+
+
 def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any, batch_size: Any,
                     learning_rate: Any, weight_decay: Any, loss: Any, noise: Any, augment: bool,
-                    num_classes: Any, validation: Any, val_every: Any) -> None:
+                    num_classes: Any, validation: Any, val_every: Any,
+                    window: tuple[int, int] | None = None) -> None:
     """Every argument of :func:`fit` whose value is known now, before anything compiles."""
     _checks.check_int("steps", steps, minimum=0)
     _checks.check_int("batch_size", batch_size, minimum=1)
@@ -436,6 +490,15 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
         raise ValueError(f"model {model.name} maps a (1, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) batch to "
                          f"{out}; fit needs (1, {x.shape[1]}, {x.shape[2]}, {want_ch}) "
                          f"({'one logit (binary)' if num_classes is None else f'{num_classes} logits'})")
+    if window is not None:
+        try:
+            got = _output_shape(model, x.shape[-1], *window)
+        except ValueError as e:  # e.g. a U-Net's sides that its pooling cannot halve
+            got = f"an error ({e})"
+        if got != (1, *window, want_ch):
+            raise ValueError(f"model {model.name} cannot train on {window[0]} x {window[1]} crops of the "
+                             f"{x.shape[1]} x {x.shape[2]} images: a (1, {window[0]}, {window[1]}, {x.shape[3]}) "
+                             f"batch gives {got}: choose another crop")
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a pair (images, masks)")
@@ -464,6 +527,7 @@ def fit(
     noise: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     label_type: Any = None,
     augment: bool = False,
+    crop: int | None = None,
     num_classes: int | None = None,
     validation: tuple[Any, Any] | None = None,
     val_every: int = 50,
@@ -500,6 +564,13 @@ def fit(
             (``ntm.skeleton_matrix``) for fixed skeleton labels.
         augment: random dihedral flip/rotation of each sample at each step (:func:`augment_dihedral`;
             non-square images: flips and the half turn).
+        crop: train on windows: each sample of each batch is cut to one
+            ``crop`` x ``crop`` window at a uniform random position
+            (:func:`random_crop`; a side of the images no longer than ``crop``
+            is kept whole), after its labels are made and before
+            ``augment``. A step then costs about window / image pixels of a
+            whole-image step. None (default), or a ``crop`` no smaller than
+            both sides, trains on whole images (bitwise the same run).
         num_classes: None for binary, M for multi-class (softmax outputs).
         validation: (images, masks) scored every ``val_every`` steps and at the
             last (:meth:`FitResult.evaluate`: every threshold protocol, t*
@@ -536,9 +607,10 @@ def fit(
     x_host = data.as_images(images)
     out_ch = 1 if num_classes is None else num_classes
     model = model or nets.unet(out_channels=out_ch)
+    window = _crop_window(crop, x_host.shape[1:3])
     _check_fit_args(x_host, labels, model=model, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                     weight_decay=weight_decay, loss=loss, noise=noise, augment=augment, num_classes=num_classes,
-                    validation=validation, val_every=val_every)
+                    validation=validation, val_every=val_every, window=window)
     steps, batch_size, val_every = int(steps), int(batch_size), int(val_every)
     x = jnp.asarray(x_host, jnp.float32)
     y = jnp.asarray(labels)
@@ -561,7 +633,7 @@ def fit(
     else:
         leaves, noise_def = [], noise
     train_step = make_step(model, opt, loss=loss_fn, batch_size=bs, augment=bool(augment),
-                           targets=None if noise_def is None else _noise_targets(noise_def))
+                           targets=None if noise_def is None else _noise_targets(noise_def), crop=window)
 
     history: dict = {"step": [], "loss": [], "val_step": [], "val": [], "callback": [], "seconds": 0.0}
     bar = progress_bar(steps, enabled=progress, desc=f"fit {model.name}")

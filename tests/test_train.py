@@ -222,6 +222,73 @@ def test_make_step_with_given_batches_targets_at_load_and_in_step_selection():
         train.make_step(model, opt, loss=losses.bce_with_logits, select="otsu")
 
 
+def test_random_crop_cuts_one_window_per_sample_uniformly():
+    """Each sample's image and labels (with trailing axes) are the same window of the input (numpy slicing as
+    the oracle), and the window's corner is uniform over the positions that keep it inside (chi-square over
+    many draws)."""
+    n, h, w = 3, 5, 7
+    x = jnp.arange(n * h * w * 2, dtype=jnp.float32).reshape(n, h, w, 2)
+    soft = jnp.stack([x[..., 0], -x[..., 0]], axis=-1)  # (N, H, W, M) soft targets ride along
+    corners = []
+    for i in range(400):
+        xc, yc = train.random_crop(jax.random.key(i), x, soft, (3, 4))
+        assert xc.shape == (n, 3, 4, 2) and yc.shape == (n, 3, 4, 2)
+        for j in range(n):
+            r, c = divmod(int(xc[j, 0, 0, 0]) // 2 - j * h * w, w)
+            np.testing.assert_array_equal(xc[j], np.asarray(x)[j, r:r + 3, c:c + 4])
+            np.testing.assert_array_equal(yc[j], np.asarray(soft)[j, r:r + 3, c:c + 4])
+            corners.append(r * 4 + c)  # 3 x 4 positions: r in 0..2, c in 0..3
+    counts = np.bincount(corners, minlength=12)
+    assert counts.size == 12
+    expected = len(corners) / 12
+    assert ((counts - expected) ** 2 / expected).sum() < 31.3  # chi-square, 11 dof, p = 0.001
+    with pytest.raises(ValueError, match="fit in"):
+        train.random_crop(jax.random.key(0), x, soft, (6, 4))
+
+
+def test_fit_on_crops_is_the_documented_step(small):
+    """fit(crop=c) runs make_step(crop=window): by hand, the key splits into batch, targets, augmentation and
+    crop keys, the window is cut after the targets are made (a fresh draw on whole images) and before the
+    dihedral transform, and the step is train.step: the same parameters and losses. A crop covering the
+    images is whole-image training, bitwise; one a U-Net cannot take, and crop with select, are refused."""
+    tr, _ = small
+    x, y = jnp.asarray(tr.images[:8]), jnp.asarray(tr.masks[:8])
+    kw = dict(model=SMALL, steps=3, batch_size=4, augment=True, progress=False)
+    lab = noise.LabelNoise.parse("flip 0.2 0.1")
+    whole = train.fit(jax.random.key(2), x, y, noise=lab, **kw)
+    for c in (32, 40):
+        same = train.fit(jax.random.key(2), x, y, noise=lab, crop=c, **kw)
+        for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(same.params), strict=True):
+            np.testing.assert_array_equal(a, b)
+    r = train.fit(jax.random.key(2), x, y, noise=lab, crop=16, **kw)
+    assert r.predict(x).shape == (8, 32, 32)  # trained on 16^2 windows, applied to whole images
+    opt = train.make_optimizer("adam", learning_rate=1e-3, weight_decay=0.0)
+    k_init, k_loop = jax.random.split(jax.random.key(2))
+    state = train.init(k_init, SMALL, 1, opt)
+    for i in range(3):
+        k_batch, k_targets, k_augment, k_crop = jax.random.split(jax.random.fold_in(k_loop, i), 4)
+        idx = jax.random.choice(k_batch, 8, (4,), replace=False)
+        yb = lab(k_targets, y[idx])  # the whole images' labels
+        xb, yb = train.random_crop(k_crop, x[idx], yb, (16, 16))
+        t = jax.random.randint(k_augment, (4,), 0, 8)
+        state, v = train.step(state, train.dihedral(t, xb), train.dihedral(t, yb), model=SMALL, optimizer=opt,
+                              loss=losses.bce_with_logits)
+        assert float(v) == pytest.approx(r.history["loss"][i], rel=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(r.params), jax.tree_util.tree_leaves(state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot train on 15 x 15 crops"):
+        train.fit(jax.random.key(2), x, y, crop=15, **kw)
+    with pytest.raises(ValueError, match="crop"):
+        train.fit(jax.random.key(2), x, y, crop=0, **kw)
+    with pytest.raises(TypeError, match="crop"):
+        train.fit(jax.random.key(2), x, y, crop=16.0, **kw)
+    opt = train.make_optimizer("sgd", learning_rate=1e-3)
+    with pytest.raises(ValueError, match="crop and select"):
+        train.make_step(SMALL, opt, loss=losses.bce_with_logits, crop=(16, 16), select=lambda z: z[..., 0] > 0)
+    with pytest.raises(ValueError, match="pair"):
+        train.make_step(SMALL, opt, loss=losses.bce_with_logits, crop=16)
+
+
 def test_progress_bar_and_fresh_state():
     assert train.progress_bar(3, enabled=False) is None
     bar = train.progress_bar(3, enabled=True, desc="x")
