@@ -8,8 +8,10 @@ these, the threshold to use on its output, and when one fixed draw gets
 memorised. With ``--images`` (images matched to the masks by file name, as
 :func:`metastructure.data.load_pairs`) it first calibrates the training recipe
 on them (:func:`metastructure.planner.calibrate`: a clean network and one per
-label family, at two training-set sizes, ``--repeats`` draws each);
-without, it uses the default calibration measured on the packaged real nuclei.
+label family, at two training-set sizes, ``--repeats`` draws each, every
+run ``--steps`` steps on ``--crop`` x ``--crop`` windows, the recipe's by
+default); without, it uses the default calibration measured on the packaged
+real nuclei.
 ``--n-images N`` predicts for a training set of N images at the recipe's steps
 (the calibration's scale law); each row gets its interval.
 It writes ``plan.json`` (every number, the calibration included) and
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--seed", type=int, default=0, help="the calibration's key (default 0)")
     plan.add_argument("--steps", type=int, default=None,
                       help="training steps of each calibration run (default: the recipe's)")
+    plan.add_argument("--crop", type=int, default=None, metavar="PX",
+                      help="each calibration run trains on PX x PX windows of the images (default: the recipe's, "
+                           "64; 0: whole images, slower on large ones)")
     plan.add_argument("--n-images", type=int, default=None, metavar="N",
                       help="predict for a training set of N images (default: the calibration's own number)")
     plan.add_argument("--repeats", type=int, default=None, metavar="R",
@@ -67,9 +72,9 @@ def _plan(args: argparse.Namespace) -> int:
     from . import planner
 
     t0 = time.perf_counter()
-    for flag, value in (("--steps", args.steps), ("--repeats", args.repeats)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+    for flag, value in (("--steps", args.steps), ("--repeats", args.repeats), ("--crop", args.crop)):
+        if value is not None and value < (0 if flag == "--crop" else 1):
+            raise ValueError(f"{flag} must be >= {0 if flag == '--crop' else 1}, got {value}")
         if value is not None and args.images is None:
             raise ValueError(f"{flag} sets how the calibration trains: it needs --images")
     if args.n_images is not None and args.n_images < 1:
@@ -121,8 +126,10 @@ def _work(args: argparse.Namespace):
     repeats = args.repeats or 2
     print(f"calibrating on {len(names)} image(s) of {args.images} (up to {2 + 4 * repeats} trainings) ...",
           file=sys.stderr, flush=True)
-    recipe = None if args.steps is None else {"steps": args.steps}
-    cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe, names=paths,
+    recipe = {} if args.steps is None else {"steps": args.steps}
+    if args.crop is not None:
+        recipe["crop"] = args.crop or None  # 0: whole images
+    cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe or None, names=paths,
                             repeats=repeats)
     return names, summary, cal
 

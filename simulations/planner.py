@@ -173,7 +173,7 @@ def _seen_control(spec: dict, cal: planner.Calibration) -> planner.Calibration:
     _, held = planner.calibration_split(jax.random.key(spec["seed"]), y.shape[0])
     law = cal.law
     seen = planner.ScaleLaw.fit(law.points, planner.Masks(y[held]), clean=dict(law.clean),
-                                images_seen=law.images_seen, averaging="seen")
+                                images_seen=law.images_seen, averaging="seen", batch_size=law.batch_size)
     return dataclasses.replace(cal, law=seen)
 
 
@@ -195,6 +195,10 @@ def _validate(config: dict, store, dspec: dict, types: list, validated: list) ->
     spec_ = _calibration_spec(config, dspec)
     cal = planner.Calibration.from_dict(store.result(spec_))
     d = _cells.load_data(dspec)
+    crop = cal.recipe.get("crop")
+    if crop is not None and max(d["train"].images.shape[1:3]) > crop:  # the networks below train on whole tiles
+        raise RuntimeError(f"the validation networks train on whole {d['train'].images.shape[1:3]} tiles, but the "
+                           f"recipe trains on {crop} px windows: they would not be the recipe's networks")
     masks = planner.Masks(d["test"].masks)
     n_nets = int(d["train"].images.shape[0])  # the validation networks train on every training image
     control = _seen_control(spec_, cal) if cal.law is not None else None

@@ -50,11 +50,12 @@ def test_plan_command_calibrates_on_images(tmp_path, tiny):
     write_pngs(tmp_path / "masks", tiny.masks)
     write_pngs(tmp_path / "images", ims)
     proc = _plan(tmp_path / "masks", "--images", tmp_path / "images", "--steps", "20", "--repeats", "1",
-                 "--n-images", "40", "--out", tmp_path, cwd=tmp_path)
+                 "--crop", "16", "--n-images", "40", "--out", tmp_path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((tmp_path / "plan.json").read_text())
     cal = rec["calibration"]
-    assert cal["source"].startswith("calibrated") and cal["recipe"]["steps"] == 20
+    assert cal["source"].startswith("calibrated") and cal["recipe"]["steps"] == 20 and cal["recipe"]["crop"] == 16
+    assert cal["law"]["images_seen"] == 20 * 8 / 4  # 16^2 windows of 32^2 images: a quarter image a sample
     assert cal["n_train"] == 6 and len(cal["law"]["points"]) == 4  # 2 sizes x 2 label families x 1 repeat
     # every row is for 40 training images, and every row but random labels has its interval around its Dice
     assert {r["n_images"] for r in rec["rows"]} == {40} and "predicted for 40 training images" in proc.stdout
@@ -64,7 +65,7 @@ def test_plan_command_calibrates_on_images(tmp_path, tiny):
 
 @pytest.mark.parametrize("how", ["empty", "not binary", "all foreground", "no masks for images", "too sparse",
                                  "missing", "out is a file", "steps without images", "repeats without images",
-                                 "no images"])
+                                 "crop without images", "no images", "negative crop"])
 def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks, tiny, capsys):
     """Exit status 2 and one line. In this process, but for the case that trains: the command sets up the
     process for training first (``runtime.configure_cpu``), which a test process that has trained already
@@ -96,7 +97,10 @@ def test_plan_command_bad_input_is_one_line_naming_the_file(tmp_path, how, masks
         write_pngs(mdir, masks)
         (tmp_path / "out").write_text("")
         want = "out"
-    elif how in ("steps without images", "repeats without images"):
+    elif how == "negative crop":
+        write_pngs(mdir, masks)
+        extra, want = ["--crop", "-1"], "--crop must be >= 0"
+    elif how in ("steps without images", "repeats without images", "crop without images"):
         write_pngs(mdir, masks)
         extra, want = ["--" + how.split()[0], "5"], "needs --images"
     elif how == "no images":

@@ -54,6 +54,34 @@ def test_the_law_is_theory_scale_n_eff_in_either_form():
     assert law.clean_dice(3) == 0.86 and law.clean_dice(math.sqrt(72)) == pytest.approx(0.88)
 
 
+def test_passes_count_the_batch_a_small_set_fills_and_the_crop_window():
+    """P = images_seen / N, but a training set smaller than the batch is drawn whole each step (train.fit: batch
+    min(B, N)), so P = images_seen / B there; a cropped recipe's images_seen is steps x batch x window / image
+    pixels. A calibration checks its law against its recipe: steps x batch for whole images, at most that for
+    windows, the same batch."""
+    law = law_by_hand(batch_size=8)
+    assert law.passes(12) == SEEN / 12 and law.passes(8) == SEEN / 8 and law.passes(3) == SEEN / 8
+    assert law_by_hand().passes(3) == SEEN / 3  # no batch recorded: the plain ratio
+    whole = {**planner.DEFAULT_RECIPE, "crop": None}
+    planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=whole, n_train=12, law=law)
+    with pytest.raises(ValueError, match="is not the recipe's steps x batch_size"):
+        planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=whole, n_train=12,
+                            law=law_by_hand(images_seen=SEEN / 16))
+    windows = {**planner.DEFAULT_RECIPE, "crop": 64}  # e.g. 64^2 windows of 256^2 images: a sixteenth of each
+    cal = planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=windows, n_train=12,
+                              law=law_by_hand(images_seen=SEEN / 16, batch_size=8))
+    assert cal.law.passes(12) == SEEN / 16 / 12
+    with pytest.raises(ValueError, match="at most the recipe's"):
+        planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=windows, n_train=12,
+                            law=law_by_hand(images_seen=2 * SEEN))
+    with pytest.raises(ValueError, match="batch_size"):
+        planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=whole, n_train=12, law=law_by_hand(batch_size=4))
+    # a record written before recipes had a crop trained on whole images
+    old = cal.to_dict()
+    del old["recipe"]["crop"]
+    assert planner.Calibration.from_dict({**old, "law": law.to_dict()}).recipe["crop"] is None
+
+
 def test_the_law_round_trips_through_json_and_checks_its_values():
     law = law_by_hand(points=[{"label": "sample 0.1", "n_images": 12, "dice": 0.8, "memorisation": 0.01}])
     assert planner.ScaleLaw.from_dict(json.loads(json.dumps(law.to_dict()))) == law
@@ -66,7 +94,11 @@ def test_the_law_round_trips_through_json_and_checks_its_values():
         with pytest.raises(ValueError):
             law_by_hand(**{field: value})
     with pytest.raises(TypeError):
-        law_by_hand(images_seen=2.5)
+        law_by_hand(images_seen=None)
+    with pytest.raises(ValueError):
+        law_by_hand(images_seen=0.0)
+    with pytest.raises(TypeError):
+        law_by_hand(batch_size=8.0)
     with pytest.raises(ValueError, match="missing"):
         planner.ScaleLaw.from_dict({"rate": 1.0})
     with pytest.raises(TypeError, match="law must be"):

@@ -108,6 +108,9 @@ def test_calibrate_end_to_end_tiny(tiny, monkeypatch):
     assert 0.3 < cal.clean_dice <= 1 and planner.N_EFF_MIN <= cal.n_eff <= planner.N_EFF_MAX
     assert cal.recipe["widths"] == (4, 8) and cal.recipe["augment"] is True
     assert cal.label == "sample 0.1" and cal.law.kinds == ("sample", "flip") and cal.law.images_seen == 60 * 8
+    # 32^2 images: the recipe's 64 px crop takes them whole; 6 and 3 images, fewer than the batch of 8: drawn
+    # whole each step, so both sizes see every image 60 times
+    assert cal.recipe["crop"] == 64 and cal.law.batch_size == 8 and cal.law.passes(6) == cal.law.passes(3) == 60
     # every number from the networks themselves (catches drawn and left-out pixels swapped, the held-out images
     # scored in place of the training ones, another n_fg, points out of order)
     held = check_against_its_networks(cal, calls, tiny.images, tiny.masks, labels=planner.CALIBRATION_LABELS,
@@ -218,6 +221,43 @@ def test_a_clipped_n_eff_is_not_passed_off_as_calibrated(tiny, monkeypatch):
     assert (cal.clean_dice, cal.sparse_dice, cal.n_eff) == (1.0, 1.0, planner.N_EFF_MAX)
     assert cal.source != "calibrated" and cal.source.startswith("calibrated, n_eff clipped at N_EFF_MAX")
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+
+
+class _Stuck:
+    """A network that failed to train: the same output, below every threshold that matters, on every pixel."""
+
+    def predict(self, x):
+        return np.full(np.shape(x)[:3], 0.45, np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:calibrate. the sparse networks")  # oracle networks: n_eff clipped, said
+def test_a_network_that_failed_to_train_is_named_kept_and_not_fitted(tiny, monkeypatch):
+    """One flipped draw's network stuck at 0.45 everywhere (Dice 0 at t* = 1/2) among networks that call the clean
+    masks: calibrate warns naming it, fits the law to the 7 others (dof 5), keeps it in law.points as failed,
+    and predict counts it in the flipped family's rows only."""
+    x = np.asarray(tiny.images)
+    calls = []
+
+    def fit(key, images, labels, **kw):
+        calls.append(kw.get("label_type"))
+        return _Stuck() if len(calls) == 5 else _Oracle(x, tiny.masks)  # 5th: the second flip draw, all images
+
+    monkeypatch.setattr(train, "fit", fit)
+    with pytest.warns(UserWarning, match=r"1 of 8 networks on fixed draws failed to train .*'flip 0.4 0.4' at 6 "
+                                         r"images 0.000 against 1.000"):
+        cal = planner.calibrate(jax.random.key(0), x, tiny.masks, recipe={"widths": (2, 4), "steps": 1},
+                                progress=False)
+    assert [c.name for c in calls[:5]] == ["clean", "sample 0.1", "sample 0.1", "flip 0.4 0.4", "flip 0.4 0.4"]
+    law = cal.law
+    assert len(law.points) == 8 and [p["failed"] for p in law.points].count(True) == 1 and law.dof == 5
+    bad = next(p for p in law.points if p["failed"])
+    assert (bad["label"], bad["n_images"], bad["repeat"], bad["dice"]) == ("flip 0.4 0.4", 6, 1, 0.0)
+    assert cal.sparse_dice == 1.0  # the first label type's networks all trained
+    flip = planner.predict(tiny.masks, "flip 0.3 0.3", calibration=cal)
+    assert "1 of 4 calibration networks on flip draws failed to train" in flip.model
+    assert "failed" not in planner.predict(tiny.masks, "sample 0.2", calibration=cal).model
+    assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    assert planner.FAILED == training.FAILED == 0.5
 
 
 def test_calibrate_refuses_masks_too_thin_for_the_model_before_training(monkeypatch):

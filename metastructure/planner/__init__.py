@@ -37,7 +37,8 @@ scores them on the held-out images and fits the **scale law** of n_eff
 (:mod:`~metastructure.planner.law`; theory/README.md, step 14):
 1/n_eff = 1/(rate N) + m(P)/ratio for N training images, the label family
 entering only through m, the memorisation index of its draw at
-P = steps x batch / N passes, measured per family (a flipped draw and a
+P = steps x batch x (crop window / image pixels) / N passes over each
+pixel, measured per family (a flipped draw and a
 sampled one need not be memorised alike). So
 ``predict(..., n_images=N)`` answers for N training images at the recipe's
 steps, with an interval where one such network lands (at :data:`LEVEL`: the
@@ -81,7 +82,7 @@ The parts, each with its public seam (every name is re-exported here):
 * :mod:`~metastructure.planner.model`: the prediction model (:class:`Masks`,
   :func:`predict`, :func:`solve_n_eff`);
 * :mod:`~metastructure.planner.training`: :func:`calibrate` (:data:`CALIBRATION_LABELS`,
-  :func:`calibration_split`), the part that trains networks;
+  :data:`FAILED`, :func:`calibration_split`), the part that trains networks;
 * :mod:`~metastructure.planner.plan`: the presentation (:class:`Plan`, :func:`table`).
 """
 
@@ -110,10 +111,11 @@ from .model import (
     unresolved,
 )
 from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
-from .training import CALIBRATION_LABELS, calibrate, calibration_split
+from .training import CALIBRATION_LABELS, FAILED, calibrate, calibration_split
 
 __all__ = [
     "CALIBRATION_LABELS",
+    "FAILED",
     "CONSTANTS_FILE",
     "DEFAULT",
     "DEFAULT_RECIPE",

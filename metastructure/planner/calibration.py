@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -47,9 +48,10 @@ __all__ = [
 ]
 
 #: The training recipe the predictions are about: ``train.fit`` with ``nets.unet(widths)``, fixed labels,
-#: dihedral augmentation (the remedy for memorising one fixed draw), Adam.
+#: dihedral augmentation (the remedy for memorising one fixed draw), Adam, on ``crop`` x ``crop`` windows
+#: (images no larger are taken whole; None: whole images), so that a step costs the same on any image size.
 DEFAULT_RECIPE: dict[str, Any] = {"widths": (8, 16, 32), "steps": 300, "batch_size": 8, "learning_rate": 2e-3,
-                                  "augment": True}
+                                  "augment": True, "crop": 64}
 
 #: The JSON file (package data) that holds the measured defaults.
 CONSTANTS_FILE = Path(__file__).with_name("calibration.json")
@@ -87,22 +89,25 @@ def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
                                                          strict=True)
     if "augment" in out and not isinstance(out["augment"], bool):
         raise TypeError(f"recipe augment must be True or False, got {out['augment']!r}")
+    if out.get("crop") is not None:
+        out["crop"] = _checks.check_int("recipe crop", out["crop"], minimum=1)
     return out
 
 
 def fit_kwargs(**recipe: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`metastructure.train.fit` for a recipe: :data:`DEFAULT_RECIPE` with
     ``recipe``'s keys replaced (``widths`` of the U-Net, ``steps``, ``batch_size``, ``learning_rate``,
-    ``augment``), e.g. ``fit_kwargs(steps=100)``.
+    ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``.
 
     Raises:
         ValueError: a key that is not a recipe key, a count below 1, a learning rate that is not a finite
             number > 0.
-        TypeError: widths not a non-empty list of ints, steps / batch_size not an int, augment not a bool.
+        TypeError: widths not a non-empty list of ints, steps / batch_size / crop not an int, augment not a
+            bool.
     """
     r = _check_recipe({**DEFAULT_RECIPE, **recipe})
     return {"model": nets.unet(widths=r["widths"]), "steps": r["steps"], "batch_size": r["batch_size"],
-            "learning_rate": r["learning_rate"], "augment": r["augment"]}
+            "learning_rate": r["learning_rate"], "augment": r["augment"], "crop": r["crop"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,11 +203,16 @@ class Calibration:
             if self.n_train < 1:
                 raise ValueError("a calibration with a scale law needs its n_train (the training-set size it "
                                  f"predicts at by default), got {self.n_train}")
-            seen = self.recipe["steps"] * self.recipe["batch_size"] if {"steps", "batch_size"} <= set(self.recipe) \
-                else None
-            if seen is not None and self.law.images_seen != seen:
-                raise ValueError(f"the law's images_seen ({self.law.images_seen}) is not the recipe's steps x "
-                                 f"batch_size ({seen})")
+            r = {**DEFAULT_RECIPE, **self.recipe}
+            seen = r["steps"] * r["batch_size"]
+            whole = r["crop"] is None  # whole images: steps x batch; windows: a part of it
+            if (not math.isclose(self.law.images_seen, seen, rel_tol=1e-9) if whole
+                    else self.law.images_seen > seen * (1 + 1e-9)):
+                raise ValueError(f"the law's images_seen ({self.law.images_seen}) is not "
+                                 + ("" if whole else "at most ") + f"the recipe's steps x batch_size ({seen})")
+            if self.law.batch_size is not None and self.law.batch_size != r["batch_size"]:
+                raise ValueError(f"the law's batch_size ({self.law.batch_size}) is not the recipe's "
+                                 f"({r['batch_size']})")
         if not isinstance(self.source, str) or not self.source.strip():
             raise (TypeError if not isinstance(self.source, str) else ValueError)(
                 f"source must be a non-empty str, got {self.source!r}")
@@ -222,7 +232,8 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         """The calibration :meth:`to_dict` wrote (e.g. read back from a ``plan.json``), its values checked as the
-        constructor checks them.
+        constructor checks them. A recipe with every key but ``crop`` (a full record from before recipes had it)
+        trained on whole images: it is read with ``crop`` None.
 
         Raises:
             TypeError: ``d`` is not a dict, or a value of the wrong type (the constructor's).
@@ -238,6 +249,8 @@ class Calibration:
             raise ValueError(f"d is not a calibration record: {f'unknown keys {unknown}' if unknown else ''}"
                              f"{'; ' if unknown and missing else ''}{f'missing {missing}' if missing else ''} "
                              f"(the keys are {fields})")
+        if isinstance(d["recipe"], Mapping) and set(DEFAULT_RECIPE) - set(d["recipe"]) == {"crop"}:
+            d = {**d, "recipe": {**d["recipe"], "crop": None}}
         return cls(**d)
 
 

@@ -82,17 +82,24 @@ class ScaleLaw:
             network's log m lies from it, on dof residual degrees of freedom
             (None, 0: too few networks to tell).
         clean: ``((n_images, clean Dice), ...)`` of the clean networks, by n_images.
-        images_seen: steps x batch of the recipe (N P).
+        images_seen: the images' worth of pixels the recipe trains on, steps x
+            batch x (window / image pixels) (N P; steps x batch when it trains
+            on whole images); a float.
         residual_sd: the rms difference, in Dice, between the calibration's sparse
             networks and the law (``dof`` degrees of freedom): how far one network
             lies from the law, its own training noise included.
         dof: sparse networks minus 2 (the law's numbers); 0 gives no interval.
-        points: the calibration networks (label, n_images, key, Dice, memorisation, n_eff).
+        points: the calibration networks (label, n_images, key, Dice, memorisation, n_eff); those
+            :func:`~metastructure.planner.calibrate` marks ``failed`` (True) were not fitted.
         averaging: "distinct" (the averaging term counts distinct training
             images) or "seen" (images seen, N P).
         scatter: ``((n_images, sd, networks), ...)``: one network's scatter
             about the law at each calibration size (the rms residual there,
             inflated by networks / dof); empty: ``residual_sd`` at every size.
+        batch_size: the recipe's batch (None: not recorded). A training set
+            smaller than its batch is drawn whole at every step
+            (:func:`metastructure.train.fit`), so :meth:`passes` counts
+            min(batch, N) samples a step.
 
     Raises:
         ValueError: a number out of its range, a malformed matrix or curve, no clean point.
@@ -104,12 +111,13 @@ class ScaleLaw:
     information: Any
     memorisation: dict
     clean: Any
-    images_seen: int
+    images_seen: float
     residual_sd: float
     dof: int
     points: Any = ()
     averaging: str = "distinct"
     scatter: Any = ()
+    batch_size: int | None = None
 
     #: (log) bounds of the law's numbers: the fit searches, and the intervals reach, no further
     LOG_RATE = (math.log(1e-4), math.log(1e4))
@@ -144,7 +152,9 @@ class ScaleLaw:
         if not pts or any(not 0 <= d <= 1 for _, d in pts):
             raise ValueError(f"clean must hold (n_images, Dice) pairs, Dice in [0, 1], got {self.clean!r}")
         put("clean", tuple(pts))
-        put("images_seen", _checks.check_int("images_seen", self.images_seen, minimum=1))
+        put("images_seen", _checks.check_real_number("images_seen", self.images_seen, minimum=0.0, strict=True))
+        if self.batch_size is not None:
+            put("batch_size", _checks.check_int("batch_size", self.batch_size, minimum=1))
         put("residual_sd", _checks.check_real_number("residual_sd", self.residual_sd, minimum=0.0))
         put("dof", _checks.check_int("dof", self.dof, minimum=0))
         put("points", tuple(dict(p) for p in self.points))
@@ -160,8 +170,9 @@ class ScaleLaw:
         return tuple(self.memorisation)
 
     def passes(self, n_images: float) -> float:
-        """P = images_seen / n_images: how often the recipe shows each of ``n_images`` training images."""
-        return self.images_seen / float(n_images)
+        """P: how often the recipe shows each pixel of ``n_images`` training images, images_seen / n_images, or
+        with a ``batch_size`` B above n_images (the whole set each step) images_seen / B."""
+        return _passes(self.images_seen, self.batch_size, n_images)
 
     def memorisation_index(self, kind: str, n_images: float, *, curve: tuple[float, float] | None = None) -> float:
         """m of a ``kind`` draw ("sample" or "flip") on ``n_images`` training images: exp(alpha + beta log P)
@@ -209,7 +220,7 @@ class ScaleLaw:
 
     @classmethod
     def fit(cls, points: Sequence[Mapping[str, Any]], masks: Any, *, clean: Mapping[int, float],
-            images_seen: int, averaging: str = "distinct") -> ScaleLaw:
+            images_seen: float, averaging: str = "distinct", batch_size: int | None = None) -> ScaleLaw:
         """The law of a set of networks trained on fixed draws (what :func:`~metastructure.planner.calibrate` does
         with its networks).
 
@@ -237,8 +248,9 @@ class ScaleLaw:
                 (anything with its ``pooled_dice(n_eff, f, b)``).
             clean: n_images -> the clean network's Dice at that size, for
                 every size of the points.
-            images_seen: steps x batch of the recipe.
+            images_seen: the images' worth of pixels the recipe trains on (:attr:`images_seen`).
             averaging: the law's form, "distinct" or "seen" (:attr:`averaging`).
+            batch_size: the recipe's batch (:attr:`batch_size`; None: P = images_seen / n_images at every size).
 
         Raises:
             ValueError: fewer than 2 networks, a point without those keys, a
@@ -268,10 +280,13 @@ class ScaleLaw:
                 if p[k] is None or not math.isfinite(float(p[k])):
                     raise ValueError(f"a point's {k} must be a finite number, got {p[k]!r} ({p['label']}, "
                                      f"{p['n_images']} images)")
-        images_seen = _checks.check_int("images_seen", images_seen, minimum=1)
+        images_seen = _checks.check_real_number("images_seen", images_seen, minimum=0.0, strict=True)
+        if batch_size is not None:
+            batch_size = _checks.check_int("batch_size", batch_size, minimum=1)
         if averaging not in ("distinct", "seen"):
             raise ValueError(f"averaging must be 'distinct' or 'seen', got {averaging!r}")
-        curves_ = _fit_memorisation([p["kind"] for p in pts], [images_seen / p["n_images"] for p in pts],
+        curves_ = _fit_memorisation([p["kind"] for p in pts], [_passes(images_seen, batch_size, p["n_images"])
+                                                              for p in pts],
                                     [p["memorisation"] for p in pts])
         measured = np.array([p["dice"] for p in pts], float)
         lo_n, hi_n = N_EFF_MIN, N_EFF_MAX
@@ -279,7 +294,8 @@ class ScaleLaw:
         def predicted(theta: np.ndarray) -> np.ndarray:
             out = []
             for p in pts:
-                n_eff = float(curves.scale_n_eff(p["n_images"], _averaged(averaging, images_seen / p["n_images"]),
+                passes = _passes(images_seen, batch_size, p["n_images"])
+                n_eff = float(curves.scale_n_eff(p["n_images"], _averaged(averaging, passes),
                                                  max(float(p["memorisation"]), 0.0), rate=math.exp(theta[0]),
                                                  ratio=math.exp(theta[1])))
                 out.append(clean[p["n_images"]] * float(masks.pooled_dice(min(max(n_eff, lo_n), hi_n),
@@ -307,7 +323,7 @@ class ScaleLaw:
         return cls(rate=float(np.exp(best.x[0])), ratio=float(np.exp(best.x[1])), information=info.tolist(),
                    memorisation=curves_, clean=[(int(n), float(d)) for n, d in clean.items()],
                    images_seen=images_seen, residual_sd=sd, dof=dof, points=pts, averaging=averaging,
-                   scatter=scatter)
+                   scatter=scatter, batch_size=batch_size)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScaleLaw:
@@ -367,3 +383,9 @@ def _fit_memorisation(kinds: Sequence[str], passes: Sequence[float], index: Sequ
         out[k] = {"alpha": float(coef[i]), "beta": float(coef[-1]), "information": info,
                   "sd": None if s2 is None else math.sqrt(s2), "dof": max(dof, 0)}
     return out
+
+
+def _passes(images_seen: float, batch_size: int | None, n_images: float) -> float:
+    """P for ``n_images`` training images (:meth:`ScaleLaw.passes`)."""
+    n = float(n_images)
+    return images_seen / (n if batch_size is None else max(n, float(batch_size)))

@@ -50,7 +50,9 @@ class Prediction(NamedTuple):
             where none recovers anything (random labels, f + b = 1).
         inverted: True beyond f + b = 1: call foreground *below* the threshold.
         family: "CL", "RCL", "PCL" or "RL" (arXiv 2103.11594, Table 1).
-        model: which formula gave ``dice`` (:mod:`metastructure.planner`).
+        model: which formula gave ``dice`` (:mod:`metastructure.planner`), and
+            how many of the calibration's networks on the family's draws failed
+            to train (:data:`~metastructure.planner.FAILED`), where any did.
         interval: (low, high): where one network trained this way is expected
             to land, at :data:`~metastructure.planner.law.LEVEL` (from the
             calibration's scale law: :func:`predict`); None without a law, or
@@ -308,7 +310,8 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
     size (:meth:`ScaleLaw.clean_dice <metastructure.planner.law.ScaleLaw.clean_dice>`),
     and for sampled and flipped labels n_eff of the label's family at that
     size (:meth:`ScaleLaw.n_eff <metastructure.planner.law.ScaleLaw.n_eff>`:
-    the memorisation of that family at P = steps x batch / n_images passes).
+    the memorisation of that family at P passes over each pixel, :meth:`ScaleLaw.passes
+    <metastructure.planner.law.ScaleLaw.passes>`).
     The interval is where one such network lands, at
     :data:`~metastructure.planner.law.LEVEL`: the law's numbers moved over
     their joint confidence regions (the law's two and the family's memorisation
@@ -387,6 +390,9 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
         kind = label.kind if label.kind in law.kinds else law.kinds[0]
         n_eff, dice, spread = _law_dice(m, law, kind, n, f, b)
         note = "" if kind == label.kind else f", memorisation of {kind} draws ({label.kind} not calibrated)"
+        ran = [p for p in law.points if p.get("kind") == kind]
+        if failed := sum(bool(p.get("failed")) for p in ran):  # networks that did not train: not in the law
+            note += f"; {failed} of {len(ran)} calibration networks on {kind} draws failed to train"
         return done(dice, float(mt.threshold), bool(mt.invert),
                     f"scale law, n_eff = {n_eff:.3g} at {n} images ({law.passes(n):.3g} passes){note}", spread)
     if isinstance(label, (noise.Dilate, noise.Erode)):

@@ -9,6 +9,7 @@ Dice (:meth:`metastructure.planner.Masks.pooled_dice`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,11 +24,15 @@ from .calibration import DEFAULT_RECIPE, Calibration, fit_kwargs
 from .law import ScaleLaw
 from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff, unresolved
 
-__all__ = ["CALIBRATION_LABELS", "calibrate", "calibration_split"]
+__all__ = ["CALIBRATION_LABELS", "FAILED", "calibrate", "calibration_split"]
 
 #: the label types :func:`calibrate` trains on by default: one of each family, so that each family's
 #: memorisation is measured on its own draws
 CALIBRATION_LABELS = ("sample 0.1", "flip 0.4 0.4")
+
+#: a calibration network whose held-out Dice is below this fraction of the clean network's at its size failed
+#: to train (an output that stays on one side of its threshold): it is kept in the law's points, not fitted
+FAILED = 0.5
 
 _MIN_LABELLED = 50  # fewest labelled foreground pixels a sparse calibration draw may have
 
@@ -51,13 +56,23 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
     From these networks (:mod:`metastructure.planner.law`; theory/README.md, step 14):
 
     * per label family, log m = alpha + beta log P over the draws' networks,
-      P = steps x batch / n_images their passes;
+      P their passes over each pixel: steps x batch x (crop window / image
+      pixels) / n_images, with min(batch, n_images) for batch
+      (:meth:`~metastructure.planner.ScaleLaw.passes`);
     * ``rate`` and ``ratio`` of 1/n_eff = 1/(rate N) + m(P)/ratio (N the
       distinct training images: :class:`~metastructure.planner.ScaleLaw`),
       by least squares of the draws' held-out Dice against
       ``clean Dice(size) * pooled_dice(held-out masks, n_eff, f, b)``;
     * the residual sd of that fit (how far one network lies from the law) and
       the information of the two numbers, for the prediction intervals.
+
+    A draw's network whose held-out Dice is below :data:`FAILED` x the clean
+    network's at its size failed to train (a bimodal outcome, e.g. a heavily
+    flipped draw whose output never crosses t*): it is not fitted (the law
+    describes networks that train), a warning names it, and it stays in
+    ``law.points`` with ``failed`` True, so that :func:`~metastructure.planner.predict`
+    reports how many of the family's networks failed. When fewer than 2 trained,
+    all are fitted.
 
     The record's ``n_eff`` is the law's at N_tr for the first label type,
     ``clean_dice`` the clean network's at N_tr, ``sparse_dice`` the first
@@ -166,7 +181,10 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
         draws.append(per_label)
 
     mt = [lab.matched_threshold() for lab in labs]
-    images_seen = int(rec["steps"]) * int(rec["batch_size"])
+    # the images' worth of pixels each training sees: steps x batch windows of the recipe's crop
+    window = 1.0 if rec["crop"] is None else min(rec["crop"], x.shape[1]) * min(rec["crop"], x.shape[2]) / (
+        x.shape[1] * x.shape[2])
+    images_seen = int(rec["steps"]) * int(rec["batch_size"]) * window
     cleans, points = [], []
     fg_index = []
     for s, sub in enumerate(subsets):
@@ -187,11 +205,31 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
                     drawn, left = (noisy == 1) & (y[sub] == 1), (noisy == 0) & (y[sub] == 1)
                     if left.any():
                         fg_index.append(float(out[drawn].mean() - out[left].mean()))
-    first = [p for p in points if p["n_images"] == len(tr) and p["label"] == labs[0].name]
+    clean_at = dict(cleans)
+    for p in points:
+        p["failed"] = bool(p["dice"] < FAILED * clean_at[p["n_images"]])
+    failed = [p for p in points if p["failed"]]
+    fitted = [p for p in points if not p["failed"]] if len(points) - len(failed) >= 2 else points
+    if failed:
+        warnings.warn(f"calibrate: {len(failed)} of {len(points)} networks on fixed draws failed to train (held-out "
+                      "Dice below half the clean network's: " + ", ".join(
+                          f"'{p['label']}' at {p['n_images']} images {p['dice']:.3f} against "
+                          f"{clean_at[p['n_images']]:.3f}" for p in failed)
+                      + ("); the scale law is fitted to the networks that trained, and predictions count the "
+                         "failures of their family" if fitted is not points else
+                         "); fewer than 2 trained, so the law is fitted to all of them")
+                      + ": more steps, or a larger crop, may make the recipe train reliably", UserWarning,
+                      stacklevel=2)
+    first = [p for p in fitted if p["n_images"] == len(tr) and p["label"] == labs[0].name] or [
+        p for p in points if p["n_images"] == len(tr) and p["label"] == labs[0].name]
     clean = cleans[0][1]
     sparse = float(np.mean([p["dice"] for p in first]))
-    law = (ScaleLaw.fit(points, held, clean=dict(cleans), images_seen=images_seen, averaging="distinct")
-           if len(subsets) > 1 else None)
+    law = None
+    if len(subsets) > 1:
+        law = ScaleLaw.fit(fitted, held, clean=clean_at, images_seen=images_seen, averaging="distinct",
+                           batch_size=int(rec["batch_size"]))
+        if fitted is not points:  # the failed networks on the record, not in the fit
+            law = dataclasses.replace(law, points=law.points + tuple(failed))
     n_eff, clipped = solve_n_eff(held, labs[0], clean_dice=clean, measured=sparse)  # a bound when clipped
     if law is not None and not clipped:
         n_eff = float(np.clip(law.n_eff(labs[0].kind, len(tr)), N_EFF_MIN, N_EFF_MAX))
