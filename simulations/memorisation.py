@@ -12,8 +12,10 @@ object, the meta-structure; 1: it has learned which pixels were drawn).
 Prediction (theory/README.md, step 13; ``derivations.linearity_and_memorisation``): under the
 k-group model (k free outputs, each fitted to its group's drawn fraction) the
 index is m = min(1, k / n_fg) whatever p (``theory.curves.memorised_fraction``),
-n_fg the training set's foreground pixels: memorisation falls like 1/n_fg. k is
-fitted (one number) and reported beside the network's parameter count.
+n_fg the training set's foreground pixels: the model says memorisation falls
+like 1/n_fg. k is fitted (one number) and reported beside the network's
+parameter count, with what the fitted model predicts at each size against the
+measured index (which falls faster than 1/n_fg here).
 
 The fitted k of the full profile (no augmentation) is the planner's
 ``NO_AUGMENT_CAPACITY``: run at the full profile (as the profile defines it,
@@ -177,12 +179,18 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
              f" and clean labels end at {span(mean(row('clean', n)['final']) for n in sizes)}.")
     idx = [mean(row("fixed", n)["memorisation_index"]) for n in sizes]
     k, params = res["fitted_k"], res["num_params"]
+    n_fg = [row("fixed", n)["n_fg"] for n in sizes]
+    model = [float(curves.memorised_fraction(v, k)) for v in n_fg]
+    ratio_idx, ratio_fg = idx[-2] / idx[-1], n_fg[-1] / n_fg[-2]
     text2 = (f"The memorisation index (mean output on the drawn pixels minus on the foreground left out) is "
              f"{slash(idx)} on {slash([str(n) for n in sizes])} images: `theory.curves.memorised_fraction`, "
              f"min(1, k / n_fg) (the k-group model: k outputs, each fitted to its group's drawn fraction, give "
-             f"k / n_fg whatever the ratio p = {g(res['p'])}), fits it with an "
+             f"k / n_fg whatever the ratio p = {g(res['p'])}), fitted by least squares, gives an "
              f"effective capacity k = {k:,.0f} (rms error {num(res['fit_rmse'])}), about 1/{params / k:.0f} of the "
-             f"network's {params:,} weights.")
+             f"network's {params:,} weights. It does not follow the fall: with that k the model predicts "
+             f"{slash([num(v) for v in model])} for {slash([f'{v:,}' for v in n_fg])} foreground pixels, so the "
+             f"index falls faster than 1/n_fg ({ratio_idx:.0f}x for {ratio_fg:.1f}x the foreground pixels between "
+             f"the two largest sets).")
     mid = cfg["middle"]
     base = row("fixed", mid)
 

@@ -111,6 +111,26 @@ TITLE = "the collapse at f + b = 1 and the inversion beyond"
 POINTS = 0.02  # "a point or two" of Dice
 
 
+def not_reproduced(record: dict, records: dict) -> list[str]:
+    """The results document's "not reproduced" entry: heavy symmetric flipping near the clean Dice, when the
+    most heavily flipped rate below f + b = 1 loses more than ``POINTS``."""
+    sym = record["results"]["symmetric"]
+    clean = next((r for r in sym if r["f"] == 0), None)
+    before = [r for r in sym if 0 < r["f"] < 0.5]
+    if clean is None or not before:
+        return []
+    worst = max(before, key=lambda r: r["f"])
+    loss = mean(clean["t_star"]) - mean(worst["t_star"])
+    if loss <= POINTS:
+        return []
+    return [f"heavy flipping at about the clean segmentation (the abstract: largely the same, up to 49% flipped): "
+            f"one fixed draw with f = b = {g(worst['f'])} loses {num(loss)} Dice at t* here "
+            f"({pm(worst['t_star'])} against {num(mean(clean['t_star']))}), more than {g(POINTS)}; the difference "
+            "we hold responsible is scale (the paper's larger images, many more of them and longer training against "
+            "the common setup's): the `scale` section measures how the gap shrinks with images and where "
+            "memorisation stops it."]
+
+
 def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
     """This experiment's section of the results document (markdown blocks), from its record."""
     res = record["results"]
@@ -130,7 +150,9 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
                 break
             upto = r["f"]
         worst = before[-1]
-        text += (" The paper finds heavy symmetric flipping within a point or two of clean; here the loss stays "
+        text += (" The paper's abstract says networks trained on heavily flipped labels reach largely the same "
+                 "segmentation as on clean ones (arXiv 2103.11594 v1, up to 49% flipped, with no number for the "
+                 "gap); here, at the common setup's size and length (about 6 passes over the images), the loss stays "
                  + (f"within {g(POINTS)} up to f = b = {g(upto)}" if upto is not None else
                     f"above {g(POINTS)} at every rate")
                  + f" and is {num(c - mean(worst['t_star']))} at {g(worst['f'])}.")

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from ._io import load
-from ._text import g, listing, para
+from ._text import bullet, g, listing, para
 from .registry import experiment, names
 
 __all__ = ["render"]
@@ -58,7 +58,7 @@ def render(figures_dir: str | os.PathLike, *, doc_path: str | os.PathLike) -> st
 
     cmd = commands(records, figures_dir, doc_path)
     blocks = [_intro(records, figures_dir, doc_path, cmd), "## Common setup", *_setup(records, cmd),
-              "## The experiments"]
+              *_not_reproduced(records, figures_dir), "## The experiments"]
     default = _default_steps(records)
     for name in records:
         mod = experiment(name)
@@ -123,6 +123,38 @@ def _intro(records: dict, figures_dir: Path, doc_path: Path, cmd: dict[str, str]
              "skeletonised) and random labels."),
     ]
     return "\n\n".join(text)
+
+
+NOT_REPRODUCED = "Not reproduced here, and why"  # the section's title (the front page links to it)
+
+
+def _not_reproduced(records: dict, figures_dir: Path) -> list[str]:
+    """The section that lists the paper's claims the records do not reproduce: one bullet per claim, from the
+    optional ``not_reproduced(record, records) -> list[str]`` of each experiment module (computed from its
+    record, like ``report``), each linked to the experiment's section."""
+    bullets = []
+    for name, rec in records.items():
+        hook = getattr(experiment(name), "not_reproduced", None)
+        if rec is None or hook is None:
+            continue
+        try:
+            items = hook(rec, records)
+        except (KeyError, TypeError, IndexError, ValueError) as e:
+            raise ValueError(f"{figures_dir / f'{name}.json'} lacks what its 'not reproduced' entry reads "
+                             f"({type(e).__name__}: {e}): run `python -m simulations run {name} --out "
+                             f"{figures_dir}` again to rewrite it") from e
+        anchor = "#" + _anchor(f"{name}: {experiment(name).TITLE}")
+        bullets += [bullet(f"[`{name}`]({anchor}): {item}") for item in items]
+    if not bullets:
+        return []
+    return [f"## {NOT_REPRODUCED}", para("The paper's claims that the records below do not reproduce at this "
+                                         "toolkit's scale, each with the numbers that decide it and the "
+                                         "difference we hold responsible."), "\n".join(bullets)]
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but ``-`` and ``_`` dropped, each space a ``-``."""
+    return "".join(c for c in heading.lower() if c.isalnum() or c in " -_").replace(" ", "-")
 
 
 def _default_steps(records: dict) -> int | None:
