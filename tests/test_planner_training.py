@@ -258,6 +258,17 @@ def test_a_network_that_failed_to_train_is_named_kept_and_not_fitted(tiny, monke
     assert "failed" not in planner.predict(tiny.masks, "sample 0.2", calibration=cal).model
     assert planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
     assert planner.FAILED == training.FAILED == 0.5
+    # every flipped network failed: the law has no flip curve, and a flip row says both things
+    calls.clear()
+    monkeypatch.setattr(train, "fit", lambda key, images, labels, **kw: calls.append(1) or (
+        _Stuck() if len(calls) in (4, 5, 9, 10) else _Oracle(x, tiny.masks)))
+    with pytest.warns(UserWarning, match="4 of 8 networks on fixed draws failed"):
+        cal = planner.calibrate(jax.random.key(0), x, tiny.masks, recipe={"widths": (2, 4), "steps": 1},
+                                progress=False)
+    assert cal.law.kinds == ("sample",) and len(cal.law.points) == 8 and cal.law.dof == 2
+    model = planner.predict(tiny.masks, "flip 0.3 0.3", calibration=cal).model
+    assert "memorisation of sample draws (flip not calibrated)" in model
+    assert "4 of 4 calibration networks on flip draws failed to train" in model
 
 
 def test_calibrate_refuses_masks_too_thin_for_the_model_before_training(monkeypatch):

@@ -390,9 +390,9 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
         kind = label.kind if label.kind in law.kinds else law.kinds[0]
         n_eff, dice, spread = _law_dice(m, law, kind, n, f, b)
         note = "" if kind == label.kind else f", memorisation of {kind} draws ({label.kind} not calibrated)"
-        ran = [p for p in law.points if p.get("kind") == kind]
+        ran = [p for p in law.points if p.get("kind") == label.kind]  # this family's own networks
         if failed := sum(bool(p.get("failed")) for p in ran):  # networks that did not train: not in the law
-            note += f"; {failed} of {len(ran)} calibration networks on {kind} draws failed to train"
+            note += f"; {failed} of {len(ran)} calibration networks on {label.kind} draws failed to train"
         return done(dice, float(mt.threshold), bool(mt.invert),
                     f"scale law, n_eff = {n_eff:.3g} at {n} images ({law.passes(n):.3g} passes){note}", spread)
     if isinstance(label, (noise.Dilate, noise.Erode)):
