@@ -151,7 +151,9 @@ def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, kee
     and the boundary distance of the t* mask to the truth (``bd_mean``,
     ``bd_hd95``); with ``keep_mask`` the packed t* mask under ``"_mask"``.
     With ``track = (train, val, labels)`` (binary): ``dice_val``, the test Dice at
-    the threshold chosen on the validation images, and ``metrics.label_fit`` of the
+    the threshold chosen on the validation images, ``val_dice``, the validation
+    images' own Dice at that threshold (what a validation-chosen step
+    maximises), and ``metrics.label_fit`` of the
     training labels (``labels`` None for fresh draws: only the clean masks' fit).
     Multi-class: ``miou``.
     """
@@ -166,6 +168,7 @@ def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, kee
     if track is not None:
         tr, va, labels = track
         val = (result.predict(va.images), np.asarray(va.masks))
+        row["val_dice"] = metrics.best_threshold(*val, metric="dice")[1]  # the validation images' own best Dice
         row["dice_val"] = metrics.evaluate(p, masks, validation=val, protocols="validation")["validation"]["dice"]
         row.update(metrics.label_fit(result.predict(tr.images), np.asarray(tr.masks), labels=labels))
     if e.get("t_star") is not None:

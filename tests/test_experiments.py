@@ -97,6 +97,23 @@ DRAWN = {"rcl_sampling": _drawn_rcl_sampling, "rcl_flipping": _drawn_rcl_flippin
 QUICK_SEEDS = {"feature_maps": 2}  # its clean reference must be another seed's network
 
 
+def test_random_labels_choose_step_and_threshold_on_validation(quick):
+    """Each seed's selected checkpoint is the one with the highest validation Dice (the earliest of ties), and
+    its number the test Dice at the validation threshold, both read back from the store's history."""
+    rec = record(quick, "random_labels")
+    res, store = rec["results"], runner.open_store(quick)
+    mod = runner.experiment("random_labels")
+    for reg in ("fixed", "fresh"):
+        specs = [s for s in mod.cells(rec["config"]) if s["labels"]["regime"] == reg]
+        for spec, step, value in zip(specs, res[reg]["selected_step"], res[reg]["selected_values"], strict=True):
+            hist = store.result(spec)["history"]
+            best = max(range(len(hist)), key=lambda i: (hist[i]["val_dice"], -i))
+            assert (hist[best]["step"], hist[best]["dice_val"]) == (step, pytest.approx(value))
+    d = res["selected_difference"]
+    fixed, fresh = res["fixed"]["selected_values"], res["fresh"]["selected_values"]
+    assert d["mean"] == pytest.approx(np.mean(fixed) - np.mean(fresh))
+
+
 def test_meta_structure_numbers(quick):
     res = record(quick, "meta_structure")["results"]
     rows = res["label_types"]

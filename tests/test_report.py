@@ -5,6 +5,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simulations import runner
@@ -152,8 +153,8 @@ def test_not_reproduced_lists_what_the_numbers_do_not_reproduce_and_links_each_s
     def features(record):
         record["results"]["ordering"].update(rcl_min=0.7, pcl_max=0.6)
 
-    def peak(record):
-        record["results"]["fixed"]["peak_dice"].update(mean=0.6, std=0.01)
+    def peak(record):  # the validation-chosen fixed draw now clearly above its control
+        record["results"]["selected_difference"].update(mean=0.2, low=0.1, high=0.3)
 
     _edit(folder, "rcl_flipping", flipping)
     _edit(folder, "feature_maps", features)
@@ -162,6 +163,20 @@ def test_not_reproduced_lists_what_the_numbers_do_not_reproduce_and_links_each_s
     assert "[`igtt`]" in after and "[`multiclass`]" in after
     for name in ("rcl_flipping", "feature_maps", "random_labels"):
         assert f"[`{name}`]" not in after
+
+
+def test_random_labels_difference_is_welchs_interval():
+    """The committed record's difference of the validation-chosen test Dice, fixed draw minus control, and its
+    95% interval: scipy's Welch t-test as the oracle."""
+    from scipy import stats
+
+    res = json.loads((FIGURES / "random_labels.json").read_text())["results"]
+    a, b = res["fixed"]["selected_values"], res["fresh"]["selected_values"]
+    assert len(a) == len(b) >= 8
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    d = res["selected_difference"]
+    assert (d["low"], d["high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert d["mean"] == pytest.approx(np.mean(a) - np.mean(b))
 
 
 def test_a_missing_record_gives_one_line(tmp_path):
