@@ -10,11 +10,13 @@
 
 Each is a fresh process (imports, JAX start-up and compilation included), on
 PNG files written first; the bench prints each time and its ratio to the
-target. The masks of (1) are random
+target, and for (2) the calibration's line and its warnings (networks that
+failed to train). The masks of (1) are random
 disks (5-40 px radius, about 10-25% foreground), the images of (2)
 ``data.nuclei(key(0), 20, size=256)``.
 
-    python bench/plan.py [--masks 100] [--size 512] [--images 20] [--image-size 256] [--repeats R] [--crop PX]
+    python bench/plan.py [--masks 100] [--size 512] [--images 20] [--image-size 256]
+                         [--repeats R] [--steps S] [--crop PX]
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ def _disks(rng: np.random.Generator, size: int) -> np.ndarray:
     return m
 
 
-def _run(args: list[str]) -> tuple[float, str]:
+def _run(args: list[str]) -> tuple[float, str, str]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "metastructure", "plan", *args], capture_output=True, text=True,
                           check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"plan failed ({proc.returncode}):\n{proc.stderr}")
-    return wall, proc.stdout
+    return wall, proc.stdout, proc.stderr
 
 
 def main() -> None:
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--skip-calibration", action="store_true")
     ap.add_argument("--repeats", type=int, default=None, help="the plan command's --repeats (default: its own)")
+    ap.add_argument("--steps", type=int, default=None, help="the plan command's --steps (default: the recipe's)")
     ap.add_argument("--crop", type=int, default=None,
                     help="the plan command's --crop (default: the recipe's, 64; 0: whole images)")
     a = ap.parse_args()
@@ -68,7 +71,7 @@ def main() -> None:
         (root / "masks").mkdir()
         for i in range(a.masks):
             Image.fromarray(_disks(rng, a.size)).save(root / "masks" / f"m{i:03d}.png")
-        wall, out = _run([str(root / "masks"), "--out", str(root / "out1")])
+        wall, out, _ = _run([str(root / "masks"), "--out", str(root / "out1")])
         print(f"plan, {a.masks} masks of {a.size}^2, default calibration: {wall:.1f} s "
               f"(target 10 s: {wall / 10:.2f} of it)")
         if a.skip_calibration:
@@ -84,12 +87,15 @@ def main() -> None:
             x8 = ((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
             Image.fromarray(x8).save(root / "im" / f"n{i:02d}.png")
             Image.fromarray(m.astype(np.uint8)).save(root / "mk" / f"n{i:02d}.png")
-        extra = ([] if a.repeats is None else ["--repeats", str(a.repeats)]) + (
-            [] if a.crop is None else ["--crop", str(a.crop)])
-        wall, out = _run([str(root / "mk"), "--images", str(root / "im"), "--out", str(root / "out2"), *extra])
+        extra = [f"--{k}={v}" for k, v in (("repeats", a.repeats), ("steps", a.steps), ("crop", a.crop))
+                 if v is not None]
+        wall, out, err = _run([str(root / "mk"), "--images", str(root / "im"), "--out", str(root / "out2"), *extra])
         cal = next(line for line in out.splitlines() if line.startswith("calibration"))
         print(f"plan --images, {a.images} images of {a.image_size}^2: {wall:.1f} s "
               f"(target 300 s: {wall / 300:.2f} of it)\n  {cal}")
+        for line in err.splitlines():  # what the calibration warned about (networks that failed to train...)
+            if line.startswith("note: calibrate"):
+                print("  " + line)
 
 
 if __name__ == "__main__":
