@@ -3,9 +3,11 @@
 :func:`render` reads ``FIGURES/NAME.json`` for every experiment of
 :func:`simulations.registry.names` and returns the markdown of
 ``simulations/README.md``: an introduction, the setup the learning experiments
-share, and one section per experiment: its ``TITLE``, its figure, and what its
-numbers say, written by the experiment module's own ``report(record, records,
-default_steps)`` with the helpers of :mod:`simulations._text`.
+share, the paper's claims the records do not reproduce (each module's optional
+``not_reproduced(record, records)``), and one section per experiment: its
+``TITLE``, its figure, and what its numbers say, written by the experiment
+module's own ``report(record, records, default_steps)`` with the helpers of
+:mod:`simulations._text`.
 
 The rule: no number in the document is typed by hand. Every value (Dice,
 standard deviations, fitted n_eff, rms errors, steps, seeds, image counts,
