@@ -181,10 +181,10 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
         draws.append(per_label)
 
     mt = [lab.matched_threshold() for lab in labs]
-    # the images' worth of pixels each training sees: steps x batch windows of the recipe's crop
-    window = 1.0 if rec["crop"] is None else min(rec["crop"], x.shape[1]) * min(rec["crop"], x.shape[2]) / (
-        x.shape[1] * x.shape[2])
-    images_seen = int(rec["steps"]) * int(rec["batch_size"]) * window
+    # the images' worth of pixels each training sees: steps x batch windows of what train.fit cuts (None: whole)
+    window = train._crop_window(rec["crop"], x.shape[1:3])
+    share = 1.0 if window is None else window[0] * window[1] / (x.shape[1] * x.shape[2])
+    images_seen = int(rec["steps"]) * int(rec["batch_size"]) * share
     cleans, points = [], []
     fg_index = []
     for s, sub in enumerate(subsets):
