@@ -19,7 +19,6 @@ something before memorising) is reproduced only when the interval lies above 0.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -74,21 +73,18 @@ def summarise(config: dict, store) -> dict:
 
 
 def _welch(a: list[float], b: list[float], *, level: float = 0.95) -> dict:
-    """mean(a) - mean(b) with its Welch t interval at ``level`` (None with fewer than 2 values a side or no
-    spread)."""
+    """mean(a) - mean(b) with its Welch t interval at ``level`` (scipy's ``ttest_ind(equal_var=False)``; ``low``
+    and ``high`` None with fewer than 2 values a side or no spread)."""
     from scipy import stats as st
 
     a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    if min(a.size, b.size) < 2:
-        return {"mean": diff, "low": None, "high": None, "level": level}
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return {"mean": diff, "low": diff, "high": diff, "level": level}
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    t = float(st.t.ppf(0.5 + level / 2, dof))
-    return {"mean": diff, "low": diff - t * se, "high": diff + t * se, "level": level, "dof": float(dof)}
+    out = {"mean": float(a.mean() - b.mean()), "low": None, "high": None, "level": level}
+    if min(a.size, b.size) >= 2:
+        test = st.ttest_ind(a, b, equal_var=False)
+        ci = test.confidence_interval(level)
+        if np.isfinite(ci.low) and np.isfinite(ci.high):
+            out.update(low=float(ci.low), high=float(ci.high), dof=float(test.df))
+    return out
 
 
 def plot(record: dict, path: Path, store=None) -> None:
