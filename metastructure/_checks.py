@@ -163,15 +163,17 @@ def check_labels(name: str, labels: Any, num_classes: int, *, ignore: int | None
         )
 
 
-def check_transition(name: str, transition: Any, *, atol: float = 1e-5) -> None:
-    """``ValueError`` unless ``transition`` is a square row-stochastic matrix."""
+def check_transition(name: str, transition: Any, *, atol: float = 1e-5, wide: bool = False) -> None:
+    """``ValueError`` unless ``transition`` is a square row-stochastic matrix (``wide``: M x K with
+    K >= M, a label type with extra noisy classes such as void)."""
     t = concrete(transition)
     if t is None:
         return
     if not _real(t):
         raise TypeError(f"{name} must be a real M x M matrix, got {transition!r}")
-    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
-        raise ValueError(f"{name} must be a square M x M matrix with M >= 2, got shape {t.shape}")
+    if t.ndim != 2 or t.shape[0] < 2 or (t.shape[1] < t.shape[0] if wide else t.shape[0] != t.shape[1]):
+        want = "an M x K matrix with K >= M >= 2" if wide else "a square M x M matrix with M >= 2"
+        raise ValueError(f"{name} must be {want}, got shape {t.shape}")
     if not np.all(np.isfinite(t)) or np.any(t < -atol):
         raise ValueError(f"{name} must have finite non-negative entries, got {t.tolist()}")
     rows = t.sum(axis=1)

@@ -181,25 +181,34 @@ def roc_auc(scores: Any, target: Any, *, ignore: int | None = None) -> jax.Array
     return jnp.where((n0 > 0) & (n1 > 0), auc, jnp.nan)
 
 
-def miou(pred: Any, target: Any, num_classes: int, *, ignore: int | None = -1) -> jax.Array:
+def miou(pred: Any, target: Any, num_classes: int, *, ignore: int | None = -1,
+         classes: int | None = None) -> jax.Array:
     """Mean over classes of the pooled IoU; classes absent from both are skipped.
 
-    NaN with no labelled pixel (every target pixel is ``ignore``, or none at
-    all), as :func:`dice`.
+    ``classes`` (default ``num_classes``): average over the classes
+    ``[0, classes)`` only, the truth's; ``pred`` may hold the others (an output
+    class the truth never has, such as :class:`~metastructure.noise.SampleVoid`'s
+    void), each such pixel a miss of its true class. NaN with no labelled pixel
+    (every target pixel is ``ignore``, or none at all), as :func:`dice`.
 
     >>> import numpy as np
     >>> float(miou(np.array([0, 1, 2, 2]), np.array([0, 1, 2, -1]), 3))
     1.0
+    >>> float(miou(np.array([0, 0, 2, 1]), np.array([0, 0, 1, 1]), 3, classes=2))  # 2 is void: a miss
+    0.75
     """
     num_classes = _checks.check_num_classes(num_classes)
     ignore = _checks.check_ignore(ignore, num_classes)
+    scored = num_classes if classes is None else _checks.check_int("classes", classes, minimum=1)
+    if scored > num_classes:
+        raise ValueError(f"classes must be at most num_classes = {num_classes}, got {scored}")
     _checks.check_same_shape("pred", pred, "target", target)
     _checks.check_labels("pred", pred, num_classes, ignore=None)
-    _checks.check_labels("target", target, num_classes, ignore=ignore)
+    _checks.check_labels("target", target, scored, ignore=ignore)
     p = jnp.asarray(pred).astype(jnp.int32)
     t = jnp.asarray(target).astype(jnp.int32)
     valid = jnp.ones(t.shape, bool) if ignore is None else t != ignore
-    c = jnp.arange(num_classes).reshape((num_classes,) + (1,) * p.ndim)
+    c = jnp.arange(scored).reshape((scored,) + (1,) * p.ndim)
     pc = (p[None] == c) & valid[None]
     tc = (t[None] == c) & valid[None]
     axes = tuple(range(1, p.ndim + 1))
@@ -402,7 +411,13 @@ def evaluate(
     maps; ``{"miou", "accuracy"}`` of the argmax, and, when ``label_type``
     gives an invertible T (:math:`|\det T| > 10^{-6}`), ``"miou_corrected"``, the
     mIoU of the argmax of :math:`(T^\top)^{-1}` applied to the output (Theorem 2 of
-    arXiv 2103.11594: F = (T^T)^-1 E[F*]).
+    arXiv 2103.11594: F = (T^T)^-1 E[F*]). A label type with an extra output
+    class (:class:`~metastructure.noise.SampleVoid`: T is M x (M + 1), the
+    network's output has M + 1 channels, ``num_classes`` = M + 1, the masks M
+    classes) is scored over the M classes (``miou(..., classes=M)``: a pixel
+    predicted void is a miss), and corrected by the least-squares inverse
+    :math:`(T^\top)^{+}` when T has rank M (smallest singular value above
+    :math:`10^{-6}`): for void that is the argmax over the M real classes.
 
     Args:
         probs: the network's probabilities (host or device array).
@@ -498,19 +513,26 @@ def _evaluate_multiclass(probs: Any, masks: Any, num_classes: int, *, label_type
     _check_labelled("masks", t, ignore)
     pred = p.argmax(-1)
     valid = t != ignore
-    out: dict[str, Any] = {"miou": float(miou(pred, t, num_classes, ignore=ignore)),
-                           "accuracy": float(np.mean((pred == t)[valid]))}
+    tr = None
     if label_type is not None:
         if isinstance(label_type, LabelNoise):  # clean without num_classes is the identity of any size
             tr = np.eye(num_classes) if isinstance(label_type, Clean) else label_type.transition()
         else:
             tr = np.asarray(label_type, np.float64)
-        _checks.check_transition("transition", tr)
-        if tr.shape != (num_classes, num_classes):
-            raise ValueError(f"the label type's T must be {num_classes} x {num_classes}, got shape {tr.shape}")
-        if abs(np.linalg.det(tr)) > 1e-6:
+        _checks.check_transition("transition", tr, wide=True)
+        if tr.ndim != 2 or tr.shape[1] != num_classes or tr.shape[0] > num_classes:
+            raise ValueError(f"the label type's T must be M x {num_classes} with M <= {num_classes} (M = "
+                             f"{num_classes} but for an extra output class such as void), got shape {tr.shape}")
+    m = num_classes if tr is None else tr.shape[0]  # the truth's classes
+    out: dict[str, Any] = {"miou": float(miou(pred, t, num_classes, ignore=ignore, classes=m)),
+                           "accuracy": float(np.mean((pred == t)[valid]))}
+    if tr is not None:
+        if m == num_classes and abs(np.linalg.det(tr)) > 1e-6:
             # Theorem 2: F = (T^T)^-1 E[F*]; per pixel the row vector q^T T^-1
-            out["miou_corrected"] = float(miou((p @ np.linalg.inv(tr)).argmax(-1), t, num_classes, ignore=ignore))
+            out["miou_corrected"] = float(miou((p @ np.linalg.inv(tr)).argmax(-1), t, m, ignore=ignore))
+        elif m < num_classes and np.linalg.svd(tr, compute_uv=False).min() > 1e-6:
+            # T^T has full column rank: the least-squares inverse F = (T^T)^+ E[F*], per pixel q^T pinv(T)
+            out["miou_corrected"] = float(miou((p @ np.linalg.pinv(tr)).argmax(-1), t, m, ignore=ignore))
     return out
 
 

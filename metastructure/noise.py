@@ -11,7 +11,8 @@ Spatially uniform (RCL, the network still learns the clean meta-structure):
 * :func:`sample` keeps a fraction of the foreground (rest -> background);
 * :func:`flip` flips a fraction of each class, both directions at once;
 * :func:`corrupt` draws each pixel's class from a transition matrix (multi-class);
-* :func:`sample_classes` keeps a fraction of every class (rest -> ignore).
+* :func:`sample_classes` keeps a fraction of every class (rest -> ignore, or
+  with ``fill`` a class of its own: void).
 
 Spatially structured (PCL, the boundary moves): :func:`dilate`, :func:`erode`,
 :func:`skeletonize`, :func:`shift`, :func:`boundary_noise`.
@@ -21,7 +22,7 @@ A label type as a value (a pytree, for jitted training with fresh draws): a
 :class:`LabelNoise`, one subclass per type (:class:`Clean`, :class:`Sample`,
 :class:`Flip`, :class:`RandomLabels`, :class:`Dilate`, :class:`Erode`,
 :class:`Skeleton`, :class:`Shift`, :class:`BoundaryNoise`,
-:class:`SampleClasses`, :class:`SymmetricFlip`), each with its draw, its T,
+:class:`SampleClasses`, :class:`SampleVoid`, :class:`SymmetricFlip`), each with its draw, its T,
 its t* and its family; ``LabelNoise.parse("flip 0.3 0.2")`` reads one from its
 name.
 
@@ -58,6 +59,7 @@ __all__ = [
     "SampleClasses",
     "Shift",
     "Skeleton",
+    "SampleVoid",
     "SymmetricFlip",
     "boundary_noise",
     "corrupt",
@@ -591,6 +593,8 @@ class LabelNoise(metaclass=_ByKind):
       (:func:`boundary_noise`);
     * multi-class, with ``num_classes`` M: :class:`SampleClasses`
       (``sample_classes``): ratio p, the rest ``ignore`` (:func:`sample_classes`);
+      :class:`SampleVoid` (``sample_void``): ratio p, the rest class M, void,
+      an (M+1)-th output (:attr:`output_classes`);
       :class:`SymmetricFlip` (``symmetric``): rate e,
       T = (1-e) I + e/(M-1) (11^T - I).
 
@@ -598,7 +602,8 @@ class LabelNoise(metaclass=_ByKind):
     ``Flip(0.3, 0.2).fg_to_bg``), ``num_classes`` (None for the binary types),
     ``name`` (``"flip 0.3 0.2"``), ``random`` (each call draws anew),
     ``data_dependent`` (T depends on the masks), ``family`` (CL / RCL / PCL /
-    RL), :meth:`transition` (T) and :meth:`matched_threshold` (t*).
+    RL), ``output_classes`` (the classes a network trained on it outputs: M,
+    M + 1 for void), :meth:`transition` (T) and :meth:`matched_threshold` (t*).
     ``LabelNoise("flip", 0.3, 0.2)`` (a kind and its parameters, ``num_classes=``
     for the multi-class types) builds the same ``Flip(0.3, 0.2)``;
     :meth:`parse` builds one from its name. Equal (and equal hashes) when the
@@ -768,6 +773,12 @@ class LabelNoise(metaclass=_ByKind):
         """True when T depends on the masks (the spatially structured types: dilate, erode, skeleton, shift,
         boundary noise): :meth:`transition` estimates it from them or, for the random ones, is None."""
         return self._DATA_DEPENDENT
+
+    @property
+    def output_classes(self) -> int | None:
+        """The classes the noisy labels hold, so the outputs a network trained on them needs: ``num_classes``
+        (None for the binary types), M + 1 for :class:`SampleVoid` (its void class)."""
+        return self.num_classes
 
     @property
     def family(self) -> str:
@@ -1111,6 +1122,52 @@ class SampleClasses(_MultiClass):
     def transition(self, *, masks: Any = None) -> np.ndarray:
         """The M x M identity: the kept pixels keep their class (the others are ignored)."""
         return np.eye(self.num_classes)
+
+
+class SampleVoid(_MultiClass):
+    r"""Multi-class sparse labels as an annotation tool stores them: keep a fraction ``ratio`` of every
+    class, give the rest class M, *void* (:func:`sample_classes` with ``fill=M``).
+
+    The labels hold M + 1 classes (:attr:`output_classes`), so T is M x (M + 1):
+    :math:`T = [\,p I \;|\; (1 - p)\mathbf{1}\,]`, the class kept with
+    probability p, void otherwise. A network trained on it outputs
+    :math:`E[F^*] = T^\top y`: p on the true class, 1 - p on void, so its plain
+    argmax is void wherever p < 1/2, while the least-squares inverse of
+    Theorem 2 (:math:`F = (T^\top)^{+} E[F^*]`, what
+    :func:`metastructure.metrics.evaluate` applies) is the argmax over the M
+    real classes. The multi-class analogue of binary :class:`Sample` (unlabelled
+    = background): RCL for 0 < p < 1, CL at p = 1, RL at p = 0.
+    """
+
+    kind = "sample_void"
+    _PARAMS = (("ratio", _Rate),)
+    _RANDOM = True
+
+    def __init__(self, ratio: Any, *, num_classes: int):
+        self._set(ratio, num_classes=_checks.check_num_classes(num_classes))
+
+    @property
+    def output_classes(self) -> int:
+        """M + 1: the M classes and void (class M)."""
+        return self.num_classes + 1
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``sample_classes(key, labels, ratio, num_classes=M, fill=M)``: void is class M."""
+        return sample_classes(key, labels, self.params[0], num_classes=self.num_classes, fill=self.num_classes)
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """The M x (M + 1) matrix ``[p I | (1 - p) 1]`` (rows: true class; the last column: void)."""
+        p, m = float(self.params[0]), self.num_classes
+        return np.concatenate([p * np.eye(m), np.full((m, 1), 1.0 - p)], axis=1)
+
+    @property
+    def family(self) -> str:
+        """CL at p = 1 (T = [I | 0]), RL at p = 0 (every pixel void), else RCL; the one tolerance
+        :data:`metastructure.density.TRANSITION_ATOL`."""
+        (p,) = self._concrete_params("family")
+        if abs(1.0 - p) <= TRANSITION_ATOL:
+            return "CL"
+        return "RL" if p <= TRANSITION_ATOL else "RCL"
 
 
 class SymmetricFlip(_MultiClass):

@@ -91,6 +91,25 @@ def test_scenes_have_all_classes_and_distinct_colours():
     assert np.min([np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1 :]]) > 0.2
 
 
+def test_scenes_objects_give_many_small_regions_and_leave_the_default_alone():
+    """objects=24 over 6 regions: many small connected regions (scipy's labelling as the oracle) beside a few
+    large ones; objects=0 draws what the generator drew before the parameter (a pinned hash of its labels)."""
+    import hashlib
+
+    base = data.scenes(jax.random.key(5), 3, size=32, num_classes=4)
+    assert hashlib.sha256(np.asarray(base.masks, np.int32).tobytes()).hexdigest()[:16] == "af0e1b23c9c433ee"
+    s = data.scenes(jax.random.key(1), 8, size=64, num_classes=19, regions=6, objects=24)
+    lab = np.asarray(s.masks)
+    assert set(np.unique(lab)) <= set(range(19)) and len(np.unique(lab)) >= 17
+    sizes = np.concatenate([np.bincount(ndi.label(im == c)[0].ravel())[1:] for im in lab for c in range(19)])
+    plain = np.asarray(data.scenes(jax.random.key(1), 8, size=64, num_classes=19, regions=6).masks)
+    n_plain = sum(ndi.label(im == c)[1] for im in plain for c in range(19))
+    assert len(sizes) > 3 * n_plain and np.median(sizes) < 80 and sizes.max() > 400  # many small, a few large
+    for bad in ({"objects": -1}, {"regions": 0}):
+        with pytest.raises(ValueError):
+            data.scenes(jax.random.key(0), 1, **bad)
+
+
 def test_real_nuclei_tiles():
     if not data.real_available():
         pytest.skip("real nuclei need the stardist wheel's files: pip install --no-deps stardist==0.9.2")

@@ -72,6 +72,16 @@ def test_miou():
     assert float(metrics.miou(p, t, 4)) == pytest.approx(np.mean(ious), rel=1e-6)
     # a class absent from both is skipped, not counted as 0 or 1
     assert float(metrics.miou(np.array([0, 1]), np.array([0, 1]), 5)) == 1.0
+    # classes=3 of 4: predictions of class 3 (void) are misses of their true class; the mean is over 0-2 only
+    t3 = np.where(t == 3, 0, t)
+    ious3 = [((p == c) & (t3 == c) & v).sum() / (((p == c) | (t3 == c)) & v).sum() for c in range(3)]
+    assert float(metrics.miou(p, t3, 4, classes=3)) == pytest.approx(np.mean(ious3), rel=1e-6)
+    assert float(metrics.miou(np.where(p == 3, 0, p), t3, 4, classes=3)) == float(metrics.miou(np.where(p == 3, 0, p),
+                                                                                               t3, 3))
+    with pytest.raises(ValueError, match="target"):  # the truth holds only the scored classes
+        metrics.miou(p, t, 4, classes=3)
+    with pytest.raises(ValueError, match="at most num_classes"):
+        metrics.miou(p, t, 4, classes=5)
 
 
 def test_threshold_sweep_against_loop():
@@ -167,6 +177,29 @@ def test_evaluate_multiclass_undoes_an_invertible_transition():
     assert "miou_corrected" not in metrics.evaluate(out, lab, num_classes=m, label_type=ntm.symmetric_matrix(2 / 3, m))
     with pytest.raises(ValueError, match="probs"):
         metrics.evaluate(out[..., :2], lab, num_classes=m)
+
+
+def test_evaluate_multiclass_with_void_scores_the_real_classes():
+    """Sparse labels stored with a void class (T = [p I | (1-p) 1], M x (M + 1)): the expected output T^T y has
+    its plain argmax on void for p < 1/2 (mIoU 0 over the M classes), and the least-squares inverse (T^T)^+ equals
+    the argmax over the M real classes (the oracle), which recovers them."""
+    m, p = 4, 0.2
+    lab = np.random.default_rng(3).integers(0, m, (2, 12, 12))
+    void = noise.SampleVoid(p, num_classes=m)
+    out = void.transition()[lab]  # (2, 12, 12, 5): p on the true class, 1 - p on void
+    r = metrics.evaluate(out, lab, num_classes=m + 1, label_type=void)
+    assert r["miou"] == 0.0 and r["accuracy"] == 0.0 and r["miou_corrected"] == 1.0
+    # a noisy output: the corrected argmax is the argmax over the first M channels
+    noisy = out + np.random.default_rng(4).uniform(0, 0.3, out.shape)
+    noisy /= noisy.sum(-1, keepdims=True)
+    r = metrics.evaluate(noisy, lab, num_classes=m + 1, label_type=void)
+    assert r["miou_corrected"] == pytest.approx(float(metrics.miou(noisy[..., :m].argmax(-1), lab, m)))
+    assert r["miou"] == pytest.approx(float(metrics.miou(noisy.argmax(-1), lab, m + 1, classes=m)))
+    # above 1/2 the plain argmax is right
+    assert metrics.evaluate(noise.SampleVoid(0.7, num_classes=m).transition()[lab], lab, num_classes=m + 1,
+                            label_type=noise.SampleVoid(0.7, num_classes=m))["miou"] == 1.0
+    with pytest.raises(ValueError, match="M x 5"):  # a T of other outputs than the network's
+        metrics.evaluate(out, lab, num_classes=m + 1, label_type=noise.SampleVoid(p, num_classes=5))
 
 
 def test_jit_agrees():

@@ -398,6 +398,7 @@ DRAWS = [
      True),
     (noise.SampleClasses(0.5, num_classes=4), lambda k, m: noise.sample_classes(k, m, 0.5, num_classes=4), False),
     (noise.SymmetricFlip(0.6, num_classes=4), lambda k, m: noise.corrupt(k, m, ntm.symmetric_matrix(0.6, 4)), False),
+    (noise.SampleVoid(0.3, num_classes=4), lambda k, m: noise.sample_classes(k, m, 0.3, num_classes=4, fill=4), False),
 ]
 IDS = [type(n).__name__ for n, _, _ in DRAWS]
 
@@ -422,6 +423,7 @@ def test_the_legacy_constructor_builds_the_subclass():
                            (("boundary_noise", 2, 0.5, 0.0), {}, noise.BoundaryNoise(2, 0.5, 0.0)),
                            (("sample_classes", 0.5), {"num_classes": 3}, noise.SampleClasses(0.5, num_classes=3)),
                            (("symmetric", 0.9), {"num_classes": 19}, noise.SymmetricFlip(0.9, num_classes=19)),
+                           (("sample_void", 0.1), {"num_classes": 19}, noise.SampleVoid(0.1, num_classes=19)),
                            (("flip", 0.1, 0.2), {"num_classes": 2}, noise.Flip(0.1, 0.2))]:
         ln = noise.LabelNoise(*args, **kw)
         assert type(ln) is type(want) and ln == want and isinstance(ln, noise.LabelNoise)
@@ -435,8 +437,11 @@ def test_the_legacy_constructor_builds_the_subclass():
     assert repr(noise.Flip(0.3, 0.2)) == "LabelNoise('flip', 0.3, 0.2)"
     assert repr(noise.SymmetricFlip(0.9, num_classes=19)) == "LabelNoise('symmetric', 0.9, num_classes=19)"
     assert noise.Flip(0.3, 0.2).fg_to_bg == 0.3 and noise.BoundaryNoise(3, 0.5, 0.1).p_inner == 0.1
-    assert [n.random for n, _, _ in DRAWS] == [False, True, True, True, False, False, False, True, True, True, True]
-    assert [n.data_dependent for n, _, _ in DRAWS] == [False] * 4 + [True] * 5 + [False] * 2
+    assert [n.random for n, _, _ in DRAWS] == [False, True, True, True, False, False, False, True, True, True, True,
+                                               True]
+    assert [n.data_dependent for n, _, _ in DRAWS] == [False] * 4 + [True] * 5 + [False] * 3
+    # the network's outputs: M for every type, M + 1 for void (its extra class)
+    assert [n.output_classes for n, _, _ in DRAWS] == [None] * 9 + [4, 4, 5]
 
 
 def test_transitions_against_ntm_and_a_draw():
@@ -448,6 +453,13 @@ def test_transitions_against_ntm_and_a_draw():
     np.testing.assert_array_equal(noise.RandomLabels(0.3).transition(), ntm.random_matrix(0.3))
     np.testing.assert_array_equal(noise.SymmetricFlip(0.6, num_classes=4).transition(), ntm.symmetric_matrix(0.6, 4))
     np.testing.assert_array_equal(noise.SampleClasses(0.5, num_classes=4).transition(), np.eye(4))
+    # void: M x (M + 1), [p I | (1 - p) 1]; a draw shows it (exact counts: ceil(p N) of N kept, the rest void)
+    lab = np.repeat(np.arange(4), 40).reshape(4, 40)
+    void = noise.SampleVoid(0.25, num_classes=4)
+    np.testing.assert_allclose(void.transition(), [[0.25, 0, 0, 0, 0.75], [0, 0.25, 0, 0, 0.75],
+                                                   [0, 0, 0.25, 0, 0.75], [0, 0, 0, 0.25, 0.75]])
+    y = np.asarray(void(jax.random.key(2), lab))
+    np.testing.assert_allclose([[np.mean(y[lab == c] == k) for k in range(5)] for c in range(4)], void.transition())
     # a draw shows its T: exact counts, floor(f N) of N flip
     y = noise.Flip(0.25, 0.125)(jax.random.key(3), m)
     np.testing.assert_allclose(ntm.estimate(m, y), noise.Flip(0.25, 0.125).transition(), atol=1 / 192)
@@ -474,7 +486,7 @@ def test_matched_thresholds():
     with pytest.raises(ValueError, match="depends on the masks"):
         noise.Skeleton().matched_threshold()
     for multi in (noise.SymmetricFlip(0.1, num_classes=3), noise.SampleClasses(0.5, num_classes=3),
-                  noise.Clean(num_classes=3)):
+                  noise.SampleVoid(0.5, num_classes=3), noise.Clean(num_classes=3)):
         with pytest.raises(ValueError, match="multi-class"):
             multi.matched_threshold()
 
@@ -489,14 +501,17 @@ def test_matched_thresholds():
     (noise.Sample(0.0), "RL"), (noise.Flip(0.5, 0.5), "RL"), (noise.Flip(0.3, 0.7), "RL"), (noise.Flip(1.0, 0.0), "RL"),
     (noise.Flip(0.5, 0.5 + 1e-13), "RL"), (noise.RandomLabels(0.3), "RL"), (noise.RandomLabels(0.0), "RL"),
     (noise.SymmetricFlip(0.75, num_classes=4), "RL"),
+    (noise.SampleVoid(1.0, num_classes=4), "CL"), (noise.SampleVoid(0.1, num_classes=19), "RCL"),
+    (noise.SampleVoid(0.0, num_classes=4), "RL"),
     (noise.Dilate(2), "PCL"), (noise.Dilate(0), "PCL"), (noise.Erode(1), "PCL"), (noise.Skeleton(), "PCL"),
     (noise.Shift(1), "PCL"), (noise.BoundaryNoise(2, 0.5, 0.0), "PCL"),
 ], ids=lambda v: v.name if isinstance(v, noise.LabelNoise) else v)
 def test_family(ln, family):
     assert ln.family == family
     if family in ("CL", "RCL", "RL"):  # the oracle: T's rank and whether it is the identity
-        t = ln.transition()
-        want = "CL" if np.array_equal(t, np.eye(len(t))) else "RL" if np.linalg.matrix_rank(t) < len(t) else "RCL"
+        t = ln.transition()  # M x M, or M x (M + 1) with void's column
+        ident = np.array_equal(t[:, :len(t)], np.eye(len(t))) and not t[:, len(t):].any()
+        want = "CL" if ident else "RL" if np.linalg.matrix_rank(t) < len(t) else "RCL"
         assert want == family or abs(1 - t[1, 0] - t[0, 1]) < 1e-12  # flip 0.5 0.5+1e-13: full rank to numpy
     if isinstance(ln, noise.Flip) and family == "RCL":
         assert ln.matched_threshold().invert == (sum(ln.params) > 1)

@@ -414,6 +414,13 @@ def theorem2() -> Derivation:
     error is amplified by (T^T)^{-1}: an error eps in E[D*] becomes
     eps / (1 - f - b) in D, and for the symmetric M-class flip an error along
     e_1 - e_2 becomes that error / (1 - eM/(M-1)).
+
+    Sparse labels stored with a void class (:class:`metastructure.noise.SampleVoid`,
+    T = [p I | (1-p) 1], M x (M+1)) have no inverse, but T^T has full column
+    rank for p > 0: the least-squares inverse (T^T)^+ = (T T^T)^{-1} T recovers F
+    (M = 3, p symbolic), and applied to any output q it is q's first M entries
+    over p plus a number common to them, so its argmax is the argmax over the M
+    real classes (what :func:`metastructure.metrics.evaluate` scores).
     """
     claims = {}
     parts = {}
@@ -438,8 +445,29 @@ def theorem2() -> Derivation:
     claims["symmetric_amplification"] = Claim(x.subs(sol), sp.Matrix([1, -1, 0]) / (1 - 3 * e / 2),
                                               "M = 3 symmetric flip: (T^T)^-1 (e_1 - e_2) = (e_1 - e_2) / lambda "
                                               "(e != 2/3; singular there, transition_matrices' singular_at)")
-    return Derivation("theorem2", "det T != 0: F = (T^T)^-1 E[F*], errors amplified by (T^T)^-1.", claims, parts,
-                      uses="noisy_given_clean; the adjugate identity; flip_matrix")
+    # void (noise.SampleVoid): T = [p I | (1-p) 1] is M x (M+1), no inverse; T^T has full column rank for p > 0,
+    # so the least-squares inverse (T^T)^+ = (T T^T)^-1 T recovers F, and on any output q it is q's first M
+    # entries over p plus one common number: the argmax over the M real classes
+    p = sp.Symbol("p", positive=True)
+    tv = sp.Matrix.hstack(p * sp.eye(3), (1 - p) * sp.ones(3, 1))
+    pinv = (tv * tv.T).inv() * tv
+    fv = sp.Matrix(_simplex("F", 3))
+    # the noise model on M + 1 classes, void kept void (a square T, so that the model's definition applies)
+    tsq = sp.Matrix.vstack(tv, sp.Matrix([[0, 0, 0, 1]]))
+    noisy_v = sp.Matrix(4, 1, lambda k, _: sum(fv[j] * noisy_given_clean(tsq, j, k) for j in range(3)))
+    claims["void_recover"] = Claim(pinv * noisy_v, fv,
+                                   "void, M = 3 (T = [p I | (1-p) 1], 3 x 4): (T^T)^+ E[F*] = F, "
+                                   "(T^T)^+ = (T T^T)^-1 T the least-squares inverse")
+    q = sp.Matrix(sp.symbols("q0:4"))
+    shifted = pinv * q - q[:3, :] / p
+    claims["void_argmax_real_classes"] = Claim(sp.Matrix([shifted[1] - shifted[0], shifted[2] - shifted[0]]),
+                                               sp.zeros(2, 1),
+                                               "void: (T^T)^+ q = q[:M] / p + a common number, for any output q: "
+                                               "its argmax is the argmax over the M real classes")
+    parts["void_pinv_M3"] = pinv
+    return Derivation("theorem2", "det T != 0: F = (T^T)^-1 E[F*], errors amplified by (T^T)^-1; void: the "
+                      "least-squares inverse.", claims, parts,
+                      uses="noisy_given_clean; the adjugate identity; flip_matrix; the Moore-Penrose inverse")
 
 
 # --------------------------------------------------------------------- 5
