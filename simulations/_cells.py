@@ -30,7 +30,8 @@ runs four steps:
 Every score comes from :func:`metastructure.metrics.evaluate`. Optional
 arrays: the t* masks at each evaluation (``masks``) and probe features of every
 layer (``features``). Multi-class (``data.name == "scenes"``): mean IoU of the
-argmax, and of the argmax after undoing T (Theorem 2: F = (T^T)^-1 E[F*]).
+argmax, and of the argmax after undoing T (Theorem 2: F = (T^T)^-1 E[F*]; the
+least-squares inverse for void labels, whose network has M + 1 outputs).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ import numpy as np
 
 from metastructure import data, metrics, nets, noise, train
 
-FEATURE_ROWS = 1024  # examples (pixel positions) per layer kept for CKA
+FEATURE_ROWS_PER_PROBE = 512  # pixel positions per probe image kept for CKA, per layer ...
+FEATURE_ROWS_MAX = 4096  # ... and at most this many (a layer never keeps more positions than it has)
+PROBES = 2  # probe images (the first test images) when a spec names none
 VERSION = 1  # bump when train_cell's results change: the runner versions every train cell with it
 
 
@@ -55,11 +58,15 @@ def label_noise(lspec: dict) -> noise.LabelNoise:
 
 def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int, *,
                every: int, masks: bool = False, features: bool = False, track: bool = False,
-               at: list[int] | None = None) -> dict:
+               at: list[int] | None = None, probes: int | None = None) -> dict:
     """A training cell's spec with a readable label (see the module docstring). ``track`` adds, at every
     evaluation, the validation-threshold Dice and the fit to the training labels (:func:`evaluate_step`);
-    ``at`` evaluates only at those steps (multiples of ``every``) instead of every ``every`` steps. Each
-    enters the spec only when set, so cells without them keep their keys."""
+    ``at`` evaluates only at those steps (multiples of ``every``) instead of every ``every`` steps;
+    ``probes`` (with ``features``) is how many test images the features are kept on (:data:`PROBES` when
+    None). Each enters the spec only when set, so cells without them keep their keys.
+
+    Raises ValueError for ``at`` steps that are not multiples of ``every``, and for ``probes`` without
+    ``features``, below 1 or above the dataset's ``n_test``."""
     lab = label_noise(labels).name
     size = f"n{dataset['n_train']}" if "n_train" in dataset else "tiles"
     label = f"{dataset['name']} {size} {lab} {labels['regime']} s{seed}"
@@ -70,6 +77,12 @@ def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int
         if not at or any(int(a) != a or a < 1 or a % every for a in at):
             raise ValueError(f"at must list steps that are multiples of every = {every}, got {at}")
         ev["at"] = sorted(int(a) for a in at)
+    if probes is not None:
+        n_test = dataset.get("n_test")
+        if not features or int(probes) != probes or probes < 1 or (n_test is not None and probes > n_test):
+            raise ValueError(f"probes must be a whole number from 1 to n_test = {n_test}, with features=True; "
+                             f"got probes={probes!r}, features={features}")
+        ev["probes"] = int(probes)
     return {"kind": "train", "label": label, "data": dataset, "labels": labels, "net": list(net),
             "opt": opt, "eval": ev, "seed": seed}
 
@@ -89,6 +102,7 @@ def _load(dspec_json: str) -> dict[str, data.Dataset]:
     kw = {"size": d["size"]}
     if name == "scenes":
         kw["num_classes"] = d["num_classes"]
+        kw.update({k: d[k] for k in ("regions", "objects") if k in d})  # the layout (data.scenes)
     if "width" in d:  # the tubules' width range (er, er_uneven)
         kw["width"] = tuple(d["width"])
     return {split: gen(jax.random.fold_in(key, i), d[f"n_{split}"], **kw)
@@ -101,12 +115,15 @@ def load_data(dspec: dict) -> dict[str, data.Dataset]:
 
 
 def _features(result: train.FitResult, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Each layer's features at FEATURE_ROWS fixed pixel positions of the probe images."""
+    """Each layer's features at fixed pixel positions of the probe images: FEATURE_ROWS_PER_PROBE a
+    probe image, at most FEATURE_ROWS_MAX and at most the layer's positions, the same positions
+    (``default_rng(0)``) in every network, so that rows match across cells."""
     _, feats = result.model.apply(result.params, jax.numpy.asarray(images), features=True)
+    keep = min(FEATURE_ROWS_PER_PROBE * len(images), FEATURE_ROWS_MAX)
     out = {}
     for name, f in feats.items():
         f = np.asarray(f, np.float32).reshape(-1, f.shape[-1])
-        rows = np.random.default_rng(0).choice(f.shape[0], min(FEATURE_ROWS, f.shape[0]), replace=False)
+        rows = np.random.default_rng(0).choice(f.shape[0], min(keep, f.shape[0]), replace=False)
         out[f"feat_{name}"] = f[np.sort(rows)]
     return out
 
@@ -160,7 +177,8 @@ def evaluate_step(step: int, result: train.FitResult, test: data.Dataset, *, kee
     p = result.predict(test.images)
     masks = np.asarray(test.masks)
     if result.num_classes is not None:
-        return {"step": step, "miou": metrics.evaluate(p, masks, num_classes=result.num_classes)["miou"]}
+        return {"step": step, "miou": metrics.evaluate(p, masks, num_classes=result.num_classes,
+                                                       label_type=result.label_type)["miou"]}
     e = metrics.evaluate(p, masks, label_type=result.label_type, protocols=("fixed_0.5", "t_star", "oracle"))
     row: dict[str, Any] = {"step": step, "dice_0.5": e["fixed_0.5"]["dice"], "dice_best": e["oracle"]["dice"],
                            "auc": e["auc"]["value"], "mean_fg": e["mean_fg"]["value"],
@@ -200,7 +218,8 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
     d = load_data(spec["data"])
     tr, te = d["train"], d["test"]
     opt, ev = spec["opt"], spec["eval"]
-    m = spec["data"].get("num_classes") if spec["data"]["name"] == "scenes" else None
+    # multi-class: the noisy labels' classes (M, or M + 1 with void) are the network's outputs
+    m = label_noise(spec["labels"]).output_classes if spec["data"]["name"] == "scenes" else None
     clean = np.asarray(tr.masks)
     labels, fresh = make_labels(spec, clean)
     lt, t = label_type(label_noise(spec["labels"]), clean)
@@ -231,7 +250,7 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
         arrays["masks"] = np.stack(masks_at) if masks_at else np.zeros((0,), np.uint8)
         arrays["mask_shape"] = np.asarray(np.shape(te.masks))
     if ev["features"]:
-        arrays.update(_features(res, np.asarray(te.images[:2])))
+        arrays.update(_features(res, np.asarray(te.images[:ev.get("probes", PROBES)])))
     return out, arrays
 
 

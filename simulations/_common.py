@@ -39,7 +39,7 @@ def base(profile: str, **over: Any) -> dict:
 
 
 def spec(config: dict, data: dict, kind: str, *params: float, regime: str = "fixed", seed: int = 0,
-         num_classes: int | None = None, opt: dict | None = None, **eval_flags: bool) -> dict:
+         num_classes: int | None = None, opt: dict | None = None, **eval_flags: Any) -> dict:
     labels: dict[str, Any] = {"kind": kind, "params": [float(p) for p in params], "regime": regime}
     if num_classes is not None:
         labels["num_classes"] = num_classes
