@@ -40,7 +40,19 @@ from .density import (
 )
 from .runtime import configure_cpu
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, the one source); ``0+unknown`` when the package
+    is imported from a folder that was never installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("metastructure")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "MatchedThreshold",

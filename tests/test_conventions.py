@@ -262,3 +262,17 @@ def test_every_module_has_its_test_file():
                                             "simulations/_text.py")] == [
         "test_noise.py", "test_planner_model.py", "test_theory_curves.py", "test_store.py", "test_simulations_cli.py",
         "test_metastructure_cli.py", None, None]
+
+
+def test_one_version_in_the_package_citation_and_changelog():
+    """The version is single-sourced: the installed distribution's (pyproject.toml), which CITATION.cff names and
+    CHANGELOG.md has a section for; CITATION.cff is valid YAML naming the two papers it implements."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and str(cff["version"]) == metastructure.__version__ != "0+unknown"
+    assert {r["identifiers"][0]["value"] for r in cff["references"]} == {"arXiv:2103.11594", "arXiv:2205.00160"}
+    assert f"## {metastructure.__version__}" in (root / "CHANGELOG.md").read_text()
