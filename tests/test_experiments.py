@@ -2,6 +2,7 @@
 numbers, and the tests that need a finished quick run (a damaged store repaired to its numbers, the planner's
 defaults left alone by quick runs, the default output folder's report)."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -196,8 +197,20 @@ def test_pcl_erosion_hurts_thin_structures(quick):
 
 
 def test_multiclass_and_ntm_information(quick):
-    rows = record(quick, "multiclass")["results"]["rows"]
+    rec = record(quick, "multiclass")
+    rows = rec["results"]["rows"]
     assert rows["symmetric 0.9"]["miou_corrected"]["mean"] > rows["symmetric 0.9"]["miou"]["mean"]
+    # the 19-class block: its training images in the record, void's cells a network of M + 1 outputs scored over
+    # the M classes, and each row's prediction (void's plain argmax at p < 1/2: 0; the clean mIoU otherwise)
+    many, cfg = rec["results"]["many"], rec["config"]["many"]
+    assert rec["results"]["n_train"] == rec["config"]["n_train"] and many["n_train"] == cfg["n_train"]
+    assert many["num_classes"] == 19 and many["collapse"] == pytest.approx(18 / 19)
+    clean = many["rows"]["clean"]["miou"]["mean"]
+    void = many["rows"]["sample_void 0.1"]
+    assert void["predicted"] == 0.0 and void["predicted_corrected"] == clean
+    assert many["rows"]["sample_classes 0.1"]["predicted"] == clean
+    specs = [c for c in runner.experiment("multiclass").cells(rec["config"]) if c["labels"]["kind"] == "sample_void"]
+    assert specs and all(c["data"]["num_classes"] == 19 and c["data"]["objects"] == cfg["objects"] for c in specs)
     res = record(quick, "ntm_information")["results"]
     pts = {p["name"]: p for p in res["points"]}
     # one point per distinct (data, label type) of the experiments it reads, shared cells counted once
@@ -260,6 +273,25 @@ def test_feature_maps_and_memorisation(quick):
     first = rec["results"]["layers"].index("enc0")
     assert fm["random 0.3"]["cka"][first]["mean"] == pytest.approx(np.mean(per_seed), rel=1e-6)
     assert metrics.linear_cka(feats[("random", 0)], feats[("clean", 1)]) == pytest.approx(per_seed[0], rel=1e-6)
+    # the floor is every pair of clean networks (one pair of two seeds): the clean type's own mean
+    res = rec["results"]
+    assert res["floor"]["pairs"] == 1 and res["floor"]["mean_cka"]["mean"] == pytest.approx(fm["clean"]["mean_cka"]
+                                                                                              ["mean"])
+    # the permutation test against an exact enumeration of every split of the RCL and PCL networks
+    rcl = [v for r in fm.values() if r["family"] == "RCL" for v in r["scores"]]
+    pcl = [v for r in fm.values() if r["family"] == "PCL" for v in r["scores"]]
+    pooled, k = np.array(rcl + pcl), len(rcl)
+    observed = np.mean(rcl) - np.mean(pcl)
+    diffs = [pooled[list(c)].mean() - np.delete(pooled, list(c)).mean()
+             for c in itertools.combinations(range(len(pooled)), k)]
+    t = res["tests"]["rcl_vs_pcl"]
+    assert t["difference"] == pytest.approx(observed) and t["n"] == [len(rcl), len(pcl)]
+    assert t["p"] == pytest.approx(np.mean(np.array(diffs) >= observed - 1e-12))
+    # probe images: the spec says how many, and no more than the test images
+    config = {**rec["config"], "probes": 3}
+    assert {c["eval"]["probes"] for c in runner.experiment("feature_maps").cells(config)} == {3}
+    with pytest.raises(ValueError, match="probes"):
+        runner.experiment("feature_maps").cells({**config, "probes": 99})
     mem = record(quick, "memorisation")["results"]
     assert mem["fitted_k"] > 0 and mem["rows"]["fresh n=4"]["memorisation_index"] is None
 
