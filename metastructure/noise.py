@@ -795,6 +795,8 @@ class LabelNoise(metaclass=_ByKind):
           ``sample 1e-9``; flip with :math:`|1 - f - b| \le 10^{-9}`, e.g.
           ``flip 0.5 0.5``, ``flip 0.3 0.7``; symmetric at :math:`e = (M-1)/M`);
           else RCL (inverted ones, f + b > 1, included);
+        * ``sample_void``: CL at p = 1, RL at p = 0, else RCL (its T is
+          M x (M+1), so the square test above does not apply);
         * spatially structured types (dilate, erode, skeleton, shift, boundary
           noise): PCL, whatever their parameters.
 
@@ -822,8 +824,9 @@ class LabelNoise(metaclass=_ByKind):
 
         The class-conditional types have a closed form (:mod:`metastructure.ntm`):
         ``sample_matrix``, ``flip_matrix``, ``random_matrix``,
-        ``symmetric_matrix``; clean is the identity, and ``sample_classes``
-        the identity on the pixels it keeps labelled. Dilation, erosion and
+        ``symmetric_matrix``; clean is the identity, ``sample_classes``
+        the identity on the pixels it keeps labelled, and ``sample_void`` the
+        M x (M+1) matrix ``[p I | (1-p) 1]`` (its last column: void). Dilation, erosion and
         skeletons change the labels on the boundary or the medial axis, so their
         T depends on the masks: it is ``ntm.estimate(masks, self(None, masks))``
         when ``masks`` (clean binary masks (..., H, W)) are given, else None.

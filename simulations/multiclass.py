@@ -330,7 +330,8 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         void = [r for r in r19.values() if r["kind"] == "sample_void"]
         text = (f"**{many['num_classes']} classes**, the paper's Cityscapes count: street-scene-like maps of "
                 f"{many['layout']['regions']} large regions and {many['layout']['objects']} small objects "
-                f"(classes about equally frequent, unlike Cityscapes'), {many['n_train']} training images, collapse "
+                f"(classes about equally frequent, unlike Cityscapes'), {many['n_train']} training images, "
+                f"{cfg['many']['opt']['steps']} steps of batch {cfg['many']['opt']['batch']}, collapse "
                 f"at {num(many['collapse'])}. Clean {pm(r19['clean']['miou'])}. Sampling with the unlabelled pixels "
                 "ignored: " + ", ".join(f"{pct(r['rate'])} {pm(r['miou'])}" for r in ign)
                 + "; the same labels with the unlabelled pixels stored as a void class (the network outputs "
