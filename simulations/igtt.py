@@ -397,7 +397,8 @@ def plot(record: dict, path: Path, store=None) -> None:
                        label=f"{name} {m}" if i == 0 else None)
     b.set(xlabel="round", ylabel="Dice of the selected masks (train), per seed", ylim=(0, 1),
           title="the faithful loop: pseudo-label quality over rounds")
-    b.legend(fontsize=7)
+    if b.get_legend_handles_labels()[0]:  # every run of a tiny profile may have diverged: nothing to name
+        b.legend(fontsize=7)
     c = ax[1, 1]
     boot = res[names[0]]["bootstrap"]["configs"]
     labels = list(boot)
