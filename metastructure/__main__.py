@@ -72,9 +72,9 @@ def _plan(args: argparse.Namespace) -> int:
     from . import planner
 
     t0 = time.perf_counter()
-    for flag, value in (("--steps", args.steps), ("--repeats", args.repeats), ("--crop", args.crop)):
-        if value is not None and value < (0 if flag == "--crop" else 1):
-            raise ValueError(f"{flag} must be >= {0 if flag == '--crop' else 1}, got {value}")
+    for flag, value, least in (("--steps", args.steps, 1), ("--repeats", args.repeats, 1), ("--crop", args.crop, 0)):
+        if value is not None and value < least:
+            raise ValueError(f"{flag} must be >= {least}, got {value}")
         if value is not None and args.images is None:
             raise ValueError(f"{flag} sets how the calibration trains: it needs --images")
     if args.n_images is not None and args.n_images < 1:

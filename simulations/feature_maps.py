@@ -66,6 +66,11 @@ def pval(t: dict) -> str:
     return f"p <= {floor:.0e}" if t["p"] <= floor * (1 + 1e-9) else f"p = {t['p']:.2g}"
 
 
+def _above(t: dict | None) -> bool:
+    """Whether a one-sided test's first group lies above its second at :data:`ALPHA` (False without a test)."""
+    return t is not None and t["p"] < ALPHA and t["difference"] > 0
+
+
 def permutation(a, b, *, alternative: str) -> dict:
     """The difference of means ``mean(a) - mean(b)`` of two groups of per-network scores and its
     permutation p value (:func:`scipy.stats.permutation_test`, :data:`PERMUTATIONS` resamples,
@@ -114,14 +119,9 @@ def summarise(config: dict, store) -> dict:
         out["tests"]["pcl_vs_rcl"] = permutation(fam["PCL"], fam["RCL"], alternative="greater")
     if fam["RCL"] and len(fam["CL"]) > 1:
         out["tests"]["rcl_vs_cl"] = permutation(fam["RCL"], fam["CL"], alternative="two-sided")
-    rcl = [r["mean_cka"]["mean"] for r in out["types"].values() if r["family"] == "RCL"]
-    pcl = [r["mean_cka"]["mean"] for r in out["types"].values() if r["family"] == "PCL"]
-    sds = [v["mean_cka"]["std"] for v in out["types"].values()]
-    out["ordering"] = {"rcl_min": min(rcl) if rcl else None, "pcl_max": max(pcl) if pcl else None,
-                       "largest_sd": max(sds)}
     t, rev = out["tests"].get("rcl_vs_pcl"), out["tests"].get("pcl_vs_rcl")
-    if t is not None and not (t["p"] < ALPHA and t["difference"] > 0):
-        turned = rev["p"] < ALPHA and rev["difference"] > 0
+    if t is not None and not _above(t):
+        turned = _above(rev)
         out["note"] = (f"RCL > PCL {'reversed' if turned else 'not decided'} by CKA: RCL minus PCL "
                        f"{t['difference']:+.3f}, one-sided permutation {pval(rev if turned else t)} "
                        f"{'for PCL > RCL ' if turned else ''}over {t['n'][0]} + {t['n'][1]} networks")
@@ -197,7 +197,7 @@ def plot(record: dict, path: Path, store=None) -> None:
 def _decided(res: dict) -> bool | None:
     """Whether RCL > PCL is decided at :data:`ALPHA` (None: no test in the record)."""
     t = res.get("tests", {}).get("rcl_vs_pcl")
-    return None if t is None else bool(t["p"] < ALPHA and t["difference"] > 0)
+    return None if t is None else _above(t)
 
 
 def not_reproduced(record: dict, records: dict) -> list[str]:
@@ -207,7 +207,7 @@ def not_reproduced(record: dict, records: dict) -> list[str]:
     if _decided(res) is not False:
         return []
     t, rev = res["tests"]["rcl_vs_pcl"], res["tests"].get("pcl_vs_rcl")
-    reversed_ = rev is not None and rev["p"] < ALPHA and rev["difference"] > 0
+    reversed_ = _above(rev)
     return [f"the feature ordering RCL ~ CL > PCL (the paper's feature-map analysis as we read its text; its "
             f"figure was not available to us): the RCL networks' CKA to clean networks is not above the PCL "
             f"networks' (difference {t['difference']:+.3f}, one-sided permutation {pval(t)} over "
@@ -254,7 +254,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         t = tests["rcl_vs_pcl"]
         ok = _decided(res)
         rev = tests.get("pcl_vs_rcl")
-        reversed_ = rev is not None and rev["p"] < ALPHA and rev["difference"] > 0
+        reversed_ = _above(rev)
         text += (f" The test (a permutation test over networks of the difference of family means, "
                  f"{t['resamples']} resamples, decided at p < {ALPHA:g}): RCL minus PCL {t['difference']:+.3f}, "
                  f"one-sided {pval(t)} over {t['n'][0]} RCL and {t['n'][1]} PCL networks, so RCL > PCL is "

@@ -78,13 +78,18 @@ def cells(config: dict) -> list[dict]:
             + [_spec(config, k, r, s, True) for k, r in _settings(config, True) for s in range(config["seeds"])])
 
 
+def _relative(rates, m: int, n_eff: float) -> np.ndarray:
+    """``miou_symmetric_flip`` at ``rates`` over its value at e = 0: the prediction as a fraction of the clean
+    mIoU (what the measured clean mIoU scales)."""
+    return curves.miou_symmetric_flip(rates, m, n_eff=n_eff) / curves.miou_symmetric_flip(0.0, m, n_eff=n_eff)
+
+
 def _fit(rates: np.ndarray, measured: np.ndarray, m: int) -> dict:
     """n_eff of ``miou_symmetric_flip`` (over :data:`N_EFF`), scaled so that e = 0 gives the measured clean
     mIoU ``measured[0]``, by least squares."""
     best = None
     for n in N_EFF:
-        pred = measured[0] * curves.miou_symmetric_flip(rates, m, n_eff=n) / curves.miou_symmetric_flip(0.0, m,
-                                                                                                         n_eff=n)
+        pred = measured[0] * _relative(rates, m, n)
         err = float(np.sqrt(np.mean((pred - measured) ** 2)))
         if best is None or err < best["rmse"]:
             best = {"n_eff": float(n), "rmse": err}
@@ -108,13 +113,10 @@ def _block(config: dict, store, many: bool) -> dict:
     measured = np.array([clean] + [rows[f"symmetric {e}"]["miou"]["mean"] for e in c["rates"]])
     best = _fit(rates, measured, m)
     grid = np.linspace(0, 0.97 if m < 10 else 0.985, 60)
-    curve = clean * curves.miou_symmetric_flip(grid, m, n_eff=best["n_eff"]) / curves.miou_symmetric_flip(
-        0.0, m, n_eff=best["n_eff"])
+    curve = clean * _relative(grid, m, best["n_eff"])
     for row in rows.values():  # each row's prediction: the clean mIoU, the flip curve, void's plain argmax
         if row["kind"] == "symmetric":
-            e = float(row["rate"])
-            row["predicted"] = float(clean * curves.miou_symmetric_flip(e, m, n_eff=best["n_eff"])
-                                     / curves.miou_symmetric_flip(0.0, m, n_eff=best["n_eff"]))
+            row["predicted"] = float(clean * _relative(float(row["rate"]), m, best["n_eff"]))
         elif row["kind"] == "sample_void":
             p = float(row["rate"])
             row["predicted"] = clean if p > 0.5 else 0.0 if p < 0.5 else None  # a tie at 1/2: not predicted
@@ -139,8 +141,7 @@ def _needed(c: dict, rows: dict, fit: dict, m: int) -> dict:
     for e in c["rates"]:
         if e >= (m - 1) / m:
             continue
-        ratio = np.array([curves.miou_symmetric_flip(float(e), m, n_eff=n)
-                          / curves.miou_symmetric_flip(0.0, m, n_eff=n) for n in grid])
+        ratio = np.array([_relative(float(e), m, n) for n in grid])
         ok = np.nonzero(clean * ratio >= clean - TOL)[0]
         need = float(grid[ok[0]]) if ok.size else None
         out[f"{e:g}"] = {"n_eff_needed": need,
@@ -286,9 +287,6 @@ def not_reproduced(record: dict, records: dict) -> list[str]:
     return [text]
 
 
-TITLE = "mIoU under sampling and symmetric flipping"
-
-
 def _flip_text(blk: dict) -> str:
     rows, collapse = blk["rows"], blk["collapse"]
     sym = [r for r in rows.values() if r["kind"] == "symmetric"]
@@ -342,25 +340,26 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
                 + ", argmax over the real classes, the least-squares inverse of Theorem 2, "
                 + ", ".join(f"{pct(r['rate'])} {pm(r['miou_corrected'])}" for r in void)
                 + " (predicted with unlimited data: the clean mIoU). ")
-        pairs = [(r, next(i for i in ign if i["rate"] == r["rate"])) for r in void
-                 if any(i["rate"] == r["rate"] for i in ign)]
-        tests = [(v, i, _welch(i["miou"], v["miou_corrected"])) for v, i in pairs]
-        decided = [(v, i, p) for v, i, p in tests if p is not None and p < 0.05 and mean(i["miou"]) > mean(
-            v["miou_corrected"])]
+        ign_at = {r["rate"]: r for r in ign}
+        tests = [(v, ign_at[v["rate"]], _welch(ign_at[v["rate"]]["miou"], v["miou_corrected"]))
+                 for v in void if v["rate"] in ign_at]
+        split = [p is not None and p < 0.05 and mean(i["miou"]) > mean(v["miou_corrected"]) for v, i, p in tests]
+        decided = [t for t, ok in zip(tests, split, strict=True) if ok]
         if decided:
             text += ("So store unlabelled pixels as ignore, not as a class: "
                      + listing([f"at {pct(v['rate'])} the right read-out of void scores "
                                 f"{num(mean(i['miou']) - mean(v['miou_corrected']))} below the same labels ignored "
                                 f"(Welch p = {p:.2g})" for v, i, p in decided])
                      + f", {cfg['seeds']} seeds each")
-            rest = [(v, i, p) for v, i, p in tests if (v, i, p) not in decided]
+            rest = [t for t, ok in zip(tests, split, strict=True) if not ok]
             if rest:
                 text += ("; " + listing([f"at {pct(v['rate'])} the gap "
                                          f"{num(mean(i['miou']) - mean(v['miou_corrected']))} is not separated from "
                                          f"the seeds' spread (p = {p:.2g})" for v, i, p in rest]))
             text += (" (our reading: the void class takes most of the output, and the real classes are told apart "
                      "by what is left of it). ")
-        text += _flip_text(many)[0].upper() + _flip_text(many)[1:]
+        flips = _flip_text(many)
+        text += flips[0].upper() + flips[1:]
         claims = _paper_claims(many)
         verdicts = [(name, *_verdict(r, r19["clean"]["miou"])) for name, r in claims]
         held = [name for name, v, _ in verdicts if v == "holds"]
@@ -384,7 +383,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
                      f"asks of the data: to come within {g(TOL)} of clean, "
                      + listing([f"e = {e} needs n_eff {v['n_eff_needed']:.0f} (about {v['n_train_needed']:.0f} "
                                 "images)" for e, v in need.items()])
-                     + f" of this size ({cfg['many'].get('size', 64)}^2), if n_eff grew in proportion to the images "
+                     + f" of this size ({_data(cfg, True)['size']}^2), if n_eff grew in proportion to the images "
                      "as the averaging term of theory/README.md step 14 does without memorisation. A prediction at "
                      "that scale, not a measurement.")
         out.append(para(text))

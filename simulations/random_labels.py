@@ -66,8 +66,9 @@ def summarise(config: dict, store) -> dict:
         # the validation-chosen checkpoint of each seed, and its test Dice at the validation threshold
         pick = [int(np.argmax([h["val_dice"] for h in r["history"]])) for r in res]
         out[reg]["selected_step"] = [steps[i] for i in pick]
-        out[reg]["selected_dice"] = stats([r["history"][i]["dice_val"] for r, i in zip(res, pick, strict=True)])
-        out[reg]["selected_values"] = [float(r["history"][i]["dice_val"]) for r, i in zip(res, pick, strict=True)]
+        values = [float(r["history"][i]["dice_val"]) for r, i in zip(res, pick, strict=True)]
+        out[reg]["selected_dice"] = stats(values)
+        out[reg]["selected_values"] = values
     out["selected_difference"] = _welch(out["fixed"]["selected_values"], out["fresh"]["selected_values"])
     return out
 
