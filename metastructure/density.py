@@ -88,7 +88,7 @@ DENSE_MAX = 320
 #: Largest absolute difference from a float64 scipy.ndimage oracle that the tests allow.
 ACCURACY = 2e-5
 #: The one tolerance of the decisions taken on a binary transition matrix T = [[1-b, b], [f, 1-f]]: at
-#: |1 - f - b| <= TRANSITION_ATOL the noisy labels carry no information, so :func:`matched_threshold` has no t*
+#: :math:`|1 - f - b|` <= TRANSITION_ATOL the noisy labels carry no information, so :func:`matched_threshold` has no t*
 #: (:func:`matched_threshold_or_none` gives None) and ``noise.LabelNoise.family`` says "RL"; a label type's family
 #: and its t* therefore always agree. ``LabelNoise.family`` also calls T within it of the identity clean ("CL").
 TRANSITION_ATOL = 1e-9
@@ -508,7 +508,7 @@ def matched_threshold(transition: Any, *, atol: float = TRANSITION_ATOL) -> Matc
 
     Args:
         transition: a 2 x 2 row-stochastic matrix (rows: true bg, fg).
-        atol: |1 - f - b| at or below this means the labels carry no information (default
+        atol: :math:`|1 - f - b|` at or below this means the labels carry no information (default
             :data:`TRANSITION_ATOL`, the tolerance ``LabelNoise.family`` decides "RL" with).
 
     Returns:
@@ -539,7 +539,7 @@ def matched_threshold(transition: Any, *, atol: float = TRANSITION_ATOL) -> Matc
 
 
 def matched_threshold_or_none(transition: Any, *, atol: float = TRANSITION_ATOL) -> MatchedThreshold | None:
-    """:func:`matched_threshold`, or ``None`` where no threshold exists (|1 - f - b| <= ``atol``).
+    r""":func:`matched_threshold`, or ``None`` where no threshold exists (:math:`|1 - f - b| \le` ``atol``).
 
     For callers that score every label type side by side, random labels
     included: "no t*" is a result there, not an error. Other invalid

@@ -308,7 +308,7 @@ def _otsu(xp: Any, s: Any, bins: int) -> Any:
 
 
 def otsu_threshold(scores: Any, *, bins: int = 256) -> Any:
-    """Otsu's threshold: maximises the between-class variance of a ``bins`` histogram.
+    r"""Otsu's threshold: maximises the between-class variance of a ``bins`` histogram.
 
     Same definition as ``skimage.filters.threshold_otsu`` (histogram on
     [min, max], the threshold is a bin centre, foreground is ``scores > t``).
@@ -316,7 +316,7 @@ def otsu_threshold(scores: Any, *, bins: int = 256) -> Any:
     float64 scalar, so close values far from 0 (1e8 ... 1e8 + 3) keep their
     bins and values near the float limits (+-3e38) no infinity; inside
     ``jax.jit`` (traced scores) in float32, JAX's default, giving a float32
-    array. No intermediate exceeds max |scores| (the histogram is taken of
+    array. No intermediate exceeds :math:`\max |s|` over the scores (the histogram is taken of
     the scores shifted and scaled to [0, 1]).
 
     Raises:

@@ -318,7 +318,7 @@ def random_labels(key: jax.Array, shape: tuple[int, ...], rate: Any, *, dtype: A
 
 # ------------------------------------------------------------------- PCL
 def disk(radius: float, *, ndim: int = 2) -> np.ndarray:
-    """The structuring element {t : |t|^2 <= r^2} (a ball in 3-D), as bool numpy.
+    r"""The structuring element :math:`\{t : |t|^2 \le r^2\}` (a ball in 3-D), as bool numpy.
 
     >>> disk(1).astype(int).tolist()
     [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
@@ -846,7 +846,7 @@ class LabelNoise(metaclass=_ByKind):
           masks of another shape, so a network learns *their* boundary, the 1/2
           level (Theorem 1: the PCL damage is that shape change, which no
           threshold undoes);
-        * skeleton: s/2 with s = |skeleton| / |mask|, which depends on the masks:
+        * skeleton: s/2 with :math:`s = |\text{skeleton}| / |\text{mask}|`, which depends on the masks:
           pass the clean ``masks`` (its T is estimated from them).
 
         Raises:

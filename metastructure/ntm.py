@@ -92,7 +92,7 @@ def random_matrix(rate: float, *, num_classes: int = 2) -> np.ndarray:
 
 
 def skeleton_matrix(mask: Any, skeleton: Any) -> np.ndarray:
-    """T of a skeleton label: ``[[1, 0], [1-s, s]]`` with s = |skeleton| / |mask|.
+    r"""T of a skeleton label: ``[[1, 0], [1-s, s]]`` with :math:`s = |\text{skeleton}| / |\text{mask}|`.
 
     The same form as sampling with ratio s, but the kept pixels sit on the
     medial axis instead of being spread uniformly (which is why skeletons hurt).

@@ -260,15 +260,15 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     2. **targets**: ``labels[idx]``, or ``targets(key, labels[idx], aux)`` where given: labels made at load
        (a fresh noise draw, EMS); ``aux`` is any pytree of arrays the call passes through (a
        :class:`~metastructure.noise.LabelNoise`'s rates, a flag), traced, so new values do not recompile.
-    2b. **crop** (with ``crop=(h, w)``): each sample's image and targets are cut to one h x w window
+    3. **crop** (with ``crop=(h, w)``): each sample's image and targets are cut to one h x w window
        (:func:`random_crop`), after the targets are made (a structured fresh draw sees the whole mask). The
        key then splits into four (batch, targets, augmentation, crop; with ``batch_size=None`` three).
-    3. **augment**: each sample's image and targets get the dihedral transform ``t`` (:func:`dihedral`),
+    4. **augment**: each sample's image and targets get the dihedral transform ``t`` (:func:`dihedral`),
        ``t`` uniform in 0..7 per sample (:func:`augment_dihedral`).
-    4. **gradient step** of ``optimizer`` on ``loss(model.apply(params, images), targets)`` (:func:`step`;
+    5. **gradient step** of ``optimizer`` on ``loss(model.apply(params, images), targets)`` (:func:`step`;
        the logits carry the model's channel axis).
-    5. **select**: ``select(logits)`` of the batch's train-mode logits before the update (no gradient) gives
-       masks (B, H, W), which the inverse transform of step 3 maps back and which are written into ``store``
+    6. **select**: ``select(logits)`` of the batch's train-mode logits before the update (no gradient) gives
+       masks (B, H, W), which the inverse transform of step 4 maps back and which are written into ``store``
        (N, H, W) at the batch's indices: pseudo-labels chosen inside the step, as the iGTT paper's loop does
        (:func:`metastructure.unsupervised.select_pseudo_labels`, per image or batch-shared). Without
        ``select`` the ``store`` argument comes back as it went in.

@@ -136,7 +136,7 @@ def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30, selection: str
     strictly between the image's minimum and maximum output (so no candidate
     is empty or full). ``selection`` scores them:
 
-    * "dmi" (the paper's): the lowest DMI loss -log |det(P S^T / n)|
+    * "dmi" (the paper's): the lowest DMI loss :math:`-\log |\det(P S^T / n)|`
       (:func:`metastructure.losses.dmi_loss_from_probs`). For a binary
       candidate s covering a fraction pi of the image, det(P S^T / n) =
       cov(p, s) = pi (1 - pi) (E[p | s] - E[p | not s]) = sqrt(pi (1 - pi))

@@ -122,6 +122,7 @@ class Store:
         return cell_key(self._stamp(spec))
 
     def path(self, spec: dict, suffix: str = ".json") -> Path:
+        """The file of a cell: ``ROOT/KIND/SLUG-KEY{suffix}``, KIND and SLUG read from the stamped spec."""
         spec = self._stamp(spec)
         kind = re.sub(r"[^A-Za-z0-9_]+", "_", str(spec.get("kind", "cell")))
         return self.root / kind / f"{_slug(spec)}-{cell_key(spec)}{suffix}"

@@ -25,7 +25,7 @@ b + s D (s = 1 - f - b) and variance f(1-f) S_fg + b(1-b) S_bg, so in the normal
 approximation the pixel is called foreground (at t*, inverted when s < 0) with
 probability
 
-    P_fg = Phi(|s| (D - 1/2) / sqrt(f(1-f) S_fg + b(1-b) S_bg)).
+.. math:: P_{fg} = \Phi\left(\frac{|s|\,(D - 1/2)}{\sqrt{f(1-f) S_{fg} + b(1-b) S_{bg}}}\right)
 
 Expected Dice follows from the expected counts, 2 TP / (2 TP + FP + FN) (ratio
 of expectations: accurate when the structure holds many pixels). Bernoulli noise
@@ -101,9 +101,9 @@ def disk_level_shift(radius: Any, bandwidth: Any) -> np.ndarray:
 
 
 def disk_level_radius(radius: float, bandwidth: float) -> float:
-    """Exact radius of the 1/2 level set of a gaussian-blurred disk (continuous).
+    r"""Exact radius of the 1/2 level set of a gaussian-blurred disk (continuous).
 
-    D(r) = P(|r e_1 + h Z| <= R) = ncx2.cdf(R^2/h^2, df=2, nc=r^2/h^2); solved by
+    :math:`D(r) = P(|r e_1 + h Z| \le R)` = ncx2.cdf(R^2/h^2, df=2, nc=r^2/h^2); solved by
     bisection. The reference for :func:`disk_level_shift`.
     """
     from scipy.optimize import brentq
@@ -232,7 +232,7 @@ def pooled_dice(fields: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.n
 
 
 def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:
-    """Continuous D, S_fg, S_bg across a stripe |x| < w/2 (2-D gaussian kernel)."""
+    """Continuous D, S_fg, S_bg across a stripe :math:`|x| < w/2` (2-D gaussian kernel)."""
     x = np.asarray(x, float)
     w, h = float(width), float(bandwidth)
     D = _phi_cdf((w / 2 - x) / h) - _phi_cdf((-w / 2 - x) / h)
@@ -332,7 +332,7 @@ def pcl_label_dice(learned: Any, masks: Any, *, threshold: float = 0.5) -> float
     no threshold moves back to the truth. Its Dice against the clean masks M,
     pooled over every pixel (of every array, when given sequences),
 
-        2 |P & M| / (|P| + |M|)      (1 when both are empty),
+    .. math:: \frac{2\,|P \cap M|}{|P| + |M|} \quad \text{(1 when both are empty),}
 
     is the error the perturbation costs. For dilated or eroded labels
     ``learned`` is the perturbed masks themselves (0 / 1) at 1/2, so P = T(M);

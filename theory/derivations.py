@@ -152,7 +152,7 @@ def _noisy_class_probabilities(clean: list, t: sp.Matrix) -> list:
 
 
 def _interval(x: Any, half: Any) -> Any:
-    """The indicator of |x| < half (a stripe's cross-section)."""
+    """The indicator of :math:`|x| <` ``half`` (a stripe's cross-section)."""
     return sp.Piecewise((1, (x > -half) & (x < half)), (0, True))
 
 
@@ -475,7 +475,7 @@ def kernel_geometry() -> Derivation:
     r"""Where the 1/2 level set of a clean fraction field sits (continuous kernels).
 
     * Half-plane {u < 0}: gaussian D(x) = Phi(-x/h), box D(x) = (h - x)/(2h) on
-      |x| <= h; both equal 1/2 on the edge: no bias for straight edges.
+      :math:`|x| \le h`; both equal 1/2 on the edge: no bias for straight edges.
     * Disk of radius R, gaussian h (*leading order* in h/R): near a boundary
       point the disk is the half-plane minus the sliver 0 < u < v^2/(2R), whose
       kernel mass is phi_h(0) h^2/(2R) = h/(2 sqrt(2 pi) R); the field's slope
@@ -552,8 +552,10 @@ def finite_sampling(n_pixels: int = 3) -> Derivation:
     d (positive inside): D = Phi(d/h) and S = Phi(sqrt(2) d/h)/(4 pi h^2), so the
     misclassification probability
 
-        P_err(d) = Phi(-|Phi(d/h) - 1/2| * 2 sqrt(pi) * sqrt(c / Phi(sqrt(2) d/h))),
-        c = p h^2 / (1 - p),
+    .. math::
+
+        P_{err}(d) = \Phi\left(-\left|\Phi(d/h) - \tfrac12\right| \cdot 2\sqrt{\pi}\,
+        \sqrt{c / \Phi(\sqrt2\, d/h)}\right), \quad c = p h^2 / (1 - p),
 
     depends on h and p only through u = d/h and c: the expected boundary error
     (misclassified pixels per unit edge length) is h * E(c), and sparse labels
@@ -642,7 +644,7 @@ def pcl_overlap() -> Derivation:
     * skeleton of a stripe: its T is [[1, 0], [1-s, s]] with s = 1/w (one pixel of
       w per row), the same form as sampling, so t* = 1/(2w). But its density is
       the kernel itself, D_sk(x) = phi_h(x), not s * D(x): the t* level set is
-      |x| = h sqrt(2 log(2w / (sqrt(2 pi) h))), a width set by h, not w. The label
+      :math:`|x| = h \sqrt{2 \log(2w / (\sqrt{2\pi}\, h))}`, a width set by h, not w. The label
       (a centre line of width 1) has Dice 2/(w+1) against the stripe.
     * a trained network's own boundary error: if the clean network's boundary
       sits a random normal distance e ~ N(0, s^2) from the truth, its overlap

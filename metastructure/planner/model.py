@@ -222,7 +222,7 @@ class Masks:
 
     @functools.cached_property
     def skeleton_threshold(self) -> Any:
-        """The skeleton labels' t* = s/2, s = |skeleton| / |mask| pooled over all masks:
+        r"""The skeleton labels' t* = s/2, :math:`s = |\text{skeleton}| / |\text{mask}|` pooled over all masks:
         ``density.matched_threshold`` of the transition the (mask, skeleton) pairs show
         (what ``LabelNoise("skeleton").matched_threshold(masks=...)`` gives for one stack)."""
         kept = sum(int(np.count_nonzero(sk & m)) for sk, m in zip(self.skeletons, self.stacks, strict=True))
