@@ -20,6 +20,7 @@ import dataclasses
 import importlib
 import inspect
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -27,8 +28,11 @@ import pytest
 import metastructure
 from simulations import registry
 
-MODULES = [f"metastructure.{m}" for m in metastructure.__all__
-           if inspect.ismodule(getattr(metastructure, m, None))] + ["theory.curves"]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+from public_api import public_objects, rule_modules  # noqa: E402  (one walk: these rules and the docs' coverage)
+
+MODULES = list(rule_modules())
 
 
 def _is_record(cls) -> bool:
@@ -37,24 +41,7 @@ def _is_record(cls) -> bool:
 
 def public_callables() -> dict[str, object]:
     """``{"module.name[.method]": object}`` for every public function, class, method and property."""
-    out: dict[str, object] = {}
-    for mod_name in MODULES:
-        mod = importlib.import_module(mod_name)
-        assert hasattr(mod, "__all__"), f"{mod_name} has no __all__"
-        for name in mod.__all__:
-            obj = getattr(mod, name)
-            if inspect.isfunction(inspect.unwrap(obj)) and not inspect.isclass(obj):  # lru_cache'd too
-                out[f"{mod_name}.{name}"] = inspect.unwrap(obj)
-            elif inspect.isclass(obj):
-                out[f"{mod_name}.{name}"] = obj
-                for attr, member in vars(obj).items():
-                    if attr.startswith("_") or attr in getattr(obj, "_fields", ()):
-                        continue
-                    if isinstance(member, (classmethod, staticmethod)):
-                        member = member.__func__
-                    if inspect.isfunction(member) or isinstance(member, property):
-                        out[f"{mod_name}.{name}.{attr}"] = member
-    return out
+    return public_objects(MODULES)
 
 
 PUBLIC = public_callables()
@@ -155,7 +142,6 @@ def test_class_constructors_keep_options_keyword_only(name):
 
 
 # ------------------------------------------------------------------ the repository stands alone
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 PACKAGES = ("metastructure", "theory", "simulations")
 
 
