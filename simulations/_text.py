@@ -87,13 +87,16 @@ _GLUE = {"-", "+", "*", ">", "<", ">=", "<=", "->", "=", "+-", "1."}  # never fi
 
 
 def _fill(text: str, **kw: Any) -> str:
-    """Wrap ``text`` so that no line starts with a word markdown would read as a list, quote or heading."""
+    """Wrap ``text`` so that no line starts with a word markdown would read as a list, quote or heading, and
+    no code span (a command a reader copies) is broken across lines."""
     words = []
+    in_code = False  # inside a `code span` that an earlier word opened
     for w in text.split():
-        if words and (w in _GLUE or w.startswith("#") or words[-1].endswith("+-")):  # and keep "a +- b" whole
+        if words and (in_code or w in _GLUE or w.startswith("#") or words[-1].endswith("+-")):  # "a +- b" whole
             words[-1] += "\u00a0" + w  # a no-break space: textwrap does not break there
         else:
             words.append(w)
+        in_code ^= w.count("`") % 2 == 1
     out = textwrap.fill(" ".join(words), WIDTH, break_long_words=False, break_on_hyphens=False, **kw)
     return out.replace("\u00a0", " ")
 
