@@ -60,11 +60,16 @@ def _append_navigation(app, docname: str, source: list[str]) -> None:
 
 
 def _stage_mathjax(app, config) -> None:
-    staged = Path(tempfile.mkdtemp(prefix="metastructure-docs-")) / "mathjax"
-    staged.mkdir()
-    shutil.copy2(mathjax_source(), staged / MATHJAX_FILE)
-    config.html_static_path = [*config.html_static_path, str(staged.parent)]
+    """Copy the MathJax file into a temporary static folder (removed when the build ends)."""
+    app._mathjax_stage = Path(tempfile.mkdtemp(prefix="metastructure-docs-"))
+    (app._mathjax_stage / "mathjax").mkdir()
+    shutil.copy2(mathjax_source(), app._mathjax_stage / "mathjax" / MATHJAX_FILE)
+    config.html_static_path = [*config.html_static_path, str(app._mathjax_stage)]
     config.mathjax_path = f"mathjax/{MATHJAX_FILE}"
+
+
+def _remove_stage(app, exception) -> None:
+    shutil.rmtree(getattr(app, "_mathjax_stage", ""), ignore_errors=True)
 
 
 def _check_coverage(app, env) -> None:
@@ -97,4 +102,5 @@ def setup(app):
     app.connect("env-check-consistency", _check_coverage)
     app.connect("autodoc-skip-member", _skip_record_fields)
     app.connect("build-finished", _redirect_index)
+    app.connect("build-finished", _remove_stage)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
