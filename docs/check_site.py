@@ -100,13 +100,13 @@ def chromium(width: int = 1280, height: int = 1000):
 
 
 def _wait_for_maths(driver, timeout: float = 20.0) -> None:
-    """Until MathJax (when the page loads it) has typeset every formula."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
-        "return document.readyState === 'complete' && (!window.MathJax || !MathJax.startup"
-        " || (MathJax.startup.promise && (window.__mjDone || (MathJax.startup.promise.then("
-        "() => { window.__mjDone = true; }), false))));"))
+    """Until MathJax (when the page loads it) has typeset every formula: its startup promise has resolved.
+    ``driver.get`` has already waited for the load event, which waits for the (async) MathJax script."""
+    driver.set_script_timeout(timeout)
+    driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;"
+        "(typeset || Promise.resolve()).then(() => done(true));")
 
 
 def check_page(driver, url: str, *, maths: bool) -> dict:

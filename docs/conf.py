@@ -52,6 +52,6 @@ napoleon_use_rtype = False
 
 html_theme = "furo"
 html_title = f"metastructure {release}"
-html_static_path = ["_static"]  # MathJax is added by the site extension (docs/_ext/metastructure_docs.py)
+html_static_path = ["_static"]  # MathJax is copied in by the site extension (docs/_ext/metastructure_docs.py)
 html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False

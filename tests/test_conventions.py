@@ -39,12 +39,7 @@ def _is_record(cls) -> bool:
     return dataclasses.is_dataclass(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
 
 
-def public_callables() -> dict[str, object]:
-    """``{"module.name[.method]": object}`` for every public function, class, method and property."""
-    return public_objects(MODULES)
-
-
-PUBLIC = public_callables()
+PUBLIC = public_objects(MODULES)  # {"module.name[.method]": object}: every public function, class, method, property
 FUNCTIONS = {k: v for k, v in PUBLIC.items() if inspect.isfunction(v)}
 RANDOM_NAMES = set()  # filled below: public functions that draw random numbers
 

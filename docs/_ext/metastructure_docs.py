@@ -4,8 +4,8 @@
   site's navigation (:data:`NAVIGATION`) is appended to it when Sphinx reads it,
   so the file itself stays plain Markdown.
 * MathJax 3 (its single-file SVG build, which needs no font files) is copied
-  from the ``django-static-mathjax`` package into ``_static/mathjax/``: no page
-  loads anything from the network.
+  from the ``django-static-mathjax`` package into the site's ``_static/mathjax/``:
+  no page loads anything from the network.
 * The coverage check (a warning, so an error in the strict build) fails the build when a public name of the API
   (:func:`public_api.undocumented`, the walk the house-rule tests use) has no
   entry in the reference.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import tempfile
 from pathlib import Path
 
 from public_api import doc_modules, undocumented
@@ -59,17 +58,16 @@ def _append_navigation(app, docname: str, source: list[str]) -> None:
         source[0] += "".join(_toctree(c, d) for c, d in NAVIGATION)
 
 
-def _stage_mathjax(app, config) -> None:
-    """Copy the MathJax file into a temporary static folder (removed when the build ends)."""
-    app._mathjax_stage = Path(tempfile.mkdtemp(prefix="metastructure-docs-"))
-    (app._mathjax_stage / "mathjax").mkdir()
-    shutil.copy2(mathjax_source(), app._mathjax_stage / "mathjax" / MATHJAX_FILE)
-    config.html_static_path = [*config.html_static_path, str(app._mathjax_stage)]
+def _use_mathjax(app, config) -> None:
     config.mathjax_path = f"mathjax/{MATHJAX_FILE}"
 
 
-def _remove_stage(app, exception) -> None:
-    shutil.rmtree(getattr(app, "_mathjax_stage", ""), ignore_errors=True)
+def _copy_mathjax(app) -> None:
+    """Copy the MathJax file into the site's ``_static/mathjax/`` (the path the pages load it from)."""
+    if app.builder.format == "html":
+        target = Path(app.outdir) / "_static" / "mathjax"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(mathjax_source(), target / MATHJAX_FILE)
 
 
 def _check_coverage(app, env) -> None:
@@ -97,10 +95,10 @@ def _redirect_index(app, exception) -> None:
 
 
 def setup(app):
-    app.connect("config-inited", _stage_mathjax)
+    app.connect("config-inited", _use_mathjax)
+    app.connect("builder-inited", _copy_mathjax)
     app.connect("source-read", _append_navigation)
     app.connect("env-check-consistency", _check_coverage)
     app.connect("autodoc-skip-member", _skip_record_fields)
     app.connect("build-finished", _redirect_index)
-    app.connect("build-finished", _remove_stage)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
