@@ -89,8 +89,11 @@ def _redirect_index(app, exception) -> None:
     """``index.html`` opens the front page (the root document keeps README's name)."""
     if exception is None and app.builder.format == "html" and app.config.root_doc != "index":
         target = f"{app.config.root_doc}.html"
+        # the site's icon here too: a page without one makes the browser ask for /favicon.ico (a 404)
+        icon = Path(app.config.html_favicon or "").name
+        link = f'<link rel="icon" href="_static/{icon}">' if icon else ""
         (Path(app.outdir) / "index.html").write_text(
-            f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={target}">'
+            f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={target}">{link}'
             f'<title>metastructure</title><a href="{target}">metastructure</a>\n')
 
 
