@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["INITS", "Model", "NORMS", "fcn", "num_params", "unet"]
+__all__ = ["ACTIVATIONS", "INITS", "Model", "NORMS", "fcn", "num_params", "unet"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -58,6 +58,8 @@ class Model:
 INITS = ("he", "normal")
 #: Normalisations :func:`unet` accepts: none, or BatchNorm on the batch's own statistics.
 NORMS = (None, "batch")
+#: Activations :func:`unet` accepts: ReLU, or leaky ReLU max(x, 0.01 x) (``jax.nn.leaky_relu``'s default slope).
+ACTIVATIONS = {"relu": jax.nn.relu, "leaky_relu": jax.nn.leaky_relu}
 
 
 def _conv_init(key, kh, kw, cin, cout, init="he"):
@@ -100,12 +102,12 @@ def num_params(params: Any) -> int:
 
 
 def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1, norm: str | None = None,
-         init: str = "he") -> Model:
+         init: str = "he", activation: str = "relu") -> Model:
     """A small U-Net with ``len(widths)`` levels (the last one the bottleneck) and ``out_channels`` logits.
 
-    Each level is two 3x3 conv-ReLU layers of its width (zero biases);
+    Each level is two 3x3 conv-activation layers of its width (zero biases);
     2x2 max pooling between levels, nearest upsampling, skip concatenation
-    and two conv-ReLU layers on the way up, a 1x1 head. Equal arguments
+    and two such layers on the way up, a 1x1 head. Equal arguments
     return the same (cached) :class:`Model`.
 
     Args:
@@ -119,22 +121,31 @@ def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1, norm:
             at 0; the parameters gain a ``"bn"`` entry per conv.
         init: "he" (He-normal, std sqrt(2 / fan-in)) or "normal" (N(0, 0.02)
             for every conv weight, the authors' choice).
+        activation: "relu" or "leaky_relu" (slope 0.01 below zero) after
+            every 3x3 conv (:data:`ACTIVATIONS`). A leaky unit cannot die:
+            with weak label signal (heavily flipped labels) a ReLU U-Net can
+            lose every channel of its last layer early in training and output
+            a constant, which the leak prevents (the planner's recipe uses it).
 
     Raises:
-        ValueError: fewer than two widths, a width < 1, an unknown ``norm`` or ``init``.
+        ValueError: fewer than two widths, a width < 1, an unknown ``norm``,
+            ``init`` or ``activation``.
 
     >>> unet(widths=(8, 16)).config
-    (('init', 'he'), ('norm', None), ('out_channels', 1), ('widths', (8, 16)))
+    (('activation', 'relu'), ('init', 'he'), ('norm', None), ('out_channels', 1), ('widths', (8, 16)))
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    return _unet(tuple(int(w) for w in widths), int(out_channels), norm, init)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    return _unet(tuple(int(w) for w in widths), int(out_channels), norm, init, activation)
 
 
 @functools.cache
-def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, init_kind: str = "he") -> Model:
+def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, init_kind: str = "he",
+          activation: str = "relu") -> Model:
     if len(widths) < 2 or min(widths) < 1:
         raise ValueError(f"widths must list at least two positive widths, got {widths!r}")
     depth = len(widths)
@@ -163,9 +174,11 @@ def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, i
         params["head"] = _conv_init(next(keys), 1, 1, cin, out_channels, init_kind)
         return params
 
+    act = ACTIVATIONS[activation]
+
     def layer(p, h):
         h = _conv(p, h)
-        return jax.nn.relu(_batch_norm(p["bn"], h) if "bn" in p else h)
+        return act(_batch_norm(p["bn"], h) if "bn" in p else h)
 
     def apply(params: dict, x: jax.Array, *, features: bool = False):
         if x.shape[1] % 2 ** (depth - 1) or x.shape[2] % 2 ** (depth - 1):
@@ -186,8 +199,8 @@ def _unet(widths: tuple[int, ...], out_channels: int, norm: str | None = None, i
         logits = _conv(params["head"], h)
         return (logits, feats) if features else logits
 
-    return Model(init, apply, name="unet", config=(("init", init_kind), ("norm", norm), ("out_channels", out_channels),
-                                                   ("widths", widths)))
+    return Model(init, apply, name="unet", config=(("activation", activation), ("init", init_kind), ("norm", norm),
+                                                   ("out_channels", out_channels), ("widths", widths)))
 
 
 def fcn(*, widths: tuple[int, ...] = (32, 32, 32, 32), out_channels: int = 1,
