@@ -58,12 +58,14 @@ def label_noise(lspec: dict) -> noise.LabelNoise:
 
 def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int, *,
                every: int, masks: bool = False, features: bool = False, track: bool = False,
-               at: list[int] | None = None, probes: int | None = None) -> dict:
+               at: list[int] | None = None, probes: int | None = None, activation: str | None = None) -> dict:
     """A training cell's spec with a readable label (see the module docstring). ``track`` adds, at every
     evaluation, the validation-threshold Dice and the fit to the training labels (:func:`evaluate_step`);
     ``at`` evaluates only at those steps (multiples of ``every``) instead of every ``every`` steps;
     ``probes`` (with ``features``) is how many test images the features are kept on (:data:`PROBES` when
-    None). Each enters the spec only when set, so cells without them keep their keys.
+    None); ``activation`` is the U-Net's (``nets.unet(activation=)``; ReLU when None). Each enters the spec
+    only when set, so cells without them keep their keys (as does ``opt``'s optional ``"crop"``, the
+    ``train.fit(crop=)`` window).
 
     Raises ValueError for ``at`` steps that are not multiples of ``every``, and for ``probes`` without
     ``features``, below 1 or above the dataset's ``n_test``."""
@@ -83,8 +85,13 @@ def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int
             raise ValueError(f"probes must be a whole number from 1 to n_test = {n_test}, with features=True; "
                              f"got probes={probes!r}, features={features}")
         ev["probes"] = int(probes)
-    return {"kind": "train", "label": label, "data": dataset, "labels": labels, "net": list(net),
-            "opt": opt, "eval": ev, "seed": seed}
+    out = {"kind": "train", "label": label, "data": dataset, "labels": labels, "net": list(net),
+           "opt": opt, "eval": ev, "seed": seed}
+    if activation is not None:
+        if activation not in nets.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(nets.ACTIVATIONS)}, got {activation!r}")
+        out["activation"] = activation
+    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -227,8 +234,9 @@ def train_cell(spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
     at = set(ev["at"]) if "at" in ev else None
 
     res = train.fit(jax.random.key(spec["seed"]), tr.images, labels,
-                    model=nets.unet(widths=tuple(spec["net"]), out_channels=m or 1),
-                    steps=opt["steps"], batch_size=opt["batch"], learning_rate=opt["lr"],
+                    model=nets.unet(widths=tuple(spec["net"]), out_channels=m or 1,
+                                    activation=spec.get("activation", "relu")),
+                    steps=opt["steps"], batch_size=opt["batch"], learning_rate=opt["lr"], crop=opt.get("crop"),
                     weight_decay=opt.get("wd", 0.0), loss="ce" if m else "bce", noise=fresh,
                     label_type=None if fresh is not None else lt, augment=opt.get("augment", False),
                     num_classes=m, val_every=ev["every"], progress=False,

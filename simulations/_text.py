@@ -33,6 +33,12 @@ def g(x: float) -> str:
     return f"{x:g}"
 
 
+def unet_name(widths: Iterable[int], activation: str | None = "relu") -> str:
+    """"16-32-64", with the activation where it is not ReLU: "16-32-64, leaky ReLU"."""
+    text = "-".join(str(int(w)) for w in widths)
+    return text if activation in (None, "relu") else f"{text}, {activation.replace('_relu', ' ReLU')}"
+
+
 def pct(x: float | None, nd: int = 0) -> str:
     """A fraction as a percentage, rounded half up (0.625 -> 63%)."""
     if x is None:

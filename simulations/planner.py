@@ -53,7 +53,7 @@ from metastructure.noise import LabelNoise
 
 from . import _cells
 from ._common import base, dataset, errorbar, protocol_dice, pyplot, save_figure, spec, stats
-from ._text import listing, num, para, pct, pm
+from ._text import listing, num, para, pct, pm, unet_name
 
 VERSION = 1  # bump when compute's results change: the runner versions every planner cell with it
 TOLERANCE = 0.05  # the issue's target: every validation point within this much Dice
@@ -69,9 +69,13 @@ THIN = [("clean",), ("sample", 0.5), ("sample", 0.1), ("sample", 0.05), ("flip",
 _ER_WIDTH = list(inspect.signature(data.er).parameters["width"].default)  # the tubules' width range by default
 
 
-def _base(profile: str, **over) -> dict:
-    cfg = base(profile, **over)
-    del cfg["opt"]  # the recipe says how every network here trains
+def _base(profile: str, *, recipe: dict, **over) -> dict:
+    """The config: ``recipe`` completed with ``planner.DEFAULT_RECIPE``'s other keys (JSON lists for tuples);
+    it says how every network here trains, and which."""
+    full = {k: list(v) if isinstance(v, tuple) else v for k, v in {**planner.DEFAULT_RECIPE, **recipe}.items()}
+    cfg = base(profile, recipe=full, **over)
+    del cfg["opt"]
+    cfg["net"] = list(full["widths"])
     return cfg
 
 
@@ -81,7 +85,7 @@ PROFILES = {
                   types=[VALIDATION[0], VALIDATION[2], VALIDATION[4], VALIDATION[7]], beyond=[],
                   subset={"n": 16, "keys": [0]},
                   thin=[{"data": "er", "n_train": 16, "types": [THIN[0], THIN[2], THIN[4]]}]),
-    "full": _base("full", recipe={k: list(v) if isinstance(v, tuple) else v for k, v in planner.DEFAULT_RECIPE.items()},
+    "full": _base("full", recipe={},
                  repeats=2, types=VALIDATION, beyond=BEYOND, subset={"n": 16, "keys": [0, 1, 2]},
                  thin=[{"data": "er", "n_train": 32, "types": THIN},
                        {"data": "er", "width": [1.0, 2.0], "n_train": 32, "types": THIN}]),
@@ -107,12 +111,16 @@ def _thin_data(config: dict, thin: dict) -> dict:
 
 def _opt(config: dict) -> dict:
     r = config["recipe"]
-    return {"steps": r["steps"], "batch": r["batch_size"], "lr": r["learning_rate"], "augment": r["augment"]}
+    out = {"steps": r["steps"], "batch": r["batch_size"], "lr": r["learning_rate"], "augment": r["augment"]}
+    return out if r["crop"] is None else {**out, "crop": r["crop"]}
 
 
 def _train(config: dict, t: tuple, seed: int, dspec: dict | None = None) -> dict:
-    cfg = {**config, "net": list(config["recipe"]["widths"])}
-    return spec(cfg, dspec or _data(config), *t, regime="fixed", seed=seed, opt=_opt(config))
+    """A validation network: the recipe's U-Net (widths, activation) and training (``fit_kwargs``'s)."""
+    r = config["recipe"]
+    cfg = {**config, "net": list(r["widths"])}
+    return spec(cfg, dspec or _data(config), *t, regime="fixed", seed=seed, opt=_opt(config),
+                activation=r["activation"])
 
 
 def _calibration_spec(config: dict, dspec: dict | None = None, *, subset: int | None = None, seed: int = 0) -> dict:
@@ -418,8 +426,9 @@ def plot(record: dict, path: Path, store=None) -> None:
     tiles = res["tiles"]
     tubules = (f", and on thin tubules (train {thin[0]['tiles']['train']}, test {thin[0]['tiles']['test']} each)"
                if thin else "")
+    net = unet_name(cfg["recipe"]["widths"], cfg["recipe"].get("activation"))
     save_figure(fig, path, f"planner on real nuclei: {res['tile_size']} px tiles (train {tiles['train']}, test "
-                f"{tiles['test']}){tubules}; U-Net {list(cfg['recipe']['widths'])}, "
+                f"{tiles['test']}){tubules}; U-Net {net}, "
                 f"{cfg['recipe']['steps']} steps, augment={cfg['recipe']['augment']}")
 
 
@@ -554,7 +563,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
             f"{cal['n_holdout']} scored), clean Dice {num(cal['clean_dice'])} and, for `{cal['label']}` at those "
             f"{cal['n_train']} tiles (its draws' Dice {num(cal['sparse_dice'])} at t*), n_eff = {cal['n_eff']:.0f} "
             "labels per decision, from the scale law below. Networks trained with the calibration's `fit_kwargs` "
-            f"(U-Net {list(cfg['recipe']['widths'])}, "
+            f"(U-Net {unet_name(cfg['recipe']['widths'], cfg['recipe'].get('activation'))}, "
             f"{cfg['recipe']['steps']} steps, augmentation {'on' if cfg['recipe']['augment'] else 'off'}) on all "
             f"training tiles, {cfg['seeds']} seed(s) each with its own fixed draw, scored on the {tiles['test']} test "
             "tiles at the planner's threshold, against its prediction: "

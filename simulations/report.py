@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 
 from ._io import load
-from ._text import bullet, g, listing, para
+from ._text import bullet, g, listing, para, unet_name
 from .registry import experiment, names
 
 __all__ = ["render"]
@@ -168,9 +168,10 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
     learn = {n: r for n, r in records.items() if r is not None and "net" in r["config"]}
     if not learn:
         return [para("No learning experiment has been run yet.")]
-    nets = [tuple(r["config"]["net"]) for r in learn.values()]
-    common = max(set(nets), key=nets.count)
-    net = "-".join(map(str, common))
+    nets = {n: unet_name(r["config"]["net"], (r["config"].get("recipe") or {}).get("activation"))
+            for n, r in learn.items()}
+    common = max(set(nets.values()), key=list(nets.values()).count)
+    net = common
     opts = [r["config"]["opt"] for r in learn.values() if "opt" in r["config"]]
     steps = _default_steps(records)
     lrs = sorted({o["lr"] for o in opts} | {r["config"]["lr"] for r in learn.values() if "lr" in r["config"]})
@@ -194,8 +195,7 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
                  "clean labels changes with the number of images and of passes).")
     text += (" Noisy labels are drawn once per image before training (*fixed*, the paper's protocol) unless "
              "a section says *fresh* (a new draw at every step).")
-    odd = [f"`{n}`: U-Net {'-'.join(map(str, r['config']['net']))}" for n, r in learn.items()
-           if tuple(r["config"]["net"]) != common]
+    odd = [f"`{n}`: U-Net {name}" for n, name in nets.items() if name != common]
     if odd:
         text += " Other networks: " + "; ".join(odd) + "."
     blocks = [para(text)]

@@ -13,7 +13,7 @@ from helpers import record
 from matplotlib import image as plt_image
 from scipy.stats import spearmanr
 
-from metastructure import data, metrics, planner
+from metastructure import data, metrics, nets, planner
 from simulations import __main__ as cli
 from simulations import igtt, runner
 
@@ -423,6 +423,11 @@ def test_planner_validation_record(quick):
             elif spec["kind"] == "planner":
                 assert planner.Calibration.from_dict(store.result(spec)) == c  # the record's calibration is the cell's
             else:
+                # a validation network is the recipe's: its U-Net (widths, activation) and its training
+                kw, o = c.fit_kwargs, spec["opt"]
+                assert nets.unet(widths=tuple(spec["net"]), activation=spec.get("activation", "relu")) is kw["model"]
+                assert (o["steps"], o["batch"], o["lr"], o["augment"], o.get("crop")) == (
+                    kw["steps"], kw["batch_size"], kw["learning_rate"], kw["augment"], kw["crop"])
                 lab = spec["labels"]
                 scores.setdefault(" ".join([lab["kind"], *(f"{v:g}" for v in lab["params"])]), []).append(
                     store.result(spec)["final"])

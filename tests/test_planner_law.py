@@ -76,10 +76,18 @@ def test_passes_count_the_batch_a_small_set_fills_and_the_crop_window():
                             law=law_by_hand(images_seen=2 * SEEN))
     with pytest.raises(ValueError, match="batch_size"):
         planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe=whole, n_train=12, law=law_by_hand(batch_size=4))
-    # a record written before recipes had a crop trained on whole images
+    # a record written before recipes had a crop trained on whole images, one before they had an activation
+    # trained with ReLU; a recipe of a few overrides keeps the defaults
     old = cal.to_dict()
-    del old["recipe"]["crop"]
-    assert planner.Calibration.from_dict({**old, "law": law.to_dict()}).recipe["crop"] is None
+    del old["recipe"]["crop"], old["recipe"]["activation"]
+    read = planner.Calibration.from_dict({**old, "law": law.to_dict()})
+    assert read.recipe["crop"] is None and read.recipe["activation"] == "relu"
+    assert dict(read.fit_kwargs["model"].config)["activation"] == "relu"
+    old = cal.to_dict()
+    del old["recipe"]["activation"]
+    assert planner.Calibration.from_dict(old).recipe == {**windows, "activation": "relu"}
+    partial = planner.Calibration.from_dict({**old, "recipe": {"steps": 300}})  # overrides: today's defaults
+    assert partial.recipe == {"steps": 300} and dict(partial.fit_kwargs["model"].config)["activation"] == "leaky_relu"
 
 
 def test_the_law_round_trips_through_json_and_checks_its_values():

@@ -47,11 +47,15 @@ __all__ = [
     "write_constants",
 ]
 
-#: The training recipe the predictions are about: ``train.fit`` with ``nets.unet(widths)``, fixed labels,
-#: dihedral augmentation (the remedy for memorising one fixed draw), Adam, on ``crop`` x ``crop`` windows
+#: The training recipe the predictions are about: ``train.fit`` with ``nets.unet(widths, activation)``, fixed
+#: labels, dihedral augmentation (the remedy for memorising one fixed draw), Adam, on ``crop`` x ``crop`` windows
 #: (images no larger are taken whole; None: whole images), so that a step costs the same on any image size.
-DEFAULT_RECIPE: dict[str, Any] = {"widths": (8, 16, 32), "steps": 300, "batch_size": 8, "learning_rate": 2e-3,
-                                  "augment": True, "crop": 64}
+#: Leaky ReLU and the 16-32-64 widths keep heavily flipped networks training: with ReLU at 8-16-32 a network on
+#: ``flip 0.4 0.4`` labels sometimes lost its last layer's channels and output a constant (bench/README.md).
+DEFAULT_RECIPE: dict[str, Any] = {"widths": (16, 32, 64), "activation": "leaky_relu", "steps": 300, "batch_size": 8,
+                                  "learning_rate": 2e-3, "augment": True, "crop": 64}
+#: Recipe keys added after calibrations were first recorded, with the value a record without them trained with.
+_LEGACY_RECIPE = {"crop": None, "activation": "relu"}
 
 #: The JSON file (package data) that holds the measured defaults.
 CONSTANTS_FILE = Path(__file__).with_name("calibration.json")
@@ -91,23 +95,26 @@ def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"recipe augment must be True or False, got {out['augment']!r}")
     if out.get("crop") is not None:
         out["crop"] = _checks.check_int("recipe crop", out["crop"], minimum=1)
+    if "activation" in out and out["activation"] not in nets.ACTIVATIONS:
+        raise ValueError(f"recipe activation must be one of {tuple(nets.ACTIVATIONS)}, got {out['activation']!r}")
     return out
 
 
 def fit_kwargs(**recipe: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`metastructure.train.fit` for a recipe: :data:`DEFAULT_RECIPE` with
-    ``recipe``'s keys replaced (``widths`` of the U-Net, ``steps``, ``batch_size``, ``learning_rate``,
-    ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``.
+    ``recipe``'s keys replaced (``widths`` and ``activation`` of the U-Net, ``steps``, ``batch_size``,
+    ``learning_rate``, ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``.
 
     Raises:
         ValueError: a key that is not a recipe key, a count below 1, a learning rate that is not a finite
-            number > 0.
+            number > 0, an activation not in :data:`metastructure.nets.ACTIVATIONS`.
         TypeError: widths not a non-empty list of ints, steps / batch_size / crop not an int, augment not a
             bool.
     """
     r = _check_recipe({**DEFAULT_RECIPE, **recipe})
-    return {"model": nets.unet(widths=r["widths"]), "steps": r["steps"], "batch_size": r["batch_size"],
-            "learning_rate": r["learning_rate"], "augment": r["augment"], "crop": r["crop"]}
+    return {"model": nets.unet(widths=r["widths"], activation=r["activation"]), "steps": r["steps"],
+            "batch_size": r["batch_size"], "learning_rate": r["learning_rate"], "augment": r["augment"],
+            "crop": r["crop"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,8 +239,9 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         """The calibration :meth:`to_dict` wrote (e.g. read back from a ``plan.json``), its values checked as the
-        constructor checks them. A recipe with every key but ``crop`` (a full record from before recipes had it)
-        trained on whole images: it is read with ``crop`` None.
+        constructor checks them. A recipe with every key but ``crop`` and / or ``activation`` (a full record
+        from before recipes had them) trained on whole images and / or with ReLU: it is read with ``crop`` None,
+        ``activation`` "relu".
 
         Raises:
             TypeError: ``d`` is not a dict, or a value of the wrong type (the constructor's).
@@ -249,8 +257,10 @@ class Calibration:
             raise ValueError(f"d is not a calibration record: {f'unknown keys {unknown}' if unknown else ''}"
                              f"{'; ' if unknown and missing else ''}{f'missing {missing}' if missing else ''} "
                              f"(the keys are {fields})")
-        if isinstance(d["recipe"], Mapping) and set(DEFAULT_RECIPE) - set(d["recipe"]) == {"crop"}:
-            d = {**d, "recipe": {**d["recipe"], "crop": None}}
+        if isinstance(d["recipe"], Mapping):
+            absent = set(DEFAULT_RECIPE) - set(d["recipe"])
+            if absent and absent <= set(_LEGACY_RECIPE):
+                d = {**d, "recipe": {**d["recipe"], **{k: _LEGACY_RECIPE[k] for k in absent}}}
         return cls(**d)
 
 
