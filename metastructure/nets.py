@@ -122,10 +122,10 @@ def unet(*, widths: tuple[int, ...] = (16, 32, 64), out_channels: int = 1, norm:
         init: "he" (He-normal, std sqrt(2 / fan-in)) or "normal" (N(0, 0.02)
             for every conv weight, the authors' choice).
         activation: "relu" or "leaky_relu" (slope 0.01 below zero) after
-            every 3x3 conv (:data:`ACTIVATIONS`). A leaky unit cannot die:
-            with weak label signal (heavily flipped labels) a ReLU U-Net can
-            lose every channel of its last layer early in training and output
-            a constant, which the leak prevents (the planner's recipe uses it).
+            every 3x3 conv (:data:`ACTIVATIONS`). A leaky unit passes a
+            gradient below zero too, so it cannot stop training as a ReLU
+            unit that never fires does (the planner's recipe uses it;
+            bench/README.md, "Calibration failures").
 
     Raises:
         ValueError: fewer than two widths, a width < 1, an unknown ``norm``,
