@@ -26,8 +26,7 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from plan import write_pngs  # bench/plan.py, beside this script
 
 
 def main() -> None:
@@ -50,12 +49,7 @@ def main() -> None:
     d = data.nuclei(jax.random.key(0), a.images, size=a.image_size)
     with tempfile.TemporaryDirectory() as tmp:  # the PNG round trip of bench/plan.py and the plan command
         root = Path(tmp)
-        (root / "im").mkdir()
-        (root / "mk").mkdir()
-        for i, (x, m) in enumerate(zip(np.asarray(d.images[..., 0]), np.asarray(d.masks), strict=True)):
-            x8 = ((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
-            Image.fromarray(x8).save(root / "im" / f"n{i:02d}.png")
-            Image.fromarray(m.astype(np.uint8)).save(root / "mk" / f"n{i:02d}.png")
+        write_pngs(d, root / "im", root / "mk")
         pairs = data.load_pairs(root / "im", root / "mk")
     failed: collections.Counter = collections.Counter()
     trained: collections.Counter = collections.Counter()

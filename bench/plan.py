@@ -43,6 +43,16 @@ def _disks(rng: np.random.Generator, size: int) -> np.ndarray:
     return m
 
 
+def write_pngs(d, images: Path, masks: Path) -> None:
+    """A data set as PNG files a user would have: each image min-max scaled to 8 bits, its mask 0/1, both named
+    ``nNN.png`` (``bench/calibration.py`` reads the same files)."""
+    images.mkdir()
+    masks.mkdir()
+    for i, (x, m) in enumerate(zip(np.asarray(d.images[..., 0]), np.asarray(d.masks), strict=True)):
+        Image.fromarray(((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)).save(images / f"n{i:02d}.png")
+        Image.fromarray(m.astype(np.uint8)).save(masks / f"n{i:02d}.png")
+
+
 def _run(args: list[str]) -> tuple[float, str, str]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "metastructure", "plan", *args], capture_output=True, text=True,
@@ -80,13 +90,7 @@ def main() -> None:
 
         from metastructure import data
 
-        d = data.nuclei(jax.random.key(0), a.images, size=a.image_size)
-        (root / "im").mkdir()
-        (root / "mk").mkdir()
-        for i, (x, m) in enumerate(zip(np.asarray(d.images[..., 0]), np.asarray(d.masks), strict=True)):
-            x8 = ((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
-            Image.fromarray(x8).save(root / "im" / f"n{i:02d}.png")
-            Image.fromarray(m.astype(np.uint8)).save(root / "mk" / f"n{i:02d}.png")
+        write_pngs(data.nuclei(jax.random.key(0), a.images, size=a.image_size), root / "im", root / "mk")
         extra = [f"--{k}={v}" for k, v in (("repeats", a.repeats), ("steps", a.steps), ("crop", a.crop))
                  if v is not None]
         wall, out, err = _run([str(root / "mk"), "--images", str(root / "im"), "--out", str(root / "out2"), *extra])
