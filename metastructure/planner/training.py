@@ -218,9 +218,9 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
                       + ("); the scale law is fitted to the networks that trained, and predictions count the "
                          "failures of their family" if fitted is not points else
                          "); fewer than 2 trained, so the law is fitted to all of them")
-                      + ": the recipe now and then fails on heavily flipped labels (bench/README.md, 'Calibration "
-                        "failures'); another key trains other networks on other draws", UserWarning,
-                      stacklevel=2)
+                      + ": a network of the recipe now and then fails to train, most often on heavily flipped labels "
+                        "(bench/README.md, 'Calibration failures'); another key trains other networks on other draws",
+                      UserWarning, stacklevel=2)
     first = [p for p in fitted if p["n_images"] == len(tr) and p["label"] == labs[0].name] or [
         p for p in points if p["n_images"] == len(tr) and p["label"] == labs[0].name]
     clean = cleans[0][1]
