@@ -67,8 +67,8 @@ def train_spec(dataset: dict, labels: dict, net: list[int], opt: dict, seed: int
     only when set, so cells without them keep their keys (as does ``opt``'s optional ``"crop"``, the
     ``train.fit(crop=)`` window).
 
-    Raises ValueError for ``at`` steps that are not multiples of ``every``, and for ``probes`` without
-    ``features``, below 1 or above the dataset's ``n_test``."""
+    Raises ValueError for ``at`` steps that are not multiples of ``every``, for ``probes`` without
+    ``features``, below 1 or above the dataset's ``n_test``, and for an activation ``nets.unet`` does not know."""
     lab = label_noise(labels).name
     size = f"n{dataset['n_train']}" if "n_train" in dataset else "tiles"
     label = f"{dataset['name']} {size} {lab} {labels['regime']} s{seed}"
