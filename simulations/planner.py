@@ -117,10 +117,8 @@ def _opt(config: dict) -> dict:
 
 def _train(config: dict, t: tuple, seed: int, dspec: dict | None = None) -> dict:
     """A validation network: the recipe's U-Net (widths, activation) and training (``fit_kwargs``'s)."""
-    r = config["recipe"]
-    cfg = {**config, "net": list(r["widths"])}
-    return spec(cfg, dspec or _data(config), *t, regime="fixed", seed=seed, opt=_opt(config),
-                activation=r["activation"])
+    return spec(config, dspec or _data(config), *t, regime="fixed", seed=seed, opt=_opt(config),
+                activation=config["recipe"]["activation"])
 
 
 def _calibration_spec(config: dict, dspec: dict | None = None, *, subset: int | None = None, seed: int = 0) -> dict:

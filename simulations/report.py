@@ -170,8 +170,8 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
         return [para("No learning experiment has been run yet.")]
     nets = {n: unet_name(r["config"]["net"], (r["config"].get("recipe") or {}).get("activation"))
             for n, r in learn.items()}
-    common = max(set(nets.values()), key=list(nets.values()).count)
-    net = common
+    named = list(nets.values())
+    common = max(set(named), key=named.count)
     opts = [r["config"]["opt"] for r in learn.values() if "opt" in r["config"]]
     steps = _default_steps(records)
     lrs = sorted({o["lr"] for o in opts} | {r["config"]["lr"] for r in learn.values() if "lr" in r["config"]})
@@ -179,7 +179,7 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
     weights = None
     if records.get("memorisation") is not None:
         weights = records["memorisation"]["results"].get("num_params")
-    text = (f"All learning experiments train the same kind of network: a U-Net {net}"
+    text = (f"All learning experiments train the same kind of network: a U-Net {common}"
             + (f" ({weights:,} weights)" if weights else "")
             + f", Adam (lr {listing([g(x) for x in lrs], 'or')}), batch {listing([str(b) for b in batches], 'or')}")
     db = records.get("decision_boundary")
