@@ -103,29 +103,33 @@ def ems(key: jax.Array, mask: Any, *, radius: int = 1, ratio: float = 0.1, inver
 SELECTIONS = ("dmi", "otsu")
 
 
-def _criterion(p: jax.Array, cands: jax.Array, selection: str) -> jax.Array:
-    """Per candidate (K, H, W) of one output p (H, W): the score to minimise."""
-    if selection == "dmi":
-        return jax.vmap(lambda c: losses.dmi_loss_from_probs(p, c))(cands)
-    # Otsu's criterion: the between-class share of the output's variance, pi (1 - pi) (E[p|s] - E[p|~s])^2 / var p
-    c = cands.astype(jnp.float32)
-    pi = jnp.mean(c, axis=(1, 2))
-    m1 = jnp.sum(c * p, axis=(1, 2)) / jnp.maximum(jnp.sum(c, axis=(1, 2)), 1.0)
-    m0 = jnp.sum((1 - c) * p, axis=(1, 2)) / jnp.maximum(jnp.sum(1 - c, axis=(1, 2)), 1.0)
-    return -pi * (1 - pi) * (m1 - m0) ** 2 / jnp.maximum(jnp.var(p), 1e-12)
-
-
 def _select(p: jax.Array, *, num_thresholds: int, selection: str, shared: bool) -> jax.Array:
-    """Selected masks (N, H, W) of outputs p (N, H, W); with ``shared`` one threshold index for all."""
+    """Selected masks (N, H, W) of outputs p (N, H, W); with ``shared`` one threshold index for all.
+
+    Both criteria are functions of two sums per candidate s_k = [p > t_k]: its pixel count c_k and
+    d_k = sum over s_k of (p - mean p), which is n cov(p, s_k). DMI's score is -log(|d_k / n| + 1e-12)
+    (det(P S^T / n) = cov(p, s) for binary s); Otsu's is minus the between-class share of the output's
+    variance, pi (1 - pi) (E[p|s] - E[p|~s])^2 / var p, with pi = c_k / n and
+    E[p|s] - E[p|~s] = d_k / c_k + d_k / (n - c_k). The sums reduce the comparison p > t_k without
+    materialising the (N, K, H, W) candidates.
+    """
     frac = jnp.arange(1, num_thresholds + 1, dtype=jnp.float32) / (num_thresholds + 1)
     lo, hi = jnp.min(p, axis=(1, 2)), jnp.max(p, axis=(1, 2))
     ts = lo[:, None] + frac[None] * (hi - lo)[:, None]  # (N, K)
-    cands = p[:, None] > ts[:, :, None, None]  # (N, K, H, W)
-    scores = jax.vmap(lambda img, c: _criterion(img, c, selection))(p, cands)  # (N, K)
+    n = p.shape[1] * p.shape[2]
+    centred = p - jnp.mean(p, axis=(1, 2), keepdims=True)
+    above = p[:, None] > ts[:, :, None, None]  # (N, K, H, W), reduced at once
+    count = jnp.sum(above, axis=(2, 3), dtype=jnp.float32)
+    d = jnp.sum(jnp.where(above, centred[:, None], 0.0), axis=(2, 3))
+    if selection == "dmi":
+        scores = -jnp.log(jnp.abs(d / n) + 1e-12)
+    else:
+        pi = count / n
+        gap = d / jnp.maximum(count, 1.0) + d / jnp.maximum(n - count, 1.0)
+        scores = -pi * (1 - pi) * gap**2 / jnp.maximum(jnp.var(p, axis=(1, 2)), 1e-12)[:, None]
     k = jnp.argmin(jnp.mean(scores, axis=0)) if shared else jnp.argmin(scores, axis=1)
-    k = jnp.broadcast_to(k, (p.shape[0],))
-    sel = jnp.take_along_axis(cands, k[:, None, None, None], axis=1)[:, 0]
-    return jnp.where((hi > lo)[:, None, None], sel, False)
+    t = jnp.take_along_axis(ts, jnp.broadcast_to(k, (p.shape[0],))[:, None], axis=1)
+    return (p > t[:, :, None]) & (hi > lo)[:, None, None]
 
 
 def select_pseudo_labels(probs: Any, *, num_thresholds: int = 30, selection: str = "dmi",

@@ -359,6 +359,22 @@ def test_otsu_selection_is_otsus_criterion_and_dmi_prefers_half_masks():
     assert abs(dmi.mean() - 0.5) < abs(ot.mean() - 0.5) and metrics.dice(ot, m) > metrics.dice(dmi, m)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_dmi_selection_is_the_candidate_of_least_dmi_loss(shared):
+    """The selection's sums (a count and a centred sum per threshold) pick what scoring every candidate mask
+    with losses.dmi_loss_from_probs picks: per image, or the least mean loss over the batch with ``shared``."""
+    rng = np.random.default_rng(7)
+    z = np.kron(rng.normal(0, 2, (5, 12, 12)), np.ones((3, 3))) + rng.normal(0, 0.4, (5, 36, 36))
+    p = 1 / (1 + np.exp(-(z + rng.uniform(-2, 2, (5, 1, 1)))))
+    lo, hi = p.min(axis=(1, 2)), p.max(axis=(1, 2))
+    cands = np.stack([p > (lo + (k / 31) * (hi - lo))[:, None, None] for k in range(1, 31)], axis=1)
+    loss = np.array([[float(losses.dmi_loss_from_probs(p[i], c)) for c in cands[i]] for i in range(5)])
+    k = np.full(5, np.argmin(loss.mean(axis=0))) if shared else np.argmin(loss, axis=1)
+    got = np.asarray(u.select_pseudo_labels(p, shared=shared))
+    np.testing.assert_array_equal(got, cands[np.arange(5), k])
+    assert len(set(np.argmin(loss, axis=1))) > 1  # the images disagree: shared and per image differ here
+
+
 def test_er_uneven_calibration():
     """Otsu's pooled Dice in 0.60-0.72 and a 35-px adaptive threshold at least 0.05 above it (3 sets)."""
     for seed in range(3):
