@@ -57,3 +57,64 @@ def test_unet_activation_leaks_where_relu_is_zero():
     assert float(jnp.min(fl["enc0"])) < 0 == float(jnp.min(fr["enc0"]))
     with pytest.raises(ValueError, match="activation"):
         nets.unet(activation="gelu")
+
+
+# ------------------------------------------------------------------ volumes
+def test_3d_conv_and_pooling_against_scipy_and_skimage():
+    """A 3-D conv is the zero-padded cross-correlation of every input channel with its 3x3x3 kernel
+    (scipy.ndimage.correlate); pooling by (1, 2, 2) and (2, 2, 2) is skimage's block max."""
+    from scipy import ndimage
+    from skimage.measure import block_reduce
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 6, 8, 2)).astype(np.float32)
+    p = {"w": rng.standard_normal((3, 3, 3, 2, 3)).astype(np.float32), "b": rng.standard_normal(3).astype(np.float32)}
+    got = np.asarray(nets._conv(p, jnp.asarray(x)))
+    want = np.stack([[sum(ndimage.correlate(x[n, ..., i].astype(np.float64), p["w"][..., i, o], mode="constant")
+                          for i in range(2)) + p["b"][o] for o in range(3)] for n in range(2)])
+    np.testing.assert_allclose(got, np.moveaxis(want, 1, -1), atol=1e-4)
+    for f in ((1, 2, 2), (2, 2, 2)):
+        np.testing.assert_array_equal(np.asarray(nets._pool(jnp.asarray(x), f)), block_reduce(x, (1, *f, 1), np.max))
+        up = np.asarray(nets._up(jnp.asarray(x), f))
+        assert up.shape == (2, 4 * f[0], 12, 16, 2)
+        np.testing.assert_array_equal(up[:, :: f[0], ::2, ::2], x)
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_3d_unet_on_one_slice_is_the_2d_unet_with_the_middle_kernels(norm):
+    """A volume of depth 1 pooled by (1, 2, 2) sees only the middle z plane of each 3x3x3 kernel (zero
+    padding above and below): given those planes as 3x3 kernels, the 2-D U-Net computes the same logits."""
+    m3 = nets.unet(widths=(4, 8, 8), ndim=3, pool=(1, 2, 2), norm=norm)
+    m2 = nets.unet(widths=(4, 8, 8), norm=norm)
+    p3 = m3.init(jax.random.key(0), 2)
+    p2 = jax.tree_util.tree_map(lambda a: a[a.shape[0] // 2] if a.ndim == 5 else a, p3)  # kernels' middle z plane
+    x = jax.random.normal(jax.random.key(1), (3, 1, 16, 16, 2))
+    np.testing.assert_allclose(m3.apply(p3, x)[:, 0], m2.apply(p2, x[:, 0]), rtol=1e-4, atol=1e-4)
+    assert dict(m3.config)["ndim"] == 3 and dict(m3.config)["pool"] == (1, 2, 2) and "ndim" not in dict(m2.config)
+
+
+def test_3d_nets_shapes_features_jit_and_errors():
+    for model, shape in ((nets.unet(widths=(4, 8), ndim=3), (2, 8, 8, 8, 1)),
+                         (nets.unet(widths=(4, 8, 8), ndim=3, pool=(1, 2, 2), out_channels=3), (1, 3, 8, 12, 1)),
+                         (nets.fcn(widths=(4, 4), ndim=3), (1, 5, 6, 7, 1))):
+        p = model.init(jax.random.key(0), 1)
+        x = jax.random.normal(jax.random.key(1), shape)
+        out, feats = model.apply(p, x, features=True)
+        assert out.shape == shape[:-1] + (dict(model.config)["out_channels"],)
+        assert all(f.ndim == 5 for f in feats.values())
+        np.testing.assert_allclose(jax.jit(model.apply)(p, x), out, atol=1e-5)
+    m = nets.unet(widths=(4, 8, 8), ndim=3)
+    assert m is nets.unet(widths=(4, 8, 8), ndim=3, pool=(2, 2, 2)), "the default pooling is 2 along every axis"
+    p = m.init(jax.random.key(0), 1)
+    with pytest.raises(ValueError, match="D, H, W must be divisible by 4, 4, 4"):
+        m.apply(p, jnp.zeros((1, 6, 8, 8, 1)))
+    with pytest.raises(ValueError, match=r"\(N, D, H, W, C\)"):
+        m.apply(p, jnp.zeros((1, 8, 8, 1)))
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        nets.unet().apply(nets.unet().init(jax.random.key(0), 1), jnp.zeros((1, 8, 8, 8, 1)))
+    for bad in ({"ndim": 4}, {"ndim": True}, {"ndim": 3, "pool": (2, 2)}, {"ndim": 3, "pool": (0, 2, 2)},
+                {"pool": (2.0, 2)}, {"ndim": 3, "pool": 2}):
+        with pytest.raises(ValueError, match="ndim|pool"):
+            nets.unet(**bad)
+    with pytest.raises(ValueError, match="ndim"):
+        nets.fcn(ndim=1)
