@@ -77,13 +77,15 @@ def _rng(key: jax.Array) -> np.random.Generator:
 
 
 def as_images(images: Any, *, name: str = "images", strict: bool = True, zscore: bool = False,
-              dtype: Any = np.float32) -> np.ndarray:
+              dtype: Any = np.float32, ndim: int = 2) -> np.ndarray:
     r"""The package's one image normaliser: ``images`` checked and returned as a float array (N, H, W, C).
 
     Layouts: (N, H, W, C); with ``strict=False`` also (N, H, W) (single-channel
     images: a channel axis is added) and (H, W) (one single-channel image).
+    With ``ndim=3`` the images are volumes, each layout with a depth axis D
+    before H: (N, D, H, W, C), and, not strict, (N, D, H, W) or (D, H, W).
     With ``zscore`` each image becomes (x - mean) / (sd + 1e-6), mean and
-    standard deviation over its (H, W, C), computed in the input's precision
+    standard deviation over its (H, W, C) (a volume's: its (D, H, W, C)), computed in the input's precision
     (float64 for bool or integer input) before the cast to ``dtype`` (what
     every generator of this module and :func:`load_pairs` return). Values too
     large for that precision's squares (beyond about 1e13 in float32, any
@@ -95,20 +97,24 @@ def as_images(images: Any, *, name: str = "images", strict: bool = True, zscore:
     float64) read their images through it.
 
     Raises:
-        ValueError: another number of axes, no element, NaN or infinite values (messages name ``name``).
+        ValueError: another number of axes, no element, NaN or infinite values (messages name ``name``);
+            ``ndim`` not 2 or 3.
         TypeError: a non-real dtype.
 
     >>> x = as_images(np.arange(6).reshape(2, 3), strict=False, zscore=True)  # (H, W): one image
     >>> x.shape, x.dtype.name, x[0, :, :, 0].astype(np.float64).round(2).tolist()
     ((1, 2, 3, 1), 'float32', [[-1.46, -0.88, -0.29], [0.29, 0.88, 1.46]])
     """
+    if ndim not in (2, 3) or isinstance(ndim, bool):
+        raise ValueError(f"ndim must be 2 (images) or 3 (volumes), got {ndim!r}")
     x = np.asarray(images)
-    layouts = "(N, H, W, C)" if strict else "(N, H, W, C), (N, H, W) or (H, W)"
-    if x.ndim not in ((4,) if strict else (2, 3, 4)):
+    sp = "H, W" if ndim == 2 else "D, H, W"
+    layouts = f"(N, {sp}, C)" if strict else f"(N, {sp}, C), (N, {sp}) or ({sp})"
+    if x.ndim not in ((ndim + 2,) if strict else (ndim, ndim + 1, ndim + 2)):
         raise ValueError(f"{name} must be {layouts}, got shape {x.shape}")
     _checks.check_nonempty(name, x)
     _checks.check_finite(name, x)
-    if x.ndim == 2:
+    if x.ndim == ndim:
         x = x[None]
     if zscore:
         axes = tuple(range(1, x.ndim))
@@ -117,7 +123,7 @@ def as_images(images: Any, *, name: str = "images", strict: bool = True, zscore:
         else:  # the arithmetic of every generator, unchanged
             x = (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-6)
     x = x.astype(dtype, copy=False)
-    return x if x.ndim == 4 else x[..., None]
+    return x if x.ndim == ndim + 2 else x[..., None]
 
 
 def _safe_peak(dtype: Any) -> float:

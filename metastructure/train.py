@@ -143,21 +143,44 @@ def _dihedral_static(y: jax.Array, i: int, *, inverse: bool, axes: tuple[int, in
     return jnp.flip(r, axes[1]) if i >= 4 else r
 
 
-def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
+def _symmetry_static(y: jax.Array, i: int, *, inverse: bool, axes: tuple[int, ...]) -> jax.Array:
+    """Symmetry ``i`` (a Python int) of ``y`` over ``axes``: (H, W), the dihedral transform ``i`` in 0..7; (D, H,
+    W), the dihedral transform ``i % 8`` over (H, W), then, for ``i >= 8``, a flip of D (the two commute)."""
+    if len(axes) == 2:
+        return _dihedral_static(y, i, inverse=inverse, axes=axes)
+    out = _dihedral_static(y, i % 8, inverse=inverse, axes=axes[1:])
+    return jnp.flip(out, axes[0]) if i >= 8 else out
+
+
+def _symmetries(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The symmetries (indices of :func:`dihedral`) that keep a batch's spatial ``shape`` ((H, W) or (D, H,
+    W)): all 8 (16 for volumes) when H = W, else those without a quarter turn."""
+    count = 8 if len(shape) == 2 else 16
+    return tuple(t for t in range(count) if shape[-2] == shape[-1] or t % 2 == 0)
+
+
+def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False, ndim: int = 2) -> jax.Array:
     """Per sample, the dihedral transform ``t`` in 0..7 of ``a`` (N, H, W[, C]): rot90 ``t % 4`` times over
     (H, W), then, for ``t >= 4``, a flip of W; with ``inverse``, the transform that undoes it.
 
     Non-square images have only the 4 transforms that keep their shape: an
     odd ``t`` (a quarter turn) is taken as ``t - 1``, so a uniform ``t`` in
-    0..7 stays uniform over those 4."""
-    square = a.shape[1] == a.shape[2]
+    0..7 stays uniform over those 4.
+
+    With ``ndim=3``, ``a`` holds volumes (N, D, H, W[, C]) and ``t`` is in 0..15: the dihedral transform
+    ``t % 8`` over (H, W), and for ``t >= 8`` a flip of D: the 16 symmetries that keep the z axis (an
+    anisotropic stack's), 8 when H != W."""
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+    square = a.shape[ndim - 1] == a.shape[ndim]
+    axes = tuple(range(ndim))
 
     def one(ti, x):
         def f(i):
             i = i if square else i - i % 2
-            return lambda y: _dihedral_static(y, i, inverse=inverse, axes=(0, 1))
+            return lambda y: _symmetry_static(y, i, inverse=inverse, axes=axes)
 
-        return jax.lax.switch(ti, [f(i) for i in range(8)], x)
+        return jax.lax.switch(ti, [f(i) for i in range(8 if ndim == 2 else 16)], x)
 
     return jax.vmap(one)(t, a)
 
@@ -165,15 +188,17 @@ def dihedral(t: jax.Array, a: jax.Array, *, inverse: bool = False) -> jax.Array:
 def augment_dihedral(key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Each sample gets one of the 8 flips/rotations (images NHWC, labels NHW[...]): :func:`dihedral`
     with ``t`` drawn uniformly per sample, the same for a sample's image and labels (non-square images:
-    one of the 4 transforms that keep their shape, uniformly)."""
-    ks = _dihedral_draw(key, images.shape[0])
-    return dihedral(ks, images), dihedral(ks, labels)
+    one of the 4 transforms that keep their shape, uniformly). Volumes (images NDHWC, labels NDHW[...]):
+    one of the 16 symmetries that keep z (:func:`dihedral` with ``ndim=3``)."""
+    nd = images.ndim - 2
+    ks = _dihedral_draw(key, images.shape[0], nd)
+    return dihedral(ks, images, ndim=nd), dihedral(ks, labels, ndim=nd)
 
 
-def _dihedral_draw(key: jax.Array, n: int) -> jax.Array:
-    """Each of ``n`` samples' transform index t, uniform in 0..7 (what :func:`augment_dihedral` and
-    :func:`make_step` apply, and ``make_step`` undoes for its in-step selection)."""
-    return jax.random.randint(key, (n,), 0, 8)
+def _dihedral_draw(key: jax.Array, n: int, ndim: int = 2) -> jax.Array:
+    """Each of ``n`` samples' transform index t, uniform in 0..7 (0..15 for volumes: what
+    :func:`augment_dihedral` and :func:`make_step` apply, and ``make_step`` undoes for its in-step selection)."""
+    return jax.random.randint(key, (n,), 0, 8 if ndim == 2 else 16)
 
 
 # ------------------------------------------------------------------------ fit
@@ -202,28 +227,31 @@ class FitResult(NamedTuple):
     label_type: Any = None
 
     def logits(self, images: Any, *, batch_size: int = 16) -> np.ndarray:
-        """The network's logits (N, H, W, channels) for images (N, H, W, C), in batches (host array)."""
+        """The network's logits (N, H, W, channels) for images (N, H, W, C), in batches (host array); a 3-D
+        network's (N, D, H, W, channels) for volumes (N, D, H, W, C)."""
         x = jnp.asarray(images, jnp.float32)
         f = _apply_jit(self.model)
         return np.concatenate([np.asarray(f(self.params, x[i : i + batch_size]))
                                for i in range(0, x.shape[0], batch_size)])
 
     def predict(self, images: Any, *, batch_size: int = 16, tta: bool = False) -> np.ndarray:
-        """Per-pixel probabilities: binary (N, H, W) in [0, 1]; multi-class (N, H, W, M).
+        """Per-pixel probabilities: binary (N, H, W) in [0, 1]; multi-class (N, H, W, M); for volumes
+        (N, D, H, W, C), (N, D, H, W) and (N, D, H, W, M).
 
         ``tta``: test-time augmentation, the mean of the probabilities over the
         dihedral transforms of each image (:func:`dihedral`), each mapped back:
         all 8 for square images, the 4 that keep the shape (identity, the two
-        flips, the half turn) otherwise.
+        flips, the half turn) otherwise; for volumes the 16 symmetries that keep z (8 when H != W).
         """
         if tta:
             x = jnp.asarray(images, jnp.float32)
-            ts = range(8) if x.shape[1] == x.shape[2] else (0, 2, 4, 6)
+            axes = tuple(range(1, x.ndim - 1))
+            ts = _symmetries(x.shape[1:-1])
             total = None
-            for t in ts:  # dihedral(t, .) of every image at once
-                xt = _dihedral_static(x, t, inverse=False, axes=(1, 2))
+            for t in ts:  # the symmetry t of every image at once
+                xt = _symmetry_static(x, t, inverse=False, axes=axes)
                 p = jnp.asarray(self.predict(xt, batch_size=batch_size))
-                p = _dihedral_static(p, t, inverse=True, axes=(1, 2))
+                p = _symmetry_static(p, t, inverse=True, axes=axes)
                 total = p if total is None else total + p
             return np.asarray(total / len(ts))
         z = self.logits(images, batch_size=batch_size)
@@ -260,25 +288,29 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     2. **targets**: ``labels[idx]``, or ``targets(key, labels[idx], aux)`` where given: labels made at load
        (a fresh noise draw, EMS); ``aux`` is any pytree of arrays the call passes through (a
        :class:`~metastructure.noise.LabelNoise`'s rates, a flag), traced, so new values do not recompile.
-    3. **crop** (with ``crop=(h, w)``): each sample's image and targets are cut to one h x w window
-       (:func:`random_crop`), after the targets are made (a structured fresh draw sees the whole mask). The
-       key then splits into four (batch, targets, augmentation, crop; with ``batch_size=None`` three).
+    3. **crop** (with ``crop=(h, w)``, or ``(d, h, w)`` for volumes): each sample's image and targets are cut
+       to one window (:func:`random_crop`), after the targets are made (a structured fresh draw sees the
+       whole mask). The key then splits into four (batch, targets, augmentation, crop; with
+       ``batch_size=None`` three).
     4. **augment**: each sample's image and targets get the dihedral transform ``t`` (:func:`dihedral`),
-       ``t`` uniform in 0..7 per sample (:func:`augment_dihedral`).
+       ``t`` uniform in 0..7 per sample (:func:`augment_dihedral`); volumes (images (N, D, H, W, C)) one of
+       the 16 symmetries that keep z.
     5. **gradient step** of ``optimizer`` on ``loss(model.apply(params, images), targets)`` (:func:`step`;
        the logits carry the model's channel axis).
     6. **select**: ``select(logits)`` of the batch's train-mode logits before the update (no gradient) gives
-       masks (B, H, W), which the inverse transform of step 4 maps back and which are written into ``store``
-       (N, H, W) at the batch's indices: pseudo-labels chosen inside the step, as the iGTT paper's loop does
-       (:func:`metastructure.unsupervised.select_pseudo_labels`, per image or batch-shared). Without
+       masks (B, H, W) (volumes: (B, D, H, W)), which the inverse transform of step 4 maps back and which
+       are written into ``store`` (N, H, W) at the batch's indices: pseudo-labels chosen inside the step,
+       as the iGTT paper's loop does (:func:`metastructure.unsupervised.select_pseudo_labels`, per image or
+       batch-shared). Without
        ``select`` the ``store`` argument comes back as it went in.
 
     ``loss``, ``targets`` and ``select`` are closed over (one compile per function object: pass the same
     objects to reuse a compiled step).
 
     Raises:
-        ValueError: ``batch_size`` not a positive integer or None, ``crop`` not a pair of positive integers,
-            or ``crop`` with ``select`` (a window's pseudo-labels cannot fill a whole image's store).
+        ValueError: ``batch_size`` not a positive integer or None, ``crop`` not a pair (or, for volumes, a
+            triple) of positive integers, or ``crop`` with ``select`` (a window's pseudo-labels cannot fill a
+            whole image's store).
         TypeError: ``loss``, ``targets`` or ``select`` not callable.
     """
     if batch_size is not None:
@@ -287,8 +319,9 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
         if not (callable(fn) or (optional and fn is None)):
             raise TypeError(f"{name} must be callable, got {fn!r}")
     if crop is not None:
-        if not isinstance(crop, (tuple, list)) or len(crop) != 2:
-            raise ValueError(f"crop must be a pair (height, width) of positive integers or None, got {crop!r}")
+        if not isinstance(crop, (tuple, list)) or len(crop) not in (2, 3):
+            raise ValueError(f"crop must be a pair (height, width), or for volumes a triple (depth, height, "
+                             f"width), of positive integers or None, got {crop!r}")
         crop = tuple(_checks.check_int("crop", v, minimum=1) for v in crop)
         if select is not None:
             raise ValueError("crop and select cannot be combined: select writes whole-image pseudo-labels into "
@@ -296,32 +329,34 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     return _build_step(model, optimizer, loss, batch_size, targets, bool(augment), select, crop)
 
 
-def random_crop(key: jax.Array, images: jax.Array, labels: jax.Array, size: tuple[int, int]) -> tuple[
+def random_crop(key: jax.Array, images: jax.Array, labels: jax.Array, size: tuple[int, ...]) -> tuple[
         jax.Array, jax.Array]:
     """One ``size = (h, w)`` window per sample of images (N, H, W, C) and labels (N, H, W[, ...]), the same
     window for a sample's image and labels, its top-left corner uniform over the (H - h + 1) x (W - w + 1)
-    positions that keep it inside the image.
+    positions that keep it inside the image. Volumes (N, D, H, W, C) take ``size = (d, h, w)``, the corner
+    uniform over the (D - d + 1) x (H - h + 1) x (W - w + 1) positions.
 
     Returns:
-        images (N, h, w, C) and labels (N, h, w[, ...]).
+        images (N, h, w, C) and labels (N, h, w[, ...]); volumes (N, d, h, w, C) and (N, d, h, w[, ...]).
 
     Raises:
-        ValueError: a window larger than the images.
+        ValueError: a window larger than the images, or of another number of sides than their spatial axes.
     """
-    h, w = size
-    n, height, width = images.shape[:3]
-    if not (0 < h <= height and 0 < w <= width):
-        raise ValueError(f"crop window {size} must fit in the images' {height} x {width}")
-    k_rows, k_cols = jax.random.split(key)
-    rows = jax.random.randint(k_rows, (n,), 0, height - h + 1)
-    cols = jax.random.randint(k_cols, (n,), 0, width - w + 1)
+    size = tuple(int(v) for v in size)
+    nd = len(size)
+    n, spatial = images.shape[0], tuple(images.shape[1:1 + nd])
+    if images.ndim != nd + 2 or not all(0 < v <= s for v, s in zip(size, spatial, strict=True)):
+        raise ValueError(f"crop window {size} must fit in the images' {' x '.join(map(str, spatial))} "
+                         f"(one side per spatial axis of images {images.shape})")
+    corners = [jax.random.randint(k, (n,), 0, s - v + 1)
+               for k, s, v in zip(jax.random.split(key, nd), spatial, size, strict=True)]
 
-    def one(x, y, r, c):
-        xs = jax.lax.dynamic_slice(x, (r, c, 0), (h, w, x.shape[-1]))
-        ys = jax.lax.dynamic_slice(y, (r, c) + (0,) * (y.ndim - 2), (h, w) + y.shape[2:])
+    def one(x, y, *corner):
+        xs = jax.lax.dynamic_slice(x, (*corner, 0), (*size, x.shape[-1]))
+        ys = jax.lax.dynamic_slice(y, corner + (0,) * (y.ndim - nd), size + y.shape[nd:])
         return xs, ys
 
-    return jax.vmap(one)(images, labels, rows, cols)
+    return jax.vmap(one)(images, labels, *corners)
 
 
 @functools.lru_cache(maxsize=64)
@@ -342,12 +377,13 @@ def _build_step(model, optimizer, loss, batch_size, targets, augment, select, cr
         if crop is not None:
             xb, yb = random_crop(k_crop[0], xb, yb, crop)
         if augment:
-            t = _dihedral_draw(k_augment, xb.shape[0])
-            xb, yb = dihedral(t, xb), dihedral(t, yb)
+            nd = xb.ndim - 2
+            t = _dihedral_draw(k_augment, xb.shape[0], nd)
+            xb, yb = dihedral(t, xb, ndim=nd), dihedral(t, yb, ndim=nd)
         new, value, logits = _gradient_step(state, xb, yb, model, optimizer, loss)
         if select is not None:
             sel = select(jax.lax.stop_gradient(logits))
-            store = store.at[idx].set(dihedral(t, sel, inverse=True) if augment else sel)
+            store = store.at[idx].set(dihedral(t, sel, inverse=True, ndim=nd) if augment else sel)
         return new, value, store
 
     return run
@@ -397,15 +433,18 @@ def _resolve_label_type(label_type: Any, noise: Any, labels: Any) -> Any:
 def _check_labels(name: str, labels: Any, shape: tuple[int, ...], num_classes: int | None, *,
                   soft: bool) -> np.ndarray:
     """Binary: 0/1, soft targets in [0, 1] (``soft``), or IGNORE; multi-class: classes in [0, M) or IGNORE,
-    or soft targets (N, H, W, M) whose rows are probability vectors."""
+    or soft targets (N, H, W, M) whose rows are probability vectors. ``shape`` is the images' (N, H, W, C) or
+    (N, D, H, W, C): volumes' labels carry the D axis."""
     y = np.asarray(labels)
     ig = losses.IGNORE
-    if y.shape[:3] != tuple(shape[:3]):
-        raise ValueError(f"{name} must be (N, H, W) matching the images' {tuple(shape[:3])}, got shape {y.shape}")
+    k = len(shape) - 1  # the labels' axes: N and the spatial ones
+    lay = "(N, H, W" if k == 3 else "(N, D, H, W"
+    if y.shape[:k] != tuple(shape[:k]):
+        raise ValueError(f"{name} must be {lay}) matching the images' {tuple(shape[:k])}, got shape {y.shape}")
     if num_classes is None:
-        if y.ndim != 3:
-            raise ValueError(f"{name} of a binary network must be (N, H, W), got shape {y.shape}"
-                             + (" (drop the channel axis: labels[..., 0])" if y.shape[3:] == (1,) else ""))
+        if y.ndim != k:
+            raise ValueError(f"{name} of a binary network must be {lay}), got shape {y.shape}"
+                             + (" (drop the channel axis: labels[..., 0])" if y.shape[k:] == (1,) else ""))
         if y.dtype.kind == "f" and soft:
             _checks.check_finite(name, y)
             ok = ((y >= 0) & (y <= 1)) | (y == ig)
@@ -419,44 +458,45 @@ def _check_labels(name: str, labels: Any, shape: tuple[int, ...], num_classes: i
                 raise TypeError(f"{name} must be a bool or integer 0/1 array, got dtype {y.dtype}")
             _checks.check_binary(name, y, ignore=ig)
         return y
-    if y.ndim == 4:
-        if y.shape[3] != num_classes or y.dtype.kind != "f":
-            raise ValueError(f"{name} of a network with {num_classes} classes must be class indices (N, H, W) or "
-                             f"float soft targets (N, H, W, {num_classes}), got shape {y.shape}, dtype {y.dtype}")
+    if y.ndim == k + 1:
+        if y.shape[k] != num_classes or y.dtype.kind != "f":
+            raise ValueError(f"{name} of a network with {num_classes} classes must be class indices {lay}) or "
+                             f"float soft targets {lay}, {num_classes}), got shape {y.shape}, dtype {y.dtype}")
         _checks.check_finite(name, y)
         if np.any(y < 0) or not np.allclose(y.sum(axis=-1), 1.0, atol=1e-4):
             raise ValueError(f"{name}: soft targets must be non-negative and sum to 1 over the class axis")
         return y
-    if y.ndim != 3:
-        raise ValueError(f"{name} must be (N, H, W) class indices, got shape {y.shape}")
+    if y.ndim != k:
+        raise ValueError(f"{name} must be {lay}) class indices, got shape {y.shape}")
     _checks.check_labels(name, y, num_classes, ignore=ig)
     return y
 
 
 @functools.lru_cache(maxsize=64)
-def _output_shape(model: nets.Model, in_channels: int, height: int, width: int) -> tuple[int, ...]:
-    """The shape of ``model``'s output on one (1, H, W, C) image (traced, not compiled)."""
+def _output_shape(model: nets.Model, in_channels: int, *spatial: int) -> tuple[int, ...]:
+    """The shape of ``model``'s output on one (1, H, W, C) image or (1, D, H, W, C) volume (traced, not
+    compiled)."""
     def run():
         params = model.init(jax.random.key(0), in_channels)
-        return model.apply(params, jnp.zeros((1, height, width, in_channels), jnp.float32))
+        return model.apply(params, jnp.zeros((1, *spatial, in_channels), jnp.float32))
 
     return tuple(jax.eval_shape(run).shape)
 
 
-def _crop_window(crop: Any, shape: tuple[int, int]) -> tuple[int, int] | None:
-    """``fit``'s ``crop`` as the window (h, w) a step cuts from images of ``shape`` (H, W), each side at most
-    the image's; None when there is nothing to cut (no crop, or one that covers the images)."""
+def _crop_window(crop: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """``fit``'s ``crop`` as the window a step cuts from images of spatial ``shape`` ((H, W), or (D, H, W)),
+    each side at most the image's; None when there is nothing to cut (no crop, or one that covers the images)."""
     if crop is None:
         return None
     crop = _checks.check_int("crop", crop, minimum=1)
-    window = (min(crop, int(shape[0])), min(crop, int(shape[1])))
+    window = tuple(min(crop, int(v)) for v in shape)
     return None if window == tuple(int(v) for v in shape) else window
 
 
 def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any, batch_size: Any,
                     learning_rate: Any, weight_decay: Any, loss: Any, noise: Any, augment: bool,
                     num_classes: Any, validation: Any, val_every: Any,
-                    window: tuple[int, int] | None = None) -> None:
+                    window: tuple[int, ...] | None = None) -> None:
     """Every argument of :func:`fit` whose value is known now, before anything compiles."""
     _checks.check_int("steps", steps, minimum=0)
     _checks.check_int("batch_size", batch_size, minimum=1)
@@ -484,11 +524,12 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
                              f"but num_classes={num_classes}")
     # fixed labels may be soft targets; clean labels that noise corrupts must be hard 0/1
     _check_labels("labels", labels, x.shape, num_classes, soft=noise is None)
-    out = _output_shape(model, x.shape[-1], x.shape[1], x.shape[2])
+    spatial = x.shape[1:-1]
     want_ch = 1 if num_classes is None else num_classes
-    if out != (1, x.shape[1], x.shape[2], want_ch):
-        raise ValueError(f"model {model.name} maps a (1, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) batch to "
-                         f"{out}; fit needs (1, {x.shape[1]}, {x.shape[2]}, {want_ch}) "
+    out = _output_shape(model, x.shape[-1], *spatial)
+    if out != (1, *spatial, want_ch):
+        raise ValueError(f"model {model.name} maps a {(1, *spatial, x.shape[-1])} batch to "
+                         f"{out}; fit needs {(1, *spatial, want_ch)} "
                          f"({'one logit (binary)' if num_classes is None else f'{num_classes} logits'})")
     if window is not None:
         try:
@@ -496,18 +537,18 @@ def _check_fit_args(x: np.ndarray, labels: Any, *, model: nets.Model, steps: Any
         except ValueError as e:  # e.g. a U-Net's sides that its pooling cannot halve
             got = f"an error ({e})"
         if got != (1, *window, want_ch):
-            raise ValueError(f"model {model.name} cannot train on {window[0]} x {window[1]} crops of the "
-                             f"{x.shape[1]} x {x.shape[2]} images: a (1, {window[0]}, {window[1]}, {x.shape[3]}) "
+            raise ValueError(f"model {model.name} cannot train on {' x '.join(map(str, window))} crops of the "
+                             f"{' x '.join(map(str, spatial))} images: a {(1, *window, x.shape[-1])} "
                              f"batch gives {got}: choose another crop")
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a pair (images, masks)")
-        vx = data.as_images(validation[0], name="validation images")
+        vx = data.as_images(validation[0], name="validation images", ndim=len(spatial))
         if vx.shape[1:] != x.shape[1:]:
-            raise ValueError(f"validation images must be (n, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) like "
+            raise ValueError(f"validation images must be (n, {', '.join(map(str, x.shape[1:]))}) like "
                              f"the training images, got {vx.shape}")
         vy = _check_labels("validation masks", validation[1], vx.shape, num_classes, soft=False)
-        if vy.ndim == 3 and vy.size and np.all(vy == losses.IGNORE):
+        if vy.ndim == len(spatial) + 1 and vy.size and np.all(vy == losses.IGNORE):
             raise ValueError(f"validation masks have no labelled pixel (every pixel is {losses.IGNORE}, ignore): "
                              "nothing to score")
 
@@ -544,10 +585,12 @@ def fit(
 
     Args:
         key: randomness for init, batches, fresh noise and augmentation.
-        images: float (N, H, W, C).
-        labels: the targets: a fixed (noisy) label array (N, H, W), or, with
+        images: float (N, H, W, C), or volumes (N, D, H, W, C) for a 3-D model
+            (``nets.unet(ndim=3)``; the default model for images of rank 5).
+        labels: the targets: a fixed (noisy) label array (N, H, W) (volumes: (N, D, H, W)), or, with
             ``noise``, the *clean* labels that ``noise`` corrupts afresh each step.
-        model: default ``nets.unet()`` with one logit (or ``num_classes`` logits).
+        model: default ``nets.unet()`` with one logit (or ``num_classes`` logits), ``nets.unet(ndim=3)``
+            for volumes.
         steps, batch_size, learning_rate, optimizer, weight_decay: training setup
             (``steps`` >= 0, and 0 returns the initial parameters;
             ``optimizer`` may be an optax transformation).
@@ -556,18 +599,21 @@ def fit(
             ``loss(logits, targets)``.
         noise: ``noise(key, clean_labels_batch) -> noisy batch`` for fresh draws;
             a :class:`~metastructure.noise.LabelNoise` compiles once per kind
-            (its rates are traced), any other callable once per object.
+            (its rates are traced), any other callable once per object. A
+            ``LabelNoise`` draws 2-D labels, so on volumes only a callable is taken
+            (e.g. ``lambda k, y: noise.sample(k, y, 0.1, ndim=3)``).
         label_type: for fixed labels, what they came from: a ``LabelNoise`` or
             its transition matrix (with ``noise=LabelNoise(...)`` it is that
             one). :meth:`FitResult.evaluate` and the validation use it for t*.
             A skeleton's t* depends on the clean masks: pass its transition
             (``ntm.skeleton_matrix``) for fixed skeleton labels.
         augment: random dihedral flip/rotation of each sample at each step (:func:`augment_dihedral`;
-            non-square images: flips and the half turn).
+            non-square images: flips and the half turn; volumes: also a flip of D, the 16 symmetries that
+            keep z).
         crop: train on windows: each sample of each batch is cut to one
-            ``crop`` x ``crop`` window at a uniform random position
+            ``crop`` x ``crop`` window (``crop`` on every side of a volume) at a uniform random position
             (:func:`random_crop`; a side of the images no longer than ``crop``
-            is kept whole), after its labels are made and before
+            is kept whole, so a thin stack keeps its depth), after its labels are made and before
             ``augment``. A step then costs about window / image pixels of a
             whole-image step. None (default), or a ``crop`` no smaller than
             both sides, trains on whole images (bitwise the same run).
@@ -596,18 +642,26 @@ def fit(
     Raises:
         ValueError: a bad value or an inconsistent shape (the message names the
             argument; validation masks with no labelled pixel among them), an
-            unknown loss, ``init_params`` of another structure, or a label type
-            fit cannot resolve.
+            unknown loss, ``init_params`` of another structure, a label type
+            fit cannot resolve, or a ``LabelNoise`` on volumes.
         TypeError: a non-integer count, a non-numeric array, a loss or noise
-            that is not callable.
+            that is not callable, a model that is not a :class:`~metastructure.nets.Model`.
         FloatingPointError: the training loss became NaN or infinite.
     """
     if num_classes is not None:
         num_classes = _checks.check_num_classes(num_classes)
-    x_host = data.as_images(images)
+    if model is not None and not isinstance(model, nets.Model):
+        raise TypeError(f"model must be a nets.Model (nets.unet(...), nets.fcn(...)), got {model!r}")
+    # a 3-D model takes volumes; without a model, images of rank 5 are volumes and get a 3-D U-Net
+    nd = dict(model.config).get("ndim", 2) if model is not None else (3 if np.ndim(images) == 5 else 2)
+    x_host = data.as_images(images, ndim=nd)
     out_ch = 1 if num_classes is None else num_classes
-    model = model or nets.unet(out_channels=out_ch)
-    window = _crop_window(crop, x_host.shape[1:3])
+    model = model or nets.unet(out_channels=out_ch, ndim=nd)
+    if nd == 3 and isinstance(noise, LabelNoise):
+        raise ValueError(f"noise={noise!r} draws 2-D labels (each (H, W) plane alone), not a volume's: on volumes "
+                         "pass fixed labels, or a callable noise(key, labels) that draws in 3-D (the noise "
+                         "functions take ndim=3)")
+    window = _crop_window(crop, x_host.shape[1:-1])
     _check_fit_args(x_host, labels, model=model, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                     weight_decay=weight_decay, loss=loss, noise=noise, augment=augment, num_classes=num_classes,
                     validation=validation, val_every=val_every, window=window)

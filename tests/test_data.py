@@ -55,6 +55,21 @@ def test_as_images_checks_layouts_and_zscores_per_image():
         data.as_images(x.astype(complex))
 
 
+def test_as_images_reads_volumes_with_ndim_3():
+    rng = np.random.default_rng(1)
+    v = rng.normal(3.0, 2.0, size=(2, 3, 4, 5, 1))
+    z = data.as_images(v, zscore=True, ndim=3)
+    flat = v.reshape(2, -1)  # each volume over all its voxels
+    np.testing.assert_allclose(z.reshape(2, -1), (flat - flat.mean(1, keepdims=True)) / flat.std(1, keepdims=True),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(data.as_images(v[..., 0], strict=False, ndim=3), v.astype(np.float32))
+    assert data.as_images(v[0, ..., 0], strict=False, ndim=3).shape == (1, 3, 4, 5, 1)  # (D, H, W): one volume
+    with pytest.raises(ValueError, match=r"images must be \(N, D, H, W, C\), got shape \(2, 3, 4, 5\)"):
+        data.as_images(v[..., 0], ndim=3)
+    with pytest.raises(ValueError, match="ndim"):
+        data.as_images(v, ndim=4)
+
+
 def test_structure_widths():
     er = data.er(jax.random.key(3), 6, size=96)
     mi = data.mito(jax.random.key(3), 6, size=96)

@@ -60,24 +60,40 @@ def test_unet_activation_leaks_where_relu_is_zero():
 
 
 # ------------------------------------------------------------------ volumes
-def test_3d_conv_and_pooling_against_scipy_and_skimage():
-    """A 3-D conv is the zero-padded cross-correlation of every input channel with its 3x3x3 kernel
-    (scipy.ndimage.correlate); pooling by (1, 2, 2) and (2, 2, 2) is skimage's block max."""
+def test_3d_conv_against_scipy_and_pooling_against_skimage():
+    """A 3-D conv layer is the zero-padded cross-correlation of every input channel with its 3x3x3 kernel
+    (scipy.ndimage.correlate), then ReLU; pooling by (1, 2, 2) and (2, 2, 2) is skimage's block max, and
+    upsampling repeats each voxel (seen through a U-Net whose convs all pass channel 0 on)."""
     from scipy import ndimage
     from skimage.measure import block_reduce
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 4, 6, 8, 2)).astype(np.float32)
-    p = {"w": rng.standard_normal((3, 3, 3, 2, 3)).astype(np.float32), "b": rng.standard_normal(3).astype(np.float32)}
-    got = np.asarray(nets._conv(p, jnp.asarray(x)))
-    want = np.stack([[sum(ndimage.correlate(x[n, ..., i].astype(np.float64), p["w"][..., i, o], mode="constant")
-                          for i in range(2)) + p["b"][o] for o in range(3)] for n in range(2)])
-    np.testing.assert_allclose(got, np.moveaxis(want, 1, -1), atol=1e-4)
+    model = nets.fcn(widths=(3,), ndim=3)
+    p = model.init(jax.random.key(0), 2)
+    p["layers"][0]["b"] = jnp.asarray(rng.standard_normal(3), jnp.float32)
+    w, b = np.asarray(p["layers"][0]["w"]), np.asarray(p["layers"][0]["b"])
+    got = np.asarray(model.apply(p, jnp.asarray(x), features=True)[1]["layer0"])
+    want = np.stack([[sum(ndimage.correlate(x[n, ..., i].astype(np.float64), w[..., i, o], mode="constant")
+                          for i in range(2)) + b[o] for o in range(3)] for n in range(2)])
+    np.testing.assert_allclose(got, np.maximum(np.moveaxis(want, 1, -1), 0), atol=1e-4)
+    v = np.abs(x[..., :1]) + 0.1  # positive: the ReLUs pass it
     for f in ((1, 2, 2), (2, 2, 2)):
-        np.testing.assert_array_equal(np.asarray(nets._pool(jnp.asarray(x), f)), block_reduce(x, (1, *f, 1), np.max))
-        up = np.asarray(nets._up(jnp.asarray(x), f))
-        assert up.shape == (2, 4 * f[0], 12, 16, 2)
-        np.testing.assert_array_equal(up[:, :: f[0], ::2, ::2], x)
+        m = nets.unet(widths=(1, 1), ndim=3, pool=f)
+
+        def passthrough(a):  # a kernel that copies input channel 0 to every output channel
+            if a.ndim != 5 or a.shape[0] != 3:
+                return jnp.zeros_like(a)  # biases, the head
+            k = np.zeros(a.shape, np.float32)
+            k[1, 1, 1, 0, :] = 1.0
+            return jnp.asarray(k)
+
+        feats = m.apply(jax.tree_util.tree_map(passthrough, m.init(jax.random.key(0), 1)), jnp.asarray(v),
+                        features=True)[1]
+        pooled = block_reduce(v, (1, *f, 1), np.max)
+        np.testing.assert_array_equal(np.asarray(feats["enc1"]), pooled)
+        up = pooled.repeat(f[0], axis=1).repeat(2, axis=2).repeat(2, axis=3)
+        np.testing.assert_array_equal(np.asarray(feats["dec0"]), up)
 
 
 @pytest.mark.parametrize("norm", [None, "batch"])
