@@ -19,7 +19,9 @@ held-out test images (:func:`metastructure.unsupervised.igtt`):
   quarter of one on 128^2 images): one switch at a time from the authors'
   configuration (Adam, no BatchNorm, per-image selection, selection after the
   round, soft IoU with k = 1, losses pooled over the batch, BCE, our former
-  5 x 100 schedule, images twice as large), to attribute the outcome;
+  5 x 100 schedule, images twice as large), to attribute the outcome: each
+  switch's seeds against the authors' configuration's by an exact
+  permutation test of the difference of their means (:func:`exact_permutation`);
 * baselines: ``otsu``, ``adaptive`` (35 px), ``kmeans``, ``oracle_intensity``
   (the intensity at its best threshold on the test set: looks at the
   truth), ``supervised`` (the same U-Net on clean labels: the ceiling).
@@ -43,6 +45,7 @@ threshold?
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import jax
@@ -79,6 +82,7 @@ RECOMMENDED_VARIANTS = {
 #: stage 1, the fixed point and its basin: each configuration started from EMS of these masks
 BASIN_STARTS = ("truth", "otsu", "adaptive")
 BASIN_CONFIGS = {"faithful": "igtt_ems", "recommended": "igtt_ems_recommended"}
+ALPHA = 0.05  # the level at which a switch's permutation test decides
 PAPER_ER = {"igtt_ems": 78.8, "igtt_no_ems": 74.0, "adaptive": 76.2, "otsu": 69.5, "supervised": 86.0}
 PROFILES = {
     "quick": {"profile": "quick", "datasets": ["er_uneven"], "net": [4, 8], "size": 48, "n_train": 8,
@@ -90,13 +94,13 @@ PROFILES = {
     "full": {"profile": "full", "datasets": ["er_uneven", "er", "real_nuclei"], "net": [8, 16, 32], "size": 128,
              "n_train": 48, "paper_rounds": 100, "recommended": {}, "supervised_steps": 400, "monitor_every": 10,
              "init_seeds": 8, "dataset_seeds": {"er_uneven": 5, "er": 5, "real_nuclei": 3}, "no_ems_seeds": 2,
-             "switch_seeds": 1, "supervised_seeds": 1, "switch_dataset": "er", "basin_dataset": "er",
+             "switch_seeds": 3, "supervised_seeds": 1, "switch_dataset": "er", "basin_dataset": "er",
              "former_schedule": {"rounds": 5, "steps": 100}, "bootstrap_width_factors": [1, 2],
              "recommended_variants": {"igtt_ems_recommended_skeleton": ["real_nuclei"],
                                       "igtt_ems_recommended_no_tta": ["er", "real_nuclei"]}},
 }
 REQUIRES = ()
-VERSION = 5  # bump when compute's results change: the runner versions every igtt cell with it
+VERSION = 6  # bump when compute's results change: the runner versions every igtt cell with it
 
 
 def _data(config: dict, name: str) -> dict:
@@ -290,6 +294,10 @@ def summarise(config: dict, store) -> dict:
                      "bootstrap": store.result(_diag_spec(config, name))}
         if name == config["basin_dataset"]:
             out[name]["basin"] = _basin(config, name, store, start_dice=_start_dice(config, name))
+        base = rows["igtt_ems"]["dice_by_seed"]
+        for m in SWITCHES:  # a switch with seeds on both sides: is its move beyond the seeds' spread?
+            if m in rows and len(rows[m]["dice_by_seed"]) > 1 and len(base) > 1:
+                rows[m]["test_vs_authors"] = exact_permutation(rows[m]["dice_by_seed"], base)
         for m in IMAGE_SCALE:
             if m in rows:  # its test images are not the others': the best threshold on them, for comparison
                 te = _cells.load_data(_spec(config, name, m, 0)["data"])["test"]
@@ -318,6 +326,28 @@ def _basin(config: dict, name: str, store, *, start_dice: dict) -> dict:
                               "dice_selected": [h["dice_selected"] for h in hist],
                               "test_dice": r["honest"]["dice"], "diverged": "diverged" in r}
     return out
+
+
+def exact_permutation(a: list[float], b: list[float]) -> dict:
+    """The difference of means ``mean(a) - mean(b)`` and its exact two-sided permutation p value over the
+    C(n_a + n_b, n_a) ways to split the pooled values into groups of the two sizes (the observed split among
+    them): twice the smaller of the shares of splits whose difference is at most and at least the observed
+    one, capped at 1 (:func:`scipy.stats.permutation_test`'s two-sided p with every split enumerated)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    pooled, n = np.concatenate([a, b]), a.size
+    if a.size < 1 or b.size < 1:
+        raise ValueError(f"both groups need a value, got {a.size} and {b.size}")
+    observed = a.mean() - b.mean()
+    diffs = []
+    for idx in itertools.combinations(range(pooled.size), n):
+        mask = np.zeros(pooled.size, bool)
+        mask[list(idx)] = True
+        diffs.append(pooled[mask].mean() - pooled[~mask].mean())
+    diffs = np.asarray(diffs)
+    tol = 1e-12 * max(1.0, float(np.max(np.abs(pooled))))  # splits equal to the observed one up to rounding
+    p = min(1.0, 2 * min(np.mean(diffs <= observed + tol), np.mean(diffs >= observed - tol)))
+    return {"difference": float(observed), "p": float(p),
+            "n": [int(a.size), int(b.size)], "splits": int(diffs.size)}
 
 
 def _wins(ours: list[float], other: list[float]) -> int:
@@ -520,14 +550,24 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
             continue
         base = mean(r["igtt_ems"]["dice"])
         moves = sorted(sw, key=lambda m: -abs(mean(r[m]["dice"]) - base))
+        tested = [m for m in moves if "test_vs_authors" in r[m]]
+        decided = [m for m in tested if r[m]["test_vs_authors"]["p"] < ALPHA]
+        verdict = ""
+        if tested:
+            floor = min(2 / r[m]["test_vs_authors"]["splits"] for m in tested)  # the least p a split count allows
+            verdict = (f" Exact two-sided permutation tests of each switch's seeds against the authors' "
+                       f"{r['igtt_ems']['dice']['n']} (difference of mean Dice, decided at p < {ALPHA:g}, not "
+                       f"corrected for the {len(tested)} tests; so few seeds cannot give p below {floor:.2g}): "
+                       + (f"{listing([_short(m) for m in decided])} move the Dice beyond the seeds' spread, "
+                          f"{len(tested) - len(decided)} other(s) do not" if decided else
+                          "no switch moves the Dice beyond the seeds' spread"))
+            untested = [_short(m) for m in moves if m not in tested]
+            verdict += (f"; with one seed, {listing(untested)} is not decided" if untested else "") + "."
         out.append(bullet(
             f"Attribution, one switch at a time from the authors' configuration on {names.get(d, d)} (honest "
-            f"Dice, {r[sw[0]]['dice']['n']} seed(s) each, against {num(base)}; best threshold "
+            f"Dice against its {pm(r['igtt_ems']['dice'])}; best threshold "
             f"{num(max(dice(d, 'otsu'), dice(d, 'adaptive')))}): "
-            + listing([IGTT_LABELS.get(m, m).replace("authors' ", "") + " " + num(mean(r[m]["dice"]))
-                       + (f" (its own test images; Otsu on them {num(r[m]['otsu_same_images'])})"
-                          if "otsu_same_images" in r[m] else "") for m in moves])
-            + "."))
+            + listing([_switch_move(r, m) for m in moves]) + "." + verdict))
     for d in ds:
         if "basin" not in D[d]:
             continue
@@ -567,6 +607,23 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
             + (_report_blobs(D["real_nuclei"]) if "real_nuclei" in D else "") + _report_tta(D)))
     return out
 
+
+
+def _short(m: str) -> str:
+    """A switch's name in the attribution sentence: its table label without "authors' "."""
+    return IGTT_LABELS.get(m, m).replace("authors' ", "")
+
+
+def _switch_move(rows: dict, m: str) -> str:
+    """One switch in the attribution sentence: its Dice (mean +- sd over its seeds), its seeds, and with a
+    test its difference from the authors' configuration and the test's p value."""
+    t, n = rows[m].get("test_vs_authors"), rows[m]["dice"]["n"]
+    text = f"{_short(m)} {pm(rows[m]['dice']) if n > 1 else num(mean(rows[m]['dice']))} ({n} seed{'s' * (n > 1)}"
+    if t is not None:
+        text += f", {t['difference']:+.3f}, p = {t['p']:.2g}"
+    if "otsu_same_images" in rows[m]:
+        text += f"; its own test images, Otsu on them {num(rows[m]['otsu_same_images'])}"
+    return text + ")"
 
 def _report_blobs(r: dict) -> str:
     """The recommended method on blobs, from the numbers (and its one-change variants where they ran)."""

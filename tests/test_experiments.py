@@ -378,6 +378,22 @@ def test_igtt_outcome_rule_on_known_numbers():
     assert igtt.outcome(result(0.65, 0.72, otsu=0.8, adaptive=0.5)) == "fails"  # Otsu is the best threshold here
 
 
+def test_igtt_exact_permutation_against_scipy():
+    """The attribution's test: every split of the pooled seeds enumerated, as scipy's permutation_test does when
+    its resamples cover them all; 3 against 5 seeds have 56 splits, so p is a multiple of 1/56."""
+    from scipy import stats as sps
+
+    a, b = [0.61, 0.55, 0.58], [0.47, 0.52, 0.31, 0.49, 0.50]
+    t = igtt.exact_permutation(a, b)
+    ref = sps.permutation_test((a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                               vectorized=True, n_resamples=np.inf, alternative="two-sided")
+    assert t["splits"] == 56 and t["n"] == [3, 5]
+    assert t["p"] == pytest.approx(ref.pvalue) and t["difference"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert t["p"] < 0.05 and igtt.exact_permutation([0.5, 0.6, 0.4], [0.45, 0.55, 0.5, 0.6, 0.4])["p"] > 0.5
+    with pytest.raises(ValueError, match="both groups"):
+        igtt.exact_permutation([], b)
+
+
 def _test_set(dspec: dict) -> data.Dataset:
     """The test images of a dataset spec, made from the spec's own fields (the packaged image cut into tiles, or
     the generator's third split: key fold_in(key(seed), 2))."""
