@@ -23,25 +23,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from density import timeit  # bench/density.py's: the median of ``repeat`` calls after a warm-up, in ms
 
 from metastructure import data, losses, nets, noise, train
 from metastructure import unsupervised as uns
-
-
-def timeit(fn, repeat):
-    jax.block_until_ready(fn())
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
 
 
 def select_by_definition(p, num_thresholds=30):
