@@ -196,8 +196,8 @@ def augment_dihedral(key: jax.Array, images: jax.Array, labels: jax.Array) -> tu
 
 
 def _dihedral_draw(key: jax.Array, n: int, ndim: int = 2) -> jax.Array:
-    """Each of ``n`` samples' transform index t, uniform in 0..7 (0..15 for volumes: what
-    :func:`augment_dihedral` and :func:`make_step` apply, and ``make_step`` undoes for its in-step selection)."""
+    """Each of ``n`` samples' transform index t, uniform in 0..7 (0..15 for volumes): what
+    :func:`augment_dihedral` and :func:`make_step` apply, and ``make_step`` undoes for its in-step selection."""
     return jax.random.randint(key, (n,), 0, 8 if ndim == 2 else 16)
 
 
