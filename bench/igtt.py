@@ -54,11 +54,33 @@ def sample_by_ranks(key, mask, ratio):
     return (flat & (rank < k[:, None])).reshape(mask.shape)
 
 
-def step_ms(images, masks, cfg, repeat, *, batch):
-    model = nets.unet(widths=cfg.widths, norm=cfg.norm, init=cfg.init)
+def authors_hooks(*, ems_at_load: bool, in_step: bool):
+    """The authors' step hooks of ``train.make_step``, from the package's public pieces as ``igtt(preset="paper")``
+    uses them: DMI + soft IoU (k = 2) per image, then their mean; EMS of the stored selections drawn at load
+    (size rule, skeleton, radius 1, 10%); one DMI-chosen threshold index per batch from the output before
+    the step. Without ``ems_at_load`` the stored masks are the labels; without ``in_step`` no selection."""
+
+    def loss(logits, y):
+        per_image = jax.vmap(lambda z, t: losses.dmi_loss(z, t) + losses.soft_iou_loss(z, t, power=2))
+        return jnp.mean(per_image(logits[..., 0], y))
+
+    def targets(key, y, black):
+        if ems_at_load:
+            y = uns.ems(key, y, radius=1, ratio=0.1, source="skeleton")
+        return jnp.where(black, False, y).astype(jnp.float32)
+
+    def select(logits):
+        return uns.select_pseudo_labels(jax.nn.sigmoid(logits[..., 0]), shared=True)
+
+    return loss, targets, select if in_step else None
+
+
+def step_ms(images, masks, repeat, *, batch, ems_at_load, in_step):
+    cfg = uns.PRESETS["paper"]
+    model = nets.unet(widths=(8, 16, 32), norm=cfg.norm, init=cfg.init)
     opt = train.make_optimizer("sgd", learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                momentum=cfg.momentum)
-    loss, targets, select = uns._step_hooks(cfg)
+    loss, targets, select = authors_hooks(ems_at_load=ems_at_load, in_step=in_step)
     run = train.make_step(model, opt, loss=loss, targets=targets, augment=False, select=select)
     state = train.init(jax.random.key(0), model, images.shape[-1], opt)
     store = masks if select is not None else None
@@ -95,10 +117,9 @@ def main():
     print(f"sample  ours {t_ours:8.2f} ms   two argsorts  {t_ref:8.2f} ms   two sorts / ours  {t_ref / t_ours:6.1f}"
           f"   same masks: {same}")
 
-    cfg = uns.PRESETS["paper"].replace(widths=(8, 16, 32))
-    full = step_ms(images, masks, cfg, a.repeat, batch=a.batch)
-    sel_only = step_ms(images, masks, cfg.replace(ems_fresh=False), a.repeat, batch=a.batch)
-    plain = step_ms(images, masks, cfg.replace(ems_fresh=False, select_when="round"), a.repeat, batch=a.batch)
+    full = step_ms(images, masks, a.repeat, batch=a.batch, ems_at_load=True, in_step=True)
+    sel_only = step_ms(images, masks, a.repeat, batch=a.batch, ems_at_load=False, in_step=True)
+    plain = step_ms(images, masks, a.repeat, batch=a.batch, ems_at_load=False, in_step=False)
     print(f"step    authors' {full:8.1f} ms   selection only {sel_only:8.1f} ms   neither {plain:8.1f} ms   "
           f"authors' / neither {full / plain:5.2f}  (hooks: {math.fsum([full, -plain]) / full:.0%} of the step)")
 
