@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,9 +179,9 @@ def _spatial(ndim: Any, pool: Any) -> tuple[int, tuple[int, ...]]:
         return ndim, (2,) * ndim
     factors = tuple(pool) if isinstance(pool, (tuple, list)) else None
     if factors is None or len(factors) != ndim or not all(
-            isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in factors):
+            isinstance(f, numbers.Integral) and not isinstance(f, bool) and f >= 1 for f in factors):
         raise ValueError(f"pool must be {ndim} integer factors >= 1, one per spatial axis, got {pool!r}")
-    return ndim, factors
+    return ndim, tuple(int(f) for f in factors)
 
 
 @functools.cache

@@ -121,6 +121,8 @@ def test_3d_nets_shapes_features_jit_and_errors():
         np.testing.assert_allclose(jax.jit(model.apply)(p, x), out, atol=1e-5)
     m = nets.unet(widths=(4, 8, 8), ndim=3)
     assert m is nets.unet(widths=(4, 8, 8), ndim=3, pool=(2, 2, 2)), "the default pooling is 2 along every axis"
+    assert nets.unet(widths=(4, 8), ndim=3, pool=(np.int64(1), 2, 2)) is nets.unet(widths=(4, 8), ndim=3,
+                                                                                 pool=(1, 2, 2))
     p = m.init(jax.random.key(0), 1)
     with pytest.raises(ValueError, match="D, H, W must be divisible by 4, 4, 4"):
         m.apply(p, jnp.zeros((1, 6, 8, 8, 1)))
