@@ -569,10 +569,11 @@ _KINDS: dict[str, type[LabelNoise]] = {}  # kind -> its class, filled as each su
 class _ByKind(type):
     """``LabelNoise(kind, *params, num_classes=None)`` builds the subclass whose ``kind`` that is."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is LabelNoise:
-            return LabelNoise._from_kind(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
+    def __call__(cls, *args: Any, ndim: int = 2, **kwargs: Any) -> Any:
+        ndim = _checks.check_ndim(ndim)
+        out = LabelNoise._from_kind(*args, **kwargs) if cls is LabelNoise else super().__call__(*args, **kwargs)
+        out.ndim = ndim  # static: the draws' spatial axes (every subclass takes it this one way)
+        return out
 
 
 class LabelNoise(metaclass=_ByKind):
@@ -614,8 +615,11 @@ class LabelNoise(metaclass=_ByKind):
     so a jitted function taking it as an argument compiles once per label type and
     is reused for every rate (``train.fit(noise=...)`` does this for fresh draws);
     it works under ``jax.jit`` and ``jax.vmap`` (over keys, or over rates). Radii,
-    steps and ``num_classes`` are static. Draws are exact-count (``exact=True``),
-    2-D, with ``ignore=-1``: ``Sample(p)(key, m)`` equals ``sample(key, m, p)``.
+    steps, ``num_classes`` and ``ndim`` are static. Draws are exact-count (``exact=True``)
+    with ``ignore=-1``, on images (``ndim=2``, the default) or volumes: every
+    constructor, ``LabelNoise(kind, ...)`` and :meth:`parse` take ``ndim=3``, and
+    ``Sample(p, ndim=3)(key, m)`` equals ``sample(key, m, p, ndim=3)`` (``ndim``
+    is not part of :attr:`name`; it is of equality and the repr).
 
     >>> import jax, numpy as np
     >>> n = LabelNoise("sample", 0.5)
@@ -635,6 +639,7 @@ class LabelNoise(metaclass=_ByKind):
     _DATA_DEPENDENT: ClassVar[bool] = False
     params: tuple
     num_classes: int | None
+    ndim: int = 2  # set by the constructor's ndim= (static)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -675,7 +680,7 @@ class LabelNoise(metaclass=_ByKind):
         return sub._of_num_classes(params, num_classes)
 
     @classmethod
-    def parse(cls, text: str, *, num_classes: int | None = None) -> LabelNoise:
+    def parse(cls, text: str, *, num_classes: int | None = None, ndim: int = 2) -> LabelNoise:
         """The label type whose :attr:`name` is ``text``: the kind, then its parameters, space-separated.
 
         ``parse(x.name, num_classes=x.num_classes) == x`` for parameters that
@@ -690,6 +695,7 @@ class LabelNoise(metaclass=_ByKind):
                 ``"dilate 2"``, ``"skeleton"``, ``"boundary_noise 3 0.5 0"``.
             num_classes: M for the multi-class types (``"symmetric 0.9"``,
                 ``"sample_classes 0.5"``; optional for ``"clean"``).
+            ndim: the draws' spatial axes, 2 (images) or 3 (volumes).
 
         Raises:
             ValueError: an unknown kind, a wrong number of parameters, a
@@ -721,7 +727,7 @@ class LabelNoise(metaclass=_ByKind):
                 raise ValueError(f"text {text!r}: {pname} of {kind!r} must be a number, got "
                                  f"{token!r}; allowed: {_usage()}") from None
         try:
-            out = LabelNoise(kind, *values, num_classes=num_classes)
+            out = LabelNoise(kind, *values, num_classes=num_classes, ndim=ndim)
         except (TypeError, ValueError) as e:
             raise ValueError(f"text {text!r}: {e}; allowed: {_usage()}") from e
         if not isinstance(out, cls):
@@ -733,16 +739,17 @@ class LabelNoise(metaclass=_ByKind):
         """Leaves: the rates; static: radii, steps, ``num_classes`` (and the class, in the treedef)."""
         pairs = list(zip(self._PARAMS, self.params, strict=True))
         return (tuple(v for (_, t), v in pairs if t.leaf),
-                (tuple(v for (_, t), v in pairs if not t.leaf), self.num_classes))
+                (tuple(v for (_, t), v in pairs if not t.leaf), self.num_classes, self.ndim))
 
     @classmethod
     def tree_unflatten(cls, aux: tuple, children: Any) -> LabelNoise:
         """Rebuild from :meth:`tree_flatten`'s output (no validation: leaves may be traced)."""
-        static, num_classes = aux
+        static, num_classes, ndim = aux
         leaves, rest = iter(children), iter(static)
         obj = object.__new__(cls)
         obj.params = tuple(next(leaves) if t.leaf else next(rest) for _, t in cls._PARAMS)
         obj.num_classes = num_classes
+        obj.ndim = ndim
         return obj
 
     def _concrete_params(self, what: str) -> tuple[float, ...]:
@@ -759,10 +766,10 @@ class LabelNoise(metaclass=_ByKind):
         if not isinstance(other, LabelNoise):
             return NotImplemented
         return type(self) is type(other) and self._concrete_params("==") == other._concrete_params("==") \
-            and self.num_classes == other.num_classes
+            and self.num_classes == other.num_classes and self.ndim == other.ndim
 
     def __hash__(self) -> int:
-        return hash((type(self), self._concrete_params("hash"), self.num_classes))
+        return hash((type(self), self._concrete_params("hash"), self.num_classes, self.ndim))
 
     @property
     def random(self) -> bool:
@@ -814,6 +821,7 @@ class LabelNoise(metaclass=_ByKind):
 
     def __repr__(self) -> str:
         extra = f", num_classes={self.num_classes}" if self.num_classes is not None else ""
+        extra += f", ndim={self.ndim}" if self.ndim != 2 else ""
         return f"LabelNoise({', '.join([repr(self.kind), *map(repr, self.params)])}{extra})"
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
@@ -961,7 +969,7 @@ class Sample(_ClassConditional):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``sample(key, labels, ratio)``."""
-        return sample(key, labels, self.params[0])
+        return sample(key, labels, self.params[0], ndim=self.ndim)
 
     def transition(self, *, masks: Any = None) -> np.ndarray:
         """``ntm.sample_matrix(ratio)``: ``[[1, 0], [1-p, p]]``."""
@@ -983,7 +991,7 @@ class Flip(_ClassConditional):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``flip(key, labels, fg_to_bg, bg_to_fg)``."""
-        return flip(key, labels, self.params[0], self.params[1])
+        return flip(key, labels, self.params[0], self.params[1], ndim=self.ndim)
 
     def transition(self, *, masks: Any = None) -> np.ndarray:
         """``ntm.flip_matrix(f, b)``: ``[[1-b, b], [f, 1-f]]``."""
@@ -1005,7 +1013,7 @@ class RandomLabels(_ClassConditional):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``random_labels(key, labels.shape, rate)`` in the labels' dtype, their ignore pixels kept."""
-        m, _, valid = _as_mask("labels", labels, 2, -1)
+        m, _, valid = _as_mask("labels", labels, self.ndim, -1)
         return _out(m, random_labels(key, m.shape, self.params[0]), valid)
 
     def transition(self, *, masks: Any = None) -> np.ndarray:
@@ -1024,7 +1032,7 @@ class Dilate(_Structured):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``dilate(labels, radius)``; ``key`` is not used."""
-        return dilate(labels, self.params[0])
+        return dilate(labels, self.params[0], ndim=self.ndim)
 
 
 class Erode(_Structured):
@@ -1038,7 +1046,7 @@ class Erode(_Structured):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``erode(labels, radius)``; ``key`` is not used."""
-        return erode(labels, self.params[0])
+        return erode(labels, self.params[0], ndim=self.ndim)
 
 
 class Skeleton(_Structured):
@@ -1051,7 +1059,7 @@ class Skeleton(_Structured):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``skeletonize(labels)``; ``key`` is not used."""
-        return skeletonize(labels)
+        return skeletonize(labels, ndim=self.ndim)
 
     def matched_threshold(self, *, masks: Any = None) -> MatchedThreshold | None:
         """s/2, from the T estimated on the clean ``masks``; ``ValueError`` without them."""
@@ -1075,7 +1083,7 @@ class Shift(_Structured):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``shift(key, labels, radius)``."""
-        return shift(key, labels, self.params[0])
+        return shift(key, labels, self.params[0], ndim=self.ndim)
 
     def transition(self, *, masks: Any = None) -> None:
         """None: random and spatially structured, T has no closed form (estimate a draw's with ``ntm.estimate``)."""
@@ -1101,7 +1109,7 @@ class BoundaryNoise(_Structured):
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``boundary_noise(key, labels, steps=steps, p_outer=p_outer, p_inner=p_inner)``."""
         steps, p_outer, p_inner = self.params
-        return boundary_noise(key, labels, steps=steps, p_outer=p_outer, p_inner=p_inner)
+        return boundary_noise(key, labels, steps=steps, p_outer=p_outer, p_inner=p_inner, ndim=self.ndim)
 
     def transition(self, *, masks: Any = None) -> None:
         """None: random and spatially structured, T has no closed form (estimate a draw's with ``ntm.estimate``)."""
@@ -1121,7 +1129,7 @@ class SampleClasses(_MultiClass):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``sample_classes(key, labels, ratio, num_classes=num_classes)``."""
-        return sample_classes(key, labels, self.params[0], num_classes=self.num_classes)
+        return sample_classes(key, labels, self.params[0], num_classes=self.num_classes, ndim=self.ndim)
 
     def transition(self, *, masks: Any = None) -> np.ndarray:
         """The M x M identity: the kept pixels keep their class (the others are ignored)."""
@@ -1157,7 +1165,8 @@ class SampleVoid(_MultiClass):
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``sample_classes(key, labels, ratio, num_classes=M, fill=M)``: void is class M."""
-        return sample_classes(key, labels, self.params[0], num_classes=self.num_classes, fill=self.num_classes)
+        return sample_classes(key, labels, self.params[0], num_classes=self.num_classes, fill=self.num_classes,
+                              ndim=self.ndim)
 
     def transition(self, *, masks: Any = None) -> np.ndarray:
         """The M x (M + 1) matrix ``[p I | (1 - p) 1]`` (rows: true class; the last column: void)."""

@@ -599,9 +599,8 @@ def fit(
             ``loss(logits, targets)``.
         noise: ``noise(key, clean_labels_batch) -> noisy batch`` for fresh draws;
             a :class:`~metastructure.noise.LabelNoise` compiles once per kind
-            (its rates are traced), any other callable once per object. A
-            ``LabelNoise`` draws 2-D labels, so on volumes only a callable is taken
-            (e.g. ``lambda k, y: noise.sample(k, y, 0.1, ndim=3)``).
+            (its rates are traced), any other callable once per object. On
+            volumes the ``LabelNoise`` must draw in 3-D (``Sample(0.1, ndim=3)``).
         label_type: for fixed labels, what they came from: a ``LabelNoise`` or
             its transition matrix (with ``noise=LabelNoise(...)`` it is that
             one). :meth:`FitResult.evaluate` and the validation use it for t*.
@@ -643,7 +642,7 @@ def fit(
         ValueError: a bad value or an inconsistent shape (the message names the
             argument; validation masks with no labelled pixel among them), an
             unknown loss, ``init_params`` of another structure, a label type
-            fit cannot resolve, or a ``LabelNoise`` on volumes.
+            fit cannot resolve, or a ``LabelNoise`` whose ``ndim`` is not the images'.
         TypeError: a non-integer count, a non-numeric array, a loss or noise
             that is not callable, a model that is not a :class:`~metastructure.nets.Model`.
         FloatingPointError: the training loss became NaN or infinite.
@@ -657,10 +656,10 @@ def fit(
     x_host = data.as_images(images, ndim=nd)
     out_ch = 1 if num_classes is None else num_classes
     model = model or nets.unet(out_channels=out_ch, ndim=nd)
-    if nd == 3 and isinstance(noise, LabelNoise):
-        raise ValueError(f"noise={noise!r} draws 2-D labels (each (H, W) plane alone), not a volume's: on volumes "
-                         "pass fixed labels, or a callable noise(key, labels) that draws in 3-D (the noise "
-                         "functions take ndim=3)")
+    if isinstance(noise, LabelNoise) and noise.ndim != nd:
+        what = "volumes" if nd == 3 else "images"
+        raise ValueError(f"noise={noise!r} draws {noise.ndim}-D labels, but the {what} are {nd}-D: build it with "
+                         f"ndim={nd} (LabelNoise.parse({noise.name!r}, ndim={nd}))")
     window = _crop_window(crop, x_host.shape[1:-1])
     _check_fit_args(x_host, labels, model=model, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                     weight_decay=weight_decay, loss=loss, noise=noise, augment=augment, num_classes=num_classes,

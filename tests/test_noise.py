@@ -413,6 +413,56 @@ def test_each_class_draws_what_its_plain_function_draws(ln, plain, binary):
     np.testing.assert_array_equal(got, jax.jit(lambda k, x: plain(k, x))(k, jnp.asarray(x)))
 
 
+def _ball_volumes() -> np.ndarray:
+    """Two volumes (2, 6, 12, 12) of overlapping balls, integer 0/1 with a few ignore (-1) voxels."""
+    z, r, c = np.mgrid[:6, :12, :12]
+    two = ((z - 2.5) ** 2 + (r - 5) ** 2 + (c - 6) ** 2 < 10) | ((z - 4) ** 2 + (r - 8) ** 2 + (c - 3) ** 2 < 5)
+    m = np.stack([two, (z - 1) ** 2 / 4 + (r - 6) ** 2 / 16 + (c - 6) ** 2 / 9 < 1]).astype(np.int32)
+    m[0, 0, 0, :3] = -1
+    return m
+
+
+DRAWS3 = [
+    ("sample 0.25", {}, lambda k, m: noise.sample(k, m, 0.25, ndim=3)),
+    ("flip 0.3 0.1", {}, lambda k, m: noise.flip(k, m, 0.3, 0.1, ndim=3)),
+    ("dilate 1.5", {}, lambda k, m: noise.dilate(m, 1.5, ndim=3)),
+    ("erode 1", {}, lambda k, m: noise.erode(m, 1, ndim=3)),
+    ("skeleton", {}, lambda k, m: noise.skeletonize(m, ndim=3)),
+    ("shift 1", {}, lambda k, m: noise.shift(k, m, 1, ndim=3)),
+    ("boundary_noise 2 0.5 0.2", {}, lambda k, m: noise.boundary_noise(k, m, steps=2, p_outer=0.5, p_inner=0.2,
+                                                                         ndim=3)),
+    ("sample_classes 0.5", {"num_classes": 2}, lambda k, m: noise.sample_classes(k, m, 0.5, num_classes=2, ndim=3)),
+]
+
+
+@pytest.mark.parametrize("name, kw, plain", DRAWS3, ids=[d[0] for d in DRAWS3])
+def test_a_3d_label_type_draws_what_its_function_draws_on_volumes(name, kw, plain):
+    """``ndim=3`` (static) reaches the draw: the label type equals its function with ``ndim=3``, eagerly and
+    under jit, and differs from drawing each (H, W) plane alone where the type is spatial in z."""
+    k, m = jax.random.key(5), _ball_volumes()
+    ln = noise.LabelNoise.parse(name, ndim=3, **kw)
+    assert ln.ndim == 3 and ln.name == name and ln != noise.LabelNoise.parse(name, **kw)
+    want = np.asarray(plain(k, m))
+    np.testing.assert_array_equal(ln(k, m), want)
+    np.testing.assert_array_equal(jax.jit(lambda n, k, x: n(k, x))(ln, k, jnp.asarray(m)), want)
+    back = jax.tree_util.tree_unflatten(*reversed(jax.tree_util.tree_flatten(ln)))
+    assert back == ln and back.ndim == 3
+    if name.startswith(("dilate", "erode")):  # the ball reaches across planes; the disk does not
+        assert not np.array_equal(want, np.asarray(noise.LabelNoise.parse(name)(k, m)))
+
+
+def test_ndim_is_static_and_checked():
+    ln = noise.Sample(0.1, ndim=3)
+    assert repr(ln) == "LabelNoise('sample', 0.1, ndim=3)" and repr(noise.Sample(0.1)) == "LabelNoise('sample', 0.1)"
+    assert ln == noise.LabelNoise("sample", 0.1, ndim=3) and hash(ln) == hash(noise.Sample(0.1, ndim=3))
+    assert noise.Sample(0.1).ndim == 2 and ln != noise.Sample(0.1)
+    for bad in (1, 4, "3"):
+        with pytest.raises(ValueError, match="ndim"):
+            noise.Sample(0.1, ndim=bad)
+        with pytest.raises(ValueError, match="ndim"):
+            noise.LabelNoise.parse("sample 0.1", ndim=bad)
+
+
 def test_the_legacy_constructor_builds_the_subclass():
     for args, kw, want in [(("sample", 0.1), {}, noise.Sample(0.1)), (("flip", 0.3, 0.2), {}, noise.Flip(0.3, 0.2)),
                            (("random", 0.5), {}, noise.RandomLabels(0.5)), (("dilate", 2), {}, noise.Dilate(2)),

@@ -98,10 +98,27 @@ def test_fit_trains_a_3d_unet_on_volumes(volumes):
     assert seen and seen[0] == (2, 8, 16, 16)
 
 
+def test_fit_draws_a_3d_label_noise_as_its_function_does(volumes):
+    """``fit(noise=Sample(p, ndim=3))`` (one compile per kind, traced rate) trains exactly as the callable that
+    draws ``noise.sample(k, y, p, ndim=3)``: the same targets from the same keys, so the same parameters."""
+    images, masks = volumes
+    kw = dict(model=nets.unet(widths=(4, 8), ndim=3, pool=(1, 2, 2)), steps=3, batch_size=2, progress=False,
+              augment=True)
+    a = train.fit(jax.random.key(3), images[:6], masks[:6], noise=noise.Sample(0.3, ndim=3), **kw)
+    b = train.fit(jax.random.key(3), images[:6], masks[:6], noise=lambda k, y: noise.sample(k, y, 0.3, ndim=3), **kw)
+    for u, v in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
+    c = train.fit(jax.random.key(3), images[:6], masks[:6], noise=noise.Sample(0.9, ndim=3), **kw)
+    assert not np.allclose(np.asarray(jax.tree_util.tree_leaves(a.params)[0]),
+                           np.asarray(jax.tree_util.tree_leaves(c.params)[0]))
+
+
 def test_fit_on_volumes_refuses_what_it_cannot_do(volumes):
     images, masks = volumes
-    with pytest.raises(ValueError, match="draws 2-D labels"):
+    with pytest.raises(ValueError, match=r"draws 2-D labels, but the volumes are 3-D.*ndim=3"):
         train.fit(jax.random.key(0), images, masks, noise=noise.LabelNoise("sample", 0.1), steps=1)
+    with pytest.raises(ValueError, match="draws 3-D labels, but the images are 2-D"):
+        train.fit(jax.random.key(0), images[:, 0], masks[:, 0], noise=noise.Sample(0.1, ndim=3), steps=1)
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):  # a 2-D model given volumes
         train.fit(jax.random.key(0), images, masks, model=nets.unet(widths=(4, 8)), steps=1)
     with pytest.raises(ValueError, match=r"\(N, D, H, W\)"):
