@@ -18,10 +18,14 @@ Spatially structured (PCL, the boundary moves): :func:`dilate`, :func:`erode`,
 :func:`skeletonize`, :func:`shift`, :func:`boundary_noise`.
 Independent of the image (RL): :func:`random_labels`.
 
+Annotation practice (a region chosen without looking at the image is labelled, the rest is unlabelled, stored as
+background (RCL, like :func:`sample`) or as ``ignore`` (CL on the labelled pixels)): :func:`slices` (every k-th
+slice), :func:`blocks` (random cubes), :func:`scattered` (random pixels of both classes).
+
 A label type as a value (a pytree, for jitted training with fresh draws): a
 :class:`LabelNoise`, one subclass per type (:class:`Clean`, :class:`Sample`,
 :class:`Flip`, :class:`RandomLabels`, :class:`Dilate`, :class:`Erode`,
-:class:`Skeleton`, :class:`Shift`, :class:`BoundaryNoise`,
+:class:`Skeleton`, :class:`Shift`, :class:`BoundaryNoise`, :class:`Slices`, :class:`Blocks`, :class:`Scattered`,
 :class:`SampleClasses`, :class:`SampleVoid`, :class:`SymmetricFlip`), each with its draw, its T,
 its t* and its family; ``LabelNoise.parse("flip 0.3 0.2")`` reads one from its
 name.
@@ -48,6 +52,7 @@ from . import _checks, ntm
 from .density import TRANSITION_ATOL, MatchedThreshold, matched_threshold_or_none
 
 __all__ = [
+    "Blocks",
     "BoundaryNoise",
     "Clean",
     "Dilate",
@@ -57,10 +62,14 @@ __all__ = [
     "RandomLabels",
     "Sample",
     "SampleClasses",
+    "Scattered",
     "Shift",
     "Skeleton",
+    "Slices",
     "SampleVoid",
     "SymmetricFlip",
+    "UNLABELLED",
+    "blocks",
     "boundary_noise",
     "corrupt",
     "dilate",
@@ -70,8 +79,10 @@ __all__ = [
     "random_labels",
     "sample",
     "sample_classes",
+    "scattered",
     "shift",
     "skeletonize",
+    "slices",
 ]
 
 _TOL = 2.0**-22
@@ -501,6 +512,135 @@ def boundary_noise(
     return _out(m, jax.lax.fori_loop(0, int(steps), body, fg0), valid)
 
 
+# ------------------------------------------------------------------- annotation practice
+def _annotated(name: str, key: jax.Array, mask: Any, unlabelled: str, ignore: int | None, ndim: int,
+               region: Any) -> jax.Array:
+    """``mask`` where ``region(key, spatial, batch)`` (bool, broadcastable to the mask) is True, elsewhere background
+    or ``ignore``; the mask's own ignore pixels stay ignore."""
+    if unlabelled not in UNLABELLED:
+        raise ValueError(f"unlabelled must be one of {UNLABELLED}, got {unlabelled!r}")
+    if unlabelled == "ignore" and ignore is None:
+        raise ValueError("unlabelled='ignore' needs the value of unlabelled pixels: ignore=None gives none")
+    m, fg, valid = _as_mask(name, mask, ndim, ignore)
+    batch, spatial = fg.shape[:-ndim], fg.shape[-ndim:]
+    labelled = jnp.broadcast_to(region(key, spatial, batch), fg.shape)
+    if unlabelled == "background":
+        return _out(m, fg & labelled, valid)
+    dtype = m.dtype if jnp.issubdtype(m.dtype, jnp.signedinteger) else jnp.int32  # bool / unsigned cannot hold -1
+    ig = _checks.check_ignore(ignore, None)
+    out = jnp.where(labelled, fg.astype(dtype), jnp.asarray(ig, dtype))
+    return jnp.where(valid, out, m.astype(dtype))
+
+
+def slices(key: jax.Array, mask: Any, spacing: int, *, unlabelled: str = "background", ignore: int | None = -1,
+           ndim: int = 2) -> jax.Array:
+    r"""Every ``spacing``-th slice fully labelled, the rest unlabelled: how volumes are annotated in practice.
+
+    The slices are planes across the first spatial axis (z of a volume (D, H, W); the rows of an image (H, W)),
+    :math:`z \equiv o \pmod k` with the offset o uniform in {0..k-1}, drawn per image. Each pixel is labelled
+    with probability exactly 1/k (each z is labelled for one offset in k), whatever the size, but all the pixels
+    of a slice together: the labelled region is a set of sheets, independent of the image.
+
+    Unlabelled pixels become:
+
+    * ``"background"`` (the paper's sampling; the default): T = ``ntm.sample_matrix(1/k)``, so a network learns
+      the clean fraction field times 1/k and is read at t* = 1/(2k) (Lemma 1);
+    * ``"ignore"`` (``ignore``, -1 by default; common practice): the labelled pixels are clean, T = I on them,
+      a network learns the clean field itself and is read at 1/2, from k times fewer labels.
+
+    Args:
+        key: a ``jax.random`` key (the offsets).
+        mask: binary mask (..., H, W) or, with ``ndim=3``, (..., D, H, W): bool or 0/1 integers (and ``ignore``).
+        spacing: k >= 1 (1: every slice, the clean mask).
+        unlabelled: ``"background"`` or ``"ignore"``.
+        ignore: the value of the mask's unlabelled pixels (kept) and, with ``unlabelled="ignore"``, of the new
+            ones; None: none (then only ``"background"``).
+        ndim: spatial axes (2 or 3).
+
+    Returns:
+        The annotation, the mask's shape; its dtype with ``"background"``, with ``"ignore"`` a signed integer
+        dtype (the mask's, or int32 for bool and unsigned masks, which cannot hold -1).
+
+    >>> import jax, numpy as np
+    >>> y = slices(jax.random.key(0), np.ones((4, 6, 6), bool), 2, unlabelled="ignore", ndim=3)
+    >>> sorted(set(y.reshape(4, -1).max(axis=1).tolist())), int((y == 1).sum()) // 36
+    ([-1, 1], 2)
+    """
+    k = _checks.check_int("spacing", spacing, minimum=1)
+    ndim = _checks.check_ndim(ndim)
+
+    def region(key, spatial, batch):
+        off = jax.random.randint(key, batch + (1,) * ndim, 0, k)
+        z = jnp.arange(spatial[0]).reshape((spatial[0],) + (1,) * (ndim - 1))
+        return (z - off) % k == 0
+
+    return _annotated("mask", key, mask, unlabelled, ignore, ndim, region)
+
+
+def _tiles(key: jax.Array, spatial: tuple[int, ...], batch: tuple[int, ...], fraction: Any, size: int) -> jax.Array:
+    """Cubes of side ``size`` on a grid at a random phase per image, each labelled with probability ``fraction``."""
+    nb = math.prod(batch)
+    kp, kt = jax.random.split(key)
+    phase = jax.random.randint(kp, (len(spatial), nb), 0, size)
+    counts = tuple(-(-(n + size - 1) // size) for n in spatial)  # tiles that a phase in 0..size-1 can touch
+    on = jax.random.bernoulli(kt, jnp.asarray(fraction, jnp.float32), (nb,) + counts)
+    idx = [jnp.arange(nb).reshape((nb,) + (1,) * len(spatial))]
+    for a, n in enumerate(spatial):
+        shape = [1] * len(spatial)
+        shape[a] = n
+        idx.append(((jnp.arange(n)[None] + phase[a][:, None]) // size).reshape((nb,) + tuple(shape)))
+    return on[tuple(idx)].reshape(batch + spatial)
+
+
+def blocks(key: jax.Array, mask: Any, fraction: Any, size: int, *, unlabelled: str = "background",
+           ignore: int | None = -1, ndim: int = 2) -> jax.Array:
+    r"""Random blocks fully labelled, the rest unlabelled: cubes (squares in 2-D) of side ``size``.
+
+    The image is tiled by cubes of side s on a grid shifted by a random phase in {0..s-1} per axis, per image,
+    and each cube is labelled with probability ``fraction`` p, independently: each pixel is labelled with
+    probability exactly p, in clusters of up to :math:`s^{d}` pixels, independently of the image. T, t* and the
+    two semantics of ``unlabelled`` are those of :func:`slices` with 1/k replaced by p; ``size=1`` is
+    :func:`scattered`.
+
+    Args:
+        key: a ``jax.random`` key.
+        mask: binary mask (..., H, W) or, with ``ndim=3``, (..., D, H, W).
+        fraction: p in [0, 1] (may be traced).
+        size: s >= 1, the blocks' side in pixels.
+        unlabelled, ignore, ndim: as in :func:`slices`.
+
+    Returns:
+        The annotation, as :func:`slices` returns it.
+    """
+    _checks.check_unit_interval("fraction", fraction, scalar=True)
+    s = _checks.check_int("size", size, minimum=1)
+    ndim = _checks.check_ndim(ndim)
+    return _annotated("mask", key, mask, unlabelled, ignore, ndim,
+                      lambda key, spatial, batch: _tiles(key, spatial, batch, fraction, s))
+
+
+def scattered(key: jax.Array, mask: Any, fraction: Any, *, unlabelled: str = "background", ignore: int | None = -1,
+              ndim: int = 2) -> jax.Array:
+    r"""Scattered pixels labelled, each independently with probability ``fraction`` p, the rest unlabelled.
+
+    Unlike :func:`sample`, which keeps a fraction of the *foreground* only (exact counts), the labelled pixels are
+    chosen without looking at the mask, foreground and background alike (i.i.d. Bernoulli(p)); with
+    ``unlabelled="background"`` the result has the law of ``sample(..., exact=False)``. T, t* and the semantics
+    are those of :func:`slices` with 1/k replaced by p.
+
+    Args:
+        key: a ``jax.random`` key.
+        mask: binary mask (..., H, W) or, with ``ndim=3``, (..., D, H, W).
+        fraction: p in [0, 1] (may be traced).
+        unlabelled, ignore, ndim: as in :func:`slices`.
+    """
+    _checks.check_unit_interval("fraction", fraction, scalar=True)
+    ndim = _checks.check_ndim(ndim)
+    p = jnp.asarray(fraction, jnp.float32)
+    return _annotated("mask", key, mask, unlabelled, ignore, ndim,
+                      lambda key, spatial, batch: jax.random.bernoulli(key, p, batch + spatial))
+
+
 # ------------------------------------------------------------ label types as values
 def _number(token: str) -> int | float:
     """An int literal as an int (a radius or a step count), anything else as a float."""
@@ -510,15 +650,30 @@ def _number(token: str) -> int | float:
         return float(token)
 
 
+_REQUIRED = object()  # a parameter without a default
+
+
 class _Param:
-    """A kind of parameter: whether it is a pytree leaf, how a name's token reads, its canonical value, its check."""
+    """A kind of parameter: whether it is a pytree leaf, how a name's token reads, its canonical value, its check,
+    how :attr:`LabelNoise.name` prints it and its default (a trailing parameter with one may be left out)."""
 
     leaf = False
     parse = staticmethod(_number)
+    default: Any = _REQUIRED
 
     @staticmethod
     def canonical(value: Any) -> Any:
         return value
+
+    @staticmethod
+    def text(value: Any) -> str:
+        return f"{float(value):g}"
+
+    @staticmethod
+    def key(value: Any) -> Any:
+        """The value equality and hashing compare (concrete: a float)."""
+        c = _checks.concrete(value)
+        return None if c is None else float(c)
 
 
 class _Rate(_Param):
@@ -563,6 +718,39 @@ class _Steps(_Param):
         _checks.check_int(name, value, minimum=0)
 
 
+class _Spacing(_Steps):
+    """A static count >= 1 (a slice spacing, a block's side)."""
+
+    @staticmethod
+    def check(kind: str, name: str, value: Any) -> None:
+        _checks.check_int(name, value, minimum=1)
+
+
+#: what the pixels an annotator leaves unlabelled become (:func:`slices`, :func:`blocks`, :func:`scattered`)
+UNLABELLED = ("background", "ignore")
+
+
+class _Unlabelled(_Param):
+    """What unlabelled pixels are: ``"background"`` (the default) or ``"ignore"``; static, printed only when not
+    the default."""
+
+    default = "background"
+    parse = staticmethod(str)
+
+    @staticmethod
+    def check(kind: str, name: str, value: Any) -> None:
+        if value not in UNLABELLED:
+            raise ValueError(f"{name} of {kind!r} must be one of {UNLABELLED}, got {value!r}")
+
+    @staticmethod
+    def text(value: Any) -> str:
+        return value
+
+    @staticmethod
+    def key(value: Any) -> Any:
+        return value
+
+
 _KINDS: dict[str, type[LabelNoise]] = {}  # kind -> its class, filled as each subclass is defined
 
 
@@ -593,6 +781,10 @@ class LabelNoise(metaclass=_ByKind):
     * :class:`Shift` (``shift``): integer radius (:func:`shift`);
     * :class:`BoundaryNoise` (``boundary_noise``): steps, p_outer, p_inner
       (:func:`boundary_noise`);
+    * annotation practice, each with a last, optional word ``unlabelled``
+      (``background``, the default, or ``ignore``): :class:`Slices` (``slices``):
+      spacing k (``"slices 10 ignore"``); :class:`Blocks` (``blocks``): fraction p,
+      size s; :class:`Scattered` (``scattered``): fraction p;
     * multi-class, with ``num_classes`` M: :class:`SampleClasses`
       (``sample_classes``): ratio p, the rest ``ignore`` (:func:`sample_classes`);
       :class:`SampleVoid` (``sample_void``): ratio p, the rest class M, void,
@@ -675,8 +867,11 @@ class LabelNoise(metaclass=_ByKind):
         sub = _KINDS.get(kind) if isinstance(kind, str) else None
         if sub is None:
             raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
-        if len(params) != len(sub._PARAMS):
-            raise ValueError(f"{kind!r} takes {len(sub._PARAMS)} parameter(s), got {len(params)}: {params}")
+        need = sum(t.default is _REQUIRED for _, t in sub._PARAMS)
+        if not need <= len(params) <= len(sub._PARAMS):
+            n = f"{need} to {len(sub._PARAMS)}" if need < len(sub._PARAMS) else f"{need}"
+            raise ValueError(f"{kind!r} takes {n} parameter(s), got {len(params)}: {params}")
+        params = params + tuple(t.default for _, t in sub._PARAMS[len(params):])
         return sub._of_num_classes(params, num_classes)
 
     @classmethod
@@ -716,11 +911,13 @@ class LabelNoise(metaclass=_ByKind):
         if sub is None:
             raise ValueError(f"text {text!r}: unknown label type {kind!r}; allowed: {_usage()}")
         names = [pname for pname, _ in sub._PARAMS]
-        if len(tokens) != len(names):
-            raise ValueError(f"text {text!r}: {kind!r} takes {len(names)} parameter(s) "
+        need = sum(t.default is _REQUIRED for _, t in sub._PARAMS)
+        if not need <= len(tokens) <= len(names):
+            n = f"{need} to {len(names)}" if need < len(names) else f"{len(names)}"
+            raise ValueError(f"text {text!r}: {kind!r} takes {n} parameter(s) "
                              f"({' '.join(names) or 'none'}), got {len(tokens)}; allowed: {_usage()}")
         values = []
-        for (pname, ptype), token in zip(sub._PARAMS, tokens, strict=True):
+        for (pname, ptype), token in zip(sub._PARAMS[:len(tokens)], tokens, strict=True):
             try:
                 values.append(ptype.parse(token))
             except ValueError:
@@ -752,14 +949,15 @@ class LabelNoise(metaclass=_ByKind):
         obj.ndim = ndim
         return obj
 
-    def _concrete_params(self, what: str) -> tuple[float, ...]:
+    def _concrete_params(self, what: str) -> tuple[Any, ...]:
+        """The parameters as plain values (rates and radii as floats, words as they are); ``TypeError`` if traced."""
         out = []
-        for v in self.params:
-            c = _checks.concrete(v)
+        for (_, ptype), v in zip(self._PARAMS, self.params, strict=True):
+            c = ptype.key(v)
             if c is None:
                 raise TypeError(f"{what} of {type(self).__name__} needs concrete parameters, but they are traced "
                                 "(inside jit / vmap): ask outside the transformed function")
-            out.append(float(c))
+            out.append(c)
         return tuple(out)
 
     def __eq__(self, other: object) -> bool:
@@ -792,11 +990,12 @@ class LabelNoise(metaclass=_ByKind):
     def family(self) -> str:
         r"""The family of arXiv 2103.11594, Table 1: ``"CL"``, ``"RCL"``, ``"PCL"`` or ``"RL"``.
 
-        * class-conditional types (clean, sample, flip, random, sample_classes,
-          symmetric), from their T, with the one tolerance
+        * class-conditional types (clean, sample, flip, random, slices, blocks,
+          scattered, sample_classes, symmetric), from their T, with the one tolerance
           :data:`metastructure.density.TRANSITION_ATOL` (1e-9): CL when T is the
           identity within it (clean, ``sample 1``, ``flip 0 0``, ``symmetric 0``,
-          ``sample_classes``, whose T on the labelled pixels is the identity); RL
+          ``slices 1``, ``sample_classes`` and every annotation with unlabelled =
+          ignore, whose T on the labelled pixels is the identity); RL
           when T is singular, rank < M, i.e. an eigenvalue within it of 0; for a
           binary T that eigenvalue is 1 - f - b, tested as :func:`matched_threshold`
           tests it, so RL is exactly where t* is None (random labels; ``sample 0``,
@@ -817,7 +1016,10 @@ class LabelNoise(metaclass=_ByKind):
     @property
     def name(self) -> str:
         """A readable name: the kind and its parameters (``%g``), e.g. ``"flip 0.3 0.2"``; :meth:`parse` reads it."""
-        return " ".join([self.kind, *(f"{float(p):g}" for p in self.params)])
+        shown = list(zip(self._PARAMS, self.params, strict=True))
+        while shown and shown[-1][0][1].default is not _REQUIRED and shown[-1][1] == shown[-1][0][1].default:
+            shown.pop()  # a trailing parameter at its default is left out ("slices 10", not "slices 10 background")
+        return " ".join([self.kind, *(ptype.text(p) for (_, ptype), p in shown)])
 
     def __repr__(self) -> str:
         extra = f", num_classes={self.num_classes}" if self.num_classes is not None else ""
@@ -866,7 +1068,7 @@ class LabelNoise(metaclass=_ByKind):
 
 def _usage() -> str:
     """Every kind with its parameters, for error messages: ``"clean; sample RATIO; ..."``."""
-    return "; ".join(" ".join([k, *(p.upper() for p, _ in c._PARAMS)])
+    return "; ".join(" ".join([k, *(p.upper() if t.default is _REQUIRED else f"[{p.upper()}]" for p, t in c._PARAMS)])
                      + (" (num_classes=M)" if issubclass(c, _MultiClass) else "") for k, c in _KINDS.items())
 
 
@@ -1114,6 +1316,116 @@ class BoundaryNoise(_Structured):
     def transition(self, *, masks: Any = None) -> None:
         """None: random and spatially structured, T has no closed form (estimate a draw's with ``ntm.estimate``)."""
         return None
+
+
+class _Annotation(_ClassConditional):
+    """Annotation practice: a region chosen without the image is labelled, the rest is background or ignored.
+
+    The region is independent of the mask, so the label type is class-conditional: with unlabelled =
+    background T = ``ntm.sample_matrix(p)`` (p: :attr:`labelled_fraction`), RCL, t* = p/2; with unlabelled =
+    ignore the labelled pixels keep their class, T = I on them (CL), t* = 1/2. The expected meta-structure is
+    Lemma 1's, ``density.expected_fraction_field(D, T)``: p D, or D itself (the fraction field counts labelled
+    pixels only).
+    """
+
+    _RANDOM = True
+
+    @classmethod
+    def _of_num_classes(cls, params: tuple, num_classes: Any) -> LabelNoise:
+        if num_classes is not None and _checks.check_num_classes(num_classes) != 2:
+            raise ValueError(f"{cls.kind!r} is a binary label type; num_classes={num_classes} is for multi-class types")
+        return cls(*params[:-1], unlabelled=params[-1])
+
+    @property
+    def labelled_fraction(self) -> Any:
+        """p: the probability that a pixel is labelled."""
+        raise NotImplementedError
+
+    @property
+    def unlabelled(self) -> str:
+        """``"background"`` or ``"ignore"``."""
+        return self.params[-1]
+
+    def transition(self, *, masks: Any = None) -> np.ndarray:
+        """``ntm.sample_matrix(p)`` with unlabelled = background; the identity (on the labelled pixels) with
+        unlabelled = ignore."""
+        if self.unlabelled == "ignore":
+            return np.eye(2)
+        return ntm.sample_matrix(float(self.labelled_fraction))
+
+
+class Slices(_Annotation):
+    """Every k-th slice fully labelled (:func:`slices`): planes across z of a volume, rows of an image.
+
+    Args:
+        spacing: k >= 1 (static); p = 1/k.
+        unlabelled: ``"background"`` (default) or ``"ignore"``. Its name: ``"slices 10"``,
+            ``"slices 10 ignore"``.
+    """
+
+    kind = "slices"
+    _PARAMS = (("spacing", _Spacing), ("unlabelled", _Unlabelled))
+
+    def __init__(self, spacing: int, *, unlabelled: str = "background"):
+        self._set(spacing, unlabelled)
+
+    @property
+    def labelled_fraction(self) -> float:
+        """1/k."""
+        return 1.0 / self.params[0]
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``slices(key, labels, spacing, unlabelled=unlabelled)``."""
+        return slices(key, labels, self.params[0], unlabelled=self.unlabelled, ndim=self.ndim)
+
+
+class Blocks(_Annotation):
+    """Random blocks of side ``size`` fully labelled (:func:`blocks`), each with probability ``fraction``.
+
+    Args:
+        fraction: p (a rate, traced under ``jit``).
+        size: the blocks' side s >= 1 (static).
+        unlabelled: ``"background"`` (default) or ``"ignore"``. Its name: ``"blocks 0.1 8 ignore"``.
+    """
+
+    kind = "blocks"
+    _PARAMS = (("fraction", _Rate), ("size", _Spacing), ("unlabelled", _Unlabelled))
+
+    def __init__(self, fraction: Any, size: int, *, unlabelled: str = "background"):
+        self._set(fraction, size, unlabelled)
+
+    @property
+    def labelled_fraction(self) -> Any:
+        """p."""
+        return self.params[0]
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``blocks(key, labels, fraction, size, unlabelled=unlabelled)``."""
+        return blocks(key, labels, self.params[0], self.params[1], unlabelled=self.unlabelled, ndim=self.ndim)
+
+
+class Scattered(_Annotation):
+    """Scattered pixels labelled, each with probability ``fraction`` (:func:`scattered`).
+
+    Args:
+        fraction: p (a rate, traced under ``jit``).
+        unlabelled: ``"background"`` (default) or ``"ignore"``. Its name: ``"scattered 0.1 ignore"``.
+    """
+
+    kind = "scattered"
+    _PARAMS = (("fraction", _Rate), ("unlabelled", _Unlabelled))
+
+    def __init__(self, fraction: Any, *, unlabelled: str = "background"):
+        self._set(fraction, unlabelled)
+
+    @property
+    def labelled_fraction(self) -> Any:
+        """p."""
+        return self.params[0]
+
+    def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
+        """``scattered(key, labels, fraction, unlabelled=unlabelled)``."""
+        return scattered(key, labels, self.params[0], unlabelled=self.unlabelled, ndim=self.ndim)
 
 
 class SampleClasses(_MultiClass):

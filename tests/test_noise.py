@@ -727,3 +727,130 @@ def test_a_radius_beyond_the_image_is_exact_and_costs_no_more_than_the_image():
     huge = np.asarray(noise.dilate(m, 1e6))
     assert huge[0].all() and not huge[1].any()
     assert not np.asarray(noise.erode(m, 1e300)).any()
+
+
+# ------------------------------------------------------------------- annotation practice
+ANNOTATIONS = [
+    ("slices 3", lambda k, m, u, nd: noise.slices(k, m, 3, unlabelled=u, ndim=nd), 1 / 3),
+    ("blocks 0.3 4", lambda k, m, u, nd: noise.blocks(k, m, 0.3, 4, unlabelled=u, ndim=nd), 0.3),
+    ("scattered 0.2", lambda k, m, u, nd: noise.scattered(k, m, 0.2, unlabelled=u, ndim=nd), 0.2),
+]
+
+
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("unlabelled", ["background", "ignore"])
+@pytest.mark.parametrize("name, plain, p", ANNOTATIONS, ids=[a[0] for a in ANNOTATIONS])
+def test_an_annotation_labels_each_pixel_with_probability_p(name, plain, p, unlabelled, ndim):
+    """Monte Carlo (400 draws, a fixed key): the labelled pixels are the mask's own and each pixel is labelled
+    with probability p, wherever it lies (the region is independent of the mask: T = sample_matrix(p) with
+    background semantics, I on the labelled pixels with ignore); the label type draws what its function draws."""
+    shape = (7, 10, 9) if ndim == 3 else (10, 9)  # sides not multiples of k or s: border slices and tiles
+    m = np.asarray(blobs(shape[-2:], seed=3), np.int32)
+    m = np.broadcast_to(m, shape).copy()
+    keys = jax.random.split(jax.random.key(11), 400)
+    ys = np.asarray(jax.vmap(lambda k: plain(k, m, unlabelled, ndim))(keys))
+    if unlabelled == "ignore":
+        lab = ys != -1
+        assert ys.dtype == np.int32 and np.array_equal(np.where(lab, ys, m[None]), np.broadcast_to(m, ys.shape))
+        freq = lab.mean(axis=0)
+    else:
+        assert ys.dtype == m.dtype and not (ys.astype(bool) & ~m.astype(bool)).any()  # only the mask's pixels
+        freq = ys.astype(bool).mean(axis=0)[m.astype(bool)]
+        t = noise.LabelNoise.parse(name, ndim=ndim).transition()
+        np.testing.assert_allclose(t, ntm.sample_matrix(p))
+    # per pixel: within 5 binomial sd of 400 draws (the offsets, phases and tiles are shared by a whole region,
+    # so that is wide enough for a cluster of pixels, and a border that a rule missed falls far outside it)
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / 400) + 1e-9), (freq.min(), freq.max())
+    assert abs(freq.mean() - p) < 0.03
+    ln = noise.LabelNoise.parse(name if unlabelled == "background" else f"{name} ignore", ndim=ndim)
+    k = jax.random.key(4)
+    np.testing.assert_array_equal(ln(k, m), plain(k, m, unlabelled, ndim))
+    np.testing.assert_array_equal(jax.jit(lambda n, k, x: n(k, x))(ln, k, jnp.asarray(m)), plain(k, m, unlabelled,
+                                                                                                   ndim))
+
+
+def test_slices_are_whole_planes_k_apart_and_exactly_one_in_k():
+    """Every labelled plane is whole, planes are k apart from a per-image offset, and over the k offsets each
+    plane is labelled exactly once (so p = 1/k exactly, for any depth)."""
+    m = np.ones((64, 11, 5, 4), np.int32)
+    y = np.asarray(noise.slices(jax.random.key(0), m, 4, unlabelled="ignore", ndim=3))
+    planes = (y != -1).reshape(64, 11, -1)
+    assert np.all(planes.all(axis=2) | ~planes.any(axis=2))  # whole planes
+    first = planes[:, :, 0].argmax(axis=1)
+    want = (np.arange(11)[None] - first[:, None]) % 4 == 0
+    np.testing.assert_array_equal(planes[:, :, 0], want)
+    assert set(first.tolist()) == {0, 1, 2, 3}  # every offset drawn among 64 images
+    rows = np.asarray(noise.slices(jax.random.key(1), np.ones((3, 9, 6), bool), 2))  # 2-D: rows
+    assert np.all(rows.all(axis=2) | ~rows.any(axis=2)) and rows.any(axis=2).sum(axis=1).tolist() in (
+        [5, 5, 5], [4, 4, 4], [5, 4, 5], [4, 5, 4], [5, 5, 4], [4, 4, 5], [5, 4, 4], [4, 5, 5])
+    assert np.array_equal(noise.slices(jax.random.key(2), m, 1, ndim=3), m)  # k = 1: the clean mask
+
+
+def test_blocks_are_cubes_on_a_shifted_grid():
+    """The labelled region is constant on the s-cubes of one grid phase per image (found by search)."""
+    m = np.ones((6, 9, 10, 11), np.int32)
+    y = np.asarray(noise.blocks(jax.random.key(3), m, 0.5, 3, unlabelled="ignore", ndim=3)) != -1
+    z, r, c = np.indices(m.shape[1:])
+    for lab in y:
+        ok = False
+        for pz in range(3):
+            for pr in range(3):
+                for pc in range(3):
+                    tile = ((z + pz) // 3) * 100 + ((r + pr) // 3) * 10 + (c + pc) // 3
+                    if all(len(set(lab[tile == t].tolist())) == 1 for t in np.unique(tile)):
+                        ok = True
+        assert ok
+    assert 0.2 < y.mean() < 0.8
+    assert np.all(np.asarray(noise.blocks(jax.random.key(3), m, 1.0, 3, unlabelled="ignore", ndim=3)) == 1)
+
+
+def test_annotation_meta_structure_is_lemma_1s():
+    """The expected meta-structure (Monte Carlo over 300 draws of slices 4 on volumes): the mean fraction field
+    of the background annotations is (1/k) D, Lemma 1 with T = sample_matrix(1/k)
+    (``density.expected_fraction_field``); of the ignore annotations (counting labelled voxels only) the ratio
+    of the expected smoothed labels to the expected smoothed labelled indicator is D. (One draw's ignore field is
+    not D on average: with a window narrower than k in z it follows the nearest labelled slice; a network, which
+    reads the image at every voxel, learns E[y | image] over the labelled voxels, which is the clean one.)"""
+    from metastructure import density
+
+    z, r, c = np.mgrid[:12, :16, :16]
+    m = (((z - 6) / 4.5) ** 2 + ((r - 8) / 5) ** 2 + ((c - 7) / 6) ** 2 < 1).astype(np.int32)
+    d = np.asarray(density.fraction_field(m, 2.0, ndim=3))
+    keys = jax.random.split(jax.random.key(9), 300)
+    bg = np.asarray(jax.vmap(lambda k: noise.slices(k, m, 4, ndim=3))(keys))
+    mean_bg = np.asarray(density.fraction_field(bg, 2.0, ndim=3)).mean(axis=0)
+    want = np.asarray(density.expected_fraction_field(d, noise.Slices(4).transition()))
+    assert np.abs(mean_bg - want).max() < 0.02 and np.abs(mean_bg - d).max() > 0.3
+    ig = np.asarray(jax.vmap(lambda k: noise.slices(k, m, 4, unlabelled="ignore", ndim=3))(keys))
+    num = np.asarray(density.smooth((ig == 1).astype(np.float32), 2.0, ndim=3)).mean(axis=0)
+    den = np.asarray(density.smooth((ig != -1).astype(np.float32), 2.0, ndim=3)).mean(axis=0)
+    assert np.abs(num / den - d).max() < 0.02
+
+
+def test_annotation_errors_and_names():
+    m = np.ones((4, 4), bool)
+    with pytest.raises(ValueError, match="unlabelled must be one of"):
+        noise.slices(jax.random.key(0), m, 2, unlabelled="void")
+    with pytest.raises(ValueError, match="ignore=None"):
+        noise.scattered(jax.random.key(0), m, 0.5, unlabelled="ignore", ignore=None)
+    with pytest.raises(ValueError, match="spacing"):
+        noise.slices(jax.random.key(0), m, 0)
+    with pytest.raises(ValueError, match="size"):
+        noise.blocks(jax.random.key(0), m, 0.5, 0)
+    with pytest.raises(ValueError, match="unlabelled of 'slices' must be one of"):
+        noise.LabelNoise.parse("slices 10 void")
+    with pytest.raises(ValueError, match="takes 1 to 2 parameter"):
+        noise.LabelNoise.parse("slices")
+    assert noise.Slices(10).name == "slices 10" and noise.Slices(10, unlabelled="ignore").name == "slices 10 ignore"
+    assert noise.LabelNoise("blocks", 0.1, 8) == noise.Blocks(0.1, 8, unlabelled="background")
+    assert noise.Slices(10) != noise.Slices(10, unlabelled="ignore")
+    assert [noise.LabelNoise.parse(t).family for t in ("slices 10", "slices 10 ignore", "slices 1", "scattered 0")] \
+        == ["RCL", "CL", "CL", "RL"]
+    assert noise.Slices(10).matched_threshold().threshold == 0.05
+    assert noise.Blocks(0.1, 4, unlabelled="ignore").matched_threshold().threshold == 0.5
+    assert noise.Slices(5).labelled_fraction == 0.2 and noise.Scattered(0.3, unlabelled="ignore").unlabelled == "ignore"
+    # bool masks cannot hold -1: ignore annotations are int32; signed masks keep their dtype
+    assert noise.slices(jax.random.key(0), m, 2, unlabelled="ignore").dtype == jnp.int32
+    assert noise.slices(jax.random.key(0), m.astype(np.int8), 2, unlabelled="ignore").dtype == jnp.int8
