@@ -7,6 +7,10 @@ Shapes are drawn on the host (numpy, seeded from the key), then imaged by
 on ``photons`` expected counts at full signal, and gaussian read noise. Fewer
 photons means a lower signal-to-noise ratio.
 
+Volumes: :func:`nuclei` and :func:`er` take ``ndim=3`` and return (N, D, H, W, 1)
+images and (N, D, H, W) masks (ellipsoids; a 3-D tubular network), imaged with
+an anisotropic PSF that blurs ``z_blur`` (default 3) times more along z.
+
 * :func:`nuclei` (NUC): blobs (random ellipses).
 * :func:`mito` (MITO): rods and fragments 3-8 px wide.
 * :func:`er` (ER): a connected network of thin tubules 1-3 px wide (a
@@ -149,49 +153,105 @@ def microscope(
     photons: float = 30.0,
     background: float = 0.2,
     read_noise: float = 0.05,
+    ndim: int = 2,
+    z_blur: float = 3.0,
 ) -> np.ndarray:
     """Image a structure (N, H, W) of intensities in [0, 1] through a noisy microscope.
 
     counts ~ Poisson(photons * (background + PSF * structure)); image =
     counts / photons + read_noise * N(0, 1); then z-scored per image.
     Returns float32 (N, H, W, 1).
+
+    With ``ndim=3`` the structure is volumes (N, D, H, W) and the PSF is an
+    anisotropic gaussian, ``psf_sigma`` across (H, W) and ``z_blur * psf_sigma``
+    along z (a widefield or confocal stack blurs 2-4x more along the optical
+    axis), zero outside the volume (``scipy.ndimage.gaussian_filter``, mode
+    "constant", truncated at 4 sigma); the result is (N, D, H, W, 1), z-scored
+    per volume.
     """
     _checks.check_positive("psf_sigma", psf_sigma)
     _checks.check_positive("photons", photons)
+    ndim = _checks.check_ndim(ndim)
     s = np.asarray(structure, np.float32)
-    blurred = np.asarray(smooth(s, psf_sigma))
+    if ndim == 2:
+        blurred = np.asarray(smooth(s, psf_sigma))
+    else:
+        from scipy import ndimage
+
+        _checks.check_positive("z_blur", z_blur)
+        _checks.check_spatial("structure", s, 3)
+        sigma = (0.0,) * (s.ndim - 3) + (z_blur * psf_sigma, psf_sigma, psf_sigma)
+        blurred = ndimage.gaussian_filter(s, sigma, mode="constant")
     k1, k2 = jax.random.split(key)
     lam = photons * (background + blurred)
     counts = np.asarray(jax.random.poisson(k1, jnp.asarray(lam)), np.float32)
     img = counts / photons + read_noise * np.asarray(jax.random.normal(k2, s.shape))
-    return as_images(img, strict=False, zscore=True)
+    return as_images(img, strict=False, zscore=True, ndim=ndim)
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.mgrid[:size, :size].astype(np.float32)
 
 
-def _segments(size: int, p0: np.ndarray, p1: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Union of capsules: points within ``radius`` of segment p0-p1."""
-    yy, xx = _grid(size)
-    pts = np.stack([yy, xx], -1)[None]  # (1, H, W, 2)
-    a = p0[:, None, None, :]
-    d = (p1 - p0)[:, None, None, :]
-    t = np.clip(((pts - a) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-9), 0.0, 1.0)
-    dist2 = ((pts - a - t[..., None] * d) ** 2).sum(-1)
-    return (dist2 <= (radius[:, None, None] ** 2)).any(0)
+def _segments(size: int | tuple[int, ...], p0: np.ndarray, p1: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Union of capsules: points within ``radius`` of segment p0-p1 (a square of side ``size``, or a shape:
+    (D, H, W) for tubes in a volume, with points (z, y, x))."""
+    shape = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    grid = np.indices(shape, dtype=np.float32)
+    pts = np.moveaxis(grid, 0, -1)[None]  # (1, *shape, ndim)
+    extra = (None,) * len(shape)
+    a = p0[(slice(None),) + extra]
+    d = (p1 - p0)[(slice(None),) + extra]
+    out = np.zeros(shape, bool)
+    for i in range(0, len(p0), 8):  # a few capsules at a time: (8, *shape, ndim) floats at most
+        ai, di = a[i:i + 8], d[i:i + 8]
+        t = np.clip(((pts - ai) * di).sum(-1) / np.maximum((di * di).sum(-1), 1e-9), 0.0, 1.0)
+        dist2 = ((pts - ai - t[..., None] * di) ** 2).sum(-1)
+        out |= (dist2 <= (radius[i:i + 8][(slice(None),) + extra] ** 2)).any(0)
+    return out
+
+
+def _volume_shape(size: int, depth: int | None) -> tuple[int, int, int]:
+    _checks.check_int("size", size, minimum=1)
+    d = max(size // 2, 1) if depth is None else _checks.check_int("depth", depth, minimum=1)
+    return (d, size, size)
 
 
 def nuclei(key: jax.Array, n: int, *, size: int = 64, count: tuple[int, int] = (3, 7),
-           radius: tuple[float, float] = (4.0, 9.0), photons: float = 30.0) -> Dataset:
+           radius: tuple[float, float] = (4.0, 9.0), photons: float = 30.0, ndim: int = 2,
+           depth: int | None = None, z_blur: float = 3.0) -> Dataset:
     """NUC-like: ``count`` blobs (ellipses with radii in ``radius``) per image.
+
+    With ``ndim=3``, volumes (N, D, H, W) of ``count`` ellipsoids: three
+    semi-axes drawn in ``radius`` (z, and two across, turned by a random angle
+    about z), imaged by :func:`microscope` with its anisotropic PSF (``z_blur``
+    times the lateral blur along z); D is ``depth`` (default ``size // 2``).
 
     >>> import jax
     >>> d = nuclei(jax.random.key(0), 2, size=32)
     >>> d.images.shape, d.masks.shape, int(d.masks.max())
     ((2, 32, 32, 1), (2, 32, 32), 1)
+    >>> nuclei(jax.random.key(0), 2, size=16, radius=(2.0, 4.0), ndim=3).images.shape
+    (2, 8, 16, 16, 1)
     """
+    ndim = _checks.check_ndim(ndim)
     rng = _rng(key)
+    if ndim == 3:
+        shape = _volume_shape(size, depth)
+        zz, yy, xx = np.indices(shape, dtype=np.float32)
+        masks = np.zeros((n,) + shape, bool)
+        for i in range(n):
+            for _ in range(rng.integers(count[0], count[1] + 1)):
+                cz, cy, cx = rng.uniform(0, 1, 3) * np.array(shape)
+                c, a, b = rng.uniform(*radius, 3)
+                th = rng.uniform(0, np.pi)
+                u = (yy - cy) * np.cos(th) + (xx - cx) * np.sin(th)
+                v = -(yy - cy) * np.sin(th) + (xx - cx) * np.cos(th)
+                masks[i] |= ((zz - cz) / c) ** 2 + (u / a) ** 2 + (v / b) ** 2 <= 1.0
+        texture = 0.7 + 0.3 * rng.random((n, 1, 1, 1))
+        img = microscope(jax.random.fold_in(key, 1), masks * texture, psf_sigma=1.5, photons=photons, ndim=3,
+                         z_blur=z_blur)
+        return Dataset(img, masks.astype(np.int32))
     yy, xx = _grid(size)
     masks = np.zeros((n, size, size), bool)
     for i in range(n):
@@ -225,25 +285,39 @@ def mito(key: jax.Array, n: int, *, size: int = 64, count: tuple[int, int] = (4,
 
 
 def er(key: jax.Array, n: int, *, size: int = 64, nodes: int = 14, width: tuple[float, float] = (1.0, 3.0),
-       extra_edges: float = 0.3, photons: float = 40.0) -> Dataset:
+       extra_edges: float = 0.3, photons: float = 40.0, ndim: int = 2, depth: int | None = None,
+       z_blur: float = 3.0) -> Dataset:
     """ER-like: a connected network of thin tubules ``width`` px wide.
 
     Nodes are random points; edges are a minimum spanning tree of their
     Delaunay triangulation (so the network is connected) plus a random
     ``extra_edges`` fraction of the remaining Delaunay edges (loops).
+
+    With ``ndim=3``, volumes (N, D, H, W): the nodes are points in the volume
+    (a little beyond it, as in 2-D), the Delaunay triangulation is 3-D and the
+    tubules are 3-D capsules, imaged by :func:`microscope` with its anisotropic
+    PSF; D is ``depth`` (default ``size // 2``).
+
+    >>> import jax
+    >>> er(jax.random.key(0), 1, size=16, nodes=8, ndim=3).masks.shape
+    (1, 8, 16, 16)
     """
     from scipy.sparse.csgraph import minimum_spanning_tree
     from scipy.spatial import Delaunay
 
+    ndim = _checks.check_ndim(ndim)
     rng = _rng(key)
-    masks = np.zeros((n, size, size), bool)
+    shape = (size, size) if ndim == 2 else _volume_shape(size, depth)
+    masks = np.zeros((n,) + shape, bool)
     for i in range(n):
-        pts = rng.uniform(-0.05 * size, 1.05 * size, (nodes, 2))
+        pts = rng.uniform(-0.05, 1.05, (nodes, ndim)) * np.array(shape) if ndim == 3 else \
+            rng.uniform(-0.05 * size, 1.05 * size, (nodes, 2))
         tri = Delaunay(pts)
         edges = set()
         for s in tri.simplices:
-            for a, b in ((s[0], s[1]), (s[1], s[2]), (s[0], s[2])):
-                edges.add((min(a, b), max(a, b)))
+            for j, a in enumerate(s):
+                for b in s[j + 1:]:
+                    edges.add((min(a, b), max(a, b)))
         edges = sorted(edges)
         w = np.zeros((nodes, nodes))
         for a, b in edges:
@@ -254,8 +328,8 @@ def er(key: jax.Array, n: int, *, size: int = 64, nodes: int = 14, width: tuple[
         p1 = np.array([pts[b] for _, b in keep])
         # width in [1, 3] px: capsule radius (w - 1)/2 + 0.5 keeps 1-px tubes one pixel wide
         r = (rng.uniform(*width, len(keep)) - 1) / 2 + 0.5
-        masks[i] = _segments(size, p0, p1, r)
-    img = microscope(jax.random.fold_in(key, 1), masks, psf_sigma=1.0, photons=photons)
+        masks[i] = _segments(shape, p0, p1, r)
+    img = microscope(jax.random.fold_in(key, 1), masks, psf_sigma=1.0, photons=photons, ndim=ndim, z_blur=z_blur)
     return Dataset(img, masks.astype(np.int32))
 
 
