@@ -1353,6 +1353,18 @@ class _Annotation(_ClassConditional):
             return np.eye(2)
         return ntm.sample_matrix(float(self.labelled_fraction))
 
+    def unit_counts(self, masks: Any) -> np.ndarray:
+        """The foreground pixels of each unit that is labelled or not as a whole, flat int64: each (leading
+        index, slice) for :class:`Slices`, each block of the phase-0 grid for :class:`Blocks`, each pixel (its 0
+        or 1) for :class:`Scattered`. ``theory.curves.cluster_overlap`` of them is the chance that two labels
+        share a unit.
+
+        Raises:
+            ValueError: ``masks`` not binary or with fewer than ``ndim`` axes.
+        """
+        _, fg, _ = _as_mask("masks", masks, self.ndim, -1)
+        return self._units(np.asarray(fg)).astype(np.int64).ravel()
+
 
 class Slices(_Annotation):
     """Every k-th slice fully labelled (:func:`slices`): planes across z of a volume, rows of an image.
@@ -1373,6 +1385,9 @@ class Slices(_Annotation):
     def labelled_fraction(self) -> float:
         """1/k."""
         return 1.0 / self.params[0]
+
+    def _units(self, fg: np.ndarray) -> np.ndarray:
+        return fg.sum(axis=tuple(range(fg.ndim - self.ndim + 1, fg.ndim)))
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``slices(key, labels, spacing, unlabelled=unlabelled)``."""
@@ -1399,6 +1414,14 @@ class Blocks(_Annotation):
         """p."""
         return self.params[0]
 
+    def _units(self, fg: np.ndarray) -> np.ndarray:
+        size, nd = self.params[1], self.ndim
+        spatial = fg.shape[fg.ndim - nd:]
+        pad = [(0, 0)] * (fg.ndim - nd) + [(0, -n % size) for n in spatial]
+        x = np.pad(fg, pad)
+        shape = x.shape[:fg.ndim - nd] + sum(((n // size, size) for n in x.shape[fg.ndim - nd:]), ())
+        return x.reshape(shape).sum(axis=tuple(range(fg.ndim - nd + 1, len(shape), 2)))
+
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``blocks(key, labels, fraction, size, unlabelled=unlabelled)``."""
         return blocks(key, labels, self.params[0], self.params[1], unlabelled=self.unlabelled, ndim=self.ndim)
@@ -1422,6 +1445,9 @@ class Scattered(_Annotation):
     def labelled_fraction(self) -> Any:
         """p."""
         return self.params[0]
+
+    def _units(self, fg: np.ndarray) -> np.ndarray:
+        return fg
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``scattered(key, labels, fraction, unlabelled=unlabelled)``."""

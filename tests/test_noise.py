@@ -854,3 +854,13 @@ def test_annotation_errors_and_names():
     # bool masks cannot hold -1: ignore annotations are int32; signed masks keep their dtype
     assert noise.slices(jax.random.key(0), m, 2, unlabelled="ignore").dtype == jnp.int32
     assert noise.slices(jax.random.key(0), m.astype(np.int8), 2, unlabelled="ignore").dtype == jnp.int8
+
+
+def test_unit_counts_are_the_foreground_of_each_unit():
+    m = np.asarray(_ball_volumes() == 1)
+    np.testing.assert_array_equal(noise.Slices(3, ndim=3).unit_counts(m), m.sum(axis=(2, 3)).ravel())
+    np.testing.assert_array_equal(noise.Slices(3).unit_counts(m[:, 2]), m[:, 2].sum(axis=2).ravel())  # rows
+    np.testing.assert_array_equal(noise.Blocks(0.1, 12, ndim=3).unit_counts(m), m.sum(axis=(1, 2, 3)))
+    b = noise.Blocks(0.1, 4, ndim=3).unit_counts(m)  # 2 x 3 x 3 blocks per volume (6 deep: padded)
+    assert b.size == 2 * 2 * 3 * 3 and b.sum() == m.sum() and b[0] == m[0, :4, :4, :4].sum()
+    np.testing.assert_array_equal(noise.Scattered(0.1, ndim=3).unit_counts(m), m.ravel())

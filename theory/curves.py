@@ -40,7 +40,10 @@ import numpy as np
 from scipy import special, stats
 
 __all__ = [
+    "annotated_dice",
     "boundary_error",
+    "cluster_overlap",
+    "clustered_n_eff",
     "bulk_error",
     "critical_flip_rate",
     "critical_width",
@@ -217,11 +220,7 @@ def pooled_dice(fields: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.n
         ValueError: ``fields`` empty, outside [0, 1] or a mask (0 and 1 only), or ``n_eff`` not positive.
     """
     d = np.asarray(fields, float)
-    if d.size == 0 or not np.all((d >= 0) & (d <= 1)):
-        raise ValueError(f"fields must be a non-empty array of fractions in [0, 1], got shape {d.shape}")
-    if np.all((d == 0) | (d == 1)) and d.min() < d.max():
-        raise ValueError("fields holds only 0 and 1, a mask: pass the masks' clean fraction fields "
-                         "(metastructure.density.fraction_field(masks, 1.0))")
+    _check_fields(d)
     if not float(n_eff) > 0:
         raise ValueError(f"n_eff must be positive, got {n_eff}")
     f = np.atleast_1d(np.asarray(fg_to_bg, float))
@@ -229,6 +228,96 @@ def pooled_dice(fields: Any, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.n
     extra = (None,) * d.ndim
     prob = fg_probability(d[None], d[None] / n_eff, (1 - d[None]) / n_eff, f[(...,) + extra], b[(...,) + extra])
     return dice_from_probability(prob, d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
+
+
+def _check_fields(d: np.ndarray) -> None:
+    if d.size == 0 or not np.all((d >= 0) & (d <= 1)):
+        raise ValueError(f"fields must be a non-empty array of fractions in [0, 1], got shape {d.shape}")
+    if np.all((d == 0) | (d == 1)) and d.min() < d.max():
+        raise ValueError("fields holds only 0 and 1, a mask: pass the masks' clean fraction fields "
+                         "(metastructure.density.fraction_field(masks, 1.0))")
+
+
+def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background") -> np.ndarray:
+    r"""The share of the clean Dice left by annotating a fraction p of the pixels (theory/README.md, step 15).
+
+    The model of :func:`pooled_dice` (each decision pools ``n_eff`` labels, the
+    clean field D at 1 px, the clean partition {D > 1/2} as the truth):
+
+    * ``"background"`` (unlabelled pixels stored as background): sampling,
+      f = 1 - p, b = 0, read at t* = p/2: ``pooled_dice(fields, n_eff, 1 - p, 0)``,
+      :math:`P_{fg} = \Phiig((D - 	frac12) / \sqrt{	frac{1-p}{p} D / n_{eff}}ig)`;
+    * ``"ignore"`` (unlabelled pixels left out of the loss): the labelled pixels
+      are clean and the network's estimate is the ratio
+      :math:`\sum w L y / \sum w L`, unbiased to first order, with variance
+      :math:`	frac{1-p}{p} \sum w^2 (y - D)^2 = 	frac{1-p}{p} D (1 - D) / n_{eff}`
+      (``derivations.annotation``), read at 1/2:
+      :math:`P_{fg} = \Phiig((D - 	frac12) / \sqrt{	frac{1-p}{p} D (1-D) / n_{eff}}ig)`.
+      The variance is (1 - D) times the background one: half at the boundary.
+
+    Labels that come in sheets or blocks (a slice is labelled or not as a whole)
+    pool fewer independent draws: pass :func:`clustered_n_eff`'s n_eff.
+
+    Args:
+        fields: the clean fraction fields D (any shape: images or volumes), in [0, 1].
+        n_eff: labels pooled per decision, > 0.
+        fraction: p in (0, 1], scalar or 1-D.
+        unlabelled: ``"background"`` or ``"ignore"``.
+
+    Returns:
+        One value per p, shape (K,); 1 at p = 1.
+
+    Raises:
+        ValueError: bad fields (as :func:`pooled_dice`), ``n_eff`` not positive, p outside (0, 1], or an unknown
+            ``unlabelled``.
+    """
+    if unlabelled not in ("background", "ignore"):
+        raise ValueError(f"unlabelled must be 'background' or 'ignore', got {unlabelled!r}")
+    p = np.atleast_1d(np.asarray(fraction, float))
+    if p.ndim != 1 or not np.all((p > 0) & (p <= 1)):
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
+    if unlabelled == "background":
+        return pooled_dice(fields, n_eff, 1 - p, 0.0)
+    d = np.asarray(fields, float)
+    _check_fields(d)
+    if not float(n_eff) > 0:
+        raise ValueError(f"n_eff must be positive, got {n_eff}")
+    extra = (None,) * d.ndim
+    var = ((1 - p) / p)[(...,) + extra] * (d * (1 - d))[None] / n_eff
+    margin = np.broadcast_to(d[None] - 0.5, var.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.sign(margin) * np.inf)
+    return dice_from_probability(_phi_cdf(z), d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
+
+
+def cluster_overlap(counts: Any) -> float:
+    r"""q = :math:`\sum_c m_c^2 / (\sum_c m_c)^2`: the chance that two labels drawn from the training set's
+    foreground fall in the same cluster (a slice of one volume, a block), from the clusters' foreground counts
+    :math:`m_c` (``noise.Slices(k).unit_counts(masks)``); 1 / q is the effective number of clusters.
+
+    Raises:
+        ValueError: no counts, a negative one, or no foreground at all.
+    """
+    m = np.asarray(counts, float).ravel()
+    if m.size == 0 or np.any(m < 0) or not m.sum() > 0:
+        raise ValueError("counts must be non-negative foreground counts, not all zero")
+    return float(np.sum(m * m) / m.sum() ** 2)
+
+
+def clustered_n_eff(n_eff: Any, overlap: Any) -> np.ndarray:
+    r"""n_eff of labels that come in clusters, labelled or not together (theory/README.md, step 15).
+
+    A decision pooling n labels drawn from the training set's foreground, each
+    of whose clusters is labelled with probability p as a whole, sees a
+    labelled fraction with variance :math:`p(1-p)\,[1/n + (1 - 1/n)\, q]`
+    (``derivations.annotation``, ``cluster_variance``), q = :func:`cluster_overlap`: the
+    variance of :math:`n / (1 + (n - 1) q)` independent labels. With one label
+    per cluster (q = 1 / V) it is n for V much larger than n; with sheets of
+    m labels each it tends to 1 / q, the effective number of sheets.
+    """
+    n = np.asarray(n_eff, float)
+    q = np.asarray(overlap, float)
+    return n / (1 + (n - 1) * q)
 
 
 def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:

@@ -26,6 +26,7 @@ __all__ = [
     "Claim",
     "Derivation",
     "affine_posterior",
+    "annotation",
     "flip_matrix",
     "finite_sampling",
     "kernel",
@@ -946,8 +947,94 @@ def pooling_and_scale(n_pixels: int = 3) -> Derivation:
 
 
 #: Every derivation, in the order of the proof outline (theory/README.md).
+# --------------------------------------------------------------------- 15
+def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
+    r"""Annotation practice: unlabelled pixels as ignore or as background, and labels that come in sheets.
+
+    *Ignore.* A fraction p of the pixels is labelled (L_i ~ Bernoulli(p)), the
+    rest left out of the loss. A smoother of the labelled pixels estimates
+    :math:`R = \sum a_i L_i y_i / \sum a_i L_i`; at L = p it is D = sum w y
+    (w = a / sum a): no shift, read at 1/2. To first order in L - p,
+    :math:`R - D = \sum_i w_i (y_i - D)(L_i - p) / p`, whose variance is
+    :math:`	frac{1-p}{p} \sum w^2 (y - D)^2 = 	frac{1-p}{p}\,[(1-D)^2 S_{fg} + D^2 S_{bg}]`,
+    and in the pooled model (S_fg = D/n, S_bg = (1-D)/n) :math:`	frac{1-p}{p} D(1-D)/n`.
+    Stored as background the same labels give :math:`E[D^*] = pD` with variance
+    p(1-p) D / n (:func:`finite_sampling`), i.e. :math:`	frac{1-p}{p} D / n` in units of D:
+    ignoring has (1 - D) times that variance, half of it at the boundary, and
+    needs no t*.
+
+    *Sheets.* When the labels come in clusters (the pixels of one slice of one
+    volume, a block) labelled or not together, a decision pooling n labels drawn
+    from the training set's foreground (cluster c holding a share m_c / V)
+    sees a labelled fraction of variance :math:`p(1-p)[1/n + (1 - 1/n) q]`,
+    :math:`q = \sum_c (m_c / V)^2`: that of :math:`n' = n / (1 + (n-1) q)`
+    independent labels (:func:`theory.curves.clustered_n_eff`). Checked for two
+    pooled labels and ``clusters`` clusters of symbolic sizes.
+    """
+    p = sp.Symbol("p", positive=True)
+    a = sp.symbols(f"a0:{n_pixels}", positive=True)
+    ys = sp.symbols(f"y0:{n_pixels}", nonnegative=True)
+    ls = sp.symbols(f"l0:{n_pixels}", positive=True)
+    w = [ai / sum(a) for ai in a]
+    d_clean = sum(wi * y for wi, y in zip(w, ys, strict=True))
+    ratio = sum(ai * li * y for ai, li, y in zip(a, ls, ys, strict=True)) / sum(ai * li for ai, li in zip(a, ls,
+                                                                                                        strict=True))
+    at_p = {li: p for li in ls}
+    grad = [sp.diff(ratio, li).subs(at_p) for li in ls]
+    bern = [sps.Bernoulli(f"L{i}", p) for i in range(n_pixels)]
+    linear = sum(g * (bb - p) for g, bb in zip(grad, bern, strict=True))
+    var_ignore = sps.variance(linear)
+    # a 0/1 mask: y = (1, ..., 1, 0): the squared-weight sums over foreground and background
+    mask = {y: (0 if i == n_pixels - 1 else 1) for i, y in enumerate(ys)}
+    dm = d_clean.subs(mask)
+    s_fg = sum(wi**2 for i, wi in enumerate(w) if i < n_pixels - 1)
+    s_bg = w[-1] ** 2
+    dd, n = sp.Symbol("D", positive=True), sp.Symbol("n", positive=True)
+    pooled_ignore = (1 - p) / p * ((1 - dd) ** 2 * dd / n + dd**2 * (1 - dd) / n)
+    pooled_background = p * (1 - p) * dd / n / p**2
+    # sheets: two labels drawn from the foreground, cluster c with probability m_c / V, each cluster labelled
+    # with probability p as a whole
+    m = sp.symbols(f"m0:{clusters}", positive=True)
+    total = sum(m)
+    picks = [sps.FiniteRV(f"C{k}", {c: m[c] / total for c in range(clusters)}) for k in range(2)]
+    lab = [sps.Bernoulli(f"S{c}", p) for c in range(clusters)]
+    seen = sum(sum(sp.Piecewise((1, sp.Eq(pick, c)), (0, True)) for pick in picks) * lab[c]
+               for c in range(clusters)) / 2
+    q = sum((mc / total) ** 2 for mc in m)
+    nn = sp.Symbol("n", positive=True)
+    qq = sp.Symbol("q", positive=True)
+    return Derivation(
+        "annotation",
+        "Unlabelled as ignore: unbiased, variance (1-p)/p D(1-D)/n, (1-D) times the background one; "
+        "labels in sheets: n_eff' = n / (1 + (n-1) q).",
+        claims={
+            "ignore_unbiased": Claim(ratio.subs(at_p), d_clean,
+                                     "ignore: the ratio of smoothed labels at L = p is the clean field D (no shift)"),
+            "ignore_linear_variance": Claim(var_ignore, (1 - p) / p * sum(wi**2 * (y - d_clean) ** 2
+                                                                            for wi, y in zip(w, ys, strict=True)),
+                                            "its first-order variance over Bernoulli(p) labelling: "
+                                            "(1-p)/p sum w^2 (y - D)^2"),
+            "ignore_variance_on_a_mask": Claim(sum(wi**2 * (y - d_clean) ** 2 for wi, y in zip(w, ys, strict=True)
+                                                   ).subs(mask), (1 - dm) ** 2 * s_fg + dm**2 * s_bg,
+                                               "on a 0/1 mask: (1-D)^2 S_fg + D^2 S_bg"),
+            "ignore_pooled": Claim(pooled_ignore, (1 - p) / p * dd * (1 - dd) / n,
+                                   "pooled (S_fg = D/n, S_bg = (1-D)/n): (1-p)/p D(1-D)/n"),
+            "ignore_over_background": Claim(pooled_ignore / pooled_background, 1 - dd,
+                                            "ignore's variance over background's (in units of D): 1 - D"),
+            "cluster_variance": Claim(sps.variance(seen), p * (1 - p) * (sp.Rational(1, 2) + q / 2),
+                                      "two labels from clusters labelled as a whole: p(1-p)(1/2 + q/2), "
+                                      "q = sum (m_c/V)^2"),
+            "clustered_n_eff": Claim(p * (1 - p) * (1 / nn + (1 - 1 / nn) * qq),
+                                     p * (1 - p) / (nn / (1 + (nn - 1) * qq)),
+                                     "n labels in clusters: the variance of n / (1 + (n-1) q) independent ones"),
+        },
+        parts={"ratio": ratio, "variance_ignore": var_ignore, "cluster_seen": seen},
+        uses="Bernoulli(p) labelling of each pixel or cluster (sympy.stats); a smoother of the labelled pixels",
+    )
+
+
 ALL = (proper_scoring, affine_posterior, linearity_and_memorisation, lemma1, transition_matrices, lemma2, theorem2,
-       random_labels, kernel_geometry, pcl_overlap, finite_sampling, pooling_and_scale)
+       random_labels, kernel_geometry, pcl_overlap, finite_sampling, pooling_and_scale, annotation)
 
 
 def table(derivations: list[Derivation] | None = None) -> str:
