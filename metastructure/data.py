@@ -602,7 +602,7 @@ def _planes(p: Path, arr: np.ndarray, axes: str, count: int) -> np.ndarray:
         raise ValueError(f"{p}: a stack of {int(np.prod(list(stack.values())))} planes "
                          f"({', '.join(f'{a}={n}' for a, n in stack.items())}; TIFF axes {axes}, shape {arr.shape}): "
                          "the loaders read 2-D images, (H, W) or (H, W, C) with the channels as TIFF samples or as "
-                         "ImageJ / OME channels; save one plane per file"
+                         "ImageJ / OME channels; save one plane per file, or read it as a volume (ndim=3)"
                          + (" (a multi-channel image written as pages? tifffile.imwrite(path, image, "
                             "photometric='minisblack', planarconfig='contig') keeps (H, W, C) one page)"
                             if "Q" in stack else ""))
@@ -614,8 +614,45 @@ def _planes(p: Path, arr: np.ndarray, axes: str, count: int) -> np.ndarray:
     return arr if arr.ndim <= 3 else arr.reshape(arr.shape[0], arr.shape[1], -1)
 
 
-def _read_image_file(p: Path) -> np.ndarray:
-    """The array of one PNG or TIFF file: (H, W) or (H, W, C); a stack or an animation is refused naming ``p``."""
+def _stack(p: Path, arr: np.ndarray, axes: str, count: int) -> np.ndarray:
+    """A TIFF series as one volume, (D, H, W) or (D, H, W, C): Y and X, channels as samples or channel pages, and
+    one more axis for the planes (Z, or the pages of a plain multi-page file, tifffile's Q; T or another axis
+    longer than 1 is refused, as are several series of one shape)."""
+    if count > 1:
+        raise ValueError(f"{p}: the file holds {count} images of one size (TIFF series); a volume is one series of "
+                         "planes (Z or pages)")
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"{p}: not an image (TIFF axes {axes}, shape {arr.shape})")
+    other = [a for a, n in zip(axes, arr.shape, strict=True) if a not in "YXSC" and n > 1]
+    if len(other) > 1 or (other and other[0] not in "ZQI"):
+        raise ValueError(f"{p}: a volume has one stack axis (Z, or the file's pages), got TIFF axes {axes} with "
+                         f"shape {arr.shape}; save one volume (one time point) per file")
+    depth = "".join(a for a in axes if a in "ZQI")
+    keep = [i for i, a in enumerate(axes) if a in "YXSC" or (a in depth and (not other or a == other[0]))]
+    arr = arr.reshape([arr.shape[i] for i in keep])
+    kept = "".join(axes[i] for i in keep)
+    z = next((i for i, a in enumerate(kept) if a in "ZQI"), None)
+    order = ([z] if z is not None else []) + [kept.index("Y"), kept.index("X")] + [
+        i for i, a in enumerate(kept) if a in "SC"]
+    arr = np.transpose(arr, order)
+    if z is None:
+        arr = arr[None]  # one plane: a volume of depth 1
+    return arr if arr.ndim <= 4 else arr.reshape(arr.shape[:3] + (-1,))
+
+
+def _read_image_file(p: Path, ndim: int = 2) -> np.ndarray:
+    """The array of one PNG or TIFF file: (H, W) or (H, W, C); a stack or an animation is refused naming ``p``.
+    With ``ndim=3``, one TIFF volume: (D, H, W) or (D, H, W, C) (:func:`_stack`); PNG is refused."""
+    if ndim == 3:
+        if p.suffix.lower() == ".png":
+            raise ValueError(f"{p}: a PNG holds one plane; volumes are read from TIFF stacks (one volume per file)")
+        try:
+            arr, axes, count = _read_tiff(p)
+        except ImportError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{p}: cannot read it as TIFF ({type(e).__name__}: {e})") from e
+        return _stack(p, arr, axes, count)
     try:
         if p.suffix.lower() == ".png":
             from PIL import Image  # pillow comes with matplotlib
@@ -657,12 +694,12 @@ class NotBinaryMaskError(ValueError):
         return f"a binary mask holds 0 and one other value, found {self.count} values [{shown}]"
 
 
-def _read_mask(path: Path, m: np.ndarray, binary: bool, rescaled: list[str]) -> np.ndarray:
+def _read_mask(path: Path, m: np.ndarray, binary: bool, rescaled: list[str], ndim: int = 2) -> np.ndarray:
     """One mask file's array, checked and converted (binary 0/1 or int32 classes); errors name ``path``."""
     if m.dtype.kind not in "biuf":
         raise ValueError(f"{path}: a mask must be real-valued, got dtype {m.dtype}")
-    if m.ndim != 2:
-        raise ValueError(f"{path}: mask must be a 2-D label map, got shape {m.shape}")
+    if m.ndim != ndim:
+        raise ValueError(f"{path}: mask must be a {ndim}-D label map, got shape {m.shape}")
     if m.size == 0:
         raise ValueError(f"{path}: the mask is empty (shape {m.shape})")
     if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
@@ -699,13 +736,15 @@ def _folder(path: str | os.PathLike, what: str) -> dict[str, Path]:
     return files
 
 
-def load_masks(path: str | os.PathLike, *, binary: bool = True) -> tuple[list[str], list[np.ndarray]]:
+def load_masks(path: str | os.PathLike, *, binary: bool = True, ndim: int = 2) -> tuple[list[str], list[np.ndarray]]:
     """The masks of a folder (PNG or TIFF), without images: ``(names, masks)``, sorted by name.
 
     Each mask is checked and converted as in :func:`load_folder` (binary 0/1 by
     default, a ``UserWarning`` naming the files whose non-zero value was not 1);
     unlike there, masks may differ in size, so they come as a list of int32
-    (H, W) arrays. ``names`` are the file names (``a.png``).
+    (H, W) arrays. ``names`` are the file names (``a.png``). With ``ndim=3``
+    each file is one volume, a TIFF stack of planes (Z, or plain pages), read
+    as (D, H, W).
 
     Raises:
         FileNotFoundError: ``path`` is not a folder.
@@ -715,18 +754,21 @@ def load_masks(path: str | os.PathLike, *, binary: bool = True) -> tuple[list[st
             not 2-D, empty, non-integer, NaN; more than two values with
             ``binary=True``: :class:`NotBinaryMaskError`).
     """
+    ndim = _checks.check_ndim(ndim)
     files = _folder(path, "mask files")
     rescaled: list[str] = []
-    masks = [_read_mask(files[n], _read_image_file(files[n]), binary, rescaled) for n in sorted(files)]
+    masks = [_read_mask(files[n], _read_image_file(files[n], ndim), binary, rescaled, ndim) for n in sorted(files)]
     _warn_rescaled("load_masks", rescaled)
     return [files[n].name for n in sorted(files)], masks
 
 
-def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: bool = True) -> Dataset:
+def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: bool = True,
+               ndim: int = 2) -> Dataset:
     """Image/mask pairs from two folders, matched by file stem: ``images/NAME.ext`` with ``masks/NAME.ext``.
 
     The conventions and errors of :func:`load_folder` (which calls this with
-    ``path/images`` and ``path/masks``).
+    ``path/images`` and ``path/masks``). With ``ndim=3`` each file is a volume
+    (a TIFF stack, :func:`load_masks`): images (N, D, H, W, C), masks (N, D, H, W).
 
     Raises:
         FileNotFoundError: ``images`` or ``masks`` is not a folder.
@@ -745,26 +787,28 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *, binary: b
     if not fi:
         raise ValueError(f"no PNG or TIFF files in {di}")
 
+    ndim = _checks.check_ndim(ndim)
     ims, ms, rescaled = [], [], []
     for name in sorted(fi):
-        im = _read_image_file(fi[name])
-        m = _read_image_file(fm[name])
+        im = _read_image_file(fi[name], ndim)
+        m = _read_image_file(fm[name], ndim)
         if im.dtype.kind not in "biuf" or m.dtype.kind not in "biuf":
             raise ValueError(f"{fi[name]} and {fm[name].name}: image and mask must be real-valued, "
                              f"got dtypes {im.dtype} and {m.dtype}")
-        if im.shape[:2] != m.shape[:2]:
+        if im.shape[:ndim] != m.shape[:ndim]:
             raise ValueError(f"{name}: image shape {im.shape} and mask shape {m.shape} differ")
-        if im.ndim not in (2, 3) or im.size == 0:
-            raise ValueError(f"{fi[name]}: an image must be (H, W) or (H, W, C), got shape {im.shape}")
+        if im.ndim not in (ndim, ndim + 1) or im.size == 0:
+            sp = "H, W" if ndim == 2 else "D, H, W"
+            raise ValueError(f"{fi[name]}: an image must be ({sp}) or ({sp}, C), got shape {im.shape}")
         if not np.all(np.isfinite(im)):
             raise ValueError(f"{fi[name]}: the image holds NaN or infinite values")
-        ims.append(im if im.ndim == 3 else im[..., None])
-        ms.append(_read_mask(fm[name], m, binary, rescaled))
+        ims.append(im if im.ndim == ndim + 1 else im[..., None])
+        ms.append(_read_mask(fm[name], m, binary, rescaled, ndim))
     shapes = {x.shape for x in ims}
     if len(shapes) > 1:
         raise ValueError(f"all images must share one size, got {sorted(shapes)}")
     _warn_rescaled("load_folder", rescaled)
-    return Dataset(as_images(np.stack(ims), zscore=True), np.stack(ms))
+    return Dataset(as_images(np.stack(ims), zscore=True, ndim=ndim), np.stack(ms))
 
 
 def load_folder(path: str | os.PathLike, *, images: str = "images", masks: str = "masks",

@@ -342,3 +342,41 @@ def test_a_tiff_with_a_thumbnail_reads_its_image_and_series_of_one_size_are_a_st
     np.testing.assert_allclose(got.images[0, ..., 0], (image - image.mean()) / (image.std() + 1e-6), atol=1e-5)
     with pytest.raises(ValueError, match=r"a\.tif: the file holds 2 images of one size"):
         data.load_pairs(tmp_path / "stack" / "i", tmp_path / "stack" / "m")
+
+
+def test_volumes_load_from_tiff_stacks(tmp_path):
+    """``ndim=3``: one volume per TIFF, planes as plain pages or ImageJ Z, read (D, H, W); images (N, D, H, W, C)
+    z-scored per volume; a PNG, a time series or a stack read as 2-D are refused with what to do."""
+    tifffile = pytest.importorskip("tifffile")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "i").mkdir()
+    rng = np.random.default_rng(0)
+    m = np.zeros((5, 8, 9), np.uint8)
+    m[1:3, 2:5, 3:6] = 255
+    im = rng.random((5, 8, 9)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "m" / "a.tif", m)  # plain pages
+    tifffile.imwrite(tmp_path / "i" / "a.tif", im)
+    tifffile.imwrite(tmp_path / "m" / "b.tif", m[:, ::-1], imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "i" / "b.tif", im[:, ::-1], imagej=True, metadata={"axes": "ZYX"})
+    with pytest.warns(UserWarning, match="255 -> 1"):
+        names, masks = data.load_masks(tmp_path / "m", ndim=3)
+    assert names == ["a.tif", "b.tif"] and [x.shape for x in masks] == [(5, 8, 9)] * 2
+    np.testing.assert_array_equal(masks[0], m // 255)
+    np.testing.assert_array_equal(masks[1], m[:, ::-1] // 255)
+    with pytest.warns(UserWarning):
+        ds = data.load_pairs(tmp_path / "i", tmp_path / "m", ndim=3)
+    assert ds.images.shape == (2, 5, 8, 9, 1) and ds.masks.shape == (2, 5, 8, 9)
+    np.testing.assert_allclose(ds.images[0, ..., 0], (im - im.mean()) / (im.std() + 1e-6), atol=1e-5)
+    with pytest.raises(ValueError, match=r"a stack of 5 planes.*ndim=3"):
+        data.load_masks(tmp_path / "m")
+    tifffile.imwrite(tmp_path / "t.tif", np.zeros((2, 3, 8, 9), np.uint8), imagej=True, metadata={"axes": "TZYX"})
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t.tif").rename(tmp_path / "t" / "t.tif")
+    with pytest.raises(ValueError, match="one stack axis"):
+        data.load_masks(tmp_path / "t", ndim=3)
+    (tmp_path / "p").mkdir()
+    from PIL import Image
+
+    Image.fromarray(m[0]).save(tmp_path / "p" / "a.png")
+    with pytest.raises(ValueError, match="TIFF stacks"):
+        data.load_masks(tmp_path / "p", ndim=3)
