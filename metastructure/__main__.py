@@ -13,7 +13,10 @@ run ``--steps`` steps on ``--crop`` x ``--crop`` windows, the recipe's by
 default); without, it uses the default calibration measured on the packaged
 real nuclei.
 ``--n-images N`` predicts for a training set of N images at the recipe's steps
-(the calibration's scale law); each row gets its interval.
+(the calibration's scale law); each row gets its interval. ``--volumes`` reads
+each file as a volume (a TIFF stack), plans with 3-D fields, calibrates 3-D
+networks, and adds the rows "every k-th slice" (the unlabelled slices stored
+as background, and ignored).
 It writes ``plan.json`` (every number, the calibration included) and
 ``plan.png`` (predicted Dice against sampling ratio, flip rate and outline
 error) to ``--out`` (default: the current directory).
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--repeats", type=int, default=None, metavar="R",
                       help="networks per label type and size in the calibration (default 2; more: a steadier "
                            "calibration and narrower intervals, at about R times the training)")
+    plan.add_argument("--volumes", action="store_true",
+                      help="each file is a volume, a TIFF stack of planes (Z or pages): 3-D fields and, with "
+                           "--images, 3-D networks; the plan adds 'every k-th slice' rows (unlabelled slices as "
+                           "background or ignored)")
     args = ap.parse_args(argv)
     try:
         return _plan(args)
@@ -108,16 +115,17 @@ def _work(args: argparse.Namespace):
     """Read the masks (and images), calibrate when there are images: ``(names, Masks, calibration or None)``."""
     from . import data, planner
 
+    nd = 3 if args.volumes else 2
     try:
-        names, masks = data.load_masks(args.masks)
+        names, masks = data.load_masks(args.masks, ndim=nd)
     except data.NotBinaryMaskError as e:  # its advice (binary=False) is the library's; here, what the user can do
         raise ValueError(f"{e.path}: {e.summary()} (an instance or class map? the plan is for binary masks: save "
                          "each mask binarised, every label > 0 as 1, and run the command again)") from None
     paths = [str(args.masks / n) for n in names]
-    summary = planner.Masks(masks, names=paths)
+    summary = planner.Masks(masks, names=paths, ndim=nd)
     if args.images is None:
         return names, summary, None
-    pairs = data.load_pairs(args.images, args.masks)
+    pairs = data.load_pairs(args.images, args.masks, ndim=nd)
     import jax
 
     from . import runtime
@@ -130,7 +138,7 @@ def _work(args: argparse.Namespace):
     if args.crop is not None:
         recipe["crop"] = args.crop or None  # 0: whole images
     cal = planner.calibrate(jax.random.key(args.seed), pairs.images, pairs.masks, recipe=recipe or None, names=paths,
-                            repeats=repeats)
+                            repeats=repeats, ndim=nd)
     return names, summary, cal
 
 

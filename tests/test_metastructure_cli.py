@@ -158,3 +158,17 @@ def test_plan_command_on_thin_masks_says_what_it_cannot_predict(tmp_path, capsys
     assert not any(ln.startswith(("sample", "flip")) for ln in out.splitlines())
     rec = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert {r["label"] for r in rec["not_predicted"]} >= {"sample 0.1", "flip 0.3 0.3", "skeleton"}
+
+
+def test_plan_command_on_volumes(tmp_path):
+    """``--volumes``: a folder of TIFF stacks, planned with 3-D fields; the plan answers "every k-th slice"."""
+    tifffile = pytest.importorskip("tifffile")
+    vol = data.nuclei(jax.random.key(2), 3, size=24, depth=10, radius=(3.0, 6.0), ndim=3).masks
+    (tmp_path / "masks").mkdir()
+    for i, v in enumerate(vol):
+        tifffile.imwrite(tmp_path / "masks" / f"v{i}.tif", v.astype(np.uint8))
+    assert cli.main(["plan", str(tmp_path / "masks"), "--volumes", "--out", str(tmp_path / "out")]) == 0
+    rec = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert rec["masks"]["ndim"] == 3 and rec["masks"]["foreground_pixels"] == vol.sum()
+    assert {"slices 10", "slices 10 ignore"} <= {r["label"] for r in rec["rows"]}
+    assert cli.main(["plan", str(tmp_path / "masks"), "--out", str(tmp_path / "out2")]) == 2  # 2-D: a stack

@@ -390,3 +390,78 @@ def test_a_calibration_without_a_law_predicts_only_at_its_own_size(masks):
         planner.predict(m, "sample 0.1", calibration=CAL_LAW, n_images=0)
     with pytest.raises(TypeError, match="n_images"):
         planner.predict(m, "sample 0.1", calibration=CAL_LAW, n_images=2.5)
+
+
+# ------------------------------------------------------------------ volumes and annotation practice
+def _volumes():
+    """Four volumes (10, 20, 20) of ellipsoids."""
+    rng = np.random.default_rng(5)
+    z, r, c = np.mgrid[:10, :20, :20]
+    out = []
+    for _ in range(4):
+        m = np.zeros((10, 20, 20), bool)
+        for _ in range(3):
+            cz, cy, cx = rng.uniform([2, 4, 4], [8, 16, 16])
+            m |= ((z - cz) / 3) ** 2 + ((r - cy) / 4.5) ** 2 + ((c - cx) / 4) ** 2 < 1
+        out.append(m)
+    return np.stack(out)
+
+
+def test_masks_of_volumes_use_3d_fields_and_a_depth_one_volume_is_its_image():
+    vol = _volumes()
+    m = planner.Masks(vol, ndim=3)
+    d = np.asarray(density.fraction_field(vol, 1.0, ndim=3))
+    want = 2 * np.count_nonzero((d > 0.5) & vol) / (np.count_nonzero(d > 0.5) + vol.sum())
+    assert m.ndim == 3 and m.resolved == pytest.approx(want) and m.n_fg == vol.sum()
+    img = np.stack([blobs((32, 32), seed=s) for s in range(3)])
+    flat, deep = planner.Masks(img), planner.Masks(img[:, None], ndim=3)
+    assert deep.resolved == pytest.approx(flat.resolved, abs=1e-6)
+    assert float(deep.pooled_dice(50.0, 0.9, 0.0)[0]) == pytest.approx(float(flat.pooled_dice(50.0, 0.9, 0.0)[0]),
+                                                                        abs=1e-6)
+    assert planner.predict(deep, "dilate 1").dice == pytest.approx(planner.predict(flat, "dilate 1").dice, abs=1e-6)
+    with pytest.raises(ValueError, match=r"\(N, H, W\).*ndim=3"):
+        planner.Masks(vol.astype(np.int32))  # volumes read as images
+    with pytest.raises(ValueError, match=r"\(D, H, W\)"):
+        planner.Masks([vol[0], vol[0, 0]], ndim=3)
+
+
+def test_annotation_predictions_follow_the_theory():
+    """Each annotation row is the calibration's clean Dice times curves.annotated_dice at the clustered n_eff
+    (checked by hand on the masks' fields, without a law); scattered pixels are sampling; sheets cost more than
+    scattered pixels, ignoring less than background; slices 1 is clean."""
+    vol = _volumes()
+    m = planner.Masks(vol, ndim=3)
+    cal = dataclasses.replace(planner.DEFAULT, law=None, n_train=8 * len(vol))  # 32 such volumes to train on
+    fields = np.asarray(density.fraction_field(vol, 1.0, ndim=3), float)
+    for name in ("slices 5", "slices 5 ignore", "blocks 0.2 4", "scattered 0.2 ignore"):
+        lab = noise.LabelNoise.parse(name, ndim=3)
+        q = curves.cluster_overlap(lab.unit_counts(vol)) / 8  # the masks stand for 8 times as many volumes
+        n = float(curves.clustered_n_eff(cal.n_eff, q))
+        want = cal.clean_dice * float(curves.annotated_dice(fields, n, float(lab.labelled_fraction),
+                                                            unlabelled=lab.unlabelled)[0])
+        got = planner.predict(m, name, calibration=cal)
+        assert got.dice == pytest.approx(want, abs=2e-3), name  # the histogram's binning of D
+        assert got.threshold == (0.5 if lab.unlabelled == "ignore" else float(lab.labelled_fraction) / 2)
+    dice = {t: planner.predict(m, t, calibration=cal).dice for t in
+            ("slices 5", "slices 5 ignore", "scattered 0.2", "scattered 0.2 ignore", "sample 0.2", "slices 1")}
+    assert dice["slices 5"] < dice["scattered 0.2"] and dice["slices 5 ignore"] < dice["scattered 0.2 ignore"]
+    assert dice["slices 5"] < dice["slices 5 ignore"] and dice["scattered 0.2"] < dice["scattered 0.2 ignore"]
+    # scattered pixels are sampling once the training set holds far more voxels than a decision pools (its q =
+    # 1/V is the chance that two pooled labels are one voxel): for 400 such volumes
+    big = dataclasses.replace(cal, n_train=100 * len(vol))
+    assert planner.predict(m, "scattered 0.2", calibration=big).dice == pytest.approx(
+        planner.predict(m, "sample 0.2", calibration=big).dice, abs=1e-3)
+    assert dice["scattered 0.2"] < dice["sample 0.2"]
+    assert dice["slices 1"] == pytest.approx(cal.clean_dice)
+    # more training volumes: more sheets, so the same spacing loses less; too few labelled sheets: refused
+    more = planner.predict(m, "slices 5", calibration=dataclasses.replace(cal, n_train=40 * len(vol)))
+    assert more.dice > dice["slices 5"]
+    with pytest.raises(ValueError, match="labelled slices with foreground"):
+        planner.predict(m, "slices 5", calibration=dataclasses.replace(cal, n_train=len(vol)))
+    few = planner.table(m, calibration=dataclasses.replace(cal, n_train=len(vol)), spacings=(2, 5))
+    assert [lab.name for lab, _ in few.not_predicted] == ["slices 5", "slices 5 ignore"]
+    assert "fewer than 10 labelled units" in few.text()
+    with pytest.raises(ValueError, match="slices or blocks"):
+        planner.solve_n_eff(m, "slices 5", clean_dice=0.9, measured=0.8)
+    with pytest.raises(ValueError, match="labels no pixel"):
+        planner.predict(m, "scattered 0 ignore", calibration=cal)

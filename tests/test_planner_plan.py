@@ -90,3 +90,35 @@ def test_a_plan_of_thin_masks_lists_what_it_cannot_predict():
     thick = np.zeros((64, 64), np.int32)
     thick[10:40, 10:40] = 1
     assert planner.table(thick).not_predicted == []
+
+
+def test_a_volume_plan_answers_how_many_slices(tmp_path):
+    """On volumes the table adds "slices k" and "slices k ignore" for every spacing of SPACINGS, the text says up
+    to which k each stays within HOW_MANY_SLACK of clean (and that the default calibration is a 2-D network's),
+    the record keeps the word, the figure gets its fourth panel; images get no such rows unless asked."""
+    rng = np.random.default_rng(0)
+    z, r, c = np.mgrid[:8, :24, :24]
+    vol = np.stack([((z - 4) / 3) ** 2 + ((r - rng.uniform(8, 16)) / 6) ** 2 + ((c - rng.uniform(8, 16)) / 5) ** 2 < 1
+                    for _ in range(3)])
+    plan = planner.table(planner.Masks(vol, ndim=3))
+    names = [row.label.name for row in plan.rows] + [lab.name for lab, _ in plan.not_predicted]
+    want = [f"slices {k}" for k in planner.SPACINGS] + [f"slices {k} ignore" for k in planner.SPACINGS]
+    assert sorted(n for n in names if n.startswith("slices")) == sorted(want)
+    # 3 masks for the default calibration's 24 training volumes of 8 slices: 192 slices, so k = 50 labels about
+    # 4 with objects (refused) and k = 2 about 96
+    refused = {lab.name for lab, _ in plan.not_predicted}
+    assert {"slices 50", "slices 50 ignore"} <= refused and "slices 2" not in refused
+    dice = {row.label.name: row.dice for row in plan.rows}
+    assert all(dice[f"slices {k}"] <= dice[f"slices {k} ignore"] for k in planner.SPACINGS if f"slices {k}" in dice)
+    text = plan.text()
+    assert "every k-th slice, unlabelled slices as ignore: within 0.05 of the clean Dice up to" in text
+    assert "note: these are volumes" in text
+    rec = json.loads(json.dumps(plan.to_dict()))
+    assert rec["rows"][-1]["params"][1] == "ignore" and rec["masks"]["ndim"] == 3
+    plan.plot(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 20_000
+    img = np.stack([blobs((32, 32), seed=s) for s in range(2)])
+    assert not any(row.label.kind == "slices" for row in planner.table(img).rows)
+    assert [row.label.name for row in planner.table(img, spacings=(4,)).rows][-2:] == ["slices 4", "slices 4 ignore"]
+    with pytest.raises(ValueError, match="spacings"):
+        planner.table(img, spacings=(0,))

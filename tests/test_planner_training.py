@@ -3,6 +3,7 @@ index) and its refusals."""
 
 import json
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -280,3 +281,32 @@ def test_calibrate_refuses_masks_too_thin_for_the_model_before_training(monkeypa
     x = y[..., None] + np.random.default_rng(0).normal(0, 0.1, y.shape + (1,))
     with pytest.raises(ValueError, match=r"too thin.*Masks.resolved.*cannot calibrate"):
         planner.calibrate(jax.random.key(0), x, y, recipe={"widths": (2, 4), "steps": 1}, progress=False)
+
+
+def test_calibrate_on_volumes(monkeypatch):
+    """``ndim=3``: 3-D U-Nets on the volumes, 3-D draws (exact counts per volume), the held-out volumes' 3-D
+    fields, voxel passes for a cube crop; the calibration says it was measured on volumes and predicts the
+    "every k-th slice" rows of a volume plan."""
+    vol = data.nuclei(jax.random.key(4), 8, size=16, depth=8, radius=(2.5, 5.0), count=(2, 4), ndim=3)
+    calls = spy_on_fit(monkeypatch)
+    recipe = {"widths": (4, 8), "steps": 6, "learning_rate": 5e-3, "crop": 8, "batch_size": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # six steps: a clipped n_eff is likely and beside the point
+        cal = planner.calibrate(jax.random.key(1), vol.images, vol.masks, recipe=recipe, repeats=1, progress=False,
+                                ndim=3)
+    assert cal.source.startswith("calibrated on volumes") and cal.n_train == 6
+    assert len(calls) == 6 and all(x.ndim == 5 and y.ndim == 4 for x, y, _ in calls)  # clean + 2 families, 2 sizes
+    assert all(dict(r.model.config).get("ndim") == 3 for _, _, r in calls)
+    # the sample draws count per volume: ceil(0.1 n_fg) voxels of each training volume are labelled
+    for x, y, r in calls:
+        if getattr(r.label_type, "kind", None) == "sample":
+            fg = np.asarray([m.sum() for m in vol.masks])
+            assert r.label_type.ndim == 3 and y.shape[1:] == (8, 16, 16)
+            assert sorted((y == 1).sum(axis=(1, 2, 3)).tolist()) == sorted(
+                int(np.ceil(0.1 * fg[i] - 1e-9)) for i in range(8) if any(np.array_equal(x[j], vol.images[i])
+                                                                          for j in range(len(x))))
+    assert cal.law.images_seen == 6 * 2 * (8**3 / (8 * 16 * 16))  # cubes of 8: a quarter volume a sample
+    plan = planner.table(planner.Masks(vol.masks, ndim=3), calibration=cal, spacings=(2,))
+    names = [r.label.name for r in plan.rows] + [lab.name for lab, _ in plan.not_predicted]
+    assert {"slices 2", "slices 2 ignore"} <= set(names)
+    assert "note: these are volumes" not in plan.text()

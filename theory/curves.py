@@ -41,6 +41,7 @@ from scipy import special, stats
 
 __all__ = [
     "annotated_dice",
+    "annotated_probability",
     "boundary_error",
     "cluster_overlap",
     "clustered_n_eff",
@@ -271,23 +272,35 @@ def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str 
         ValueError: bad fields (as :func:`pooled_dice`), ``n_eff`` not positive, p outside (0, 1], or an unknown
             ``unlabelled``.
     """
+    d = np.asarray(fields, float)
+    _check_fields(d)
+    prob = annotated_probability(d, n_eff, fraction, unlabelled=unlabelled)
+    return dice_from_probability(prob, d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
+
+
+def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background") -> np.ndarray:
+    r"""P(pixel called foreground) under :func:`annotated_dice`'s model, shape (K,) + D's shape for K fractions:
+    :math:`\Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} V / n_{eff}}\big)` with V = D (background, at
+    t* = p/2) or D (1 - D) (ignore, at 1/2); the step 1{D > 1/2} where the variance is 0 (p = 1).
+
+    Raises:
+        ValueError: ``n_eff`` not positive, p outside (0, 1], an unknown ``unlabelled``.
+    """
     if unlabelled not in ("background", "ignore"):
         raise ValueError(f"unlabelled must be 'background' or 'ignore', got {unlabelled!r}")
     p = np.atleast_1d(np.asarray(fraction, float))
     if p.ndim != 1 or not np.all((p > 0) & (p <= 1)):
         raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
-    if unlabelled == "background":
-        return pooled_dice(fields, n_eff, 1 - p, 0.0)
-    d = np.asarray(fields, float)
-    _check_fields(d)
     if not float(n_eff) > 0:
         raise ValueError(f"n_eff must be positive, got {n_eff}")
+    d = np.asarray(D, float)
     extra = (None,) * d.ndim
-    var = ((1 - p) / p)[(...,) + extra] * (d * (1 - d))[None] / n_eff
+    spread = d if unlabelled == "background" else d * (1 - d)
+    var = ((1 - p) / p)[(...,) + extra] * spread[None] / float(n_eff)
     margin = np.broadcast_to(d[None] - 0.5, var.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.sign(margin) * np.inf)
-    return dice_from_probability(_phi_cdf(z), d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
+    return _phi_cdf(z)
 
 
 def cluster_overlap(counts: Any) -> float:

@@ -27,6 +27,15 @@ the masks alone, once two numbers of the training recipe are known
 * **Random labels** (RL, and flipping at f + b = 1): no meta-structure; chance,
   the Dice of calling everything foreground, 2 pi / (1 + pi) for a foreground
   fraction pi; no threshold.
+* **Annotation practice** (every k-th slice, random blocks, scattered pixels:
+  :class:`~metastructure.noise.Slices`, :class:`~metastructure.noise.Blocks`,
+  :class:`~metastructure.noise.Scattered`; the rest stored as background or
+  ignored): ``clean_dice * annotated_dice(D, n', p, unlabelled)``
+  (:func:`theory.curves.annotated_dice`) with n' the n_eff of labels that come
+  in slices or blocks (:func:`theory.curves.clustered_n_eff` of the masks'
+  units, :meth:`Masks.overlap`; theory/README.md, step 15). On volumes
+  (``Masks(masks, ndim=3)``) :func:`table` adds the "every k-th slice" rows,
+  both ways.
 
 The two numbers, ``n_eff`` and ``clean_dice``, depend on the network, the
 recipe, the images and the training-set size, not on the label type's rates:
@@ -100,6 +109,8 @@ from .calibration import (
 )
 from .law import LEVEL, ScaleLaw
 from .model import (
+    ANNOTATIONS,
+    MIN_LABELLED_UNITS,
     MIN_RESOLVED,
     MIN_RESOLVED_SKELETON,
     N_EFF_MAX,
@@ -110,17 +121,20 @@ from .model import (
     solve_n_eff,
     unresolved,
 )
-from .plan import FLIPS, RADII, RATIOS, VALIDATED, Plan, table
+from .plan import FLIPS, HOW_MANY_SLACK, RADII, RATIOS, SPACINGS, VALIDATED, Plan, table
 from .training import CALIBRATION_LABELS, FAILED, calibrate, calibration_split
 
 __all__ = [
+    "ANNOTATIONS",
     "CALIBRATION_LABELS",
     "FAILED",
     "CONSTANTS_FILE",
     "DEFAULT",
     "DEFAULT_RECIPE",
     "FLIPS",
+    "HOW_MANY_SLACK",
     "LEVEL",
+    "MIN_LABELLED_UNITS",
     "MIN_RESOLVED",
     "MIN_RESOLVED_SKELETON",
     "NO_AUGMENT_CAPACITY",
@@ -128,6 +142,7 @@ __all__ = [
     "N_EFF_MIN",
     "RADII",
     "RATIOS",
+    "SPACINGS",
     "ScaleLaw",
     "VALIDATED",
     "Calibration",

@@ -101,10 +101,11 @@ def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def fit_kwargs(**recipe: Any) -> dict[str, Any]:
+def fit_kwargs(*, ndim: int = 2, **recipe: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`metastructure.train.fit` for a recipe: :data:`DEFAULT_RECIPE` with
     ``recipe``'s keys replaced (``widths`` and ``activation`` of the U-Net, ``steps``, ``batch_size``,
-    ``learning_rate``, ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``.
+    ``learning_rate``, ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``; with ``ndim=3`` the U-Net is
+    3-D (``nets.unet(ndim=3)``, for volumes; ``crop`` cuts cubes, each side at most the volume's).
 
     Raises:
         ValueError: a key that is not a recipe key, a count below 1, a learning rate that is not a finite
@@ -113,7 +114,8 @@ def fit_kwargs(**recipe: Any) -> dict[str, Any]:
             bool.
     """
     r = _check_recipe({**DEFAULT_RECIPE, **recipe})
-    return {"model": nets.unet(widths=r["widths"], activation=r["activation"]), "steps": r["steps"],
+    ndim = _checks.check_ndim(ndim)
+    return {"model": nets.unet(widths=r["widths"], activation=r["activation"], ndim=ndim), "steps": r["steps"],
             "batch_size": r["batch_size"], "learning_rate": r["learning_rate"], "augment": r["augment"],
             "crop": r["crop"]}
 

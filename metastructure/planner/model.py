@@ -26,8 +26,8 @@ from ..noise import LabelNoise
 from .calibration import DEFAULT, N_EFF_MAX, N_EFF_MIN, Calibration, _dice_value
 from .law import LEVEL, ScaleLaw
 
-__all__ = ["MIN_RESOLVED", "MIN_RESOLVED_SKELETON", "N_EFF_MAX", "N_EFF_MIN", "Masks", "Prediction", "predict",
-           "solve_n_eff", "unresolved"]
+__all__ = ["ANNOTATIONS", "MIN_LABELLED_UNITS", "MIN_RESOLVED", "MIN_RESOLVED_SKELETON", "N_EFF_MAX", "N_EFF_MIN",
+           "Masks", "Prediction", "predict", "solve_n_eff", "unresolved"]
 
 #: sampled and flipped labels are predicted only on masks whose :attr:`Masks.resolved` reaches this, skeletons
 #: only where it reaches :data:`MIN_RESOLVED_SKELETON`: their models read the 1-px clean partition of the masks, so
@@ -71,13 +71,16 @@ class Prediction(NamedTuple):
     n_images: int | None = None
 
 
-def _as_mask_list(masks: Any, names: Sequence[str] | None) -> list[np.ndarray]:
+def _as_mask_list(masks: Any, names: Sequence[str] | None, ndim: int = 2) -> list[np.ndarray]:
+    one = "(H, W)" if ndim == 2 else "(D, H, W)"
     if not isinstance(masks, (list, tuple)):  # one array
         arr = np.asarray(masks)
-        if arr.ndim == 2:
+        if arr.ndim == ndim:
             arr = arr[None]
-        if arr.ndim != 3:
-            raise ValueError(f"masks must be (N, H, W), (H, W) or a list of (H, W) arrays, got shape {arr.shape}")
+        if arr.ndim != ndim + 1:
+            many = "(N, H, W)" if ndim == 2 else "(N, D, H, W)"
+            raise ValueError(f"masks must be {many}, {one} or a list of {one} arrays, got shape {arr.shape}"
+                             + (" (volumes: ndim=3)" if ndim == 2 and arr.ndim == 4 else ""))
         items = list(arr)
     else:
         items = [np.asarray(m) for m in masks]
@@ -88,8 +91,8 @@ def _as_mask_list(masks: Any, names: Sequence[str] | None) -> list[np.ndarray]:
         raise ValueError(f"{len(names)} names for {len(items)} masks")
     out = []
     for name, m in zip(names, items, strict=True):
-        if m.ndim != 2 or m.size == 0:
-            raise ValueError(f"{name}: a mask must be a non-empty (H, W) array, got shape {m.shape}")
+        if m.ndim != ndim or m.size == 0:
+            raise ValueError(f"{name}: a mask must be a non-empty {one} array, got shape {m.shape}")
         if m.dtype.kind not in "biuf":
             raise ValueError(f"{name}: a mask must be numeric, got dtype {m.dtype}")
         if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
@@ -105,10 +108,12 @@ def _as_mask_list(masks: Any, names: Sequence[str] | None) -> list[np.ndarray]:
 class Masks:
     """Binary masks summarised once for many predictions (fields, histograms and perturbations cached).
 
-    ``Masks(masks, names=None)``: an (N, H, W) or (H, W) array or a list of
+    ``Masks(masks, names=None, ndim=2)``: an (N, H, W) or (H, W) array or a list of
     (H, W) arrays of differing sizes, values 0 / 1 (``names`` label the masks
-    in error messages, e.g. file names). Every prediction pools over all
-    pixels of all masks.
+    in error messages, e.g. file names); with ``ndim=3`` volumes: an
+    (N, D, H, W) or (D, H, W) array or a list of (D, H, W) arrays, whose
+    fields, perturbations and skeletons are 3-D. Every prediction pools over
+    all pixels (voxels) of all masks.
 
     Raises:
         ValueError: no masks, a mask that is not a non-empty 2-D 0/1 array
@@ -117,7 +122,7 @@ class Masks:
             clean labels do, random ones 1).
     """
 
-    def __init__(self, masks: Any, *, names: Sequence[str] | None = None):
+    def __init__(self, masks: Any, *, names: Sequence[str] | None = None, ndim: int = 2):
         if isinstance(masks, Masks):  # the same summary (and its caches), perhaps with other names
             self.__dict__.update(masks.__dict__)
             if names is not None:
@@ -125,8 +130,9 @@ class Masks:
                     raise ValueError(f"{len(names)} names for {len(self.masks)} masks")
                 self.names = list(names)
             return
+        self.ndim = _checks.check_ndim(ndim)
         self.names = list(names) if names is not None else None
-        self.masks = _as_mask_list(masks, names)
+        self.masks = _as_mask_list(masks, names, self.ndim)
         self.n_fg = int(sum(int(m.sum()) for m in self.masks))
         self.n_pixels = int(sum(m.size for m in self.masks))
         if self.n_fg == 0:
@@ -134,10 +140,10 @@ class Masks:
         if self.n_fg == self.n_pixels:
             raise ValueError(f"the {len(self.masks)} mask(s) hold no background pixel (all {self.n_pixels} pixels "
                              "are foreground): no boundary, nothing to plan for")
-        by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
+        by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
         for m in self.masks:
             by_shape.setdefault(m.shape, []).append(m)
-        self.stacks = [np.stack(ms) for ms in by_shape.values()]  # (N_g, H, W) bool, one per mask size
+        self.stacks = [np.stack(ms) for ms in by_shape.values()]  # (N_g, [D,] H, W) bool, one per mask size
         self._label_dice: dict[tuple[str, float | None], float] = {}
 
     def __len__(self) -> int:
@@ -168,7 +174,7 @@ class Masks:
         tot = np.zeros(2 * _HIST_BINS)
         overlap = called = 0
         for stack in self.stacks:
-            d = np.asarray(density.fraction_field(stack, 1.0))
+            d = np.asarray(density.fraction_field(stack, 1.0, ndim=self.ndim))
             overlap += int(np.count_nonzero((d > 0.5) & stack))
             called += int(np.count_nonzero(d > 0.5))
             d = d.ravel()
@@ -179,6 +185,19 @@ class Masks:
         keep = cnt > 0
         inside = np.arange(2 * _HIST_BINS) < _HIST_BINS
         return (tot[keep] / cnt[keep], cnt[keep], inside[keep]), 2 * overlap / (called + self.n_fg)
+
+    def annotated_dice(self, n_eff: float, fraction: float, unlabelled: str) -> float:
+        """:func:`theory.curves.annotated_dice` of these masks (a fraction p annotated, the rest background or
+        ignored), up to the binning of D, as :meth:`pooled_dice`."""
+        d, cnt, inside = self.histogram
+        prob = curves.annotated_probability(d, n_eff, fraction, unlabelled=unlabelled)
+        return float(curves.dice_from_probability(prob, inside[None], axes=(1,), weight=cnt[None])[0])
+
+    def overlap(self, label: Any) -> float:
+        """:func:`theory.curves.cluster_overlap` of an annotation label type's units on these masks (treated as
+        the training set): the chance that two labels fall in one slice (block, pixel) of one mask."""
+        lab = LabelNoise.parse(_as_label(label).name, ndim=self.ndim)
+        return curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
         """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
@@ -208,17 +227,18 @@ class Masks:
         key = (lab, float(bandwidth) if skeleton else None)  # label types hash by value
         if key not in self._label_dice:
             if skeleton:
-                learned = [density.fraction_field(sk, bandwidth) for sk in self.skeletons]
+                learned = [density.fraction_field(sk, bandwidth, ndim=self.ndim) for sk in self.skeletons]
                 threshold = self.skeleton_threshold.threshold
             else:
-                learned, threshold = [lab(None, m) for m in self.stacks], 0.5
+                perturb = LabelNoise.parse(lab.name, ndim=self.ndim)
+                learned, threshold = [perturb(None, m) for m in self.stacks], 0.5
             self._label_dice[key] = curves.pcl_label_dice(learned, self.stacks, threshold=threshold)
         return self._label_dice[key]
 
     @functools.cached_property
     def skeletons(self) -> list[np.ndarray]:
         """``noise.skeletonize`` of each stack of equal-size masks."""
-        return [np.asarray(noise.skeletonize(m)) for m in self.stacks]
+        return [np.asarray(noise.skeletonize(m, ndim=self.ndim)) for m in self.stacks]
 
     @functools.cached_property
     def skeleton_threshold(self) -> Any:
@@ -247,7 +267,7 @@ def unresolved(masks: Any, label: Any) -> str | None:
     m = masks if isinstance(masks, Masks) else Masks(masks)
     lab = _as_label(label)
     skeleton = isinstance(lab, noise.Skeleton)
-    if not (lab.family == "RCL" or skeleton):
+    if not (lab.family == "RCL" or skeleton or isinstance(lab, ANNOTATIONS)):
         return None
     need = MIN_RESOLVED_SKELETON if skeleton else MIN_RESOLVED
     if m.resolved >= need:
@@ -263,6 +283,16 @@ def _check_resolved(m: Masks, label: LabelNoise) -> None:
     why = unresolved(m, label)
     if why:
         raise ValueError(why)
+
+
+#: the annotation-practice label types (a region labelled, the rest background or ignored): predicted with
+#: :func:`theory.curves.annotated_dice` and the sheets' :func:`theory.curves.clustered_n_eff`
+ANNOTATIONS = (noise.Slices, noise.Blocks, noise.Scattered)
+#: an annotation is predicted only when the training set is expected to hold at least this many labelled units
+#: (slices, blocks) with foreground, p / q: below it the count of labelled units is too small for the normal
+#: approximation (the textbook n p >= 10), and the ``annotation`` simulation's networks failed there
+#: (simulations/README.md)
+MIN_LABELLED_UNITS = 10
 
 
 def _rates(label: LabelNoise) -> tuple[float, float]:
@@ -376,6 +406,11 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
             interval = (max(0.0, dice - math.hypot(lo, scatter)), min(1.0, dice + math.hypot(hi, scatter)))
         return Prediction(label, float(dice), threshold, inverted, fam, model, interval, n)
 
+    if isinstance(label, ANNOTATIONS):
+        if float(label.labelled_fraction) > 0:
+            return _annotation(m, label, cal, law, n, clean, done)
+        if label.unlabelled == "ignore":
+            raise ValueError(f"label {label.name!r} labels no pixel and ignores the rest: nothing to learn from")
     if fam == "CL":
         return done(clean, 0.5, False, "calibrated clean Dice" + ("" if law is None else f" at {n} images"))
     if fam == "RL":
@@ -388,7 +423,7 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
             dice = cal.clean_dice * float(m.pooled_dice(cal.n_eff, f, b)[0])
             return done(dice, float(mt.threshold), bool(mt.invert), f"finite sampling, n_eff = {cal.n_eff:.3g}")
         kind = label.kind if label.kind in law.kinds else law.kinds[0]
-        n_eff, dice, spread = _law_dice(m, law, kind, n, f, b)
+        n_eff, dice, spread = _law_dice(m, law, kind, n, lambda n_eff: float(m.pooled_dice(n_eff, f, b)[0]))
         note = "" if kind == label.kind else f", memorisation of {kind} draws ({label.kind} not calibrated)"
         ran = [p for p in law.points if p.get("kind") == label.kind]  # this family's own networks
         if failed := sum(bool(p.get("failed")) for p in ran):  # networks that did not train: not in the law
@@ -418,10 +453,44 @@ def _law_at(cal: Calibration, n_images: Any) -> tuple[ScaleLaw | None, int | Non
     return cal.law, n
 
 
-def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, f: float, b: float
-              ) -> tuple[float, float, tuple[float, float]]:
-    """(n_eff, Dice, (how far the uncertainty reaches below, above)) of a ``kind`` draw with rates (f, b) on ``n``
-    images. Three parts, added in quadrature: the region of (log rate, log ratio) and that of the family's
+def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | None, n: int | None, clean: float,
+                done: Any) -> Prediction:
+    """An annotation label type: the clean Dice times ``Masks.annotated_dice`` at the n_eff of its units
+    (``curves.clustered_n_eff`` of the calibration's or the law's n_eff and ``Masks.overlap``, the masks standing
+    for ``n`` training images of their kind: q scaled by len(masks) / n); with a law, the memorisation of sampled
+    draws (its first family, as the annotated region is fixed) sets n_eff."""
+    p, sem = float(label.labelled_fraction), label.unlabelled
+    # the masks' units per mask, over the training set's masks: n of them when the prediction is for n images
+    q = m.overlap(label) * (len(m) / n if n else 1.0)
+    mt = label.matched_threshold()
+    units = {"slices": "slices", "blocks": "blocks", "scattered": "pixels"}[label.kind]
+    if p / q < MIN_LABELLED_UNITS:
+        raise ValueError(f"label {label.name!r}: the {n or len(m)} training images would hold about {p / q:.3g} "
+                         f"labelled {units} with foreground (p / q), fewer than {MIN_LABELLED_UNITS}: too few for the "
+                         "model (and for training: the annotation simulation's networks failed there); label more "
+                         f"{units} or more images")
+    bound = "; for ignore a lower bound (ignore-trained networks pool more labels than sampled ones: " \
+            "simulations/README.md, annotation)" if sem == "ignore" else ""
+
+    def share(n_eff: float) -> float:
+        return m.annotated_dice(float(curves.clustered_n_eff(n_eff, q)), p, sem)
+
+    if law is None:
+        n_units = float(curves.clustered_n_eff(cal.n_eff, q))
+        return done(cal.clean_dice * share(cal.n_eff), float(mt.threshold), False,
+                    f"annotation ({sem}), n_eff = {cal.n_eff:.3g}, {n_units:.3g} in {units} (q = {q:.3g}){bound}")
+    kind = "sample" if "sample" in law.kinds else law.kinds[0]
+    n_eff, dice, spread = _law_dice(m, law, kind, n, share)
+    n_units = float(curves.clustered_n_eff(n_eff, q))
+    return done(dice, float(mt.threshold), False,
+                f"annotation ({sem}), scale law n_eff = {n_eff:.3g} at {n} images ({law.passes(n):.3g} passes, "
+                f"memorisation of {kind} draws), {n_units:.3g} in {units} (q = {q:.3g}){bound}", spread)
+
+
+def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, share: Any) -> tuple[float, float, tuple[float, float]]:
+    """(n_eff, Dice, (how far the uncertainty reaches below, above)) of a ``kind`` draw on ``n`` images whose share
+    of the clean Dice at a given n_eff is ``share(n_eff)`` (``Masks.pooled_dice`` of its rates, or of an
+    annotation). Three parts, added in quadrature: the region of (log rate, log ratio) and that of the family's
     (alpha, beta), each the joint region of its two numbers at LEVEL (the ellipse of its information, radius^2
     2 F(LEVEL; 2, dof): wider than the delta method's t-interval of the one prediction, which the prediction's
     curvature far from the calibration's sizes makes too narrow; clipped to the law's bounds where the information
@@ -432,7 +501,7 @@ def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, f: float, b: float
 
     def dice(log_law=None, curve=None) -> tuple[float, float]:
         n_eff = float(np.clip(law.n_eff(kind, n, log_law=log_law, curve=curve), N_EFF_MIN, N_EFF_MAX))
-        return n_eff, clean * float(m.pooled_dice(n_eff, f, b)[0])
+        return n_eff, clean * share(n_eff)
 
     n_eff, d0 = dice()
     theta = np.log([law.rate, law.ratio])
@@ -485,8 +554,10 @@ def solve_n_eff(masks: Any, label: Any, *, clean_dice: float, measured: float) -
     measured = _dice_value("measured", measured)
     hold = masks if isinstance(masks, Masks) else Masks(masks)
     lab = _as_label(label)
-    if lab.family != "RCL":
-        raise ValueError(f"n_eff belongs to sampled or flipped labels (f + b != 1), got {lab.name!r}")
+    if lab.family != "RCL" or isinstance(lab, ANNOTATIONS):
+        raise ValueError(f"n_eff is solved on sampled or flipped labels (f + b != 1), got {lab.name!r}"
+                         + (" (an annotation's labels come in slices or blocks: calibrate on 'sample p')"
+                            if isinstance(lab, ANNOTATIONS) else ""))
     _check_resolved(hold, lab)
     f, b = _rates(lab)
 

@@ -19,9 +19,20 @@ from .. import noise
 from ..noise import LabelNoise
 from .calibration import NO_AUGMENT_CAPACITY, Calibration
 from .law import LEVEL
-from .model import MIN_RESOLVED, MIN_RESOLVED_SKELETON, Masks, Prediction, _as_calibration, _law_at, predict, unresolved
+from .model import (
+    ANNOTATIONS,
+    MIN_LABELLED_UNITS,
+    MIN_RESOLVED,
+    MIN_RESOLVED_SKELETON,
+    Masks,
+    Prediction,
+    _as_calibration,
+    _law_at,
+    predict,
+    unresolved,
+)
 
-__all__ = ["FLIPS", "RADII", "RATIOS", "VALIDATED", "Plan", "table"]
+__all__ = ["FLIPS", "HOW_MANY_SLACK", "RADII", "RATIOS", "SPACINGS", "VALIDATED", "Plan", "table"]
 
 #: the label types the ``planner`` simulation checks against trained networks (simulations/README.md)
 VALIDATED = ("on real nuclei sample 0.5 to 0.05, flip 0.3 0.3 to 0.45 0.45, dilate 1 and 2, erode 1, also from "
@@ -31,6 +42,11 @@ VALIDATED = ("on real nuclei sample 0.5 to 0.05, flip 0.3 0.3 to 0.45 0.45, dila
 RATIOS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 FLIPS = (0.1, 0.2, 0.3, 0.4)
 RADII = (1, 2, 3)
+#: the slice spacings k of a volume plan's "every k-th slice" rows (each with the unlabelled slices as background
+#: and ignored)
+SPACINGS = (2, 5, 10, 20, 50)
+#: "how many slices": the largest spacing whose predicted Dice is within this of the clean Dice (Plan.text)
+HOW_MANY_SLACK = 0.05
 
 
 @dataclasses.dataclass
@@ -60,7 +76,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"calibration": self.calibration.to_dict(), "masks": self.masks, "memorisation": self.memorisation,
-                "rows": [{"label": r.label.name, "kind": r.label.kind, "params": [float(v) for v in r.label.params],
+                "rows": [{"label": r.label.name, "kind": r.label.kind,
+                          "params": [v if isinstance(v, str) else float(v) for v in r.label.params],
                           "family": r.family, "dice": r.dice, "threshold": r.threshold, "inverted": r.inverted,
                           "model": r.model, "interval": None if r.interval is None else list(r.interval),
                           "n_images": r.n_images} for r in self.rows],
@@ -82,17 +99,35 @@ class Plan:
                          f"{law.rate:.3g}, ratio "
                          f"{law.ratio:.3g}, one network within {law.residual_sd:.3f} Dice of it (rms, {law.dof} "
                          f"dof); intervals at {100 * LEVEL:.0f}%")
-        lines += ["", f"{'labels':<16}{'family':<8}{'Dice':>6}  {'interval':<14}{'threshold':<22}model", "-" * 92]
+        lines += ["", f"{'labels':<18}{'family':<8}{'Dice':>6}  {'interval':<14}{'threshold':<22}model", "-" * 94]
         for r in self.rows:
             thr = "none" if r.threshold is None else f"{r.threshold:.3g}" + (" (inverted: below)" if r.inverted
                                                                                else "")
             iv = "" if r.interval is None else f"{r.interval[0]:.3f}-{r.interval[1]:.3f}"
-            lines.append(f"{r.label.name:<16}{r.family:<8}{r.dice:>6.3f}  {iv:<14}{thr:<22}{r.model}")
-        if self.not_predicted:
-            lines += ["", "not predicted: " + ", ".join(lab.name for lab, _ in self.not_predicted),
+            lines.append(f"{r.label.name:<18}{r.family:<8}{r.dice:>6.3f}  {iv:<14}{thr:<22}{r.model}")
+        sl = [r for r in self.rows if isinstance(r.label, noise.Slices)]
+        if sl:
+            clean = next(r.dice for r in self.rows if isinstance(r.label, noise.Clean))
+            lines.append("")
+            if mk.get("ndim") == 3 and "on volumes" not in c.source:
+                lines.append(f"note: these are volumes, and the calibration ({c.source}) was not measured on "
+                             "volumes: its clean Dice and n_eff are a 2-D network's; calibrate on your volumes "
+                             "(--images with --volumes) for numbers about a 3-D network")
+            for sem in noise.UNLABELLED:
+                ok = [r.label.spacing for r in sl if r.label.unlabelled == sem and r.dice >= clean - HOW_MANY_SLACK]
+                lines.append(f"every k-th slice, unlabelled slices as {sem}: within {HOW_MANY_SLACK:g} of the clean "
+                             "Dice up to " + (f"k = {max(ok)}" if ok else "no k of the plan"))
+        thin = [lab for lab, _ in self.not_predicted if not isinstance(lab, ANNOTATIONS)]
+        few = [(lab, why) for lab, why in self.not_predicted if isinstance(lab, ANNOTATIONS)]
+        if thin:
+            lines += ["", "not predicted: " + ", ".join(lab.name for lab in thin),
                       f"  (structures too thin for the model: Masks.resolved {mk['resolved']:.2f}, below "
                       f"{MIN_RESOLVED:g} for sampled and flipped labels, {MIN_RESOLVED_SKELETON:g} for skeletons; "
                       "planner.unresolved says why for each)"]
+        if few:
+            lines += ["", "not predicted: " + ", ".join(lab.name for lab, _ in few),
+                      f"  (fewer than {MIN_LABELLED_UNITS} labelled units with foreground expected in the training "
+                      "set: too few for the model, and the networks failed there)"]
         lines += ["", f"memorisation of one fixed sparse draw (index k / n_fg; these masks: n_fg = {mem['n_fg']}):"]
         if mem["capacity"] is not None:
             lines.append(f"  this recipe (augment={c.recipe.get('augment')}): k = {mem['capacity']:.3g}, index "
@@ -117,8 +152,9 @@ class Plan:
         by: dict[type, list] = {}
         for r in self.rows:
             by.setdefault(type(r.label), []).append(r)
-        clean = next(r.dice for r in self.rows if r.family == "CL")
-        fig, ax = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+        clean = next(r.dice for r in self.rows if r.family == "CL" and isinstance(r.label, noise.Clean))
+        sl = [r for r in self.rows if isinstance(r.label, noise.Slices)]
+        fig, ax = plt.subplots(1, 3 + bool(sl), figsize=(14 + 4.6 * bool(sl), 4.2), constrained_layout=True)
         s = by.get(noise.Sample, [])
         ax[0].plot([1.0] + [float(r.label.params[0]) for r in s], [clean] + [r.dice for r in s], "o-",
                    label="predicted, at t* = p/2")
@@ -150,6 +186,13 @@ class Plan:
                           key=lambda r: float(r.label.params[0]) * (1 if isinstance(r.label, noise.Dilate) else -1))
         bars(ax[2], [float(r.label.params[0]) * (1 if isinstance(r.label, noise.Dilate) else -1) for r in pcl_rows],
              pcl_rows)
+        if sl:
+            for sem, col in (("background", "C0"), ("ignore", "C1")):
+                rs = sorted([r for r in sl if r.label.unlabelled == sem], key=lambda r: r.label.spacing)
+                ax[3].plot([1] + [r.label.spacing for r in rs], [clean] + [r.dice for r in rs], "o-", color=col,
+                           label=f"predicted, unlabelled = {sem} (at {'1/(2k)' if sem == 'background' else '1/2'})")
+                bars(ax[3], [r.label.spacing for r in rs], rs)
+            ax[3].set(xscale="log", xlabel="slice spacing k (every k-th slice labelled)", title="how many slices?")
         withheld = {type(lab) for lab, _ in self.not_predicted}
         for a, kinds in ((ax[0], (noise.Sample,)), (ax[1], (noise.Flip,))):
             if withheld & set(kinds) and not any(isinstance(r.label, kinds) for r in self.rows):
@@ -188,11 +231,16 @@ def _row_labels(name: str, values: Any, what: str, make: Callable[[Any], LabelNo
 
 def table(masks: Any, *, calibration: Calibration | None = None, n_images: int | None = None,
           ratios: Sequence[float] = RATIOS, flips: Sequence[float] = FLIPS, radii: Sequence[float] = RADII,
-          skeleton: bool = True) -> Plan:
+          skeleton: bool = True, spacings: Sequence[int] | None = None) -> Plan:
     """The whole plan for masks like ``masks``: :func:`predict` for clean labels, every sampling ratio,
     symmetric flip rate (f = b), dilation and erosion radius, skeletons and random labels, and when one
     fixed draw gets memorised, for ``n_images`` training images (default: the calibration's own number;
     :func:`predict` says how, and gives each row its interval).
+
+    On volumes (``Masks(..., ndim=3)``) it adds the answer to "how many slices": for each spacing k of
+    ``spacings`` (default :data:`SPACINGS`; none on images unless given) the rows ``"slices k"``
+    (the unlabelled slices stored as background) and ``"slices k ignore"``
+    (:class:`~metastructure.noise.Slices`, predicted with the sheets' n_eff, theory/README.md step 15).
 
     Each row is the label type itself, built from the value as given
     (``LabelNoise("sample", p)``, ``("flip", f, f)``, ``("dilate", r)``,
@@ -210,9 +258,10 @@ def table(masks: Any, *, calibration: Calibration | None = None, n_images: int |
 
     Raises:
         ValueError: bad masks (:class:`Masks`), a ratio or flip rate outside [0, 1], a negative or non-finite
-            radius (each naming ``ratios``, ``flips`` or ``radii``), an ``n_images`` :func:`predict` refuses.
-        TypeError: ``ratios``, ``flips`` or ``radii`` not a sequence of numbers, ``calibration`` not a
-            :class:`Calibration`.
+            radius, a spacing below 1 (each naming ``ratios``, ``flips``, ``radii`` or ``spacings``), an
+            ``n_images`` :func:`predict` refuses.
+        TypeError: ``ratios``, ``flips``, ``radii`` or ``spacings`` not a sequence of numbers,
+            ``calibration`` not a :class:`Calibration`.
     """
     m = masks if isinstance(masks, Masks) else Masks(masks)
     cal = _as_calibration(calibration)
@@ -223,13 +272,23 @@ def table(masks: Any, *, calibration: Calibration | None = None, n_images: int |
               + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("dilate", r))
               + _row_labels("radii", radii, "radius >= 0", lambda r: LabelNoise("erode", r))
               + ([LabelNoise("skeleton")] if skeleton else []) + [LabelNoise("random", 0.5)])
+    if spacings is None:
+        spacings = SPACINGS if m.ndim == 3 else ()
+    for sem in noise.UNLABELLED:
+        labels += _row_labels("spacings", spacings, "slice spacing (an int >= 1)",
+                              lambda k, sem=sem: noise.Slices(k, unlabelled=sem, ndim=m.ndim))
     rows, not_predicted = [], []
     for lab in labels:
         why = unresolved(m, lab)
         if why:
             not_predicted.append((lab, why))
-        else:
+            continue
+        try:
             rows.append(predict(m, lab, calibration=cal, n_images=n_images))
+        except ValueError as e:  # an annotation with too few labelled units (MIN_LABELLED_UNITS)
+            if not isinstance(lab, ANNOTATIONS):
+                raise
+            not_predicted.append((lab, str(e)))
     k = cal.capacity
     mem = {"n_fg": m.n_fg, "capacity": k,
            "index": None if k is None else float(curves.memorised_fraction(m.n_fg, k)),
@@ -240,6 +299,6 @@ def table(masks: Any, *, calibration: Calibration | None = None, n_images: int |
            "remedy": "dihedral augmentation (train.fit(augment=True), in the recipe) or fresh draws "
                      "(train.fit(noise=...)) keep a sparse draw from being memorised"}
     info = {"count": len(m), "pixels": m.n_pixels, "foreground_fraction": m.foreground_fraction,
-            "foreground_pixels": m.n_fg, "resolved": m.resolved}
+            "foreground_pixels": m.n_fg, "resolved": m.resolved, "ndim": m.ndim}
     return Plan(rows, cal, info, mem, not_predicted)
 

@@ -39,7 +39,7 @@ _MIN_LABELLED = 50  # fewest labelled foreground pixels a sparse calibration dra
 
 def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATION_LABELS, repeats: int = 2,
               holdout: float = 0.25, recipe: dict | None = None, names: Sequence[str] | None = None,
-              progress: bool | None = None) -> Calibration:
+              progress: bool | None = None, ndim: int = 2) -> Calibration:
     """Measure a training recipe on the user's own images: the clean Dice, and the scale law of n_eff.
 
     The images are split (:func:`calibration_split`) into ``ceil(holdout N)``
@@ -101,6 +101,9 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
         recipe: overrides of :data:`DEFAULT_RECIPE`.
         names: the masks' names (file names) for error messages.
         progress: tqdm bars for the trainings (default: on a terminal).
+        ndim: 3 for volumes: images (N, D, H, W[, C]), masks (N, D, H, W), 3-D U-Nets
+            (``fit_kwargs(ndim=3)``), 3-D draws of the label types and the held-out masks' 3-D fields; the
+            passes count voxels (crop cube / volume).
 
     Raises:
         ValueError: bad masks (naming them; all-foreground or all-background
@@ -118,11 +121,13 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
             ``recipe`` not a dict, a recipe value of the wrong type, ``label``
             not a label type.
     """
-    x = data.as_images(images, strict=False)
-    ms = Masks(masks, names=names)
+    nd = _checks.check_ndim(ndim)
+    x = data.as_images(images, strict=False, ndim=nd)
+    ms = Masks(masks, names=names, ndim=nd)
     y = ms.stacks[0] if len(ms.stacks) == 1 else None  # masks in their given order when all share one size
-    if x.ndim != 4 or y is None or y.shape != x.shape[:3]:
-        raise ValueError(f"images (N, H, W[, C]) and masks (N, H, W) must match, got images {np.shape(images)} "
+    if x.ndim != nd + 2 or y is None or y.shape != x.shape[:nd + 1]:
+        sp = "H, W" if nd == 2 else "D, H, W"
+        raise ValueError(f"images (N, {sp}[, C]) and masks (N, {sp}) must match, got images {np.shape(images)} "
                          f"and masks of shapes {sorted({m.shape for m in ms.masks})} x {len(ms)}")
     n = x.shape[0]
     if n < 2:
@@ -134,10 +139,10 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
     if not 0 < _checks.check_real_number("holdout", holdout) < 1:
         raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
     repeats = _checks.check_int("repeats", repeats, minimum=1)
-    labs = _as_labels(label)
+    labs = tuple(LabelNoise.parse(lab.name, ndim=nd) for lab in _as_labels(label))
     if recipe is not None and not isinstance(recipe, Mapping):
         raise TypeError(f"recipe must be a dict of overrides of DEFAULT_RECIPE or None, got {type(recipe).__name__}")
-    kw = fit_kwargs(**(recipe or {}))
+    kw = fit_kwargs(ndim=nd, **(recipe or {}))
     rec = {**DEFAULT_RECIPE, **(recipe or {})}
     _, k_half, k_draw, k_clean, k_sparse = jax.random.split(key, 5)
     tr, ho = calibration_split(key, n, holdout=holdout)
@@ -146,7 +151,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
         if empty:
             raise ValueError(f"the held-out masks hold no {what}: " + ", ".join(label_names[i] for i in ho)
                              + " (more images, or a larger holdout)")
-    held = Masks(y[ho])
+    held = Masks(y[ho], ndim=nd)
     for lab in labs:
         if why := unresolved(held, lab):  # n_eff would be solved on a partition that has lost the masks: say so
             raise ValueError(f"{why} (calibration solves n_eff on the held-out masks, so it cannot calibrate on "
@@ -182,8 +187,8 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
 
     mt = [lab.matched_threshold() for lab in labs]
     # the images' worth of pixels each training sees: steps x batch windows of what train.fit cuts (None: whole)
-    window = train._crop_window(rec["crop"], x.shape[1:3])
-    share = 1.0 if window is None else window[0] * window[1] / (x.shape[1] * x.shape[2])
+    window = train._crop_window(rec["crop"], x.shape[1:nd + 1])
+    share = 1.0 if window is None else math.prod(window) / math.prod(x.shape[1:nd + 1])
     images_seen = int(rec["steps"]) * int(rec["batch_size"]) * share
     cleans, points = [], []
     fg_index = []
@@ -234,9 +239,9 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
     n_eff, clipped = solve_n_eff(held, labs[0], clean_dice=clean, measured=sparse)  # a bound when clipped
     if law is not None and not clipped:
         n_eff = float(np.clip(law.n_eff(labs[0].kind, len(tr)), N_EFF_MIN, N_EFF_MAX))
-    source = "calibrated"
+    source = "calibrated" + (" on volumes" if nd == 3 else "")
     if clipped:
-        source = f"calibrated, n_eff clipped at N_EFF_{clipped.upper()} = {n_eff:g}: a bound, not a measurement"
+        source = f"{source}, n_eff clipped at N_EFF_{clipped.upper()} = {n_eff:g}: a bound, not a measurement"
         warnings.warn(f"calibrate: the sparse networks' Dice {sparse:.3f} against clean {clean:.3f} lies "
                       f"{'above' if clipped == 'max' else 'below'} what any n_eff in [{N_EFF_MIN:g}, {N_EFF_MAX:g}] "
                       f"predicts; n_eff = {n_eff:g} (a {'noise-free' if clipped == 'max' else 'failed'} sparse "
