@@ -68,6 +68,7 @@ NAMES = (
     "real_nuclei",
     "planner",
     "igtt",
+    "annotation",
 )
 """The simulations' experiments (modules ``simulations.NAME``), in the order they run and are reported."""
 

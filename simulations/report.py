@@ -165,7 +165,8 @@ def _default_steps(records: dict) -> int | None:
 
 
 def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
-    learn = {n: r for n, r in records.items() if r is not None and "net" in r["config"]}
+    # the image experiments (a volume experiment, whose config has a depth, states its own setup in its section)
+    learn = {n: r for n, r in records.items() if r is not None and "net" in r["config"] and "depth" not in r["config"]}
     if not learn:
         return [para("No learning experiment has been run yet.")]
     nets = {n: unet_name(r["config"]["net"], (r["config"].get("recipe") or {}).get("activation"))
@@ -188,7 +189,7 @@ def _setup(records: dict, cmd: dict[str, str]) -> list[str]:
         text += f", {data['size']} x {data['size']} images"
     text += f", {steps} steps unless stated."
     if data:
-        seen = steps * batches[0] / data["n_train"]
+        seen = steps * db["config"]["opt"]["batch"] / data["n_train"]
         text += (f" Synthetic data sets have {data['n_train']} training, {data['n_val']} validation and "
                  f"{data['n_test']} test images unless stated, so a training image is seen about "
                  f"{seen:.0f} times (the paper trained 100 epochs; the `scale` section maps how the loss to "

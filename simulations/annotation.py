@@ -1,0 +1,449 @@
+"""Annotation practice on volumes: how many slices, and ignore or background (theory/README.md, step 15).
+
+3-D U-Nets trained on one fixed annotation per training volume of NUC-like and
+ER-like stacks (``data.nuclei`` / ``data.er`` with ``ndim=3``: an anisotropic
+PSF, shot noise), at equal label budgets: every k-th slice fully labelled
+(``noise.Slices``), random 8-voxel cubes (``noise.Blocks``) or scattered voxels
+(``noise.Scattered``), each with the unlabelled voxels stored as background
+(read at t* = p/2) or ignored (read at 1/2). Against clean labels, and against
+a 2-D U-Net trained on the labelled slices alone and run slice by slice.
+
+The prediction beside each point is the clean Dice times
+``theory.curves.annotated_dice`` on the test volumes' 1-px fraction fields,
+with n_eff reduced for labels that come in sheets or blocks
+(``curves.clustered_n_eff`` of ``curves.cluster_overlap`` of the training
+masks' units). n_eff is fitted per data set and per semantics (background,
+ignore: networks may pool differently, as the planner measures each label
+family's memorisation apart) on the scattered-voxel cells only; slices and
+blocks are then predicted, not fitted. Cells whose training set holds fewer
+than ``planner.MIN_LABELLED_UNITS`` labelled units with foreground (p / q) lie
+outside the model and are reported apart.
+
+Beside the theory, the planner: ``planner.calibrate(..., ndim=3)`` on each
+data set's training volumes with this experiment's recipe (one calibration
+cell per data set), then ``planner.predict`` of every label type for the
+training volumes' masks: its predictions against the same trained networks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+from scipy import stats as sps
+
+from metastructure import data, density, metrics, nets, noise, planner, train
+from theory import curves
+
+from ._common import N_EFF, errorbar, pyplot, save_figure, stats
+from ._text import DATA, SHORT, listing, num, para, pct, pm, table
+
+VERSION = 1  # bump when compute's results change: the runner versions every annotation cell with it
+TOLERANCE = 0.05  # the issue's goal: every predicted point within this much Dice of the measured one
+BLOCK = 8  # the blocks' side in voxels
+ALPHA = 0.05  # the level of the ignore-against-background tests (Welch, over seeds)
+
+# each data set's generator settings: NUC-like ellipsoids, ER-like tubules wide enough to see through the z blur
+GENERATORS = {
+    "nuclei": {"radius": [3.0, 7.0], "count": [3, 6]},
+    "er": {"nodes": 10, "width": [2.0, 4.0], "photons": 80.0, "z_blur": 2.0},
+}
+
+PROFILES = {
+    "quick": {"profile": "quick", "datasets": ["nuclei"], "size": 16, "depth": 8, "n_train": 6, "n_test": 2,
+              "net": [4, 8], "opt": {"steps": 30, "batch": 2, "lr": 0.005}, "seeds": 1,
+              "spacings": [4], "budgets": [0.25], "slicewise": [1, 4]},
+    "full": {"profile": "full", "datasets": ["nuclei", "er"], "size": 32, "depth": 12, "n_train": 24, "n_test": 8,
+             "net": [8, 16, 32], "opt": {"steps": 100, "batch": 2, "lr": 0.003}, "seeds": 3,
+             "spacings": [2, 10, 50], "budgets": [0.1, 0.02], "slicewise": [1, 10, 50]},
+}
+REQUIRES = ()
+SEMANTICS = noise.UNLABELLED  # ("background", "ignore")
+
+
+def _dataset(config: dict, name: str) -> dict:
+    return {"name": name, "size": config["size"], "depth": config["depth"], "n_train": config["n_train"],
+            "n_test": config["n_test"], "seed": 0, **GENERATORS[name]}
+
+
+@functools.lru_cache(maxsize=4)
+def _load(dspec_json: str) -> dict[str, data.Dataset]:
+    d = json.loads(dspec_json)
+    gen = {"nuclei": data.nuclei, "er": data.er}[d["name"]]
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
+          if k not in ("name", "n_train", "n_test", "seed")}
+    key = jax.random.key(d["seed"])
+    return {split: gen(jax.random.fold_in(key, i), d[f"n_{split}"], ndim=3, **kw)
+            for i, split in enumerate(("train", "test"))}
+
+
+def load_data(dspec: dict) -> dict[str, data.Dataset]:
+    """The train / test volumes of a cell (cached per process)."""
+    return _load(json.dumps(dspec, sort_keys=True))
+
+
+def _name(kind: str, budget: float, semantics: str) -> str:
+    """A scheme's label type name at a budget p (slices: k = 1/p)."""
+    text = {"slices": f"slices {round(1 / budget)}", "blocks": f"blocks {budget:g} {BLOCK}",
+            "scattered": f"scattered {budget:g}"}[kind]
+    return text if semantics == "background" else f"{text} ignore"
+
+
+def _labels(config: dict) -> list[str]:
+    """Every 3-D network's label type: clean, slices at each spacing, blocks and scattered voxels at each budget."""
+    out = ["clean"]
+    for sem in SEMANTICS:
+        out += [_name("slices", 1 / k, sem) for k in config["spacings"]]
+        out += [_name(kind, p, sem) for kind in ("blocks", "scattered") for p in config["budgets"]]
+    return out
+
+
+def _spec(config: dict, name: str, labels: str, seed: int, dim: int = 3) -> dict:
+    return {"kind": "annotation", "label": f"{name} {labels} {dim}-D s{seed}", "data": _dataset(config, name),
+            "labels": labels, "dim": dim, "net": list(config["net"]), "opt": dict(config["opt"]), "seed": seed}
+
+
+def _slicewise(k: int) -> str:
+    return "clean" if k == 1 else f"slices {k} ignore"
+
+
+def _recipe(config: dict) -> dict:
+    """The planner's recipe that trains as this experiment's 3-D networks do (whole volumes, augmented, ReLU)."""
+    opt = config["opt"]
+    return {"widths": list(config["net"]), "activation": "relu", "steps": opt["steps"], "batch_size": opt["batch"],
+            "learning_rate": opt["lr"], "augment": True, "crop": None}
+
+
+def _calibration_spec(config: dict, name: str) -> dict:
+    return {"kind": "annotation", "role": "calibration", "label": f"{name} planner calibration",
+            "data": _dataset(config, name), "recipe": _recipe(config), "repeats": 1, "seed": 0}
+
+
+def cells(config: dict) -> list[dict]:
+    return [_spec(config, n, lab, s) for n in config["datasets"] for lab in _labels(config)
+            for s in range(config["seeds"])] + \
+           [_spec(config, n, _slicewise(k), s, dim=2) for n in config["datasets"] for k in config["slicewise"]
+            for s in range(config["seeds"])] + \
+           [_calibration_spec(config, n) for n in config["datasets"]]
+
+
+def compute(spec: dict) -> dict:
+    """One network: the annotation drawn once (key: the seed), a U-Net trained on it, scored on the test volumes.
+
+    3-D: ``train.fit`` on the volumes with the annotation (augmented by the 16 symmetries that keep z). 2-D: a
+    U-Net of the same widths on the labelled slices alone (every slice for clean labels), run on every slice of
+    the test volumes. Scores: ``metrics.evaluate`` pooled over the test volumes (t*: the label type's, 1/2 with
+    ignore), the labelled share of the training foreground, and how many slices the 2-D network saw.
+    """
+    d = load_data(spec["data"])
+    tr, te = d["train"], d["test"]
+    if spec.get("role") == "calibration":  # planner.calibrate on the training volumes, this experiment's recipe
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a clipped n_eff or a failed network is in the record
+            cal = planner.calibrate(jax.random.key(spec["seed"]), tr.images, tr.masks, recipe=spec["recipe"],
+                                    repeats=spec["repeats"], progress=False, ndim=3)
+        return cal.to_dict()
+    ln = noise.LabelNoise.parse(spec["labels"], ndim=3)
+    seed = spec["seed"]
+    y = np.asarray(ln(jax.random.fold_in(jax.random.key(seed), 1), tr.masks), np.int32)
+    opt = spec["opt"]
+    kw = dict(steps=opt["steps"], learning_rate=opt["lr"], augment=True, progress=False)
+    fg = tr.masks == 1
+    out = {"labelled_fg": float(np.count_nonzero((y == 1) & fg) / max(np.count_nonzero(fg), 1))}
+    if spec["dim"] == 3:
+        r = train.fit(jax.random.key(seed), tr.images, y, model=nets.unet(widths=tuple(spec["net"]), ndim=3),
+                      batch_size=opt["batch"], label_type=ln, **kw)
+        probs = np.asarray(r.predict(te.images))
+    else:
+        whole = np.all((y != -1).reshape(y.shape[:2] + (-1,)), axis=2)  # the labelled slices, (N, D)
+        x2, y2 = tr.images[whole], y[whole]
+        out["slices"] = int(x2.shape[0])
+        r = train.fit(jax.random.key(seed), x2, y2, model=nets.unet(widths=tuple(spec["net"])),
+                      batch_size=4 * opt["batch"], **kw)
+        flat = te.images.reshape((-1,) + te.images.shape[2:])
+        probs = np.asarray(r.predict(flat)).reshape(te.masks.shape)
+    scores = metrics.evaluate(probs, te.masks, label_type=ln, protocols=("fixed_0.5", "t_star", "oracle"))
+    out.update({p: {"dice": scores[p]["dice"], "threshold": scores[p]["threshold"]}
+                for p in ("t_star", "oracle", "fixed_0.5")})
+    out["mean_fg"] = scores["mean_fg"]["value"]
+    return out
+
+
+# ------------------------------------------------------------------ summary and prediction
+def _fraction(name: str) -> float:
+    return float(noise.LabelNoise.parse(name).labelled_fraction) if name != "clean" else 1.0
+
+
+def _semantics(name: str) -> str:
+    return "ignore" if name.endswith(" ignore") else "background"
+
+
+def _scheme(name: str) -> str:
+    return name.split()[0]
+
+
+def summarise(config: dict, store) -> dict:
+    out = {}
+    for dname in config["datasets"]:
+        dspec = _dataset(config, dname)
+        d = load_data(dspec)
+        train_masks, test_masks = d["train"].masks, d["test"].masks
+        fields = np.asarray(density.fraction_field(test_masks.astype(bool), 1.0, ndim=3), float)
+        overlap = {kind: curves.cluster_overlap(noise.LabelNoise.parse(example, ndim=3).unit_counts(train_masks))
+                   for kind, example in (("slices", "slices 2"), ("blocks", f"blocks 0.1 {BLOCK}"),
+                                         ("scattered", "scattered 0.1"))}
+        rows = {}
+        for lab in _labels(config):
+            res = [store.result(_spec(config, dname, lab, s)) for s in range(config["seeds"])]
+            rows[lab] = {"dice": stats([r["t_star"]["dice"] for r in res]),
+                         "oracle": stats([r["oracle"]["dice"] for r in res]),
+                         "labelled_fg": stats([r["labelled_fg"] for r in res]),
+                         "values": [r["t_star"]["dice"] for r in res]}
+        slicewise = {}
+        for k in config["slicewise"]:
+            res = [store.result(_spec(config, dname, _slicewise(k), s, dim=2)) for s in range(config["seeds"])]
+            slicewise[str(k)] = {"dice": stats([r["t_star"]["dice"] for r in res]),
+                                 "slices": stats([r["slices"] for r in res])}
+        clean = rows["clean"]["dice"]["mean"]
+
+        def predict(name: str, n_eff: float, base: float = clean, fields=fields, overlap=overlap) -> float:
+            return _predict(name, n_eff, base, fields, overlap)
+
+        fits = {}
+        for sem in SEMANTICS:  # n_eff per semantics, on the scattered cells of that semantics only
+            fit_on = [lab for lab in rows if _scheme(lab) == "scattered" and _semantics(lab) == sem]
+            best = None
+            for n in N_EFF:
+                err = float(np.sqrt(np.mean([(predict(lab, n) - rows[lab]["dice"]["mean"]) ** 2 for lab in fit_on])))
+                if best is None or err < best["rmse"]:
+                    best = {"n_eff": n, "rmse": err, "on": fit_on}
+            fits[sem] = best
+        cal = planner.Calibration.from_dict(store.result(_calibration_spec(config, dname)))
+        pm_train = planner.Masks(train_masks, ndim=3)
+        for lab, row in rows.items():
+            n_eff = fits[_semantics(lab)]["n_eff"]
+            row["predicted"] = predict(lab, n_eff)
+            row["fitted"] = lab in fits[_semantics(lab)]["on"]
+            row["labelled_units"] = None if lab == "clean" else _fraction(lab) / overlap[_scheme(lab)]
+            row["in_model"] = lab == "clean" or row["labelled_units"] >= planner.MIN_LABELLED_UNITS
+            row["n_eff_units"] = None if lab == "clean" else float(curves.clustered_n_eff(n_eff,
+                                                                                         overlap[_scheme(lab)]))
+            try:
+                row["planner"] = planner.predict(pm_train, noise.LabelNoise.parse(lab, ndim=3), calibration=cal,
+                                                 n_images=config["n_train"]).dice
+            except ValueError:  # too few labelled units: the planner refuses
+                row["planner"] = None
+        clean2 = slicewise["1"]["dice"]["mean"] if "1" in slicewise else None
+        for k, row in slicewise.items():
+            row["predicted"] = None if clean2 is None else predict(_slicewise(int(k)), fits["ignore"]["n_eff"],
+                                                                   clean2)
+        ks = np.unique(np.round(np.geomspace(1, max(config["spacings"]) * 1.5, 30)).astype(int))
+        curve = {sem: [predict("clean" if k == 1 else _name("slices", 1 / k, sem), fits[sem]["n_eff"]) for k in ks]
+                 for sem in SEMANTICS}
+        units_k = {str(k): (1 / k) / overlap["slices"] for k in ks}
+        errors = {lab: abs(row["predicted"] - row["dice"]["mean"]) for lab, row in rows.items()
+                  if lab != "clean" and not row["fitted"] and row["in_model"]}
+        planner_errors = {lab: abs(row["planner"] - row["dice"]["mean"]) for lab, row in rows.items()
+                          if row["planner"] is not None}
+        # ignore against background at equal budgets (Welch over seeds)
+        versus = {}
+        for lab in rows:
+            if _semantics(lab) == "ignore":
+                bg = lab.removesuffix(" ignore")
+                a, b = rows[lab]["values"], rows[bg]["values"]
+                p = float(sps.ttest_ind(a, b, equal_var=False).pvalue) if len(a) > 1 and np.std(a + b) > 0 else None
+                versus[bg] = {"difference": float(np.mean(a) - np.mean(b)), "p": p}
+        out[dname] = {"by_label": rows, "slicewise": slicewise, "fit": fits, "overlap": overlap,
+                      "curve_k": ks.tolist(), "curve": curve, "curve_units": units_k, "errors": errors,
+                      "max_error": max(errors.values()) if errors else None, "ignore_vs_background": versus,
+                      "planner": {"calibration": {"n_eff": cal.n_eff, "clean_dice": cal.clean_dice,
+                                                  "source": cal.source, "n_train": cal.n_train},
+                                  "errors": planner_errors,
+                                  "max_error": max(planner_errors.values()) if planner_errors else None},
+                      "how_many_slices": _how_many(config, rows, curve, ks, clean, units_k)}
+    return out
+
+
+def _predict(name: str, n_eff: float, base: float, fields: np.ndarray, overlap: dict) -> float:
+    """The clean Dice ``base`` times ``curves.annotated_dice`` on the test fields at the n_eff of the scheme's
+    units (``curves.clustered_n_eff``); ``base`` itself for clean labels."""
+    if name == "clean":
+        return base
+    n = float(curves.clustered_n_eff(n_eff, overlap[_scheme(name)]))
+    return base * float(curves.annotated_dice(fields, n, _fraction(name), unlabelled=_semantics(name))[0])
+
+
+def _how_many(config: dict, rows: dict, curve: dict, ks: np.ndarray, clean: float, units: dict) -> dict:
+    """Per semantics: the largest measured spacing k whose Dice is within TOLERANCE of clean (each smaller
+    spacing too), and the largest k of the predicted curve that is, among the spacings inside the model."""
+    out = {}
+    for sem in SEMANTICS:
+        meas = None
+        for k in sorted(config["spacings"]):
+            if rows[_name("slices", 1 / k, sem)]["dice"]["mean"] < clean - TOLERANCE:
+                break
+            meas = k
+        inside = {int(k) for k in ks if units[str(k)] >= planner.MIN_LABELLED_UNITS}
+        pred = [int(k) for k, v in zip(ks, curve[sem], strict=True) if v >= clean - TOLERANCE and int(k) in inside]
+        out[sem] = {"measured": meas, "predicted": max(pred) if pred else None}
+    return out
+
+
+# ------------------------------------------------------------------ figure
+def plot(record: dict, path: Path, store=None) -> None:
+    plt = pyplot()
+    res, cfg = record["results"], record["config"]
+    n = len(res)
+    fig, ax = plt.subplots(2, n, figsize=(6.2 * n, 8.4), constrained_layout=True, squeeze=False)
+    marks = {"background": ("C0", "o"), "ignore": ("C1", "s")}
+    for j, (dname, r) in enumerate(res.items()):
+        a = ax[0, j]
+        rows = r["by_label"]
+        clean = rows["clean"]["dice"]
+        a.axhspan(clean["mean"] - clean["std"], clean["mean"] + clean["std"], color="0.85", lw=0)
+        a.axhline(clean["mean"], color="0.4", lw=1, label=f"clean 3-D: {clean['mean']:.3f}")
+        for sem, (col, mk) in marks.items():
+            ks = cfg["spacings"]
+            errorbar(a, ks, [rows[_name("slices", 1 / k, sem)]["dice"] for k in ks], color=col, marker=mk, ms=5,
+                     ls="none", label=f"3-D, unlabelled = {sem} (t* = {'1/(2k)' if sem == 'background' else '1/2'})")
+            inside = [r["curve_units"][str(k)] >= planner.MIN_LABELLED_UNITS for k in r["curve_k"]]
+            kin = [k for k, ok in zip(r["curve_k"], inside, strict=True) if ok]
+            kout = [k for k, ok in zip(r["curve_k"], inside, strict=True) if not ok]
+            a.plot(kin, r["curve"][sem][:len(kin)], color=col, lw=1.2,
+                   label=f"predicted, {sem} (n_eff {r['fit'][sem]['n_eff']:.0f})")
+            if kout:
+                a.plot([kin[-1]] + kout, r["curve"][sem][len(kin) - 1:], color=col, lw=1, ls=":")
+        cut = [k for k in r["curve_k"] if r["curve_units"][str(k)] < planner.MIN_LABELLED_UNITS]
+        if cut:
+            a.axvspan(cut[0], max(r["curve_k"]), color="C3", alpha=0.07, lw=0,
+                      label=f"< {planner.MIN_LABELLED_UNITS} labelled slices with objects: outside the model")
+        sw = r["slicewise"]
+        ks2 = [int(k) for k in sw if int(k) > 1]
+        if ks2:
+            errorbar(a, ks2, [sw[str(k)]["dice"] for k in ks2], color="C2", marker="^", ms=6, ls="none",
+                     label="2-D U-Net on the labelled slices")
+        a.set(xscale="log", xlabel="slice spacing k (every k-th slice labelled; p = 1/k)", ylabel="test Dice",
+              ylim=(0, 1), title=f"{DATA.get(dname, dname)} volumes: how many slices?")
+        a.legend(fontsize=7, loc="lower left")
+        b = ax[1, j]
+        names = [lab for lab in rows if lab != "clean" and _scheme(lab) != "slices"] + \
+            [_name("slices", p, sem) for p in cfg["budgets"] for sem in SEMANTICS
+             if _name("slices", p, sem) in rows]
+        names = sorted(names, key=lambda s: (-_fraction(s), _scheme(s), _semantics(s)))
+        x = np.arange(len(names))
+        for i, lab in enumerate(names):
+            col = marks[_semantics(lab)][0]
+            st = rows[lab]["dice"]
+            b.bar(i, st["mean"], yerr=st["std"], color=col, alpha=0.35 if rows[lab]["fitted"] else 0.7,
+                  capsize=2, hatch=None if rows[lab]["in_model"] else "//")
+            b.plot([i - 0.4, i + 0.4], [rows[lab]["predicted"]] * 2, color="k", lw=1.5,
+                   ls="-" if rows[lab]["in_model"] else ":")
+            if rows[lab]["planner"] is not None:
+                b.plot(i, rows[lab]["planner"], marker="D", color="C2", ms=5, ls="none")
+        b.axhline(clean["mean"], color="0.4", lw=1)
+        b.set_xticks(x, [f"{_scheme(s)} {pct(_fraction(s))}\n{_semantics(s)}" for s in names], fontsize=6,
+                     rotation=90)
+        b.set(ylim=(0, 1), ylabel="test Dice",
+              title="bars: measured (pale: fitted; hatched: outside the model)\nblack: theory; green: planner",
+              )
+        b.title.set_fontsize(9)
+    save_figure(fig, path, f"annotation: one fixed annotation per volume, {cfg['seeds']} seed(s), mean +- sd\n"
+                           "blue: unlabelled = background, orange: ignored", fontsize=10)
+
+
+# ------------------------------------------------------------------ the results document
+TITLE = "Annotating volumes: how many slices, ignore or background"
+
+
+def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
+    """This experiment's section of the results document, from its record."""
+    cfg, res = record["config"], record["results"]
+    ds = list(res)
+    opt = cfg["opt"]
+    out = [para(
+        f"3-D U-Nets ({'-'.join(map(str, cfg['net']))}, {opt['steps']} steps of {opt['batch']} volumes, augmented) "
+        f"on {cfg['n_train']} training volumes of {cfg['depth']} x {cfg['size']} x {cfg['size']} voxels ("
+        + listing([DATA.get(d, d) for d in ds]) + ", imaged with a PSF 2-3 times wider along z), each trained on "
+        f"one fixed annotation: every k-th slice (k = {listing([str(k) for k in cfg['spacings']])}), random "
+        f"{BLOCK}-voxel cubes or scattered voxels at budgets of {listing([pct(p) for p in cfg['budgets']])} of the "
+        "voxels, the unlabelled voxels stored as background (read at t* = p/2) or ignored (read at 1/2); "
+        f"{cfg['seeds']} seed(s) each (a seed draws the network and the annotation). Dice at t* on "
+        f"{cfg['n_test']} test volumes, mean +- sd. **theory**: the clean Dice times `theory.curves.annotated_dice` "
+        "(theory/README.md, step 15), n_eff fitted per semantics on the scattered-voxel cells alone (marked "
+        "fitted) and cut for slices and blocks by `curves.clustered_n_eff`. **planner**: `planner.predict` from "
+        "`planner.calibrate(..., ndim=3)` on the same training volumes with the same recipe (one calibration "
+        f"per data set). Units: labelled slices or blocks with objects expected in the training set (p / q); "
+        f"below {planner.MIN_LABELLED_UNITS} the cell is outside the model (and the planner refuses it).")]
+    for dname in ds:
+        r = res[dname]
+        rows = r["by_label"]
+        body = []
+        for lab, row in rows.items():
+            if lab == "clean":
+                continue
+            units = "" if row["labelled_units"] is None else f"{row['labelled_units']:.0f}"
+            theory = num(row["predicted"]) + (" (fitted)" if row["fitted"] else "")
+            if not row["in_model"]:
+                theory = f"outside ({num(row['predicted'])})"
+            body.append([f"`{lab}`", pct(_fraction(lab)), units, pm(row["dice"]), theory,
+                         num(row["planner"]) if row["planner"] is not None else "refused"])
+        sw = r["slicewise"]
+        for k, row in sw.items():
+            if int(k) > 1:
+                body.append([f"2-D U-Net on `{_slicewise(int(k))}`'s slices", pct(1 / int(k)),
+                             f"{row['slices']['mean']:.0f} slices", pm(row["dice"]), num(row["predicted"]), ""])
+        f = r["fit"]
+        pl = r["planner"]
+        out.append(para(
+            f"**{DATA.get(dname, dname)}**: clean 3-D {pm(rows['clean']['dice'])}; a 2-D U-Net on every slice "
+            f"{pm(sw['1']['dice']) if '1' in sw else 'n/a'}. n_eff fitted {f['background']['n_eff']:.0f} "
+            f"(background, rms {num(f['background']['rmse'])}) and {f['ignore']['n_eff']:.0f} (ignore, rms "
+            f"{num(f['ignore']['rmse'])}); the planner's calibration: clean Dice "
+            f"{num(pl['calibration']['clean_dice'])}, n_eff {pl['calibration']['n_eff']:.0f} "
+            f"({pl['calibration']['source']}, {pl['calibration']['n_train']} training volumes):"))
+        out.append(table(["label type", "budget", "units", "measured", "theory", "planner"], body))
+    out.append(para(_answers(cfg, res)))
+    return out
+
+
+def _answers(cfg: dict, res: dict) -> str:
+    ds = list(res)
+    txt = []
+    errs = {d: res[d]["max_error"] for d in ds}
+    within = [d for d in ds if errs[d] is not None and errs[d] <= TOLERANCE]
+    txt.append("Inside the model (not fitted), the theory lies within "
+               + listing([f"{num(errs[d])} ({SHORT.get(d, d)})" for d in ds]) + " of the measured Dice: within "
+               f"the goal of {TOLERANCE:g} on " + (listing([SHORT.get(d, d) for d in within]) if within else
+                                                   "no data set") + ".")
+    for d in ds:
+        worst = sorted(res[d]["errors"].items(), key=lambda kv: -kv[1])[:3]
+        if worst and worst[0][1] > TOLERANCE:
+            txt.append(f"On {SHORT.get(d, d)} it misses most at " + listing(
+                [f"`{lab}` ({num(res[d]['by_label'][lab]['predicted'] - res[d]['by_label'][lab]['dice']['mean'])})"
+                 for lab, e in worst if e > TOLERANCE]) + " (theory minus measured).")
+        out = [lab for lab, row in res[d]["by_label"].items() if not row["in_model"]]
+        if out:
+            txt.append(f"Outside the model on {SHORT.get(d, d)}: " + listing(
+                [f"`{lab}` {pm(res[d]['by_label'][lab]['dice'])}" for lab in out]) + ".")
+        pl = res[d]["planner"]
+        if pl["max_error"] is not None:
+            txt.append(f"The planner, calibrated on the {SHORT.get(d, d)} training volumes, lies within "
+                       f"{num(pl['max_error'])} of every network it answers for.")
+        h = res[d]["how_many_slices"]
+        txt.append(f"**How many slices ({SHORT.get(d, d)})?** Within {TOLERANCE:g} of clean up to k = "
+                   f"{h['ignore']['measured']} measured with the unlabelled voxels ignored (theory: k = "
+                   f"{h['ignore']['predicted']}), up to k = {h['background']['measured']} with them stored as "
+                   f"background (theory: k = {h['background']['predicted']}).")
+        vs = res[d]["ignore_vs_background"]
+        wins = [k for k, v in vs.items() if v["difference"] > 0 and v["p"] is not None and v["p"] < ALPHA]
+        ahead = [k for k, v in vs.items() if v["difference"] > 0]
+        txt.append(f"**Ignore or background ({SHORT.get(d, d)})?** Ignoring is ahead in {len(ahead)} of {len(vs)} "
+                   f"schemes and separated from background at p < {ALPHA:g} (Welch, {cfg['seeds']} seeds, "
+                   f"uncorrected) in {len(wins)}" + (f" ({listing([f'`{k}`' for k in wins])})" if wins else "")
+                   + "; the differences: " + listing([f"{num(v['difference'])} for `{k}`" for k, v in vs.items()])
+                   + ".")
+    return " ".join(txt)
