@@ -7,6 +7,10 @@
   The process first calls ``metastructure.configure_cpu()`` (YNNPACK fusions
   off, glibc malloc keeping its pages), so both frameworks run under the same
   allocator; a child process measures the same pair without it (``--plain``).
+* per step on volumes: the 3-D U-Net of the same widths (``nets.unet(ndim=3)``,
+  3x3x3 convs, 2x2x2 pooling), batch ``--volume-batch`` x ``--volume`` D H W
+  (default 2 x 16 x 64 x 64), against PyTorch's Conv3d network of the same
+  layers (channels_last_3d); prints jax / torch.
 * per convolution: forward, input-gradient and weight-gradient time of each of
   the ten convolutions in JAX, beside PyTorch's forward and forward+backward of
   the same layer: where the step's time goes.
@@ -65,6 +69,75 @@ def jax_step_time(batch, size, repeat, widths=(16, 32, 64), model=None):
         jax.block_until_ready(v)
 
     return median_time(run, repeat), (model, opt, f, x, y)
+
+
+def jax_volume_step_time(batch, shape, repeat, widths):
+    """The jitted training step of the 3-D U-Net on (batch, D, H, W, 1) volumes, BCE, Adam."""
+    model = nets.unet(widths=widths, ndim=3)
+    opt = train.make_optimizer("adam", learning_rate=1e-3)
+    state = train.init(jax.random.key(0), model, 1, opt)
+    x = jax.random.normal(jax.random.key(1), (batch, *shape, 1))
+    y = (jax.random.uniform(jax.random.key(2), (batch, *shape)) > 0.7).astype(jnp.int32)
+    f = jax.jit(lambda s, a, b: train.step(s, a, b, model=model, optimizer=opt, loss=losses.bce_with_logits))
+    box = [state]
+
+    def run():
+        box[0], v = f(box[0], x, y)
+        jax.block_until_ready(v)
+
+    return median_time(run, repeat)
+
+
+def torch_volume_step_time(batch, shape, repeat, threads, widths):
+    """PyTorch's step of the same 3-D U-Net: Conv3d 3x3x3 pairs with ReLU, max_pool3d 2, nearest upsampling,
+    skip concatenation, a 1x1x1 head; BCE with logits, Adam; channels_last_3d."""
+    import torch
+    import torch.nn as tnn
+
+    torch.set_num_threads(threads)
+
+    def pair(cin, cout):
+        return tnn.Sequential(tnn.Conv3d(cin, cout, 3, padding=1), tnn.ReLU(), tnn.Conv3d(cout, cout, 3, padding=1),
+                              tnn.ReLU())
+
+    class UNet3d(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, cin = tnn.ModuleList(), 1
+            for w in widths:
+                self.enc.append(pair(cin, w))
+                cin = w
+            self.dec = tnn.ModuleList()
+            for w in reversed(widths[:-1]):
+                self.dec.append(pair(cin + w, w))
+                cin = w
+            self.head = tnn.Conv3d(cin, 1, 1)
+
+        def forward(self, x):
+            skips = []
+            for i, blk in enumerate(self.enc):
+                if i:
+                    x = tnn.functional.max_pool3d(x, 2)
+                x = blk(x)
+                skips.append(x)
+            for i, blk in enumerate(self.dec):
+                x = torch.cat([tnn.functional.interpolate(x, scale_factor=2, mode="nearest"), skips[-2 - i]], 1)
+                x = blk(x)
+            return self.head(x)
+
+    torch.manual_seed(0)
+    model = UNet3d().to(memory_format=torch.channels_last_3d)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 1, *shape).to(memory_format=torch.channels_last_3d)
+    y = (torch.rand(batch, 1, *shape) > 0.7).float()
+    lossf = tnn.BCEWithLogitsLoss()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        lossf(model(x), y).backward()
+        opt.step()
+
+    return median_time(run, repeat)
 
 
 def jax_vmap_time(ctx, replicas, repeat):
@@ -364,6 +437,20 @@ def plain_child(args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def volume_pair(args):
+    """Print the 3-D step of both frameworks and their ratio (this process)."""
+    shape = tuple(args.volume)
+    t_jax = jax_volume_step_time(args.volume_batch, shape, args.repeat, args.widths)
+    what = f"3-D U-Net {'-'.join(map(str, args.widths))}, batch {args.volume_batch} x {'x'.join(map(str, shape))}"
+    try:
+        t_torch = torch_volume_step_time(args.volume_batch, shape, args.repeat, args.threads, args.widths)
+    except ImportError:
+        print(f"{what}: JAX step {t_jax * 1e3:.1f} ms; PyTorch not installed, no comparison")
+        return
+    print(f"{what}: JAX step {t_jax * 1e3:8.1f} ms, PyTorch Conv3d channels_last_3d {t_torch * 1e3:8.1f} ms, "
+          f"ratio jax / torch {t_jax / t_torch:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
@@ -376,6 +463,10 @@ def main():
     ap.add_argument("--plain", action="store_true", help="do not call metastructure.configure_cpu()")
     ap.add_argument("--step-only", action="store_true", help="print the step pair as JSON and stop")
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64], help="U-Net widths")
+    ap.add_argument("--volume", type=int, nargs=3, default=[16, 64, 64], metavar=("D", "H", "W"),
+                    help="the 3-D step's volume (default 16 64 64)")
+    ap.add_argument("--volume-batch", type=int, default=2, help="the 3-D step's batch (default 2)")
+    ap.add_argument("--volume-only", action="store_true", help="time the 3-D step pair only")
     ap.add_argument("--alternatives", action="store_true",
                     help="also time rewrites of the same network, Winograd convolutions, and the convolution "
                          "routes XLA's flags offer")
@@ -394,6 +485,9 @@ def main():
         print(json.dumps({"jax": t_jax, "torch": t_torch, "config": config}))
         return
 
+    if args.volume_only:
+        volume_pair(args)
+        return
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; U-Net {'-'.join(map(str, args.widths))}, "
           f"batch {args.batch} x "
           f"{args.size}^2, BCE, Adam; configure_cpu: {config}")
@@ -404,6 +498,7 @@ def main():
     else:
         print(f"PyTorch {tv} eager channels_last step {t_torch * 1e3:8.1f} ms (same process)")
         print(f"ratio jax / torch   {t_jax / t_torch:8.2f}   (target <= 1.0)")
+    volume_pair(args)
     if plain is not None:
         p = plain
         line = f"without configure_cpu (own process): JAX {p['jax'] * 1e3:.1f} ms"
