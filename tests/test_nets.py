@@ -136,3 +136,23 @@ def test_3d_nets_shapes_features_jit_and_errors():
             nets.unet(**bad)
     with pytest.raises(ValueError, match="ndim"):
         nets.fcn(ndim=1)
+
+
+def test_3d_dilated_conv_against_scipy():
+    """A dilated 3-D conv (an FCN's second layer, dilation 2) is scipy's correlation with the kernel spread over a
+    5 x 5 x 5 grid (zeros between its taps), zero-padded, on every axis including z (the 3-D convolution is
+    computed plane by plane: this checks the z offsets)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 7, 6, 5, 2)).astype(np.float32)
+    model = nets.fcn(widths=(2, 3), dilations=(1, 2), ndim=3)
+    p = model.init(jax.random.key(2), 2)
+    h = np.asarray(model.apply(p, jnp.asarray(x), features=True)[1]["layer0"], np.float64)
+    w, b = np.asarray(p["layers"][1]["w"], np.float64), np.asarray(p["layers"][1]["b"], np.float64)
+    spread = np.zeros((5, 5, 5) + w.shape[3:])
+    spread[::2, ::2, ::2] = w
+    want = np.stack([sum(ndimage.correlate(h[0, ..., i], spread[..., i, o], mode="constant") for i in range(2))
+                     + b[o] for o in range(3)], axis=-1)
+    got = np.asarray(model.apply(p, jnp.asarray(x), features=True)[1]["layer1"])[0]
+    np.testing.assert_allclose(got, np.maximum(want, 0), atol=1e-4)
