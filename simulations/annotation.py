@@ -40,7 +40,7 @@ from metastructure import data, density, metrics, nets, noise, planner, train
 from theory import curves
 
 from ._common import N_EFF, errorbar, pyplot, save_figure, stats
-from ._text import DATA, SHORT, listing, num, para, pct, pm, table
+from ._text import DATA, SHORT, listing, num, para, pct, pm, span, table
 
 VERSION = 2  # bump when compute's results change: the runner versions every annotation cell with it
 TOLERANCE = 0.05  # the goal: every predicted point within this much Dice of the measured one
@@ -201,6 +201,7 @@ def summarise(config: dict, store) -> dict:
             res = [store.result(_spec(config, dname, lab, s)) for s in range(config["seeds"])]
             rows[lab] = {"dice": stats([r["t_star"]["dice"] for r in res]),
                          "oracle": stats([r["oracle"]["dice"] for r in res]),
+                         "mean_fg": stats([r["mean_fg"] for r in res]),
                          "labelled_fg": stats([r["labelled_fg"] for r in res]),
                          "values": [r["t_star"]["dice"] for r in res]}
         slicewise = {}
@@ -427,8 +428,12 @@ def _answers(cfg: dict, res: dict) -> str:
                  for lab, e in worst if e > TOLERANCE]) + " (theory minus measured).")
         out = [lab for lab, row in res[d]["by_label"].items() if not row["in_model"]]
         if out:
-            txt.append(f"Outside the model on {SHORT.get(d, d)}: " + listing(
-                [f"`{lab}` {pm(res[d]['by_label'][lab]['dice'])}" for lab in out]) + ".")
+            units = span([res[d]["by_label"][lab]["labelled_units"] for lab in out], 0)
+            txt.append(f"Outside the model on {SHORT.get(d, d)} ({units} labelled units with objects expected in "
+                       "the training set): " + listing(
+                [f"`{lab}` {pm(res[d]['by_label'][lab]['dice'])} (at the oracle threshold "
+                 f"{num(res[d]['by_label'][lab]['oracle']['mean'])}, output on objects "
+                 f"{num(res[d]['by_label'][lab]['mean_fg']['mean'])})" for lab in out]) + ".")
         pl = res[d]["planner"]
         if pl["max_error"] is not None:
             txt.append(f"The planner, calibrated on the {SHORT.get(d, d)} training volumes, lies within "
