@@ -138,6 +138,10 @@ class Plan:
         lines.append(f"  remedy: {mem['remedy']}")
         lines.append("\nchecked against trained networks (simulations/README.md): " + VALIDATED
                      + "; the other rows are the same model, unchecked")
+        if sl:
+            lines.append("volumes: the annotation simulation checks slices, blocks and scattered voxels against "
+                         "3-D networks on NUC-like and ER-like volumes (simulations/README.md, annotation: where "
+                         "the model holds and where it misses)")
         return "\n".join(lines)
 
     def plot(self, path: Any) -> None:
