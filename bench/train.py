@@ -89,55 +89,8 @@ def jax_volume_step_time(batch, shape, repeat, widths):
 
 
 def torch_volume_step_time(batch, shape, repeat, threads, widths):
-    """PyTorch's step of the same 3-D U-Net: Conv3d 3x3x3 pairs with ReLU, max_pool3d 2, nearest upsampling,
-    skip concatenation, a 1x1x1 head; BCE with logits, Adam; channels_last_3d."""
-    import torch
-    import torch.nn as tnn
-
-    torch.set_num_threads(threads)
-
-    def pair(cin, cout):
-        return tnn.Sequential(tnn.Conv3d(cin, cout, 3, padding=1), tnn.ReLU(), tnn.Conv3d(cout, cout, 3, padding=1),
-                              tnn.ReLU())
-
-    class UNet3d(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc, cin = tnn.ModuleList(), 1
-            for w in widths:
-                self.enc.append(pair(cin, w))
-                cin = w
-            self.dec = tnn.ModuleList()
-            for w in reversed(widths[:-1]):
-                self.dec.append(pair(cin + w, w))
-                cin = w
-            self.head = tnn.Conv3d(cin, 1, 1)
-
-        def forward(self, x):
-            skips = []
-            for i, blk in enumerate(self.enc):
-                if i:
-                    x = tnn.functional.max_pool3d(x, 2)
-                x = blk(x)
-                skips.append(x)
-            for i, blk in enumerate(self.dec):
-                x = torch.cat([tnn.functional.interpolate(x, scale_factor=2, mode="nearest"), skips[-2 - i]], 1)
-                x = blk(x)
-            return self.head(x)
-
-    torch.manual_seed(0)
-    model = UNet3d().to(memory_format=torch.channels_last_3d)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 1, *shape).to(memory_format=torch.channels_last_3d)
-    y = (torch.rand(batch, 1, *shape) > 0.7).float()
-    lossf = tnn.BCEWithLogitsLoss()
-
-    def run():
-        opt.zero_grad(set_to_none=True)
-        lossf(model(x), y).backward()
-        opt.step()
-
-    return median_time(run, repeat)
+    """PyTorch's step of the same 3-D U-Net (Conv3d, max_pool3d, channels_last_3d): :func:`torch_unet_step_time`."""
+    return torch_unet_step_time(batch, tuple(shape), repeat, threads, widths)
 
 
 def jax_vmap_time(ctx, replicas, repeat):
@@ -190,20 +143,32 @@ def _layers(size, widths):
 
 
 def torch_step_time(batch, size, repeat, threads, widths=(16, 32, 64)):
+    """PyTorch's step of the 2-D U-Net on (batch, 1, size, size) and its version."""
+    import torch
+
+    return torch_unet_step_time(batch, (size, size), repeat, threads, widths), torch.__version__
+
+
+def torch_unet_step_time(batch, shape, repeat, threads, widths):
+    """The same U-Net in PyTorch eager on (batch, 1, *shape), 2-D or 3-D by ``len(shape)``: pairs of 3x3(x3)
+    convolutions with ReLU, max pooling 2, nearest upsampling, skip concatenation, a 1x1 head; BCE with logits,
+    Adam; channels_last (channels_last_3d for volumes)."""
     import torch
     import torch.nn as tnn
 
     torch.set_num_threads(threads)
+    nd = len(shape)
+    conv = tnn.Conv2d if nd == 2 else tnn.Conv3d
+    pool = tnn.functional.max_pool2d if nd == 2 else tnn.functional.max_pool3d
+    layout = torch.channels_last if nd == 2 else torch.channels_last_3d
 
     def pair(cin, cout):
-        return tnn.Sequential(tnn.Conv2d(cin, cout, 3, padding=1), tnn.ReLU(), tnn.Conv2d(cout, cout, 3, padding=1),
-                              tnn.ReLU())
+        return tnn.Sequential(conv(cin, cout, 3, padding=1), tnn.ReLU(), conv(cout, cout, 3, padding=1), tnn.ReLU())
 
     class UNet(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.enc = tnn.ModuleList()
-            cin = 1
+            self.enc, cin = tnn.ModuleList(), 1
             for w in widths:
                 self.enc.append(pair(cin, w))
                 cin = w
@@ -211,13 +176,13 @@ def torch_step_time(batch, size, repeat, threads, widths=(16, 32, 64)):
             for w in reversed(widths[:-1]):
                 self.dec.append(pair(cin + w, w))
                 cin = w
-            self.head = tnn.Conv2d(cin, 1, 1)
+            self.head = conv(cin, 1, 1)
 
         def forward(self, x):
             skips = []
             for i, blk in enumerate(self.enc):
                 if i:
-                    x = tnn.functional.max_pool2d(x, 2)
+                    x = pool(x, 2)
                 x = blk(x)
                 skips.append(x)
             for i, blk in enumerate(self.dec):
@@ -226,19 +191,18 @@ def torch_step_time(batch, size, repeat, threads, widths=(16, 32, 64)):
             return self.head(x)
 
     torch.manual_seed(0)
-    model = UNet().to(memory_format=torch.channels_last)
+    model = UNet().to(memory_format=layout)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 1, size, size).to(memory_format=torch.channels_last)
-    y = (torch.rand(batch, 1, size, size) > 0.7).float()
+    x = torch.randn(batch, 1, *shape).to(memory_format=layout)
+    y = (torch.rand(batch, 1, *shape) > 0.7).float()
     lossf = tnn.BCEWithLogitsLoss()
 
     def run():
         opt.zero_grad(set_to_none=True)
-        loss = lossf(model(x), y)
-        loss.backward()
+        lossf(model(x), y).backward()
         opt.step()
 
-    return median_time(run, repeat), torch.__version__
+    return median_time(run, repeat)
 
 
 def conv_profile(batch, size, repeat, widths):
