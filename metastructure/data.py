@@ -515,18 +515,40 @@ def _tifffile():
     return tifffile
 
 
-def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> dict[str, Dataset]:
+def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.25, 0.25),
+                ndim: int = 2) -> dict[str, Dataset]:
     """The real 512 x 512 nuclei image (DSB 2018, CC0) as train / val / test tiles.
 
     The image is cut into non-overlapping ``tile`` x ``tile`` tiles (16 of
     128 px); tiles are assigned in a fixed interleaved order so each split
     covers the whole image. Instance labels become a binary mask. Images are
     z-scored per tile.
+
+    With ``ndim=3``, the wheel's real nuclei volume instead (``img3d.tif`` /
+    ``mask3d.tif``: 31 x 61 x 57 voxels, 51 nuclei): cut into ``tile`` x
+    ``tile`` columns of the full depth (the volume's sides cropped to multiples
+    of ``tile``), (N, 31, tile, tile, 1) images z-scored per column.
     """
+    ndim = _checks.check_ndim(ndim)
     tifffile = _tifffile()
     folder = _stardist_images()
-    img = tifffile.imread(folder / "img2d.tif").astype(np.float32)
-    inst = tifffile.imread(folder / "mask2d.tif")
+    name = "2d" if ndim == 2 else "3d"
+    img = tifffile.imread(folder / f"img{name}.tif").astype(np.float32)
+    inst = tifffile.imread(folder / f"mask{name}.tif")
+    if ndim == 3:
+        h, w = img.shape[1:]
+        if tile > min(h, w):
+            raise ValueError(f"tile must be at most the volume's sides {img.shape[1:]}, got {tile}")
+        img, inst = img[:, : h - h % tile, : w - w % tile], inst[:, : h - h % tile, : w - w % tile]
+        cols = [(y, x) for y in range(0, img.shape[1], tile) for x in range(0, img.shape[2], tile)]
+        order = [cols[i] for i in np.random.default_rng(0).permutation(len(cols))]
+        n_tr = int(round(split[0] * len(order)))
+        n_va = int(round(split[1] * len(order)))
+        parts = {"train": order[:n_tr], "val": order[n_tr : n_tr + n_va], "test": order[n_tr + n_va :]}
+        return {part: Dataset(as_images(np.stack([img[:, y : y + tile, x : x + tile] for y, x in locs]),
+                                        strict=False, zscore=True, ndim=3),
+                              np.stack([(inst[:, y : y + tile, x : x + tile] > 0) for y, x in locs]).astype(np.int32))
+                for part, locs in parts.items() if locs}
     h, w = img.shape
     if h % tile or w % tile:
         raise ValueError(f"tile must divide the image size {img.shape}, got {tile}")
