@@ -25,7 +25,8 @@ an anisotropic PSF that blurs ``z_blur`` (default 3) times more along z.
 * :func:`real_nuclei`: the hand-annotated 512 x 512 fluorescence nuclei image
   that the ``stardist`` wheel ships (2018 Data Science Bowl, CC0), read from the
   installed package's files (``pip install --no-deps stardist==0.9.2``; stardist
-  itself is never imported), cut into tiles for train / validation / test.
+  itself is never imported), cut into tiles for train / validation / test; with ``ndim=3`` the wheel's
+  real nuclei volume (31 x 61 x 57 voxels), cut into full-depth columns.
 * :func:`load_folder` / :func:`load_pairs`: image/mask pairs (PNG or TIFF) matched
   by file name; :func:`load_masks`: a folder of masks alone.
 """
