@@ -516,21 +516,23 @@ def _tifffile():
     return tifffile
 
 
-def real_nuclei(*, tile: int = 128, split: tuple[float, float, float] = (0.5, 0.25, 0.25),
+def real_nuclei(*, tile: int | None = None, split: tuple[float, float, float] = (0.5, 0.25, 0.25),
                 ndim: int = 2) -> dict[str, Dataset]:
     """The real 512 x 512 nuclei image (DSB 2018, CC0) as train / val / test tiles.
 
-    The image is cut into non-overlapping ``tile`` x ``tile`` tiles (16 of
-    128 px); tiles are assigned in a fixed interleaved order so each split
+    The image is cut into non-overlapping ``tile`` x ``tile`` tiles (default
+    128: 16 tiles); tiles are assigned in a fixed interleaved order so each split
     covers the whole image. Instance labels become a binary mask. Images are
     z-scored per tile.
 
     With ``ndim=3``, the wheel's real nuclei volume instead (``img3d.tif`` /
     ``mask3d.tif``: 31 x 61 x 57 voxels, 51 nuclei): cut into ``tile`` x
-    ``tile`` columns of the full depth (the volume's sides cropped to multiples
-    of ``tile``), (N, 31, tile, tile, 1) images z-scored per column.
+    ``tile`` columns of the full depth (default 16: 9 columns; the volume's
+    sides cropped to multiples of ``tile``), (N, 31, tile, tile, 1) images
+    z-scored per column.
     """
     ndim = _checks.check_ndim(ndim)
+    tile = (128 if ndim == 2 else 16) if tile is None else _checks.check_int("tile", tile, minimum=1)
     tifffile = _tifffile()
     folder = _stardist_images()
     name = "2d" if ndim == 2 else "3d"

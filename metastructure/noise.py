@@ -807,8 +807,9 @@ class LabelNoise(metaclass=_ByKind):
     so a jitted function taking it as an argument compiles once per label type and
     is reused for every rate (``train.fit(noise=...)`` does this for fresh draws);
     it works under ``jax.jit`` and ``jax.vmap`` (over keys, or over rates). Radii,
-    steps, ``num_classes`` and ``ndim`` are static. Draws are exact-count (``exact=True``)
-    with ``ignore=-1``, on images (``ndim=2``, the default) or volumes: every
+    steps, ``num_classes`` and ``ndim`` are static. Sample, flip and the multi-class
+    sampling draw exact counts (``exact=True``); blocks and scattered pixels are
+    Bernoulli per block or pixel. Draws use ``ignore=-1``, on images (``ndim=2``, the default) or volumes: every
     constructor, ``LabelNoise(kind, ...)`` and :meth:`parse` take ``ndim=3``, and
     ``Sample(p, ndim=3)(key, m)`` equals ``sample(key, m, p, ndim=3)`` (``ndim``
     is not part of :attr:`name`; it is of equality and the repr).

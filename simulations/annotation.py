@@ -222,6 +222,7 @@ def summarise(config: dict, store) -> dict:
                 err = float(np.sqrt(np.mean([(predict(lab, n) - rows[lab]["dice"]["mean"]) ** 2 for lab in fit_on])))
                 if best is None or err < best["rmse"]:
                     best = {"n_eff": n, "rmse": err, "on": fit_on}
+            best["at_bound"] = best["n_eff"] in (min(N_EFF), max(N_EFF))  # a bound of the search, not a fit
             fits[sem] = best
         cal = planner.Calibration.from_dict(store.result(_calibration_spec(config, dname)))
         pm_train = planner.Masks(train_masks, ndim=3)
@@ -315,9 +316,10 @@ def plot(record: dict, path: Path, store=None) -> None:
             kin = [k for k, ok in zip(r["curve_k"], inside, strict=True) if ok]
             kout = [k for k, ok in zip(r["curve_k"], inside, strict=True) if not ok]
             a.plot(kin, r["curve"][sem][:len(kin)], color=col, lw=1.2,
-                   label=f"predicted, {sem} (n_eff {r['fit'][sem]['n_eff']:.0f})")
+                   label=f"predicted, {sem} (n_eff {_n_eff_text(r['fit'][sem]).split(' (')[0]})")
             if kout:
-                a.plot([kin[-1]] + kout, r["curve"][sem][len(kin) - 1:], color=col, lw=1, ls=":")
+                start = max(len(kin) - 1, 0)
+                a.plot(r["curve_k"][start:], r["curve"][sem][start:], color=col, lw=1, ls=":")
         cut = [k for k in r["curve_k"] if r["curve_units"][str(k)] < planner.MIN_LABELLED_UNITS]
         if cut:
             a.axvspan(cut[0], max(r["curve_k"]), color="C3", alpha=0.07, lw=0,
@@ -401,14 +403,22 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         pl = r["planner"]
         out.append(para(
             f"**{DATA.get(dname, dname)}**: clean 3-D {pm(rows['clean']['dice'])}; a 2-D U-Net on every slice "
-            f"{pm(sw['1']['dice']) if '1' in sw else 'n/a'}. n_eff fitted {f['background']['n_eff']:.0f} "
-            f"(background, rms {num(f['background']['rmse'])}) and {f['ignore']['n_eff']:.0f} (ignore, rms "
+            f"{pm(sw['1']['dice']) if '1' in sw else 'n/a'}. n_eff fitted {_n_eff_text(f['background'])} "
+            f"(background, rms {num(f['background']['rmse'])}) and {_n_eff_text(f['ignore'])} (ignore, rms "
             f"{num(f['ignore']['rmse'])}); the planner's calibration: clean Dice "
             f"{num(pl['calibration']['clean_dice'])}, n_eff {pl['calibration']['n_eff']:.0f} "
             f"({pl['calibration']['source']}, {pl['calibration']['n_train']} training volumes):"))
         out.append(table(["label type", "budget", "units", "measured", "theory", "planner"], body))
     out.append(para(_answers(cfg, res)))
     return out
+
+
+def _n_eff_text(fit: dict) -> str:
+    """A fitted n_eff, or the search's bound it reached ("at least 100000": the points ask for more)."""
+    n = fit["n_eff"]
+    if fit.get("at_bound"):
+        return f"at least {n:.0f} (the search's upper end)" if n == max(N_EFF) else f"at most {n:.0f}"
+    return f"{n:.0f}"
 
 
 def _answers(cfg: dict, res: dict) -> str:

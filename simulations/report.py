@@ -160,7 +160,8 @@ def _anchor(heading: str) -> str:
 
 
 def _default_steps(records: dict) -> int | None:
-    steps = [r["config"]["opt"]["steps"] for r in records.values() if r is not None and "opt" in r["config"]]
+    steps = [r["config"]["opt"]["steps"] for r in records.values()
+             if r is not None and "opt" in r["config"] and "depth" not in r["config"]]  # the image experiments
     return max(set(steps), key=steps.count) if steps else None
 
 

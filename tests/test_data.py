@@ -387,7 +387,7 @@ def test_real_nuclei_volume_columns():
     in one split, z-scored per column."""
     if not data.real_available():
         pytest.skip("real nuclei need the stardist wheel's files: pip install --no-deps stardist==0.9.2")
-    r = data.real_nuclei(tile=16, ndim=3)
+    r = data.real_nuclei(ndim=3)  # 16 x 16 columns by default
     assert {k: v.images.shape for k, v in r.items()} == {"train": (4, 31, 16, 16, 1), "val": (2, 31, 16, 16, 1),
                                                           "test": (3, 31, 16, 16, 1)}
     assert all(set(np.unique(v.masks)) == {0, 1} for v in r.values())

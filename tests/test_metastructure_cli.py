@@ -170,5 +170,9 @@ def test_plan_command_on_volumes(tmp_path):
     assert cli.main(["plan", str(tmp_path / "masks"), "--volumes", "--out", str(tmp_path / "out")]) == 0
     rec = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert rec["masks"]["ndim"] == 3 and rec["masks"]["foreground_pixels"] == vol.sum()
-    assert {"slices 10", "slices 10 ignore"} <= {r["label"] for r in rec["rows"]}
+    # the 3 volumes are the training set (the default calibration is 2-D): 30 slices, so every 2nd is planned
+    # and every 10th (3 labelled slices) is refused, with the reason
+    assert {"slices 2", "slices 2 ignore"} <= {r["label"] for r in rec["rows"]}
+    refused = {r["label"]: r["reason"] for r in rec["not_predicted"]}
+    assert "slices 10" in refused and "fewer than 10" in refused["slices 10"]
     assert cli.main(["plan", str(tmp_path / "masks"), "--out", str(tmp_path / "out2")]) == 2  # 2-D: a stack

@@ -431,7 +431,8 @@ def test_annotation_predictions_follow_the_theory():
     scattered pixels, ignoring less than background; slices 1 is clean."""
     vol = _volumes()
     m = planner.Masks(vol, ndim=3)
-    cal = dataclasses.replace(planner.DEFAULT, law=None, n_train=8 * len(vol))  # 32 such volumes to train on
+    # a calibration on 32 such volumes (measured on volumes: the units count in its training set)
+    cal = dataclasses.replace(planner.DEFAULT, law=None, n_train=8 * len(vol), source="calibrated on volumes (test)")
     fields = np.asarray(density.fraction_field(vol, 1.0, ndim=3), float)
     for name in ("slices 5", "slices 5 ignore", "blocks 0.2 4", "scattered 0.2 ignore"):
         lab = noise.LabelNoise.parse(name, ndim=3)
@@ -458,6 +459,12 @@ def test_annotation_predictions_follow_the_theory():
     assert more.dice > dice["slices 5"]
     with pytest.raises(ValueError, match="labelled slices with foreground"):
         planner.predict(m, "slices 5", calibration=dataclasses.replace(cal, n_train=len(vol)))
+    # a 2-D calibration says nothing about how many volumes: the masks given are the training set
+    flat = dataclasses.replace(cal, source="default (2-D tiles)")
+    with pytest.raises(ValueError, match="the 4 training images"):
+        planner.predict(m, "slices 5", calibration=flat)
+    assert planner.predict(m, "slices 5", calibration=dataclasses.replace(flat, n_train=32), n_images=32).dice == \
+        pytest.approx(dice["slices 5"])
     few = planner.table(m, calibration=dataclasses.replace(cal, n_train=len(vol)), spacings=(2, 5))
     assert [lab.name for lab, _ in few.not_predicted] == ["slices 5", "slices 5 ignore"]
     assert "fewer than 10 labelled units" in few.text()

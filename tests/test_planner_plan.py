@@ -100,12 +100,11 @@ def test_a_volume_plan_answers_how_many_slices(tmp_path):
     z, r, c = np.mgrid[:8, :24, :24]
     vol = np.stack([((z - 4) / 3) ** 2 + ((r - rng.uniform(8, 16)) / 6) ** 2 + ((c - rng.uniform(8, 16)) / 5) ** 2 < 1
                     for _ in range(3)])
-    plan = planner.table(planner.Masks(vol, ndim=3))
+    plan = planner.table(planner.Masks(vol, ndim=3), n_images=24)  # masks like these, 24 volumes to train on
     names = [row.label.name for row in plan.rows] + [lab.name for lab, _ in plan.not_predicted]
     want = [f"slices {k}" for k in planner.SPACINGS] + [f"slices {k} ignore" for k in planner.SPACINGS]
     assert sorted(n for n in names if n.startswith("slices")) == sorted(want)
-    # 3 masks for the default calibration's 24 training volumes of 8 slices: 192 slices, so k = 50 labels about
-    # 4 with objects (refused) and k = 2 about 96
+    # 24 training volumes of 8 slices: 192 slices, so k = 50 labels about 4 with objects (refused), k = 2 about 96
     refused = {lab.name for lab, _ in plan.not_predicted}
     assert {"slices 50", "slices 50 ignore"} <= refused and "slices 2" not in refused
     dice = {row.label.name: row.dice for row in plan.rows}

@@ -247,13 +247,13 @@ def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str 
 
     * ``"background"`` (unlabelled pixels stored as background): sampling,
       f = 1 - p, b = 0, read at t* = p/2: ``pooled_dice(fields, n_eff, 1 - p, 0)``,
-      :math:`P_{fg} = \Phiig((D - 	frac12) / \sqrt{	frac{1-p}{p} D / n_{eff}}ig)`;
+      :math:`P_{fg} = \Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} D / n_{eff}}\big)`;
     * ``"ignore"`` (unlabelled pixels left out of the loss): the labelled pixels
       are clean and the network's estimate is the ratio
       :math:`\sum w L y / \sum w L`, unbiased to first order, with variance
-      :math:`	frac{1-p}{p} \sum w^2 (y - D)^2 = 	frac{1-p}{p} D (1 - D) / n_{eff}`
+      :math:`\tfrac{1-p}{p} \sum w^2 (y - D)^2 = \tfrac{1-p}{p} D (1 - D) / n_{eff}`
       (``derivations.annotation``), read at 1/2:
-      :math:`P_{fg} = \Phiig((D - 	frac12) / \sqrt{	frac{1-p}{p} D (1-D) / n_{eff}}ig)`.
+      :math:`P_{fg} = \Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} D (1-D) / n_{eff}}\big)`.
       The variance is (1 - D) times the background one: half at the boundary.
 
     Labels that come in sheets or blocks (a slice is labelled or not as a whole)
@@ -298,8 +298,8 @@ def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: st
     spread = d if unlabelled == "background" else d * (1 - d)
     var = ((1 - p) / p)[(...,) + extra] * spread[None] / float(n_eff)
     margin = np.broadcast_to(d[None] - 0.5, var.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.sign(margin) * np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no variance: the step 1{D > 1/2} (D = 1/2 is out)
+        z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.where(margin > 0, np.inf, -np.inf))
     return _phi_cdf(z)
 
 

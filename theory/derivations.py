@@ -946,7 +946,6 @@ def pooling_and_scale(n_pixels: int = 3) -> Derivation:
     )
 
 
-#: Every derivation, in the order of the proof outline (theory/README.md).
 # --------------------------------------------------------------------- 15
 def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
     r"""Annotation practice: unlabelled pixels as ignore or as background, and labels that come in sheets.
@@ -956,10 +955,10 @@ def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
     :math:`R = \sum a_i L_i y_i / \sum a_i L_i`; at L = p it is D = sum w y
     (w = a / sum a): no shift, read at 1/2. To first order in L - p,
     :math:`R - D = \sum_i w_i (y_i - D)(L_i - p) / p`, whose variance is
-    :math:`	frac{1-p}{p} \sum w^2 (y - D)^2 = 	frac{1-p}{p}\,[(1-D)^2 S_{fg} + D^2 S_{bg}]`,
-    and in the pooled model (S_fg = D/n, S_bg = (1-D)/n) :math:`	frac{1-p}{p} D(1-D)/n`.
+    :math:`\tfrac{1-p}{p} \sum w^2 (y - D)^2 = \tfrac{1-p}{p}\,[(1-D)^2 S_{fg} + D^2 S_{bg}]`,
+    and in the pooled model (S_fg = D/n, S_bg = (1-D)/n) :math:`\tfrac{1-p}{p} D(1-D)/n`.
     Stored as background the same labels give :math:`E[D^*] = pD` with variance
-    p(1-p) D / n (:func:`finite_sampling`), i.e. :math:`	frac{1-p}{p} D / n` in units of D:
+    p(1-p) D / n (:func:`finite_sampling`), i.e. :math:`\tfrac{1-p}{p} D / n` in units of D:
     ignoring has (1 - D) times that variance, half of it at the boundary, and
     needs no t*.
 
@@ -1033,6 +1032,7 @@ def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
     )
 
 
+#: Every derivation, in the order of the proof outline (theory/README.md).
 ALL = (proper_scoring, affine_posterior, linearity_and_memorisation, lemma1, transition_matrices, lemma2, theorem2,
        random_labels, kernel_geometry, pcl_overlap, finite_sampling, pooling_and_scale, annotation)
 

@@ -11,6 +11,7 @@ label type (:mod:`metastructure.planner`: the formula of each family) and
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Sequence
@@ -196,7 +197,7 @@ class Masks:
     def overlap(self, label: Any) -> float:
         """:func:`theory.curves.cluster_overlap` of an annotation label type's units on these masks (treated as
         the training set): the chance that two labels fall in one slice (block, pixel) of one mask."""
-        lab = LabelNoise.parse(_as_label(label).name, ndim=self.ndim)
+        lab = _with_ndim(_as_label(label), self.ndim)
         return curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
@@ -230,7 +231,7 @@ class Masks:
                 learned = [density.fraction_field(sk, bandwidth, ndim=self.ndim) for sk in self.skeletons]
                 threshold = self.skeleton_threshold.threshold
             else:
-                perturb = LabelNoise.parse(lab.name, ndim=self.ndim)
+                perturb = _with_ndim(lab, self.ndim)
                 learned, threshold = [perturb(None, m) for m in self.stacks], 0.5
             self._label_dice[key] = curves.pcl_label_dice(learned, self.stacks, threshold=threshold)
         return self._label_dice[key]
@@ -293,6 +294,14 @@ ANNOTATIONS = (noise.Slices, noise.Blocks, noise.Scattered)
 #: approximation (the textbook n p >= 10), and the ``annotation`` simulation's networks failed there
 #: (simulations/README.md)
 MIN_LABELLED_UNITS = 10
+
+
+def _with_ndim(label: LabelNoise, ndim: int) -> LabelNoise:
+    """``label`` drawing in ``ndim`` spatial axes, its parameters exactly as they are (no round trip through
+    its name)."""
+    out = copy.copy(label)
+    out.ndim = ndim
+    return out
 
 
 def _rates(label: LabelNoise) -> tuple[float, float]:
@@ -408,7 +417,11 @@ def predict(masks: Any, label: Any, *, calibration: Calibration | None = None, n
 
     if isinstance(label, ANNOTATIONS):
         if float(label.labelled_fraction) > 0:
-            return _annotation(m, label, cal, law, n, clean, done)
+            # the training set the units are counted in: n_images, or the calibration's own when it was measured
+            # on masks of this kind; a 2-D calibration's tile count says nothing about volumes: the masks given
+            same_kind = (m.ndim == 3) == ("on volumes" in cal.source)
+            units_n = n if (n_images is not None or same_kind) else len(m)
+            return _annotation(m, label, cal, law, n, clean, done, units_n)
         if label.unlabelled == "ignore":
             raise ValueError(f"label {label.name!r} labels no pixel and ignores the rest: nothing to learn from")
     if fam == "CL":
@@ -454,18 +467,18 @@ def _law_at(cal: Calibration, n_images: Any) -> tuple[ScaleLaw | None, int | Non
 
 
 def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | None, n: int | None, clean: float,
-                done: Any) -> Prediction:
+                done: Any, units_n: int | None) -> Prediction:
     """An annotation label type: the clean Dice times ``Masks.annotated_dice`` at the n_eff of its units
     (``curves.clustered_n_eff`` of the calibration's or the law's n_eff and ``Masks.overlap``, the masks standing
-    for ``n`` training images of their kind: q scaled by len(masks) / n); with a law, the memorisation of sampled
-    draws (its first family, as the annotated region is fixed) sets n_eff."""
+    for ``units_n`` training images of their kind: q scaled by len(masks) / units_n); with a law, the memorisation
+    of sampled draws (its first family, as the annotated region is fixed) sets n_eff."""
     p, sem = float(label.labelled_fraction), label.unlabelled
-    # the masks' units per mask, over the training set's masks: n of them when the prediction is for n images
-    q = m.overlap(label) * (len(m) / n if n else 1.0)
+    # the masks' units per mask, over the training set's masks: units_n of them
+    q = m.overlap(label) * (len(m) / units_n if units_n else 1.0)
     mt = label.matched_threshold()
     units = {"slices": "slices", "blocks": "blocks", "scattered": "pixels"}[label.kind]
     if p / q < MIN_LABELLED_UNITS:
-        raise ValueError(f"label {label.name!r}: the {n or len(m)} training images would hold about {p / q:.3g} "
+        raise ValueError(f"label {label.name!r}: the {units_n or len(m)} training images would hold about {p / q:.3g} "
                          f"labelled {units} with foreground (p / q), fewer than {MIN_LABELLED_UNITS}: too few for the "
                          "model (and for training: the annotation simulation's networks failed there); label more "
                          f"{units} or more images")

@@ -117,8 +117,9 @@ class Plan:
                 ok = [r.label.spacing for r in sl if r.label.unlabelled == sem and r.dice >= clean - HOW_MANY_SLACK]
                 lines.append(f"every k-th slice, unlabelled slices as {sem}: within {HOW_MANY_SLACK:g} of the clean "
                              "Dice up to " + (f"k = {max(ok)}" if ok else "no k of the plan"))
-        thin = [lab for lab, _ in self.not_predicted if not isinstance(lab, ANNOTATIONS)]
-        few = [(lab, why) for lab, why in self.not_predicted if isinstance(lab, ANNOTATIONS)]
+        few = [(lab, why) for lab, why in self.not_predicted
+               if isinstance(lab, ANNOTATIONS) and "(p / q)" in why]
+        thin = [lab for lab, why in self.not_predicted if (lab, why) not in few]
         if thin:
             lines += ["", "not predicted: " + ", ".join(lab.name for lab in thin),
                       f"  (structures too thin for the model: Masks.resolved {mk['resolved']:.2f}, below "

@@ -22,7 +22,7 @@ from .. import _checks, data, metrics, train
 from ..noise import LabelNoise
 from .calibration import DEFAULT_RECIPE, Calibration, fit_kwargs
 from .law import ScaleLaw
-from .model import N_EFF_MAX, N_EFF_MIN, Masks, _as_label, solve_n_eff, unresolved
+from .model import ANNOTATIONS, N_EFF_MAX, N_EFF_MIN, Masks, _as_label, _with_ndim, solve_n_eff, unresolved
 
 __all__ = ["CALIBRATION_LABELS", "FAILED", "calibrate", "calibration_split"]
 
@@ -139,7 +139,7 @@ def calibrate(key: jax.Array, images: Any, masks: Any, *, label: Any = CALIBRATI
     if not 0 < _checks.check_real_number("holdout", holdout) < 1:
         raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
     repeats = _checks.check_int("repeats", repeats, minimum=1)
-    labs = tuple(LabelNoise.parse(lab.name, ndim=nd) for lab in _as_labels(label))
+    labs = tuple(_with_ndim(lab, nd) for lab in _as_labels(label))
     if recipe is not None and not isinstance(recipe, Mapping):
         raise TypeError(f"recipe must be a dict of overrides of DEFAULT_RECIPE or None, got {type(recipe).__name__}")
     kw = fit_kwargs(ndim=nd, **(recipe or {}))
@@ -278,7 +278,7 @@ def _as_labels(label: Any) -> tuple[LabelNoise, ...]:
         raise TypeError(f"label must be a label type (or its name) or a non-empty sequence of them, got {label!r}")
     labs = tuple(_as_label(v) for v in items)
     for lab in labs:
-        if lab.family != "RCL":
+        if lab.family != "RCL" or isinstance(lab, ANNOTATIONS):
             raise ValueError(f"calibrate on sparse or flipped label types ('sample p' or 'flip f b', f + b != 1), "
                              f"got {lab.name!r}")
     kinds = [lab.kind for lab in labs]
