@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -115,9 +116,24 @@ def _wait_for_maths(driver, timeout: float = 20.0) -> None:
         "(typeset || Promise.resolve()).then(() => done(true));")
 
 
+def _follow_refresh(driver, timeout: float = 20.0) -> None:
+    """Until a page that redirects by ``<meta http-equiv="refresh">`` (the site's index.html) has been replaced
+    by its target and that has loaded: ``driver.get`` returns once the redirecting page itself has loaded, so
+    reading the page at once could read the redirect (no images, no text)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = driver.execute_script(
+            "return [document.readyState, !!document.querySelector('meta[http-equiv=\"refresh\"]')]")
+        if state == ["complete", False]:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{driver.current_url} still redirects or loads after {timeout:g} s")
+
+
 def check_page(driver, url: str, *, maths: bool) -> dict:
     """Open ``url`` and return what was seen: raw TeX, images, rendered formulas, browser errors."""
     driver.get(url)
+    _follow_refresh(driver)
     _wait_for_maths(driver)
     text = driver.execute_script("return document.body.innerText")
     images = driver.execute_script(
