@@ -59,7 +59,7 @@ PROFILES = {
               "spacings": [4], "budgets": [0.25], "slicewise": [1, 4]},
     "full": {"profile": "full", "datasets": ["nuclei", "er"], "size": 32, "depth": 12, "n_train": 24, "n_test": 8,
              "net": [8, 16, 32], "opt": {"steps": 100, "batch": 2, "lr": 0.003}, "seeds": 3,
-             "spacings": [2, 10, 50], "budgets": [0.1, 0.02], "slicewise": [1, 10, 50]},
+             "spacings": [2, 3, 5, 10, 50], "budgets": [0.1, 0.02], "slicewise": [1, 10, 50]},
 }
 REQUIRES = ()
 SEMANTICS = noise.UNLABELLED  # ("background", "ignore")
