@@ -193,9 +193,9 @@ def summarise(config: dict, store) -> dict:
         d = load_data(dspec)
         train_masks, test_masks = d["train"].masks, d["test"].masks
         fields = np.asarray(density.fraction_field(test_masks.astype(bool), 1.0, ndim=3), float)
-        overlap = {kind: curves.cluster_overlap(noise.LabelNoise.parse(example, ndim=3).unit_counts(train_masks))
-                   for kind, example in (("slices", "slices 2"), ("blocks", f"blocks 0.1 {BLOCK}"),
-                                         ("scattered", "scattered 0.1"))}
+        pm_train = planner.Masks(train_masks, ndim=3)
+        overlap = {kind: pm_train.overlap(example) for kind, example in
+                   (("slices", "slices 2"), ("blocks", f"blocks 0.1 {BLOCK}"), ("scattered", "scattered 0.1"))}
         rows = {}
         for lab in _labels(config):
             res = [store.result(_spec(config, dname, lab, s)) for s in range(config["seeds"])]
@@ -225,7 +225,6 @@ def summarise(config: dict, store) -> dict:
             best["at_bound"] = best["n_eff"] in (min(N_EFF), max(N_EFF))  # a bound of the search, not a fit
             fits[sem] = best
         cal = planner.Calibration.from_dict(store.result(_calibration_spec(config, dname)))
-        pm_train = planner.Masks(train_masks, ndim=3)
         for lab, row in rows.items():
             n_eff = fits[_semantics(lab)]["n_eff"]
             row["predicted"] = predict(lab, n_eff)

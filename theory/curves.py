@@ -295,8 +295,10 @@ def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: st
         raise ValueError(f"n_eff must be positive, got {n_eff}")
     d = np.asarray(D, float)
     extra = (None,) * d.ndim
-    spread = d if unlabelled == "background" else d * (1 - d)
-    var = ((1 - p) / p)[(...,) + extra] * spread[None] / float(n_eff)
+    if unlabelled == "background":  # sampling: fg_probability with f = 1 - p, b = 0, pooled over n_eff labels
+        n = float(n_eff)
+        return fg_probability(d[None], d[None] / n, (1 - d[None]) / n, (1 - p)[(...,) + extra], 0.0)
+    var = ((1 - p) / p)[(...,) + extra] * (d * (1 - d))[None] / float(n_eff)
     margin = np.broadcast_to(d[None] - 0.5, var.shape)
     with np.errstate(divide="ignore", invalid="ignore"):  # no variance: the step 1{D > 1/2} (D = 1/2 is out)
         z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.where(margin > 0, np.inf, -np.inf))
