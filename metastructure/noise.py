@@ -1390,6 +1390,23 @@ class Slices(_Annotation):
     def _units(self, fg: np.ndarray) -> np.ndarray:
         return fg.sum(axis=tuple(range(fg.ndim - self.ndim + 1, fg.ndim)))
 
+    def class_counts(self, masks: Any) -> np.ndarray:
+        """The foreground pixels of each image's k classes of slices labelled together, (images, k) int64: class
+        r holds the slices z = r, r + k, r + 2k, ... of one image (leading index), exactly one class of each
+        image is labelled, at its random offset; classes past the image's depth hold 0.
+        ``theory.curves.lattice_overlap`` of them is the q of these labels.
+
+        Raises:
+            ValueError: ``masks`` not binary or with fewer than ``ndim`` axes.
+        """
+        _, fg, _ = _as_mask("masks", masks, self.ndim, -1)
+        k = self.params[0]
+        per = self._units(np.asarray(fg)).astype(np.int64)  # (..., depth)
+        per = per.reshape(-1, per.shape[-1])
+        depth = per.shape[1]
+        per = np.pad(per, ((0, 0), (0, -depth % k)))  # whole rounds of k slices
+        return per.reshape(per.shape[0], -1, k).sum(axis=1)
+
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``slices(key, labels, spacing, unlabelled=unlabelled)``."""
         return slices(key, labels, self.params[0], unlabelled=self.unlabelled, ndim=self.ndim)

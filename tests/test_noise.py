@@ -864,3 +864,18 @@ def test_unit_counts_are_the_foreground_of_each_unit():
     b = noise.Blocks(0.1, 4, ndim=3).unit_counts(m)  # 2 x 3 x 3 blocks per volume (6 deep: padded)
     assert b.size == 2 * 2 * 3 * 3 and b.sum() == m.sum() and b[0] == m[0, :4, :4, :4].sum()
     np.testing.assert_array_equal(noise.Scattered(0.1, ndim=3).unit_counts(m), m.ravel())
+
+
+def test_class_counts_group_the_slices_one_offset_labels():
+    m = np.asarray(_ball_volumes() == 1)  # (N, 6, H, W)
+    per = m.sum(axis=(2, 3))
+    c = noise.Slices(4, ndim=3).class_counts(m)  # planes {0, 4}, {1, 5}, {2}, {3}
+    np.testing.assert_array_equal(c, np.stack([per[:, 0] + per[:, 4], per[:, 1] + per[:, 5], per[:, 2], per[:, 3]],
+                                              axis=1))
+    assert noise.Slices(10, ndim=3).class_counts(m).shape == (m.shape[0], 10)  # classes past the depth: empty
+    np.testing.assert_array_equal(noise.Slices(10, ndim=3).class_counts(m)[:, 6:], 0)
+    np.testing.assert_array_equal(noise.Slices(1, ndim=3).class_counts(m), per.sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(noise.Slices(2).class_counts(m[0, 3]),  # one image: its rows, one row of classes
+                                  [[m[0, 3, 0::2].sum(), m[0, 3, 1::2].sum()]])
+    with pytest.raises(ValueError):
+        noise.Slices(2, ndim=3).class_counts(m[0, 0])  # an image is not a volume

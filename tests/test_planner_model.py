@@ -436,7 +436,9 @@ def test_annotation_predictions_follow_the_theory():
     fields = np.asarray(density.fraction_field(vol, 1.0, ndim=3), float)
     for name in ("slices 5", "slices 5 ignore", "blocks 0.2 4", "scattered 0.2 ignore"):
         lab = noise.LabelNoise.parse(name, ndim=3)
-        q = curves.cluster_overlap(lab.unit_counts(vol)) / 8  # the masks stand for 8 times as many volumes
+        # slices: one class of planes per volume (a lattice); blocks, pixels: independent units
+        q = (curves.lattice_overlap(lab.class_counts(vol)) if name.startswith("slices") else
+             curves.cluster_overlap(lab.unit_counts(vol))) / 8  # the masks stand for 8 times as many volumes
         n = float(curves.clustered_n_eff(cal.n_eff, q))
         want = cal.clean_dice * float(curves.annotated_dice(fields, n, float(lab.labelled_fraction),
                                                             unlabelled=lab.unlabelled)[0])

@@ -1,6 +1,8 @@
 """Curves: vectorised, consistent with the derivations, and right against Monte Carlo."""
 
 
+import itertools
+
 import jax
 import numpy as np
 import pytest
@@ -413,3 +415,55 @@ def test_clustered_n_eff_by_monte_carlo():
     assert float(curves.clustered_n_eff(1e9, q)) == pytest.approx(1 / q, rel=1e-6)  # sheets bound it
     with pytest.raises(ValueError, match="counts"):
         curves.cluster_overlap([0, 0])
+
+
+def _lattice_volumes():
+    """Three 7-deep volumes of ellipsoids of different depths (some deeper than 3 planes, some one plane)."""
+    z, r, c = np.mgrid[:7, :10, :10]
+    out = np.zeros((3, 7, 10, 10), bool)
+    for v, (cz, az) in enumerate([(3.0, 3.5), (1.0, 0.9), (4.5, 1.8)]):
+        out[v] = ((z - cz) / az) ** 2 + ((r - 4.5) / 4) ** 2 + ((c - 4.5) / 3) ** 2 < 1
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_lattice_overlap_by_enumeration_and_monte_carlo(k):
+    """Every k-th slice at a uniform offset per volume: the labelled share of the foreground has variance
+    p(1-p) lattice_overlap(class_counts) exactly (every combination of offsets enumerated), and over 4000
+    draws of noise.Slices within 8% (the variance's relative sd at 4000 draws: 2.2%). The independent units'
+    cluster_overlap of the planes is not it when the objects are deeper than k (k = 2: the lattice labels half
+    of every deep object, always)."""
+    m = _lattice_volumes()
+    lab = noise.Slices(k, ndim=3)
+    p = 1 / k
+    fg = m.sum(axis=(2, 3))  # (3, 7)
+    total = fg.sum()
+    shares = []
+    for offs in itertools.product(range(k), repeat=len(m)):
+        hit = [(np.arange(7) - o) % k == 0 for o in offs]
+        shares.append(sum(fg[v][hit[v]].sum() for v in range(len(m))) / total)
+    exact = np.var(shares)
+    q = curves.lattice_overlap(lab.class_counts(m))
+    assert exact == pytest.approx(p * (1 - p) * q, rel=1e-9)
+    draws = np.asarray(lab(jax.random.key(k), np.broadcast_to(m, (4000,) + m.shape)))
+    mc = ((draws == 1) & m).sum(axis=(1, 2, 3, 4)) / total
+    assert mc.mean() == pytest.approx(p, rel=0.02)
+    assert mc.var() == pytest.approx(exact, rel=0.08)
+    independent = p * (1 - p) * curves.cluster_overlap(lab.unit_counts(m))
+    if k == 2:
+        assert independent > 2 * exact
+    if k == 10:  # deeper than every volume: each class at most one plane; the exclusion still lowers q
+        assert exact < independent
+
+
+def test_lattice_overlap_rows_and_errors():
+    """In 2-D the slices are rows: the same enumeration on one image's rows; k = 1 is clean (0)."""
+    m = _lattice_volumes()[0, :, 4]  # one 7 x 10 image
+    fg = m.sum(axis=1)
+    k = 3
+    shares = [fg[(np.arange(7) - o) % k == 0].sum() / fg.sum() for o in range(k)]
+    assert np.var(shares) == pytest.approx(2 / 9 * curves.lattice_overlap(noise.Slices(k).class_counts(m)))
+    assert curves.lattice_overlap([[5], [3]]) == 0.0
+    for bad in ([[0, 0]], [1, 2, 3], [[1, -1]]):
+        with pytest.raises(ValueError, match="counts"):
+            curves.lattice_overlap(bad)

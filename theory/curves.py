@@ -54,6 +54,7 @@ __all__ = [
     "disk_level_radius",
     "disk_level_shift",
     "fg_probability",
+    "lattice_overlap",
     "memorised_fraction",
     "miou_symmetric_flip",
     "output_levels",
@@ -317,6 +318,38 @@ def cluster_overlap(counts: Any) -> float:
     if m.size == 0 or np.any(m < 0) or not m.sum() > 0:
         raise ValueError("counts must be non-negative foreground counts, not all zero")
     return float(np.sum(m * m) / m.sum() ** 2)
+
+
+def lattice_overlap(counts: Any) -> float:
+    r"""q of labels in classes of which exactly one per image is labelled, chosen uniformly: every k-th slice
+    at a random offset (theory/README.md, step 15).
+
+    ``counts`` (images, k) holds the foreground of each class: the planes z = r, r + k, r + 2k, ... of each
+    image (``noise.Slices(k).class_counts(masks)``). Within an image two classes are never labelled together,
+    so a label's indicator has covariance p(1-p) with labels of its own class, -p^2 with the other classes of
+    its image and 0 across images (p = 1/k). The q that gives the variance of a decision's labelled fraction
+    as :func:`clustered_n_eff` takes it is that covariance summed over pairs of foreground labels, over
+    p(1-p) (``derivations.annotation``, ``lattice_overlap``):
+
+    .. math:: q = \frac{\sum_v \sum_r (s_{vr} - S_v / k)^2}{(1 - 1/k)\, T^2},
+
+    :math:`S_v = \sum_r s_{vr}`, :math:`T = \sum_v S_v`. It is :func:`cluster_overlap` of the classes minus what
+    the classes' exclusion takes away: small wherever each image spreads its foreground evenly over the k
+    classes (objects deeper than k planes), :func:`cluster_overlap` of the planes when every image holds at
+    most one non-empty class. 0 for k = 1 (every plane labelled).
+
+    Raises:
+        ValueError: ``counts`` not 2-D, a negative count, or no foreground at all.
+    """
+    s = np.asarray(counts, float)
+    if s.ndim != 2 or s.size == 0 or np.any(s < 0) or not s.sum() > 0:
+        raise ValueError(f"counts must be (images, k) non-negative foreground counts, not all zero; got shape "
+                         f"{s.shape}")
+    k = s.shape[1]
+    if k == 1:
+        return 0.0
+    dev = s - s.sum(axis=1, keepdims=True) / k
+    return float(np.sum(dev * dev) / ((1 - 1 / k) * s.sum() ** 2))
 
 
 def clustered_n_eff(n_eff: Any, overlap: Any) -> np.ndarray:

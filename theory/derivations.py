@@ -947,7 +947,7 @@ def pooling_and_scale(n_pixels: int = 3) -> Derivation:
 
 
 # --------------------------------------------------------------------- 15
-def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
+def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: int = 3) -> Derivation:
     r"""Annotation practice: unlabelled pixels as ignore or as background, and labels that come in sheets.
 
     *Ignore.* A fraction p of the pixels is labelled (L_i ~ Bernoulli(p)), the
@@ -969,6 +969,17 @@ def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
     :math:`q = \sum_c (m_c / V)^2`: that of :math:`n' = n / (1 + (n-1) q)`
     independent labels (:func:`theory.curves.clustered_n_eff`). Checked for two
     pooled labels and ``clusters`` clusters of symbolic sizes.
+
+    *Slices are a lattice.* Every k-th slice at a random offset labels exactly
+    one of each image's k classes of slices (z = r, r + k, ...): two classes of
+    one image are never labelled together, so the labels' indicators have
+    covariance p(1-p) within a class, -p^2 between the classes of an image, 0
+    across images (p = 1/k). The labelled share of the foreground (class r of
+    image v holding s_vr, image v holding S_v, all T) then has variance
+    p(1-p) q with :math:`q = \sum_v \sum_r (s_{vr} - S_v/k)^2 / ((1 - 1/k) T^2)`
+    (:func:`theory.curves.lattice_overlap`), not the independent units' sum
+    (s_vr / T)^2. Checked for ``images`` images of ``spacing`` classes of
+    symbolic sizes, each image's offset uniform.
     """
     p = sp.Symbol("p", positive=True)
     a = sp.symbols(f"a0:{n_pixels}", positive=True)
@@ -1002,6 +1013,14 @@ def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
     q = sum((mc / total) ** 2 for mc in m)
     nn = sp.Symbol("n", positive=True)
     qq = sp.Symbol("q", positive=True)
+    # slices: per image one of `spacing` classes labelled, at a uniform offset; the labelled share of the foreground
+    counts = [sp.symbols(f"s{v}_0:{spacing}", positive=True) for v in range(images)]
+    offsets = [sps.DiscreteUniform(f"O{v}", list(range(spacing))) for v in range(images)]
+    whole = sum(sum(row) for row in counts)
+    share = sum(sum(c * sp.Piecewise((1, sp.Eq(off, r)), (0, True)) for r, c in enumerate(row))
+                for row, off in zip(counts, offsets, strict=True)) / whole
+    pk = sp.Rational(1, spacing)
+    q_lattice = sum(sum((c - sum(row) / spacing) ** 2 for c in row) for row in counts) / ((1 - pk) * whole**2)
     return Derivation(
         "annotation",
         "Unlabelled as ignore: unbiased, variance (1-p)/p D(1-D)/n, (1-D) times the background one; "
@@ -1026,9 +1045,13 @@ def annotation(n_pixels: int = 3, clusters: int = 3) -> Derivation:
             "clustered_n_eff": Claim(p * (1 - p) * (1 / nn + (1 - 1 / nn) * qq),
                                      p * (1 - p) / (nn / (1 + (nn - 1) * qq)),
                                      "n labels in clusters: the variance of n / (1 + (n-1) q) independent ones"),
+            "lattice_overlap": Claim(sps.variance(share), pk * (1 - pk) * q_lattice,
+                                     "every k-th slice at a uniform offset per image: the labelled share's variance "
+                                     "is p(1-p) q, q = sum (s_vr - S_v/k)^2 / ((1-1/k) T^2)"),
         },
-        parts={"ratio": ratio, "variance_ignore": var_ignore, "cluster_seen": seen},
-        uses="Bernoulli(p) labelling of each pixel or cluster (sympy.stats); a smoother of the labelled pixels",
+        parts={"ratio": ratio, "variance_ignore": var_ignore, "cluster_seen": seen, "lattice_share": share},
+        uses="Bernoulli(p) labelling of each pixel or cluster, a uniform slice offset per image (sympy.stats); a "
+             "smoother of the labelled pixels",
     )
 
 

@@ -32,8 +32,9 @@ the masks alone, once two numbers of the training recipe are known
   :class:`~metastructure.noise.Scattered`; the rest stored as background or
   ignored): ``clean_dice * annotated_dice(D, n', p, unlabelled)``
   (:func:`theory.curves.annotated_dice`) with n' the n_eff of labels that come
-  in slices or blocks (:func:`theory.curves.clustered_n_eff` of the masks'
-  units, :meth:`Masks.overlap`; theory/README.md, step 15). On volumes
+  in slices or blocks (:func:`theory.curves.clustered_n_eff` at the masks' q,
+  :meth:`Masks.overlap`: a lattice for slices, independent units for blocks;
+  theory/README.md, step 15). On volumes
   (``Masks(masks, ndim=3)``) :func:`table` adds the "every k-th slice" rows,
   both ways.
 

@@ -195,10 +195,23 @@ class Masks:
         return float(curves.dice_from_probability(prob, inside[None], axes=(1,), weight=cnt[None])[0])
 
     def overlap(self, label: Any) -> float:
-        """:func:`theory.curves.cluster_overlap` of an annotation label type's units on these masks (treated as
-        the training set): the chance that two labels fall in one slice (block, pixel) of one mask."""
+        """The q of an annotation label type on these masks (treated as the training set), what
+        :func:`theory.curves.clustered_n_eff` takes: for slices :func:`theory.curves.lattice_overlap` of each
+        mask's classes of slices (one class labelled per mask: ``noise.Slices.class_counts``), for blocks and
+        scattered pixels :func:`theory.curves.cluster_overlap` of their units (labelled independently:
+        ``unit_counts``)."""
         lab = _with_ndim(_as_label(label), self.ndim)
+        if isinstance(lab, noise.Slices):
+            return curves.lattice_overlap(np.concatenate([lab.class_counts(st) for st in self.stacks]))
         return curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
+
+    def labelled_units(self, label: Any) -> float:
+        """How many of an annotation label type's units (slices, blocks, pixels) with foreground these masks
+        hold labelled, in expectation: p / :func:`theory.curves.cluster_overlap` of the units' foreground
+        counts (its effective number of units, 1 / q, times p)."""
+        lab = _with_ndim(_as_label(label), self.ndim)
+        q = curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
+        return float(lab.labelled_fraction) / q
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
         """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
@@ -473,14 +486,18 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
     for ``units_n`` training images of their kind: q scaled by len(masks) / units_n); with a law, the memorisation
     of sampled draws (its first family, as the annotated region is fixed) sets n_eff."""
     p, sem = float(label.labelled_fraction), label.unlabelled
-    # the masks' units per mask, over the training set's masks: units_n of them
-    q = m.overlap(label) * (len(m) / units_n if units_n else 1.0)
+    # the masks' units per mask, over the training set's masks: units_n of them (q falls, the count grows, as
+    # 1 / the number of masks)
+    scale = len(m) / units_n if units_n else 1.0
+    q = m.overlap(label) * scale
+    labelled = m.labelled_units(label) / scale
     mt = label.matched_threshold()
     units = {"slices": "slices", "blocks": "blocks", "scattered": "pixels"}[label.kind]
-    if p / q < MIN_LABELLED_UNITS:
-        raise ValueError(f"label {label.name!r}: the {units_n or len(m)} training images would hold about {p / q:.3g} "
-                         f"labelled {units} with foreground (p / q), fewer than {MIN_LABELLED_UNITS}: too few for the "
-                         "model (and for training: the annotation simulation's networks failed there); label more "
+    if labelled < MIN_LABELLED_UNITS:
+        raise ValueError(f"label {label.name!r}: the {units_n or len(m)} training images would hold about "
+                         f"{labelled:.3g} labelled {units} with foreground (p / q), fewer than {MIN_LABELLED_UNITS}: "
+                         "too few for the model (and for training: the annotation simulation's networks failed "
+                         "there); label more "
                          f"{units} or more images")
     bound = "; for ignore a lower bound (ignore-trained networks pool more labels than sampled ones: " \
             "simulations/README.md, annotation)" if sem == "ignore" else ""
