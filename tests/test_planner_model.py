@@ -439,9 +439,8 @@ def test_annotation_predictions_follow_the_theory():
         # slices: one class of planes per volume (a lattice); blocks, pixels: independent units
         q = (curves.lattice_overlap(lab.class_counts(vol)) if name.startswith("slices") else
              curves.cluster_overlap(lab.unit_counts(vol))) / 8  # the masks stand for 8 times as many volumes
-        n = float(curves.clustered_n_eff(cal.n_eff, q))
-        want = cal.clean_dice * float(curves.annotated_dice(fields, n, float(lab.labelled_fraction),
-                                                            unlabelled=lab.unlabelled)[0])
+        want = cal.clean_dice * float(curves.annotated_dice(fields, cal.n_eff, float(lab.labelled_fraction),
+                                                            unlabelled=lab.unlabelled, overlap=q)[0])
         got = planner.predict(m, name, calibration=cal)
         assert got.dice == pytest.approx(want, abs=2e-3), name  # the histogram's binning of D
         assert got.threshold == (0.5 if lab.unlabelled == "ignore" else float(lab.labelled_fraction) / 2)

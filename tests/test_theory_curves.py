@@ -364,6 +364,41 @@ def test_annotated_dice_ignore_matches_the_pooled_model_by_monte_carlo(p):
     assert pred < 1.0
 
 
+def test_annotated_probability_ignore_with_units_by_monte_carlo():
+    """The pooled model with units, ignore semantics: n = 200 labels picked from 60 units of 20-120 pixels, each
+    unit labelled with probability p = 0.1 as a whole, n D of the labels foreground (placed at random), the call
+    the labelled ones' mean > 1/2 (none labelled or a tie: a coin). Over 20000 draws P(fg) is
+    annotated_probability(..., overlap=q) within 0.025 at every D: the units cost only through how many labels
+    a decision sees (1 + 1/(p n')). Giving ignore the units' n' as its n_eff, as background needs, is off by
+    more than 0.1 (the control)."""
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(20, 120, 60)
+    owner = np.repeat(np.arange(sizes.size), sizes)
+    q = curves.cluster_overlap(sizes)
+    n, p, draws = 200, 0.1, 20000
+    worst_control = 0.0
+    for level in (0.3, 0.42, 0.47, 0.53, 0.58, 0.7):
+        picks = owner[rng.integers(0, owner.size, (draws, n))]
+        labelled = np.take_along_axis(rng.random((draws, sizes.size)) < p, picks, axis=1)
+        y = rng.permuted(np.tile(np.arange(n) < round(n * level), (draws, 1)), axis=1)
+        m, f = labelled.sum(1), (labelled & y).sum(1)
+        call = np.where(m > 0, np.sign(2 * f - m), 0)
+        mc = float(np.mean(np.where(call == 0, 0.5, call > 0)))
+        dd = np.array(round(n * level) / n)
+        pred = float(curves.annotated_probability(dd, n, p, unlabelled="ignore", overlap=q)[0])
+        assert pred == pytest.approx(mc, abs=0.025), level
+        control = float(curves.annotated_probability(dd, float(curves.clustered_n_eff(n, q)), p,
+                                                     unlabelled="ignore")[0])
+        worst_control = max(worst_control, abs(control - mc))
+    assert worst_control > 0.1
+    # background takes the units' n' (test_clustered_n_eff_by_monte_carlo checks that variance)
+    grid = np.linspace(0.05, 0.95, 19)
+    np.testing.assert_allclose(curves.annotated_probability(grid, n, p, overlap=q),
+                               curves.annotated_probability(grid, float(curves.clustered_n_eff(n, q)), p))
+    with pytest.raises(ValueError, match="overlap"):
+        curves.annotated_probability(grid, n, p, overlap=1.5)
+
+
 def test_annotated_dice_background_is_pooled_dice_and_ignore_beats_it():
     """Background is sampling (pooled_dice with f = 1 - p); ignore has (1 - D) times its variance, so it is
     at least as good at every p, and both reach 1 at p = 1."""

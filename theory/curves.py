@@ -240,52 +240,64 @@ def _check_fields(d: np.ndarray) -> None:
                          "(metastructure.density.fraction_field(masks, 1.0))")
 
 
-def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background") -> np.ndarray:
+def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background",
+                   overlap: float = 0.0) -> np.ndarray:
     r"""The share of the clean Dice left by annotating a fraction p of the pixels (theory/README.md, step 15).
 
     The model of :func:`pooled_dice` (each decision pools ``n_eff`` labels, the
-    clean field D at 1 px, the clean partition {D > 1/2} as the truth):
+    clean field D at 1 px, the clean partition {D > 1/2} as the truth), the
+    labels in units labelled as a whole whose q is ``overlap``
+    (:func:`cluster_overlap`, :func:`lattice_overlap`; 0 for single pixels),
+    so that the labelled share of n pooled labels varies as that of
+    n' = :func:`clustered_n_eff` (n, q) independent ones:
 
     * ``"background"`` (unlabelled pixels stored as background): sampling,
-      f = 1 - p, b = 0, read at t* = p/2: ``pooled_dice(fields, n_eff, 1 - p, 0)``,
-      :math:`P_{fg} = \Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} D / n_{eff}}\big)`;
+      f = 1 - p, b = 0, read at t* = p/2, over n' labels:
+      ``pooled_dice(fields, n', 1 - p, 0)``,
+      :math:`P_{fg} = \Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} D / n'}\big)`.
+      Every labelled foreground pixel adds the same 1, so the units' variance is the labels'.
     * ``"ignore"`` (unlabelled pixels left out of the loss): the labelled pixels
       are clean and the network's estimate is the ratio
-      :math:`\sum w L y / \sum w L`, unbiased to first order, with variance
-      :math:`\tfrac{1-p}{p} \sum w^2 (y - D)^2 = \tfrac{1-p}{p} D (1 - D) / n_{eff}`
-      (``derivations.annotation``), read at 1/2:
-      :math:`P_{fg} = \Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} D (1-D) / n_{eff}}\big)`.
-      The variance is (1 - D) times the background one: half at the boundary.
-
-    Labels that come in sheets or blocks (a slice is labelled or not as a whole)
-    pool fewer independent draws: pass :func:`clustered_n_eff`'s n_eff.
+      :math:`\sum w L y / \sum w L`, unbiased, read at 1/2. Over the pooled
+      model's labels (y independent given D) the units add no first-order
+      variance, since the y - D of two labels are uncorrelated; the number of
+      labelled pixels a decision sees does vary, which to second order gives
+      :math:`\tfrac{1-p}{p} \tfrac{D (1 - D)}{n_{eff}} \big(1 + \tfrac{1}{p n'}\big)`
+      (``derivations.annotation``):
+      :math:`P_{fg} = \Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} \tfrac{D(1-D)}{n_{eff}}
+      (1 + \tfrac{1}{p n'})}\big)`. The variance is about (1 - D) times the background one without units:
+      half at the boundary.
 
     Args:
         fields: the clean fraction fields D (any shape: images or volumes), in [0, 1].
         n_eff: labels pooled per decision, > 0.
         fraction: p in (0, 1], scalar or 1-D.
         unlabelled: ``"background"`` or ``"ignore"``.
+        overlap: q of the units, in [0, 1].
 
     Returns:
         One value per p, shape (K,); 1 at p = 1.
 
     Raises:
-        ValueError: bad fields (as :func:`pooled_dice`), ``n_eff`` not positive, p outside (0, 1], or an unknown
-            ``unlabelled``.
+        ValueError: bad fields (as :func:`pooled_dice`), ``n_eff`` not positive, p outside (0, 1], an unknown
+            ``unlabelled``, or ``overlap`` outside [0, 1].
     """
     d = np.asarray(fields, float)
     _check_fields(d)
-    prob = annotated_probability(d, n_eff, fraction, unlabelled=unlabelled)
+    prob = annotated_probability(d, n_eff, fraction, unlabelled=unlabelled, overlap=overlap)
     return dice_from_probability(prob, d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
 
 
-def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background") -> np.ndarray:
+def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background",
+                          overlap: float = 0.0) -> np.ndarray:
     r"""P(pixel called foreground) under :func:`annotated_dice`'s model, shape (K,) + D's shape for K fractions:
-    :math:`\Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} V / n_{eff}}\big)` with V = D (background, at
-    t* = p/2) or D (1 - D) (ignore, at 1/2); the step 1{D > 1/2} where the variance is 0 (p = 1).
+    :math:`\Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} V}\big)` with V = D / n' (background, at
+    t* = p/2) or D (1 - D) / n_eff (1 + 1/(p n')) (ignore, at 1/2), n' = ``clustered_n_eff(n_eff, overlap)``;
+    the step 1{D > 1/2} where the variance is 0 (p = 1).
 
     Raises:
-        ValueError: ``n_eff`` not positive, p outside (0, 1], an unknown ``unlabelled``.
+        ValueError: ``n_eff`` not positive, p outside (0, 1], an unknown ``unlabelled``, ``overlap`` outside
+            [0, 1].
     """
     if unlabelled not in ("background", "ignore"):
         raise ValueError(f"unlabelled must be 'background' or 'ignore', got {unlabelled!r}")
@@ -294,12 +306,15 @@ def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: st
         raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
     if not float(n_eff) > 0:
         raise ValueError(f"n_eff must be positive, got {n_eff}")
+    if not 0.0 <= float(overlap) <= 1.0:
+        raise ValueError(f"overlap must lie in [0, 1], got {overlap!r}")
+    n = float(n_eff)
+    units = float(clustered_n_eff(n, float(overlap)))
     d = np.asarray(D, float)
     extra = (None,) * d.ndim
-    if unlabelled == "background":  # sampling: fg_probability with f = 1 - p, b = 0, pooled over n_eff labels
-        n = float(n_eff)
-        return fg_probability(d[None], d[None] / n, (1 - d[None]) / n, (1 - p)[(...,) + extra], 0.0)
-    var = ((1 - p) / p)[(...,) + extra] * (d * (1 - d))[None] / float(n_eff)
+    if unlabelled == "background":  # sampling: fg_probability with f = 1 - p, b = 0, pooled over n' labels
+        return fg_probability(d[None], d[None] / units, (1 - d[None]) / units, (1 - p)[(...,) + extra], 0.0)
+    var = ((1 - p) / p * (1 + 1 / (p * units)))[(...,) + extra] * (d * (1 - d))[None] / n
     margin = np.broadcast_to(d[None] - 0.5, var.shape)
     with np.errstate(divide="ignore", invalid="ignore"):  # no variance: the step 1{D > 1/2} (D = 1/2 is out)
         z = np.where(var > 0, margin / np.sqrt(np.where(var > 0, var, 1.0)), np.where(margin > 0, np.inf, -np.inf))

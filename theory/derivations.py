@@ -980,6 +980,15 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
     (:func:`theory.curves.lattice_overlap`), not the independent units' sum
     (s_vr / T)^2. Checked for ``images`` images of ``spacing`` classes of
     symbolic sizes, each image's offset uniform.
+
+    *Units under ignore.* Given which pixels are labelled (weights a_i = w_i L_i),
+    the pooled model's labels (y_i independent Bernoulli(D)) give the ratio the
+    variance D(1-D) sum a^2 / (sum a)^2: the units enter only through how many
+    labels a decision sees, not through the y's (two labels' y - D are
+    uncorrelated). With equal weights that is D(1-D)/M for M labelled of n;
+    M has mean np and variance n^2 p(1-p)/n' (n' as above), so to second order
+    E[1/M] = (1 + (1-p)/(p n'))/(np), and the variance above clean labels'
+    D(1-D)/n is :math:`\tfrac{1-p}{p} \tfrac{D(1-D)}{n} (1 + \tfrac{1}{p n'})`.
     """
     p = sp.Symbol("p", positive=True)
     a = sp.symbols(f"a0:{n_pixels}", positive=True)
@@ -1021,6 +1030,15 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
                 for row, off in zip(counts, offsets, strict=True)) / whole
     pk = sp.Rational(1, spacing)
     q_lattice = sum(sum((c - sum(row) / spacing) ** 2 for c in row) for row in counts) / ((1 - pk) * whole**2)
+    # ignore with units: given the labelling (weights a), the ratio over independent Bernoulli(D) labels
+    ys_d = [sps.Bernoulli(f"Y{i}", dd) for i in range(n_pixels)]
+    given = sum(ai * y for ai, y in zip(a, ys_d, strict=True)) / sum(a)
+    # E[1/M] to second order: the Taylor expansion of 1/M about its mean, M - mean of mean 0 and variance var_m
+    mu, dm_, var_m = sp.symbols("mu delta v", positive=True)
+    inv_taylor = sp.series(1 / (mu + dm_), dm_, 0, 3).removeO()
+    inv_mean = inv_taylor.coeff(dm_, 0) + inv_taylor.coeff(dm_, 2) * var_m  # E[delta] = 0, E[delta^2] = v
+    n_units = sp.Symbol("n'", positive=True)
+    at_units = {mu: nn * p, var_m: nn**2 * p * (1 - p) / n_units}
     return Derivation(
         "annotation",
         "Unlabelled as ignore: unbiased, variance (1-p)/p D(1-D)/n, (1-D) times the background one; "
@@ -1045,6 +1063,14 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
             "clustered_n_eff": Claim(p * (1 - p) * (1 / nn + (1 - 1 / nn) * qq),
                                      p * (1 - p) / (nn / (1 + (nn - 1) * qq)),
                                      "n labels in clusters: the variance of n / (1 + (n-1) q) independent ones"),
+            "ignore_given_units": Claim(sps.variance(given),
+                                        dd * (1 - dd) * sum(ai**2 for ai in a) / sum(a) ** 2,
+                                        "ignore, given the labelled pixels: the ratio's variance over independent "
+                                        "labels is D(1-D) sum a^2 / (sum a)^2, whatever units they came in"),
+            "ignore_units_second_order": Claim(dd * (1 - dd) * inv_mean.subs(at_units) - dd * (1 - dd) / nn,
+                                               (1 - p) / p * dd * (1 - dd) / nn * (1 + 1 / (p * n_units)),
+                                               "ignore with units: D(1-D) E[1/M] to second order, above clean "
+                                               "labels' D(1-D)/n, is (1-p)/p D(1-D)/n (1 + 1/(p n'))"),
             "lattice_overlap": Claim(sps.variance(share), pk * (1 - pk) * q_lattice,
                                      "every k-th slice at a uniform offset per image: the labelled share's variance "
                                      "is p(1-p) q, q = sum (s_vr - S_v/k)^2 / ((1-1/k) T^2)"),

@@ -30,11 +30,10 @@ the masks alone, once two numbers of the training recipe are known
 * **Annotation practice** (every k-th slice, random blocks, scattered pixels:
   :class:`~metastructure.noise.Slices`, :class:`~metastructure.noise.Blocks`,
   :class:`~metastructure.noise.Scattered`; the rest stored as background or
-  ignored): ``clean_dice * annotated_dice(D, n', p, unlabelled)``
-  (:func:`theory.curves.annotated_dice`) with n' the n_eff of labels that come
-  in slices or blocks (:func:`theory.curves.clustered_n_eff` at the masks' q,
-  :meth:`Masks.overlap`: a lattice for slices, independent units for blocks;
-  theory/README.md, step 15). On volumes
+  ignored): ``clean_dice * annotated_dice(D, n_eff, p, unlabelled, overlap=q)``
+  (:func:`theory.curves.annotated_dice`) with q that of labels that come in
+  slices or blocks (:meth:`Masks.overlap`: a lattice for slices, independent
+  units for blocks; theory/README.md, step 15). On volumes
   (``Masks(masks, ndim=3)``) :func:`table` adds the "every k-th slice" rows,
   both ways.
 

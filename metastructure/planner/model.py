@@ -187,11 +187,11 @@ class Masks:
         inside = np.arange(2 * _HIST_BINS) < _HIST_BINS
         return (tot[keep] / cnt[keep], cnt[keep], inside[keep]), 2 * overlap / (called + self.n_fg)
 
-    def annotated_dice(self, n_eff: float, fraction: float, unlabelled: str) -> float:
+    def annotated_dice(self, n_eff: float, fraction: float, unlabelled: str, *, overlap: float = 0.0) -> float:
         """:func:`theory.curves.annotated_dice` of these masks (a fraction p annotated, the rest background or
-        ignored), up to the binning of D, as :meth:`pooled_dice`."""
+        ignored, in units of q = ``overlap``), up to the binning of D, as :meth:`pooled_dice`."""
         d, cnt, inside = self.histogram
-        prob = curves.annotated_probability(d, n_eff, fraction, unlabelled=unlabelled)
+        prob = curves.annotated_probability(d, n_eff, fraction, unlabelled=unlabelled, overlap=overlap)
         return float(curves.dice_from_probability(prob, inside[None], axes=(1,), weight=cnt[None])[0])
 
     def overlap(self, label: Any) -> float:
@@ -481,10 +481,10 @@ def _law_at(cal: Calibration, n_images: Any) -> tuple[ScaleLaw | None, int | Non
 
 def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | None, n: int | None, clean: float,
                 done: Any, units_n: int | None) -> Prediction:
-    """An annotation label type: the clean Dice times ``Masks.annotated_dice`` at the n_eff of its units
-    (``curves.clustered_n_eff`` of the calibration's or the law's n_eff and ``Masks.overlap``, the masks standing
-    for ``units_n`` training images of their kind: q scaled by len(masks) / units_n); with a law, the memorisation
-    of sampled draws (its first family, as the annotated region is fixed) sets n_eff."""
+    """An annotation label type: the clean Dice times ``Masks.annotated_dice`` at the calibration's or the law's
+    n_eff and the units' q (``Masks.overlap``, the masks standing for ``units_n`` training images of their kind: q
+    scaled by len(masks) / units_n); with a law, the memorisation of sampled draws (its first family, as the
+    annotated region is fixed) sets n_eff."""
     p, sem = float(label.labelled_fraction), label.unlabelled
     # the masks' units per mask, over the training set's masks: units_n of them (q falls, the count grows, as
     # 1 / the number of masks)
@@ -501,9 +501,12 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
                          f"{units} or more images")
     bound = "; for ignore a lower bound (ignore-trained networks pool more labels than sampled ones: " \
             "simulations/README.md, annotation)" if sem == "ignore" else ""
+    if sem == "background" and label.kind != "scattered":  # whole units are a pattern a network can learn
+        bound = "; assumes the network learns the density, not which units were labelled (networks trained long " \
+                "on few volumes learnt the labelled slices: simulations/README.md, annotation)"
 
     def share(n_eff: float) -> float:
-        return m.annotated_dice(float(curves.clustered_n_eff(n_eff, q)), p, sem)
+        return m.annotated_dice(n_eff, p, sem, overlap=q)
 
     if law is None:
         n_units = float(curves.clustered_n_eff(cal.n_eff, q))
