@@ -21,7 +21,7 @@ n_eff is fitted per data set and per semantics (background,
 ignore: networks may pool differently, as the planner measures each label
 family's memorisation apart) on the scattered-voxel cells only; slices and
 blocks are then predicted, not fitted. Cells whose training set holds fewer
-than ``planner.MIN_LABELLED_UNITS`` labelled units with foreground (p / q) lie
+than ``planner.MIN_LABELLED_UNITS`` labelled units with foreground (p / q of the single units) lie
 outside the model and are reported apart.
 
 Beside the theory, the planner: ``planner.calibrate(..., ndim=3)`` on each
@@ -223,7 +223,7 @@ def summarise(config: dict, store) -> dict:
         train_masks, test_masks = d["train"].masks, d["test"].masks
         fields = np.asarray(density.fraction_field(test_masks.astype(bool), 1.0, ndim=3), float)
         pm_train = planner.Masks(train_masks, ndim=3)
-        overlap: dict[str, float] = {}  # each scheme's q on the training masks (a lattice for slices)
+        overlap: dict[str, float] = {}  # each label type's q on the training masks (a lattice for slices)
 
         def q_of(name: str, pm_train=pm_train, overlap=overlap) -> float:
             base = name.removesuffix(" ignore")  # q does not depend on the semantics
@@ -267,7 +267,6 @@ def summarise(config: dict, store) -> dict:
             row["fitted"] = lab in fits[_semantics(lab)]["on"]
             row["labelled_units"] = None if lab == "clean" else pm_train.labelled_units(lab)
             row["in_model"] = lab == "clean" or row["labelled_units"] >= planner.MIN_LABELLED_UNITS
-            row["n_eff_units"] = None if lab == "clean" else float(curves.clustered_n_eff(n_eff, q_of(lab)))
             try:
                 row["planner"] = planner.predict(pm_train, noise.LabelNoise.parse(lab, ndim=3), calibration=cal,
                                                  n_images=len(train_masks)).dice
@@ -283,7 +282,7 @@ def summarise(config: dict, store) -> dict:
         units_k = {str(k): pm_train.labelled_units(f"slices {k}") for k in ks}
         errors = {lab: abs(row["predicted"] - row["dice"]["mean"]) for lab, row in rows.items()
                   if lab != "clean" and not row["fitted"] and row["in_model"]}
-        oracle_errors = {lab: abs(row["predicted"] - row["oracle"]["mean"]) for lab in errors for row in [rows[lab]]}
+        oracle_errors = {lab: abs(rows[lab]["predicted"] - rows[lab]["oracle"]["mean"]) for lab in errors}
         planner_errors = {lab: abs(row["planner"] - row["dice"]["mean"]) for lab, row in rows.items()
                           if row["planner"] is not None}
         # ignore against background at equal budgets (Welch over seeds)
@@ -296,7 +295,8 @@ def summarise(config: dict, store) -> dict:
                 versus[bg] = {"difference": float(np.mean(a) - np.mean(b)), "p": p}
         out[dname] = {"volumes": {"train": len(train_masks), "test": len(test_masks),
                                   "shape": list(train_masks.shape[1:])},
-                      "by_label": rows, "slicewise": slicewise, "fit": fits, "overlap": overlap,
+                      "by_label": rows, "slicewise": slicewise, "fit": fits,
+                      "overlap": {lab: q_of(lab) for lab in rows if lab != "clean" and _semantics(lab) == "background"},
                       "curve_k": ks.tolist(), "curve": curve, "curve_units": units_k, "errors": errors,
                       "max_error": max(errors.values()) if errors else None,
                       "max_error_oracle": max(oracle_errors.values()) if oracle_errors else None,
@@ -426,7 +426,8 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         "`curves.lattice_overlap`; blocks independent units, `curves.cluster_overlap`). "
         "**planner**: `planner.predict` from "
         "`planner.calibrate(..., ndim=3)` on the same training volumes with the same recipe (one calibration "
-        f"per data set). Units: labelled slices or blocks with objects expected in the training set (p / q); "
+        f"per data set). Units: labelled slices or blocks with objects expected in the training set (p / q of the "
+        "single slices or blocks, `planner.Masks.labelled_units`); "
         f"below {planner.MIN_LABELLED_UNITS} the cell is outside the model (and the planner refuses it).")]
     for dname in ds:
         r = res[dname]
@@ -467,8 +468,8 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
 def _volumes_text(dname: str, r: dict) -> str:
     """'24 training and 8 test volumes of 12 x 32 x 32 voxels (NUC-like, ...)' from a data set's record."""
     v = r["volumes"]
-    what = ("the real nuclei volume the stardist wheel ships, 31 x 61 x 57 voxels, in columns of its middle "
-            f"{v['shape'][0]} planes" if dname == "real_nuclei" else
+    what = (f"the real nuclei volume the stardist wheel ships, in columns of its middle {v['shape'][0]} planes"
+            if dname == "real_nuclei" else
             f"{DATA.get(dname, dname)}, imaged with a PSF 2-3 times wider along z")
     return f"{v['train']} training and {v['test']} test volumes of {' x '.join(map(str, v['shape']))} voxels ({what})"
 

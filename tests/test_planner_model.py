@@ -425,8 +425,22 @@ def test_masks_of_volumes_use_3d_fields_and_a_depth_one_volume_is_its_image():
         planner.Masks([vol[0], vol[0, 0]], ndim=3)
 
 
+def test_masks_overlap_is_the_lattice_for_slices_and_the_units_for_blocks():
+    """Masks.overlap: the slices' lattice q (one class of planes per volume), the blocks' and pixels' independent
+    units' q, the same for both semantics; Masks.labelled_units: p over the single units' q."""
+    vol = _volumes()
+    m = planner.Masks(vol, ndim=3)
+    sl, bl = noise.Slices(5, ndim=3), noise.Blocks(0.2, 4, ndim=3)
+    assert m.overlap("slices 5") == pytest.approx(curves.lattice_overlap(sl.class_counts(vol)))
+    assert m.overlap("slices 5 ignore") == m.overlap("slices 5")
+    assert m.overlap("slices 5") < curves.cluster_overlap(sl.unit_counts(vol))  # objects deeper than 1 plane
+    assert m.overlap("blocks 0.2 4") == pytest.approx(curves.cluster_overlap(bl.unit_counts(vol)))
+    assert m.labelled_units("slices 5") == pytest.approx(0.2 / curves.cluster_overlap(sl.unit_counts(vol)))
+    assert m.labelled_units("scattered 0.1") == pytest.approx(0.1 * vol.sum())  # one pixel per unit
+
+
 def test_annotation_predictions_follow_the_theory():
-    """Each annotation row is the calibration's clean Dice times curves.annotated_dice at the clustered n_eff
+    """Each annotation row is the calibration's clean Dice times curves.annotated_dice at the units' q
     (checked by hand on the masks' fields, without a law); scattered pixels are sampling; sheets cost more than
     scattered pixels, ignoring less than background; slices 1 is clean."""
     vol = _volumes()

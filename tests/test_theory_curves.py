@@ -400,8 +400,8 @@ def test_annotated_probability_ignore_with_units_by_monte_carlo():
 
 
 def test_annotated_dice_background_is_pooled_dice_and_ignore_beats_it():
-    """Background is sampling (pooled_dice with f = 1 - p); ignore has (1 - D) times its variance, so it is
-    at least as good at every p, and both reach 1 at p = 1."""
+    """Background is sampling (pooled_dice with f = 1 - p); ignore has (1 - D)(1 + 1/(p n)) times its variance,
+    so it is at least as good at every p here, and both reach 1 at p = 1."""
     yy, xx = np.mgrid[:32, :32]
     d = np.asarray(density.fraction_field((yy - 15) ** 2 + (xx - 16) ** 2 < 60, 1.0), float)
     ps = np.array([0.02, 0.1, 0.5, 1.0])

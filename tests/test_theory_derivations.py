@@ -89,6 +89,10 @@ def test_the_readme_table_lists_every_claim(built):
     readme = (Path(__file__).resolve().parent.parent / "theory" / "README.md").read_text()
     table = d.table([built[fn.__name__] for fn in ALL])
     assert table in readme, "regenerate the table in theory/README.md from theory.derivations.table()"
+    # the section holds the table and nothing after it (no stale claim count left behind by a regeneration)
+    start = readme.index("## Every claim, and what it derives")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    assert section.rstrip().endswith(table.rstrip()), "the claims section must end with derivations.table()"
 
 
 def test_lemma2_holds_in_the_mixture_sense_only(built):

@@ -323,8 +323,9 @@ def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: st
 
 def cluster_overlap(counts: Any) -> float:
     r"""q = :math:`\sum_c m_c^2 / (\sum_c m_c)^2`: the chance that two labels drawn from the training set's
-    foreground fall in the same cluster (a slice of one volume, a block), from the clusters' foreground counts
-    :math:`m_c` (``noise.Slices(k).unit_counts(masks)``); 1 / q is the effective number of clusters.
+    foreground fall in the same cluster (a block, a pixel), from the clusters' foreground counts
+    :math:`m_c` (``noise.Blocks(p, s).unit_counts(masks)``); 1 / q is the effective number of clusters. Clusters
+    labelled independently; every k-th slice labels one class of slices per image: :func:`lattice_overlap`.
 
     Raises:
         ValueError: no counts, a negative one, or no foreground at all.
@@ -343,15 +344,15 @@ def lattice_overlap(counts: Any) -> float:
     image (``noise.Slices(k).class_counts(masks)``). Within an image two classes are never labelled together,
     so a label's indicator has covariance p(1-p) with labels of its own class, -p^2 with the other classes of
     its image and 0 across images (p = 1/k). The q that gives the variance of a decision's labelled fraction
-    as :func:`clustered_n_eff` takes it is that covariance summed over pairs of foreground labels, over
+    as :func:`clustered_n_eff` takes it is that covariance averaged over pairs of foreground labels, divided by
     p(1-p) (``derivations.annotation``, ``lattice_overlap``):
 
     .. math:: q = \frac{\sum_v \sum_r (s_{vr} - S_v / k)^2}{(1 - 1/k)\, T^2},
 
-    :math:`S_v = \sum_r s_{vr}`, :math:`T = \sum_v S_v`. It is :func:`cluster_overlap` of the classes minus what
-    the classes' exclusion takes away: small wherever each image spreads its foreground evenly over the k
-    classes (objects deeper than k planes), :func:`cluster_overlap` of the planes when every image holds at
-    most one non-empty class. 0 for k = 1 (every plane labelled).
+    :math:`S_v = \sum_r s_{vr}`, :math:`T = \sum_v S_v`. It is small wherever each image spreads its foreground
+    evenly over the k classes (objects deeper than k planes); it is :func:`cluster_overlap` of the images when
+    each image holds at most one non-empty class, and that of the planes only when each image holds at most one
+    non-empty plane (larger when one class holds several). 0 for k = 1 (every plane labelled).
 
     Raises:
         ValueError: ``counts`` not 2-D, a negative count, or no foreground at all.

@@ -1042,7 +1042,8 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
     return Derivation(
         "annotation",
         "Unlabelled as ignore: unbiased, variance (1-p)/p D(1-D)/n, (1-D) times the background one; "
-        "labels in sheets: n_eff' = n / (1 + (n-1) q).",
+        "labels in sheets: n_eff' = n / (1 + (n-1) q), every k-th slice a lattice of q = sum (s_vr - S_v/k)^2 / "
+        "((1-1/k) T^2); units under ignore: (1-p)/p D(1-D)/n (1 + 1/(p n')).",
         claims={
             "ignore_unbiased": Claim(ratio.subs(at_p), d_clean,
                                      "ignore: the ratio of smoothed labels at L = p is the clean field D (no shift)"),

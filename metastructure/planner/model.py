@@ -207,8 +207,8 @@ class Masks:
 
     def labelled_units(self, label: Any) -> float:
         """How many of an annotation label type's units (slices, blocks, pixels) with foreground these masks
-        hold labelled, in expectation: p / :func:`theory.curves.cluster_overlap` of the units' foreground
-        counts (its effective number of units, 1 / q, times p)."""
+        hold labelled: p times the effective number of single units, 1 / :func:`theory.curves.cluster_overlap`
+        of their foreground counts (``unit_counts``)."""
         lab = _with_ndim(_as_label(label), self.ndim)
         q = curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
         return float(lab.labelled_fraction) / q
@@ -300,7 +300,7 @@ def _check_resolved(m: Masks, label: LabelNoise) -> None:
 
 
 #: the annotation-practice label types (a region labelled, the rest background or ignored): predicted with
-#: :func:`theory.curves.annotated_dice` and the sheets' :func:`theory.curves.clustered_n_eff`
+#: :func:`theory.curves.annotated_dice` at their units' q (:meth:`Masks.overlap`)
 ANNOTATIONS = (noise.Slices, noise.Blocks, noise.Scattered)
 #: an annotation is predicted only when the training set is expected to hold at least this many labelled units
 #: (slices, blocks) with foreground, p / q: below it the count of labelled units is too small for the normal
@@ -495,15 +495,18 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
     units = {"slices": "slices", "blocks": "blocks", "scattered": "pixels"}[label.kind]
     if labelled < MIN_LABELLED_UNITS:
         raise ValueError(f"label {label.name!r}: the {units_n or len(m)} training images would hold about "
-                         f"{labelled:.3g} labelled {units} with foreground (p / q), fewer than {MIN_LABELLED_UNITS}: "
-                         "too few for the model (and for training: the annotation simulation's networks failed "
-                         "there); label more "
-                         f"{units} or more images")
-    bound = "; for ignore a lower bound (ignore-trained networks pool more labels than sampled ones: " \
-            "simulations/README.md, annotation)" if sem == "ignore" else ""
-    if sem == "background" and label.kind != "scattered":  # whole units are a pattern a network can learn
-        bound = "; assumes the network learns the density, not which units were labelled (networks trained long " \
-                "on few volumes learnt the labelled slices: simulations/README.md, annotation)"
+                         f"{labelled:.3g} labelled {units} with foreground (p / q of the single {units}), fewer than "
+                         f"{MIN_LABELLED_UNITS}: too few for the model (and for training: the annotation simulation's "
+                         f"networks failed there); label more {units} or more images")
+    if sem == "ignore":  # two effects the model leaves out, of opposite signs
+        caveat = ("; ignore-trained networks pool more labels than sampled ones (higher), and units alike in the "
+                  "image cost more than the model's (lower): simulations/README.md, annotation")
+    elif label.kind != "scattered":  # whole units are a pattern a network can learn
+        caveat = ("; assumes the network learns the density, not which units were labelled (networks trained long "
+                  "on few volumes learnt the labelled slices: simulations/README.md, annotation)")
+    else:
+        caveat = ""
+    via = " (ignore: through 1 + 1/(p n'))" if sem == "ignore" else ""
 
     def share(n_eff: float) -> float:
         return m.annotated_dice(n_eff, p, sem, overlap=q)
@@ -511,13 +514,14 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
     if law is None:
         n_units = float(curves.clustered_n_eff(cal.n_eff, q))
         return done(cal.clean_dice * share(cal.n_eff), float(mt.threshold), False,
-                    f"annotation ({sem}), n_eff = {cal.n_eff:.3g}, {n_units:.3g} in {units} (q = {q:.3g}){bound}")
+                    f"annotation ({sem}), n_eff = {cal.n_eff:.3g}, n' = {n_units:.3g} in {units} (q = {q:.3g})"
+                    f"{via}{caveat}")
     kind = "sample" if "sample" in law.kinds else law.kinds[0]
     n_eff, dice, spread = _law_dice(m, law, kind, n, share)
     n_units = float(curves.clustered_n_eff(n_eff, q))
     return done(dice, float(mt.threshold), False,
                 f"annotation ({sem}), scale law n_eff = {n_eff:.3g} at {n} images ({law.passes(n):.3g} passes, "
-                f"memorisation of {kind} draws), {n_units:.3g} in {units} (q = {q:.3g}){bound}", spread)
+                f"memorisation of {kind} draws), n' = {n_units:.3g} in {units} (q = {q:.3g}){via}{caveat}", spread)
 
 
 def _law_dice(m: Masks, law: ScaleLaw, kind: str, n: int, share: Any) -> tuple[float, float, tuple[float, float]]:

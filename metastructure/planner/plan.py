@@ -118,7 +118,7 @@ class Plan:
                 lines.append(f"every k-th slice, unlabelled slices as {sem}: within {HOW_MANY_SLACK:g} of the clean "
                              "Dice up to " + (f"k = {max(ok)}" if ok else "no k of the plan"))
         few = [(lab, why) for lab, why in self.not_predicted
-               if isinstance(lab, ANNOTATIONS) and "(p / q)" in why]
+               if isinstance(lab, ANNOTATIONS) and "(p / q of the single" in why]
         thin = [lab for lab, why in self.not_predicted if (lab, why) not in few]
         if thin:
             lines += ["", "not predicted: " + ", ".join(lab.name for lab in thin),
@@ -245,7 +245,7 @@ def table(masks: Any, *, calibration: Calibration | None = None, n_images: int |
     On volumes (``Masks(..., ndim=3)``) it adds the answer to "how many slices": for each spacing k of
     ``spacings`` (default :data:`SPACINGS`; none on images unless given) the rows ``"slices k"``
     (the unlabelled slices stored as background) and ``"slices k ignore"``
-    (:class:`~metastructure.noise.Slices`, predicted with the sheets' n_eff, theory/README.md step 15).
+    (:class:`~metastructure.noise.Slices`, predicted at the slices' lattice q, theory/README.md step 15).
 
     Each row is the label type itself, built from the value as given
     (``LabelNoise("sample", p)``, ``("flip", f, f)``, ``("dilate", r)``,
