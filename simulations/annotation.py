@@ -239,13 +239,6 @@ def summarise(config: dict, store) -> dict:
         train_masks, test_masks = d["train"].masks, d["test"].masks
         fields = np.asarray(density.fraction_field(test_masks.astype(bool), 1.0, ndim=3), float)
         pm_train = planner.Masks(train_masks, ndim=3)
-        overlap: dict[str, float] = {}  # each label type's q on the training masks (a lattice for slices)
-
-        def q_of(name: str, pm_train=pm_train, overlap=overlap) -> float:
-            base = name.removesuffix(" ignore")  # q does not depend on the semantics
-            if base not in overlap:
-                overlap[base] = pm_train.overlap(base)
-            return overlap[base]
         rows = {}
         for lab in _labels(config):
             res = [store.result(_spec(config, dname, lab, s)) for s in range(config["seeds"])]
@@ -263,8 +256,8 @@ def summarise(config: dict, store) -> dict:
                                  "slices": stats([r["slices"] for r in res])}
         clean = rows["clean"]["dice"]["mean"]
 
-        def predict(name: str, n_eff: float, base: float = clean, fields=fields, q_of=q_of) -> float:
-            return _predict(name, n_eff, base, fields, None if name == "clean" else q_of(name))
+        def predict(name: str, n_eff: float, base: float = clean, fields=fields, pm_train=pm_train) -> float:
+            return _predict(name, n_eff, base, fields, None if name == "clean" else pm_train.overlap(name))
 
         fits = {}
         for sem in SEMANTICS:  # n_eff per semantics, on the scattered cells of that semantics only
@@ -312,7 +305,8 @@ def summarise(config: dict, store) -> dict:
         out[dname] = {"volumes": {"train": len(train_masks), "test": len(test_masks),
                                   "shape": list(train_masks.shape[1:])},
                       "by_label": rows, "slicewise": slicewise, "fit": fits,
-                      "overlap": {lab: q_of(lab) for lab in rows if lab != "clean" and _semantics(lab) == "background"},
+                      "overlap": {lab: pm_train.overlap(lab) for lab in rows
+                                  if lab != "clean" and _semantics(lab) == "background"},
                       "curve_k": ks.tolist(), "curve": curve, "curve_units": units_k, "errors": errors,
                       "max_error": max(errors.values()) if errors else None,
                       "max_error_oracle": max(oracle_errors.values()) if oracle_errors else None,

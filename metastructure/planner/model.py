@@ -146,6 +146,7 @@ class Masks:
             by_shape.setdefault(m.shape, []).append(m)
         self.stacks = [np.stack(ms) for ms in by_shape.values()]  # (N_g, [D,] H, W) bool, one per mask size
         self._label_dice: dict[tuple[str, float | None], float] = {}
+        self._units_q: dict[tuple, float] = {}  # an annotation's q, by kind, parameters and lattice or not
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -200,18 +201,28 @@ class Masks:
         mask's classes of slices (one class labelled per mask: ``noise.Slices.class_counts``), for blocks and
         scattered pixels :func:`theory.curves.cluster_overlap` of their units (labelled independently:
         ``unit_counts``)."""
-        lab = _with_ndim(_as_label(label), self.ndim)
-        if isinstance(lab, noise.Slices):
-            return curves.lattice_overlap(np.concatenate([lab.class_counts(st) for st in self.stacks]))
-        return curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
+        lab = _as_label(label)
+        return self._q(lab, lattice=isinstance(lab, noise.Slices))
 
     def labelled_units(self, label: Any) -> float:
         """How many of an annotation label type's units (slices, blocks, pixels) with foreground these masks
         hold labelled: p times the effective number of single units, 1 / :func:`theory.curves.cluster_overlap`
         of their foreground counts (``unit_counts``)."""
-        lab = _with_ndim(_as_label(label), self.ndim)
-        q = curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
-        return float(lab.labelled_fraction) / q
+        lab = _as_label(label)
+        return float(lab.labelled_fraction) / self._q(lab, lattice=False)
+
+    def _q(self, lab: LabelNoise, *, lattice: bool) -> float:
+        """q of ``lab``'s units (the lattice's, or the single units' ``cluster_overlap``), computed once per
+        kind and parameters: the semantics (the last parameter) does not change it."""
+        key = (lab.kind, lab.params[:-1], lattice)
+        if key not in self._units_q:
+            lab = _with_ndim(lab, self.ndim)
+            if lattice:
+                q = curves.lattice_overlap(np.concatenate([lab.class_counts(st) for st in self.stacks]))
+            else:
+                q = curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
+            self._units_q[key] = q
+        return self._units_q[key]
 
     def pooled_dice(self, n_eff: float, fg_to_bg: Any, bg_to_fg: Any) -> np.ndarray:
         """:func:`theory.curves.pooled_dice` of these masks, shape (K,), up to the binning of D (4096 bins per side
