@@ -488,8 +488,14 @@ def _crop_window(crop: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
     each side at most the image's; None when there is nothing to cut (no crop, or one that covers the images)."""
     if crop is None:
         return None
-    crop = _checks.check_int("crop", crop, minimum=1)
-    window = tuple(min(crop, int(v)) for v in shape)
+    if isinstance(crop, (tuple, list)):
+        if len(crop) != len(shape):
+            raise ValueError(f"crop must give one side per spatial axis of the images ({len(shape)}: "
+                             f"{' x '.join(map(str, shape))}), got {crop!r}")
+        sides = [None if v is None else _checks.check_int("crop", v, minimum=1) for v in crop]
+    else:
+        sides = [_checks.check_int("crop", crop, minimum=1)] * len(shape)
+    window = tuple(int(v) if c is None else min(c, int(v)) for c, v in zip(sides, shape, strict=True))
     return None if window == tuple(int(v) for v in shape) else window
 
 
@@ -568,7 +574,7 @@ def fit(
     noise: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     label_type: Any = None,
     augment: bool = False,
-    crop: int | None = None,
+    crop: int | tuple[int | None, ...] | None = None,
     num_classes: int | None = None,
     validation: tuple[Any, Any] | None = None,
     val_every: int = 50,
@@ -613,9 +619,12 @@ def fit(
             ``crop`` x ``crop`` window (``crop`` on every side of a volume) at a uniform random position
             (:func:`random_crop`; a side of the images no longer than ``crop``
             is kept whole, so a thin stack keeps its depth), after its labels are made and before
-            ``augment``. A step then costs about window / image pixels of a
-            whole-image step. None (default), or a ``crop`` no smaller than
-            both sides, trains on whole images (bitwise the same run).
+            ``augment``. A tuple gives one side per spatial axis, None keeping that side whole:
+            ``crop=(8, None, None)`` cuts only the depth of a volume, so that a plane's position in the
+            window no longer tells which planes of its volume were labelled (every k-th slice: a U-Net on
+            whole thin stacks learns each depth's labelled share; theory/README.md, step 15). A step then
+            costs about window / image pixels of a whole-image step. None (default), or a ``crop`` no
+            smaller than every side, trains on whole images (bitwise the same run).
         num_classes: None for binary, M for multi-class (softmax outputs).
         validation: (images, masks) scored every ``val_every`` steps and at the
             last (:meth:`FitResult.evaluate`: every threshold protocol, t*

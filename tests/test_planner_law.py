@@ -90,6 +90,19 @@ def test_passes_count_the_batch_a_small_set_fills_and_the_crop_window():
     assert partial.recipe == {"steps": 300} and dict(partial.fit_kwargs["model"].config)["activation"] == "leaky_relu"
 
 
+def test_a_recipe_crops_one_side_per_axis_through_json():
+    """A recipe's crop may name each side (None: whole), as train.fit takes it: fit_kwargs passes the tuple on,
+    and a calibration's record keeps it through JSON; a side that is not a positive int is refused."""
+    assert planner.fit_kwargs(ndim=3, crop=[8, None, None])["crop"] == (8, None, None)
+    cal = planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe={"crop": [8, None, None]})
+    read = planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert read.recipe["crop"] == (8, None, None) and read.fit_kwargs["crop"] == (8, None, None)
+    with pytest.raises(ValueError, match="recipe crop"):
+        planner.fit_kwargs(crop=[0, None])
+    with pytest.raises(TypeError, match="recipe crop"):
+        planner.fit_kwargs(crop=[8.5, None])
+
+
 def test_the_law_round_trips_through_json_and_checks_its_values():
     law = law_by_hand(points=[{"label": "sample 0.1", "n_images": 12, "dice": 0.8, "memorisation": 0.01}])
     assert planner.ScaleLaw.from_dict(json.loads(json.dumps(law.to_dict()))) == law

@@ -113,6 +113,30 @@ def test_fit_draws_a_3d_label_noise_as_its_function_does(volumes):
                            np.asarray(jax.tree_util.tree_leaves(c.params)[0]))
 
 
+def test_fit_crops_the_sides_a_tuple_names(volumes):
+    """``crop=(d, None, None)`` cuts the depth alone: the run of the explicit window (d, H, W), bitwise, and not
+    the whole-volume run; all sides None is whole-volume training, bitwise; a tuple of another length, or a
+    side below 1, is refused."""
+    images, masks = volumes
+    kw = dict(model=nets.unet(widths=(4, 8), ndim=3, pool=(1, 2, 2)), steps=3, batch_size=2, progress=False,
+              augment=True)
+
+    def leaves(crop):
+        r = train.fit(jax.random.key(5), images[:6], masks[:6], crop=crop, **kw)
+        return [np.asarray(v) for v in jax.tree_util.tree_leaves(r.params)]
+
+    depth_only, explicit, whole = leaves((4, None, None)), leaves((4, 16, 16)), leaves(None)
+    for u, v in zip(depth_only, explicit, strict=True):
+        np.testing.assert_array_equal(u, v)
+    assert not all(np.array_equal(u, v) for u, v in zip(depth_only, whole, strict=True))
+    for u, v in zip(leaves((None, None, None)), whole, strict=True):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="one side per spatial axis"):
+        train.fit(jax.random.key(0), images, masks, crop=(4, None), **kw)
+    with pytest.raises(ValueError, match="crop"):
+        train.fit(jax.random.key(0), images, masks, crop=(0, None, None), **kw)
+
+
 def test_fit_on_volumes_refuses_what_it_cannot_do(volumes):
     images, masks = volumes
     with pytest.raises(ValueError, match=r"draws 2-D labels, but the volumes are 3-D.*ndim=3"):

@@ -94,7 +94,10 @@ def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
                                                          strict=True)
     if "augment" in out and not isinstance(out["augment"], bool):
         raise TypeError(f"recipe augment must be True or False, got {out['augment']!r}")
-    if out.get("crop") is not None:
+    if isinstance(out.get("crop"), (list, tuple)):  # one side per spatial axis, None: that side whole
+        out["crop"] = tuple(None if v is None else _checks.check_int("recipe crop", v, minimum=1)
+                            for v in out["crop"])
+    elif out.get("crop") is not None:
         out["crop"] = _checks.check_int("recipe crop", out["crop"], minimum=1)
     if "activation" in out and out["activation"] not in nets.ACTIVATIONS:
         raise ValueError(f"recipe activation must be one of {tuple(nets.ACTIVATIONS)}, got {out['activation']!r}")
@@ -105,13 +108,14 @@ def fit_kwargs(*, ndim: int = 2, **recipe: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`metastructure.train.fit` for a recipe: :data:`DEFAULT_RECIPE` with
     ``recipe``'s keys replaced (``widths`` and ``activation`` of the U-Net, ``steps``, ``batch_size``,
     ``learning_rate``, ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``; with ``ndim=3`` the U-Net is
-    3-D (``nets.unet(ndim=3)``, for volumes; ``crop`` cuts cubes, each side at most the volume's).
+    3-D (``nets.unet(ndim=3)``, for volumes; ``crop`` cuts cubes, each side at most the volume's, or, as a
+    list, one side per axis as :func:`metastructure.train.fit` takes it, e.g. ``[8, None, None]``).
 
     Raises:
         ValueError: a key that is not a recipe key, a count below 1, a learning rate that is not a finite
             number > 0, an activation not in :data:`metastructure.nets.ACTIVATIONS`.
-        TypeError: widths not a non-empty list of ints, steps / batch_size / crop not an int, augment not a
-            bool.
+        TypeError: widths not a non-empty list of ints, steps / batch_size / crop not an int (crop: or a list of
+            ints and None), augment not a bool.
     """
     r = _check_recipe({**DEFAULT_RECIPE, **recipe})
     ndim = _checks.check_ndim(ndim)
