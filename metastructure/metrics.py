@@ -48,6 +48,7 @@ __all__ = [
     "best_threshold",
     "boundary_distance",
     "confusion",
+    "depth_tracking",
     "dice",
     "evaluate",
     "iou",
@@ -643,6 +644,59 @@ def linear_cka(x: Any, y: Any) -> float:
 def _entropy(q: float) -> float:
     """Binary entropy in nats (0 at q = 0 or 1)."""
     return float(-sum(v * np.log(v) for v in (q, 1.0 - q) if v > 0))
+
+
+def depth_tracking(probs: Any, masks: Any, labels: Any, *, axis: int = 1) -> float | None:
+    """Whether a network learnt which planes were labelled: the Pearson correlation, over the planes along
+    ``axis`` that hold foreground, between the labelled share of each plane's foreground and the network's mean
+    output on it.
+
+    For annotations that label whole planes (every k-th slice with the rest stored as background,
+    ``noise.Slices``) on the network's training volumes. A network that cannot tell a labelled plane from an
+    unlabelled one outputs the same level on every plane's foreground whatever its share: near 0. One that
+    can (a U-Net trained on whole thin stacks sees each plane's distance from the faces) follows each plane's
+    share: near 1. The planes pool every volume, so the share at depth z is that of z over the training set
+    (theory/README.md, step 15, "Depth is visible on whole stacks"). Equals ``scipy.stats.pearsonr`` of the
+    two per-plane vectors.
+
+    Args:
+        probs: outputs in [0, 1], (N, D, H, W) (or any shape with the planes along ``axis``).
+        masks: the clean binary masks, the same shape.
+        labels: the drawn binary labels (1: labelled foreground), the same shape.
+        axis: the axis of the planes (1: z of (N, D, H, W)).
+
+    Returns:
+        The correlation, a float in [-1, 1]; None with fewer than 3 planes holding foreground, or where the
+        shares or the outputs are the same on every such plane (to a relative 1e-9).
+
+    Raises:
+        ValueError: ``probs`` not finite or outside [0, 1], ``masks`` / ``labels`` not binary or not ``probs``'
+            shape, empty arrays, or ``axis`` not an axis of them.
+    """
+    for name, a in (("probs", probs), ("masks", masks)):
+        _checks.check_nonempty(name, a)
+    _checks.check_finite("probs", probs)
+    _checks.check_unit_interval("probs", probs)
+    _checks.check_same_shape("probs", probs, "masks", masks)
+    _checks.check_same_shape("probs", probs, "labels", labels)
+    _checks.check_binary("masks", masks)
+    _checks.check_binary("labels", labels)
+    q = np.asarray(probs, np.float64)
+    axis = _checks.check_int("axis", axis)
+    if not -q.ndim <= axis < q.ndim:
+        raise ValueError(f"axis {axis} is not an axis of arrays of shape {q.shape}")
+    fg = np.asarray(masks).astype(bool)
+    y = np.asarray(labels).astype(bool)
+    others = tuple(a for a in range(q.ndim) if a != axis % q.ndim)
+    n_fg = fg.sum(axis=others)
+    keep = n_fg > 0
+    if keep.sum() < 3:
+        return None
+    share = (y & fg).sum(axis=others)[keep] / n_fg[keep]
+    level = (q * fg).sum(axis=others)[keep] / n_fg[keep]
+    if any(np.allclose(v, v[0], rtol=1e-9, atol=1e-12) for v in (share, level)):  # the same up to rounding
+        return None
+    return float(np.corrcoef(share, level)[0, 1])
 
 
 def label_fit(probs: Any, masks: Any, *, labels: Any = None) -> dict[str, Any]:

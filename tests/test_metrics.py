@@ -372,3 +372,33 @@ def test_label_fit_is_the_memorisation_index_and_the_loss_against_the_draw():
         metrics.label_fit(probs, masks, labels=labels[:2])
     with pytest.raises(ValueError, match="probs"):
         metrics.label_fit(probs + 1, masks, labels=labels)
+
+
+def test_depth_tracking_is_the_per_plane_correlation_of_share_and_output():
+    """depth_tracking against scipy.stats.pearsonr of the per-plane vectors counted by loops; 1 for a network
+    that outputs each depth's labelled share of every-k-th-slice labels (noise.Slices), None for one whose
+    output is the same on every plane, None with fewer than 3 planes holding foreground; bad inputs refused."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    masks = rng.random((4, 9, 8, 8)) < 0.3
+    labels = masks & (rng.random(masks.shape) < rng.random((1, 9, 1, 1)))  # each depth its own share
+    probs = rng.random(masks.shape)
+    share = [labels[:, z][masks[:, z]].mean() for z in range(9)]
+    level = [probs[:, z][masks[:, z]].mean() for z in range(9)]
+    assert metrics.depth_tracking(probs, masks, labels) == pytest.approx(stats.pearsonr(share, level)[0])
+    # the planes along another axis: the volumes transposed, the same number
+    assert metrics.depth_tracking(probs.transpose(0, 2, 1, 3), masks.transpose(0, 2, 1, 3),
+                                  labels.transpose(0, 2, 1, 3), axis=2) == pytest.approx(stats.pearsonr(share, level)[0])
+    # every 3rd slice at one offset per volume: an output of each depth's share tracks it exactly
+    y = np.asarray(noise.Slices(3, ndim=3)(jax.random.key(0), masks.astype(np.int32)))
+    per_z = np.array([y[:, z][masks[:, z]].mean() for z in range(9)])
+    assert metrics.depth_tracking(per_z[None, :, None, None] * masks, masks, y) == pytest.approx(1.0)
+    assert metrics.depth_tracking(0.3 * masks, masks, y) is None  # blind to depth: one level everywhere
+    few = masks.copy()
+    few[:, 2:] = False
+    assert metrics.depth_tracking(probs, few, labels & few) is None
+    with pytest.raises(ValueError, match="labels"):
+        metrics.depth_tracking(probs, masks, np.where(labels, 1, -1))
+    with pytest.raises(ValueError, match="axis"):
+        metrics.depth_tracking(probs, masks, labels, axis=4)
