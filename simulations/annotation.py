@@ -8,6 +8,16 @@ PSF, shot noise), at equal label budgets: every k-th slice fully labelled
 (read at t* = p/2) or ignored (read at 1/2). Against clean labels, and against
 a 2-D U-Net trained on the labelled slices alone and run slice by slice.
 
+The 3-D networks train on depth windows (``train.fit(crop=(d, None, None))``,
+every row and column kept), so that a plane's depth in what the network sees
+changes from step to step, for ``planes`` / d steps (as many planes per batch
+slot on every data set). The theory's premise is that a network cannot tell
+a labelled slice from an unlabelled one; on whole thin stacks it can, by the
+plane's distance from the stack's faces (the convolutions' zero padding), and
+it learns each depth's labelled share across the training stacks. A control
+arm trains background slices on whole stacks and records how far the networks'
+output follows that share (``depth_tracking``).
+
 Beside the synthetic stacks, the real nuclei volume the stardist wheel ships
 (``data.real_nuclei(ndim=3)``): its 16 x 16 columns, two thirds for training.
 
@@ -47,7 +57,7 @@ from theory import curves
 from ._common import N_EFF, errorbar, pyplot, save_figure, stats
 from ._text import DATA, SHORT, listing, num, para, pct, pm, span, table
 
-VERSION = 3  # bump when compute's results change: the runner versions every annotation cell with it
+VERSION = 4  # bump when compute's results change: the runner versions every annotation cell with it
 TOLERANCE = 0.05  # the issue's goal: every predicted point within this much Dice of the measured one
 BLOCK = 8  # the blocks' side in voxels
 ALPHA = 0.05  # the level of the ignore-against-background tests (Welch, over seeds)
@@ -61,25 +71,30 @@ GENERATORS = {
 PROFILES = {
     "quick": {"profile": "quick", "datasets": ["nuclei"], "size": 16, "depth": 8, "n_train": 6, "n_test": 2,
               "net": [4, 8], "opt": {"steps": 30, "batch": 2, "lr": 0.005}, "seeds": 1,
-              "spacings": [4], "budgets": [0.25], "slicewise": [1, 4]},
+              "spacings": [4], "budgets": [0.25], "slicewise": [1, 4], "zcrop": 4, "planes": 120,
+              "whole": {"labels": ["slices 4"], "datasets": ["nuclei"], "seeds": 1}},
     "full": {"profile": "full", "datasets": ["nuclei", "er", "real_nuclei"], "size": 32, "depth": 12, "n_train": 24,
              "n_test": 8, "net": [8, 16, 32], "opt": {"steps": 300, "batch": 2, "lr": 0.003}, "seeds": 5,
              "spacings": [2, 3, 5, 10, 50], "budgets": [0.1, 0.02], "slicewise": [1, 10, 50],
-             # the background networks' t* misses, trained twice as long: does the t* Dice close on the oracle's?
-             "longer": {"steps": 600, "labels": ["clean", "slices 10"], "datasets": ["nuclei", "er"], "seeds": 3}},
+             # the 3-D networks train on windows of zcrop planes (the real volume: REAL's), every row and column,
+             # planes / zcrop steps: each sees as many planes as 300 steps of whole 12-plane stacks
+             "zcrop": 8, "planes": 3600,
+             # the control: background slices on whole stacks, where a plane's depth tells the network its share
+             "whole": {"labels": ["slices 5", "slices 10"], "datasets": ["nuclei", "er", "real_nuclei"], "seeds": 5}},
 }
 REQUIRES = ()
 SEMANTICS = noise.UNLABELLED  # ("background", "ignore")
 
 
 # the real volume (``data.real_nuclei(ndim=3)``, 31 x 61 x 57, 51 nuclei): its 16 x 16 columns, two thirds for
-# training, a third for testing, the middle 28 planes (the U-Net's two poolings need a depth divisible by 4)
-REAL = {"tile": 16, "split": [2 / 3, 0.0, 1 / 3], "depth": 28}
+# training, a third for testing, the middle 28 planes (the U-Net's two poolings need a depth divisible by 4); its
+# 3-D networks train on windows of 12 of them
+REAL = {"tile": 16, "split": [2 / 3, 0.0, 1 / 3], "depth": 28, "zcrop": 12}
 
 
 def _dataset(config: dict, name: str) -> dict:
     if name == "real_nuclei":
-        return {"name": name, **REAL}
+        return {"name": name, **{k: v for k, v in REAL.items() if k != "zcrop"}}
     return {"name": name, "size": config["size"], "depth": config["depth"], "n_train": config["n_train"],
             "n_test": config["n_test"], "seed": 0, **GENERATORS[name]}
 
@@ -121,25 +136,44 @@ def _labels(config: dict) -> list[str]:
     return out
 
 
-def _spec(config: dict, name: str, labels: str, seed: int, dim: int = 3) -> dict:
-    return {"kind": "annotation", "label": f"{name} {labels} {dim}-D s{seed}", "data": _dataset(config, name),
-            "labels": labels, "dim": dim, "net": list(config["net"]), "opt": dict(config["opt"]), "seed": seed}
+def _window(config: dict, name: str) -> list:
+    """The 3-D networks' training window: ``zcrop`` planes (the real volume's: REAL's), every row and column."""
+    return [REAL["zcrop"] if name == "real_nuclei" else config["zcrop"], None, None]
+
+
+def _steps(config: dict, name: str) -> int:
+    """A 3-D network's steps on windows: ``planes`` / window depth, so that every data set's networks see as many
+    planes per batch slot (the opt's steps serve the whole-stack control and the 2-D networks)."""
+    return config["planes"] // _window(config, name)[0]
+
+
+def _spec(config: dict, name: str, labels: str, seed: int, dim: int = 3, *, whole: bool = False) -> dict:
+    """One network's cell: 3-D networks train on depth windows, or on whole stacks with ``whole`` (the control);
+    2-D networks on whole slices."""
+    spec = {"kind": "annotation", "label": f"{name} {labels} {dim}-D s{seed}" + (" whole stacks" if whole else ""),
+            "data": _dataset(config, name), "labels": labels, "dim": dim, "net": list(config["net"]),
+            "opt": dict(config["opt"]), "seed": seed}
+    if dim == 3 and not whole:
+        spec["crop"] = _window(config, name)
+        spec["opt"]["steps"] = _steps(config, name)
+    return spec
 
 
 def _slicewise(k: int) -> str:
     return "clean" if k == 1 else f"slices {k} ignore"
 
 
-def _recipe(config: dict) -> dict:
-    """The planner's recipe that trains as this experiment's 3-D networks do (whole volumes, augmented, ReLU)."""
+def _recipe(config: dict, name: str) -> dict:
+    """The planner's recipe that trains as this experiment's 3-D networks do (depth windows, augmented, ReLU)."""
     opt = config["opt"]
-    return {"widths": list(config["net"]), "activation": "relu", "steps": opt["steps"], "batch_size": opt["batch"],
-            "learning_rate": opt["lr"], "augment": True, "crop": None}
+    return {"widths": list(config["net"]), "activation": "relu", "steps": _steps(config, name),
+            "batch_size": opt["batch"],
+            "learning_rate": opt["lr"], "augment": True, "crop": _window(config, name)}
 
 
 def _calibration_spec(config: dict, name: str) -> dict:
     return {"kind": "annotation", "role": "calibration", "label": f"{name} planner calibration",
-            "data": _dataset(config, name), "recipe": _recipe(config), "repeats": 1, "seed": 0}
+            "data": _dataset(config, name), "recipe": _recipe(config, name), "repeats": 1, "seed": 0}
 
 
 def cells(config: dict) -> list[dict]:
@@ -148,29 +182,23 @@ def cells(config: dict) -> list[dict]:
            [_spec(config, n, _slicewise(k), s, dim=2) for n in config["datasets"] for k in config["slicewise"]
             for s in range(config["seeds"])] + \
            [_calibration_spec(config, n) for n in config["datasets"]] + \
-           [_longer_spec(config, n, lab, s) for n, lab, s in _longer_cells(config)]
+           [_spec(config, n, lab, s, whole=True) for n, lab, s in _whole_cells(config)]
 
 
-def _longer_cells(config: dict) -> list[tuple[str, str, int]]:
-    lg = config.get("longer")
-    return [] if not lg else [(n, lab, s) for n in lg["datasets"] for lab in lg["labels"] for s in range(lg["seeds"])]
-
-
-def _longer_spec(config: dict, name: str, labels: str, seed: int) -> dict:
-    """A 3-D network of the main grid trained ``config["longer"]["steps"]`` steps instead."""
-    spec = _spec(config, name, labels, seed)
-    spec["opt"]["steps"] = config["longer"]["steps"]
-    spec["label"] += f" {spec['opt']['steps']} steps"
-    return spec
+def _whole_cells(config: dict) -> list[tuple[str, str, int]]:
+    wh = config.get("whole")
+    return [] if not wh else [(n, lab, s) for n in wh["datasets"] for lab in wh["labels"] for s in range(wh["seeds"])]
 
 
 def compute(spec: dict) -> dict:
     """One network: the annotation drawn once (key: the seed), a U-Net trained on it, scored on the test volumes.
 
-    3-D: ``train.fit`` on the volumes with the annotation (augmented by the 16 symmetries that keep z), and, with
+    3-D: ``train.fit`` on the volumes with the annotation (augmented by the 16 symmetries that keep z; on the
+    spec's ``crop`` windows, whole volumes without one), and, with
     the unlabelled voxels stored as background, ``metrics.label_fit``'s memorisation index on the training
     volumes (the mean output on the labelled foreground minus on the unlabelled: 0 for a network that learnt
-    the density p D, 1 for one that learnt the annotation). 2-D: a
+    the density p D, 1 for one that learnt the annotation) and, for slices, ``metrics.depth_tracking`` (near 0
+    for a network blind to depth, near 1 for one that learnt each depth's labelled share). 2-D: a
     U-Net of the same widths on the labelled slices alone (every slice for clean labels), run on every slice of
     the test volumes. Scores: ``metrics.evaluate`` pooled over the test volumes (t*: the label type's, 1/2 with
     ignore), the labelled share of the training foreground, and how many slices the 2-D network saw. An
@@ -193,13 +221,17 @@ def compute(spec: dict) -> dict:
     fg = tr.masks == 1
     out = {"labelled_fg": float(np.count_nonzero((y == 1) & fg) / max(np.count_nonzero(fg), 1))}
     if spec["dim"] == 3:
+        crop = None if spec.get("crop") is None else tuple(spec["crop"])
         r = train.fit(jax.random.key(seed), tr.images, y, model=nets.unet(widths=tuple(spec["net"]), ndim=3),
-                      batch_size=opt["batch"], label_type=ln, **kw)
+                      batch_size=opt["batch"], label_type=ln, crop=crop, **kw)
         probs = np.asarray(r.predict(te.images))
         # how far it learnt this one annotation rather than its density: the memorisation index on the training
         # volumes (labels stored as background only; ignored voxels hold no wrong label to learn)
-        out["memorisation"] = None if np.any(y == -1) else metrics.label_fit(
-            np.asarray(r.predict(tr.images)), tr.masks, labels=y)["memorisation"]
+        background = not np.any(y == -1)
+        fit_tr = np.asarray(r.predict(tr.images)) if background else None
+        out["memorisation"] = metrics.label_fit(fit_tr, tr.masks, labels=y)["memorisation"] if background else None
+        out["depth_tracking"] = metrics.depth_tracking(fit_tr, tr.masks, y) if background and ln.kind == "slices" \
+            else None
     else:
         whole = np.all((y != -1).reshape(y.shape[:2] + (-1,)), axis=2)  # the labelled slices, (N, D)
         x2, y2 = tr.images[whole], y[whole]
@@ -248,6 +280,7 @@ def summarise(config: dict, store) -> dict:
                          "labelled_fg": stats([r["labelled_fg"] for r in res]),
                          "memorisation": None if all(r.get("memorisation") is None for r in res) else
                          stats([r.get("memorisation") for r in res]),
+                         "depth_tracking": _optional_stats(res, "depth_tracking"),
                          "values": [r["t_star"]["dice"] for r in res]}
         slicewise = {}
         for k in config["slicewise"]:
@@ -316,16 +349,27 @@ def summarise(config: dict, store) -> dict:
                                   "errors": planner_errors,
                                   "max_error": max(planner_errors.values()) if planner_errors else None},
                       "how_many_slices": _how_many(config, rows, curve, ks, clean, units_k)}
-        if dname in (config.get("longer") or {}).get("datasets", ()):
-            lg = config["longer"]
-            longer = {}
-            for lab in lg["labels"]:
-                res = [store.result(_longer_spec(config, dname, lab, s)) for s in range(lg["seeds"])]
-                longer[lab] = {"dice": stats([r["t_star"]["dice"] for r in res]),
-                               "oracle": stats([r["oracle"]["dice"] for r in res]),
-                               "mean_fg": stats([r["mean_fg"] for r in res])}
-            out[dname]["longer"] = {"steps": lg["steps"], "seeds": lg["seeds"], "by_label": longer}
+        if dname in (config.get("whole") or {}).get("datasets", ()):
+            wh = config["whole"]
+            whole = {}
+            for lab in wh["labels"]:
+                res = [store.result(_spec(config, dname, lab, s, whole=True)) for s in range(wh["seeds"])]
+                a, b = rows[lab]["values"], [r["t_star"]["dice"] for r in res]
+                p = float(sps.ttest_ind(a, b, equal_var=False).pvalue) if len(a) > 1 and len(b) > 1 and \
+                    np.std(a + b) > 0 else None
+                whole[lab] = {"dice": stats(b), "oracle": stats([r["oracle"]["dice"] for r in res]),
+                              "mean_fg": stats([r["mean_fg"] for r in res]),
+                              "memorisation": stats([r["memorisation"] for r in res]),
+                              "depth_tracking": _optional_stats(res, "depth_tracking"),
+                              "windows_minus_whole": {"difference": float(np.mean(a) - np.mean(b)), "p": p}}
+            out[dname]["whole"] = {"seeds": wh["seeds"], "by_label": whole}
     return out
+
+
+def _optional_stats(results: list[dict], key: str) -> dict | None:
+    """stats of ``key`` over the cells' results; None where no cell has a value."""
+    values = [r.get(key) for r in results]
+    return None if all(v is None for v in values) else stats(values)
 
 
 def _predict(name: str, n_eff: float, base: float, fields: np.ndarray, q: float | None) -> float:
@@ -381,6 +425,11 @@ def plot(record: dict, path: Path, store=None) -> None:
             if kout:
                 start = max(len(kin) - 1, 0)
                 a.plot(r["curve_k"][start:], r["curve"][sem][start:], color=col, lw=1, ls=":")
+        if "whole" in r:
+            wk = sorted(round(1 / _fraction(lab)) for lab in r["whole"]["by_label"])
+            errorbar(a, np.asarray(wk) * 0.86, [r["whole"]["by_label"][f"slices {k}"]["dice"] for k in wk], color="C7",
+                     marker="x", ms=7, ls="none",
+                     label="3-D, background, trained on whole stacks (it can tell depths apart)")
         cut = [k for k in r["curve_k"] if r["curve_units"][str(k)] < planner.MIN_LABELLED_UNITS]
         if cut:
             a.axvspan(cut[0], max(r["curve_k"]), color="C3", alpha=0.07, lw=0,
@@ -429,7 +478,11 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
     ds = list(res)
     opt = cfg["opt"]
     out = [para(
-        f"3-D U-Nets ({'-'.join(map(str, cfg['net']))}, {opt['steps']} steps of {opt['batch']} volumes, augmented) "
+        f"3-D U-Nets ({'-'.join(map(str, cfg['net']))}, augmented) trained on windows of {cfg['zcrop']} planes "
+        f"({REAL['zcrop']} on the real volume) with every row and column (`train.fit(crop=(d, None, None))`), "
+        f"{cfg['planes'] // cfg['zcrop']} steps of {opt['batch']} windows ({cfg['planes'] // REAL['zcrop']} on the "
+        f"real volume: {cfg['planes']} planes per batch slot, as many as {opt['steps']} steps of whole "
+        f"{cfg['depth']}-plane stacks), "
         "on " + listing([_volumes_text(d, res[d]) for d in ds]) + ", each trained on "
         f"one fixed annotation: every k-th slice (k = {listing([str(k) for k in cfg['spacings']])}), random "
         f"{BLOCK}-voxel cubes or scattered voxels at budgets of {listing([pct(p) for p in cfg['budgets']])} of the "
@@ -480,8 +533,44 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
             f"({pl['calibration']['source']}, {pl['calibration']['n_train']} training volumes):"))
         out.append(table(["label type", "budget", "units", "measured", "oracle", "memorised", "theory", "planner"],
                          body))
+    out += _whole_section(cfg, res)
     out.append(para(_answers(cfg, res)))
     return out
+
+
+def _whole_section(cfg: dict, res: dict) -> list[str]:
+    """The control: background slices trained on whole stacks against the same on depth windows."""
+    sets = [d for d in res if "whole" in res[d]]
+    if not sets:
+        return []
+    body = []
+    for d in sets:
+        for lab, w in res[d]["whole"]["by_label"].items():
+            row = res[d]["by_label"][lab]
+            vs = w["windows_minus_whole"]
+            pv = "n/a" if vs["p"] is None else f"{vs['p']:.2g}"
+            body.append([SHORT.get(d, d), f"`{lab}`", pm(w["dice"]), num(w["oracle"]["mean"]),
+                         num(w["memorisation"]["mean"]), num((w["depth_tracking"] or {}).get("mean")),
+                         pm(row["dice"]), num(row["oracle"]["mean"]), num(row["memorisation"]["mean"]),
+                         num((row["depth_tracking"] or {}).get("mean")),
+                         f"{num(vs['difference'])} (p {pv})"])
+    seeds, steps = res[sets[0]]["whole"]["seeds"], cfg["opt"]["steps"]
+    gains = [res[d]["by_label"][lab]["oracle"]["mean"] - w["oracle"]["mean"] for d in sets
+             for lab, w in res[d]["whole"]["by_label"].items()]
+    return [para(
+        "**Depth windows against whole stacks.** The theory's premise for slices is that a network cannot tell a "
+        "labelled slice from an unlabelled one. Trained on whole thin stacks it can: a plane sits at a fixed "
+        "distance from the stack's faces, which the convolutions' zero padding makes visible, and across the "
+        "training stacks each depth is labelled in a different share of them. **depth tracking** is the "
+        "correlation over the planes of the training volumes between that labelled share and the network's mean "
+        "output on the foreground (0: blind to depth; 1: it learnt each depth's share). The same background "
+        f"annotations ({seeds} seeds), trained on whole stacks ({steps} steps) and on depth windows, Dice at t*, "
+        "oracle Dice, memorisation index, depth tracking; last column: windows minus whole stacks, Welch p:"),
+        table(["data", "label type", "whole: t*", "whole: oracle", "whole: memorised", "whole: depth tracking",
+               "windows: t*", "windows: oracle", "windows: memorised", "windows: depth tracking",
+               "windows - whole"], body),
+        para(f"At the oracle threshold the windows are ahead at {sum(g > 0 for g in gains)} of {len(gains)} points "
+             f"({listing([num(g) for g in gains])}).")]
 
 
 def _volumes_text(dname: str, r: dict) -> str:
@@ -522,7 +611,8 @@ def _answers(cfg: dict, res: dict) -> str:
                     return ""
                 want = _fraction(lab) * by["clean"]["mean_fg"]["mean"]
                 return (f"; output on objects {pm(by[lab]['mean_fg'])} over the networks, against p times the "
-                        f"clean networks' {num(want)}")
+                        f"clean networks' {num(want)}; Dice sd over the networks {num(by[lab]['dice']['std'])} at t*, "
+                        f"{num(by[lab]['oracle']['std'])} at the oracle threshold")
 
             txt.append(f"On {SHORT.get(d, d)} it misses most at " + listing(
                 [f"`{lab}` ({num(by[lab]['predicted'] - by[lab]['dice']['mean'])}; "
@@ -549,14 +639,6 @@ def _answers(cfg: dict, res: dict) -> str:
             txt.append(f"The planner, calibrated on the {SHORT.get(d, d)} training volumes, lies within "
                        f"{num(pl['max_error'])} of every network it answers for.")
         h = res[d]["how_many_slices"]
-        if "longer" in res[d]:
-            lg = res[d]["longer"]
-            txt.append(f"Trained {lg['steps']} steps instead of {cfg['opt']['steps']} ({lg['seeds']} seeds) on "
-                       f"{SHORT.get(d, d)}: " + listing(
-                           [f"`{lab}` {pm(row['dice'])} at t*, {num(row['oracle']['mean'])} at the oracle "
-                            f"threshold (at {cfg['opt']['steps']}: {pm(res[d]['by_label'][lab]['dice'])}, "
-                            f"{num(res[d]['by_label'][lab]['oracle']['mean'])}), output on objects "
-                            f"{pm(row['mean_fg'])}" for lab, row in lg["by_label"].items()]) + ".")
         txt.append(f"**How many slices ({SHORT.get(d, d)})?** Within {TOLERANCE:g} of clean up to k = "
                    f"{h['ignore']['measured']} measured with the unlabelled voxels ignored (theory: k = "
                    f"{h['ignore']['predicted']}), up to k = {h['background']['measured']} with them stored as "

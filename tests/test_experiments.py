@@ -563,3 +563,36 @@ def test_default_output_is_the_current_directory(quick, tmp_path, monkeypatch, c
     assert cli.main(["report"]) == 0  # the results document, from ./figures/quick/*.json
     doc = (tmp_path / "figures" / "quick" / "README.md").read_text()
     assert "](pcl.png)" in doc and "Profile of the records: quick" in doc
+
+
+def test_annotation_trains_on_depth_windows_beside_a_whole_stack_control(quick):
+    """Every 3-D annotation network but the control trains on windows of ``zcrop`` planes with every row and
+    column, for planes / zcrop steps, and the planner's calibration with the same recipe; the control trains the
+    same background slices on whole stacks. The record's windows-minus-whole difference is recomputable from the
+    stored cells, and each background slice network reports a depth tracking (a correlation) and a memorisation
+    index."""
+    rec = record(quick, "annotation")
+    cfg = rec["config"]
+    store = runner.open_store(quick)
+    cells = runner.experiment("annotation").cells(cfg)
+    z = cfg["zcrop"]
+    three_d = [c for c in cells if c.get("dim") == 3]
+    whole = [c for c in three_d if "crop" not in c]
+    assert whole and {c["labels"] for c in whole} == set(cfg["whole"]["labels"])
+    for c in three_d:
+        if "crop" in c:
+            assert c["crop"] == [z, None, None] and c["opt"]["steps"] == cfg["planes"] // z
+        else:
+            assert c["label"].endswith("whole stacks") and c["opt"]["steps"] == cfg["opt"]["steps"]
+    cal = next(c for c in cells if c.get("role") == "calibration")
+    assert cal["recipe"]["crop"] == [z, None, None] and cal["recipe"]["steps"] == cfg["planes"] // z
+    for dname, part in rec["results"].items():
+        for lab, w in part["whole"]["by_label"].items():
+            windows = [store.result(c)["t_star"]["dice"] for c in three_d
+                       if "crop" in c and c["labels"] == lab and c["data"]["name"] == dname]
+            controls = [store.result(c) for c in whole if c["labels"] == lab and c["data"]["name"] == dname]
+            assert w["windows_minus_whole"]["difference"] == pytest.approx(
+                np.mean(windows) - np.mean([r["t_star"]["dice"] for r in controls]))
+            for r in controls:
+                assert r["memorisation"] is not None
+                assert r["depth_tracking"] is None or -1 <= r["depth_tracking"] <= 1
