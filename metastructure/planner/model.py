@@ -513,8 +513,9 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
         caveat = ("; ignore-trained networks pool more labels than sampled ones (higher), and units alike in the "
                   "image cost more than the model's (lower): simulations/README.md, annotation")
     elif label.kind != "scattered":  # whole units are a pattern a network can learn
-        caveat = ("; assumes the network learns the density, not which units were labelled (networks trained long "
-                  "on few volumes learnt the labelled slices: simulations/README.md, annotation)")
+        caveat = ("; assumes the network cannot tell which units were labelled: train on windows (for slices, "
+                  "train.fit(crop=(d, None, None))), since on whole thin stacks networks learnt each depth's "
+                  "labelled share (simulations/README.md, annotation)")
     else:
         caveat = ""
     via = " (ignore: through 1 + 1/(p n'))" if sem == "ignore" else ""

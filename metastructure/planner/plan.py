@@ -141,8 +141,10 @@ class Plan:
                      + "; the other rows are the same model, unchecked")
         if sl:
             lines.append("volumes: the annotation simulation checks slices, blocks and scattered voxels against "
-                         "3-D networks on NUC-like and ER-like volumes and a real nuclei volume "
-                         "(simulations/README.md, annotation: where the model holds and where it misses)")
+                         "3-D networks on NUC-like and ER-like volumes and a real nuclei volume, trained on depth "
+                         "windows (train.fit(crop=(d, None, None)); on whole thin stacks they learn which depths "
+                         "were labelled) (simulations/README.md, annotation: where the model holds and where it "
+                         "misses)")
         return "\n".join(lines)
 
     def plot(self, path: Any) -> None:
