@@ -321,7 +321,7 @@ def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, los
     if crop is not None:
         if not isinstance(crop, (tuple, list)) or len(crop) not in (2, 3):
             raise ValueError(f"crop must be a pair (height, width), or for volumes a triple (depth, height, "
-                             f"width), of positive integers or None, got {crop!r}")
+                             f"width), of positive integers (or crop=None), got {crop!r}")
         crop = tuple(_checks.check_int("crop", v, minimum=1) for v in crop)
         if select is not None:
             raise ValueError("crop and select cannot be combined: select writes whole-image pseudo-labels into "
@@ -488,6 +488,8 @@ def _crop_window(crop: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
     each side at most the image's; None when there is nothing to cut (no crop, or one that covers the images)."""
     if crop is None:
         return None
+    if not isinstance(crop, (tuple, list, int, np.integer)) or isinstance(crop, bool):
+        raise TypeError(f"crop must be an int, or one int or None per spatial axis, got {crop!r}")
     if isinstance(crop, (tuple, list)):
         if len(crop) != len(shape):
             raise ValueError(f"crop must give one side per spatial axis of the images ({len(shape)}: "
@@ -619,10 +621,11 @@ def fit(
             ``crop`` x ``crop`` window (``crop`` on every side of a volume) at a uniform random position
             (:func:`random_crop`; a side of the images no longer than ``crop``
             is kept whole, so a thin stack keeps its depth), after its labels are made and before
-            ``augment``. A tuple gives one side per spatial axis, None keeping that side whole:
+            ``augment``. A tuple or list gives one side per spatial axis, None keeping that side whole:
             ``crop=(8, None, None)`` cuts only the depth of a volume, so that a plane's position in the
-            window no longer tells which planes of its volume were labelled (every k-th slice: a U-Net on
-            whole thin stacks learns each depth's labelled share; theory/README.md, step 15). A step then
+            window tells less of which planes of its volume were labelled (every k-th slice stored with
+            the rest as background: a U-Net on whole thin stacks learns each depth's labelled share;
+            theory/README.md, step 15). A step then
             costs about window / image pixels of a whole-image step. None (default), or a ``crop`` no
             smaller than every side, trains on whole images (bitwise the same run).
         num_classes: None for binary, M for multi-class (softmax outputs).

@@ -91,14 +91,21 @@ def test_passes_count_the_batch_a_small_set_fills_and_the_crop_window():
 
 
 def test_a_recipe_crops_one_side_per_axis_through_json():
-    """A recipe's crop may name each side (None: whole), as train.fit takes it: fit_kwargs passes the tuple on,
-    and a calibration's record keeps it through JSON; a side that is not a positive int is refused."""
+    """A recipe's crop may name each side (None: whole), as train.fit takes it: fit_kwargs passes the tuple on
+    (every side None: whole images) with a U-Net of as many axes, and a calibration's record keeps it through
+    JSON; an empty list, a side that is not a positive int, or a crop of another ndim than asked is refused."""
     assert planner.fit_kwargs(ndim=3, crop=[8, None, None])["crop"] == (8, None, None)
     cal = planner.Calibration(n_eff=100.0, clean_dice=0.9, recipe={"crop": [8, None, None]})
     read = planner.Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert read.recipe["crop"] == (8, None, None) and read.fit_kwargs["crop"] == (8, None, None)
+    assert planner.fit_kwargs(ndim=3, crop=[None, None, None])["crop"] is None  # every side whole
     with pytest.raises(ValueError, match="recipe crop"):
         planner.fit_kwargs(crop=[0, None])
+    with pytest.raises(ValueError, match="recipe crop"):
+        planner.fit_kwargs(crop=[])
+    assert dict(planner.fit_kwargs(crop=[8, None, None])["model"].config)["ndim"] == 3  # ndim from the crop
+    with pytest.raises(ValueError, match="ndim=2"):
+        planner.fit_kwargs(ndim=2, crop=[8, None, None])
     with pytest.raises(TypeError, match="recipe crop"):
         planner.fit_kwargs(crop=[8.5, None])
 

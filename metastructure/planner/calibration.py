@@ -95,8 +95,12 @@ def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     if "augment" in out and not isinstance(out["augment"], bool):
         raise TypeError(f"recipe augment must be True or False, got {out['augment']!r}")
     if isinstance(out.get("crop"), (list, tuple)):  # one side per spatial axis, None: that side whole
+        if len(out["crop"]) not in (2, 3):
+            raise ValueError(f"recipe crop must be an int, or one side per spatial axis (2 or 3), got {out['crop']!r}")
         out["crop"] = tuple(None if v is None else _checks.check_int("recipe crop", v, minimum=1)
                             for v in out["crop"])
+        if all(v is None for v in out["crop"]):  # every side whole: whole images
+            out["crop"] = None
     elif out.get("crop") is not None:
         out["crop"] = _checks.check_int("recipe crop", out["crop"], minimum=1)
     if "activation" in out and out["activation"] not in nets.ACTIVATIONS:
@@ -104,21 +108,26 @@ def _check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def fit_kwargs(*, ndim: int = 2, **recipe: Any) -> dict[str, Any]:
+def fit_kwargs(*, ndim: int | None = None, **recipe: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`metastructure.train.fit` for a recipe: :data:`DEFAULT_RECIPE` with
     ``recipe``'s keys replaced (``widths`` and ``activation`` of the U-Net, ``steps``, ``batch_size``,
     ``learning_rate``, ``augment``, ``crop``), e.g. ``fit_kwargs(steps=100)``; with ``ndim=3`` the U-Net is
     3-D (``nets.unet(ndim=3)``, for volumes; ``crop`` cuts cubes, each side at most the volume's, or, as a
-    list, one side per axis as :func:`metastructure.train.fit` takes it, e.g. ``[8, None, None]``).
+    list, one side per axis as :func:`metastructure.train.fit` takes it, e.g. ``[8, None, None]``). ``ndim``
+    None (default): the number of sides such a crop names, else 2.
 
     Raises:
         ValueError: a key that is not a recipe key, a count below 1, a learning rate that is not a finite
-            number > 0, an activation not in :data:`metastructure.nets.ACTIVATIONS`.
+            number > 0, an activation not in :data:`metastructure.nets.ACTIVATIONS`, a crop list whose length
+            is not ``ndim``.
         TypeError: widths not a non-empty list of ints, steps / batch_size / crop not an int (crop: or a list of
             ints and None), augment not a bool.
     """
     r = _check_recipe({**DEFAULT_RECIPE, **recipe})
-    ndim = _checks.check_ndim(ndim)
+    sides = len(r["crop"]) if isinstance(r["crop"], tuple) else None
+    ndim = _checks.check_ndim(ndim if ndim is not None else sides or 2)
+    if sides is not None and sides != ndim:
+        raise ValueError(f"recipe crop {list(r['crop'])} names {len(r['crop'])} sides, but ndim={ndim}")
     return {"model": nets.unet(widths=r["widths"], activation=r["activation"], ndim=ndim), "steps": r["steps"],
             "batch_size": r["batch_size"], "learning_rate": r["learning_rate"], "augment": r["augment"],
             "crop": r["crop"]}
