@@ -18,6 +18,9 @@ sampling the right threshold is about 0.05):
 * the oracle: the best pooled IoU on the test set itself (the paper);
 * Otsu on the scores (:func:`otsu_threshold`).
 
+What a network learnt from one fixed draw, on its training images: :func:`label_fit` (the memorisation
+index) and, for whole labelled planes, :func:`depth_tracking` (did it learn which depths were labelled?).
+
 :func:`evaluate` reports them side by side (with AUC and the output's levels):
 it is the one function that turns a network's output into scores. A
 prediction is ``scores > threshold``. The array functions are jittable; value checks (NaN
@@ -653,11 +656,12 @@ def depth_tracking(probs: Any, masks: Any, labels: Any, *, axis: int = 1) -> flo
 
     For annotations that label whole planes (every k-th slice with the rest stored as background,
     ``noise.Slices``) on the network's training volumes. A network that cannot tell a labelled plane from an
-    unlabelled one outputs the same level on every plane's foreground whatever its share: near 0. One that
-    can (a U-Net trained on whole thin stacks sees each plane's distance from the faces) follows each plane's
-    share: near 1. The planes pool every volume, so the share at depth z is that of z over the training set
-    (theory/README.md, step 15, "Depth is visible on whole stacks"). Equals ``scipy.stats.pearsonr`` of the
-    two per-plane vectors.
+    unlabelled one outputs the same level on every plane's foreground whatever its share: near 0 (on a dozen
+    planes, within a few tenths by chance). One that can (a U-Net trained on whole thin stacks sees each
+    plane's distance from the faces) follows each plane's share: towards 1, less where augmentation flips the
+    depth (it then learns a depth's share averaged with its mirror's). The planes pool every volume, so the
+    share at depth z is that of the depth-z foreground over the training set (theory/README.md, step 15,
+    "Depth is visible on whole stacks"). Equals ``scipy.stats.pearsonr`` of the two per-plane vectors.
 
     Args:
         probs: outputs in [0, 1], (N, D, H, W) (or any shape with the planes along ``axis``).
@@ -672,6 +676,7 @@ def depth_tracking(probs: Any, masks: Any, labels: Any, *, axis: int = 1) -> flo
     Raises:
         ValueError: ``probs`` not finite or outside [0, 1], ``masks`` / ``labels`` not binary or not ``probs``'
             shape, empty arrays, or ``axis`` not an axis of them.
+        TypeError: ``axis`` not an int, or arrays that are not real numbers.
     """
     for name, a in (("probs", probs), ("masks", masks)):
         _checks.check_nonempty(name, a)

@@ -386,10 +386,13 @@ def test_depth_tracking_is_the_per_plane_correlation_of_share_and_output():
     probs = rng.random(masks.shape)
     share = [labels[:, z][masks[:, z]].mean() for z in range(9)]
     level = [probs[:, z][masks[:, z]].mean() for z in range(9)]
-    assert metrics.depth_tracking(probs, masks, labels) == pytest.approx(stats.pearsonr(share, level)[0])
+    want = stats.pearsonr(share, level)[0]
+    assert metrics.depth_tracking(probs, masks, labels) == pytest.approx(want)
+    assert metrics.depth_tracking(probs, masks, labels, axis=-3) == pytest.approx(want)
     # the planes along another axis: the volumes transposed, the same number
     assert metrics.depth_tracking(probs.transpose(0, 2, 1, 3), masks.transpose(0, 2, 1, 3),
-                                  labels.transpose(0, 2, 1, 3), axis=2) == pytest.approx(stats.pearsonr(share, level)[0])
+                                  labels.transpose(0, 2, 1, 3), axis=2) == pytest.approx(want)
+    assert metrics.depth_tracking(probs, masks, masks) is None  # every plane fully labelled: one share
     # every 3rd slice at one offset per volume: an output of each depth's share tracks it exactly
     y = np.asarray(noise.Slices(3, ndim=3)(jax.random.key(0), masks.astype(np.int32)))
     per_z = np.array([y[:, z][masks[:, z]].mean() for z in range(9)])
@@ -402,3 +405,5 @@ def test_depth_tracking_is_the_per_plane_correlation_of_share_and_output():
         metrics.depth_tracking(probs, masks, np.where(labels, 1, -1))
     with pytest.raises(ValueError, match="axis"):
         metrics.depth_tracking(probs, masks, labels, axis=4)
+    with pytest.raises(TypeError, match="axis"):
+        metrics.depth_tracking(probs, masks, labels, axis=1.0)
