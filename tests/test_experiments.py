@@ -594,5 +594,4 @@ def test_annotation_trains_on_depth_windows_beside_a_whole_stack_control(quick):
             assert w["windows_minus_whole"]["difference"] == pytest.approx(
                 np.mean(windows) - np.mean([r["t_star"]["dice"] for r in controls]))
             for r in controls:
-                assert r["memorisation"] is not None
-                assert r["depth_tracking"] is None or -1 <= r["depth_tracking"] <= 1
+                assert r["memorisation"] is not None and -1 <= r["depth_tracking"] <= 1
