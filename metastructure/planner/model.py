@@ -512,10 +512,12 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
     if sem == "ignore":  # two effects the model leaves out, of opposite signs
         caveat = ("; ignore-trained networks pool more labels than sampled ones (higher), and units alike in the "
                   "image cost more than the model's (lower): simulations/README.md, annotation")
-    elif label.kind != "scattered":  # whole units are a pattern a network can learn
-        caveat = ("; assumes the network cannot tell which units were labelled: train on windows (for slices, "
-                  "train.fit(crop=(d, None, None))), since on whole thin stacks networks learnt each depth's "
+    elif label.kind == "slices":  # a plane's depth is visible on whole stacks
+        caveat = ("; assumes the network cannot tell which slices were labelled: train on depth windows "
+                  "(train.fit(crop=(d, None, None))), since on whole thin stacks networks learnt each depth's "
                   "labelled share (simulations/README.md, annotation)")
+    elif label.kind != "scattered":
+        caveat = "; assumes the network cannot tell which blocks were labelled (simulations/README.md, annotation)"
     else:
         caveat = ""
     via = " (ignore: through 1 + 1/(p n'))" if sem == "ignore" else ""
