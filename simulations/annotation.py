@@ -402,14 +402,15 @@ def plot(record: dict, path: Path, store=None) -> None:
     plt = pyplot()
     res, cfg = record["results"], record["config"]
     n = len(res)
-    fig, ax = plt.subplots(2, n, figsize=(6.2 * n, 8.4), constrained_layout=True, squeeze=False)
+    fig, ax = plt.subplots(2, n, figsize=(6.2 * n, 9.4), constrained_layout=True, squeeze=False)
     marks = {"background": ("C0", "o"), "ignore": ("C1", "s")}
+    legend: dict = {}  # one legend for the top row: every panel's entries, by label
     for j, (dname, r) in enumerate(res.items()):
         a = ax[0, j]
         rows = r["by_label"]
         clean = rows["clean"]["dice"]
         a.axhspan(clean["mean"] - clean["std"], clean["mean"] + clean["std"], color="0.85", lw=0)
-        a.axhline(clean["mean"], color="0.4", lw=1, label=f"clean 3-D: {clean['mean']:.3f}")
+        a.axhline(clean["mean"], color="0.4", lw=1, label="clean 3-D (mean +- sd)")
         for sem, (col, mk) in marks.items():
             ks = cfg["spacings"]
             errorbar(a, ks, [rows[_name("slices", 1 / k, sem)]["dice"] for k in ks], color=col, marker=mk, ms=5,
@@ -420,8 +421,7 @@ def plot(record: dict, path: Path, store=None) -> None:
             inside = [r["curve_units"][str(k)] >= planner.MIN_LABELLED_UNITS for k in r["curve_k"]]
             kin = [k for k, ok in zip(r["curve_k"], inside, strict=True) if ok]
             kout = [k for k, ok in zip(r["curve_k"], inside, strict=True) if not ok]
-            a.plot(kin, r["curve"][sem][:len(kin)], color=col, lw=1.2,
-                   label=f"predicted, {sem} (n_eff {_n_eff_text(r['fit'][sem]).split(' (')[0]})")
+            a.plot(kin, r["curve"][sem][:len(kin)], color=col, lw=1.2, label=f"predicted, {sem}")
             if kout:
                 start = max(len(kin) - 1, 0)
                 a.plot(r["curve_k"][start:], r["curve"][sem][start:], color=col, lw=1, ls=":")
@@ -439,9 +439,13 @@ def plot(record: dict, path: Path, store=None) -> None:
         if ks2:
             errorbar(a, ks2, [sw[str(k)]["dice"] for k in ks2], color="C2", marker="^", ms=6, ls="none",
                      label="2-D U-Net on the labelled slices")
+        fits = ", ".join(f"{_n_eff_text(r['fit'][sem]).split(' (')[0]} ({sem})" for sem in SEMANTICS)
         a.set(xscale="log", xlabel="slice spacing k (every k-th slice labelled; p = 1/k)", ylabel="test Dice",
-              ylim=(0, 1), title=f"{DATA.get(dname, dname)} volumes: how many slices?")
-        a.legend(fontsize=7, loc="lower left")
+              ylim=(0, 1), title=f"{DATA.get(dname, dname)} volumes: how many slices?\n"
+                                 f"clean 3-D {clean['mean']:.3f}; predicted with n_eff {fits}")
+        a.title.set_fontsize(10)
+        for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lab, h)
         b = ax[1, j]
         names = [lab for lab in rows if lab != "clean" and _scheme(lab) != "slices"] + \
             [_name("slices", p, sem) for p in cfg["budgets"] for sem in SEMANTICS
@@ -464,6 +468,7 @@ def plot(record: dict, path: Path, store=None) -> None:
               title="bars: measured (pale: fitted; hatched: outside the model)\nblack: theory; green: planner",
               )
         b.title.set_fontsize(9)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=min(n, 3), fontsize=8)
     save_figure(fig, path, f"annotation: one fixed annotation per volume, {cfg['seeds']} seed(s), mean +- sd\n"
                            "blue: unlabelled = background, orange: ignored", fontsize=10)
 
