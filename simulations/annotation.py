@@ -278,8 +278,7 @@ def summarise(config: dict, store) -> dict:
                          "oracle": stats([r["oracle"]["dice"] for r in res]),
                          "mean_fg": stats([r["mean_fg"] for r in res]),
                          "labelled_fg": stats([r["labelled_fg"] for r in res]),
-                         "memorisation": None if all(r.get("memorisation") is None for r in res) else
-                         stats([r.get("memorisation") for r in res]),
+                         "memorisation": _optional_stats(res, "memorisation"),
                          "depth_tracking": _optional_stats(res, "depth_tracking"),
                          "values": [r["t_star"]["dice"] for r in res]}
         slicewise = {}
