@@ -649,6 +649,20 @@ def _entropy(q: float) -> float:
     return float(-sum(v * np.log(v) for v in (q, 1.0 - q) if v > 0))
 
 
+def _check_training_outputs(probs: Any, masks: Any, labels: Any) -> None:
+    """A network's outputs on its training images against their clean masks and (unless None) the drawn labels:
+    non-empty finite outputs in [0, 1], binary masks and labels of the outputs' shape (label_fit, depth_tracking)."""
+    for name, a in (("probs", probs), ("masks", masks)):
+        _checks.check_nonempty(name, a)
+    _checks.check_finite("probs", probs)
+    _checks.check_unit_interval("probs", probs)
+    _checks.check_same_shape("probs", probs, "masks", masks)
+    _checks.check_binary("masks", masks)
+    if labels is not None:
+        _checks.check_same_shape("probs", probs, "labels", labels)
+        _checks.check_binary("labels", labels)
+
+
 def depth_tracking(probs: Any, masks: Any, labels: Any, *, axis: int = 1) -> float | None:
     """Whether a network learnt which planes were labelled: the Pearson correlation, over the planes along
     ``axis`` that hold foreground, between the labelled share of each plane's foreground and the network's mean
@@ -676,16 +690,11 @@ def depth_tracking(probs: Any, masks: Any, labels: Any, *, axis: int = 1) -> flo
     Raises:
         ValueError: ``probs`` not finite or outside [0, 1], ``masks`` / ``labels`` not binary or not ``probs``'
             shape, empty arrays, or ``axis`` not an axis of them.
-        TypeError: ``axis`` not an int, or arrays that are not real numbers.
+        TypeError: ``axis`` not an int, ``labels`` None, or arrays that are not real numbers.
     """
-    for name, a in (("probs", probs), ("masks", masks)):
-        _checks.check_nonempty(name, a)
-    _checks.check_finite("probs", probs)
-    _checks.check_unit_interval("probs", probs)
-    _checks.check_same_shape("probs", probs, "masks", masks)
-    _checks.check_same_shape("probs", probs, "labels", labels)
-    _checks.check_binary("masks", masks)
-    _checks.check_binary("labels", labels)
+    if labels is None:
+        raise TypeError("labels must be the drawn binary labels, got None")
+    _check_training_outputs(probs, masks, labels)
     q = np.asarray(probs, np.float64)
     axis = _checks.check_int("axis", axis)
     if not -q.ndim <= axis < q.ndim:
@@ -740,15 +749,7 @@ def label_fit(probs: Any, masks: Any, *, labels: Any = None) -> dict[str, Any]:
     >>> label_fit(np.array([[0.9, 0.1, 0.0, 0.0]]), m, labels=y)["memorisation"]
     0.8
     """
-    for name, a in (("probs", probs), ("masks", masks)):
-        _checks.check_nonempty(name, a)
-    _checks.check_finite("probs", probs)
-    _checks.check_unit_interval("probs", probs)
-    _checks.check_same_shape("probs", probs, "masks", masks)
-    _checks.check_binary("masks", masks)
-    if labels is not None:
-        _checks.check_same_shape("probs", probs, "labels", labels)
-        _checks.check_binary("labels", labels)
+    _check_training_outputs(probs, masks, labels)
     q = np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7)
     clean = np.asarray(masks).astype(bool)
     y = clean if labels is None else np.asarray(labels).astype(bool)

@@ -407,3 +407,5 @@ def test_depth_tracking_is_the_per_plane_correlation_of_share_and_output():
         metrics.depth_tracking(probs, masks, labels, axis=4)
     with pytest.raises(TypeError, match="axis"):
         metrics.depth_tracking(probs, masks, labels, axis=1.0)
+    with pytest.raises(TypeError, match="labels"):
+        metrics.depth_tracking(probs, masks, None)
