@@ -56,6 +56,7 @@ __all__ = [
     "evaluate",
     "iou",
     "label_fit",
+    "level_threshold",
     "linear_cka",
     "matched_threshold_of",
     "miou",
@@ -340,7 +341,7 @@ def otsu_threshold(scores: Any, *, bins: int = 256) -> Any:
 
 
 #: The binary threshold protocols :func:`evaluate` reports.
-PROTOCOLS = ("fixed_0.5", "t_star", "validation", "oracle", "oracle_inverted", "otsu")
+PROTOCOLS = ("fixed_0.5", "t_star", "level", "validation", "oracle", "oracle_inverted", "otsu")
 
 
 def matched_threshold_of(label_type: Any) -> MatchedThreshold | None:
@@ -360,6 +361,64 @@ def matched_threshold_of(label_type: Any) -> MatchedThreshold | None:
     return matched_threshold_or_none(label_type)
 
 
+def level_threshold(probs: Any, labels: Any, *, label_type: Any, ignore: int | None = -1) -> float | None:
+    r"""t* read from the network itself: half its mean output on the training pixels labelled foreground.
+
+    A label type that never labels background as foreground (T[0, 1] = b = 0: clean labels, ``sample``, the
+    annotation types ``slices`` / ``blocks`` / ``scattered`` with the unlabelled pixels stored as background or
+    ignored) has the expected meta-structure :math:`E[D^*] = (1 - f) D` (Lemma 1 of arXiv 2103.11594) and
+    t* = (1 - f) / 2: half the output level on objects (p/2 for sampling). A network that learnt the
+    boundary but not the level (its output on objects at c (1 - f), c != 1, from training that stopped before
+    the level settled) is read at t* with the wrong half: with c = 1/5 at p = 0.1, nothing passes t* = 0.05.
+    This threshold is the same midpoint with the network's own level on objects in place of 1 - f,
+    measured where the labels say foreground on its training images (those pixels are objects, and, for a
+    class-conditional label type, a random share of them, so their mean output is the level on objects).
+    It needs no clean mask. It reads a memorising network too high (its output on the labelled pixels
+    exceeds its level elsewhere: :func:`label_fit`'s memorisation index says how far).
+
+    Args:
+        probs: the network's outputs in [0, 1] on its training images, any shape.
+        labels: the labels it trained on, binary, the same shape; pixels equal to ``ignore`` are left out.
+        label_type: a :class:`~metastructure.noise.LabelNoise` or a binary transition matrix T.
+        ignore: the label value of unlabelled pixels that were left out of training (default -1, the
+            toolkit's); None: every label is 0 or 1.
+
+    Returns:
+        ``probs[labels == 1].mean() / 2``; **None** (a result, not an error) where the label type's T is
+        unknown (structured label types, a bare :class:`~metastructure.density.MatchedThreshold`, None),
+        not 2 x 2, labels background as foreground (b > 0) or keeps no foreground (T[1, 1] = 0), or where no
+        label is foreground.
+
+    Raises:
+        ValueError: ``probs`` empty, not finite or outside [0, 1]; ``labels`` not binary (or ``ignore``) or not
+            ``probs``' shape.
+
+    >>> from metastructure import noise
+    >>> y = np.array([[0, 1, 1, 0, 0]])
+    >>> level_threshold(np.array([[0.0, 0.02, 0.04, 0.03, 0.0]]), y, label_type=noise.LabelNoise("sample", 0.1))
+    0.015
+    >>> level_threshold(np.full((1, 5), 0.5), y, label_type=noise.LabelNoise("flip", 0.1, 0.1)) is None
+    True
+    """
+    _checks.check_nonempty("probs", probs)
+    _checks.check_finite("probs", probs)
+    _checks.check_unit_interval("probs", probs)
+    _checks.check_same_shape("probs", probs, "labels", labels)
+    _checks.check_binary("labels", labels, ignore=ignore)
+    if label_type is None or isinstance(label_type, MatchedThreshold):
+        return None
+    t = label_type.transition() if isinstance(label_type, LabelNoise) else label_type
+    if t is None:
+        return None
+    t = np.asarray(t, np.float64)
+    if t.shape != (2, 2) or t[0, 1] != 0 or t[1, 1] == 0:
+        return None
+    on = np.asarray(labels) == 1
+    if not on.any():
+        return None
+    return float(np.asarray(probs, np.float64)[on].mean() / 2)
+
+
 def _levels(s: np.ndarray, sel: np.ndarray) -> dict[str, float]:
     if not sel.any():
         return {"value": float("nan"), "q10": float("nan"), "q90": float("nan")}
@@ -373,6 +432,7 @@ def evaluate(
     *,
     label_type: Any = None,
     validation: tuple[Any, Any] | None = None,
+    training: tuple[Any, Any] | None = None,
     num_classes: int | None = None,
     metric: str = "iou",
     ignore: int | None = None,
@@ -395,6 +455,10 @@ def evaluate(
       or :func:`metastructure.density.matched_threshold_or_none` of a
       transition); **None** when the label type has no t* (f + b = 1: random
       labels), which is a result, not an error;
+    * ``"level"`` (only with ``training=(train_probs, train_labels)``): t* with
+      the network's own level on objects in place of the label type's,
+      :func:`level_threshold` (None where that is None: a label type that
+      labels background as foreground, or whose T is unknown);
     * ``"validation"`` (only with ``validation=(val_probs, val_masks)``): the
       threshold that maximises pooled ``metric`` on the validation split;
     * ``"oracle"``: the threshold that maximises pooled ``metric`` on these masks
@@ -430,6 +494,8 @@ def evaluate(
             :class:`~metastructure.noise.LabelNoise`, its transition matrix, or a
             :class:`~metastructure.density.MatchedThreshold`; None if unknown.
         validation: ``(val_probs, val_masks)`` for the validation protocol (binary).
+        training: ``(train_probs, train_labels)``, the network's outputs on its training images and the labels
+            it trained on (-1: ignored), for the level protocol (binary).
         num_classes: None for binary, M for multi-class.
         metric: "iou" or "dice", what the validation and oracle thresholds maximise.
         protocols: the binary protocols to compute, one or a subset of :data:`PROTOCOLS`
@@ -457,9 +523,9 @@ def evaluate(
     True
     """
     if num_classes is not None:
-        if validation is not None or protocols is not None:
-            raise ValueError("validation and protocols are binary threshold protocols; a multi-class output is "
-                             "scored by its argmax (num_classes is set)")
+        if validation is not None or training is not None or protocols is not None:
+            raise ValueError("validation, training and protocols are binary threshold protocols; a multi-class "
+                             "output is scored by its argmax (num_classes is set)")
         return _evaluate_multiclass(probs, masks, num_classes, label_type=label_type, ignore=ignore)
     if metric not in ("iou", "dice"):
         raise ValueError(f"metric must be 'iou' or 'dice', got {metric!r}")
@@ -489,6 +555,9 @@ def evaluate(
     if label_type is not None and "t_star" in wanted:
         m = matched_threshold_of(label_type)
         out["t_star"] = None if m is None else score(m.threshold, bool(m.invert))
+    if training is not None and "level" in wanted:
+        th_level = level_threshold(*training, label_type=label_type)
+        out["level"] = None if th_level is None else score(th_level)
     if validation is not None and "validation" in wanted:
         val_probs, val_masks = validation
         out["validation"] = score(best_threshold(val_probs, val_masks, metric=metric, ignore=ignore)[0])

@@ -259,17 +259,21 @@ class FitResult(NamedTuple):
             return np.asarray(jax.nn.sigmoid(z[..., 0]))
         return np.asarray(jax.nn.softmax(z, axis=-1))
 
-    def evaluate(self, images: Any, masks: Any, *, validation: tuple[Any, Any] | None = None) -> dict:
+    def evaluate(self, images: Any, masks: Any, *, validation: tuple[Any, Any] | None = None,
+                 training: tuple[Any, Any] | None = None) -> dict:
         """Every score of the prediction on (images, masks): :func:`metastructure.metrics.evaluate`
-        with this result's ``label_type`` (so t* comes from what it was trained on) and, with
-        ``validation=(val_images, val_masks)``, the validation threshold. Mask pixels equal to
-        :data:`metastructure.losses.IGNORE` are left out of every score, as in training.
+        with this result's ``label_type`` (so t* comes from what it was trained on); with
+        ``validation=(val_images, val_masks)``, the validation threshold; with ``training=(train_images,
+        train_labels)`` (the labels it trained on, one fixed draw), the level protocol: t* read from the
+        network's own output on the pixels labelled foreground (:func:`metastructure.metrics.level_threshold`).
+        Mask pixels equal to :data:`metastructure.losses.IGNORE` are left out of every score, as in training.
 
         Raises:
             ValueError: as :func:`metastructure.metrics.evaluate` (e.g. masks without a labelled pixel)."""
         val = None if validation is None else (self.predict(validation[0]), np.asarray(validation[1]))
+        own = None if training is None else (self.predict(training[0]), np.asarray(training[1]))
         return metrics.evaluate(self.predict(images), np.asarray(masks), label_type=self.label_type,
-                                validation=val, num_classes=self.num_classes, ignore=losses.IGNORE)
+                                validation=val, training=own, num_classes=self.num_classes, ignore=losses.IGNORE)
 
 
 def make_step(model: nets.Model, optimizer: optax.GradientTransformation, *, loss: Callable,

@@ -9,6 +9,7 @@ import scipy.ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from metastructure import metrics, noise, ntm
+from metastructure.density import MatchedThreshold
 
 
 def brute_auc(s, t):
@@ -409,3 +410,55 @@ def test_depth_tracking_is_the_per_plane_correlation_of_share_and_output():
         metrics.depth_tracking(probs, masks, labels, axis=1.0)
     with pytest.raises(TypeError, match="labels"):
         metrics.depth_tracking(probs, masks, None)
+
+
+def test_level_threshold_is_half_the_output_on_the_labelled_foreground():
+    """level_threshold against a numpy mean over the pixels labelled 1 (ignored pixels left out); equal to t*
+    for a network whose output on objects is the label type's expected level (1 - f) D; a network at a fifth
+    of that level is empty at t* = p/2 and exact at its own level, which evaluate's "level" protocol reads;
+    None where T labels background as foreground, is unknown, or no label is foreground; bad inputs refused."""
+    rng = np.random.default_rng(5)
+    masks = rng.random((3, 6, 10, 10)) < 0.3
+    probs = rng.random(masks.shape)
+    y = np.asarray(noise.Blocks(0.3, 2, ndim=3)(jax.random.key(1), masks.astype(np.int32)))
+    want = probs[y == 1].mean() / 2
+    for lt in (noise.Blocks(0.3, 2, ndim=3), ntm.sample_matrix(0.3)):
+        assert metrics.level_threshold(probs, y, label_type=lt) == pytest.approx(want, rel=1e-12)
+    ign = np.asarray(noise.Blocks(0.3, 2, unlabelled="ignore", ndim=3)(jax.random.key(1), masks.astype(np.int32)))
+    assert (ign == -1).any() and (ign == 0).any()
+    assert metrics.level_threshold(probs, ign, label_type=noise.Blocks(0.3, 2, unlabelled="ignore")) == \
+        pytest.approx(probs[ign == 1].mean() / 2, rel=1e-12)
+    # the labelled foreground is a random share of the objects: over draws (Monte Carlo, fixed keys) the
+    # threshold is half the mean output on all of them, for blocks and for every k-th slice, also for an output
+    # that grows along z and x (a share biased in depth or position would miss it)
+    z, x = np.meshgrid(np.arange(6) / 5, np.arange(10) / 9, indexing="ij")
+    ramp = np.broadcast_to(((z[:, None, :] + x[:, None, :]) / 2)[None], masks.shape)
+    for lt in (noise.Blocks(0.3, 2, ndim=3), noise.Slices(3, ndim=3)):
+        for out in (probs, ramp):
+            draws = [metrics.level_threshold(out, np.asarray(lt(jax.random.key(i), masks.astype(np.int32))),
+                                             label_type=lt) for i in range(300)]
+            assert np.mean(draws) == pytest.approx(out[masks].mean() / 2, rel=0.01), lt.name
+    # the expected meta-structure p D: the level protocol is t*; a fifth of it: t* finds nothing, the level all
+    p = 0.1
+    for c, t_star_dice in ((1.0, 1.0), (0.2, 0.0)):
+        out = c * p * masks
+        r = metrics.evaluate(out, masks, label_type=noise.Scattered(p), training=(out, y))
+        assert r["t_star"]["dice"] == t_star_dice and r["level"]["dice"] == 1.0
+        assert r["level"]["threshold"] == pytest.approx(c * p / 2)
+    assert "level" not in metrics.evaluate(out, masks, label_type=noise.Scattered(p))  # no training outputs
+    # None: background labelled foreground (b > 0), T unknown (structured, no label type, a bare t*), no label 1
+    for lt in (noise.LabelNoise("flip", 0.2, 0.1), noise.Dilate(1), None, MatchedThreshold(0.05, False),
+               ntm.random_matrix(0.3)):
+        assert metrics.level_threshold(probs, y, label_type=lt) is None, lt
+    assert metrics.evaluate(out, masks, label_type=noise.LabelNoise("flip", 0.2, 0.1),
+                            training=(out, y))["level"] is None
+    assert metrics.level_threshold(probs, np.zeros_like(y), label_type=noise.Scattered(p)) is None
+    with pytest.raises(ValueError, match="labels"):
+        metrics.level_threshold(probs, np.where(y == 1, 2, 0), label_type=noise.Scattered(p))
+    with pytest.raises(ValueError, match="labels"):
+        metrics.level_threshold(probs, y[:, :3], label_type=noise.Scattered(p))
+    with pytest.raises(ValueError, match="probs"):
+        metrics.level_threshold(probs + 1, y, label_type=noise.Scattered(p))
+    with pytest.raises(ValueError, match="training"):
+        metrics.evaluate(np.full((2, 4, 4, 3), 1 / 3), np.zeros((2, 4, 4), int), num_classes=3,
+                         training=(probs, y))

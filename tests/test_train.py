@@ -107,6 +107,11 @@ def test_fit_remembers_its_label_type(small):
     p = r.predict(te.images[:2])
     assert e == metrics.evaluate(p, te.masks[:2], label_type=ntm.sample_matrix(0.1),
                                  validation=(r.predict(te.images[2:4]), te.masks[2:4]))
+    # with the training images and labels: the level protocol, half its output on the labelled foreground
+    own = r.evaluate(te.images[:2], te.masks[:2], training=(tr.images, sampled))
+    assert own["level"]["threshold"] == pytest.approx(
+        metrics.level_threshold(r.predict(tr.images), sampled, label_type=ntm.sample_matrix(0.1)))
+    assert "level" not in e
     assert "t_star" not in train.fit(jax.random.key(0), tr.images, sampled, **kw).evaluate(te.images[:2],
                                                                                            te.masks[:2])
     with pytest.raises(ValueError, match="pass only one"):
