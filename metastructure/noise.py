@@ -1358,8 +1358,10 @@ class _Annotation(_ClassConditional):
         """The foreground pixels of each unit that is labelled or not as a whole, flat int64: each (leading
         index, slice) for :class:`Slices`, each block of the phase-0 grid for :class:`Blocks`, each pixel (its 0
         or 1) for :class:`Scattered`. ``theory.curves.cluster_overlap`` of them is the chance that two labels
-        share a unit, the q of independently labelled units (blocks, pixels); the q of :class:`Slices`, labelled
-        one class per image, is ``theory.curves.lattice_overlap`` of :meth:`Slices.class_counts`.
+        share a unit, the q of independently labelled units (pixels; blocks on that one grid, whose draws
+        shift it by a random phase: their q is ``theory.curves.grid_overlap``, the mean over the phases); the q
+        of :class:`Slices`, labelled one class per image, is ``theory.curves.lattice_overlap`` of
+        :meth:`Slices.class_counts`.
 
         Raises:
             ValueError: ``masks`` not binary or with fewer than ``ndim`` axes.

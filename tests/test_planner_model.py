@@ -426,15 +426,17 @@ def test_masks_of_volumes_use_3d_fields_and_a_depth_one_volume_is_its_image():
 
 
 def test_masks_overlap_is_the_lattice_for_slices_and_the_units_for_blocks():
-    """Masks.overlap: the slices' lattice q (one class of planes per volume), the blocks' and pixels' independent
-    units' q, the same for both semantics; Masks.labelled_units: p over the single units' q."""
+    """Masks.overlap: the slices' lattice q (one class of planes per volume), the blocks' q on their randomly
+    shifted grid (grid_overlap), the pixels' independent units' q, the same for both
+    semantics; Masks.labelled_units: p over the single units' q."""
     vol = _volumes()
     m = planner.Masks(vol, ndim=3)
-    sl, bl = noise.Slices(5, ndim=3), noise.Blocks(0.2, 4, ndim=3)
+    sl = noise.Slices(5, ndim=3)
     assert m.overlap("slices 5") == pytest.approx(curves.lattice_overlap(sl.class_counts(vol)))
     assert m.overlap("slices 5 ignore") == m.overlap("slices 5")
     assert m.overlap("slices 5") < curves.cluster_overlap(sl.unit_counts(vol))  # objects deeper than 1 plane
-    assert m.overlap("blocks 0.2 4") == pytest.approx(curves.cluster_overlap(bl.unit_counts(vol)))
+    assert m.overlap("blocks 0.2 4") == pytest.approx(curves.grid_overlap(vol, 4, ndim=3))
+    assert m.labelled_units("blocks 0.2 4") == pytest.approx(0.2 / curves.grid_overlap(vol, 4, ndim=3))
     assert m.labelled_units("slices 5") == pytest.approx(0.2 / curves.cluster_overlap(sl.unit_counts(vol)))
     assert m.labelled_units("scattered 0.1") == pytest.approx(0.1 * vol.sum())  # one pixel per unit
 
@@ -452,6 +454,7 @@ def test_annotation_predictions_follow_the_theory():
         lab = noise.LabelNoise.parse(name, ndim=3)
         # slices: one class of planes per volume (a lattice); blocks, pixels: independent units
         q = (curves.lattice_overlap(lab.class_counts(vol)) if name.startswith("slices") else
+             curves.grid_overlap(vol, 4, ndim=3) if name.startswith("blocks") else
              curves.cluster_overlap(lab.unit_counts(vol))) / 8  # the masks stand for 8 times as many volumes
         want = cal.clean_dice * float(curves.annotated_dice(fields, cal.n_eff, float(lab.labelled_fraction),
                                                             unlabelled=lab.unlabelled, overlap=q)[0])

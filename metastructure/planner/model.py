@@ -198,27 +198,36 @@ class Masks:
     def overlap(self, label: Any) -> float:
         """The q of an annotation label type on these masks (treated as the training set), what
         :func:`theory.curves.clustered_n_eff` takes: for slices :func:`theory.curves.lattice_overlap` of each
-        mask's classes of slices (one class labelled per mask: ``noise.Slices.class_counts``), for blocks and
-        scattered pixels :func:`theory.curves.cluster_overlap` of their units (labelled independently:
-        ``unit_counts``)."""
+        mask's classes of slices (one class labelled per mask: ``noise.Slices.class_counts``), for blocks
+        :func:`theory.curves.grid_overlap` (independent blocks on a grid at a random phase per mask), for
+        scattered pixels :func:`theory.curves.cluster_overlap` of the pixels."""
         lab = _as_label(label)
         return self._q(lab, lattice=isinstance(lab, noise.Slices))
 
     def labelled_units(self, label: Any) -> float:
         """How many of an annotation label type's units (slices, blocks, pixels) with foreground these masks
-        hold labelled: p times the effective number of single units, 1 / :func:`theory.curves.cluster_overlap`
-        of their foreground counts (``unit_counts``)."""
+        hold labelled: p times the effective number of single units, 1 / q of the units labelled independently
+        (:func:`theory.curves.cluster_overlap` of the single slices' or pixels' foreground counts,
+        ``unit_counts``; for blocks :func:`theory.curves.grid_overlap`, the q of their randomly shifted grid)."""
         lab = _as_label(label)
         return float(lab.labelled_fraction) / self._q(lab, lattice=False)
 
     def _q(self, lab: LabelNoise, *, lattice: bool) -> float:
-        """q of ``lab``'s units (the lattice's, or the single units' ``cluster_overlap``), computed once per
+        """q of ``lab``'s units (the lattice's, the blocks' ``grid_overlap``, or the single units'
+        ``cluster_overlap``), computed once per
         kind and parameters: the semantics (the last parameter) does not change it."""
         key = (lab.kind, lab.params[:-1], lattice)
         if key not in self._units_q:
             lab = _with_ndim(lab, self.ndim)
             if lattice:
                 q = curves.lattice_overlap(np.concatenate([lab.class_counts(st) for st in self.stacks]))
+            elif isinstance(lab, noise.Blocks):  # one q per mask size, weighted by its foreground squared
+                fg = np.array([st.sum() for st in self.stacks], float)
+                if not fg.sum() > 0:
+                    raise ValueError("the masks hold no foreground: no blocks' q")
+                qs = np.array([curves.grid_overlap(st, lab.params[1], ndim=self.ndim) if f else 0.0
+                               for st, f in zip(self.stacks, fg, strict=True)])
+                q = float(np.sum(qs * fg**2) / fg.sum() ** 2)
             else:
                 q = curves.cluster_overlap(np.concatenate([lab.unit_counts(st) for st in self.stacks]))
             self._units_q[key] = q
@@ -520,6 +529,9 @@ def _annotation(m: Masks, label: LabelNoise, cal: Calibration, law: ScaleLaw | N
         caveat = "; assumes the network cannot tell which blocks were labelled (simulations/README.md, annotation)"
     else:
         caveat = ""
+    if sem == "background":  # t* = p/2 reads a network whose output on objects settled below p as empty
+        caveat += ("; threshold the network at its own level (metrics.level_threshold): at t* networks whose "
+                   "output on objects settled below p read as empty (simulations/README.md, annotation)")
     via = " (ignore: through 1 + 1/(p n'))" if sem == "ignore" else ""
 
     def share(n_eff: float) -> float:
