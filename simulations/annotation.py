@@ -25,9 +25,9 @@ The prediction beside each point is the clean Dice times
 ``theory.curves.annotated_dice`` on the test volumes' 1-px fraction fields,
 for labels that come in sheets or blocks at their q (``planner.Masks.overlap``
 of the training masks: ``curves.lattice_overlap`` for slices, one class of
-planes labelled per volume; ``curves.cluster_overlap`` of the independent
-blocks).
-n_eff is fitted per data set and per semantics (background,
+planes labelled per volume; ``curves.grid_overlap`` of the independent
+blocks on their randomly shifted grid).
+n_eff is fitted per data set, per reading (t*, own level) and per semantics (background,
 ignore: networks may pool differently, as the planner measures each label
 family's memorisation apart) on the scattered-voxel cells only; slices and
 blocks are then predicted, not fitted. Cells whose training set holds fewer
@@ -57,7 +57,7 @@ from theory import curves
 from ._common import N_EFF, errorbar, pyplot, save_figure, stats
 from ._text import DATA, SHORT, listing, num, para, pct, pm, span, table
 
-VERSION = 4  # bump when compute's results change: the runner versions every annotation cell with it
+VERSION = 5  # bump when compute's results change: the runner versions every annotation cell with it
 TOLERANCE = 0.05  # the issue's goal: every predicted point within this much Dice of the measured one
 BLOCK = 8  # the blocks' side in voxels
 ALPHA = 0.05  # the level of the ignore-against-background tests (Welch, over seeds)
@@ -84,6 +84,9 @@ PROFILES = {
 }
 REQUIRES = ()
 SEMANTICS = noise.UNLABELLED  # ("background", "ignore")
+# how a network's output becomes a mask: at the label type's t* (p/2 with background, 1/2 with ignore), or at
+# its own level (metrics.level_threshold: half its mean output on the training voxels labelled foreground)
+READINGS = ("t_star", "level")
 
 
 # the real volume (``data.real_nuclei(ndim=3)``, 31 x 61 x 57, 51 nuclei): its 16 x 16 columns, two thirds for
@@ -200,10 +203,11 @@ def compute(spec: dict) -> dict:
     the density p D, 1 for one that learnt the annotation) and, for slices, ``metrics.depth_tracking`` (near 0
     for a network blind to depth, near 1 for one that learnt each depth's labelled share). 2-D: a
     U-Net of the same widths on the labelled slices alone (every slice for clean labels), run on every slice of
-    the test volumes. Scores: ``metrics.evaluate`` pooled over the test volumes (t*: the label type's, 1/2 with
-    ignore), the labelled share of the training foreground, and how many slices the 2-D network saw. An
-    annotation whose offsets miss every volume (k beyond the depth) leaves the 2-D network nothing to train on:
-    Dice 0, threshold None.
+    the test volumes. Scores: ``metrics.evaluate`` pooled over the test volumes at each of READINGS (t*: the
+    label type's, 1/2 with ignore; level: half the network's own mean output on its training voxels labelled
+    foreground, ``metrics.level_threshold``), at the oracle threshold and at 1/2, the labelled share of the
+    training foreground, and how many slices the 2-D network saw. An annotation whose offsets miss every volume
+    (k beyond the depth) leaves the 2-D network nothing to train on: Dice 0, threshold None.
     """
     d = load_data(spec["data"])
     tr, te = d["train"], d["test"]
@@ -225,12 +229,12 @@ def compute(spec: dict) -> dict:
         r = train.fit(jax.random.key(seed), tr.images, y, model=nets.unet(widths=tuple(spec["net"]), ndim=3),
                       batch_size=opt["batch"], label_type=ln, crop=crop, **kw)
         probs = np.asarray(r.predict(te.images))
+        own = (np.asarray(r.predict(tr.images)), y)  # its outputs on the training volumes, for the level reading
         # how far it learnt this one annotation rather than its density: the memorisation index on the training
         # volumes (labels stored as background only; ignored voxels hold no wrong label to learn)
         background = not np.any(y == -1)
-        fit_tr = np.asarray(r.predict(tr.images)) if background else None
-        out["memorisation"] = metrics.label_fit(fit_tr, tr.masks, labels=y)["memorisation"] if background else None
-        out["depth_tracking"] = metrics.depth_tracking(fit_tr, tr.masks, y) if background and ln.kind == "slices" \
+        out["memorisation"] = metrics.label_fit(own[0], tr.masks, labels=y)["memorisation"] if background else None
+        out["depth_tracking"] = metrics.depth_tracking(own[0], tr.masks, y) if background and ln.kind == "slices" \
             else None
     else:
         whole = np.all((y != -1).reshape(y.shape[:2] + (-1,)), axis=2)  # the labelled slices, (N, D)
@@ -238,14 +242,17 @@ def compute(spec: dict) -> dict:
         out["slices"] = int(x2.shape[0])
         if not out["slices"]:  # every offset past every volume's depth: no label, no network, nothing found
             nothing = {"dice": 0.0, "threshold": None}
-            return {**out, "t_star": nothing, "oracle": nothing, "fixed_0.5": nothing, "mean_fg": 0.0}
+            return {**out, **dict.fromkeys(READINGS + ("oracle", "fixed_0.5"), nothing), "mean_fg": 0.0}
         r = train.fit(jax.random.key(seed), x2, y2, model=nets.unet(widths=tuple(spec["net"])),
                       batch_size=4 * opt["batch"], **kw)
         flat = te.images.reshape((-1,) + te.images.shape[2:])
         probs = np.asarray(r.predict(flat)).reshape(te.masks.shape)
-    scores = metrics.evaluate(probs, te.masks, label_type=ln, protocols=("fixed_0.5", "t_star", "oracle"))
-    out.update({p: {"dice": scores[p]["dice"], "threshold": scores[p]["threshold"]}
-                for p in ("t_star", "oracle", "fixed_0.5")})
+        own = (np.asarray(r.predict(x2)), y2)
+    scores = metrics.evaluate(probs, te.masks, label_type=ln, training=own,
+                              protocols=("fixed_0.5", "oracle") + READINGS)
+    nothing = {"dice": 0.0, "threshold": None}  # no labelled foreground: no level to read, nothing found
+    out.update({p: nothing if scores[p] is None else {"dice": scores[p]["dice"], "threshold": scores[p]["threshold"]}
+                for p in READINGS + ("oracle", "fixed_0.5")})
     out["mean_fg"] = scores["mean_fg"]["value"]
     return out
 
@@ -264,6 +271,9 @@ def _scheme(name: str) -> str:
 
 
 def summarise(config: dict, store) -> dict:
+    """Per data set: each label type's Dice at every reading (READINGS) and the oracle, the theory's prediction
+    per reading (n_eff fitted per reading and semantics on the scattered cells), the planner's, the errors, the
+    plain answers, and the whole-stack control."""
     out = {}
     for dname in config["datasets"]:
         dspec = _dataset(config, dname)
@@ -274,38 +284,36 @@ def summarise(config: dict, store) -> dict:
         rows = {}
         for lab in _labels(config):
             res = [store.result(_spec(config, dname, lab, s)) for s in range(config["seeds"])]
-            rows[lab] = {"dice": stats([r["t_star"]["dice"] for r in res]),
-                         "oracle": stats([r["oracle"]["dice"] for r in res]),
+            rows[lab] = {**_readings(res), "oracle": stats([r["oracle"]["dice"] for r in res]),
                          "mean_fg": stats([r["mean_fg"] for r in res]),
                          "labelled_fg": stats([r["labelled_fg"] for r in res]),
                          "memorisation": _optional_stats(res, "memorisation"),
-                         "depth_tracking": _optional_stats(res, "depth_tracking"),
-                         "values": [r["t_star"]["dice"] for r in res]}
+                         "depth_tracking": _optional_stats(res, "depth_tracking")}
         slicewise = {}
         for k in config["slicewise"]:
             res = [store.result(_spec(config, dname, _slicewise(k), s, dim=2)) for s in range(config["seeds"])]
-            slicewise[str(k)] = {"dice": stats([r["t_star"]["dice"] for r in res]),
-                                 "slices": stats([r["slices"] for r in res])}
-        clean = rows["clean"]["dice"]["mean"]
+            slicewise[str(k)] = {**_readings(res), "slices": stats([r["slices"] for r in res])}
+        clean = {rd: rows["clean"][rd]["mean"] for rd in READINGS}
 
-        def predict(name: str, n_eff: float, base: float = clean, fields=fields, pm_train=pm_train) -> float:
+        def predict(name: str, n_eff: float, base: float, fields=fields, pm_train=pm_train) -> float:
             return _predict(name, n_eff, base, fields, None if name == "clean" else pm_train.overlap(name))
 
-        fits = {}
-        for sem in SEMANTICS:  # n_eff per semantics, on the scattered cells of that semantics only
+        fits = {rd: {} for rd in READINGS}
+        for rd, sem in ((rd, sem) for rd in READINGS for sem in SEMANTICS):
+            # n_eff per reading and semantics, on the scattered cells of that semantics only
             fit_on = [lab for lab in rows if _scheme(lab) == "scattered" and _semantics(lab) == sem]
             best = None
             for n in N_EFF:
-                err = float(np.sqrt(np.mean([(predict(lab, n) - rows[lab]["dice"]["mean"]) ** 2 for lab in fit_on])))
+                err = float(np.sqrt(np.mean([(predict(lab, n, clean[rd]) - rows[lab][rd]["mean"]) ** 2
+                                             for lab in fit_on])))
                 if best is None or err < best["rmse"]:
                     best = {"n_eff": n, "rmse": err, "on": fit_on}
             best["at_bound"] = best["n_eff"] in (min(N_EFF), max(N_EFF))  # a bound of the search, not a fit
-            fits[sem] = best
+            fits[rd][sem] = best
         cal = planner.Calibration.from_dict(store.result(_calibration_spec(config, dname)))
         for lab, row in rows.items():
-            n_eff = fits[_semantics(lab)]["n_eff"]
-            row["predicted"] = predict(lab, n_eff)
-            row["fitted"] = lab in fits[_semantics(lab)]["on"]
+            row["predicted"] = {rd: predict(lab, fits[rd][_semantics(lab)]["n_eff"], clean[rd]) for rd in READINGS}
+            row["fitted"] = lab in fits["t_star"][_semantics(lab)]["on"]
             row["labelled_units"] = None if lab == "clean" else pm_train.labelled_units(lab)
             row["in_model"] = lab == "clean" or row["labelled_units"] >= planner.MIN_LABELLED_UNITS
             try:
@@ -313,56 +321,67 @@ def summarise(config: dict, store) -> dict:
                                                  n_images=len(train_masks)).dice
             except ValueError:  # too few labelled units: the planner refuses
                 row["planner"] = None
-        clean2 = slicewise["1"]["dice"]["mean"] if "1" in slicewise else None
         for k, row in slicewise.items():
-            row["predicted"] = None if clean2 is None else predict(_slicewise(int(k)), fits["ignore"]["n_eff"],
-                                                                   clean2)
+            row["predicted"] = None if "1" not in slicewise else {
+                rd: predict(_slicewise(int(k)), fits[rd]["ignore"]["n_eff"], slicewise["1"][rd]["mean"])
+                for rd in READINGS}
         ks = np.unique(np.round(np.geomspace(1, max(config["spacings"]) * 1.5, 30)).astype(int))
-        curve = {sem: [predict("clean" if k == 1 else _name("slices", 1 / k, sem), fits[sem]["n_eff"]) for k in ks]
-                 for sem in SEMANTICS}
+        curve = {rd: {sem: [predict("clean" if k == 1 else _name("slices", 1 / k, sem), fits[rd][sem]["n_eff"],
+                                    clean[rd]) for k in ks] for sem in SEMANTICS} for rd in READINGS}
         units_k = {str(k): pm_train.labelled_units(f"slices {k}") for k in ks}
-        errors = {lab: abs(row["predicted"] - row["dice"]["mean"]) for lab, row in rows.items()
-                  if lab != "clean" and not row["fitted"] and row["in_model"]}
-        oracle_errors = {lab: abs(rows[lab]["predicted"] - rows[lab]["oracle"]["mean"]) for lab in errors}
-        planner_errors = {lab: abs(row["planner"] - row["dice"]["mean"]) for lab, row in rows.items()
-                          if row["planner"] is not None}
-        # ignore against background at equal budgets (Welch over seeds)
-        versus = {}
-        for lab in rows:
-            if _semantics(lab) == "ignore":
-                bg = lab.removesuffix(" ignore")
-                a, b = rows[lab]["values"], rows[bg]["values"]
-                p = float(sps.ttest_ind(a, b, equal_var=False).pvalue) if len(a) > 1 and np.std(a + b) > 0 else None
-                versus[bg] = {"difference": float(np.mean(a) - np.mean(b)), "p": p}
+        scored = [lab for lab, row in rows.items() if lab != "clean" and not row["fitted"] and row["in_model"]]
+        errors = {rd: {lab: abs(rows[lab]["predicted"][rd] - rows[lab][rd]["mean"]) for lab in scored}
+                  for rd in READINGS}
+        oracle_errors = {rd: {lab: abs(rows[lab]["predicted"][rd] - rows[lab]["oracle"]["mean"]) for lab in scored}
+                         for rd in READINGS}
+        planner_errors = {rd: {lab: abs(row["planner"] - row[rd]["mean"]) for lab, row in rows.items()
+                               if row["planner"] is not None} for rd in READINGS}
+        versus = {rd: {} for rd in READINGS}  # ignore against background at equal budgets (Welch over seeds)
+        for rd, lab in ((rd, lab) for rd in READINGS for lab in rows if _semantics(lab) == "ignore"):
+            bg = lab.removesuffix(" ignore")
+            versus[rd][bg] = _welch(rows[lab][rd]["values"], rows[bg][rd]["values"])
         out[dname] = {"volumes": {"train": len(train_masks), "test": len(test_masks),
                                   "shape": list(train_masks.shape[1:])},
                       "by_label": rows, "slicewise": slicewise, "fit": fits,
                       "overlap": {lab: pm_train.overlap(lab) for lab in rows
                                   if lab != "clean" and _semantics(lab) == "background"},
                       "curve_k": ks.tolist(), "curve": curve, "curve_units": units_k, "errors": errors,
-                      "max_error": max(errors.values()) if errors else None,
-                      "max_error_oracle": max(oracle_errors.values()) if oracle_errors else None,
+                      "max_error": {rd: max(e.values()) if e else None for rd, e in errors.items()},
+                      "max_error_oracle": {rd: max(e.values()) if e else None for rd, e in oracle_errors.items()},
                       "ignore_vs_background": versus,
                       "planner": {"calibration": {"n_eff": cal.n_eff, "clean_dice": cal.clean_dice,
                                                   "source": cal.source, "n_train": cal.n_train},
                                   "errors": planner_errors,
-                                  "max_error": max(planner_errors.values()) if planner_errors else None},
-                      "how_many_slices": _how_many(config, rows, curve, ks, clean, units_k)}
+                                  "max_error": {rd: max(e.values()) if e else None
+                                                for rd, e in planner_errors.items()}},
+                      "how_many_slices": {rd: _how_many(config, rows, rd, curve[rd], ks, clean[rd], units_k)
+                                          for rd in READINGS}}
         if dname in (config.get("whole") or {}).get("datasets", ()):
             wh = config["whole"]
             whole = {}
             for lab in wh["labels"]:
                 res = [store.result(_spec(config, dname, lab, s, whole=True)) for s in range(wh["seeds"])]
-                a, b = rows[lab]["values"], [r["t_star"]["dice"] for r in res]
-                p = float(sps.ttest_ind(a, b, equal_var=False).pvalue) if len(a) > 1 and len(b) > 1 and \
-                    np.std(a + b) > 0 else None
-                whole[lab] = {"dice": stats(b), "oracle": stats([r["oracle"]["dice"] for r in res]),
-                              "mean_fg": stats([r["mean_fg"] for r in res]),
-                              "memorisation": stats([r["memorisation"] for r in res]),
-                              "depth_tracking": _optional_stats(res, "depth_tracking"),
-                              "windows_minus_whole": {"difference": float(np.mean(a) - np.mean(b)), "p": p}}
+                w = {**_readings(res), "oracle": stats([r["oracle"]["dice"] for r in res]),
+                     "mean_fg": stats([r["mean_fg"] for r in res]),
+                     "memorisation": stats([r["memorisation"] for r in res]),
+                     "depth_tracking": _optional_stats(res, "depth_tracking")}
+                w["windows_minus_whole"] = {rd: _welch(rows[lab][rd]["values"], w[rd]["values"]) for rd in READINGS}
+                whole[lab] = w
             out[dname]["whole"] = {"seeds": wh["seeds"], "by_label": whole}
     return out
+
+
+def _readings(results: list[dict]) -> dict:
+    """stats of the cells' Dice at each reading, with the values themselves (for the Welch tests)."""
+    return {rd: {**stats([r[rd]["dice"] for r in results]), "values": [r[rd]["dice"] for r in results]}
+            for rd in READINGS}
+
+
+def _welch(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b) and Welch's p (None with a single value on either side or no spread at all)."""
+    p = float(sps.ttest_ind(a, b, equal_var=False).pvalue) if len(a) > 1 and len(b) > 1 and \
+        np.std(a + b) > 0 else None
+    return {"difference": float(np.mean(a) - np.mean(b)), "p": p}
 
 
 def _optional_stats(results: list[dict], key: str) -> dict | None:
@@ -380,14 +399,16 @@ def _predict(name: str, n_eff: float, base: float, fields: np.ndarray, q: float 
                                               overlap=q)[0])
 
 
-def _how_many(config: dict, rows: dict, curve: dict, ks: np.ndarray, clean: float, units: dict) -> dict:
-    """Per semantics: the largest measured spacing k whose Dice is within TOLERANCE of clean (each smaller
-    spacing too), and the largest k of the predicted curve that is, among the spacings inside the model."""
+def _how_many(config: dict, rows: dict, reading: str, curve: dict, ks: np.ndarray, clean: float,
+              units: dict) -> dict:
+    """Per semantics, at one reading: the largest measured spacing k whose Dice is within TOLERANCE of clean
+    (each smaller spacing too), and the largest k of the predicted curve that is, among the spacings inside the
+    model."""
     out = {}
     for sem in SEMANTICS:
         meas = None
         for k in sorted(config["spacings"]):
-            if rows[_name("slices", 1 / k, sem)]["dice"]["mean"] < clean - TOLERANCE:
+            if rows[_name("slices", 1 / k, sem)][reading]["mean"] < clean - TOLERANCE:
                 break
             meas = k
         inside = {int(k) for k in ks if units[str(k)] >= planner.MIN_LABELLED_UNITS}
@@ -407,28 +428,28 @@ def plot(record: dict, path: Path, store=None) -> None:
     for j, (dname, r) in enumerate(res.items()):
         a = ax[0, j]
         rows = r["by_label"]
-        clean = rows["clean"]["dice"]
+        clean = rows["clean"]["level"]
         a.axhspan(clean["mean"] - clean["std"], clean["mean"] + clean["std"], color="0.85", lw=0)
         a.axhline(clean["mean"], color="0.4", lw=1, label="clean 3-D (mean +- sd)")
         for sem, (col, mk) in marks.items():
             ks = cfg["spacings"]
-            errorbar(a, ks, [rows[_name("slices", 1 / k, sem)]["dice"] for k in ks], color=col, marker=mk, ms=5,
-                     ls="none", label=f"3-D, unlabelled = {sem} (t* = {'1/(2k)' if sem == 'background' else '1/2'})")
+            errorbar(a, ks, [rows[_name("slices", 1 / k, sem)]["level"] for k in ks], color=col, marker=mk, ms=5,
+                     ls="none", label=f"3-D, unlabelled = {sem}, read at its own level")
             a.plot(np.asarray(ks) * (1.06 if sem == "ignore" else 0.94),
-                   [rows[_name("slices", 1 / k, sem)]["oracle"]["mean"] for k in ks], color=col, marker=mk, ms=5,
-                   mfc="none", ls="none", label=f"the same at the best threshold (oracle), {sem}")
+                   [rows[_name("slices", 1 / k, sem)]["t_star"]["mean"] for k in ks], color=col, marker=mk, ms=5,
+                   mfc="none", ls="none", label=f"the same at t* = {'1/(2k)' if sem == 'background' else '1/2'}")
             inside = [r["curve_units"][str(k)] >= planner.MIN_LABELLED_UNITS for k in r["curve_k"]]
             kin = [k for k, ok in zip(r["curve_k"], inside, strict=True) if ok]
             kout = [k for k, ok in zip(r["curve_k"], inside, strict=True) if not ok]
-            a.plot(kin, r["curve"][sem][:len(kin)], color=col, lw=1.2, label=f"predicted, {sem}")
+            a.plot(kin, r["curve"]["level"][sem][:len(kin)], color=col, lw=1.2, label=f"predicted, {sem}")
             if kout:
                 start = max(len(kin) - 1, 0)
-                a.plot(r["curve_k"][start:], r["curve"][sem][start:], color=col, lw=1, ls=":")
+                a.plot(r["curve_k"][start:], r["curve"]["level"][sem][start:], color=col, lw=1, ls=":")
         if "whole" in r:
             wk = sorted(round(1 / _fraction(lab)) for lab in r["whole"]["by_label"])
-            errorbar(a, np.asarray(wk) * 0.86, [r["whole"]["by_label"][f"slices {k}"]["dice"] for k in wk], color="C7",
-                     marker="x", ms=7, ls="none",
-                     label="3-D, background, trained on whole stacks (it can tell depths apart)")
+            errorbar(a, np.asarray(wk) * 0.86, [r["whole"]["by_label"][f"slices {k}"]["level"] for k in wk],
+                     color="C7", marker="x", ms=7, ls="none",
+                     label="3-D, background, trained on whole stacks (it can tell depths apart), own level")
         cut = [k for k in r["curve_k"] if r["curve_units"][str(k)] < planner.MIN_LABELLED_UNITS]
         if cut:
             a.axvspan(cut[0], max(r["curve_k"]), color="C3", alpha=0.07, lw=0,
@@ -436,9 +457,9 @@ def plot(record: dict, path: Path, store=None) -> None:
         sw = r["slicewise"]
         ks2 = [int(k) for k in sw if int(k) > 1]
         if ks2:
-            errorbar(a, ks2, [sw[str(k)]["dice"] for k in ks2], color="C2", marker="^", ms=6, ls="none",
-                     label="2-D U-Net on the labelled slices")
-        fits = ", ".join(f"{_n_eff_text(r['fit'][sem]).split(' (')[0]} ({sem})" for sem in SEMANTICS)
+            errorbar(a, ks2, [sw[str(k)]["level"] for k in ks2], color="C2", marker="^", ms=6, ls="none",
+                     label="2-D U-Net on the labelled slices, own level")
+        fits = ", ".join(f"{_n_eff_text(r['fit']['level'][sem]).split(' (')[0]} ({sem})" for sem in SEMANTICS)
         a.set(xscale="log", xlabel="slice spacing k (every k-th slice labelled; p = 1/k)", ylabel="test Dice",
               ylim=(0, 1), title=f"{DATA.get(dname, dname)} volumes: how many slices?\n"
                                  f"clean 3-D {clean['mean']:.3f}; predicted with n_eff {fits}")
@@ -453,10 +474,11 @@ def plot(record: dict, path: Path, store=None) -> None:
         x = np.arange(len(names))
         for i, lab in enumerate(names):
             col = marks[_semantics(lab)][0]
-            st = rows[lab]["dice"]
+            st = rows[lab]["level"]
             b.bar(i, st["mean"], yerr=st["std"], color=col, alpha=0.35 if rows[lab]["fitted"] else 0.7,
                   capsize=2, hatch=None if rows[lab]["in_model"] else "//")
-            b.plot([i - 0.4, i + 0.4], [rows[lab]["predicted"]] * 2, color="k", lw=1.5,
+            b.plot(i, rows[lab]["t_star"]["mean"], marker="v", color="k", mfc="none", ms=5, ls="none")
+            b.plot([i - 0.4, i + 0.4], [rows[lab]["predicted"]["level"]] * 2, color="k", lw=1.5,
                    ls="-" if rows[lab]["in_model"] else ":")
             if rows[lab]["planner"] is not None:
                 b.plot(i, rows[lab]["planner"], marker="D", color="C2", ms=5, ls="none")
@@ -464,11 +486,13 @@ def plot(record: dict, path: Path, store=None) -> None:
         b.set_xticks(x, [f"{_scheme(s)} {pct(_fraction(s))}\n{_semantics(s)}" for s in names], fontsize=6,
                      rotation=90)
         b.set(ylim=(0, 1), ylabel="test Dice",
-              title="bars: measured (pale: fitted; hatched: outside the model)\nblack: theory; green: planner",
+              title="bars: measured at the network's own level (pale: fitted; hatched: outside the model)\n"
+                    "open triangles: the same at t*; black: theory; green: planner",
               )
         b.title.set_fontsize(9)
     fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=min(n, 3), fontsize=8)
     save_figure(fig, path, f"annotation: one fixed annotation per volume, {cfg['seeds']} seed(s), mean +- sd\n"
+                           "each network read at its own level (half its output on its labelled foreground)\n"
                            "blue: unlabelled = background, orange: ignored", fontsize=10)
 
 
@@ -491,14 +515,18 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         f"{BLOCK}-voxel cubes or scattered voxels at budgets of {listing([pct(p) for p in cfg['budgets']])} of the "
         "voxels, the unlabelled voxels stored as background (read at t* = p/2) or ignored (read at 1/2); "
         f"{cfg['seeds']} seed(s) each (a seed draws the network and the annotation). Dice on the test volumes "
-        "(pooled), mean +- sd, at t* (**measured**) and at the best threshold (**oracle**); **memorised**: with "
+        "(pooled), mean +- sd, read at the label type's t* (**t\\***), at the network's **own level** "
+        "(`metrics.level_threshold`: half its mean output on its training voxels labelled foreground, which is "
+        "t* with the network's own output on objects in place of the label type's p or 1) and at the best "
+        "threshold (**oracle**, an upper bound); **memorised**: with "
         "the unlabelled voxels stored as background, the networks' memorisation index on their training volumes "
         "(`metrics.label_fit`: the mean output on the labelled foreground minus on the unlabelled, 0 for the "
         "density p D, 1 for the annotation itself). **theory**: the clean "
         "Dice times `theory.curves.annotated_dice` "
-        "(theory/README.md, step 15), n_eff fitted per semantics on the scattered-voxel cells alone (marked "
-        "fitted), slices and blocks at their units' q (slices at one random offset per volume are a lattice, "
-        "`curves.lattice_overlap`; blocks independent units, `curves.cluster_overlap`). "
+        "(theory/README.md, step 15), n_eff fitted per reading and semantics on the scattered-voxel cells alone "
+        "(marked fitted), given as the prediction at t* / at the own level; slices and blocks at their units' q "
+        "(slices at one random offset per volume are a lattice, "
+        "`curves.lattice_overlap`; blocks independent units on a randomly shifted grid, `curves.grid_overlap`). "
         "**planner**: `planner.predict` from "
         "`planner.calibrate(..., ndim=3)` on the same training volumes with the same recipe (one calibration "
         f"per data set). Units: labelled slices or blocks with objects expected in the training set (p / q of the "
@@ -512,30 +540,32 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
             if lab == "clean":
                 continue
             units = "" if row["labelled_units"] is None else f"{row['labelled_units']:.0f}"
-            theory = num(row["predicted"]) + (" (fitted)" if row["fitted"] else "")
-            if not row["in_model"]:
-                theory = f"outside ({num(row['predicted'])})"
+            theory = " / ".join(num(row["predicted"][rd]) for rd in READINGS)
+            theory = f"outside ({theory})" if not row["in_model"] else theory + (" (fitted)" if row["fitted"] else "")
             mem = row.get("memorisation")
-            body.append([f"`{lab}`", pct(_fraction(lab)), units, pm(row["dice"]), num(row["oracle"]["mean"]),
-                         "" if mem is None or mem["mean"] is None else num(mem["mean"]), theory,
-                         num(row["planner"]) if row["planner"] is not None else "refused"])
+            body.append([f"`{lab}`", pct(_fraction(lab)), units, pm(row["t_star"]), pm(row["level"]),
+                         num(row["oracle"]["mean"]), "" if mem is None or mem["mean"] is None else num(mem["mean"]),
+                         theory, num(row["planner"]) if row["planner"] is not None else "refused"])
         sw = r["slicewise"]
         for k, row in sw.items():
             if int(k) > 1:
                 body.append([f"2-D U-Net on `{_slicewise(int(k))}`'s slices", pct(1 / int(k)),
-                             f"{row['slices']['mean']:.0f} slices", pm(row["dice"]), "", "", num(row["predicted"]),
-                             ""])
+                             f"{row['slices']['mean']:.0f} slices", pm(row["t_star"]), pm(row["level"]), "", "",
+                             "" if row["predicted"] is None else
+                             " / ".join(num(row["predicted"][rd]) for rd in READINGS), ""])
         f = r["fit"]
         pl = r["planner"]
+        fitted = listing([f"{' / '.join(_n_eff_text(f[rd][sem]) for rd in READINGS)} ({sem}, rms "
+                          f"{' / '.join(num(f[rd][sem]['rmse']) for rd in READINGS)})" for sem in SEMANTICS])
         out.append(para(
-            f"**{DATA.get(dname, dname)}**: clean 3-D {pm(rows['clean']['dice'])}; a 2-D U-Net on every slice "
-            f"{pm(sw['1']['dice']) if '1' in sw else 'n/a'}. n_eff fitted {_n_eff_text(f['background'])} "
-            f"(background, rms {num(f['background']['rmse'])}) and {_n_eff_text(f['ignore'])} (ignore, rms "
-            f"{num(f['ignore']['rmse'])}); the planner's calibration: clean Dice "
+            f"**{DATA.get(dname, dname)}**: clean 3-D {pm(rows['clean']['t_star'])} at 1/2, "
+            f"{pm(rows['clean']['level'])} at its own level; a 2-D U-Net on every slice "
+            f"{pm(sw['1']['t_star']) if '1' in sw else 'n/a'}. n_eff fitted at t* / at the own level: {fitted}; "
+            f"the planner's calibration: clean Dice "
             f"{num(pl['calibration']['clean_dice'])}, n_eff {pl['calibration']['n_eff']:.0f} "
             f"({pl['calibration']['source']}, {pl['calibration']['n_train']} training volumes):"))
-        out.append(table(["label type", "budget", "units", "measured", "oracle", "memorised", "theory", "planner"],
-                         body))
+        out.append(table(["label type", "budget", "units", "t*", "own level", "oracle", "memorised",
+                          "theory (t* / own level)", "planner"], body))
     out += _whole_section(cfg, res)
     out.append(para(_answers(cfg, res)))
     return out
@@ -568,18 +598,20 @@ def _whole_section(cfg: dict, res: dict) -> list[str]:
     for d in sets:
         for lab, w in res[d]["whole"]["by_label"].items():
             row = res[d]["by_label"][lab]
-            vs = w["windows_minus_whole"]
+            vs = w["windows_minus_whole"]["t_star"]
             pv = "n/a" if vs["p"] is None else f"{vs['p']:.2g}"
-            body.append([SHORT.get(d, d), f"`{lab}`", pm(w["dice"]), num(w["oracle"]["mean"]),
+            body.append([SHORT.get(d, d), f"`{lab}`", pm(w["t_star"]), num(w["oracle"]["mean"]),
                          num(w["memorisation"]["mean"]), num((w["depth_tracking"] or {}).get("mean")),
-                         pm(row["dice"]), num(row["oracle"]["mean"]), num(row["memorisation"]["mean"]),
+                         pm(row["t_star"]), num(row["oracle"]["mean"]), num(row["memorisation"]["mean"]),
                          num((row["depth_tracking"] or {}).get("mean")),
                          f"{num(vs['difference'])} (p {pv})"])
     seeds, steps = res[sets[0]]["whole"]["seeds"], cfg["opt"]["steps"]
     gains = [res[d]["by_label"][lab]["oracle"]["mean"] - w["oracle"]["mean"] for d in sets
              for lab, w in res[d]["whole"]["by_label"].items()]
-    at_t = [w["windows_minus_whole"] for d in sets for w in res[d]["whole"]["by_label"].values()]
-    apart = sum(v["difference"] > 0 and v["p"] is not None and v["p"] < ALPHA for v in at_t)
+    at = {rd: [w["windows_minus_whole"][rd] for d in sets for w in res[d]["whole"]["by_label"].values()]
+          for rd in READINGS}
+    apart = {rd: sum(v["difference"] > 0 and v["p"] is not None and v["p"] < ALPHA for v in vs)
+             for rd, vs in at.items()}
     real = ""
     if "real_nuclei" in sets:
         real = (f" The real volume's whole-stack control sees whole {REAL['depth']}-plane columns for {steps} steps, "
@@ -596,9 +628,12 @@ def _whole_section(cfg: dict, res: dict) -> list[str]:
         table(["data", "label type", "whole: t*", "whole: oracle", "whole: memorised", "whole: depth tracking",
                "windows: t*", "windows: oracle", "windows: memorised", "windows: depth tracking",
                "windows - whole"], body),
-        para(f"At t* the windows are ahead at {sum(v['difference'] > 0 for v in at_t)} of {len(at_t)} points, "
-             f"separated at p < {ALPHA:g} (Welch, {seeds} seeds) at {apart}; at the oracle threshold they are ahead "
-             f"at {sum(g > 0 for g in gains)} of {len(gains)} ({listing([num(g) for g in gains])})." + real)]
+        para(f"At t* the windows are ahead at {sum(v['difference'] > 0 for v in at['t_star'])} of "
+             f"{len(at['t_star'])} points, separated at p < {ALPHA:g} (Welch, {seeds} seeds) at {apart['t_star']}; "
+             f"read at each network's own level, ahead at {sum(v['difference'] > 0 for v in at['level'])}, "
+             f"separated at {apart['level']} ({listing([num(v['difference']) for v in at['level']])}); at the "
+             f"oracle threshold ahead at {sum(g > 0 for g in gains)} of {len(gains)} "
+             f"({listing([num(g) for g in gains])})." + real)]
 
 
 def _volumes_text(dname: str, r: dict) -> str:
@@ -621,40 +656,55 @@ def _n_eff_text(fit: dict) -> str:
 def _answers(cfg: dict, res: dict) -> str:
     ds = list(res)
     txt = []
-    errs = {d: res[d]["max_error"] for d in ds}
-    within = [d for d in ds if errs[d] is not None and errs[d] <= TOLERANCE]
-    txt.append("Inside the model (not fitted), the theory lies within "
-               + listing([f"{num(errs[d])} ({SHORT.get(d, d)})" for d in ds]) + " of the measured Dice: within "
-               f"the goal of {TOLERANCE:g} on " + (listing([SHORT.get(d, d) for d in within]) if within else
-                                                   "no data set") + "; and within "
-               + listing([f"{num(res[d]['max_error_oracle'])} ({SHORT.get(d, d)})" for d in ds])
-               + " of the Dice at the oracle threshold.")
+    words = {"level": "read at each network's own level", "t_star": "at t*"}
+    for rd in ("level", "t_star"):
+        errs = {d: res[d]["max_error"][rd] for d in ds}
+        within = [d for d in ds if errs[d] is not None and errs[d] <= TOLERANCE]
+        txt.append(f"Inside the model (not fitted), {words[rd]}, the theory lies within "
+                   + listing([f"{num(errs[d])} ({SHORT.get(d, d)})" for d in ds]) + " of the measured Dice: within "
+                   f"the goal of {TOLERANCE:g} on " + (listing([SHORT.get(d, d) for d in within]) if within else
+                                                       "no data set") + "; and within "
+                   + listing([f"{num(res[d]['max_error_oracle'][rd])} ({SHORT.get(d, d)})" for d in ds])
+                   + " of the Dice at the oracle threshold.")
     for d in ds:
-        worst = sorted(res[d]["errors"].items(), key=lambda kv: -kv[1])[:3]
-        if worst and worst[0][1] > TOLERANCE:
-            by = res[d]["by_label"]
+        by = res[d]["by_label"]
+        for rd in ("level", "t_star"):
+            worst = sorted(res[d]["errors"][rd].items(), key=lambda kv: -kv[1])[:3]
+            if not worst or worst[0][1] <= TOLERANCE:
+                continue
 
-            def calibration(lab: str, by=by) -> str:  # a network read at t* = p/2 needs its output at p D
-                if _semantics(lab) != "background":
+            def calibration(lab: str, by=by, rd=rd) -> str:  # a network read at t* = p/2 needs its output at p D
+                if _semantics(lab) != "background" or rd != "t_star":
                     return ""
                 want = _fraction(lab) * by["clean"]["mean_fg"]["mean"]
                 return (f"; output on objects {pm(by[lab]['mean_fg'])} over the networks, against p times the "
-                        f"clean networks' {num(want)}; Dice sd over the networks {num(by[lab]['dice']['std'])} at t*, "
+                        f"clean networks' {num(want)}; Dice sd over the networks {num(by[lab]['t_star']['std'])} "
+                        f"at t*, {num(by[lab]['level']['std'])} at their own level, "
                         f"{num(by[lab]['oracle']['std'])} at the oracle threshold")
 
-            txt.append(f"On {SHORT.get(d, d)} it misses most at " + listing(
-                [f"`{lab}` ({num(by[lab]['predicted'] - by[lab]['dice']['mean'])}; "
-                 f"{num(by[lab]['predicted'] - by[lab]['oracle']['mean'])} against the oracle-threshold Dice"
+            txt.append(f"On {SHORT.get(d, d)}, {words[rd]}, it misses most at " + listing(
+                [f"`{lab}` ({num(by[lab]['predicted'][rd] - by[lab][rd]['mean'])}; "
+                 f"{num(by[lab]['predicted'][rd] - by[lab]['oracle']['mean'])} against the oracle-threshold Dice"
                  f"{calibration(lab)})" for lab, e in worst if e > TOLERANCE]) + " (theory minus measured).")
-        out = [lab for lab, row in res[d]["by_label"].items() if not row["in_model"]]
+        cost = [(b_, by[s_]["level"]["mean"] - by[b_]["level"]["mean"], _welch(by[s_]["level"]["values"],
+                                                                             by[b_]["level"]["values"])["p"])
+                for b_, s_ in ((_name("blocks", p, "background"), _name("scattered", p, "background"))
+                               for p in cfg["budgets"]) if by[b_]["in_model"]]
+        if cost:
+            txt.append(f"On {SHORT.get(d, d)}, read at their own level, background blocks still lose " + listing(
+                [f"{num(c)} Dice to scattered voxels at the same budget (`{b_}`, Welch p "
+                 f"{'n/a' if pv is None else f'{pv:.2g}'})" for b_, c, pv in cost])
+                + "; a decision pooling its labels uniformly from the training set would lose nothing more than "
+                  "scattered labels there (theory/README.md, step 15).")
+        out = [lab for lab, row in by.items() if not row["in_model"]]
         if out:
-            units = span([res[d]["by_label"][lab]["labelled_units"] for lab in out], 0)
+            units = span([by[lab]["labelled_units"] for lab in out], 0)
             txt.append(f"Outside the model on {SHORT.get(d, d)} ({units} labelled units with objects expected in "
                        "the training set): " + listing(
-                [f"`{lab}` {pm(res[d]['by_label'][lab]['dice'])} (at the oracle threshold "
-                 f"{num(res[d]['by_label'][lab]['oracle']['mean'])}, output on objects "
-                 f"{num(res[d]['by_label'][lab]['mean_fg']['mean'])})" for lab in out]) + ".")
-        mem = {lab: row["memorisation"]["mean"] for lab, row in res[d]["by_label"].items()
+                [f"`{lab}` {pm(by[lab]['level'])} at its own level, {pm(by[lab]['t_star'])} at t* (at the oracle "
+                 f"threshold {num(by[lab]['oracle']['mean'])}, output on objects "
+                 f"{num(by[lab]['mean_fg']['mean'])})" for lab in out]) + ".")
+        mem = {lab: row["memorisation"]["mean"] for lab, row in by.items()
                if row.get("memorisation") and row["memorisation"]["mean"] is not None and row["in_model"]}
         if mem:
             most = {kind: max(((v, lab) for lab, v in mem.items() if _scheme(lab) == kind), default=None)
@@ -662,21 +712,26 @@ def _answers(cfg: dict, res: dict) -> str:
             txt.append(f"The background networks' largest memorisation index on {SHORT.get(d, d)}, inside the "
                        "model: " + listing([f"{num(v)} for {kind} (`{lab}`)" for kind, m in most.items()
                                             if m is not None for v, lab in [m]]) + ".")
-        pl = res[d]["planner"]
-        if pl["max_error"] is not None:
+        pl = res[d]["planner"]["max_error"]
+        if pl["level"] is not None:
             txt.append(f"The planner, calibrated on the {SHORT.get(d, d)} training volumes, lies within "
-                       f"{num(pl['max_error'])} of every network it answers for.")
+                       f"{num(pl['level'])} of every network it answers for read at its own level ({num(pl['t_star'])} "
+                       "at t*).")
         h = res[d]["how_many_slices"]
-        txt.append(f"**How many slices ({SHORT.get(d, d)})?** Within {TOLERANCE:g} of clean up to k = "
-                   f"{h['ignore']['measured']} measured with the unlabelled voxels ignored (theory: k = "
-                   f"{h['ignore']['predicted']}), up to k = {h['background']['measured']} with them stored as "
-                   f"background (theory: k = {h['background']['predicted']}).")
-        vs = res[d]["ignore_vs_background"]
-        wins = [k for k, v in vs.items() if v["difference"] > 0 and v["p"] is not None and v["p"] < ALPHA]
-        ahead = [k for k, v in vs.items() if v["difference"] > 0]
-        txt.append(f"**Ignore or background ({SHORT.get(d, d)})?** Ignoring is ahead in {len(ahead)} of {len(vs)} "
-                   f"schemes and separated from background at p < {ALPHA:g} (Welch, {cfg['seeds']} seeds, "
-                   f"uncorrected) in {len(wins)}" + (f" ({listing([f'`{k}`' for k in wins])})" if wins else "")
-                   + "; the differences: " + listing([f"{num(v['difference'])} for `{k}`" for k, v in vs.items()])
-                   + ".")
+        txt.append(f"**How many slices ({SHORT.get(d, d)})?** " + " ".join(
+            f"{words[rd][0].upper() + words[rd][1:]}: within {TOLERANCE:g} of clean up to k = "
+            f"{h[rd]['ignore']['measured']} with the unlabelled voxels ignored (theory: k = "
+            f"{h[rd]['ignore']['predicted']}), up to k = {h[rd]['background']['measured']} with them stored as "
+            f"background (theory: k = {h[rd]['background']['predicted']})." for rd in ("level", "t_star")))
+        parts = []
+        for rd in ("level", "t_star"):
+            vs = res[d]["ignore_vs_background"][rd]
+            wins = [k for k, v in vs.items() if v["difference"] > 0 and v["p"] is not None and v["p"] < ALPHA]
+            ahead = [k for k, v in vs.items() if v["difference"] > 0]
+            parts.append(f"{words[rd][0].upper() + words[rd][1:]}, ignoring is ahead in {len(ahead)} of {len(vs)} "
+                         f"schemes and separated from background at p < {ALPHA:g} (Welch, {cfg['seeds']} seeds, "
+                         f"uncorrected) in {len(wins)}" + (f" ({listing([f'`{k}`' for k in wins])})" if wins else "")
+                         + "; the differences: " + listing([f"{num(v['difference'])} for `{k}`"
+                                                            for k, v in vs.items()]) + ".")
+        txt.append(f"**Ignore or background ({SHORT.get(d, d)})?** " + " ".join(parts))
     return " ".join(txt)

@@ -13,7 +13,7 @@ from helpers import record
 from matplotlib import image as plt_image
 from scipy.stats import spearmanr
 
-from metastructure import data, metrics, nets, planner
+from metastructure import data, metrics, nets, noise, planner, train
 from simulations import __main__ as cli
 from simulations import igtt, runner
 
@@ -588,10 +588,49 @@ def test_annotation_trains_on_depth_windows_beside_a_whole_stack_control(quick):
     assert cal["recipe"]["crop"] == [z, None, None] and cal["recipe"]["steps"] == cfg["planes"] // z
     for dname, part in rec["results"].items():
         for lab, w in part["whole"]["by_label"].items():
-            windows = [store.result(c)["t_star"]["dice"] for c in three_d
-                       if "crop" in c and c["labels"] == lab and c["data"]["name"] == dname]
-            controls = [store.result(c) for c in whole if c["labels"] == lab and c["data"]["name"] == dname]
-            assert w["windows_minus_whole"]["difference"] == pytest.approx(
-                np.mean(windows) - np.mean([r["t_star"]["dice"] for r in controls]))
+            for rd in ("t_star", "level"):
+                windows = [store.result(c)[rd]["dice"] for c in three_d
+                           if "crop" in c and c["labels"] == lab and c["data"]["name"] == dname]
+                controls = [store.result(c) for c in whole if c["labels"] == lab and c["data"]["name"] == dname]
+                assert w["windows_minus_whole"][rd]["difference"] == pytest.approx(
+                    np.mean(windows) - np.mean([r[rd]["dice"] for r in controls]))
             for r in controls:
                 assert r["memorisation"] is not None and -1 <= r["depth_tracking"] <= 1
+
+
+def test_annotation_reads_every_network_at_t_star_and_at_its_own_level(quick):
+    """Every annotation network is read at its label type's t* (p/2 with background, 1/2 with ignore) and at its
+    own level, half its mean output on the training voxels labelled foreground (recomputed here from a retrained
+    cell: the stored threshold is metrics.level_threshold of the network's own outputs); the record fits n_eff
+    per reading and reports the theory's error per reading."""
+    rec = record(quick, "annotation")
+    cfg = rec["config"]
+    store = runner.open_store(quick)
+    exp = runner.experiment("annotation")
+    cells = exp.cells(cfg)
+    for c in cells:
+        if c.get("role") == "calibration":
+            continue
+        r = store.result(c)
+        ln = noise.LabelNoise.parse(c["labels"], ndim=3)
+        assert r["t_star"]["threshold"] == pytest.approx(float(ln.matched_threshold().threshold))
+        assert r["level"]["threshold"] is None or 0 < r["level"]["threshold"] <= 0.5
+    # one background network again, by hand: the level threshold is half its output on the labelled foreground
+    c = next(c for c in cells if c.get("dim") == 3 and c.get("crop") and c["labels"].startswith("slices")
+             and not c["labels"].endswith("ignore"))
+    d = exp.load_data(c["data"])
+    ln = noise.LabelNoise.parse(c["labels"], ndim=3)
+    y = np.asarray(ln(jax.random.fold_in(jax.random.key(c["seed"]), 1), d["train"].masks), np.int32)
+    fit = train.fit(jax.random.key(c["seed"]), d["train"].images, y,
+                    model=nets.unet(widths=tuple(c["net"]), ndim=3), batch_size=c["opt"]["batch"], label_type=ln,
+                    crop=tuple(c["crop"]), steps=c["opt"]["steps"], learning_rate=c["opt"]["lr"], augment=True,
+                    progress=False)
+    own = np.asarray(fit.predict(d["train"].images))
+    assert store.result(c)["level"]["threshold"] == pytest.approx(own[y == 1].mean() / 2, rel=1e-3)
+    for part in rec["results"].values():
+        assert set(part["fit"]) == set(part["errors"]) == {"t_star", "level"}
+        for lab, row in part["by_label"].items():
+            assert set(row["predicted"]) == {"t_star", "level"}
+            if lab in part["errors"]["level"]:
+                assert part["errors"]["level"][lab] == pytest.approx(
+                    abs(row["predicted"]["level"] - row["level"]["mean"]))
