@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import ndimage, special, stats
 
 __all__ = [
     "annotated_dice",
@@ -363,8 +363,6 @@ def grid_overlap(masks: Any, size: int, *, ndim: int = 2) -> float:
     >>> grid_overlap(np.ones((1, 2)), 2)  # two pixels side by side share a block at one phase of two
     0.75
     """
-    from scipy import ndimage
-
     if ndim not in (2, 3):
         raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
     if int(size) != size or size < 1:
