@@ -202,9 +202,11 @@ def _validate(config: dict, store, dspec: dict, types: list, validated: list) ->
     cal = planner.Calibration.from_dict(store.result(spec_))
     d = _cells.load_data(dspec)
     crop = cal.recipe.get("crop")
-    if crop is not None and max(d["train"].images.shape[1:3]) > crop:  # the networks below train on whole tiles
-        raise RuntimeError(f"the validation networks train on whole {d['train'].images.shape[1:3]} tiles, but the "
-                           f"recipe trains on {crop} px windows: they would not be the recipe's networks")
+    shape = d["train"].images.shape[1:3]
+    sides = [crop] * len(shape) if crop is None or isinstance(crop, int) else list(crop)  # None: a side kept whole
+    if any(c is not None and c < n for c, n in zip(sides, shape, strict=True)):  # the networks below see whole tiles
+        raise RuntimeError(f"the validation networks train on whole {shape} tiles, but the recipe trains on {crop} "
+                           "px windows: they would not be the recipe's networks")
     masks = planner.Masks(d["test"].masks)
     n_nets = int(d["train"].images.shape[0])  # the validation networks train on every training image
     control = _seen_control(spec_, cal) if cal.law is not None else None
