@@ -87,6 +87,7 @@ SEMANTICS = noise.UNLABELLED  # ("background", "ignore")
 # how a network's output becomes a mask: at the label type's t* (p/2 with background, 1/2 with ignore), or at
 # its own level (metrics.level_threshold: half its mean output on the training voxels labelled foreground)
 READINGS = ("t_star", "level")
+NOTHING = {"dice": 0.0, "threshold": None}  # a reading that calls nothing foreground (no network, or no level)
 
 
 # the real volume (``data.real_nuclei(ndim=3)``, 31 x 61 x 57, 51 nuclei): its 16 x 16 columns, two thirds for
@@ -241,8 +242,7 @@ def compute(spec: dict) -> dict:
         x2, y2 = tr.images[whole], y[whole]
         out["slices"] = int(x2.shape[0])
         if not out["slices"]:  # every offset past every volume's depth: no label, no network, nothing found
-            nothing = {"dice": 0.0, "threshold": None}
-            return {**out, **dict.fromkeys(READINGS + ("oracle", "fixed_0.5"), nothing), "mean_fg": 0.0}
+            return {**out, **dict.fromkeys(READINGS + ("oracle", "fixed_0.5"), NOTHING), "mean_fg": 0.0}
         r = train.fit(jax.random.key(seed), x2, y2, model=nets.unet(widths=tuple(spec["net"])),
                       batch_size=4 * opt["batch"], **kw)
         flat = te.images.reshape((-1,) + te.images.shape[2:])
@@ -250,9 +250,8 @@ def compute(spec: dict) -> dict:
         own = (np.asarray(r.predict(x2)), y2)
     scores = metrics.evaluate(probs, te.masks, label_type=ln, training=own,
                               protocols=("fixed_0.5", "oracle") + READINGS)
-    nothing = {"dice": 0.0, "threshold": None}  # no labelled foreground: no level to read, nothing found
-    out.update({p: nothing if scores[p] is None else {"dice": scores[p]["dice"], "threshold": scores[p]["threshold"]}
-                for p in READINGS + ("oracle", "fixed_0.5")})
+    out.update({p: NOTHING if scores[p] is None else {"dice": scores[p]["dice"], "threshold": scores[p]["threshold"]}
+                for p in READINGS + ("oracle", "fixed_0.5")})  # None: no labelled foreground, no level to read
     out["mean_fg"] = scores["mean_fg"]["value"]
     return out
 
