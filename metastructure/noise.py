@@ -1369,6 +1369,25 @@ class _Annotation(_ClassConditional):
         _, fg, _ = _as_mask("masks", masks, self.ndim, -1)
         return self._units(np.asarray(fg)).astype(np.int64).ravel()
 
+    def pair_correlation(self, offsets: Any) -> tuple[np.ndarray, ...]:
+        r"""The correlation of two pixels' labelled indicators d apart in one image, over the draws, as a product
+        of one factor per spatial axis: ``ndim`` float arrays shaped like ``offsets``, the a-th the factor at
+        :math:`d_a` = each offset. Exact for the draws: :class:`Slices` 1 for :math:`d_z \equiv 0 \pmod k`
+        and :math:`-1/(k-1)` otherwise (one class of slices labelled per image: covariance p(1-p) within a
+        class, :math:`-p^2` between), 1 along the other axes (1 everywhere for k = 1); :class:`Blocks` the tent
+        :math:`\max(0, 1 - |d_a|/s)` per axis (the chance that the randomly shifted grid puts both in one
+        block, labelled together; different blocks independently); :class:`Scattered` 1 at d = 0 only.
+        Pixels of different images are uncorrelated. ``theory.curves.local_design`` sums it over the masks'
+        foreground pairs.
+
+        Raises:
+            ValueError: ``offsets`` not integers.
+        """
+        d = np.asarray(offsets)
+        if not np.issubdtype(d.dtype, np.integer):
+            raise ValueError(f"offsets must be integers, got dtype {d.dtype}")
+        return self._correlation(d)
+
 
 class Slices(_Annotation):
     """Every k-th slice fully labelled (:func:`slices`): planes across z of a volume, rows of an image.
@@ -1392,6 +1411,11 @@ class Slices(_Annotation):
 
     def _units(self, fg: np.ndarray) -> np.ndarray:
         return fg.sum(axis=tuple(range(fg.ndim - self.ndim + 1, fg.ndim)))
+
+    def _correlation(self, d: np.ndarray) -> tuple[np.ndarray, ...]:
+        k = self.params[0]
+        z = np.ones(d.shape) if k == 1 else np.where(d % k == 0, 1.0, -1.0 / (k - 1))
+        return (z,) + tuple(np.ones(d.shape) for _ in range(self.ndim - 1))
 
     def class_counts(self, masks: Any) -> np.ndarray:
         """The foreground pixels of each image's k classes of slices labelled together, (images, k) int64: class
@@ -1443,6 +1467,10 @@ class Blocks(_Annotation):
         shape = x.shape[:fg.ndim - nd] + sum(((n // size, size) for n in x.shape[fg.ndim - nd:]), ())
         return x.reshape(shape).sum(axis=tuple(range(fg.ndim - nd + 1, len(shape), 2)))
 
+    def _correlation(self, d: np.ndarray) -> tuple[np.ndarray, ...]:
+        tent = np.maximum(0.0, 1.0 - np.abs(d) / self.params[1])
+        return tuple(tent for _ in range(self.ndim))
+
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``blocks(key, labels, fraction, size, unlabelled=unlabelled)``."""
         return blocks(key, labels, self.params[0], self.params[1], unlabelled=self.unlabelled, ndim=self.ndim)
@@ -1469,6 +1497,10 @@ class Scattered(_Annotation):
 
     def _units(self, fg: np.ndarray) -> np.ndarray:
         return fg
+
+    def _correlation(self, d: np.ndarray) -> tuple[np.ndarray, ...]:
+        one = (d == 0).astype(float)
+        return tuple(one for _ in range(self.ndim))
 
     def __call__(self, key: jax.Array, labels: Any) -> jax.Array:
         """``scattered(key, labels, fraction, unlabelled=unlabelled)``."""

@@ -523,6 +523,79 @@ def test_grid_overlap_by_enumeration_and_monte_carlo():
         curves.grid_overlap(np.ones(4), 2)
 
 
+def _pairs_design(m, lab, sigma):
+    """local_design by enumeration: every pair of foreground voxels of one volume, rho from the label type."""
+    total = 0.0
+    for vol in m:
+        x = np.argwhere(vol)
+        d = x[:, None, :] - x[None, :, :]  # (N, N, 3) offsets
+        rho = np.prod(np.stack([lab.pair_correlation(d[..., a])[a] for a in range(3)]), axis=0)
+        total += float((rho * np.exp(-(d * d).sum(axis=-1) / (2 * sigma**2))).sum())
+    return total / m.sum()
+
+
+@pytest.mark.parametrize("lab", [noise.Blocks(0.3, 3, ndim=3), noise.Slices(3, ndim=3), noise.Scattered(0.3, ndim=3)],
+                         ids=["blocks", "slices", "scattered"])
+def test_local_design_by_enumeration_and_monte_carlo(lab):
+    """theory/README.md, step 15, "How locally a network pools": local_design equals the sum over every pair of
+    foreground voxels of one volume of rho(d) exp(-|d|^2 / 2 sigma^2), over the foreground count (to 1e-6), and
+    the label type's own draws (2000) give the quadratic form sum_xx' f f' g (l - p)(l' - p) the mean
+    p(1-p) N deff within 8%: the pair correlations are the draws'. The control: labels pooled one by one
+    (design 1) lie outside that for blocks and slices; scattered voxels are 1 at every sigma."""
+    m = np.zeros((3, 6, 9, 9), bool)
+    m[0, :3, :3, :3] = m[0, 3:, 6:, 3:6] = m[1, 3:, 3:6, :6] = m[2, :3, 6:, 6:] = True
+    m = m | _lattice_volumes()[:, :6, :9, :9] * (np.arange(9) < 2)
+    sigma = 1.2
+    deff = curves.local_design(m, lab.pair_correlation, sigma, ndim=3)
+    assert deff == pytest.approx(_pairs_design(m, lab, sigma), rel=1e-6)  # it stops at 4 sigma; this does not
+    p = float(lab.labelled_fraction)
+    draws = np.asarray(lab(jax.random.key(7), np.broadcast_to(m, (2000,) + m.shape)))
+    u = ((draws == 1) - p) * m  # (draws, volumes, D, H, W): l - p on the foreground
+    r = int(np.ceil(4 * sigma))
+    g = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma**2))
+    c = u
+    for ax in (2, 3, 4):
+        c = ndi.convolve1d(c, g, axis=ax, mode="constant")
+    mc = float((u * c).sum(axis=(1, 2, 3, 4)).mean()) / (p * (1 - p) * m.sum())
+    assert mc == pytest.approx(deff, rel=0.08)
+    if lab.kind == "scattered":
+        assert deff == pytest.approx(1.0, abs=1e-12)
+    else:
+        assert deff > 1.5 and abs(mc - 1.0) > 0.3 * deff
+    assert curves.local_design(m, lab.pair_correlation, 0.0, ndim=3) == 1.0  # pooled one by one
+
+
+def test_local_design_factors_and_errors():
+    """pair_correlation: the lattice's 1 / -1/(k-1) along z and 1 across, the blocks' tent on every axis, a
+    single pixel for scattered; bad arguments refused by name."""
+    d = np.arange(-4, 5)
+    z, y = noise.Slices(4, ndim=3).pair_correlation(d)[:2]
+    np.testing.assert_allclose(z, np.where(d % 4 == 0, 1.0, -1 / 3))
+    np.testing.assert_array_equal(y, np.ones(9))
+    assert len(noise.Slices(4).pair_correlation(d)) == 2 and np.all(noise.Slices(1).pair_correlation(d)[0] == 1)
+    np.testing.assert_allclose(noise.Blocks(0.1, 4).pair_correlation(d)[1], np.maximum(0, 1 - np.abs(d) / 4))
+    np.testing.assert_array_equal(noise.Scattered(0.1).pair_correlation(d)[0], d == 0)
+    with pytest.raises(ValueError, match="integers"):
+        noise.Blocks(0.1, 4).pair_correlation(np.array([0.5]))
+    m = np.ones((2, 5, 5), bool)
+    corr = noise.Blocks(0.1, 2).pair_correlation
+    for args, kw, match in (((m, corr, -1.0), {}, "sigma"), ((m, corr, np.inf), {}, "sigma"),
+                            ((m, corr, 1.0), {"ndim": 4}, "ndim"), ((np.ones(4), corr, 1.0), {}, "axes"),
+                            ((np.zeros((4, 4)), corr, 1.0), {}, "foreground"),
+                            ((m, noise.Blocks(0.1, 2, ndim=3).pair_correlation, 1.0), {}, "correlation"),
+                            ((m, lambda d: (d * 0.0, d * 0.0), 1.0), {}, "correlation")):
+        with pytest.raises(ValueError, match=match):
+            curves.local_design(*args, **kw)
+    # the design divides n (q = 0: read at the own level), and the model takes it
+    assert float(curves.clustered_n_eff(100.0, 0.0, design=4.0)) == 25.0
+    assert float(curves.clustered_n_eff(100.0, 0.01, design=1.0)) == pytest.approx(100 / 1.99)
+    yy, xx = np.mgrid[:32, :32]
+    f = np.asarray(density.fraction_field((yy - 15) ** 2 + (xx - 16) ** 2 < 60, 1.0), float)
+    np.testing.assert_allclose(curves.annotated_dice(f, 200.0, 0.1, design=4.0), curves.annotated_dice(f, 50.0, 0.1))
+    with pytest.raises(ValueError, match="design"):
+        curves.annotated_dice(f, 200.0, 0.1, design=0.0)
+
+
 def test_a_decision_pooling_uniformly_sees_the_unit_term_only_through_the_training_sets_share():
     """theory/README.md, step 15, "Reading a network at its own level": n labels pooled uniformly (with
     replacement) from the training foreground of one blocks annotation have a labelled fraction L of variance

@@ -34,6 +34,7 @@ is assumed; exact-count draws have slightly smaller variance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ __all__ = [
     "fg_probability",
     "grid_overlap",
     "lattice_overlap",
+    "local_design",
     "memorised_fraction",
     "miou_symmetric_flip",
     "output_levels",
@@ -242,15 +244,16 @@ def _check_fields(d: np.ndarray) -> None:
 
 
 def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background",
-                   overlap: float = 0.0) -> np.ndarray:
+                   overlap: float = 0.0, design: float = 1.0) -> np.ndarray:
     r"""The share of the clean Dice left by annotating a fraction p of the pixels (theory/README.md, step 15).
 
     The model of :func:`pooled_dice` (each decision pools ``n_eff`` labels, the
     clean field D at 1 px, the clean partition {D > 1/2} as the truth), the
     labels in units labelled as a whole whose q is ``overlap``
-    (:func:`cluster_overlap`, :func:`lattice_overlap`; 0 for single pixels),
+    (:func:`cluster_overlap`, :func:`lattice_overlap`; 0 for single pixels)
+    and pooled in patches of design effect ``design`` (:func:`local_design`; 1 for labels pooled one by one),
     so that the labelled share of n pooled labels varies as that of
-    n' = :func:`clustered_n_eff` (n, q) independent ones:
+    n' = :func:`clustered_n_eff` (n, q, deff) independent ones:
 
     * ``"background"`` (unlabelled pixels stored as background): sampling,
       f = 1 - p, b = 0, read at t* = p/2, over n' labels:
@@ -275,30 +278,31 @@ def annotated_dice(fields: Any, n_eff: float, fraction: Any, *, unlabelled: str 
         fraction: p in (0, 1], scalar or 1-D.
         unlabelled: ``"background"`` or ``"ignore"``.
         overlap: q of the units, in [0, 1].
+        design: the pooling's design effect, > 0 (1: labels pooled one by one).
 
     Returns:
         One value per p, shape (K,); 1 at p = 1.
 
     Raises:
         ValueError: bad fields (as :func:`pooled_dice`), ``n_eff`` not positive, p outside (0, 1], an unknown
-            ``unlabelled``, or ``overlap`` outside [0, 1].
+            ``unlabelled``, ``overlap`` outside [0, 1], or ``design`` not positive.
     """
     d = np.asarray(fields, float)
     _check_fields(d)
-    prob = annotated_probability(d, n_eff, fraction, unlabelled=unlabelled, overlap=overlap)
+    prob = annotated_probability(d, n_eff, fraction, unlabelled=unlabelled, overlap=overlap, design=design)
     return dice_from_probability(prob, d[None] > 0.5, axes=tuple(range(1, d.ndim + 1)))
 
 
 def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: str = "background",
-                          overlap: float = 0.0) -> np.ndarray:
+                          overlap: float = 0.0, design: float = 1.0) -> np.ndarray:
     r"""P(pixel called foreground) under :func:`annotated_dice`'s model, shape (K,) + D's shape for K fractions:
     :math:`\Phi\big((D - \tfrac12) / \sqrt{\tfrac{1-p}{p} V}\big)` with V = D / n' (background, at
-    t* = p/2) or D (1 - D) / n_eff (1 + 1/(p n')) (ignore, at 1/2), n' = ``clustered_n_eff(n_eff, overlap)``;
-    the step 1{D > 1/2} where the variance is 0 (p = 1).
+    t* = p/2) or D (1 - D) / n_eff (1 + 1/(p n')) (ignore, at 1/2), n' = ``clustered_n_eff(n_eff, overlap,
+    design)``; the step 1{D > 1/2} where the variance is 0 (p = 1).
 
     Raises:
         ValueError: ``n_eff`` not positive, p outside (0, 1], an unknown ``unlabelled``, ``overlap`` outside
-            [0, 1].
+            [0, 1], ``design`` not positive.
     """
     if unlabelled not in ("background", "ignore"):
         raise ValueError(f"unlabelled must be 'background' or 'ignore', got {unlabelled!r}")
@@ -309,8 +313,10 @@ def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: st
         raise ValueError(f"n_eff must be positive, got {n_eff}")
     if not 0.0 <= float(overlap) <= 1.0:
         raise ValueError(f"overlap must lie in [0, 1], got {overlap!r}")
+    if not (np.isfinite(design) and float(design) > 0):
+        raise ValueError(f"design must be positive, got {design!r}")
     n = float(n_eff)
-    units = float(clustered_n_eff(n, float(overlap)))
+    units = float(clustered_n_eff(n, float(overlap), design=float(design)))
     d = np.asarray(D, float)
     extra = (None,) * d.ndim
     if unlabelled == "background":  # sampling: fg_probability with f = 1 - p, b = 0, pooled over n' labels
@@ -381,6 +387,59 @@ def grid_overlap(masks: Any, size: int, *, ndim: int = 2) -> float:
     return float((f * c).sum() / total**2)
 
 
+def local_design(masks: Any, correlation: Callable[[np.ndarray], tuple], sigma: float, *, ndim: int = 2) -> float:
+    r"""The design effect of labels pooled in patches: how many times the variance of a decision's labelled
+    fraction exceeds that of as many independent labels, beyond the training set's own share
+    (theory/README.md, step 15, "How locally a network pools").
+
+    Two foreground pixels d apart in one image are pooled together with weight
+    :math:`g_\sigma(d) = e^{-|d|^2 / 2\sigma^2}`, and their labelled indicators are correlated by
+    :math:`\rho(d)` (``correlation``: a label type's ``pair_correlation``, one factor per axis):
+
+    .. math:: \mathrm{deff} = \sum_x f(x) \sum_d \rho(d)\, g_\sigma(d)\, f(x + d) \Big/ \sum_x f(x)
+              = 1 + \sum_{d \neq 0} \rho(d)\, g_\sigma(d)\, A(d),
+
+    A(d) the foreground's autocorrelation per foreground pixel (images never pair). The decision then sees
+    the variance of n / deff independent labels (:func:`clustered_n_eff` takes it). ``sigma = 0``: 1, labels
+    pooled one by one (uniform pooling); scattered pixels (:math:`\rho = \delta`): 1 at every sigma. The sum
+    stops at :math:`|d_a| \le \lceil 4\sigma \rceil` per axis, where the weight is below :math:`e^{-8}`.
+
+    Args:
+        masks: binary masks (..., H, W), or (..., D, H, W) with ``ndim=3``; leading axes are separate images.
+        correlation: ``offsets -> ndim factors`` (int array in, ``ndim`` arrays of its shape out), e.g.
+            ``noise.Blocks(0.1, 8, ndim=3).pair_correlation``.
+        sigma: the patches' width in pixels, >= 0.
+        ndim: 2 or 3, the masks' spatial axes.
+
+    Raises:
+        ValueError: ``sigma`` negative or not finite, ``ndim`` not 2 or 3, fewer axes than ``ndim``, no
+            foreground, or ``correlation`` not giving ``ndim`` factors of the offsets' shape with 1 at d = 0.
+    """
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
+    f = np.asarray(masks).astype(float)
+    if f.ndim < ndim:
+        raise ValueError(f"masks must have at least {ndim} axes, got shape {f.shape}")
+    total = f.sum()
+    if not total > 0:
+        raise ValueError("masks hold no foreground")
+    if sigma == 0:
+        return 1.0
+    r = int(np.ceil(4 * sigma))
+    d = np.arange(-r, r + 1)
+    factors = correlation(d)
+    if len(factors) != ndim or any(np.shape(a) != d.shape for a in factors) or \
+            not all(np.isclose(np.asarray(a)[r], 1.0) for a in factors):
+        raise ValueError(f"correlation must give {ndim} factors shaped like the offsets, each 1 at d = 0")
+    g = np.exp(-(d * d) / (2.0 * sigma * sigma))
+    c = f
+    for ax, a in zip(range(f.ndim - ndim, f.ndim), factors, strict=True):
+        c = ndimage.convolve1d(c, np.asarray(a, float) * g, axis=ax, mode="constant", cval=0.0)
+    return float((f * c).sum() / total)
+
+
 def lattice_overlap(counts: Any) -> float:
     r"""q of labels in classes of which exactly one per image is labelled, chosen uniformly: every k-th slice
     at a random offset (theory/README.md, step 15).
@@ -413,7 +472,7 @@ def lattice_overlap(counts: Any) -> float:
     return float(np.sum(dev * dev) / ((1 - 1 / k) * s.sum() ** 2))
 
 
-def clustered_n_eff(n_eff: Any, overlap: Any) -> np.ndarray:
+def clustered_n_eff(n_eff: Any, overlap: Any, *, design: Any = 1.0) -> np.ndarray:
     r"""n_eff of labels that come in clusters, labelled or not together (theory/README.md, step 15).
 
     A decision pooling n labels drawn from the training set's foreground, each
@@ -423,10 +482,15 @@ def clustered_n_eff(n_eff: Any, overlap: Any) -> np.ndarray:
     variance of :math:`n / (1 + (n - 1) q)` independent labels. With one label
     per cluster (q = 1 / V) it is n for V much larger than n; with sheets of
     m labels each it tends to 1 / q, the effective number of sheets.
+
+    ``design``: a decision that pools its labels in patches (:func:`local_design`) sees
+    :math:`p(1-p)\,[\mathrm{deff}/n + (1 - 1/n)\, q]`, the variance of
+    :math:`n / (\mathrm{deff} + (n - 1) q)` independent labels; read at its own level (q = 0: the training
+    set's share drops out) n / deff.
     """
     n = np.asarray(n_eff, float)
     q = np.asarray(overlap, float)
-    return n / (1 + (n - 1) * q)
+    return n / (np.asarray(design, float) + (n - 1) * q)
 
 
 def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:

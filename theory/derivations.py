@@ -981,6 +981,14 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
     (s_vr / T)^2. Checked for ``images`` images of ``spacing`` classes of
     symbolic sizes, each image's offset uniform.
 
+    *Pooling in patches.* Within one image the lattice's indicators correlate by 1 within a class and
+    -p^2 / (p(1-p)) = -1/(k-1) between classes (``noise.Slices.pair_correlation``). A decision that pools
+    its labels in patches, weights w_i with pair correlations rho_ij, sees the weighted labelled fraction
+    with variance :math:`p(1-p) \sum_{ij} w_i w_j \rho_{ij} / (\sum w)^2`: that of independent labels,
+    :math:`p(1-p) \sum w^2 / (\sum w)^2`, times the design effect
+    :math:`1 + \sum_{i \ne j} w_i w_j \rho_{ij} / \sum w^2` (:func:`theory.curves.local_design`). Checked
+    for three labels, two of them in one block.
+
     *Units under ignore.* Given which pixels are labelled (weights a_i = w_i L_i),
     the pooled model's labels (y_i independent Bernoulli(D)) give the ratio the
     variance D(1-D) sum a^2 / (sum a)^2: the units enter only through how many
@@ -1039,11 +1047,19 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
     inv_mean = inv_taylor.coeff(dm_, 0) + inv_taylor.coeff(dm_, 2) * var_m  # E[delta] = 0, E[delta^2] = v
     n_units = sp.Symbol("n'", positive=True)
     at_units = {mu: nn * p, var_m: nn**2 * p * (1 - p) / n_units}
+    # the lattice's correlation between two classes of one image (offset of image 0), and a patch of three
+    # labels, the first two in one block labelled as a whole, the third in another
+    first = [sp.Piecewise((1, sp.Eq(offsets[0], r)), (0, True)) for r in range(2)]
+    pw = sp.symbols("w0:3", positive=True)
+    blk = [sps.Bernoulli("B0", p), sps.Bernoulli("B1", p)]
+    patch = (pw[0] * blk[0] + pw[1] * blk[0] + pw[2] * blk[1]) / sum(pw)
+    deff = 1 + 2 * pw[0] * pw[1] / sum(wi**2 for wi in pw)
     return Derivation(
         "annotation",
         "Unlabelled as ignore: unbiased, variance (1-p)/p D(1-D)/n, (1-D) times the background one; "
         "labels in sheets: n_eff' = n / (1 + (n-1) q), every k-th slice a lattice of q = sum (s_vr - S_v/k)^2 / "
-        "((1-1/k) T^2); units under ignore: (1-p)/p D(1-D)/n (1 + 1/(p n')).",
+        "((1-1/k) T^2) whose classes correlate by -1/(k-1); labels pooled in patches: a design effect "
+        "1 + sum_(i != j) w_i w_j rho_ij / sum w^2; units under ignore: (1-p)/p D(1-D)/n (1 + 1/(p n')).",
         claims={
             "ignore_unbiased": Claim(ratio.subs(at_p), d_clean,
                                      "ignore: the ratio of smoothed labels at L = p is the clean field D (no shift)"),
@@ -1075,6 +1091,12 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
             "lattice_overlap": Claim(sps.variance(share), pk * (1 - pk) * q_lattice,
                                      "every k-th slice at a uniform offset per image: the labelled share's variance "
                                      "is p(1-p) q, q = sum (s_vr - S_v/k)^2 / ((1-1/k) T^2)"),
+            "lattice_pair_correlation": Claim(sps.correlation(first[0], first[1]), -1 / sp.Integer(spacing - 1),
+                                              "two classes of slices of one image: correlation -1/(k-1)"),
+            "patch_design_effect": Claim(sps.variance(patch),
+                                         p * (1 - p) * sum(wi**2 for wi in pw) / sum(pw) ** 2 * deff,
+                                         "a patch's weighted labelled fraction: p(1-p) sum w^2 / (sum w)^2 times "
+                                         "the design effect 1 + sum_{i != j} w_i w_j rho_ij / sum w^2"),
         },
         parts={"ratio": ratio, "variance_ignore": var_ignore, "cluster_seen": seen, "lattice_share": share},
         uses="Bernoulli(p) labelling of each pixel or cluster, a uniform slice offset per image (sympy.stats); a "
