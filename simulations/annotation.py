@@ -30,7 +30,13 @@ blocks on their randomly shifted grid).
 n_eff is fitted per data set, per reading (t*, own level) and per semantics (background,
 ignore: networks may pool differently, as the planner measures each label
 family's memorisation apart) on the scattered-voxel cells only; slices and
-blocks are then predicted, not fitted. Cells whose training set holds fewer
+blocks are then predicted, not fitted. Labels are pooled in gaussian patches
+(``curves.local_design``, theory step 15 "How locally a network pools"): their
+width sigma is fitted per data set at the own level on one more cell, blocks of
+another side (``locality``) with background semantics, and every other cell is
+predicted with it. Read at its own level a background network follows the
+training set's labelled share, so its prediction drops q and keeps the
+patches' design effect; at t* and under ignore both count. Cells whose training set holds fewer
 than ``planner.MIN_LABELLED_UNITS`` labelled units with foreground (p / q of the single units) lie
 outside the model and are reported apart.
 
@@ -71,7 +77,7 @@ GENERATORS = {
 PROFILES = {
     "quick": {"profile": "quick", "datasets": ["nuclei"], "size": 16, "depth": 8, "n_train": 6, "n_test": 2,
               "net": [4, 8], "opt": {"steps": 30, "batch": 2, "lr": 0.005}, "seeds": 1,
-              "spacings": [4], "budgets": [0.25], "slicewise": [1, 4], "zcrop": 4, "planes": 240,
+              "spacings": [4], "budgets": [0.25], "slicewise": [1, 4], "zcrop": 4, "planes": 240, "locality": 2,
               "whole": {"labels": ["slices 4"], "datasets": ["nuclei"], "seeds": 1}},
     "full": {"profile": "full", "datasets": ["nuclei", "er", "real_nuclei"], "size": 32, "depth": 12, "n_train": 24,
              "n_test": 8, "net": [8, 16, 32], "opt": {"steps": 300, "batch": 2, "lr": 0.003}, "seeds": 5,
@@ -79,6 +85,8 @@ PROFILES = {
              # the 3-D networks train on windows of zcrop planes (the real volume: REAL's), every row and column,
              # planes / zcrop steps: each sees as many planes as 300 steps of whole 12-plane stacks
              "zcrop": 8, "planes": 3600,
+             # the side of the blocks whose cell (background, the first budget) fits the pooling's locality sigma
+             "locality": 4,
              # the control: background slices on whole stacks, where a plane's depth tells the network its share
              "whole": {"labels": ["slices 5", "slices 10"], "datasets": ["nuclei", "er", "real_nuclei"], "seeds": 5}},
 }
@@ -88,6 +96,8 @@ SEMANTICS = noise.UNLABELLED  # ("background", "ignore")
 # its own level (metrics.level_threshold: half its mean output on the training voxels labelled foreground)
 READINGS = ("t_star", "level")
 NOTHING = {"dice": 0.0, "threshold": None}  # a reading that calls nothing foreground (no network, or no level)
+# the pooling widths sigma (voxels) searched for curves.local_design, fitted on the locality cell
+SIGMAS = tuple(float(v) for v in np.round(np.arange(0.0, 3.0001, 0.05), 2))
 
 
 # the real volume (``data.real_nuclei(ndim=3)``, 31 x 61 x 57, 51 nuclei): its 16 x 16 columns, two thirds for
@@ -137,7 +147,13 @@ def _labels(config: dict) -> list[str]:
     for sem in SEMANTICS:
         out += [_name("slices", 1 / k, sem) for k in config["spacings"]]
         out += [_name(kind, p, sem) for kind in ("blocks", "scattered") for p in config["budgets"]]
-    return out
+    return out + [_locality_label(config)]
+
+
+def _locality_label(config: dict) -> str:
+    """The cell that fits how locally the networks pool (curves.local_design's sigma): blocks of side
+    ``locality`` at the first budget, unlabelled = background."""
+    return f"blocks {config['budgets'][0]:g} {config['locality']}"
 
 
 def _window(config: dict, name: str) -> list:
@@ -293,26 +309,46 @@ def summarise(config: dict, store) -> dict:
             res = [store.result(_spec(config, dname, _slicewise(k), s, dim=2)) for s in range(config["seeds"])]
             slicewise[str(k)] = {**_readings(res), "slices": stats([r["slices"] for r in res])}
         clean = {rd: rows["clean"][rd]["mean"] for rd in READINGS}
+        design = _Designs(train_masks)
 
-        def predict(name: str, n_eff: float, base: float, fields=fields, pm_train=pm_train) -> float:
-            return _predict(name, n_eff, base, fields, None if name == "clean" else pm_train.overlap(name))
+        def predict(name: str, n_eff: float, base: float, reading: str, sigma: float, fields=fields,
+                    pm_train=pm_train, design=design) -> float:
+            if name == "clean":
+                return base
+            # read at its own level a background network follows the training set's share: q drops out
+            q = 0.0 if reading == "level" and _semantics(name) == "background" else pm_train.overlap(name)
+            return _predict(name, n_eff, base, fields, q, design(name, sigma))
 
         fits = {rd: {} for rd in READINGS}
         for rd, sem in ((rd, sem) for rd in READINGS for sem in SEMANTICS):
-            # n_eff per reading and semantics, on the scattered cells of that semantics only
+            # n_eff per reading and semantics, on the scattered cells of that semantics only (design 1 at any sigma)
             fit_on = [lab for lab in rows if _scheme(lab) == "scattered" and _semantics(lab) == sem]
             best = None
             for n in N_EFF:
-                err = float(np.sqrt(np.mean([(predict(lab, n, clean[rd]) - rows[lab][rd]["mean"]) ** 2
+                err = float(np.sqrt(np.mean([(predict(lab, n, clean[rd], rd, 0.0) - rows[lab][rd]["mean"]) ** 2
                                              for lab in fit_on])))
                 if best is None or err < best["rmse"]:
                     best = {"n_eff": n, "rmse": err, "on": fit_on}
             best["at_bound"] = best["n_eff"] in (min(N_EFF), max(N_EFF))  # a bound of the search, not a fit
             fits[rd][sem] = best
+        # how locally the networks pool: sigma fitted at their own level on the locality cell alone
+        loc = _locality_label(config)
+        n_loc = fits["level"]["background"]["n_eff"]
+        miss = [abs(predict(loc, n_loc, clean["level"], "level", sg) - rows[loc]["level"]["mean"]) for sg in SIGMAS]
+        sigma = SIGMAS[int(np.argmin(miss))]
+        st = rows[loc]["level"]
+        se = None if st["n"] < 2 else st["std"] / np.sqrt(st["n"])  # the cell's standard error over the seeds
+        near = [sg for sg, e in zip(SIGMAS, miss, strict=True) if se is not None and e <= se]
+        locality = {"sigma": sigma, "on": loc, "error": float(min(miss)),
+                    "range": [min(near), max(near)] if near else None,
+                    "at_bound": sigma in (min(SIGMAS), max(SIGMAS)),
+                    "design": {lab: design(lab, sigma) for lab in rows
+                               if lab != "clean" and _semantics(lab) == "background"}}
         cal = planner.Calibration.from_dict(store.result(_calibration_spec(config, dname)))
         for lab, row in rows.items():
-            row["predicted"] = {rd: predict(lab, fits[rd][_semantics(lab)]["n_eff"], clean[rd]) for rd in READINGS}
-            row["fitted"] = lab in fits["t_star"][_semantics(lab)]["on"]
+            row["predicted"] = {rd: predict(lab, fits[rd][_semantics(lab)]["n_eff"], clean[rd], rd, sigma)
+                                for rd in READINGS}
+            row["fitted"] = lab in fits["t_star"][_semantics(lab)]["on"] or lab == loc
             row["labelled_units"] = None if lab == "clean" else pm_train.labelled_units(lab)
             row["in_model"] = lab == "clean" or row["labelled_units"] >= planner.MIN_LABELLED_UNITS
             try:
@@ -322,17 +358,21 @@ def summarise(config: dict, store) -> dict:
                 row["planner"] = None
         for k, row in slicewise.items():
             row["predicted"] = None if "1" not in slicewise else {
-                rd: predict(_slicewise(int(k)), fits[rd]["ignore"]["n_eff"], slicewise["1"][rd]["mean"])
+                rd: predict(_slicewise(int(k)), fits[rd]["ignore"]["n_eff"], slicewise["1"][rd]["mean"], rd, sigma)
                 for rd in READINGS}
         ks = np.unique(np.round(np.geomspace(1, max(config["spacings"]) * 1.5, 30)).astype(int))
         curve = {rd: {sem: [predict("clean" if k == 1 else _name("slices", 1 / k, sem), fits[rd][sem]["n_eff"],
-                                    clean[rd]) for k in ks] for sem in SEMANTICS} for rd in READINGS}
+                                    clean[rd], rd, sigma) for k in ks] for sem in SEMANTICS} for rd in READINGS}
         units_k = {str(k): pm_train.labelled_units(f"slices {k}") for k in ks}
         scored = [lab for lab, row in rows.items() if lab != "clean" and not row["fitted"] and row["in_model"]]
         errors = {rd: {lab: abs(rows[lab]["predicted"][rd] - rows[lab][rd]["mean"]) for lab in scored}
                   for rd in READINGS}
         oracle_errors = {rd: {lab: abs(rows[lab]["predicted"][rd] - rows[lab]["oracle"]["mean"]) for lab in scored}
                          for rd in READINGS}
+        # how much the own-level goal rests on sigma: the worst miss at each end of its one-standard-error range
+        locality["max_error_over_range"] = None if not locality["range"] or not scored else max(
+            abs(predict(lab, fits["level"][_semantics(lab)]["n_eff"], clean["level"], "level", sg)
+                - rows[lab]["level"]["mean"]) for sg in locality["range"] for lab in scored)
         planner_errors = {rd: {lab: abs(row["planner"] - row[rd]["mean"]) for lab, row in rows.items()
                                if row["planner"] is not None} for rd in READINGS}
         versus = {rd: {} for rd in READINGS}  # ignore against background at equal budgets (Welch over seeds)
@@ -341,7 +381,7 @@ def summarise(config: dict, store) -> dict:
             versus[rd][bg] = _welch(rows[lab][rd]["values"], rows[bg][rd]["values"])
         out[dname] = {"volumes": {"train": len(train_masks), "test": len(test_masks),
                                   "shape": list(train_masks.shape[1:])},
-                      "by_label": rows, "slicewise": slicewise, "fit": fits,
+                      "by_label": rows, "slicewise": slicewise, "fit": fits, "locality": locality,
                       "overlap": {lab: pm_train.overlap(lab) for lab in rows
                                   if lab != "clean" and _semantics(lab) == "background"},
                       "curve_k": ks.tolist(), "curve": curve, "curve_units": units_k, "errors": errors,
@@ -389,13 +429,27 @@ def _optional_stats(results: list[dict], key: str) -> dict | None:
     return None if all(v is None for v in values) else stats(values)
 
 
-def _predict(name: str, n_eff: float, base: float, fields: np.ndarray, q: float | None) -> float:
-    """The clean Dice ``base`` times ``curves.annotated_dice`` on the test fields at n_eff and the label type's q
-    (``planner.Masks.overlap`` of the training masks); ``base`` itself for clean labels."""
-    if name == "clean":
-        return base
+def _predict(name: str, n_eff: float, base: float, fields: np.ndarray, q: float, design: float) -> float:
+    """The clean Dice ``base`` times ``curves.annotated_dice`` on the test fields at n_eff, the label type's q
+    (``planner.Masks.overlap`` of the training masks; 0 where the reading removes it) and the pooling's design
+    effect (``curves.local_design``)."""
     return base * float(curves.annotated_dice(fields, n_eff, _fraction(name), unlabelled=_semantics(name),
-                                              overlap=q)[0])
+                                              overlap=q, design=design)[0])
+
+
+class _Designs:
+    """``curves.local_design`` of the training masks for a label type (its semantics aside) at a sigma, cached."""
+
+    def __init__(self, masks: np.ndarray):
+        self.masks = np.asarray(masks, bool)
+        self.cache: dict = {}
+
+    def __call__(self, name: str, sigma: float) -> float:
+        lab = noise.LabelNoise.parse(name.removesuffix(" ignore"), ndim=3)
+        key = (lab.name, sigma)
+        if key not in self.cache:
+            self.cache[key] = curves.local_design(self.masks, lab.pair_correlation, sigma, ndim=3)
+        return self.cache[key]
 
 
 def _how_many(config: dict, rows: dict, reading: str, curve: dict, ks: np.ndarray, clean: float,
@@ -461,7 +515,9 @@ def plot(record: dict, path: Path, store=None) -> None:
         fits = ", ".join(f"{_n_eff_text(r['fit']['level'][sem]).split(' (')[0]} ({sem})" for sem in SEMANTICS)
         a.set(xscale="log", xlabel="slice spacing k (every k-th slice labelled; p = 1/k)", ylabel="test Dice",
               ylim=(0, 1), title=f"{DATA.get(dname, dname)} volumes: how many slices?\n"
-                                 f"clean 3-D {clean['mean']:.3f}; predicted with n_eff {fits}")
+                                 f"clean 3-D {clean['mean']:.3f}; predicted with n_eff {fits}\n"
+                                 f"in patches of width sigma = {num(r['locality']['sigma'], 2)} voxels "
+                                 f"(fitted on `{r['locality']['on']}`)")
         a.title.set_fontsize(10)
         for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
             legend.setdefault(lab, h)
@@ -482,7 +538,8 @@ def plot(record: dict, path: Path, store=None) -> None:
             if rows[lab]["planner"] is not None:
                 b.plot(i, rows[lab]["planner"], marker="D", color="C2", ms=5, ls="none")
         b.axhline(clean["mean"], color="0.4", lw=1)
-        b.set_xticks(x, [f"{_scheme(s)} {pct(_fraction(s))}\n{_semantics(s)}" for s in names], fontsize=6,
+        side = {s: f", side {s.split()[2]}" if _scheme(s) == "blocks" else "" for s in names}
+        b.set_xticks(x, [f"{_scheme(s)} {pct(_fraction(s))}{side[s]}\n{_semantics(s)}" for s in names], fontsize=6,
                      rotation=90)
         b.set(ylim=(0, 1), ylabel="test Dice",
               title="bars: measured at the network's own level (pale: fitted; hatched: outside the model)\n"
@@ -525,7 +582,11 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         "(theory/README.md, step 15), n_eff fitted per reading and semantics on the scattered-voxel cells alone "
         "(marked fitted), given as the prediction at t* / at the own level; slices and blocks at their units' q "
         "(slices at one random offset per volume are a lattice, "
-        "`curves.lattice_overlap`; blocks independent units on a randomly shifted grid, `curves.grid_overlap`). "
+        "`curves.lattice_overlap`; blocks independent units on a randomly shifted grid, `curves.grid_overlap`), "
+        "their labels pooled in gaussian patches whose width sigma is fitted per data set at the own level on "
+        f"`{_locality_label(cfg)}` alone (marked fitted; `curves.local_design`, the patches' design effect). "
+        "Read at its own level a background network follows its training set's labelled share, so there the "
+        "prediction drops q and keeps the design effect; at t* and with ignore both count. "
         "**planner**: `planner.predict` from "
         "`planner.calibrate(..., ndim=3)` on the same training volumes with the same recipe (one calibration "
         f"per data set). Units: labelled slices or blocks with objects expected in the training set (p / q of the "
@@ -556,6 +617,7 @@ def report(record: dict, records: dict, default_steps: int | None) -> list[str]:
         pl = r["planner"]
         fitted = listing([f"{' / '.join(_n_eff_text(f[rd][sem]) for rd in READINGS)} ({sem}, rms "
                           f"{' / '.join(num(f[rd][sem]['rmse']) for rd in READINGS)})" for sem in SEMANTICS])
+        fitted += "; " + _locality_text(r["locality"])
         out.append(para(
             f"**{DATA.get(dname, dname)}**: clean 3-D {pm(rows['clean']['t_star'])} at 1/2, "
             f"{pm(rows['clean']['level'])} at its own level; a 2-D U-Net on every slice "
@@ -644,6 +706,17 @@ def _volumes_text(dname: str, r: dict) -> str:
     return f"{v['train']} training and {v['test']} test volumes of {' x '.join(map(str, v['shape']))} voxels ({what})"
 
 
+def _locality_text(loc: dict) -> str:
+    """The fitted pooling width and what it gives the background label types."""
+    rng = "" if not loc["range"] else (
+        f" ({num(loc['range'][0], 2)}-{num(loc['range'][1], 2)} within one standard error of that cell's mean, over "
+        f"which the worst miss at the own level stays within {num(loc['max_error_over_range'])})")
+    bound = " (a bound of the search, not a fit)" if loc["at_bound"] else ""
+    des = [f"`{lab}` {v:.2f}" for lab, v in loc["design"].items() if v != 1.0 and lab != loc["on"]]
+    return (f"the patches' width sigma {num(loc['sigma'], 2)} voxels on `{loc['on']}`{rng}{bound}, a design "
+            f"effect of " + (listing(des) if des else "1 everywhere"))
+
+
 def _n_eff_text(fit: dict) -> str:
     """A fitted n_eff, or the search's bound it reached ("at least 100000": the points ask for more)."""
     n = fit["n_eff"]
@@ -694,7 +767,10 @@ def _answers(cfg: dict, res: dict) -> str:
                 [f"{num(c)} Dice to scattered voxels at the same budget (`{b_}`, Welch p "
                  f"{'n/a' if pv is None else f'{pv:.2g}'})" for b_, c, pv in cost])
                 + "; a decision pooling its labels uniformly from the training set would lose nothing more than "
-                  "scattered labels there (theory/README.md, step 15).")
+                  "scattered labels there; pooling them in patches of the fitted width predicts a loss of " + listing(
+                [f"{num(by[s_]['predicted']['level'] - by[b_]['predicted']['level'])}"
+                 for b_, s_ in ((_name("blocks", p, "background"), _name("scattered", p, "background"))
+                                for p in cfg["budgets"]) if by[b_]["in_model"]]) + " (theory/README.md, step 15).")
         out = [lab for lab, row in by.items() if not row["in_model"]]
         if out:
             units = span([by[lab]["labelled_units"] for lab in out], 0)

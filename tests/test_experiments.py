@@ -13,9 +13,10 @@ from helpers import record
 from matplotlib import image as plt_image
 from scipy.stats import spearmanr
 
-from metastructure import data, metrics, nets, noise, planner, train
+from metastructure import data, density, metrics, nets, noise, planner, train
 from simulations import __main__ as cli
 from simulations import igtt, runner
+from theory import curves
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -634,3 +635,35 @@ def test_annotation_reads_every_network_at_t_star_and_at_its_own_level(quick):
             if lab in part["errors"]["level"]:
                 assert part["errors"]["level"][lab] == pytest.approx(
                     abs(row["predicted"]["level"] - row["level"]["mean"]))
+
+
+def test_annotation_fits_how_locally_networks_pool_on_one_blocks_cell(quick):
+    """The pooling's width sigma is fitted at the own level on the locality cell alone (background blocks of
+    another side, marked fitted, never scored): the record's miss there is recomputed from the public model
+    (the clean Dice times curves.annotated_dice at q = 0 and curves.local_design of the training masks), no
+    sigma of the search beside it misses less, and scattered voxels keep a design effect of 1."""
+    rec = record(quick, "annotation")
+    cfg = rec["config"]
+    exp = runner.experiment("annotation")
+    loc = f"blocks {cfg['budgets'][0]:g} {cfg['locality']}"
+    assert any(c.get("labels") == loc and c.get("dim") == 3 for c in exp.cells(cfg))
+    for dname, part in rec["results"].items():
+        fit = part["locality"]
+        row = part["by_label"][loc]
+        assert fit["on"] == loc and row["fitted"] and loc not in part["errors"]["level"]
+        d = exp.load_data(next(c["data"] for c in exp.cells(cfg) if c.get("data", {}).get("name") == dname))
+        fields = np.asarray(density.fraction_field(d["test"].masks.astype(bool), 1.0, ndim=3), float)
+        lab = noise.LabelNoise.parse(loc, ndim=3)
+        n = part["fit"]["level"]["background"]["n_eff"]
+
+        def miss(sigma, d=d, fields=fields, lab=lab, n=n, row=row, part=part):
+            deff = curves.local_design(d["train"].masks, lab.pair_correlation, sigma, ndim=3)
+            pred = part["by_label"]["clean"]["level"]["mean"] * float(
+                curves.annotated_dice(fields, n, float(lab.labelled_fraction), overlap=0.0, design=deff)[0])
+            return abs(pred - row["level"]["mean"])
+
+        assert fit["error"] == pytest.approx(miss(fit["sigma"]), abs=1e-9)
+        for other in (fit["sigma"] - 0.05, fit["sigma"] + 0.05):
+            if other >= 0:
+                assert miss(other) >= fit["error"] - 1e-12
+        assert all(v == 1.0 for k, v in fit["design"].items() if k.startswith("scattered"))
