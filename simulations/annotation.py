@@ -370,9 +370,13 @@ def summarise(config: dict, store) -> dict:
         oracle_errors = {rd: {lab: abs(rows[lab]["predicted"][rd] - rows[lab]["oracle"]["mean"]) for lab in scored}
                          for rd in READINGS}
         # how much the own-level goal rests on sigma: the worst miss at each end of its one-standard-error range
-        locality["max_error_over_range"] = None if not locality["range"] or not scored else max(
-            abs(predict(lab, fits["level"][_semantics(lab)]["n_eff"], clean["level"], "level", sg)
-                - rows[lab]["level"]["mean"]) for sg in locality["range"] for lab in scored)
+        def worst(sigmas: list, scored=scored, fits=fits, clean=clean, rows=rows, predict=predict) -> float | None:
+            return None if not sigmas or not scored else max(
+                abs(predict(lab, fits["level"][_semantics(lab)]["n_eff"], clean["level"], "level", sg)
+                    - rows[lab]["level"]["mean"]) for sg in sigmas for lab in scored)
+
+        locality["max_error_over_range"] = worst(locality["range"])
+        locality["max_error_uniform"] = worst([0.0])  # the control: labels pooled one by one (sigma = 0)
         planner_errors = {rd: {lab: abs(row["planner"] - row[rd]["mean"]) for lab, row in rows.items()
                                if row["planner"] is not None} for rd in READINGS}
         versus = {rd: {} for rd in READINGS}  # ignore against background at equal budgets (Welch over seeds)
@@ -710,7 +714,8 @@ def _locality_text(loc: dict) -> str:
     """The fitted pooling width and what it gives the background label types."""
     rng = "" if not loc["range"] else (
         f" ({num(loc['range'][0], 2)}-{num(loc['range'][1], 2)} within one standard error of that cell's mean, over "
-        f"which the worst miss at the own level stays within {num(loc['max_error_over_range'])})")
+        f"which the worst miss at the own level stays within {num(loc['max_error_over_range'])}; pooled one by "
+        f"one, sigma = 0, it would be {num(loc['max_error_uniform'])})")
     bound = " (a bound of the search, not a fit)" if loc["at_bound"] else ""
     des = [f"`{lab}` {v:.2f}" for lab, v in loc["design"].items() if v != 1.0 and lab != loc["on"]]
     return (f"the patches' width sigma {num(loc['sigma'], 2)} voxels on `{loc['on']}`{rng}{bound}, a design "
