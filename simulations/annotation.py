@@ -152,7 +152,13 @@ def _labels(config: dict) -> list[str]:
 
 def _locality_label(config: dict) -> str:
     """The cell that fits how locally the networks pool (curves.local_design's sigma): blocks of side
-    ``locality`` at the first budget, unlabelled = background."""
+    ``locality`` at the first budget, unlabelled = background; another side than the scored blocks' (BLOCK).
+
+    Raises:
+        ValueError: ``locality`` is BLOCK (the fit would take a scored cell).
+    """
+    if config["locality"] == BLOCK:
+        raise ValueError(f"the locality cell's blocks need another side than the scored ones ({BLOCK})")
     return f"blocks {config['budgets'][0]:g} {config['locality']}"
 
 
@@ -311,13 +317,16 @@ def summarise(config: dict, store) -> dict:
         clean = {rd: rows["clean"][rd]["mean"] for rd in READINGS}
         design = _Designs(train_masks)
 
-        def predict(name: str, n_eff: float, base: float, reading: str, sigma: float, fields=fields,
-                    pm_train=pm_train, design=design) -> float:
+        def predict(name: str, n_eff: float, base: float, reading: str, sigma: float, *, planar: bool = False,
+                    previous: bool = False, fields=fields, pm_train=pm_train, design=design) -> float:
+            """``planar``: a 2-D network, pooling within a plane; ``previous``: the model before the patches (q
+            kept at every reading, design 1), the control."""
             if name == "clean":
                 return base
             # read at its own level a background network follows the training set's share: q drops out
-            q = 0.0 if reading == "level" and _semantics(name) == "background" else pm_train.overlap(name)
-            return _predict(name, n_eff, base, fields, q, design(name, sigma))
+            drop = reading == "level" and _semantics(name) == "background" and not previous
+            q = 0.0 if drop else pm_train.overlap(name)
+            return _predict(name, n_eff, base, fields, q, 1.0 if previous else design(name, sigma, planar=planar))
 
         fits = {rd: {} for rd in READINGS}
         for rd, sem in ((rd, sem) for rd in READINGS for sem in SEMANTICS):
@@ -358,8 +367,8 @@ def summarise(config: dict, store) -> dict:
                 row["planner"] = None
         for k, row in slicewise.items():
             row["predicted"] = None if "1" not in slicewise else {
-                rd: predict(_slicewise(int(k)), fits[rd]["ignore"]["n_eff"], slicewise["1"][rd]["mean"], rd, sigma)
-                for rd in READINGS}
+                rd: predict(_slicewise(int(k)), fits[rd]["ignore"]["n_eff"], slicewise["1"][rd]["mean"], rd, sigma,
+                            planar=True) for rd in READINGS}
         ks = np.unique(np.round(np.geomspace(1, max(config["spacings"]) * 1.5, 30)).astype(int))
         curve = {rd: {sem: [predict("clean" if k == 1 else _name("slices", 1 / k, sem), fits[rd][sem]["n_eff"],
                                     clean[rd], rd, sigma) for k in ks] for sem in SEMANTICS} for rd in READINGS}
@@ -369,14 +378,18 @@ def summarise(config: dict, store) -> dict:
                   for rd in READINGS}
         oracle_errors = {rd: {lab: abs(rows[lab]["predicted"][rd] - rows[lab]["oracle"]["mean"]) for lab in scored}
                          for rd in READINGS}
-        # how much the own-level goal rests on sigma: the worst miss at each end of its one-standard-error range
-        def worst(sigmas: list, scored=scored, fits=fits, clean=clean, rows=rows, predict=predict) -> float | None:
+        # how much the own-level goal rests on sigma: the worst miss over its one-standard-error range, and the
+        # controls: labels pooled one by one (sigma = 0), and the model before the patches (q kept, no design)
+        def worst(sigmas: list, previous: bool = False, scored=scored, fits=fits, clean=clean, rows=rows,
+                  predict=predict) -> float | None:
             return None if not sigmas or not scored else max(
-                abs(predict(lab, fits["level"][_semantics(lab)]["n_eff"], clean["level"], "level", sg)
-                    - rows[lab]["level"]["mean"]) for sg in sigmas for lab in scored)
+                abs(predict(lab, fits["level"][_semantics(lab)]["n_eff"], clean["level"], "level", sg,
+                            previous=previous) - rows[lab]["level"]["mean"]) for sg in sigmas for lab in scored)
 
-        locality["max_error_over_range"] = worst(locality["range"])
-        locality["max_error_uniform"] = worst([0.0])  # the control: labels pooled one by one (sigma = 0)
+        lo, hi = locality["range"] or (None, None)
+        locality["max_error_over_range"] = None if lo is None else worst([sg for sg in SIGMAS if lo <= sg <= hi])
+        locality["max_error_uniform"] = worst([0.0])
+        locality["max_error_previous"] = worst([0.0], previous=True)
         planner_errors = {rd: {lab: abs(row["planner"] - row[rd]["mean"]) for lab, row in rows.items()
                                if row["planner"] is not None} for rd in READINGS}
         versus = {rd: {} for rd in READINGS}  # ignore against background at equal budgets (Welch over seeds)
@@ -442,17 +455,22 @@ def _predict(name: str, n_eff: float, base: float, fields: np.ndarray, q: float,
 
 
 class _Designs:
-    """``curves.local_design`` of the training masks for a label type (its semantics aside) at a sigma, cached."""
+    """``curves.local_design`` of the training masks for a label type (its semantics aside) at a sigma, cached;
+    ``planar``: a 2-D network's, whose patches stay within a plane (no pair across planes)."""
 
     def __init__(self, masks: np.ndarray):
         self.masks = np.asarray(masks, bool)
         self.cache: dict = {}
 
-    def __call__(self, name: str, sigma: float) -> float:
+    def __call__(self, name: str, sigma: float, *, planar: bool = False) -> float:
         lab = noise.LabelNoise.parse(name.removesuffix(" ignore"), ndim=3)
-        key = (lab.name, sigma)
+        key = (lab.name, sigma, planar)
         if key not in self.cache:
-            self.cache[key] = curves.local_design(self.masks, lab.pair_correlation, sigma, ndim=3)
+            corr = lab.pair_correlation
+            if planar:
+                def corr(d, lab=lab):
+                    return ((d == 0).astype(float),) + lab.pair_correlation(d)[1:]
+            self.cache[key] = curves.local_design(self.masks, corr, sigma, ndim=3)
         return self.cache[key]
 
 
@@ -714,8 +732,9 @@ def _locality_text(loc: dict) -> str:
     """The fitted pooling width and what it gives the background label types."""
     rng = "" if not loc["range"] else (
         f" ({num(loc['range'][0], 2)}-{num(loc['range'][1], 2)} within one standard error of that cell's mean, over "
-        f"which the worst miss at the own level stays within {num(loc['max_error_over_range'])}; pooled one by "
-        f"one, sigma = 0, it would be {num(loc['max_error_uniform'])})")
+        f"which the worst miss at the own level stays within {num(loc['max_error_over_range'])}; with the labels "
+        f"pooled one by one, sigma = 0, it would be {num(loc['max_error_uniform'])}, and with the model before the "
+        f"patches, q kept and no design effect, {num(loc['max_error_previous'])})")
     bound = " (a bound of the search, not a fit)" if loc["at_bound"] else ""
     des = [f"`{lab}` {v:.2f}" for lab, v in loc["design"].items() if v != 1.0 and lab != loc["on"]]
     return (f"the patches' width sigma {num(loc['sigma'], 2)} voxels on `{loc['on']}`{rng}{bound}, a design "

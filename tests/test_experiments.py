@@ -664,6 +664,18 @@ def test_annotation_fits_how_locally_networks_pool_on_one_blocks_cell(quick):
 
         assert fit["error"] == pytest.approx(miss(fit["sigma"]), abs=1e-9)
         for other in (fit["sigma"] - 0.05, fit["sigma"] + 0.05):
-            if other >= 0:
+            if 0 <= other <= 3.0:  # the search's grid
                 assert miss(other) >= fit["error"] - 1e-12
         assert all(v == 1.0 for k, v in fit["design"].items() if k.startswith("scattered"))
+        # every other cell is predicted at that sigma: at the own level a background cell drops q, an ignored
+        # one keeps it (its level does not follow the labelled share)
+        masks = planner.Masks(d["train"].masks, ndim=3)
+        for name in (f"slices {cfg['spacings'][0]}", f"slices {cfg['spacings'][0]} ignore"):
+            lab = noise.LabelNoise.parse(name, ndim=3)
+            ignore = name.endswith("ignore")
+            deff = curves.local_design(d["train"].masks, lab.pair_correlation, fit["sigma"], ndim=3)
+            want = part["by_label"]["clean"]["level"]["mean"] * float(curves.annotated_dice(
+                fields, part["fit"]["level"]["ignore" if ignore else "background"]["n_eff"],
+                float(lab.labelled_fraction), unlabelled="ignore" if ignore else "background",
+                overlap=masks.overlap(name) if ignore else 0.0, design=deff)[0])
+            assert part["by_label"][name]["predicted"]["level"] == pytest.approx(want, abs=1e-9)

@@ -582,6 +582,7 @@ def test_local_design_factors_and_errors():
     for args, kw, match in (((m, corr, -1.0), {}, "sigma"), ((m, corr, np.inf), {}, "sigma"),
                             ((m, corr, 1.0), {"ndim": 4}, "ndim"), ((np.ones(4), corr, 1.0), {}, "axes"),
                             ((np.zeros((4, 4)), corr, 1.0), {}, "foreground"),
+                            ((np.where(m, -1, 1), corr, 1.0), {}, "binary"),
                             ((m, noise.Blocks(0.1, 2, ndim=3).pair_correlation, 1.0), {}, "correlation"),
                             ((m, lambda d: (d * 0.0, d * 0.0), 1.0), {}, "correlation")):
         with pytest.raises(ValueError, match=match):
@@ -592,8 +593,11 @@ def test_local_design_factors_and_errors():
     yy, xx = np.mgrid[:32, :32]
     f = np.asarray(density.fraction_field((yy - 15) ** 2 + (xx - 16) ** 2 < 60, 1.0), float)
     np.testing.assert_allclose(curves.annotated_dice(f, 200.0, 0.1, design=4.0), curves.annotated_dice(f, 50.0, 0.1))
+    for bad in (0.0, -1.0, np.nan, np.ones(2)):
+        with pytest.raises(ValueError, match="design"):
+            curves.annotated_dice(f, 200.0, 0.1, design=bad)
     with pytest.raises(ValueError, match="design"):
-        curves.annotated_dice(f, 200.0, 0.1, design=0.0)
+        curves.clustered_n_eff(100.0, 0.0, design=0.0)
 
 
 def test_a_decision_pooling_uniformly_sees_the_unit_term_only_through_the_training_sets_share():

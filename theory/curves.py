@@ -313,8 +313,8 @@ def annotated_probability(D: Any, n_eff: float, fraction: Any, *, unlabelled: st
         raise ValueError(f"n_eff must be positive, got {n_eff}")
     if not 0.0 <= float(overlap) <= 1.0:
         raise ValueError(f"overlap must lie in [0, 1], got {overlap!r}")
-    if not (np.isfinite(design) and float(design) > 0):
-        raise ValueError(f"design must be positive, got {design!r}")
+    if np.ndim(design) or not (np.isfinite(design) and float(design) > 0):
+        raise ValueError(f"design must be a positive number, got {design!r}")
     n = float(n_eff)
     units = float(clustered_n_eff(n, float(overlap), design=float(design)))
     d = np.asarray(D, float)
@@ -399,8 +399,11 @@ def local_design(masks: Any, correlation: Callable[[np.ndarray], tuple], sigma: 
     .. math:: \mathrm{deff} = \sum_x f(x) \sum_d \rho(d)\, g_\sigma(d)\, f(x + d) \Big/ \sum_x f(x)
               = 1 + \sum_{d \neq 0} \rho(d)\, g_\sigma(d)\, A(d),
 
-    A(d) the foreground's autocorrelation per foreground pixel (images never pair). The decision then sees
-    the variance of n / deff independent labels (:func:`clustered_n_eff` takes it). ``sigma = 0``: 1, labels
+    A(d) the foreground's autocorrelation per foreground pixel (images never pair). The pair weight is the
+    model's assumption (gaussian patches of width tau centred over the foreground give about
+    :math:`e^{-|d|^2 / 4\tau^2}`, sigma = sqrt(2) tau, away from the foreground's edges). The decision then
+    sees the variance of n / (deff + (n - 1) q) independent labels (:func:`clustered_n_eff`; n / deff with
+    background semantics read at the network's own level, where q drops out). ``sigma = 0``: 1, labels
     pooled one by one (uniform pooling); scattered pixels (:math:`\rho = \delta`): 1 at every sigma. The sum
     stops at :math:`|d_a| \le \lceil 4\sigma \rceil` per axis, where the weight is below :math:`e^{-8}`.
 
@@ -412,16 +415,20 @@ def local_design(masks: Any, correlation: Callable[[np.ndarray], tuple], sigma: 
         ndim: 2 or 3, the masks' spatial axes.
 
     Raises:
-        ValueError: ``sigma`` negative or not finite, ``ndim`` not 2 or 3, fewer axes than ``ndim``, no
-            foreground, or ``correlation`` not giving ``ndim`` factors of the offsets' shape with 1 at d = 0.
+        ValueError: ``sigma`` negative or not finite, ``ndim`` not 2 or 3, fewer axes than ``ndim``, masks not
+            binary, no foreground, or ``correlation`` not giving ``ndim`` factors of the offsets' shape with 1 at
+            d = 0.
     """
     if ndim not in (2, 3):
         raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-    f = np.asarray(masks).astype(float)
-    if f.ndim < ndim:
-        raise ValueError(f"masks must have at least {ndim} axes, got shape {f.shape}")
+    m = np.asarray(masks)
+    if m.ndim < ndim:
+        raise ValueError(f"masks must have at least {ndim} axes, got shape {m.shape}")
+    if not np.isin(m, (0, 1)).all():
+        raise ValueError("masks must be binary (bool or 0/1): an ignore value is neither class")
+    f = m.astype(float)
     total = f.sum()
     if not total > 0:
         raise ValueError("masks hold no foreground")
@@ -485,12 +492,18 @@ def clustered_n_eff(n_eff: Any, overlap: Any, *, design: Any = 1.0) -> np.ndarra
 
     ``design``: a decision that pools its labels in patches (:func:`local_design`) sees
     :math:`p(1-p)\,[\mathrm{deff}/n + (1 - 1/n)\, q]`, the variance of
-    :math:`n / (\mathrm{deff} + (n - 1) q)` independent labels; read at its own level (q = 0: the training
-    set's share drops out) n / deff.
+    :math:`n / (\mathrm{deff} + (n - 1) q)` independent labels; with background semantics read at the
+    network's own level (q = 0: the training set's share drops out) n / deff.
+
+    Raises:
+        ValueError: ``design`` not positive and finite.
     """
     n = np.asarray(n_eff, float)
     q = np.asarray(overlap, float)
-    return n / (np.asarray(design, float) + (n - 1) * q)
+    deff = np.asarray(design, float)
+    if not np.all(np.isfinite(deff) & (deff > 0)):
+        raise ValueError(f"design must be positive and finite, got {design!r}")
+    return n / (deff + (n - 1) * q)
 
 
 def stripe_fields(x: Any, width: float, bandwidth: float) -> tuple[np.ndarray, ...]:

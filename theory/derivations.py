@@ -986,8 +986,9 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
     its labels in patches, weights w_i with pair correlations rho_ij, sees the weighted labelled fraction
     with variance :math:`p(1-p) \sum_{ij} w_i w_j \rho_{ij} / (\sum w)^2`: that of independent labels,
     :math:`p(1-p) \sum w^2 / (\sum w)^2`, times the design effect
-    :math:`1 + \sum_{i \ne j} w_i w_j \rho_{ij} / \sum w^2` (:func:`theory.curves.local_design`). Checked
-    for three labels, two of them in one block.
+    :math:`1 + \sum_{i \ne j} w_i w_j \rho_{ij} / \sum w^2` (:func:`theory.curves.local_design` takes a
+    gaussian pair weight over the foreground for :math:`w_i w_j`: a modelling assumption). Checked for three
+    labels, two of them in one block, and the same on the lattice (negative rho).
 
     *Units under ignore.* Given which pixels are labelled (weights a_i = w_i L_i),
     the pooled model's labels (y_i independent Bernoulli(D)) give the ratio the
@@ -1054,6 +1055,10 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
     blk = [sps.Bernoulli("B0", p), sps.Bernoulli("B1", p)]
     patch = (pw[0] * blk[0] + pw[1] * blk[0] + pw[2] * blk[1]) / sum(pw)
     deff = 1 + 2 * pw[0] * pw[1] / sum(wi**2 for wi in pw)
+    # the same patch on the lattice: the first two labels in class 0 of one image, the third in its class 1
+    lat = (pw[0] * first[0] + pw[1] * first[0] + pw[2] * first[1]) / sum(pw)
+    rho = -1 / sp.Integer(spacing - 1)
+    deff_lat = 1 + 2 * (pw[0] * pw[1] + rho * (pw[0] + pw[1]) * pw[2]) / sum(wi**2 for wi in pw)
     return Derivation(
         "annotation",
         "Unlabelled as ignore: unbiased, variance (1-p)/p D(1-D)/n, (1-D) times the background one; "
@@ -1097,6 +1102,10 @@ def annotation(n_pixels: int = 3, clusters: int = 3, images: int = 2, spacing: i
                                          p * (1 - p) * sum(wi**2 for wi in pw) / sum(pw) ** 2 * deff,
                                          "a patch's weighted labelled fraction: p(1-p) sum w^2 / (sum w)^2 times "
                                          "the design effect 1 + sum_{i != j} w_i w_j rho_ij / sum w^2"),
+            "patch_design_effect_lattice": Claim(sps.variance(lat),
+                                                 pk * (1 - pk) * sum(wi**2 for wi in pw) / sum(pw) ** 2 * deff_lat,
+                                                 "the same on the slice lattice, rho = -1/(k-1) between classes: "
+                                                 "the design effect takes negative correlations too"),
         },
         parts={"ratio": ratio, "variance_ignore": var_ignore, "cluster_seen": seen, "lattice_share": share},
         uses="Bernoulli(p) labelling of each pixel or cluster, a uniform slice offset per image (sympy.stats); a "
