@@ -381,10 +381,16 @@ def grid_overlap(masks: Any, size: int, *, ndim: int = 2) -> float:
         raise ValueError("masks hold no foreground")
     s = int(size)
     tent = (s - np.abs(np.arange(1 - s, s))) / s
+    return _pair_sum(f, [tent] * ndim) / total**2
+
+
+def _pair_sum(f: np.ndarray, kernels: list) -> float:
+    """sum_x f(x) sum_d K(d) f(x + d) within each image, K = the outer product of the symmetric, odd-length 1-D
+    ``kernels`` over the last len(kernels) axes (leading axes: separate images), by separable convolution."""
     c = f
-    for ax in range(f.ndim - ndim, f.ndim):
-        c = ndimage.convolve1d(c, tent, axis=ax, mode="constant", cval=0.0)
-    return float((f * c).sum() / total**2)
+    for ax, k in zip(range(f.ndim - len(kernels), f.ndim), kernels, strict=True):
+        c = ndimage.convolve1d(c, np.asarray(k, float), axis=ax, mode="constant", cval=0.0)
+    return float((f * c).sum())
 
 
 def local_design(masks: Any, correlation: Callable[[np.ndarray], tuple], sigma: float, *, ndim: int = 2) -> float:
@@ -441,10 +447,7 @@ def local_design(masks: Any, correlation: Callable[[np.ndarray], tuple], sigma: 
             not all(np.isclose(np.asarray(a)[r], 1.0) for a in factors):
         raise ValueError(f"correlation must give {ndim} factors shaped like the offsets, each 1 at d = 0")
     g = np.exp(-(d * d) / (2.0 * sigma * sigma))
-    c = f
-    for ax, a in zip(range(f.ndim - ndim, f.ndim), factors, strict=True):
-        c = ndimage.convolve1d(c, np.asarray(a, float) * g, axis=ax, mode="constant", cval=0.0)
-    return float((f * c).sum() / total)
+    return _pair_sum(f, [np.asarray(a, float) * g for a in factors]) / total
 
 
 def lattice_overlap(counts: Any) -> float:
