@@ -381,7 +381,7 @@ def grid_overlap(masks: Any, size: int, *, ndim: int = 2) -> float:
         raise ValueError("masks hold no foreground")
     s = int(size)
     tent = (s - np.abs(np.arange(1 - s, s))) / s
-    return _pair_sum(f, [tent] * ndim) / total**2
+    return _pair_sum(f, [tent] * ndim) / float(total) ** 2
 
 
 def _pair_sum(f: np.ndarray, kernels: list) -> float:
@@ -447,7 +447,7 @@ def local_design(masks: Any, correlation: Callable[[np.ndarray], tuple], sigma: 
             not all(np.isclose(np.asarray(a)[r], 1.0) for a in factors):
         raise ValueError(f"correlation must give {ndim} factors shaped like the offsets, each 1 at d = 0")
     g = np.exp(-(d * d) / (2.0 * sigma * sigma))
-    return _pair_sum(f, [np.asarray(a, float) * g for a in factors]) / total
+    return _pair_sum(f, [np.asarray(a, float) * g for a in factors]) / float(total)
 
 
 def lattice_overlap(counts: Any) -> float:
